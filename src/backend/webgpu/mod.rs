@@ -1,0 +1,170 @@
+//! The wgpu device: adapter discovery and the kernels that run on it.
+
+use thiserror::Error;
+use wgpu::util::DeviceExt;
+
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter is available ({0}); use the CPU backend instead")]
+    NoAdapter(String),
+    #[error("the WebGPU adapter refused to create a device: {0}")]
+    NoDevice(String),
+    #[error("reading results back from the GPU failed: {0}")]
+    Readback(String),
+    #[error("{len} elements exceed this kernel's limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("input lengths differ: x has {x}, y has {y}")]
+    LengthMismatch { x: usize, y: usize },
+}
+
+/// An adapter, its device and queue.
+pub struct GpuDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+}
+
+const WORKGROUP_SIZE: u32 = 64;
+
+impl GpuDevice {
+    /// Finds an adapter (WebGPU in a browser; Vulkan, Metal or DX12 natively) and opens a device.
+    pub async fn new() -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions::default())
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("glassbox"),
+                required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        Ok(GpuDevice { device, queue, info })
+    }
+
+    /// A one-line description of the adapter, for people choosing a backend.
+    pub fn description(&self) -> String {
+        let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
+        format!("{name} ({:?}, {:?})", self.info.backend, self.info.device_type)
+    }
+
+    /// BLAS saxpy, `a·x + y`, computed on the GPU. The device self-check runs it against values
+    /// computed independently on the CPU.
+    pub async fn saxpy(&self, a: f32, x: &[f32], y: &[f32]) -> Result<Vec<f32>, GpuError> {
+        if x.len() != y.len() {
+            return Err(GpuError::LengthMismatch { x: x.len(), y: y.len() });
+        }
+        let max = (self.device.limits().max_compute_workgroups_per_dimension as usize)
+            .saturating_mul(WORKGROUP_SIZE as usize)
+            .min(self.device.limits().max_storage_buffer_binding_size as usize / 4);
+        if x.len() > max {
+            return Err(GpuError::TooLarge { len: x.len(), max });
+        }
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        let device = &self.device;
+        let module = device.create_shader_module(wgpu::include_wgsl!("saxpy.wgsl"));
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("saxpy"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let len = x.len() as u32;
+        let params: [u32; 2] = [a.to_bits(), len];
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("saxpy params"),
+            contents: bytemuck::cast_slice(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let x_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("saxpy x"),
+            contents: bytemuck::cast_slice(x),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let y_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("saxpy y"),
+            contents: bytemuck::cast_slice(y),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("saxpy bindings"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: x_buf.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: y_buf.as_entire_binding() },
+            ],
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(len.div_ceil(WORKGROUP_SIZE), 1, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        self.read_back(&y_buf).await
+    }
+
+    async fn read_back(&self, source: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
+        let size = source.size();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver only disappears if the caller's future was dropped; nothing to report.
+            let _ = sender.send(result);
+        });
+        // Natively the map callback fires only while the device is polled; in a browser the
+        // event loop drives it and this returns at once.
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| GpuError::Readback("the device was lost before mapping finished".into()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let values = bytemuck::cast_slice(&staging.slice(..).get_mapped_range()).to_vec();
+        staging.unmap();
+        Ok(values)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// Runs on whatever adapter the machine has; in CI that is Mesa's lavapipe (software Vulkan).
+    #[test]
+    fn saxpy_matches_the_cpu() {
+        let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+        let x: Vec<f32> = (0..1000).map(|i| i as f32 * 0.25).collect();
+        let y: Vec<f32> = (0..1000).map(|i| 3.0 - i as f32).collect();
+        let out = pollster::block_on(gpu.saxpy(-2.0, &x, &y)).unwrap();
+        let expected: Vec<f32> = x.iter().zip(&y).map(|(x, y)| -2.0 * x + y).collect();
+        assert_eq!(out, expected, "on {}", gpu.description());
+    }
+
+    #[test]
+    fn saxpy_rejects_mismatched_lengths() {
+        let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+        let err = pollster::block_on(gpu.saxpy(1.0, &[1.0, 2.0], &[1.0])).unwrap_err();
+        assert!(matches!(err, GpuError::LengthMismatch { x: 2, y: 1 }));
+    }
+}

@@ -1,0 +1,11 @@
+//! glassbox: look inside a language model, on your own device.
+//!
+//! The crate reads GGUF models safely ([`gguf`]), runs them on a compute [`backend`], and, on
+//! `wasm32`, exposes the whole thing to JavaScript through [`web`]. See ARCHITECTURE.md.
+
+pub mod backend;
+pub mod gguf;
+pub mod inspect;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,25 @@
+//! Shared by the integration tests: where the default models live.
+
+use std::path::PathBuf;
+
+/// `models/` at the repository root, or `$GLASSBOX_MODELS`. `make setup` fills it.
+pub fn model_path(file: &str) -> PathBuf {
+    let dir = std::env::var_os("GLASSBOX_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let path = dir.join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make setup` to download the default models",
+        path.display()
+    );
+    path
+}
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+pub fn reference(name: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
