@@ -29,6 +29,14 @@ const WORKGROUP_SIZE: u32 = 64;
 impl GpuDevice {
     /// Finds an adapter (WebGPU in a browser; Vulkan, Metal or DX12 natively) and opens a device.
     pub async fn new() -> Result<Self, GpuError> {
+        // In a browser wgpu panics if neither a window nor a dedicated worker offers
+        // `navigator.gpu`; ask first so that the answer is an error, not a trap.
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(GpuError::NoAdapter(
+                "this browser exposes no navigator.gpu adapter here".into(),
+            ));
+        }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions::default())
@@ -48,7 +56,11 @@ impl GpuDevice {
 
     /// A one-line description of the adapter, for people choosing a backend.
     pub fn description(&self) -> String {
-        let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
+        // Browsers hide the adapter's name; the driver string is then the most telling part.
+        let name = [&self.info.name, &self.info.driver, &self.info.driver_info]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .map_or("unnamed adapter", String::as_str);
         format!("{name} ({:?}, {:?})", self.info.backend, self.info.device_type)
     }
 
@@ -140,7 +152,12 @@ impl GpuDevice {
             .await
             .map_err(|_| GpuError::Readback("the device was lost before mapping finished".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let values = bytemuck::cast_slice(&staging.slice(..).get_mapped_range()).to_vec();
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let values = bytemuck::cast_slice(&view).to_vec();
+        drop(view);
         staging.unmap();
         Ok(values)
     }

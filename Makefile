@@ -1,0 +1,67 @@
+# glassbox. The README's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PORT ?= 8080
+# The demo and the npm package are built optimised; tests use the quicker dev build.
+WASM_PROFILE ?= release
+WEBGPU := --features webgpu
+SETUP_STAMP := .tools/setup.stamp
+
+.PHONY: help setup demo test test-native lint test-web bench pkg web fixtures reference clean
+
+help:
+	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
+	@echo "make test    native tests, clippy, the wasm build, tsc and browser tests"
+	@echo "make setup   install toolchains, browsers and the default models (idempotent)"
+	@echo "make pkg     build the npm package into pkg/"
+	@echo "make bench   benchmarks against peer engines"
+
+setup:
+	scripts/setup.sh
+	@touch $(SETUP_STAMP)
+
+# Setup only when it has never completed here, or its inputs changed since.
+$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py Cargo.lock www/package-lock.json
+	$(MAKE) setup
+
+pkg: $(SETUP_STAMP)
+	scripts/build-wasm.sh $(WASM_PROFILE)
+
+web: pkg
+	cd www && node build.mjs
+
+demo: web
+	cd www && node serve.mjs $(PORT)
+
+test: $(SETUP_STAMP)
+	$(MAKE) test-native lint
+	$(MAKE) WASM_PROFILE=dev test-web
+
+test-native:
+	cargo test $(WEBGPU)
+
+lint:
+	cargo clippy --all-targets $(WEBGPU) -- -D warnings
+	scripts/wasm-cargo.sh clippy --lib $(WEBGPU) -- -D warnings
+
+test-web: web
+	cd www && npx tsc --noEmit
+	cd www && node --test tests/
+
+bench:
+	@echo "bench: no benchmarks yet; the engine issue adds them (see BENCHMARKS.md)"
+
+# Test models are built by later issues; the GGUF reader tests use the real SmolLM2 file.
+fixtures: $(SETUP_STAMP)
+	@echo "fixtures: nothing to rebuild yet"
+
+# Regenerates the committed reference reading with the PyPI gguf package.
+reference: $(SETUP_STAMP)
+	python3 -m venv .venv-reference
+	.venv-reference/bin/pip install --quiet gguf==0.19.0
+	.venv-reference/bin/python tests/reference/gguf_reference.py \
+		models/SmolLM2-135M-Instruct.Q4_1.gguf tests/reference/smollm2-135m-instruct-q4_1.json
+
+clean:
+	cargo clean
+	rm -rf www/dist pkg/glassbox* pkg/*.d.ts pkg/snippets .tools/setup.stamp

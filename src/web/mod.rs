@@ -1,0 +1,75 @@
+//! The JavaScript API, compiled only for `wasm32`. It converts; the work happens in the core.
+//!
+//! Every export returns a `Result`, so failures reach JavaScript as exceptions whose `name` says
+//! which part failed (`GgufError`, `GpuError`, `InputError`) and whose `message` says why.
+
+#[cfg(feature = "webgpu")]
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+#[cfg(feature = "webgpu")]
+use crate::backend::webgpu::GpuDevice;
+use crate::gguf::Gguf;
+use crate::inspect::ModelSummary;
+
+fn js_error(name: &str, error: impl std::fmt::Display) -> JsValue {
+    let e = js_sys::Error::new(&error.to_string());
+    e.set_name(name);
+    e.into()
+}
+
+/// JS numbers are exact integers only up to 2^53.
+fn file_length(value: f64) -> Result<u64, JsValue> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if (0.0..=MAX_SAFE).contains(&value) && value.fract() == 0.0 {
+        Ok(value as u64)
+    } else {
+        Err(js_error("InputError", format!("file length {value} is not a whole number of bytes")))
+    }
+}
+
+/// Reads a GGUF header and returns `{ card, tensors }`.
+///
+/// `header` is the start of the file (all of it, or enough to hold the header) and `fileLength`
+/// its full size, so tensor bounds are checked against the real file.
+#[wasm_bindgen(js_name = inspectGguf)]
+pub fn inspect_gguf(header: &[u8], #[wasm_bindgen(js_name = fileLength)] file_length_bytes: f64) -> Result<JsValue, JsValue> {
+    let gguf = Gguf::parse(header, file_length(file_length_bytes)?).map_err(|e| js_error("GgufError", e))?;
+    let summary = ModelSummary::from_gguf(&gguf).map_err(|e| js_error("GgufError", e))?;
+    summary
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error("GgufError", e))
+}
+
+/// A WebGPU device opened through wgpu.
+#[cfg(feature = "webgpu")]
+#[wasm_bindgen]
+pub struct WebGpu {
+    device: Rc<GpuDevice>,
+}
+
+#[cfg(feature = "webgpu")]
+#[wasm_bindgen]
+impl WebGpu {
+    /// Opens the browser's default adapter. Rejects with a `GpuError` where WebGPU is missing.
+    pub async fn open() -> Result<WebGpu, JsValue> {
+        let device = GpuDevice::new().await.map_err(|e| js_error("GpuError", e))?;
+        Ok(WebGpu { device: Rc::new(device) })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn description(&self) -> String {
+        self.device.description()
+    }
+
+    /// `a·x + y` on the GPU; resolves to a `Float32Array`.
+    pub fn saxpy(&self, a: f32, x: Vec<f32>, y: Vec<f32>) -> js_sys::Promise {
+        let device = Rc::clone(&self.device);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let out = device.saxpy(a, &x, &y).await.map_err(|e| js_error("GpuError", e))?;
+            Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+}

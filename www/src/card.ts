@@ -1,0 +1,50 @@
+/** Renders a model card. Every value from the file is set as text, never as HTML. */
+
+import type { ModelSummary } from "./types.js";
+
+const FIELDS: [keyof ModelSummary["card"], string][] = [
+  ["name", "name"],
+  ["architecture", "architecture"],
+  ["layers", "layers"],
+  ["heads", "attention heads"],
+  ["kv_heads", "key/value heads"],
+  ["embedding_size", "embedding size"],
+  ["vocab_size", "vocabulary"],
+  ["context_length", "context length"],
+  ["tokenizer_model", "tokenizer"],
+  ["parameter_count", "parameters"],
+  ["tensor_count", "tensors"],
+  ["file_size", "file size (bytes)"],
+  ["gguf_version", "GGUF version"],
+];
+
+export function renderCard(list: HTMLElement, table: HTMLTableElement, summary: ModelSummary): void {
+  const rows: Node[] = [];
+  for (const [field, label] of FIELDS) {
+    const value = summary.card[field];
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const detail = document.createElement("dd");
+    detail.dataset["field"] = field;
+    detail.textContent = value === null ? "unknown" : String(value);
+    rows.push(term, detail);
+  }
+  list.replaceChildren(...rows);
+  list.dataset["state"] = "ready";
+
+  const body = table.tBodies[0];
+  if (body === undefined) return;
+  body.replaceChildren(
+    ...Object.entries(summary.card.tensor_types).map(([type, count]) => {
+      const row = document.createElement("tr");
+      row.dataset["type"] = type;
+      for (const text of [type, String(count)]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.append(cell);
+      }
+      return row;
+    }),
+  );
+  table.hidden = false;
+}

@@ -1,0 +1,159 @@
+// End-to-end: the built page in Debian's Chromium, against the `gguf` package's reading of the
+// same model file, plus the wasm's WebGPU kernel against arithmetic done here in Node.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer } from "../serve.mjs";
+
+const here = (path) => fileURLToPath(new URL(path, import.meta.url));
+const reference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-135m-instruct-q4_1.json"), "utf8"));
+const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+export const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--enable-unsafe-webgpu",
+];
+
+let server;
+let browser;
+let profile;
+let origin;
+
+before(async () => {
+  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models") });
+  origin = `http://127.0.0.1:${server.address().port}`;
+  profile = await mkdtemp(join(tmpdir(), "glassbox-chromium-"));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_FLAGS,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+/** Opens a page and records every request it makes and every error it reports. */
+async function open(path) {
+  const page = await browser.newPage();
+  const requests = [];
+  const errors = [];
+  page.on("request", (r) => requests.push(r.url()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  await page.goto(origin + path);
+  return { page, requests, errors };
+}
+
+test("the page shows SmolLM2's card as the gguf package reads it", { timeout: 180_000 }, async () => {
+  const { page, requests, errors } = await open("/");
+  await page.waitForSelector("#model-card[data-state=ready]", { timeout: 170_000 });
+
+  const shown = await page.$$eval("#model-card dd", (cells) =>
+    Object.fromEntries(cells.map((c) => [c.dataset.field, c.textContent])),
+  );
+  const expected = reference.card;
+  for (const [field, text] of Object.entries(shown)) {
+    const value = expected[field];
+    assert.equal(text, value === null ? "unknown" : String(value), `card field ${field}`);
+  }
+  assert.equal(shown.architecture, "llama");
+  assert.equal(shown.layers, "30");
+  assert.equal(shown.heads, "9");
+  assert.equal(shown.kv_heads, "3");
+  assert.equal(shown.embedding_size, "576");
+  assert.equal(shown.vocab_size, "49152");
+
+  const types = await page.$$eval("#tensor-types tbody tr", (rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.type, Number(r.cells[1].textContent)])),
+  );
+  assert.deepEqual(types, expected.tensor_types);
+
+  // Privacy: the page fetched nothing but its own files and the model it was asked to load.
+  for (const url of requests) assert.ok(url.startsWith(origin + "/"), `unexpected request to ${url}`);
+  assert.ok(requests.includes(`${origin}/${MODEL_PATH}`));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("the wasm reads the whole tensor table as the gguf package does", { timeout: 120_000 }, async () => {
+  const { page } = await open("/");
+  const tensors = await page.evaluate(async (modelPath) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const bytes = new Uint8Array(await (await fetch(modelPath)).arrayBuffer());
+    return glassbox.inspectGguf(bytes, bytes.byteLength).tensors;
+  }, "/" + MODEL_PATH);
+  assert.deepEqual(tensors, reference.tensors);
+  await page.close();
+});
+
+test("hostile or missing models are typed errors, not traps", { timeout: 60_000 }, async () => {
+  const { page, errors } = await open("/?model=models/no-such-model.gguf");
+  await page.waitForSelector("#load-status[data-state=error]");
+  assert.match(await page.textContent("#load-status"), /^LoadError: .*404/);
+
+  const failures = await page.evaluate(async () => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const attempt = (bytes, length) => {
+      try {
+        glassbox.inspectGguf(bytes, length);
+        return "parsed";
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    };
+    const header = new Uint8Array(24);
+    header.set([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0]);
+    header.fill(0xff, 8, 16); // 2^64 - 1 tensors
+    const results = [
+      attempt(new TextEncoder().encode("not a model at all"), 18),
+      attempt(header, header.length),
+      attempt(header, -1),
+    ];
+    // The module still works after every failure: no panic poisoned it.
+    results.push(attempt(new Uint8Array([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0, ...new Array(16).fill(0)]), 24));
+    return results;
+  });
+  assert.match(failures[0], /^GgufError: not a GGUF file/);
+  assert.match(failures[1], /^GgufError: tensor count 18446744073709551615 .* is impossible/);
+  assert.match(failures[2], /^InputError: file length -1/);
+  assert.match(failures[3], /^GgufError: required metadata key "general.architecture" is missing/);
+  assert.deepEqual(errors.filter((e) => !e.includes("404")), []);
+  await page.close();
+});
+
+test("a WGSL kernel runs through wgpu on the browser's WebGPU adapter", { timeout: 60_000 }, async () => {
+  const { page } = await open("/");
+  await page.waitForSelector("#webgpu-status:not([data-state=checking])", { timeout: 50_000 });
+  const status = await page.textContent("#webgpu-status");
+  assert.equal(await page.getAttribute("#webgpu-status", "data-state"), "ok", status);
+
+  const a = -3;
+  const x = Array.from({ length: 1000 }, (_, i) => i / 4);
+  const y = Array.from({ length: 1000 }, (_, i) => 1000 - i);
+  const result = await page.evaluate(async ({ a, x, y }) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const gpu = await glassbox.WebGpu.open();
+    const out = await gpu.saxpy(a, Float32Array.from(x), Float32Array.from(y));
+    return { description: gpu.description, out: Array.from(out) };
+  }, { a, x, y });
+  // Every product and sum here is exact in f32, so the GPU must agree to the bit.
+  assert.deepEqual(result.out, x.map((xi, i) => a * xi + y[i]));
+  console.log(`# WebGPU adapter: ${result.description}`);
+  await page.close();
+});
