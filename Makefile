@@ -37,8 +37,10 @@ test: $(SETUP_STAMP)
 	$(MAKE) test-native lint
 	$(MAKE) WASM_PROFILE=dev test-web
 
+# Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
-	cargo test $(WEBGPU)
+	mkdir -p -m 700 .tools/xdg-runtime
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(WEBGPU)
 
 lint:
 	cargo clippy --all-targets $(WEBGPU) -- -D warnings
