@@ -60,7 +60,7 @@ impl GpuDevice {
         let name = [&self.info.name, &self.info.driver, &self.info.driver_info]
             .into_iter()
             .find(|s| !s.is_empty())
-            .map_or("unnamed adapter", String::as_str);
+            .map_or("adapter details withheld by the browser", String::as_str);
         format!("{name} ({:?}, {:?})", self.info.backend, self.info.device_type)
     }
 
