@@ -5,7 +5,10 @@
 
 pub mod backend;
 pub mod gguf;
+pub mod hooks;
 pub mod inspect;
+pub mod model;
+pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

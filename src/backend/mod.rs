@@ -1,5 +1,75 @@
-//! Compute backends. The wgpu backend (WebGPU in the browser, Vulkan/Metal/DX12 natively) lives
-//! behind the `webgpu` feature.
+//! Compute backends. The transformer in `model/` is written once over [`Backend`]; each backend
+//! supplies the operations on its own tensor type.
+//!
+//! - `candle`: CPU (and CUDA with the `cuda` feature), quantised weights through candle's
+//!   `QMatMul`;
+//! - `webgpu` (feature `webgpu`): the wgpu device, WebGPU in browsers, Vulkan/Metal/DX12 natively.
 
+pub mod candle;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
+
+use crate::gguf::TensorInfo;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+pub type BackendResult<T> = std::result::Result<T, BackendError>;
+
+/// Rotary embedding of one forward call: angles `(start + t) · θ^(-2i/rope_dims) / factor_i`.
+pub struct Rope<'a> {
+    pub start: usize,
+    pub theta: f32,
+    /// Per-frequency divisors (llama3's `rope_freqs.weight`), or none.
+    pub freq_factors: Option<&'a [f32]>,
+    pub interleaved: bool,
+}
+
+/// The operations the transformer needs. Activations are row-major `[positions, width]` matrices
+/// of f32; weights keep their GGUF encoding where the backend can compute with it.
+pub trait Backend {
+    type Tensor: Clone;
+    type Matrix;
+
+    /// A `[out, in]` weight matrix from its GGUF bytes (GGUF shape `[in, out]`).
+    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<Self::Matrix>;
+    /// A host vector (norm weights, biases) as a `[1, n]` tensor.
+    fn vector(&self, values: &[f32]) -> BackendResult<Self::Tensor>;
+    fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Self::Tensor>;
+    /// `(shape, values)` copied to the host.
+    fn download(&self, x: &Self::Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)>;
+
+    /// Rows `ids` of an embedding table, dequantising only those rows.
+    fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> BackendResult<Self::Tensor>;
+    /// `x · Wᵀ` for `x: [t, in]`, `W: [out, in]`.
+    fn linear(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// Elementwise sum; `b` may be a `[1, n]` row broadcast over `a`'s rows.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    /// Elementwise product; `b` may be a `[1, n]` row broadcast over `a`'s rows.
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    fn silu(&self, x: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` per row, `weight: [1, n]`.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f64) -> BackendResult<Self::Tensor>;
+    /// Each row's `sqrt(mean(x²) + eps)`, as `[t, 1]`: the scale RMSNorm divides by.
+    fn rms(&self, x: &Self::Tensor, eps: f64) -> BackendResult<Self::Tensor>;
+    /// Rotates `x: [t, heads·head_dim]` head by head.
+    fn rope(&self, x: &Self::Tensor, heads: usize, rope: &Rope) -> BackendResult<Self::Tensor>;
+    /// Causal attention of `q: [t, H·d]` over `k, v: [T, KV·d]`, the queries sitting at the last
+    /// `t` of the `T` positions. Returns `z: [t, H·d]` and the probabilities `[H, t, T]`.
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        heads: usize,
+        kv_heads: usize,
+    ) -> BackendResult<(Self::Tensor, Self::Tensor)>;
+    /// `a` stacked above `b`.
+    fn concat_rows(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    fn select_rows(&self, x: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;
+    /// Multiplies columns `[start, start + len)` of every row by `factor`.
+    fn scale_columns(&self, x: &Self::Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Self::Tensor>;
+    /// Replaces row `row` with `values`.
+    fn set_row(&self, x: &Self::Tensor, row: usize, values: &[f32]) -> BackendResult<Self::Tensor>;
+}

@@ -1,0 +1,223 @@
+//! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
+//! on the `Device` it was created with.
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use super::{Backend, BackendError, BackendResult, Rope};
+use crate::gguf::{GgmlType, TensorInfo};
+
+pub struct CandleBackend {
+    device: Device,
+}
+
+impl CandleBackend {
+    pub fn new(device: Device) -> Self {
+        CandleBackend { device }
+    }
+
+    pub fn cpu() -> Self {
+        Self::new(Device::Cpu)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+fn err(e: candle_core::Error) -> BackendError {
+    BackendError(e.to_string())
+}
+
+/// The GGUF types candle computes with.
+fn candle_dtype(t: GgmlType) -> Option<GgmlDType> {
+    Some(match t {
+        GgmlType::F32 => GgmlDType::F32,
+        GgmlType::F16 => GgmlDType::F16,
+        GgmlType::Bf16 => GgmlDType::BF16,
+        GgmlType::Q4_0 => GgmlDType::Q4_0,
+        GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q5_0 => GgmlDType::Q5_0,
+        GgmlType::Q5_1 => GgmlDType::Q5_1,
+        GgmlType::Q8_0 => GgmlDType::Q8_0,
+        GgmlType::Q2K => GgmlDType::Q2K,
+        GgmlType::Q3K => GgmlDType::Q3K,
+        GgmlType::Q4K => GgmlDType::Q4K,
+        GgmlType::Q5K => GgmlDType::Q5K,
+        GgmlType::Q6K => GgmlDType::Q6K,
+        _ => return None,
+    })
+}
+
+/// A weight matrix: candle's quantised matmul, plus the quantised tensor for row lookups.
+pub struct CandleMatrix {
+    matmul: QMatMul,
+    table: std::sync::Arc<candle_core::quantized::QTensor>,
+}
+
+impl Backend for CandleBackend {
+    type Tensor = Tensor;
+    type Matrix = CandleMatrix;
+
+    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+        let dtype = candle_dtype(info.ggml_type).ok_or_else(|| {
+            BackendError(format!("tensor {} has type {}, which the candle backend cannot compute with", info.name, info.ggml_type))
+        })?;
+        let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
+        let table = std::sync::Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
+        let matmul = QMatMul::from_arc(table.clone()).map_err(err)?;
+        Ok(CandleMatrix { matmul, table })
+    }
+
+    fn vector(&self, values: &[f32]) -> BackendResult<Tensor> {
+        self.upload(1, values.len(), values)
+    }
+
+    fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Tensor> {
+        Tensor::from_slice(values, (rows, cols), &self.device).map_err(err)
+    }
+
+    fn download(&self, x: &Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)> {
+        let values = x.flatten_all().and_then(|f| f.to_dtype(DType::F32)).and_then(|f| f.to_vec1()).map_err(err)?;
+        Ok((x.dims().to_vec(), values))
+    }
+
+    fn embed(&self, table: &CandleMatrix, ids: &[u32]) -> BackendResult<Tensor> {
+        let ids = Tensor::from_slice(ids, ids.len(), &self.device).map_err(err)?;
+        table.table.embedding(&ids).map_err(err)
+    }
+
+    fn linear(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
+        w.matmul.forward(x).map_err(err)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {
+        a.broadcast_add(b).map_err(err)
+    }
+
+    fn mul(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {
+        a.broadcast_mul(b).map_err(err)
+    }
+
+    fn silu(&self, x: &Tensor) -> BackendResult<Tensor> {
+        candle_nn::ops::silu(x).map_err(err)
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> BackendResult<Tensor> {
+        // candle's fused kernel: the norm's rounding feeds the activation quantisation of the
+        // next matmul, so every path must round the same way.
+        candle_nn::ops::rms_norm(x, &weight.flatten_all().map_err(err)?, eps as f32).map_err(err)
+    }
+
+    fn rms(&self, x: &Tensor, eps: f64) -> BackendResult<Tensor> {
+        x.sqr()
+            .and_then(|s| s.mean_keepdim(D::Minus1))
+            .and_then(|m| m + eps)
+            .and_then(|m| m.sqrt())
+            .map_err(err)
+    }
+
+    fn rope(&self, x: &Tensor, heads: usize, rope: &Rope) -> BackendResult<Tensor> {
+        let (t, width) = x.dims2().map_err(err)?;
+        let head_dim = width / heads;
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in 0..t {
+            let position = (rope.start + p) as f32;
+            for i in 0..half {
+                // Written as 1/θ^(2i/d), not θ^(-2i/d): the two round differently, and a one-ulp
+                // change moves the next matmul's activation quantisation.
+                let mut freq = 1.0 / rope.theta.powf((2 * i) as f32 / head_dim as f32);
+                if let Some(factors) = rope.freq_factors {
+                    freq /= factors.get(i).copied().unwrap_or(1.0);
+                }
+                let angle = position * freq;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (t, half), &self.device).map_err(err)?;
+        let sin = Tensor::from_vec(sin, (t, half), &self.device).map_err(err)?;
+        let by_head = x
+            .reshape((1, t, heads, head_dim))
+            .and_then(|x| x.transpose(1, 2))
+            .and_then(|x| x.contiguous())
+            .map_err(err)?;
+        let rotated = if rope.interleaved {
+            candle_nn::rotary_emb::rope_i(&by_head, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&by_head, &cos, &sin)
+        }
+        .map_err(err)?;
+        rotated
+            .transpose(1, 2)
+            .and_then(|x| x.reshape((t, width)))
+            .map_err(err)
+    }
+
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, kv_heads: usize) -> BackendResult<(Tensor, Tensor)> {
+        let (t, width) = q.dims2().map_err(err)?;
+        let total = k.dim(0).map_err(err)?;
+        let head_dim = width / heads;
+        let group = heads / kv_heads;
+        let split = |x: &Tensor, n: usize, rows: usize| {
+            x.reshape((rows, n, head_dim)).and_then(|x| x.transpose(0, 1)).and_then(|x| x.contiguous())
+        };
+        // GQA: query head h reads kv head h / group.
+        let expand = |x: Tensor| -> candle_core::Result<Tensor> {
+            if group == 1 {
+                return Ok(x);
+            }
+            x.unsqueeze(1)?
+                .expand((kv_heads, group, total, head_dim))?
+                .reshape((heads, total, head_dim))
+        };
+        let q = split(q, heads, t).map_err(err)?;
+        let k = split(k, kv_heads, total).and_then(expand).map_err(err)?;
+        let v = split(v, kv_heads, total).and_then(expand).map_err(err)?;
+        let scores = q
+            .matmul(&k.t().map_err(err)?)
+            .and_then(|s| s / (head_dim as f64).sqrt())
+            .map_err(err)?;
+        // Query i sits at absolute position total - t + i and sees keys up to it.
+        let offset = total - t;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..total).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, t, total), &self.device).map_err(err)?;
+        let probs = scores
+            .broadcast_add(&mask)
+            .and_then(|s| candle_nn::ops::softmax_last_dim(&s))
+            .map_err(err)?;
+        let z = probs
+            .matmul(&v)
+            .and_then(|z| z.transpose(0, 1))
+            .and_then(|z| z.reshape((t, width)))
+            .map_err(err)?;
+        Ok((z, probs))
+    }
+
+    fn concat_rows(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {
+        Tensor::cat(&[a, b], 0).map_err(err)
+    }
+
+    fn select_rows(&self, x: &Tensor, rows: &[usize]) -> BackendResult<Tensor> {
+        let ids: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let ids = Tensor::from_vec(ids, rows.len(), &self.device).map_err(err)?;
+        x.index_select(&ids, 0).map_err(err)
+    }
+
+    fn scale_columns(&self, x: &Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Tensor> {
+        let width = x.dim(1).map_err(err)?;
+        let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
+        let scale = Tensor::from_vec(scale, (1, width), &self.device).map_err(err)?;
+        x.broadcast_mul(&scale).map_err(err)
+    }
+
+    fn set_row(&self, x: &Tensor, row: usize, values: &[f32]) -> BackendResult<Tensor> {
+        let (_, width) = x.dims2().map_err(err)?;
+        let replacement = Tensor::from_slice(values, (1, width), &self.device).map_err(err)?;
+        x.slice_assign(&[row..row + 1, 0..width], &replacement).map_err(err)
+    }
+}

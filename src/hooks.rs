@@ -1,0 +1,222 @@
+//! Typed hook points, named as in TransformerLens, and what a caller asks the forward pass to
+//! record or change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// A place in the forward pass whose activation can be recorded.
+///
+/// Shapes, with `t` the recorded positions, `k` all key positions, `d` the model width, `H` heads,
+/// `h` the head size and `f` the FFN width:
+/// - `Embed`, `ResidPre`, `AttnOut`, `ResidMid`, `MlpOut`, `ResidPost`: `[t, d]`;
+/// - `AttnPattern`: `[H, t, k]`, attention probabilities;
+/// - `AttnZ`: `[t, H, h]`, each head's attention-weighted values before W_O;
+/// - `AttnResult`: `[t, H, d]`, each head's output after W_O (its slice of o_proj);
+/// - `MlpPre`: `[t, f]`, gate pre-activations `gate·x`;
+/// - `MlpPost`: `[t, f]`, neuron coefficients `m = act(gate·x)·(up·x)`;
+/// - `LnFinalScale`: `[t, 1]`, the final RMSNorm's `sqrt(mean(x²) + eps)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HookPoint {
+    Embed,
+    ResidPre(usize),
+    AttnPattern(usize),
+    AttnZ(usize),
+    AttnResult(usize),
+    AttnOut(usize),
+    ResidMid(usize),
+    MlpPre(usize),
+    MlpPost(usize),
+    MlpOut(usize),
+    ResidPost(usize),
+    LnFinalScale,
+}
+
+/// A per-layer hook's name and constructor.
+type LayerHook = (&'static str, fn(usize) -> HookPoint);
+
+const LAYER_HOOKS: &[LayerHook] = &[
+    ("hook_resid_pre", HookPoint::ResidPre),
+    ("attn.hook_pattern", HookPoint::AttnPattern),
+    ("attn.hook_z", HookPoint::AttnZ),
+    ("attn.hook_result", HookPoint::AttnResult),
+    ("hook_attn_out", HookPoint::AttnOut),
+    ("hook_resid_mid", HookPoint::ResidMid),
+    ("mlp.hook_pre", HookPoint::MlpPre),
+    ("mlp.hook_post", HookPoint::MlpPost),
+    ("hook_mlp_out", HookPoint::MlpOut),
+    ("hook_resid_post", HookPoint::ResidPost),
+];
+
+impl HookPoint {
+    pub fn layer(self) -> Option<usize> {
+        use HookPoint::*;
+        match self {
+            Embed | LnFinalScale => None,
+            ResidPre(l) | AttnPattern(l) | AttnZ(l) | AttnResult(l) | AttnOut(l) | ResidMid(l)
+            | MlpPre(l) | MlpPost(l) | MlpOut(l) | ResidPost(l) => Some(l),
+        }
+    }
+
+    /// Every hook point of a model with `layers` layers, in forward order.
+    pub fn all(layers: usize) -> Vec<HookPoint> {
+        let mut points = vec![HookPoint::Embed];
+        for l in 0..layers {
+            points.extend(LAYER_HOOKS.iter().map(|(_, make)| make(l)));
+        }
+        points.push(HookPoint::LnFinalScale);
+        points
+    }
+
+    /// Parses a TransformerLens name such as `blocks.3.attn.hook_pattern`.
+    pub fn parse(name: &str) -> Option<HookPoint> {
+        match name {
+            "hook_embed" => return Some(HookPoint::Embed),
+            "ln_final.hook_scale" => return Some(HookPoint::LnFinalScale),
+            _ => {}
+        }
+        let rest = name.strip_prefix("blocks.")?;
+        let (layer, hook) = rest.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        LAYER_HOOKS.iter().find(|(n, _)| *n == hook).map(|(_, make)| make(layer))
+    }
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookPoint::Embed => f.write_str("hook_embed"),
+            HookPoint::LnFinalScale => f.write_str("ln_final.hook_scale"),
+            other => {
+                let layer = other.layer().expect("layer hooks have a layer");
+                let name = LAYER_HOOKS
+                    .iter()
+                    .find(|(_, make)| make(layer) == *other)
+                    .map(|(n, _)| *n)
+                    .expect("every layer hook is in LAYER_HOOKS");
+                write!(f, "blocks.{layer}.{name}")
+            }
+        }
+    }
+}
+
+impl Serialize for HookPoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Which sequence positions a hook records. Recording only what is asked keeps memory bounded:
+/// per-head results alone are heads × width per position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Positions {
+    All,
+    Last,
+    Only(Vec<usize>),
+}
+
+impl Positions {
+    /// The recorded positions among `0..len`, in order; out-of-range ones are dropped.
+    pub fn resolve(&self, len: usize) -> Vec<usize> {
+        match self {
+            Positions::All => (0..len).collect(),
+            Positions::Last => len.checked_sub(1).into_iter().collect(),
+            Positions::Only(list) => list.iter().copied().filter(|&p| p < len).collect(),
+        }
+    }
+}
+
+/// The hooks a forward pass records, each at its own positions.
+#[derive(Clone, Debug, Default)]
+pub struct HookRequest {
+    points: BTreeMap<HookPoint, Positions>,
+}
+
+impl HookRequest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, point: HookPoint, positions: Positions) -> Self {
+        self.points.insert(point, positions);
+        self
+    }
+
+    pub fn positions(&self, point: HookPoint) -> Option<&Positions> {
+        self.points.get(&point)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn points(&self) -> impl Iterator<Item = (&HookPoint, &Positions)> {
+        self.points.iter()
+    }
+}
+
+/// A recorded activation, copied to the host.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Activation {
+    /// The sequence positions recorded, which index the first axis (`AttnPattern`: the second).
+    pub positions: Vec<usize>,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Activation {
+    /// Row `i` of the first axis, for `[t, …]` shaped activations.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let width: usize = self.shape[1..].iter().product();
+        &self.data[i * width..(i + 1) * width]
+    }
+}
+
+/// Everything a forward pass recorded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Recording {
+    pub activations: BTreeMap<HookPoint, Activation>,
+}
+
+impl Recording {
+    pub fn get(&self, point: HookPoint) -> Option<&Activation> {
+        self.activations.get(&point)
+    }
+}
+
+/// A change made inside the forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Intervention {
+    /// Multiply head `head`'s output in `layer` by `factor` (0 ablates it), at every position.
+    ScaleHead { layer: usize, head: usize, factor: f32 },
+    /// Multiply FFN neuron `neuron`'s coefficient m in `layer` by `factor`, at every position.
+    ScaleNeuron { layer: usize, neuron: usize, factor: f32 },
+    /// Replace the residual entering `layer` at `position` (activation patching).
+    PatchResidPre { layer: usize, position: usize, values: Vec<f32> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_in_transformer_lens_form() {
+        for point in HookPoint::all(3) {
+            assert_eq!(HookPoint::parse(&point.to_string()), Some(point));
+        }
+        assert_eq!(HookPoint::AttnPattern(7).to_string(), "blocks.7.attn.hook_pattern");
+        assert_eq!(HookPoint::MlpPost(0).to_string(), "blocks.0.mlp.hook_post");
+        assert_eq!(HookPoint::parse("blocks.x.hook_resid_pre"), None);
+        assert_eq!(HookPoint::parse("blocks.2.hook_nothing"), None);
+        assert_eq!(HookPoint::all(2).len(), 2 + 2 * 10);
+    }
+
+    #[test]
+    fn positions_resolve_within_the_sequence() {
+        assert_eq!(Positions::Last.resolve(5), vec![4]);
+        assert_eq!(Positions::Last.resolve(0), Vec::<usize>::new());
+        assert_eq!(Positions::All.resolve(3), vec![0, 1, 2]);
+        assert_eq!(Positions::Only(vec![0, 9, 2]).resolve(3), vec![0, 2]);
+    }
+}

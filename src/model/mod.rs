@@ -1,0 +1,417 @@
+//! One transformer for the Llama family (Llama 2/3, Mistral, Qwen2, SmolLM), written over the
+//! [`Backend`] trait, with hook points and interventions inside the forward pass.
+//!
+//! Per layer l, with x the residual entering it:
+//! `a = W_O · attn(rope(W_Q·n₁(x)), rope(W_K·n₁(x)), W_V·n₁(x))`, `r = x + a`,
+//! `m = silu(W_gate·n₂(r)) ⊙ (W_up·n₂(r))`, `f = W_down · m`, `x' = r + f`,
+//! where `nᵢ(v) = gᵢ ⊙ v / sqrt(mean(v²) + ε)` (RMSNorm). Logits are `W_U · n_final(x_L)`.
+
+mod config;
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
+
+use crate::backend::{Backend, BackendError, Rope};
+use crate::gguf::{GgmlType, GgufError, TensorInfo};
+use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, Recording};
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("architecture {found:?} is not supported; glassbox runs {supported:?}")]
+    UnsupportedArchitecture { found: String, supported: &'static [&'static str] },
+    #[error("metadata key {0:?} is missing")]
+    MissingKey(String),
+    #[error("metadata key {key:?} has an impossible value {value}")]
+    BadHyperparameter { key: String, value: String },
+    #[error("tensor {0:?} is missing from the model file")]
+    MissingTensor(String),
+    #[error("tensor {name:?} has shape {found:?}; this model's hyperparameters need {expected:?}")]
+    WrongShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("{len} tokens exceed the model's context of {max}")]
+    PromptTooLong { len: usize, max: usize },
+    #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
+    BadTokenId { id: u32, vocab_size: usize },
+    #[error("invalid intervention: {0}")]
+    BadIntervention(String),
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Where the weights come from: a GGUF header plus a way to read one tensor's bytes.
+pub trait WeightSource {
+    fn tensors(&self) -> &[TensorInfo];
+    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>>;
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl WeightSource for crate::gguf::GgufFile {
+    fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>> {
+        Ok(self.read_tensor(tensor)?)
+    }
+}
+
+struct Layer<B: Backend> {
+    attn_norm: B::Tensor,
+    wq: B::Matrix,
+    wk: B::Matrix,
+    wv: B::Matrix,
+    wo: B::Matrix,
+    q_bias: Option<B::Tensor>,
+    k_bias: Option<B::Tensor>,
+    v_bias: Option<B::Tensor>,
+    ffn_norm: B::Tensor,
+    gate: B::Matrix,
+    up: B::Matrix,
+    down: B::Matrix,
+}
+
+pub struct Model<B: Backend> {
+    backend: B,
+    config: Config,
+    embedding: B::Matrix,
+    /// `None` when the embedding is tied: the unembedding is then the embedding table.
+    output: Option<B::Matrix>,
+    final_norm: B::Tensor,
+    rope_freq_factors: Option<Vec<f32>>,
+    layers: Vec<Layer<B>>,
+}
+
+/// Keys and values of the positions already processed, per layer (post-rope keys).
+pub struct KvCache<B: Backend> {
+    keys: Vec<Option<B::Tensor>>,
+    values: Vec<Option<B::Tensor>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<B: Backend> Clone for KvCache<B> {
+    fn clone(&self) -> Self {
+        KvCache { keys: self.keys.clone(), values: self.values.clone(), len: self.len }
+    }
+}
+
+/// What one forward call returns.
+pub struct Forward {
+    /// Logits per requested position, `[positions, vocab]` row-major.
+    pub logits: Activation,
+    pub recording: Recording,
+}
+
+fn f32_values(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
+    if info.ggml_type != GgmlType::F32 {
+        return Err(ModelError::WrongShape {
+            name: format!("{} (type {}, expected F32)", info.name, info.ggml_type),
+            expected: info.shape.clone(),
+            found: info.shape.clone(),
+        });
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+struct Loader<'a, B: Backend, S: WeightSource> {
+    backend: &'a B,
+    source: &'a S,
+    tensors: BTreeMap<&'a str, &'a TensorInfo>,
+}
+
+impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
+    fn info(&self, name: &str, expected: &[u64]) -> Result<&'a TensorInfo> {
+        let info = *self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        if info.shape != expected {
+            return Err(ModelError::WrongShape { name: name.into(), expected: expected.to_vec(), found: info.shape.clone() });
+        }
+        Ok(info)
+    }
+
+    /// A matrix stored with GGUF shape `[cols, rows]` (ggml order).
+    fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<B::Matrix> {
+        let info = self.info(name, &[cols as u64, rows as u64])?;
+        Ok(self.backend.matrix(info, &self.source.read(info)?)?)
+    }
+
+    fn host_vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let info = self.info(name, &[len as u64])?;
+        f32_values(info, &self.source.read(info)?)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<B::Tensor> {
+        Ok(self.backend.vector(&self.host_vector(name, len)?)?)
+    }
+
+    fn optional_vector(&self, name: &str, len: usize) -> Result<Option<B::Tensor>> {
+        if self.tensors.contains_key(name) {
+            self.vector(name, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads the weights named as llama.cpp names them, checking each shape against `config`.
+    pub fn load<S: WeightSource>(backend: B, config: Config, source: &S) -> Result<Self> {
+        let loader = Loader {
+            backend: &backend,
+            source,
+            tensors: source.tensors().iter().map(|t| (t.name.as_str(), t)).collect(),
+        };
+        let c = &config;
+        let q_width = c.heads * c.head_dim;
+        let kv_width = c.kv_heads * c.head_dim;
+        let mut layers = Vec::with_capacity(c.layers);
+        for l in 0..c.layers {
+            let name = |suffix: &str| format!("blk.{l}.{suffix}");
+            layers.push(Layer {
+                attn_norm: loader.vector(&name("attn_norm.weight"), c.width)?,
+                wq: loader.matrix(&name("attn_q.weight"), c.width, q_width)?,
+                wk: loader.matrix(&name("attn_k.weight"), c.width, kv_width)?,
+                wv: loader.matrix(&name("attn_v.weight"), c.width, kv_width)?,
+                wo: loader.matrix(&name("attn_output.weight"), q_width, c.width)?,
+                q_bias: loader.optional_vector(&name("attn_q.bias"), q_width)?,
+                k_bias: loader.optional_vector(&name("attn_k.bias"), kv_width)?,
+                v_bias: loader.optional_vector(&name("attn_v.bias"), kv_width)?,
+                ffn_norm: loader.vector(&name("ffn_norm.weight"), c.width)?,
+                gate: loader.matrix(&name("ffn_gate.weight"), c.width, c.ffn_width)?,
+                up: loader.matrix(&name("ffn_up.weight"), c.width, c.ffn_width)?,
+                down: loader.matrix(&name("ffn_down.weight"), c.ffn_width, c.width)?,
+            });
+        }
+        let embedding = loader.matrix("token_embd.weight", c.width, c.vocab_size)?;
+        let output = if loader.tensors.contains_key("output.weight") {
+            Some(loader.matrix("output.weight", c.width, c.vocab_size)?)
+        } else {
+            None
+        };
+        let rope_freq_factors = if loader.tensors.contains_key("rope_freqs.weight") {
+            Some(loader.host_vector("rope_freqs.weight", c.head_dim / 2)?)
+        } else {
+            None
+        };
+        Ok(Model {
+            final_norm: loader.vector("output_norm.weight", c.width)?,
+            embedding,
+            output,
+            rope_freq_factors,
+            layers,
+            config,
+            backend,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache { keys: vec![None; self.config.layers], values: vec![None; self.config.layers], len: 0 }
+    }
+
+    fn check_interventions(&self, interventions: &[Intervention]) -> Result<()> {
+        let c = &self.config;
+        for i in interventions {
+            let problem = match *i {
+                Intervention::ScaleHead { layer, head, .. } if layer >= c.layers || head >= c.heads => {
+                    Some(format!("head {layer}.{head} does not exist ({} layers × {} heads)", c.layers, c.heads))
+                }
+                Intervention::ScaleNeuron { layer, neuron, .. } if layer >= c.layers || neuron >= c.ffn_width => {
+                    Some(format!("neuron {layer}.{neuron} does not exist ({} layers × {} neurons)", c.layers, c.ffn_width))
+                }
+                Intervention::PatchResidPre { layer, ref values, .. } if layer >= c.layers || values.len() != c.width => {
+                    Some(format!("a patch of layer {layer} needs {} values, got {}", c.width, values.len()))
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                return Err(ModelError::BadIntervention(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `ids` after the positions already in `cache`, appending them to it.
+    ///
+    /// Records the hooks in `hooks`, applies `interventions`, and returns logits at
+    /// `logits_at` (positions relative to `ids`).
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache<B>,
+        hooks: &HookRequest,
+        interventions: &[Intervention],
+        logits_at: &Positions,
+    ) -> Result<Forward> {
+        let c = &self.config;
+        let be = &self.backend;
+        if ids.is_empty() {
+            return Err(ModelError::EmptyPrompt);
+        }
+        let total = cache.len + ids.len();
+        if total > c.context_length {
+            return Err(ModelError::PromptTooLong { len: total, max: c.context_length });
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::BadTokenId { id, vocab_size: c.vocab_size });
+        }
+        self.check_interventions(interventions)?;
+
+        let t = ids.len();
+        let mut recording = Recording::default();
+        let record = |recording: &mut Recording, point: HookPoint, x: &B::Tensor| -> Result<()> {
+            let Some(positions) = hooks.positions(point) else { return Ok(()) };
+            let rows = positions.resolve(t);
+            let (shape, data) = if matches!(point, HookPoint::AttnPattern(_)) {
+                pattern_rows(be, x, &rows)?
+            } else {
+                be.download(&be.select_rows(x, &rows)?)?
+            };
+            recording.activations.insert(point, Activation { positions: rows, shape, data });
+            Ok(())
+        };
+
+        let mut x = be.embed(&self.embedding, ids)?;
+        record(&mut recording, HookPoint::Embed, &x)?;
+        let rope = |start| Rope {
+            start,
+            theta: c.rope_theta,
+            freq_factors: self.rope_freq_factors.as_deref(),
+            interleaved: c.rope_style == RopeStyle::Interleaved,
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            for i in interventions {
+                if let Intervention::PatchResidPre { layer: pl, position, values } = i {
+                    if *pl == l && *position >= cache.len && *position < total {
+                        x = be.set_row(&x, position - cache.len, values)?;
+                    }
+                }
+            }
+            record(&mut recording, HookPoint::ResidPre(l), &x)?;
+
+            let normed = be.rms_norm(&x, &layer.attn_norm, c.norm_eps)?;
+            let with_bias = |m: &B::Matrix, bias: &Option<B::Tensor>| -> Result<B::Tensor> {
+                let y = be.linear(&normed, m)?;
+                Ok(match bias {
+                    Some(b) => be.add(&y, b)?,
+                    None => y,
+                })
+            };
+            let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope(cache.len))?;
+            let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope(cache.len))?;
+            let v = with_bias(&layer.wv, &layer.v_bias)?;
+            let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
+                (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
+                _ => (k, v),
+            };
+            let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads)?;
+            cache.keys[l] = Some(k_all);
+            cache.values[l] = Some(v_all);
+            record(&mut recording, HookPoint::AttnPattern(l), &pattern)?;
+            for i in interventions {
+                if let Intervention::ScaleHead { layer: hl, head, factor } = *i {
+                    if hl == l {
+                        z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
+                    }
+                }
+            }
+            record(&mut recording, HookPoint::AttnZ(l), &z)?;
+            if let Some(positions) = hooks.positions(HookPoint::AttnResult(l)) {
+                let rows = positions.resolve(t);
+                let z_rows = be.select_rows(&z, &rows)?;
+                let mut data = Vec::with_capacity(rows.len() * c.heads * c.width);
+                let mut per_head = Vec::with_capacity(c.heads);
+                for h in 0..c.heads {
+                    // Head h's output: o_proj applied to z with every other head zeroed.
+                    let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
+                    let only_h = be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
+                    per_head.push(be.download(&be.linear(&only_h, &layer.wo)?)?.1);
+                }
+                for r in 0..rows.len() {
+                    for head in &per_head {
+                        data.extend_from_slice(&head[r * c.width..(r + 1) * c.width]);
+                    }
+                }
+                recording.activations.insert(
+                    HookPoint::AttnResult(l),
+                    Activation { shape: vec![rows.len(), c.heads, c.width], positions: rows, data },
+                );
+            }
+            let attn_out = be.linear(&z, &layer.wo)?;
+            record(&mut recording, HookPoint::AttnOut(l), &attn_out)?;
+            x = be.add(&x, &attn_out)?;
+            record(&mut recording, HookPoint::ResidMid(l), &x)?;
+
+            let normed = be.rms_norm(&x, &layer.ffn_norm, c.norm_eps)?;
+            let gate = be.linear(&normed, &layer.gate)?;
+            record(&mut recording, HookPoint::MlpPre(l), &gate)?;
+            let mut m = be.mul(&be.silu(&gate)?, &be.linear(&normed, &layer.up)?)?;
+            for i in interventions {
+                if let Intervention::ScaleNeuron { layer: nl, neuron, factor } = *i {
+                    if nl == l {
+                        m = be.scale_columns(&m, neuron, 1, factor)?;
+                    }
+                }
+            }
+            record(&mut recording, HookPoint::MlpPost(l), &m)?;
+            let mlp_out = be.linear(&m, &layer.down)?;
+            record(&mut recording, HookPoint::MlpOut(l), &mlp_out)?;
+            x = be.add(&x, &mlp_out)?;
+            record(&mut recording, HookPoint::ResidPost(l), &x)?;
+        }
+        cache.len = total;
+
+        let logit_rows = logits_at.resolve(t);
+        let x = be.select_rows(&x, &logit_rows)?;
+        if let Some(positions) = hooks.positions(HookPoint::LnFinalScale) {
+            let scale = be.rms(&x, c.norm_eps)?;
+            let rows = positions.resolve(t);
+            let wanted: Vec<usize> = rows.iter().filter_map(|r| logit_rows.iter().position(|p| p == r)).collect();
+            let (_, data) = be.download(&be.select_rows(&scale, &wanted)?)?;
+            let positions: Vec<usize> = wanted.iter().map(|&i| logit_rows[i]).collect();
+            recording.activations.insert(
+                HookPoint::LnFinalScale,
+                Activation { shape: vec![positions.len(), 1], positions, data },
+            );
+        }
+        let normed = be.rms_norm(&x, &self.final_norm, c.norm_eps)?;
+        let logits = be.linear(&normed, self.output.as_ref().unwrap_or(&self.embedding))?;
+        let (shape, data) = be.download(&logits)?;
+        Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
+    }
+}
+
+/// Copies the query rows `rows` of an attention pattern `[H, t, T]` to the host.
+fn pattern_rows<B: Backend>(be: &B, pattern: &B::Tensor, rows: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
+    let (shape, data) = be.download(pattern)?;
+    let (heads, t, total) = (shape[0], shape[1], shape[2]);
+    let mut out = Vec::with_capacity(heads * rows.len() * total);
+    for h in 0..heads {
+        for &r in rows {
+            let start = (h * t + r) * total;
+            out.extend_from_slice(&data[start..start + total]);
+        }
+    }
+    Ok((vec![heads, rows.len(), total], out))
+}

@@ -1,0 +1,160 @@
+//! Tokenizers built from a GGUF file's own vocabulary, matching llama.cpp's tokenisation.
+//!
+//! Two vocabulary kinds are supported, as `tokenizer.ggml.model` names them:
+//! - `gpt2`: byte-level BPE from `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`, split first
+//!   by the regexes of the llama.cpp pre-tokenizer that `tokenizer.ggml.pre` names;
+//! - `llama`: SentencePiece-style BPE whose merge order comes from `tokenizer.ggml.scores`, with
+//!   byte fallback to the `<0xXX>` tokens.
+//!
+//! A `tokenizer.json` supplied by the user replaces the vocabulary while the GGUF's special-token
+//! ids and chat template still apply.
+
+mod chat;
+mod pretokenize;
+mod vocab;
+
+use thiserror::Error;
+
+use crate::gguf::{Gguf, GgufError, Value};
+
+pub use chat::ChatMessage;
+pub use pretokenize::SUPPORTED_PRE_TOKENIZERS;
+
+#[derive(Debug, Error)]
+pub enum TokenizerError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("the GGUF has no tokenizer: key {0:?} is missing")]
+    MissingKey(&'static str),
+    #[error("tokenizer model {found:?} is not supported; glassbox reads {supported:?}")]
+    UnsupportedModel { found: String, supported: &'static [&'static str] },
+    #[error("pre-tokenizer {found:?} is not supported; glassbox reads {supported:?}")]
+    UnsupportedPreTokenizer { found: String, supported: &'static [&'static str] },
+    #[error("{key} has {found} entries but the vocabulary has {expected}")]
+    LengthMismatch { key: &'static str, found: usize, expected: usize },
+    #[error("merge {index} ({merge:?}) is not two tokens separated by one space")]
+    BadMerge { index: usize, merge: String },
+    #[error("special token id {id} ({what}) is outside the {vocab_size}-token vocabulary")]
+    BadSpecialToken { what: &'static str, id: u64, vocab_size: usize },
+    #[error("building the tokenizer failed: {0}")]
+    Build(String),
+    #[error("tokenising failed: {0}")]
+    Encode(String),
+    #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
+    UnknownId { id: u32, vocab_size: usize },
+    #[error("this model has no chat template (tokenizer.chat_template)")]
+    NoChatTemplate,
+    #[error("the chat template failed: {0}")]
+    Template(String),
+}
+
+pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
+
+/// A model's tokenizer with the special tokens and chat template from its GGUF.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    vocab_size: usize,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+    chat_template: Option<String>,
+}
+
+fn optional_id(gguf: &Gguf, key: &'static str, vocab_size: usize) -> Result<Option<u32>> {
+    match gguf.get(key).and_then(Value::as_u64) {
+        None => Ok(None),
+        Some(id) if (id as usize) < vocab_size => Ok(Some(id as u32)),
+        Some(id) => Err(TokenizerError::BadSpecialToken { what: key, id, vocab_size }),
+    }
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer described by the GGUF's `tokenizer.*` keys.
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        let inner = vocab::build(gguf)?;
+        Self::with_inner(inner, gguf)
+    }
+
+    /// Uses a `tokenizer.json` for the vocabulary; special ids and the template still come from
+    /// the GGUF.
+    pub fn from_tokenizer_json(json: &[u8], gguf: &Gguf) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        Self::with_inner(inner, gguf)
+    }
+
+    fn with_inner(inner: tokenizers::Tokenizer, gguf: &Gguf) -> Result<Self> {
+        let vocab_size = inner.get_vocab_size(true);
+        let model = gguf.get("tokenizer.ggml.model").and_then(Value::as_str);
+        // llama.cpp's defaults when the key is absent: SentencePiece vocabularies add BOS.
+        let add_bos = match gguf.get("tokenizer.ggml.add_bos_token") {
+            Some(Value::Bool(b)) => *b,
+            _ => model == Some("llama"),
+        };
+        Ok(Tokenizer {
+            bos: optional_id(gguf, "tokenizer.ggml.bos_token_id", vocab_size)?,
+            eos: optional_id(gguf, "tokenizer.ggml.eos_token_id", vocab_size)?,
+            add_bos,
+            chat_template: gguf.get("tokenizer.chat_template").and_then(Value::as_str).map(str::to_string),
+            vocab_size,
+            inner,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Token ids for `text`, as llama.cpp's `llama_tokenize` gives them.
+    ///
+    /// `add_special` prepends BOS where the model asks for it; `parse_special` lets control
+    /// tokens written in the text (`<|im_start|>`) become their ids instead of plain text.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        let mut tokenizer = self.inner.clone();
+        tokenizer.set_encode_special_tokens(!parse_special);
+        let encoding = tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        if add_special && self.add_bos {
+            ids.extend(self.bos);
+        }
+        ids.extend_from_slice(encoding.get_ids());
+        Ok(ids)
+    }
+
+    /// The text of `ids`, special tokens included.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.check_ids(ids)?;
+        self.inner.decode(ids, false).map_err(|e| TokenizerError::Encode(e.to_string()))
+    }
+
+    /// Each token's own piece of text, as the vocabulary spells it after decoding bytes.
+    pub fn token_texts(&self, ids: &[u32]) -> Result<Vec<String>> {
+        self.check_ids(ids)?;
+        ids.iter()
+            .map(|&id| self.inner.decode(&[id], false).map_err(|e| TokenizerError::Encode(e.to_string())))
+            .collect()
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            Some(&id) => Err(TokenizerError::UnknownId { id, vocab_size: self.vocab_size }),
+            None => Ok(()),
+        }
+    }
+
+    /// Renders the model's chat template over `messages`.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let template = self.chat_template.as_deref().ok_or(TokenizerError::NoChatTemplate)?;
+        let token = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id)).unwrap_or_default();
+        chat::render(template, messages, add_generation_prompt, &token(self.bos), &token(self.eos))
+    }
+}

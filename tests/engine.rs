@@ -1,0 +1,192 @@
+//! The transformer on SmolLM2-135M: logits against candle-transformers' independent
+//! `quantized_llama`, hook consistency, the KV cache, interventions and bad input.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use glassbox::backend::candle::CandleBackend;
+use glassbox::gguf::GgufFile;
+use glassbox::hooks::{HookPoint, HookRequest, Intervention, Positions};
+use glassbox::model::{Config, Model, ModelError};
+use glassbox::tokenizer::Tokenizer;
+
+const PROMPTS: [&str; 5] = [
+    "The capital of France is",
+    "def fibonacci(n):\n    if n < 2:\n        return n",
+    "Once upon a time, in a small village,",
+    "1, 2, 3, 4, 5,",
+    "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n",
+];
+
+struct Fixture {
+    model: Model<CandleBackend>,
+    tokenizer: Tokenizer,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+        let config = Config::from_gguf(&file.header).unwrap();
+        let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
+        let model = Model::load(CandleBackend::cpu(), config, &file).unwrap();
+        Fixture { model, tokenizer }
+    })
+}
+
+fn ids(text: &str) -> Vec<u32> {
+    fixture().tokenizer.encode(text, true, true).unwrap()
+}
+
+fn last_logits(ids: &[u32], hooks: &HookRequest, interventions: &[Intervention]) -> Vec<f32> {
+    let model = &fixture().model;
+    let mut cache = model.new_cache();
+    model.forward(ids, &mut cache, hooks, interventions, &Positions::Last).unwrap().logits.data
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn logits_match_candle_quantized_llama() {
+    let path = common::model_path(common::SMOLLM2);
+    let mut reader = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
+    let mut peer = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
+    for prompt in PROMPTS {
+        let ids = ids(prompt);
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let expected: Vec<f32> = peer.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let ours = last_logits(&ids, &HookRequest::new(), &[]);
+        let diff = max_abs_diff(&ours, &expected);
+        println!("{prompt:?}: max |Δlogit| = {diff:e}");
+        assert!(diff <= 1e-3, "{prompt:?}: max abs logit difference {diff}");
+    }
+}
+
+#[test]
+fn residual_stream_is_the_sum_of_its_parts() {
+    let model = &fixture().model;
+    let layers = model.config().layers;
+    let mut hooks = HookRequest::new()
+        .with(HookPoint::Embed, Positions::All)
+        .with(HookPoint::ResidPost(layers - 1), Positions::All);
+    for l in 0..layers {
+        hooks = hooks
+            .with(HookPoint::AttnOut(l), Positions::All)
+            .with(HookPoint::MlpOut(l), Positions::All)
+            .with(HookPoint::AttnResult(l), Positions::Last);
+    }
+    let ids = ids(PROMPTS[0]);
+    let mut cache = model.new_cache();
+    let rec = model.forward(&ids, &mut cache, &hooks, &[], &Positions::Last).unwrap().recording;
+
+    let mut sum = rec.get(HookPoint::Embed).unwrap().data.clone();
+    for l in 0..layers {
+        for point in [HookPoint::AttnOut(l), HookPoint::MlpOut(l)] {
+            for (s, v) in sum.iter_mut().zip(&rec.get(point).unwrap().data) {
+                *s += v;
+            }
+        }
+    }
+    let resid = &rec.get(HookPoint::ResidPost(layers - 1)).unwrap().data;
+    let diff = max_abs_diff(&sum, resid);
+    assert!(diff <= 1e-4, "resid_post vs embed + Σ attn_out + Σ mlp_out: {diff}");
+
+    let width = model.config().width;
+    let last = ids.len() - 1;
+    for l in 0..layers {
+        let result = rec.get(HookPoint::AttnResult(l)).unwrap();
+        assert_eq!(result.shape, vec![1, model.config().heads, width]);
+        let mut heads_sum = vec![0f32; width];
+        for head in result.data.chunks(width) {
+            for (s, v) in heads_sum.iter_mut().zip(head) {
+                *s += v;
+            }
+        }
+        let attn_out = rec.get(HookPoint::AttnOut(l)).unwrap().row(last);
+        let diff = max_abs_diff(&heads_sum, attn_out);
+        assert!(diff <= 1e-4, "layer {l}: Σ heads result vs attn_out: {diff}");
+    }
+}
+
+#[test]
+fn decoding_with_the_cache_matches_a_full_forward() {
+    let model = &fixture().model;
+    let ids = ids(PROMPTS[2]);
+    let full = last_logits(&ids, &HookRequest::new(), &[]);
+    let mut cache = model.new_cache();
+    let (prefix, last) = ids.split_at(ids.len() - 1);
+    model.forward(prefix, &mut cache, &HookRequest::new(), &[], &Positions::Last).unwrap();
+    let step = model.forward(last, &mut cache, &HookRequest::new(), &[], &Positions::Last).unwrap();
+    assert_eq!(cache.len(), ids.len());
+    let diff = max_abs_diff(&full, &step.logits.data);
+    assert!(diff <= 1e-3, "cached decode vs full forward: {diff}");
+}
+
+#[test]
+fn attention_patterns_are_causal_distributions() {
+    let model = &fixture().model;
+    let ids = ids(PROMPTS[0]);
+    let hooks = HookRequest::new().with(HookPoint::AttnPattern(3), Positions::All);
+    let mut cache = model.new_cache();
+    let rec = model.forward(&ids, &mut cache, &hooks, &[], &Positions::Last).unwrap().recording;
+    let pattern = rec.get(HookPoint::AttnPattern(3)).unwrap();
+    let (heads, t) = (model.config().heads, ids.len());
+    assert_eq!(pattern.shape, vec![heads, t, t]);
+    for row in pattern.data.chunks(t).enumerate() {
+        let (index, probs) = row;
+        let query = index % t;
+        let total: f32 = probs.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5, "row sums to {total}");
+        assert!(probs[query + 1..].iter().all(|&p| p == 0.0), "query {query} attends to the future");
+    }
+}
+
+#[test]
+fn interventions_change_exactly_what_they_should() {
+    let ids = ids(PROMPTS[0]);
+    let plain = last_logits(&ids, &HookRequest::new(), &[]);
+    let identity = [
+        Intervention::ScaleHead { layer: 4, head: 2, factor: 1.0 },
+        Intervention::ScaleNeuron { layer: 7, neuron: 100, factor: 1.0 },
+    ];
+    assert_eq!(last_logits(&ids, &HookRequest::new(), &identity), plain);
+
+    let ablated = last_logits(&ids, &HookRequest::new(), &[Intervention::ScaleHead { layer: 4, head: 2, factor: 0.0 }]);
+    assert!(max_abs_diff(&ablated, &plain) > 1e-3, "ablating a head changed nothing");
+
+    // Patching a residual with the value it already has is a no-op; with another value it is not.
+    let model = &fixture().model;
+    let hooks = HookRequest::new().with(HookPoint::ResidPre(5), Positions::All);
+    let mut cache = model.new_cache();
+    let rec = model.forward(&ids, &mut cache, &hooks, &[], &Positions::Last).unwrap().recording;
+    let own = rec.get(HookPoint::ResidPre(5)).unwrap().row(2).to_vec();
+    let patch = |values: Vec<f32>| [Intervention::PatchResidPre { layer: 5, position: 2, values }];
+    let same = last_logits(&ids, &HookRequest::new(), &patch(own.clone()));
+    assert!(max_abs_diff(&same, &plain) <= 1e-5);
+    let other = last_logits(&ids, &HookRequest::new(), &patch(own.iter().map(|v| v * 3.0).collect()));
+    assert!(max_abs_diff(&other, &plain) > 1e-3);
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let model = &fixture().model;
+    let none = HookRequest::new();
+    let mut cache = model.new_cache();
+    let run = |ids: &[u32], interventions: &[Intervention], cache: &mut _| {
+        model.forward(ids, cache, &none, interventions, &Positions::Last).err().expect("must fail")
+    };
+    assert!(matches!(run(&[], &[], &mut cache), ModelError::EmptyPrompt));
+    let too_long = vec![1u32; model.config().context_length + 1];
+    match run(&too_long, &[], &mut cache) {
+        ModelError::PromptTooLong { len, max } => assert_eq!((len, max), (8193, 8192)),
+        other => panic!("{other}"),
+    }
+    assert!(matches!(run(&[49152], &[], &mut cache), ModelError::BadTokenId { id: 49152, .. }));
+    let bad_head = [Intervention::ScaleHead { layer: 30, head: 0, factor: 0.0 }];
+    assert!(matches!(run(&[1], &bad_head, &mut cache), ModelError::BadIntervention(_)));
+    assert_eq!(cache.len(), 0, "failed calls must leave the cache untouched");
+}
