@@ -57,12 +57,17 @@ bench:
 fixtures: $(SETUP_STAMP)
 	@echo "fixtures: nothing to rebuild yet"
 
-# Regenerates the committed reference reading with the PyPI gguf package.
+# Regenerates the committed references with independent tools: the PyPI gguf package and
+# llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
+SMOLLM2 := models/SmolLM2-135M-Instruct.Q4_1.gguf
 reference: $(SETUP_STAMP)
 	python3 -m venv .venv-reference
-	.venv-reference/bin/pip install --quiet gguf==0.19.0
-	.venv-reference/bin/python tests/reference/gguf_reference.py \
-		models/SmolLM2-135M-Instruct.Q4_1.gguf tests/reference/smollm2-135m-instruct-q4_1.json
+	.venv-reference/bin/pip install --quiet gguf==0.19.0 numpy
+	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		.venv-reference/bin/pip install --quiet llama-cpp-python==0.3.36
+	.venv-reference/bin/python tests/reference/gguf_reference.py $(SMOLLM2) tests/reference/smollm2-135m-instruct-q4_1.json
+	.venv-reference/bin/python tests/reference/llamacpp_tokenize.py $(SMOLLM2) tests/reference/smollm2-tokenize-llamacpp.json
+	.venv-reference/bin/python tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
 
 clean:
 	cargo clean

@@ -4,6 +4,7 @@
 //! `wasm32`, exposes the whole thing to JavaScript through [`web`]. See ARCHITECTURE.md.
 
 pub mod backend;
+pub mod generate;
 pub mod gguf;
 pub mod hooks;
 pub mod inspect;

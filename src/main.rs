@@ -1,10 +1,19 @@
+//! The `glassbox` command line. Every command takes `--json`; the names and flags are a
+//! contract that scripts rely on.
+
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use glassbox::gguf::GgufFile;
+use clap::{Args, Parser, Subcommand};
+use glassbox::backend::candle::CandleBackend;
+use glassbox::generate::{generate, log_softmax, GenerateRequest, Sampling};
+use glassbox::gguf::{GgufFile, TensorInfo};
+use glassbox::hooks::{HookRequest, Intervention, Positions};
 use glassbox::inspect::ModelSummary;
+use glassbox::model::{Config, Model, WeightSource};
+use glassbox::tokenizer::{ChatMessage, Tokenizer};
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(name = "glassbox", version, about = "Look inside a language model on your own device")]
@@ -18,13 +27,94 @@ enum Command {
     /// Print a GGUF model's card: architecture, sizes, tokenizer and tensor types.
     Info {
         model: PathBuf,
-        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         /// Also list every tensor: name, type, shape (ggml order) and file offset.
         #[arg(long)]
         tensors: bool,
     },
+    /// Split text into the model's tokens.
+    Tokenize {
+        model: PathBuf,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a continuation of a prompt.
+    Generate {
+        model: PathBuf,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop when the output ends with this text (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        #[command(flatten)]
+        ablations: AblationArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The most likely next tokens after a prompt, with log-probabilities.
+    Logits {
+        model: PathBuf,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        #[command(flatten)]
+        ablations: AblationArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PromptArgs {
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+}
+
+#[derive(Args)]
+struct AblationArgs {
+    /// Zero these attention heads, as LAYER.HEAD pairs: `--ablate-heads 4.2,17.0`.
+    #[arg(long, value_delimiter = ',')]
+    ablate_heads: Vec<String>,
+    /// Zero these FFN neurons, as LAYER.NEURON pairs.
+    #[arg(long, value_delimiter = ',')]
+    ablate_neurons: Vec<String>,
+}
+
+impl AblationArgs {
+    fn interventions(&self) -> Result<Vec<Intervention>, String> {
+        let pair = |text: &str| -> Result<(usize, usize), String> {
+            let parsed = text.split_once('.').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+            parsed.ok_or_else(|| format!("{text:?} is not LAYER.INDEX"))
+        };
+        let mut out = Vec::new();
+        for h in &self.ablate_heads {
+            let (layer, head) = pair(h)?;
+            out.push(Intervention::ScaleHead { layer, head, factor: 0.0 });
+        }
+        for n in &self.ablate_neurons {
+            let (layer, neuron) = pair(n)?;
+            out.push(Intervention::ScaleNeuron { layer, neuron, factor: 0.0 });
+        }
+        Ok(out)
+    }
 }
 
 fn main() -> ExitCode {
@@ -37,19 +127,72 @@ fn main() -> ExitCode {
     }
 }
 
+fn text_err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Reads weights from the file while advancing a progress bar on stderr.
+struct ProgressSource<'a> {
+    file: &'a GgufFile,
+    bar: indicatif::ProgressBar,
+}
+
+impl WeightSource for ProgressSource<'_> {
+    fn tensors(&self) -> &[TensorInfo] {
+        self.file.tensors()
+    }
+    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<Vec<u8>> {
+        let bytes = self.file.read(tensor)?;
+        self.bar.inc(bytes.len() as u64);
+        Ok(bytes)
+    }
+}
+
+struct Loaded {
+    model: Model<CandleBackend>,
+    tokenizer: Tokenizer,
+}
+
+fn load(path: &Path) -> Result<Loaded, String> {
+    let file = GgufFile::open(path).map_err(text_err)?;
+    let config = Config::from_gguf(&file.header).map_err(text_err)?;
+    let tokenizer = Tokenizer::from_gguf(&file.header).map_err(text_err)?;
+    let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}")
+            .expect("the template is valid"),
+    );
+    let source = ProgressSource { file: &file, bar };
+    let model = Model::load(CandleBackend::cpu(), config, &source).map_err(text_err)?;
+    source.bar.finish_and_clear();
+    Ok(Loaded { model, tokenizer })
+}
+
+fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {
+    let text = if args.chat {
+        tokenizer
+            .apply_chat_template(&[ChatMessage::new("user", args.prompt.clone())], true)
+            .map_err(text_err)?
+    } else {
+        args.prompt.clone()
+    };
+    tokenizer.encode(&text, true, args.chat).map_err(text_err)
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let written = match cli.command {
         Command::Info { model, json, tensors } => {
-            let file = GgufFile::open(&model).map_err(|e| e.to_string())?;
-            let summary = ModelSummary::from_gguf(&file.header).map_err(|e| e.to_string())?;
+            let file = GgufFile::open(&model).map_err(text_err)?;
+            let summary = ModelSummary::from_gguf(&file.header).map_err(text_err)?;
             if json {
                 let text = if tensors {
                     serde_json::to_string_pretty(&summary)
                 } else {
                     serde_json::to_string_pretty(&summary.card)
                 };
-                writeln!(out, "{}", text.map_err(|e| e.to_string())?)
+                writeln!(out, "{}", text.map_err(text_err)?)
             } else {
                 writeln!(out, "{}", summary.card).and_then(|()| {
                     summary.tensors.iter().filter(|_| tensors).try_for_each(|t| {
@@ -58,10 +201,97 @@ fn run(cli: Cli) -> Result<(), String> {
                 })
             }
         }
+        Command::Tokenize { model, text, json } => {
+            let file = GgufFile::open(&model).map_err(text_err)?;
+            let tokenizer = Tokenizer::from_gguf(&file.header).map_err(text_err)?;
+            let ids = tokenizer.encode(&text, true, true).map_err(text_err)?;
+            let tokens = tokenizer.token_texts(&ids).map_err(text_err)?;
+            if json {
+                writeln!(out, "{}", json!({ "ids": ids, "tokens": tokens }))
+            } else {
+                ids.iter().zip(&tokens).try_for_each(|(id, token)| writeln!(out, "{id:>7} {token:?}"))
+            }
+        }
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            repeat_penalty,
+            seed,
+            stop,
+            ablations,
+            json,
+        } => {
+            let loaded = load(&model)?;
+            let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
+            let request = GenerateRequest {
+                max_tokens,
+                sampling: Sampling { temperature, top_k, top_p, repetition_penalty: repeat_penalty, seed },
+                stop_strings: stop,
+                interventions: ablations.interventions()?,
+            };
+            let mut printed = 0;
+            let mut stream_error = None;
+            let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, text| {
+                if json {
+                    return true;
+                }
+                // Print only whole characters; a token may end inside a multi-byte one.
+                let complete = text.trim_end_matches('\u{fffd}');
+                if complete.len() > printed && complete.is_char_boundary(printed) {
+                    if let Err(e) = write!(out, "{}", &complete[printed..]).and_then(|()| out.flush()) {
+                        stream_error = Some(e);
+                        return false;
+                    }
+                    printed = complete.len();
+                }
+                true
+            })
+            .map_err(text_err)?;
+            match stream_error {
+                Some(e) => Err(e),
+                None if json => writeln!(
+                    out,
+                    "{}",
+                    json!({ "text": generation.text, "ids": generation.ids, "stop_reason": generation.stop_reason })
+                ),
+                None => writeln!(out, "{}", generation.text.get(printed..).unwrap_or("")),
+            }
+        }
+        Command::Logits { model, prompt, top_k, ablations, json } => {
+            let loaded = load(&model)?;
+            let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
+            let mut cache = loaded.model.new_cache();
+            let forward = loaded
+                .model
+                .forward(&ids, &mut cache, &HookRequest::new(), &ablations.interventions()?, &Positions::Last)
+                .map_err(text_err)?;
+            let logprobs = log_softmax(&forward.logits.data);
+            let mut order: Vec<usize> = (0..logprobs.len()).collect();
+            order.sort_unstable_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]));
+            order.truncate(top_k);
+            let ranked: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+            let tokens = loaded.tokenizer.token_texts(&ranked).map_err(text_err)?;
+            if json {
+                let top: Vec<_> = ranked
+                    .iter()
+                    .zip(&tokens)
+                    .map(|(&id, token)| json!({ "id": id, "token": token, "logprob": logprobs[id as usize] }))
+                    .collect();
+                writeln!(out, "{}", json!({ "top": top }))
+            } else {
+                ranked.iter().zip(&tokens).try_for_each(|(&id, token)| {
+                    writeln!(out, "{:>9.4} {id:>7} {token:?}", logprobs[id as usize])
+                })
+            }
+        }
     };
     match written {
         // A closed pipe (`glassbox info --tensors m.gguf | head`) is the reader's choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(|e| e.to_string()),
+        other => other.map_err(text_err),
     }
 }

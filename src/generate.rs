@@ -1,0 +1,320 @@
+//! Text generation and continuation scoring on top of the model's forward pass.
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::hooks::{HookRequest, Intervention, Positions};
+use crate::model::{KvCache, Model, ModelError};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("invalid sampling setting: {0}")]
+    BadSampling(String),
+}
+
+pub type Result<T, E = GenerateError> = std::result::Result<T, E>;
+
+/// How the next token is picked. `temperature == 0` is greedy decoding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches `p` (1: all).
+    pub top_p: f32,
+    /// llama.cpp/CTRL penalty on tokens already in the context: positive logits are divided by
+    /// it, negative ones multiplied (1: off).
+    pub repetition_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0 }
+    }
+}
+
+impl Sampling {
+    fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(GenerateError::BadSampling(what));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad(format!("temperature {} must be a finite number ≥ 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top-p {} must be in (0, 1]", self.top_p));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad(format!("repetition penalty {} must be a finite number > 0", self.repetition_penalty));
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64: small, seedable and the same on every platform, so a seed reproduces a sample
+/// natively and in the browser.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Picks the next token from `logits` given the tokens so far.
+pub struct Sampler {
+    settings: Sampling,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(settings: Sampling) -> Result<Self> {
+        settings.validate()?;
+        let rng = Rng(settings.seed);
+        Ok(Sampler { settings, rng })
+    }
+
+    pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
+        let s = &self.settings;
+        let mut logits = logits.to_vec();
+        if s.repetition_penalty != 1.0 {
+            let mut seen = std::collections::HashSet::new();
+            for &id in context {
+                if let (true, Some(l)) = (seen.insert(id), logits.get_mut(id as usize)) {
+                    *l = if *l > 0.0 { *l / s.repetition_penalty } else { *l * s.repetition_penalty };
+                }
+            }
+        }
+        if s.temperature == 0.0 {
+            return argmax(&logits);
+        }
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        if s.top_k > 0 {
+            order.truncate(s.top_k);
+        }
+        let max = logits[order[0]];
+        let mut probs: Vec<f32> = order.iter().map(|&i| ((logits[i] - max) / s.temperature).exp()).collect();
+        let total: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        if s.top_p < 1.0 {
+            let mut mass = 0.0;
+            let keep = probs.iter().position(|p| {
+                mass += p;
+                mass >= s.top_p
+            });
+            let keep = keep.map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep);
+            order.truncate(keep);
+            let total: f32 = probs.iter().sum();
+            probs.iter_mut().for_each(|p| *p /= total);
+        }
+        let mut draw = self.rng.next_f32();
+        for (p, &id) in probs.iter().zip(&order) {
+            if draw < *p {
+                return id as u32;
+            }
+            draw -= p;
+        }
+        *order.last().expect("top_k ≥ 1 and the vocabulary is not empty") as u32
+    }
+}
+
+fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// `log softmax(logits)`, computed stably.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_total = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
+    logits.iter().map(|l| l - log_total).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    /// Generation stops when the text ends with one of these; it is cut from the result.
+    pub stop_strings: Vec<String>,
+    pub interventions: Vec<Intervention>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfSequence,
+    StopString,
+    MaxTokens,
+    ContextFull,
+    /// The `on_token` callback asked to stop.
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub stop_reason: StopReason,
+}
+
+/// Prefills `prompt`, then decodes token by token, calling `on_token(id, text_so_far)` after
+/// each; `on_token` returning false stops early.
+pub fn generate<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    request: &GenerateRequest,
+    mut on_token: impl FnMut(u32, &str) -> bool,
+) -> Result<Generation> {
+    let mut sampler = Sampler::new(request.sampling.clone())?;
+    let none = HookRequest::new();
+    let mut cache = model.new_cache();
+    let mut context = prompt.to_vec();
+    let mut ids = Vec::new();
+    let mut text = String::new();
+    let mut logits = model.forward(prompt, &mut cache, &none, &request.interventions, &Positions::Last)?.logits.data;
+    let context_length = model.config().context_length;
+    let stop_reason = loop {
+        if ids.len() >= request.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        let next = sampler.sample(&logits, &context);
+        if Some(next) == tokenizer.eos_id() {
+            break StopReason::EndOfSequence;
+        }
+        ids.push(next);
+        context.push(next);
+        text = tokenizer.decode(&ids)?;
+        if let Some(stop) = request.stop_strings.iter().find(|s| !s.is_empty() && text.ends_with(s.as_str())) {
+            text.truncate(text.len() - stop.len());
+            break StopReason::StopString;
+        }
+        if !on_token(next, &text) {
+            break StopReason::Cancelled;
+        }
+        if cache.len() + 1 > context_length {
+            break StopReason::ContextFull;
+        }
+        logits = model.forward(&[next], &mut cache, &none, &request.interventions, &Positions::Last)?.logits.data;
+    };
+    Ok(Generation { text, ids, stop_reason })
+}
+
+/// The total log-probability of each candidate continuation after `prompt`, all sharing the
+/// prompt's KV cache: `Σ_j log p(c_j | prompt, c_<j)`.
+pub fn score_continuations<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    candidates: &[Vec<u32>],
+    interventions: &[Intervention],
+) -> Result<Vec<f32>> {
+    let none = HookRequest::new();
+    let mut prompt_cache: KvCache<B> = model.new_cache();
+    let first = model.forward(prompt, &mut prompt_cache, &none, interventions, &Positions::Last)?;
+    let first_logprobs = log_softmax(&first.logits.data);
+    candidates
+        .iter()
+        .map(|candidate| {
+            let Some((&head, rest)) = candidate.split_first() else {
+                return Err(GenerateError::Model(ModelError::EmptyPrompt));
+            };
+            let mut total = first_logprobs.get(head as usize).copied().ok_or(ModelError::BadTokenId {
+                id: head,
+                vocab_size: first_logprobs.len(),
+            })?;
+            if !rest.is_empty() {
+                let mut cache = prompt_cache.clone();
+                let out = model.forward(&candidate[..candidate.len() - 1], &mut cache, &none, interventions, &Positions::All)?;
+                let vocab = out.logits.shape[1];
+                for (row, &next) in out.logits.data.chunks(vocab).skip(1).zip(rest) {
+                    total += log_softmax(row)[next as usize];
+                }
+            }
+            Ok(total)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampler(settings: Sampling) -> Sampler {
+        Sampler::new(settings).unwrap()
+    }
+
+    #[test]
+    fn greedy_takes_the_largest_logit_after_the_penalty() {
+        let logits = [1.0, 3.0, 2.0];
+        assert_eq!(sampler(Sampling::default()).sample(&logits, &[]), 1);
+        // Token 1's logit 3.0 / 2 = 1.5 < 2.0.
+        let penalised = Sampling { repetition_penalty: 2.0, ..Default::default() };
+        assert_eq!(sampler(penalised).sample(&logits, &[1, 1]), 2);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_at_any_temperature() {
+        let settings = Sampling { temperature: 5.0, top_k: 1, seed: 7, ..Default::default() };
+        let mut s = sampler(settings);
+        for _ in 0..50 {
+            assert_eq!(s.sample(&[0.0, 0.5, 0.2], &[]), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_nucleus() {
+        // Probabilities ∝ e^[ln 6, ln 3, ln 1] = [0.6, 0.3, 0.1]: p = 0.85 keeps tokens 0 and 1.
+        let logits = [6f32.ln(), 3f32.ln(), 1f32.ln()];
+        let mut s = sampler(Sampling { temperature: 1.0, top_p: 0.85, seed: 3, ..Default::default() });
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            counts[s.sample(&logits, &[]) as usize] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let share = counts[0] as f32 / 3000.0;
+        assert!((share - 2.0 / 3.0).abs() < 0.04, "token 0 drawn {share} of the time, expected 2/3");
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_tokens() {
+        let settings = Sampling { temperature: 1.0, seed: 42, ..Default::default() };
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let draw = |s: &mut Sampler| (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>();
+        assert_eq!(draw(&mut sampler(settings.clone())), draw(&mut sampler(settings)));
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        for bad in [
+            Sampling { temperature: -1.0, ..Default::default() },
+            Sampling { top_p: 0.0, ..Default::default() },
+            Sampling { repetition_penalty: 0.0, ..Default::default() },
+        ] {
+            assert!(matches!(Sampler::new(bad), Err(GenerateError::BadSampling(_))));
+        }
+    }
+
+    #[test]
+    fn log_softmax_matches_the_hand_computation() {
+        // log softmax([0, ln 3]) = [ln 1/4, ln 3/4].
+        let out = log_softmax(&[0.0, 3f32.ln()]);
+        assert!((out[0] - 0.25f32.ln()).abs() < 1e-6);
+        assert!((out[1] - 0.75f32.ln()).abs() < 1e-6);
+    }
+}

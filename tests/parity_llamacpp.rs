@@ -1,0 +1,97 @@
+//! The engine against llama.cpp on the same GGUF (tests/reference/llamacpp_logits.py).
+//!
+//! Engines quantise activations differently, so logits are not compared value for value: the
+//! top-1 token must agree, the top-5 sets must share at least 4 tokens, and greedy continuations
+//! may part only where llama.cpp itself was nearly tied (top-2 logit gap < 0.5).
+//!
+//! The same near-tie rule settles the top-5 sets of flat distributions: one of our top-5 tokens
+//! that llama.cpp ranks 6th to 10th still counts as shared when llama.cpp's logit for it is
+//! within 0.5 of its own 5th. On SmolLM2 this matters for one prompt of twenty ("My favourite
+//! fruit is the", whose top 8 lie within 0.6 logits).
+
+mod common;
+
+use glassbox::backend::candle::CandleBackend;
+use glassbox::gguf::GgufFile;
+use glassbox::hooks::{HookRequest, Positions};
+use glassbox::model::{Config, Model};
+use serde_json::Value;
+
+const NEAR_TIE: f64 = 0.5;
+
+fn model() -> Model<CandleBackend> {
+    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
+}
+
+fn top(logits: &[f32], k: usize) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|i| i as u32).collect()
+}
+
+#[test]
+fn next_tokens_agree_with_llama_cpp() {
+    let model = model();
+    let reference = common::reference("smollm2-logits-llamacpp.json");
+    let cases = reference["next_token"].as_array().unwrap();
+    assert_eq!(cases.len(), 20);
+    for case in cases {
+        let prompt = ids(&case["ids"]);
+        let mut cache = model.new_cache();
+        let logits = model.forward(&prompt, &mut cache, &HookRequest::new(), &[], &Positions::Last).unwrap().logits.data;
+        let ours = top(&logits, 5);
+        let theirs = ids(&case["top10"]);
+        let their_logits: Vec<f64> = case["top10_logits"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect();
+        assert_eq!(ours[0], theirs[0], "top-1 differs for {}", case["prompt"]);
+        let strictly_shared = ours.iter().filter(|id| theirs[..5].contains(id)).count();
+        let shared = ours
+            .iter()
+            .filter(|id| match theirs.iter().position(|t| t == *id) {
+                Some(rank) if rank < 5 => true,
+                Some(rank) => their_logits[4] - their_logits[rank] < NEAR_TIE,
+                None => false,
+            })
+            .count();
+        if strictly_shared < 4 {
+            println!("{}: {strictly_shared} of top-5 shared, {shared} counting near-ties", case["prompt"]);
+        }
+        assert!(shared >= 4, "top-5 share {shared} tokens for {}: ours {ours:?}, llama.cpp {theirs:?}", case["prompt"]);
+    }
+}
+
+#[test]
+fn greedy_continuations_part_only_at_near_ties() {
+    let model = model();
+    let reference = common::reference("smollm2-logits-llamacpp.json");
+    let mut agreed = Vec::new();
+    for case in reference["greedy"].as_array().unwrap() {
+        let expected = ids(&case["generated"]);
+        let gaps: Vec<f64> = case["top2_gaps"].as_array().unwrap().iter().map(|g| g.as_f64().unwrap()).collect();
+        let mut cache = model.new_cache();
+        let none = HookRequest::new();
+        let mut logits = model.forward(&ids(&case["ids"]), &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        let mut same = expected.len();
+        for (step, &theirs) in expected.iter().enumerate() {
+            let ours = top(&logits, 1)[0];
+            if ours != theirs {
+                assert!(
+                    gaps[step] < NEAR_TIE,
+                    "{}: step {step} gives {ours}, llama.cpp {theirs} with a top-2 gap of {}",
+                    case["prompt"],
+                    gaps[step]
+                );
+                same = step;
+                break;
+            }
+            logits = model.forward(&[ours], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        }
+        agreed.push(same);
+    }
+    let mean = agreed.iter().sum::<usize>() as f64 / agreed.len() as f64;
+    println!("greedy tokens agreed before parting from llama.cpp: {agreed:?}, mean {mean:.1} of 64");
+}
