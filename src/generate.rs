@@ -242,7 +242,7 @@ pub fn score_continuations<B: Backend>(
                 let mut cache = prompt_cache.clone();
                 let out = model.forward(&candidate[..candidate.len() - 1], &mut cache, &none, interventions, &Positions::All)?;
                 let vocab = out.logits.shape[1];
-                for (row, &next) in out.logits.data.chunks(vocab).skip(1).zip(rest) {
+                for (row, &next) in out.logits.data.chunks(vocab).zip(rest) {
                     total += log_softmax(row)[next as usize];
                 }
             }

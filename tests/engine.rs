@@ -190,3 +190,71 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(run(&[1], &bad_head, &mut cache), ModelError::BadIntervention(_)));
     assert_eq!(cache.len(), 0, "failed calls must leave the cache untouched");
 }
+
+#[test]
+fn continuation_scores_are_sums_of_next_token_log_probabilities() {
+    let model = &fixture().model;
+    let prompt = ids("The capital of France is");
+    let candidates = vec![ids(" Paris"), ids(" the city of Lyon"), ids(" London")];
+    let scores = glassbox::generate::score_continuations(model, &prompt, &candidates, &[]).unwrap();
+    for (candidate, score) in candidates.iter().zip(&scores) {
+        // Worked the long way: one full forward per prefix, summing log p of each next token.
+        let mut expected = 0.0;
+        for j in 0..candidate.len() {
+            let context: Vec<u32> = prompt.iter().chain(&candidate[..j]).copied().collect();
+            let logits = last_logits(&context, &HookRequest::new(), &[]);
+            expected += glassbox::generate::log_softmax(&logits)[candidate[j] as usize];
+        }
+        assert!((score - expected).abs() < 1e-3, "{candidate:?}: {score} vs {expected}");
+    }
+    assert!(scores[0] > scores[2], "Paris should beat London after 'The capital of France is'");
+}
+
+/// Serves the real file's tensors with one changed, for load-time errors.
+struct Altered {
+    file: GgufFile,
+    tensors: Vec<glassbox::gguf::TensorInfo>,
+}
+
+impl glassbox::model::WeightSource for Altered {
+    fn tensors(&self) -> &[glassbox::gguf::TensorInfo] {
+        &self.tensors
+    }
+    fn read(&self, tensor: &glassbox::gguf::TensorInfo) -> glassbox::model::Result<Vec<u8>> {
+        Ok(self.file.read_tensor(tensor)?)
+    }
+}
+
+#[test]
+fn broken_models_fail_to_load_with_the_reason() {
+    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let mut header = file.header.clone();
+    header.metadata.insert("general.architecture".into(), glassbox::gguf::Value::String("gpt9".into()));
+    match Config::from_gguf(&header) {
+        Err(ModelError::UnsupportedArchitecture { found, supported }) => {
+            assert_eq!(found, "gpt9");
+            assert!(supported.contains(&"llama") && supported.contains(&"qwen2") && supported.contains(&"mistral"));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    let config = Config::from_gguf(&file.header).unwrap();
+    let without = |name: &str| file.header.tensors.iter().filter(|t| t.name != name).cloned().collect();
+    let missing = Altered { tensors: without("blk.7.ffn_up.weight"), file: GgufFile::open(common::model_path(common::SMOLLM2)).unwrap() };
+    match Model::load(CandleBackend::cpu(), config.clone(), &missing) {
+        Err(ModelError::MissingTensor(name)) => assert_eq!(name, "blk.7.ffn_up.weight"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    let mut tensors = file.header.tensors.clone();
+    let q = tensors.iter_mut().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
+    q.shape = vec![576, 192];
+    let wrong = Altered { tensors, file };
+    match Model::load(CandleBackend::cpu(), config, &wrong) {
+        Err(ModelError::WrongShape { name, expected, found }) => {
+            assert_eq!(name, "blk.0.attn_q.weight");
+            assert_eq!((expected, found), (vec![576, 576], vec![576, 192]));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
