@@ -50,8 +50,8 @@ test-web: web
 	cd www && npx tsc --noEmit
 	cd www && node --test tests/
 
-bench:
-	@echo "bench: no benchmarks yet; the engine issue adds them (see BENCHMARKS.md)"
+bench: $(SETUP_STAMP)
+	python3 scripts/bench.py
 
 # Test models are built by later issues; the GGUF reader tests use the real SmolLM2 file.
 fixtures: $(SETUP_STAMP)

@@ -8,6 +8,7 @@
 
 mod config;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use thiserror::Error;
@@ -15,7 +16,7 @@ use thiserror::Error;
 pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
 
 use crate::backend::{Backend, BackendError, Rope};
-use crate::gguf::{GgmlType, GgufError, TensorInfo};
+use crate::gguf::{GgmlType, Gguf, GgufError, TensorInfo};
 use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, Recording};
 
 #[derive(Debug, Error)]
@@ -49,7 +50,7 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 /// Where the weights come from: a GGUF header plus a way to read one tensor's bytes.
 pub trait WeightSource {
     fn tensors(&self) -> &[TensorInfo];
-    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>>;
+    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>>;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -57,8 +58,31 @@ impl WeightSource for crate::gguf::GgufFile {
     fn tensors(&self) -> &[TensorInfo] {
         &self.header.tensors
     }
-    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>> {
-        Ok(self.read_tensor(tensor)?)
+    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Owned(self.read_tensor(tensor)?))
+    }
+}
+
+/// A whole GGUF file in memory, as the browser's CPU path holds it.
+pub struct InMemoryGguf<'a> {
+    pub header: Gguf,
+    bytes: &'a [u8],
+}
+
+impl<'a> InMemoryGguf<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        Ok(InMemoryGguf { header: Gguf::parse(bytes, bytes.len() as u64)?, bytes })
+    }
+}
+
+impl WeightSource for InMemoryGguf<'_> {
+    fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
+        // The parser checked every tensor's range against the length of these same bytes.
+        let start = tensor.file_offset as usize;
+        Ok(Cow::Borrowed(&self.bytes[start..start + tensor.byte_len as usize]))
     }
 }
 

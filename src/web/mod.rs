@@ -11,8 +11,13 @@ use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "webgpu")]
 use crate::backend::webgpu::GpuDevice;
+use crate::backend::candle::CandleBackend;
+use crate::generate::{generate, log_softmax, GenerateRequest, Sampling};
 use crate::gguf::Gguf;
+use crate::hooks::{HookRequest, Positions};
 use crate::inspect::ModelSummary;
+use crate::model::{Config, InMemoryGguf, Model};
+use crate::tokenizer::{ChatMessage, Tokenizer};
 
 fn js_error(name: &str, error: impl std::fmt::Display) -> JsValue {
     let e = js_sys::Error::new(&error.to_string());
@@ -37,10 +42,90 @@ fn file_length(value: f64) -> Result<u64, JsValue> {
 #[wasm_bindgen(js_name = inspectGguf)]
 pub fn inspect_gguf(header: &[u8], #[wasm_bindgen(js_name = fileLength)] file_length_bytes: f64) -> Result<JsValue, JsValue> {
     let gguf = Gguf::parse(header, file_length(file_length_bytes)?).map_err(|e| js_error("GgufError", e))?;
-    let summary = ModelSummary::from_gguf(&gguf).map_err(|e| js_error("GgufError", e))?;
-    summary
+    to_js(&ModelSummary::from_gguf(&gguf).map_err(|e| js_error("GgufError", e))?)
+}
+
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
+    value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| js_error("GgufError", e))
+        .map_err(|e| js_error("InputError", e))
+}
+
+/// A language model running on the CPU inside the wasm module.
+#[wasm_bindgen]
+pub struct Engine {
+    model: Model<CandleBackend>,
+    tokenizer: Tokenizer,
+}
+
+#[derive(Serialize)]
+struct TopToken {
+    id: u32,
+    token: String,
+    logprob: f32,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a whole GGUF file held in memory. Rejects with a `GgufError`, `ModelError` or
+    /// `TokenizerError` naming what is wrong with it.
+    pub fn load(bytes: &[u8]) -> Result<Engine, JsValue> {
+        let source = InMemoryGguf::parse(bytes).map_err(|e| js_error("ModelError", e))?;
+        let config = Config::from_gguf(&source.header).map_err(|e| js_error("ModelError", e))?;
+        let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
+        let model = Model::load(CandleBackend::cpu(), config, &source).map_err(|e| js_error("ModelError", e))?;
+        Ok(Engine { model, tokenizer })
+    }
+
+    /// Token ids of `text`, with special tokens such as `<|im_start|>` recognised.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.tokenizer.encode(text, true, true).map_err(|e| js_error("TokenizerError", e))
+    }
+
+    /// The chat template applied to one user message, ready for `tokenize`.
+    #[wasm_bindgen(js_name = chatPrompt)]
+    pub fn chat_prompt(&self, user_message: &str) -> Result<String, JsValue> {
+        self.tokenizer
+            .apply_chat_template(&[ChatMessage::new("user", user_message)], true)
+            .map_err(|e| js_error("TokenizerError", e))
+    }
+
+    /// The `k` most likely next tokens after `ids`: `[{ id, token, logprob }]`.
+    #[wasm_bindgen(js_name = topTokens)]
+    pub fn top_tokens(&self, ids: Vec<u32>, k: usize) -> Result<JsValue, JsValue> {
+        let mut cache = self.model.new_cache();
+        let forward = self
+            .model
+            .forward(&ids, &mut cache, &HookRequest::new(), &[], &Positions::Last)
+            .map_err(|e| js_error("ModelError", e))?;
+        let logprobs = log_softmax(&forward.logits.data);
+        let mut order: Vec<usize> = (0..logprobs.len()).collect();
+        order.sort_unstable_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]).then(a.cmp(&b)));
+        let top = order
+            .into_iter()
+            .take(k)
+            .map(|i| {
+                let token = self.tokenizer.decode(&[i as u32]).map_err(|e| js_error("TokenizerError", e))?;
+                Ok(TopToken { id: i as u32, token, logprob: logprobs[i] })
+            })
+            .collect::<Result<Vec<_>, JsValue>>()?;
+        to_js(&top)
+    }
+
+    /// Generates up to `max_tokens` after `prompt`: `{ text, ids, stop_reason }`. Temperature 0
+    /// is greedy; `seed` makes sampling repeatable.
+    pub fn generate(&self, prompt: &str, max_tokens: usize, temperature: f32, seed: u32) -> Result<JsValue, JsValue> {
+        let ids = self.tokenize(prompt)?;
+        let request = GenerateRequest {
+            max_tokens,
+            sampling: Sampling { temperature, seed: seed.into(), ..Sampling::default() },
+            stop_strings: Vec::new(),
+            interventions: Vec::new(),
+        };
+        let generation = generate(&self.model, &self.tokenizer, &ids, &request, |_, _| true)
+            .map_err(|e| js_error("ModelError", e))?;
+        to_js(&generation)
+    }
 }
 
 /// A WebGPU device opened through wgpu.

@@ -1,6 +1,8 @@
 //! The `glassbox` command line. Every command takes `--json`; the names and flags are a
 //! contract that scripts rely on.
 
+mod bench;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +66,16 @@ enum Command {
         ablations: AblationArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Measure prefill and decode speed and peak memory (set RAYON_NUM_THREADS for threads).
+    Bench {
+        model: PathBuf,
+        /// Text whose tokens are prefilled before the timed decode steps.
+        #[arg(long)]
+        short: PathBuf,
+        /// Text prefilled in one timed batch.
+        #[arg(long)]
+        long: PathBuf,
     },
     /// The most likely next tokens after a prompt, with log-probabilities.
     Logits {
@@ -141,7 +153,7 @@ impl WeightSource for ProgressSource<'_> {
     fn tensors(&self) -> &[TensorInfo] {
         self.file.tensors()
     }
-    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<Vec<u8>> {
+    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<std::borrow::Cow<'_, [u8]>> {
         let bytes = self.file.read(tensor)?;
         self.bar.inc(bytes.len() as u64);
         Ok(bytes)
@@ -177,7 +189,8 @@ fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, Stri
     } else {
         args.prompt.clone()
     };
-    tokenizer.encode(&text, true, args.chat).map_err(text_err)
+    // Control tokens written in a prompt (`<|im_start|>`) are meant as such, as in llama.cpp.
+    tokenizer.encode(&text, true, true).map_err(text_err)
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -260,6 +273,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 ),
                 None => writeln!(out, "{}", generation.text.get(printed..).unwrap_or("")),
             }
+        }
+        Command::Bench { model, short, long } => {
+            let start = std::time::Instant::now();
+            let loaded = load(&model)?;
+            let load_s = start.elapsed().as_secs_f64();
+            let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+            // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
+            let short = loaded.tokenizer.encode(read(&short)?.trim(), true, false).map_err(text_err)?;
+            let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
+            let result = bench::run(&loaded.model, load_s, &short, &long)?;
+            writeln!(out, "{result}")
         }
         Command::Logits { model, prompt, top_k, ablations, json } => {
             let loaded = load(&model)?;
