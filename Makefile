@@ -46,7 +46,9 @@ lint:
 	cargo clippy --all-targets $(WEBGPU) -- -D warnings
 	scripts/wasm-cargo.sh clippy --lib $(WEBGPU) -- -D warnings
 
+# The browser tests compare the wasm engine with the native CLI's numbers.
 test-web: web
+	cargo build --bin glassbox
 	cd www && npx tsc --noEmit
 	cd www && node --test tests/
 

@@ -14,8 +14,10 @@ import { startServer } from "../serve.mjs";
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const reference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-135m-instruct-q4_1.json"), "utf8"));
 const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-// wasm (simd128) and x86 kernels sum in different orders; measured gap in the test output.
-const WASM_NATIVE_TOLERANCE = 1.0;
+// wasm and x86 kernels accumulate in different orders; a one-ulp difference can flip an 8-bit
+// activation rounding and grow through 30 layers. Measured 2026-11-26: max |Δ log p| 0.34 over
+// the native top-10 of the 20 prompts.
+const WASM_NATIVE_TOLERANCE = 0.5;
 
 export const CHROMIUM_FLAGS = [
   "--no-sandbox",
@@ -180,10 +182,19 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
     return idLists.map((ids) => engine.topTokens(Uint32Array.from(ids), 10));
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
+  // As in the native parity test: a top-1 may differ only where the other engine was nearly tied.
+  const NEAR_TIE = 0.5;
   let worst = 0;
   cases.forEach((c, i) => {
-    assert.equal(wasm[i][0].id, native[i][0].id, `wasm and native top-1 differ for ${c.prompt}`);
-    assert.equal(wasm[i][0].id, c.top10[0], `wasm and llama.cpp top-1 differ for ${c.prompt}`);
+    if (wasm[i][0].id !== native[i][0].id) {
+      const gap = native[i][0].logprob - native[i][1].logprob;
+      assert.ok(gap < NEAR_TIE, `wasm and native top-1 differ for ${c.prompt} with a native gap of ${gap}`);
+      console.log(`# near-tie: ${c.prompt}: wasm ${wasm[i][0].id}, native ${native[i][0].id} (gap ${gap.toFixed(3)})`);
+    }
+    if (wasm[i][0].id !== c.top10[0]) {
+      const gap = c.top10_logits[0] - c.top10_logits[1];
+      assert.ok(gap < NEAR_TIE, `wasm and llama.cpp top-1 differ for ${c.prompt} with a llama.cpp gap of ${gap}`);
+    }
     for (const n of native[i]) {
       const w = wasm[i].find((t) => t.id === n.id);
       if (w) worst = Math.max(worst, Math.abs(w.logprob - n.logprob));
