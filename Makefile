@@ -55,21 +55,26 @@ test-web: web
 bench: $(SETUP_STAMP)
 	python3 scripts/bench.py
 
-# Test models are built by later issues; the GGUF reader tests use the real SmolLM2 file.
-fixtures: $(SETUP_STAMP)
-	@echo "fixtures: nothing to rebuild yet"
+REFERENCE_PY := .venv-reference/bin/python
+$(REFERENCE_PY):
+	python3 -m venv .venv-reference
+	$(REFERENCE_PY) -m pip install --quiet gguf==0.19.0 numpy
+
+# Tiny random-weight models of each architecture plus their NumPy logits (committed).
+fixtures: $(REFERENCE_PY)
+	$(REFERENCE_PY) scripts/make_fixtures.py
 
 # Regenerates the committed references with independent tools: the PyPI gguf package and
 # llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
 SMOLLM2 := models/SmolLM2-135M-Instruct.Q4_1.gguf
-reference: $(SETUP_STAMP)
-	python3 -m venv .venv-reference
-	.venv-reference/bin/pip install --quiet gguf==0.19.0 numpy
+reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 \
-		.venv-reference/bin/pip install --quiet llama-cpp-python==0.3.36
-	.venv-reference/bin/python tests/reference/gguf_reference.py $(SMOLLM2) tests/reference/smollm2-135m-instruct-q4_1.json
-	.venv-reference/bin/python tests/reference/llamacpp_tokenize.py $(SMOLLM2) tests/reference/smollm2-tokenize-llamacpp.json
-	.venv-reference/bin/python tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
+		$(REFERENCE_PY) -m pip install --quiet llama-cpp-python==0.3.36
+	$(REFERENCE_PY) tests/reference/gguf_reference.py $(SMOLLM2) tests/reference/smollm2-135m-instruct-q4_1.json
+	$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py $(SMOLLM2) tests/reference/smollm2-tokenize-llamacpp.json
+	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
+	$(REFERENCE_PY) tests/reference/numpy_forward.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json \
+		tests/reference/smollm2-hooks-numpy
 
 clean:
 	cargo clean
