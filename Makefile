@@ -60,9 +60,12 @@ $(REFERENCE_PY):
 	python3 -m venv .venv-reference
 	$(REFERENCE_PY) -m pip install --quiet gguf==0.19.0 numpy
 
-# Tiny random-weight models of each architecture plus their NumPy logits (committed).
+# Tiny random-weight models of each architecture with their NumPy logits, and small vocabularies
+# for each tokenizer kind (committed; `make reference` tokenises with llama.cpp against them).
+VOCAB_FIXTURES := vocab-llama-bpe vocab-qwen2 vocab-gpt2 vocab-spm
 fixtures: $(REFERENCE_PY)
 	$(REFERENCE_PY) scripts/make_fixtures.py
+	$(REFERENCE_PY) scripts/make_tokenizer_fixtures.py
 
 # Regenerates the committed references with independent tools: the PyPI gguf package and
 # llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
@@ -72,6 +75,9 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 		$(REFERENCE_PY) -m pip install --quiet llama-cpp-python==0.3.36
 	$(REFERENCE_PY) tests/reference/gguf_reference.py $(SMOLLM2) tests/reference/smollm2-135m-instruct-q4_1.json
 	$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py $(SMOLLM2) tests/reference/smollm2-tokenize-llamacpp.json
+	for v in $(VOCAB_FIXTURES); do \
+		$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py tests/fixtures/$$v.gguf tests/reference/$$v-tokenize-llamacpp.json; \
+	done
 	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
 	$(REFERENCE_PY) tests/reference/numpy_forward.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json \
 		tests/reference/smollm2-hooks-numpy

@@ -1,5 +1,7 @@
 //! The GGUF tokenizer against llama.cpp's tokenisation of the same file
-//! (tests/reference/llamacpp_tokenize.py).
+//! (tests/reference/llamacpp_tokenize.py): SmolLM2's real vocabulary (`smollm` pre-tokenizer),
+//! and small vocabularies written by scripts/make_tokenizer_fixtures.py for the `llama-bpe`,
+//! `qwen2` and `gpt-2` pre-tokenizers and a SentencePiece `llama` vocabulary.
 
 mod common;
 
@@ -11,10 +13,38 @@ fn smollm2() -> Tokenizer {
     Tokenizer::from_gguf(&file.header).unwrap()
 }
 
+fn fixture(name: &str) -> Tokenizer {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.gguf"));
+    Tokenizer::from_gguf(&GgufFile::open(path).unwrap().header).unwrap()
+}
+
 #[test]
-fn ids_equal_llama_cpp_on_every_golden_string() {
-    let tokenizer = smollm2();
-    let reference = common::reference("smollm2-tokenize-llamacpp.json");
+fn smollm2_ids_equal_llama_cpp() {
+    assert_ids_equal_llama_cpp(&smollm2(), "smollm2-tokenize-llamacpp.json");
+}
+
+#[test]
+fn llama_bpe_ids_equal_llama_cpp() {
+    assert_ids_equal_llama_cpp(&fixture("vocab-llama-bpe"), "vocab-llama-bpe-tokenize-llamacpp.json");
+}
+
+#[test]
+fn qwen2_ids_equal_llama_cpp() {
+    assert_ids_equal_llama_cpp(&fixture("vocab-qwen2"), "vocab-qwen2-tokenize-llamacpp.json");
+}
+
+#[test]
+fn gpt2_ids_equal_llama_cpp() {
+    assert_ids_equal_llama_cpp(&fixture("vocab-gpt2"), "vocab-gpt2-tokenize-llamacpp.json");
+}
+
+#[test]
+fn sentencepiece_ids_equal_llama_cpp() {
+    assert_ids_equal_llama_cpp(&fixture("vocab-spm"), "vocab-spm-tokenize-llamacpp.json");
+}
+
+fn assert_ids_equal_llama_cpp(tokenizer: &Tokenizer, reference: &str) {
+    let reference = common::reference(reference);
     let cases = reference["cases"].as_array().unwrap();
     assert!(cases.len() >= 30);
     let ids = |v: &serde_json::Value| -> Vec<u32> {
@@ -31,7 +61,7 @@ fn ids_equal_llama_cpp_on_every_golden_string() {
         }
     }
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
-    // SmolLM2 asks for no BOS, so llama.cpp adds none to an empty text either.
+    // Whether BOS is added follows the file (SmolLM2: no; the SentencePiece vocabulary: yes).
     assert_eq!(tokenizer.encode("", true, true).unwrap(), ids(&reference["bos_with_add_bos"]));
 }
 
