@@ -33,3 +33,23 @@ fn info_on_a_missing_file_names_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model.gguf"));
 }
+
+#[test]
+fn a_tokenizer_json_replaces_the_gguf_vocabulary() {
+    let model = common::model_path(common::SMOLLM2);
+    let bert = common::model_path("all-MiniLM-L6-v2/tokenizer.json");
+    let out = glassbox(&["tokenize", model.to_str().unwrap(), "Hello world", "--tokenizer", bert.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // bert-base-uncased's WordPiece ids, which all-MiniLM-L6-v2 shares: "hello" 7592, "world" 2088.
+    assert_eq!(parsed["ids"], serde_json::json!([7592, 2088]));
+}
+
+#[test]
+fn tokenize_json_lists_ids_and_their_text() {
+    let model = common::model_path(common::SMOLLM2);
+    let out = glassbox(&["tokenize", model.to_str().unwrap(), "<|im_start|>Hello world", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed["tokens"], serde_json::json!(["<|im_start|>", "Hello", " world"]));
+    assert_eq!(parsed["ids"][0], 1, "<|im_start|> is control token 1 in SmolLM2's vocabulary");
+}

@@ -39,6 +39,8 @@ enum Command {
     Tokenize {
         model: PathBuf,
         text: String,
+        #[command(flatten)]
+        tokenizer: TokenizerArg,
         #[arg(long)]
         json: bool,
     },
@@ -92,12 +94,33 @@ enum Command {
 }
 
 #[derive(Args)]
+struct TokenizerArg {
+    /// A tokenizer.json to use instead of the vocabulary inside the GGUF.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+impl TokenizerArg {
+    fn load(&self, file: &GgufFile) -> Result<Tokenizer, String> {
+        match &self.tokenizer {
+            None => Tokenizer::from_gguf(&file.header).map_err(text_err),
+            Some(path) => {
+                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Tokenizer::from_tokenizer_json(&json, &file.header).map_err(text_err)
+            }
+        }
+    }
+}
+
+#[derive(Args)]
 struct PromptArgs {
     #[arg(long)]
     prompt: String,
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     chat: bool,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
 }
 
 #[derive(Args)]
@@ -165,10 +188,10 @@ struct Loaded {
     tokenizer: Tokenizer,
 }
 
-fn load(path: &Path) -> Result<Loaded, String> {
+fn load(path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
     let file = GgufFile::open(path).map_err(text_err)?;
     let config = Config::from_gguf(&file.header).map_err(text_err)?;
-    let tokenizer = Tokenizer::from_gguf(&file.header).map_err(text_err)?;
+    let tokenizer = tokenizer.load(&file)?;
     let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
     let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
@@ -214,9 +237,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 })
             }
         }
-        Command::Tokenize { model, text, json } => {
+        Command::Tokenize { model, text, tokenizer, json } => {
             let file = GgufFile::open(&model).map_err(text_err)?;
-            let tokenizer = Tokenizer::from_gguf(&file.header).map_err(text_err)?;
+            let tokenizer = tokenizer.load(&file)?;
             let ids = tokenizer.encode(&text, true, true).map_err(text_err)?;
             let tokens = tokenizer.token_texts(&ids).map_err(text_err)?;
             if json {
@@ -238,7 +261,7 @@ fn run(cli: Cli) -> Result<(), String> {
             ablations,
             json,
         } => {
-            let loaded = load(&model)?;
+            let loaded = load(&model, &prompt.tokenizer)?;
             let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
             let request = GenerateRequest {
                 max_tokens,
@@ -276,7 +299,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Bench { model, short, long } => {
             let start = std::time::Instant::now();
-            let loaded = load(&model)?;
+            let loaded = load(&model, &TokenizerArg { tokenizer: None })?;
             let load_s = start.elapsed().as_secs_f64();
             let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
             // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
@@ -286,7 +309,7 @@ fn run(cli: Cli) -> Result<(), String> {
             writeln!(out, "{result}")
         }
         Command::Logits { model, prompt, top_k, ablations, json } => {
-            let loaded = load(&model)?;
+            let loaded = load(&model, &prompt.tokenizer)?;
             let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
             let mut cache = loaded.model.new_cache();
             let forward = loaded

@@ -78,7 +78,11 @@ impl Tokenizer {
     /// Uses a `tokenizer.json` for the vocabulary; special ids and the template still come from
     /// the GGUF.
     pub fn from_tokenizer_json(json: &[u8], gguf: &Gguf) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        // Padding and truncation in a tokenizer.json are training settings: here they would add
+        // ids the text does not have, or silently drop ones it does.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| TokenizerError::Build(e.to_string()))?;
         Self::with_inner(inner, gguf)
     }
 
