@@ -15,16 +15,17 @@ for (const file of ["glassbox.js", "glassbox_bg.wasm"]) {
 }
 await mkdir(dist, { recursive: true });
 await esbuild.build({
-  entryPoints: [new URL("src/main.ts", here).pathname],
+  entryPoints: ["main", "bench"].map((name) => new URL(`src/${name}.ts`, here).pathname),
   bundle: true,
   format: "esm",
   target: "es2022",
   sourcemap: true,
-  outfile: new URL("main.js", dist).pathname,
+  outdir: dist.pathname,
   logLevel: "warning",
 });
 await Promise.all([
   copyFile(new URL("index.html", here), new URL("index.html", dist)),
+  copyFile(new URL("bench.html", here), new URL("bench.html", dist)),
   copyFile(new URL("style.css", here), new URL("style.css", dist)),
   copyFile(new URL("glassbox_bg.wasm", pkg), new URL("glassbox_bg.wasm", dist)),
   // The package's own entry, so tests and embedders can import it next to the page.

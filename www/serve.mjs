@@ -14,6 +14,7 @@ const TYPES = {
   ".wasm": "application/wasm",
   ".gguf": "application/octet-stream",
   ".png": "image/png",
+  ".txt": "text/plain; charset=utf-8",
 };
 
 /** Maps a URL path under one of `mounts` ({ prefix: directory }) to a file, refusing escapes. */

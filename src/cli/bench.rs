@@ -4,22 +4,13 @@
 use std::time::Instant;
 
 use glassbox::backend::Backend;
+use glassbox::generate::argmax;
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::model::Model;
 use serde_json::{json, Value};
 
 pub const DECODE_STEPS: usize = 128;
 const REPETITIONS: usize = 3;
-
-fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 /// The process's peak resident memory in MB (Linux: VmHWM), or None elsewhere.
 pub fn peak_rss_mb() -> Option<f64> {

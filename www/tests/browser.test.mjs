@@ -4,11 +4,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "../chromium.mjs";
 import { startServer } from "../serve.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
@@ -19,35 +16,20 @@ const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 // the native top-10 of the 20 prompts.
 const WASM_NATIVE_TOLERANCE = 0.5;
 
-export const CHROMIUM_FLAGS = [
-  "--no-sandbox",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--enable-unsafe-webgpu",
-];
-
 let server;
 let browser;
-let profile;
+let closeBrowser;
 let origin;
 
 before(async () => {
   server = await startServer({ port: 0, root: here("../dist"), models: here("../../models") });
   origin = `http://127.0.0.1:${server.address().port}`;
-  profile = await mkdtemp(join(tmpdir(), "glassbox-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_FLAGS,
-  });
+  ({ context: browser, close: closeBrowser } = await launchChromium());
 });
 
 after(async () => {
-  await browser?.close();
+  await closeBrowser?.();
   server?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 /** Opens a page and records every request it makes and every error it reports. */
@@ -131,12 +113,21 @@ test("hostile or missing models are typed errors, not traps", { timeout: 60_000 
     ];
     // The module still works after every failure: no panic poisoned it.
     results.push(attempt(new Uint8Array([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0, ...new Array(16).fill(0)]), 24));
+    // Loading a model cut short is a typed error too.
+    const model = new Uint8Array(await (await fetch("/models/SmolLM2-135M-Instruct.Q4_1.gguf")).arrayBuffer());
+    try {
+      glassbox.Engine.load(model.subarray(0, 2_000_000));
+      results.push("loaded");
+    } catch (e) {
+      results.push(`${e.name}: ${e.message}`);
+    }
     return results;
   });
   assert.match(failures[0], /^GgufError: not a GGUF file/);
   assert.match(failures[1], /^GgufError: tensor count 18446744073709551615 .* is impossible/);
   assert.match(failures[2], /^InputError: file length -1/);
   assert.match(failures[3], /^GgufError: required metadata key "general.architecture" is missing/);
+  assert.match(failures[4], /^ModelError: tensor "token_embd.weight": its data .* lies outside the file/);
   assert.deepEqual(errors.filter((e) => !e.includes("404")), []);
   await page.close();
 });
