@@ -174,7 +174,6 @@ def main():
         "",
         "## Notes",
         "",
-        "",
         "glassbox's candle backend computes exactly what candle's `quantized_llama` computes (the engine",
         "test checks the logits bit for bit), so the two rows differ only by hook bookkeeping. Both trail",
         "llama.cpp because candle 0.11's Q4_1 dot product has no SIMD path; closing that gap needs our own",
