@@ -48,7 +48,7 @@ lint:
 
 # The browser tests compare the wasm engine with the native CLI's numbers.
 test-web: web
-	cargo build --bin glassbox
+	cargo build --bin glassbox $(WEBGPU)
 	cd www && npx tsc --noEmit
 	cd www && node --test tests/
 

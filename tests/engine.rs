@@ -258,3 +258,25 @@ fn broken_models_fail_to_load_with_the_reason() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn the_final_norm_scale_is_the_rms_of_the_last_residual() {
+    let model = &fixture().model;
+    let layers = model.config().layers;
+    let ids = ids(PROMPTS[1]);
+    let hooks = HookRequest::new()
+        .with(HookPoint::ResidPost(layers - 1), Positions::All)
+        .with(HookPoint::LnFinalScale, Positions::All);
+    let mut cache = model.new_cache();
+    // Logits only at the last position; the scale is still recorded wherever it was asked for.
+    let rec = model.forward(&ids, &mut cache, &hooks, &[], &Positions::Last).unwrap().recording;
+    let scale = rec.get(HookPoint::LnFinalScale).unwrap();
+    assert_eq!(scale.shape, vec![ids.len(), 1]);
+    let resid = rec.get(HookPoint::ResidPost(layers - 1)).unwrap();
+    let eps = model.config().norm_eps;
+    for p in 0..ids.len() {
+        let row = resid.row(p);
+        let expected = (row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / row.len() as f64 + eps).sqrt();
+        assert!((scale.data[p] as f64 - expected).abs() < 1e-4 * expected, "position {p}");
+    }
+}

@@ -406,19 +406,16 @@ impl<B: Backend> Model<B> {
         }
         cache.len = total;
 
-        let logit_rows = logits_at.resolve(t);
-        let x = be.select_rows(&x, &logit_rows)?;
         if let Some(positions) = hooks.positions(HookPoint::LnFinalScale) {
-            let scale = be.rms(&x, c.norm_eps)?;
             let rows = positions.resolve(t);
-            let wanted: Vec<usize> = rows.iter().filter_map(|r| logit_rows.iter().position(|p| p == r)).collect();
-            let (_, data) = be.download(&be.select_rows(&scale, &wanted)?)?;
-            let positions: Vec<usize> = wanted.iter().map(|&i| logit_rows[i]).collect();
+            let (_, data) = be.download(&be.rms(&be.select_rows(&x, &rows)?, c.norm_eps)?)?;
             recording.activations.insert(
                 HookPoint::LnFinalScale,
-                Activation { shape: vec![positions.len(), 1], positions, data },
+                Activation { shape: vec![rows.len(), 1], positions: rows, data },
             );
         }
+        let logit_rows = logits_at.resolve(t);
+        let x = be.select_rows(&x, &logit_rows)?;
         let normed = be.rms_norm(&x, &self.final_norm, c.norm_eps)?;
         let logits = be.linear(&normed, self.output.as_ref().unwrap_or(&self.embedding))?;
         let (shape, data) = be.download(&logits)?;
