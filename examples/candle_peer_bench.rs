@@ -7,11 +7,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
+use glassbox::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::gguf::GgufFile;
 use glassbox::tokenizer::Tokenizer;
-
-const DECODE_STEPS: usize = 128;
-const REPETITIONS: usize = 3;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -57,22 +55,7 @@ fn main() -> Result<()> {
         model.forward(&input(&long)?, 0)?;
         prefill.push(long.len() as f64 / start.elapsed().as_secs_f64());
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let peak_kb: Option<f64> = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
-    println!(
-        "{}",
-        serde_json::json!({
-            "threads": candle_core::utils::get_num_threads(),
-            "load_s": load_s,
-            "n_short": short.len(),
-            "n_long": long.len(),
-            "decode_tok_s": decode,
-            "prefill_tok_s": prefill,
-            "peak_rss_mb": peak_kb.map(|kb| kb / 1024.0),
-        })
-    );
+    let report = BenchReport::new(load_s, short.len(), long.len(), decode, prefill);
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! `wasm32`, exposes the whole thing to JavaScript through [`web`]. See ARCHITECTURE.md.
 
 pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod generate;
 pub mod gguf;
 pub mod hooks;

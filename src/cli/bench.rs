@@ -4,21 +4,10 @@
 use std::time::Instant;
 
 use glassbox::backend::Backend;
+use glassbox::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::generate::argmax;
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::model::Model;
-use serde_json::{json, Value};
-
-pub const DECODE_STEPS: usize = 128;
-const REPETITIONS: usize = 3;
-
-/// The process's peak resident memory in MB (Linux: VmHWM), or None elsewhere.
-pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 /// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps; returns tokens/s of
 /// the steps alone.
@@ -42,17 +31,9 @@ fn prefill_once<B: Backend>(model: &Model<B>, long: &[u32]) -> Result<f64, Strin
     Ok(long.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32]) -> Result<Value, String> {
+pub fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32]) -> Result<BenchReport, String> {
     decode_once(model, short)?; // warm-up, as the llama.cpp harness does
     let decode: Vec<f64> = (0..REPETITIONS).map(|_| decode_once(model, short)).collect::<Result<_, _>>()?;
     let prefill: Vec<f64> = (0..REPETITIONS).map(|_| prefill_once(model, long)).collect::<Result<_, _>>()?;
-    Ok(json!({
-        "threads": candle_core::utils::get_num_threads(),
-        "load_s": load_s,
-        "n_short": short.len(),
-        "n_long": long.len(),
-        "decode_tok_s": decode,
-        "prefill_tok_s": prefill,
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    Ok(BenchReport::new(load_s, short.len(), long.len(), decode, prefill))
 }

@@ -305,8 +305,8 @@ fn run(cli: Cli) -> Result<(), String> {
             // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
             let short = loaded.tokenizer.encode(read(&short)?.trim(), true, false).map_err(text_err)?;
             let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
-            let result = bench::run(&loaded.model, load_s, &short, &long)?;
-            writeln!(out, "{result}")
+            let report = bench::run(&loaded.model, load_s, &short, &long)?;
+            writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
         }
         Command::Logits { model, prompt, top_k, ablations, json } => {
             let loaded = load(&model, &prompt.tokenizer)?;
