@@ -97,11 +97,7 @@ impl Sampler {
         if s.temperature == 0.0 {
             return argmax(&logits);
         }
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        if s.top_k > 0 {
-            order.truncate(s.top_k);
-        }
+        let mut order = top_k(&logits, if s.top_k > 0 { s.top_k } else { logits.len() });
         let max = logits[order[0]];
         let mut probs: Vec<f32> = order.iter().map(|&i| ((logits[i] - max) / s.temperature).exp()).collect();
         let total: f32 = probs.iter().sum();
@@ -127,6 +123,14 @@ impl Sampler {
         }
         *order.last().expect("top_k ≥ 1 and the vocabulary is not empty") as u32
     }
+}
+
+/// Indices of the `k` largest values, largest first (lower index first on ties).
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_unstable_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
 }
 
 /// The index of the largest value (the first, on ties): greedy decoding's choice.

@@ -317,10 +317,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .forward(&ids, &mut cache, &HookRequest::new(), &ablations.interventions()?, &Positions::Last)
                 .map_err(text_err)?;
             let logprobs = log_softmax(&forward.logits.data);
-            let mut order: Vec<usize> = (0..logprobs.len()).collect();
-            order.sort_unstable_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]));
-            order.truncate(top_k);
-            let ranked: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+            let ranked: Vec<u32> = glassbox::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
             let tokens = loaded.tokenizer.token_texts(&ranked).map_err(text_err)?;
             if json {
                 let top: Vec<_> = ranked

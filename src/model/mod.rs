@@ -33,6 +33,8 @@ pub enum ModelError {
     MissingTensor(String),
     #[error("tensor {name:?} has shape {found:?}; this model's hyperparameters need {expected:?}")]
     WrongShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("tensor {name:?} is stored as {found}; glassbox reads it as {expected}")]
+    WrongTensorType { name: String, found: &'static str, expected: &'static str },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("{len} tokens exceed the model's context of {max}")]
@@ -143,11 +145,7 @@ pub struct Forward {
 
 fn f32_values(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     if info.ggml_type != GgmlType::F32 {
-        return Err(ModelError::WrongShape {
-            name: format!("{} (type {}, expected F32)", info.name, info.ggml_type),
-            expected: info.shape.clone(),
-            found: info.shape.clone(),
-        });
+        return Err(ModelError::WrongTensorType { name: info.name.clone(), found: info.ggml_type.name(), expected: "F32" });
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }

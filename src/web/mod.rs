@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 #[cfg(feature = "webgpu")]
 use crate::backend::webgpu::GpuDevice;
 use crate::backend::candle::CandleBackend;
-use crate::generate::{generate, log_softmax, GenerateRequest, Sampling};
+use crate::generate::{generate, log_softmax, top_k, GenerateRequest, Sampling};
 use crate::gguf::Gguf;
 use crate::hooks::{HookRequest, Positions};
 use crate::inspect::ModelSummary;
@@ -99,11 +99,8 @@ impl Engine {
             .forward(&ids, &mut cache, &HookRequest::new(), &[], &Positions::Last)
             .map_err(|e| js_error("ModelError", e))?;
         let logprobs = log_softmax(&forward.logits.data);
-        let mut order: Vec<usize> = (0..logprobs.len()).collect();
-        order.sort_unstable_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]).then(a.cmp(&b)));
-        let top = order
+        let top = top_k(&logprobs, k)
             .into_iter()
-            .take(k)
             .map(|i| {
                 let token = self.tokenizer.decode(&[i as u32]).map_err(|e| js_error("TokenizerError", e))?;
                 Ok(TopToken { id: i as u32, token, logprob: logprobs[i] })
