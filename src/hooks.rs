@@ -11,6 +11,8 @@ use serde::Serialize;
 /// Shapes, with `t` the recorded positions, `k` all key positions, `d` the model width, `H` heads,
 /// `h` the head size and `f` the FFN width:
 /// - `Embed`, `ResidPre`, `AttnOut`, `ResidMid`, `MlpOut`, `ResidPost`: `[t, d]`;
+/// - `AttnV`: `[t, KV, h]`, value vectors of each key-value head (query head `i` reads
+///   KV head `i / (H / KV)`);
 /// - `AttnPattern`: `[H, t, k]`, attention probabilities;
 /// - `AttnZ`: `[t, H, h]`, each head's attention-weighted values before W_O;
 /// - `AttnResult`: `[t, H, d]`, each head's output after W_O (its slice of o_proj);
@@ -21,6 +23,7 @@ use serde::Serialize;
 pub enum HookPoint {
     Embed,
     ResidPre(usize),
+    AttnV(usize),
     AttnPattern(usize),
     AttnZ(usize),
     AttnResult(usize),
@@ -38,6 +41,7 @@ type LayerHook = (&'static str, fn(usize) -> HookPoint);
 
 const LAYER_HOOKS: &[LayerHook] = &[
     ("hook_resid_pre", HookPoint::ResidPre),
+    ("attn.hook_v", HookPoint::AttnV),
     ("attn.hook_pattern", HookPoint::AttnPattern),
     ("attn.hook_z", HookPoint::AttnZ),
     ("attn.hook_result", HookPoint::AttnResult),
@@ -54,7 +58,7 @@ impl HookPoint {
         use HookPoint::*;
         match self {
             Embed | LnFinalScale => None,
-            ResidPre(l) | AttnPattern(l) | AttnZ(l) | AttnResult(l) | AttnOut(l) | ResidMid(l)
+            ResidPre(l) | AttnV(l) | AttnPattern(l) | AttnZ(l) | AttnResult(l) | AttnOut(l) | ResidMid(l)
             | MlpPre(l) | MlpPost(l) | MlpOut(l) | ResidPost(l) => Some(l),
         }
     }
@@ -209,7 +213,7 @@ mod tests {
         assert_eq!(HookPoint::MlpPost(0).to_string(), "blocks.0.mlp.hook_post");
         assert_eq!(HookPoint::parse("blocks.x.hook_resid_pre"), None);
         assert_eq!(HookPoint::parse("blocks.2.hook_nothing"), None);
-        assert_eq!(HookPoint::all(2).len(), 2 + 2 * 10);
+        assert_eq!(HookPoint::all(2).len(), 2 + 2 * 11);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod generate;
 pub mod gguf;
 pub mod hooks;
+pub mod interp;
 pub mod inspect;
 pub mod model;
 pub mod tokenizer;

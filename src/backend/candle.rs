@@ -1,7 +1,7 @@
 //! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
 //! on the `Device` it was created with.
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::{Backend, BackendError, BackendResult, Rope};
@@ -219,5 +219,44 @@ impl Backend for CandleBackend {
         let (_, width) = x.dims2().map_err(err)?;
         let replacement = Tensor::from_slice(values, (1, width), &self.device).map_err(err)?;
         x.slice_assign(&[row..row + 1, 0..width], &replacement).map_err(err)
+    }
+
+    fn dequantize(&self, w: &CandleMatrix) -> BackendResult<Tensor> {
+        match &w.matmul {
+            QMatMul::Tensor(t) => Ok(t.clone()),
+            QMatMul::TensorF16(t) => t.to_dtype(DType::F32).map_err(err),
+            QMatMul::QTensor(q) => q.dequantize(&self.device).map_err(err),
+        }
+    }
+
+    fn float_matrix(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<CandleMatrix> {
+        let values = self.upload(rows, cols, values)?;
+        let table = std::sync::Arc::new(QTensor::quantize(&values, GgmlDType::F32).map_err(err)?);
+        Ok(CandleMatrix { matmul: QMatMul::Tensor(values), table })
+    }
+
+    fn linear_transposed(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
+        x.matmul(&self.dequantize(w)?).map_err(err)
+    }
+
+    fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
+        // candle's CPU kernels quantise the input to the weight type's `VecDotType`; f32, f16
+        // and bf16 weights are dequantised and multiply the input as it is.
+        let quantised = match &w.matmul {
+            QMatMul::Tensor(_) => return Ok(x.clone()),
+            QMatMul::TensorF16(_) => return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err),
+            QMatMul::QTensor(q) => q,
+        };
+        let read_as = match quantised.dtype() {
+            GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => GgmlDType::Q8_0,
+            GgmlDType::Q4_1 | GgmlDType::Q5_1 | GgmlDType::Q8_1 => GgmlDType::Q8_1,
+            GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8K => {
+                GgmlDType::Q8K
+            }
+            _ => return Ok(x.clone()),
+        };
+        QTensor::quantize(&x.contiguous().map_err(err)?, read_as)
+            .and_then(|q| q.dequantize(&self.device))
+            .map_err(err)
     }
 }

@@ -72,4 +72,16 @@ pub trait Backend {
     fn scale_columns(&self, x: &Self::Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Self::Tensor>;
     /// Replaces row `row` with `values`.
     fn set_row(&self, x: &Self::Tensor, row: usize, values: &[f32]) -> BackendResult<Self::Tensor>;
+
+    /// The matrix's values as f32, `[out, in]`.
+    fn dequantize(&self, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// A `[rows, cols]` f32 matrix, whose products read their input without rounding it.
+    fn float_matrix(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Self::Matrix>;
+    /// `x · W` for `x: [t, out]`, `W: [out, in]`: pulls a vector in output space back to input
+    /// space (gradients, dot products with every column).
+    fn linear_transposed(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// `x` rounded the way `linear(x, w)` reads it. Quantised kernels quantise their input, so
+    /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
+    /// what makes per-neuron contributions add up to the layer's output exactly.
+    fn as_read_by(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
 }

@@ -2,6 +2,7 @@
 //! contract that scripts rely on.
 
 mod bench;
+mod interp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,23 @@ enum Command {
         #[arg(long)]
         long: PathBuf,
     },
+    /// Log-probability-increase attribution of layers, heads, positions and neurons.
+    Attribute(interp::AttributeArgs),
+    /// The logit lens: the top tokens of each layer's residual stream.
+    Lens(interp::LensArgs),
+    /// Zero each head in turn and rank heads by the drop in p(target) (slow baseline).
+    AblationScan(interp::AblationScanArgs),
+    /// Comparative neuron analysis: neuron LPI with and without the chosen heads.
+    Cna(interp::CnaArgs),
+    /// SePO token rewards: log π_oracle − log π_ref per response token.
+    TokenRewards(interp::TokenRewardsArgs),
+    /// Accuracy on the arithmetic prompt set before and after a mask of heads and neurons.
+    MaskEval(interp::MaskEvalArgs),
+    /// Run a committed experiment.
+    Experiment {
+        #[command(subcommand)]
+        experiment: interp::Experiment,
+    },
     /// The most likely next tokens after a prompt, with log-probabilities.
     Logits {
         model: PathBuf,
@@ -94,7 +112,7 @@ enum Command {
 }
 
 #[derive(Args)]
-struct TokenizerArg {
+pub(crate) struct TokenizerArg {
     /// A tokenizer.json to use instead of the vocabulary inside the GGUF.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -113,7 +131,7 @@ impl TokenizerArg {
 }
 
 #[derive(Args)]
-struct PromptArgs {
+pub(crate) struct PromptArgs {
     #[arg(long)]
     prompt: String,
     /// Wrap the prompt as a user message in the model's chat template.
@@ -124,7 +142,7 @@ struct PromptArgs {
 }
 
 #[derive(Args)]
-struct AblationArgs {
+pub(crate) struct AblationArgs {
     /// Zero these attention heads, as LAYER.HEAD pairs: `--ablate-heads 4.2,17.0`.
     #[arg(long, value_delimiter = ',')]
     ablate_heads: Vec<String>,
@@ -134,7 +152,7 @@ struct AblationArgs {
 }
 
 impl AblationArgs {
-    fn interventions(&self) -> Result<Vec<Intervention>, String> {
+    pub(crate) fn interventions(&self) -> Result<Vec<Intervention>, String> {
         let pair = |text: &str| -> Result<(usize, usize), String> {
             let parsed = text.split_once('.').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
             parsed.ok_or_else(|| format!("{text:?} is not LAYER.INDEX"))
@@ -162,7 +180,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn text_err(e: impl std::fmt::Display) -> String {
+pub(crate) fn text_err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -183,12 +201,12 @@ impl WeightSource for ProgressSource<'_> {
     }
 }
 
-struct Loaded {
-    model: Model<CandleBackend>,
-    tokenizer: Tokenizer,
+pub(crate) struct Loaded {
+    pub model: Model<CandleBackend>,
+    pub tokenizer: Tokenizer,
 }
 
-fn load(path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
+pub(crate) fn load(path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
     let file = GgufFile::open(path).map_err(text_err)?;
     let config = Config::from_gguf(&file.header).map_err(text_err)?;
     let tokenizer = tokenizer.load(&file)?;
@@ -204,7 +222,7 @@ fn load(path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
     Ok(Loaded { model, tokenizer })
 }
 
-fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {
+pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {
     let text = if args.chat {
         tokenizer
             .apply_chat_template(&[ChatMessage::new("user", args.prompt.clone())], true)
@@ -308,6 +326,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let report = bench::run(&loaded.model, load_s, &short, &long)?;
             writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
         }
+        Command::Attribute(args) => interp::attribute(&mut out, &args)?,
+        Command::Lens(args) => interp::lens(&mut out, &args)?,
+        Command::AblationScan(args) => interp::ablation_scan(&mut out, &args)?,
+        Command::Cna(args) => interp::cna(&mut out, &args)?,
+        Command::TokenRewards(args) => interp::token_rewards(&mut out, &args)?,
+        Command::MaskEval(args) => interp::mask_eval(&mut out, &args)?,
+        Command::Experiment { experiment } => interp::experiment(&mut out, &experiment)?,
         Command::Logits { model, prompt, top_k, ablations, json } => {
             let loaded = load(&model, &prompt.tokenizer)?;
             let ids = prompt_ids(&loaded.tokenizer, &prompt)?;

@@ -89,6 +89,7 @@ impl WeightSource for InMemoryGguf<'_> {
 }
 
 struct Layer<B: Backend> {
+    attn_norm_values: Vec<f32>,
     attn_norm: B::Tensor,
     wq: B::Matrix,
     wk: B::Matrix,
@@ -110,8 +111,18 @@ pub struct Model<B: Backend> {
     /// `None` when the embedding is tied: the unembedding is then the embedding table.
     output: Option<B::Matrix>,
     final_norm: B::Tensor,
+    final_norm_values: Vec<f32>,
     rope_freq_factors: Option<Vec<f32>>,
     layers: Vec<Layer<B>>,
+}
+
+/// The layer matrices attribution reads: `v_proj` `[KV·h, d]`, `o_proj` `[d, H·h]`,
+/// `down_proj` `[d, f]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerWeight {
+    Value,
+    Output,
+    Down,
 }
 
 /// Keys and values of the positions already processed, per layer (post-rope keys).
@@ -203,8 +214,10 @@ impl<B: Backend> Model<B> {
         let mut layers = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             let name = |suffix: &str| format!("blk.{l}.{suffix}");
+            let attn_norm_values = loader.host_vector(&name("attn_norm.weight"), c.width)?;
             layers.push(Layer {
-                attn_norm: loader.vector(&name("attn_norm.weight"), c.width)?,
+                attn_norm: backend.vector(&attn_norm_values)?,
+                attn_norm_values,
                 wq: loader.matrix(&name("attn_q.weight"), c.width, q_width)?,
                 wk: loader.matrix(&name("attn_k.weight"), c.width, kv_width)?,
                 wv: loader.matrix(&name("attn_v.weight"), c.width, kv_width)?,
@@ -229,8 +242,10 @@ impl<B: Backend> Model<B> {
         } else {
             None
         };
+        let final_norm_values = loader.host_vector("output_norm.weight", c.width)?;
         Ok(Model {
-            final_norm: loader.vector("output_norm.weight", c.width)?,
+            final_norm: backend.vector(&final_norm_values)?,
+            final_norm_values,
             embedding,
             output,
             rope_freq_factors,
@@ -246,6 +261,31 @@ impl<B: Backend> Model<B> {
 
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The unembedding `W_U: [vocab, width]` (the embedding table when tied).
+    pub fn unembedding(&self) -> &B::Matrix {
+        self.output.as_ref().unwrap_or(&self.embedding)
+    }
+
+    /// The final RMSNorm's weight `g`.
+    pub fn final_norm_weight(&self) -> &[f32] {
+        &self.final_norm_values
+    }
+
+    /// Layer `layer`'s attention RMSNorm weight (`input_layernorm.weight`).
+    pub fn attn_norm_weight(&self, layer: usize) -> &[f32] {
+        &self.layers[layer].attn_norm_values
+    }
+
+    /// One of layer `layer`'s weight matrices, `[out, in]`.
+    pub fn weight(&self, layer: usize, which: LayerWeight) -> &B::Matrix {
+        let l = &self.layers[layer];
+        match which {
+            LayerWeight::Value => &l.wv,
+            LayerWeight::Output => &l.wo,
+            LayerWeight::Down => &l.down,
+        }
     }
 
     pub fn new_cache(&self) -> KvCache<B> {
@@ -343,6 +383,7 @@ impl<B: Backend> Model<B> {
             let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope(cache.len))?;
             let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope(cache.len))?;
             let v = with_bias(&layer.wv, &layer.v_bias)?;
+            record(&mut recording, HookPoint::AttnV(l), &v)?;
             let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
                 (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
                 _ => (k, v),
@@ -351,12 +392,16 @@ impl<B: Backend> Model<B> {
             cache.keys[l] = Some(k_all);
             cache.values[l] = Some(v_all);
             record(&mut recording, HookPoint::AttnPattern(l), &pattern)?;
+            let mut head_factors = vec![1.0f32; c.heads];
             for i in interventions {
                 if let Intervention::ScaleHead { layer: hl, head, factor } = *i {
                     if hl == l {
-                        z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
+                        head_factors[head] *= factor;
                     }
                 }
+            }
+            for (head, &factor) in head_factors.iter().enumerate().filter(|(_, &f)| f != 1.0) {
+                z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
             }
             record(&mut recording, HookPoint::AttnZ(l), &z)?;
             if let Some(positions) = hooks.positions(HookPoint::AttnResult(l)) {
@@ -389,12 +434,17 @@ impl<B: Backend> Model<B> {
             let gate = be.linear(&normed, &layer.gate)?;
             record(&mut recording, HookPoint::MlpPre(l), &gate)?;
             let mut m = be.mul(&be.silu(&gate)?, &be.linear(&normed, &layer.up)?)?;
+            // One product per layer, however many neurons a mask touches.
+            let mut neuron_factors: Option<Vec<f32>> = None;
             for i in interventions {
                 if let Intervention::ScaleNeuron { layer: nl, neuron, factor } = *i {
                     if nl == l {
-                        m = be.scale_columns(&m, neuron, 1, factor)?;
+                        neuron_factors.get_or_insert_with(|| vec![1.0; c.ffn_width])[neuron] *= factor;
                     }
                 }
+            }
+            if let Some(factors) = neuron_factors {
+                m = be.mul(&m, &be.vector(&factors)?)?;
             }
             record(&mut recording, HookPoint::MlpPost(l), &m)?;
             let mlp_out = be.linear(&m, &layer.down)?;
@@ -415,7 +465,7 @@ impl<B: Backend> Model<B> {
         let logit_rows = logits_at.resolve(t);
         let x = be.select_rows(&x, &logit_rows)?;
         let normed = be.rms_norm(&x, &self.final_norm, c.norm_eps)?;
-        let logits = be.linear(&normed, self.output.as_ref().unwrap_or(&self.embedding))?;
+        let logits = be.linear(&normed, self.unembedding())?;
         let (shape, data) = be.download(&logits)?;
         Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
     }

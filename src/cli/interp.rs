@@ -1,0 +1,330 @@
+//! The interpretability commands: each parses its flags, calls `glassbox::interp`, and prints
+//! the result's serde form (`--json`) or a short table.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, Mask};
+use glassbox::interp::arithmetic::{prompt_set, run_arithmetic, ExperimentOptions};
+use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
+use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
+use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
+use glassbox::interp::rewards::{token_rewards as run_token_rewards, DEFAULT_FRACTION};
+use glassbox::interp::{parse_pair, HeadId, NeuronId};
+use glassbox::tokenizer::Tokenizer;
+use serde::Serialize;
+
+use super::{load, prompt_ids, text_err, AblationArgs, Loaded, PromptArgs, TokenizerArg};
+
+type Written = Result<std::io::Result<()>, String>;
+
+fn print_json(out: &mut impl Write, value: &impl Serialize) -> Written {
+    Ok(writeln!(out, "{}", serde_json::to_string(value).map_err(text_err)?))
+}
+
+/// A token given as text must be exactly one token.
+fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>, String> {
+    let Some(text) = text else { return Ok(None) };
+    match tokenizer.encode(text, false, true).map_err(text_err)?.as_slice() {
+        [id] => Ok(Some(*id)),
+        ids => Err(format!("--target {text:?} is {} tokens; name a single token", ids.len())),
+    }
+}
+
+fn neurons(list: &[String], loaded: &Loaded) -> Result<Vec<NeuronId>, String> {
+    let c = loaded.model.config();
+    list.iter()
+        .map(|n| parse_pair(n, c.layers, c.ffn_width).map(|(layer, neuron)| NeuronId { layer, neuron }).map_err(text_err))
+        .collect()
+}
+
+#[derive(Args)]
+pub struct AttributeArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// The token to explain (default: the model's top-1).
+    #[arg(long)]
+    target: Option<String>,
+    /// How many neurons (and value and query neurons) to list.
+    #[arg(long, default_value_t = 100)]
+    top: usize,
+    /// Neurons, by first-order score, that get an exact LPI.
+    #[arg(long, default_value_t = 1000)]
+    exact_neurons: usize,
+    /// Score every FFN neuron exactly (about a thousand forward passes' worth of work).
+    #[arg(long)]
+    exact_all: bool,
+    /// Neurons always scored exactly and listed, as LAYER.NEURON.
+    #[arg(long, value_delimiter = ',')]
+    neurons: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn attribute(out: &mut impl Write, args: &AttributeArgs) -> Written {
+    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+    let options = AttributionOptions {
+        target: target_id(&loaded.tokenizer, &args.target)?,
+        exact_neurons: args.exact_neurons,
+        exact_all: args.exact_all,
+        always_exact: neurons(&args.neurons, &loaded)?,
+        top: args.top,
+        ..Default::default()
+    };
+    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+    let result = run_attribution(&unembedding, &loaded.tokenizer, &ids, &options).map_err(text_err)?;
+    if args.json {
+        return print_json(out, &result);
+    }
+    let t = &result.target;
+    Ok((|| {
+        writeln!(out, "target {:?} (id {}), log p = {:.4}", t.token, t.id, t.logprob)?;
+        writeln!(out, "top heads (LPI):")?;
+        for h in result.heads.iter().take(10) {
+            writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.score)?;
+        }
+        writeln!(out, "top FFN neurons (LPI; ~ = first-order):")?;
+        for n in result.neurons.iter().take(10) {
+            writeln!(out, "  {:>2}.{:<5} {:+.4}{}", n.layer, n.neuron, n.score, if n.exact { "" } else { " ~" })?;
+        }
+        Ok(())
+    })())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScaleArg {
+    /// The seed papers' lens: the final residual's RMS at each position.
+    Fixed,
+    /// The standard logit lens: each vector's own RMS.
+    OwnRms,
+}
+
+#[derive(Args)]
+pub struct LensArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// Positions to project (default: all).
+    #[arg(long, value_delimiter = ',')]
+    positions: Option<Vec<usize>>,
+    /// Layers to project (default: all).
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[arg(long, value_enum, default_value_t = ScaleArg::Fixed)]
+    scale: ScaleArg,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn lens(out: &mut impl Write, args: &LensArgs) -> Written {
+    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+    let request = LensRequest {
+        layers: args.layers.clone(),
+        positions: args.positions.clone(),
+        top_k: args.top_k,
+        scale: match args.scale {
+            ScaleArg::Fixed => LensScale::Fixed,
+            ScaleArg::OwnRms => LensScale::OwnRms,
+        },
+    };
+    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+    let result = logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(text_err)?;
+    if args.json {
+        return print_json(out, &result);
+    }
+    Ok(result.cells.iter().try_for_each(|cell| {
+        let tokens: Vec<String> = cell.tokens.iter().map(|t| format!("{:?} {:.3}", t.token, t.prob)).collect();
+        writeln!(out, "layer {:>2} pos {:>3} {:?}: {}", cell.layer, cell.position, result.input_tokens[cell.position], tokens.join(", "))
+    }))
+}
+
+#[derive(Args)]
+pub struct AblationScanArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn ablation_scan(out: &mut impl Write, args: &AblationScanArgs) -> Written {
+    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+    let target = match target_id(&loaded.tokenizer, &args.target)? {
+        Some(id) => id,
+        None => glassbox::interp::ablation::top_token(&loaded.model, &ids).map_err(text_err)?,
+    };
+    let scan = head_ablation_scan(&loaded.model, &ids, target).map_err(text_err)?;
+    if args.json {
+        return print_json(out, &scan);
+    }
+    Ok((|| {
+        writeln!(out, "p(target id {}) = {:.4}; largest drops:", scan.target_id, scan.prob)?;
+        scan.heads.iter().take(10).try_for_each(|h| writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.drop))
+    })())
+}
+
+#[derive(Args)]
+pub struct CnaArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// The heads to ablate, as LAYER.HEAD.
+    #[arg(long, value_delimiter = ',', required = true)]
+    heads: Vec<String>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    top: usize,
+    #[arg(long, default_value_t = 1000)]
+    exact_neurons: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn cna(out: &mut impl Write, args: &CnaArgs) -> Written {
+    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+    let c = loaded.model.config();
+    let heads = args
+        .heads
+        .iter()
+        .map(|h| parse_pair(h, c.layers, c.heads).map(|(layer, head)| HeadId { layer, head }).map_err(text_err))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = CnaOptions {
+        target: target_id(&loaded.tokenizer, &args.target)?,
+        exact_neurons: args.exact_neurons,
+        top: args.top,
+        ..Default::default()
+    };
+    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+    let result = comparative_neuron_analysis(&unembedding, &loaded.tokenizer, &ids, &heads, &options).map_err(text_err)?;
+    if args.json {
+        return print_json(out, &result);
+    }
+    Ok(result.neurons.iter().take(20).try_for_each(|n| {
+        writeln!(out, "{:>2}.{:<5} CNA {:+.4} (orig {:+.4}, ablated {:+.4})", n.layer, n.neuron, n.score, n.original, n.ablated)
+    }))
+}
+
+#[derive(Args)]
+pub struct TokenRewardsArgs {
+    oracle: PathBuf,
+    reference: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long)]
+    response: String,
+    /// The fraction of response tokens selected.
+    #[arg(long, default_value_t = DEFAULT_FRACTION)]
+    k: f32,
+    /// The response is a rejected one: select the lowest rewards.
+    #[arg(long)]
+    rejected: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn token_rewards(out: &mut impl Write, args: &TokenRewardsArgs) -> Written {
+    let none = TokenizerArg { tokenizer: None };
+    let oracle = load(&args.oracle, &none)?;
+    let reference = load(&args.reference, &none)?;
+    let vocabulary = |t: &Tokenizer, n: usize| t.token_texts(&(0..n as u32).collect::<Vec<_>>()).map_err(text_err);
+    let n = oracle.model.config().vocab_size;
+    if reference.model.config().vocab_size != n || vocabulary(&oracle.tokenizer, n)? != vocabulary(&reference.tokenizer, n)? {
+        return Err("the oracle and the reference do not share a tokenizer".into());
+    }
+    let prompt = oracle.tokenizer.encode(&args.prompt, true, true).map_err(text_err)?;
+    let response = oracle.tokenizer.encode(&args.response, false, false).map_err(text_err)?;
+    let result = run_token_rewards(&oracle.model, &reference.model, &oracle.tokenizer, &prompt, &response, args.k, args.rejected)
+        .map_err(text_err)?;
+    if args.json {
+        return print_json(out, &result);
+    }
+    Ok(result.tokens.iter().try_for_each(|t| {
+        writeln!(out, "{:>4} {:<16} r = {:+.4}{}", t.position, format!("{:?}", t.token), t.reward, if t.selected { "  *" } else { "" })
+    }))
+}
+
+#[derive(Args)]
+pub struct MaskEvalArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    ablations: AblationArgs,
+    /// Prune every FFN neuron of layers FROM_LAYER.. except the K with the highest mean LPI for
+    /// the answers of the arithmetic set.
+    #[arg(long, requires = "from_layer")]
+    keep_top_neurons: Option<usize>,
+    #[arg(long)]
+    from_layer: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn mask_eval(out: &mut impl Write, args: &MaskEvalArgs) -> Written {
+    let loaded = load(&args.model, &TokenizerArg { tokenizer: None })?;
+    let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
+    let c = loaded.model.config();
+    let mut mask = Mask::default();
+    if let (Some(keep), Some(from_layer)) = (args.keep_top_neurons, args.from_layer) {
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let mut mean = vec![0.0f32; c.layers * c.ffn_width];
+        for item in &items {
+            let scores = ffn_neuron_lpi(&unembedding, &item.ids, item.answer, 1000).map_err(text_err)?;
+            mean.iter_mut().zip(scores).for_each(|(m, s)| *m += s / items.len() as f32);
+        }
+        mask = Mask::keep_top_neurons(c.layers, c.ffn_width, from_layer, &mean, keep).map_err(text_err)?;
+    }
+    for intervention in args.ablations.interventions()? {
+        match intervention {
+            glassbox::hooks::Intervention::ScaleHead { layer, head, .. } => mask.heads.insert(HeadId { layer, head }),
+            glassbox::hooks::Intervention::ScaleNeuron { layer, neuron, .. } => mask.neurons.insert(NeuronId { layer, neuron }),
+            glassbox::hooks::Intervention::PatchResidPre { .. } => false,
+        };
+    }
+    let result = evaluate_mask(&loaded.model, &items, &mask).map_err(text_err)?;
+    if args.json {
+        return print_json(out, &result);
+    }
+    Ok(writeln!(
+        out,
+        "accuracy {:.3} -> {:.3} on {} prompts ({} heads, {} neurons masked)",
+        result.before, result.after, result.n, result.masked_heads, result.masked_neurons
+    ))
+}
+
+#[derive(Subcommand)]
+pub enum Experiment {
+    /// Single-digit additions: accuracy, head agreement (LPI vs ablation scan), neuron
+    /// faithfulness and CNA.
+    Arithmetic {
+        model: PathBuf,
+        /// Analyse at most this many correctly answered prompts.
+        #[arg(long)]
+        max_analysed: Option<usize>,
+        #[arg(long, default_value_t = 1000)]
+        exact_neurons: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn experiment(out: &mut impl Write, experiment: &Experiment) -> Written {
+    let Experiment::Arithmetic { model, max_analysed, exact_neurons, json } = experiment;
+    let loaded = load(model, &TokenizerArg { tokenizer: None })?;
+    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+    let options = ExperimentOptions { max_analysed: *max_analysed, exact_neurons: *exact_neurons, ..Default::default() };
+    let report = run_arithmetic(&unembedding, &loaded.tokenizer, &options).map_err(text_err)?;
+    if *json {
+        return print_json(out, &report);
+    }
+    Ok(writeln!(out, "{}", serde_json::to_string_pretty(&report).map_err(text_err)?))
+}

@@ -1,0 +1,619 @@
+//! Log-probability-increase attribution ("Neuron-Level Knowledge Attribution in Large Language
+//! Models"), at the last position, with `LPI` from [`Lpi`] under the fixed-scale lens:
+//!
+//! - attention layer l: `LPI(x_l, a_l)`; FFN layer l: `LPI(r_l, f_l)`;
+//! - head (l, h): `H_{l,h} = Σ_t α_{h,last,t}·v_{t,h}·W_O[h]`, score `LPI(x_l, H_{l,h})`;
+//! - position t through head (l, h): `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])`;
+//! - FFN value neuron (l, i): `LPI(r_l, m_{l,i}·W_down[:, i])`;
+//! - attention value neuron (l, h, j, t): `LPI(x_l, α_{h,last,t}·v_{t,h,j}·W_O[h, j, :])`;
+//! - query neuron: for the top attention value neurons, key `k = v_proj.weight[h·d_head + j] ⊙
+//!   input_layernorm.weight`; a shallower FFN neuron (l', i) at position t scores
+//!   `Σ_{value neurons} ⟨m_{l',i,t}·W_down[:, i], k⟩ / ⟨x_l^t, k⟩ × score(value neuron)`.
+//!
+//! Every head and layer is scored exactly. Neurons are first scored by the first-order
+//! approximation ([`Lpi::gradients`], one dot product each); the top `exact_neurons` by that
+//! score, plus any the caller names, are then scored exactly, and each score says which it is.
+//!
+//! `m_{l,i}` is taken as down_proj reads it ([`Backend::as_read_by`]): with quantised weights
+//! the kernel rounds the coefficients, and the rounded ones are what the layer really adds.
+//! With grouped-query attention, query head h reads key-value head `h / (H / KV)`, so "`v_{t,h}`"
+//! and "`v_proj.weight[h·d_head + j]`" use that head.
+
+use serde::Serialize;
+
+use super::lens::{Lpi, LpiBase, Unembedding};
+use super::{first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
+use crate::backend::Backend;
+use crate::generate::{argmax, log_softmax};
+use crate::hooks::{HookPoint, HookRequest, Positions, Recording};
+use crate::model::{LayerWeight, Model};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Clone, Debug)]
+pub struct AttributionOptions {
+    /// The token explained; the model's top-1 when `None`.
+    pub target: Option<u32>,
+    /// How many neurons, ranked by the first-order score, get an exact LPI.
+    pub exact_neurons: usize,
+    /// Score every FFN neuron exactly (slow: one vocabulary projection each).
+    pub exact_all: bool,
+    /// Neurons always scored exactly and reported.
+    pub always_exact: Vec<NeuronId>,
+    /// How many neurons, value neurons and query neurons to report.
+    pub top: usize,
+    /// Positions are attributed through this many top heads.
+    pub position_heads: usize,
+    /// The number of top attention value neurons whose keys define query neurons.
+    pub value_neurons: usize,
+}
+
+impl Default for AttributionOptions {
+    fn default() -> Self {
+        AttributionOptions {
+            target: None,
+            exact_neurons: 1000,
+            exact_all: false,
+            always_exact: Vec::new(),
+            top: 100,
+            position_heads: 10,
+            value_neurons: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerScore {
+    pub layer: usize,
+    /// `LPI(x_l, a_l)`.
+    pub attention: f32,
+    /// `LPI(r_l, f_l)`.
+    pub ffn: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct HeadScore {
+    pub layer: usize,
+    pub head: usize,
+    pub score: f32,
+}
+
+impl HeadScore {
+    pub fn id(&self) -> HeadId {
+        HeadId { layer: self.layer, head: self.head }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct NeuronScore {
+    pub layer: usize,
+    pub neuron: usize,
+    pub score: f32,
+    /// False where the score is the first-order approximation.
+    pub exact: bool,
+}
+
+impl NeuronScore {
+    pub fn id(&self) -> NeuronId {
+        NeuronId { layer: self.layer, neuron: self.neuron }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PositionScore {
+    pub layer: usize,
+    pub head: usize,
+    pub position: usize,
+    pub token: String,
+    /// `c_{l,h,t}`.
+    pub score: f32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ValueNeuronScore {
+    pub layer: usize,
+    pub head: usize,
+    /// `j`, the dimension within the head.
+    pub dim: usize,
+    pub position: usize,
+    pub score: f32,
+    pub exact: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QueryNeuronScore {
+    pub layer: usize,
+    pub neuron: usize,
+    pub position: usize,
+    pub score: f32,
+}
+
+/// JSON: `{"target": {"id", "token", "logprob"}, "scale", "input_tokens", "layers": [{"layer",
+/// "attention", "ffn"}], "heads": [{"layer", "head", "score"}], "neurons": [{"layer", "neuron",
+/// "score", "exact"}], "exact_neurons", "positions": [{"layer", "head", "position", "token",
+/// "score"}], "value_neurons": [{"layer", "head", "dim", "position", "score", "exact"}],
+/// "query_neurons": [{"layer", "neuron", "position", "score"}]}`; every list by score, highest
+/// first (positions grouped by head, heads in rank order).
+#[derive(Clone, Debug, Serialize)]
+pub struct Attribution {
+    pub target: Target,
+    /// The lens's fixed `s`.
+    pub scale: f32,
+    pub input_tokens: Vec<String>,
+    pub layers: Vec<LayerScore>,
+    /// All heads.
+    pub heads: Vec<HeadScore>,
+    /// The top `top` neurons, and every neuron the caller asked for.
+    pub neurons: Vec<NeuronScore>,
+    /// How many neurons were scored exactly.
+    pub exact_neurons: usize,
+    pub positions: Vec<PositionScore>,
+    pub value_neurons: Vec<ValueNeuronScore>,
+    pub query_neurons: Vec<QueryNeuronScore>,
+}
+
+/// One forward pass at the last position, with what every method here reads.
+pub(crate) struct Pass {
+    pub recording: Recording,
+    pub len: usize,
+    pub logits: Vec<f32>,
+    pub logprobs: Vec<f32>,
+}
+
+impl Pass {
+    pub fn run<B: Backend>(model: &Model<B>, ids: &[u32], heads_ablated: &[HeadId]) -> Result<Pass> {
+        let mut hooks = HookRequest::new()
+            .with(HookPoint::Embed, Positions::Last)
+            .with(HookPoint::LnFinalScale, Positions::Last);
+        for l in 0..model.config().layers {
+            for point in [HookPoint::ResidPre(l), HookPoint::AttnV(l), HookPoint::MlpPost(l)] {
+                hooks = hooks.with(point, Positions::All);
+            }
+            for point in [
+                HookPoint::AttnPattern(l),
+                HookPoint::AttnResult(l),
+                HookPoint::AttnOut(l),
+                HookPoint::ResidMid(l),
+                HookPoint::MlpOut(l),
+                HookPoint::ResidPost(l),
+            ] {
+                hooks = hooks.with(point, Positions::Last);
+            }
+        }
+        let interventions: Vec<_> = heads_ablated
+            .iter()
+            .map(|h| crate::hooks::Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 })
+            .collect();
+        let mut cache = model.new_cache();
+        let run = model.forward(ids, &mut cache, &hooks, &interventions, &Positions::Last)?;
+        let logprobs = log_softmax(&run.logits.data);
+        Ok(Pass { recording: run.recording, len: ids.len(), logits: run.logits.data, logprobs })
+    }
+
+    fn get(&self, point: HookPoint) -> &crate::hooks::Activation {
+        self.recording.get(point).expect("Pass::run records every hook it reads")
+    }
+
+    /// The hook's row at the last position.
+    pub fn last(&self, point: HookPoint) -> &[f32] {
+        let activation = self.get(point);
+        activation.row(activation.positions.len() - 1)
+    }
+
+    /// Row `t` of a hook recorded at every position.
+    pub fn at(&self, point: HookPoint, t: usize) -> &[f32] {
+        self.get(point).row(t)
+    }
+
+    pub fn scale(&self) -> f32 {
+        self.last(HookPoint::LnFinalScale)[0]
+    }
+
+    /// `w`: the named token, or the model's top-1.
+    pub fn target(&self, requested: Option<u32>, tokenizer: &Tokenizer) -> Result<Target> {
+        let id = match requested {
+            Some(id) if id as usize >= self.logprobs.len() => {
+                return Err(InterpError::BadRequest(format!("target id {id} is outside the vocabulary")))
+            }
+            Some(id) => id,
+            None => argmax(&self.logprobs),
+        };
+        let token = tokenizer.token_texts(&[id])?.remove(0);
+        Ok(Target { id, token, logprob: self.logprobs[id as usize] })
+    }
+}
+
+/// Dequantised layer matrices, kept on the host once read.
+pub(crate) struct HostWeights<'m, B: Backend> {
+    model: &'m Model<B>,
+    cached: std::collections::HashMap<(usize, u8), (usize, Vec<f32>)>,
+}
+
+impl<'m, B: Backend> HostWeights<'m, B> {
+    pub fn new(model: &'m Model<B>) -> Self {
+        HostWeights { model, cached: Default::default() }
+    }
+
+    /// `(cols, values)` of layer `layer`'s `which`, `[out, in]` row-major.
+    fn matrix(&mut self, layer: usize, which: LayerWeight) -> Result<&(usize, Vec<f32>)> {
+        let key = (layer, which as u8);
+        if !self.cached.contains_key(&key) {
+            let be = self.model.backend();
+            let (shape, values) = be.download(&be.dequantize(self.model.weight(layer, which))?)?;
+            self.cached.insert(key, (shape[1], values));
+        }
+        Ok(&self.cached[&key])
+    }
+
+    /// Column `col` of a matrix: `W_down[:, i]`, or `W_O[:, h·d_head + j]`.
+    pub fn column(&mut self, layer: usize, which: LayerWeight, col: usize) -> Result<Vec<f32>> {
+        let (cols, values) = self.matrix(layer, which)?;
+        Ok(values.iter().skip(col).step_by(*cols).copied().collect())
+    }
+
+    /// Row `row` of a matrix: `v_proj.weight[row]`.
+    pub fn row(&mut self, layer: usize, which: LayerWeight, row: usize) -> Result<Vec<f32>> {
+        let (cols, values) = self.matrix(layer, which)?;
+        Ok(values[row * cols..(row + 1) * cols].to_vec())
+    }
+}
+
+/// `x · W` for one vector `x` in `W`'s output space: `Wᵀ x`, one value per column.
+pub(crate) fn pull_through<B: Backend>(model: &Model<B>, layer: usize, which: LayerWeight, x: &[f32]) -> Result<Vec<f32>> {
+    let be = model.backend();
+    let x = be.upload(x.len() / model.config().width, model.config().width, x)?;
+    Ok(be.download(&be.linear_transposed(&x, model.weight(layer, which))?)?.1)
+}
+
+/// Rows of `m` (`[t, f]`) as down_proj of `layer` reads them.
+pub(crate) fn coefficients_as_read<B: Backend>(model: &Model<B>, layer: usize, m: &[f32]) -> Result<Vec<f32>> {
+    let be = model.backend();
+    let f = model.config().ffn_width;
+    let x = be.upload(m.len() / f, f, m)?;
+    Ok(be.download(&be.as_read_by(&x, model.weight(layer, LayerWeight::Down))?)?.1)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum::<f64>() as f32
+}
+
+/// The FFN value neurons of one pass: `Imp(l, i) = LPI(r_l, m_{l,i}·W_down[:, i])`.
+pub(crate) struct FfnNeurons {
+    /// `m_{l,i}` at the last position, as down_proj reads it: `[layers][f]`.
+    coefficients: Vec<Vec<f32>>,
+    /// `r_l` of each layer.
+    bases: Vec<LpiBase>,
+}
+
+impl FfnNeurons {
+    pub fn new<B: Backend>(lpi: &Lpi<B>, pass: &Pass) -> Result<Self> {
+        let model = lpi.unembedding.model();
+        let layers = model.config().layers;
+        let coefficients = (0..layers)
+            .map(|l| coefficients_as_read(model, l, pass.last(HookPoint::MlpPost(l))))
+            .collect::<Result<_>>()?;
+        let mids: Vec<f32> = (0..layers).flat_map(|l| pass.last(HookPoint::ResidMid(l)).to_vec()).collect();
+        Ok(FfnNeurons { coefficients, bases: lpi.bases(&mids)? })
+    }
+
+    pub fn bases(&self) -> &[LpiBase] {
+        &self.bases
+    }
+
+    /// The first-order LPI of every neuron, `[layers · f]`:
+    /// `m_{l,i} · (W_downᵀ ∇_l)_i` with `∇_l` the gradient at `r_l`.
+    pub fn approximate<B: Backend>(&self, lpi: &Lpi<B>) -> Result<Vec<f32>> {
+        let model = lpi.unembedding.model();
+        let gradients = lpi.gradients(&self.bases)?;
+        let mut out = Vec::with_capacity(self.coefficients.len() * model.config().ffn_width);
+        for (l, gradient) in gradients.iter().enumerate() {
+            let per_column = pull_through(model, l, LayerWeight::Down, gradient)?;
+            out.extend(self.coefficients[l].iter().zip(per_column).map(|(m, g)| m * g));
+        }
+        Ok(out)
+    }
+
+    /// The exact LPI of each neuron in `flat` (indices `l · f + i`), in that order.
+    pub fn exact<B: Backend>(&self, lpi: &Lpi<B>, weights: &mut HostWeights<B>, flat: &[usize]) -> Result<Vec<f32>> {
+        let f = lpi.unembedding.model().config().ffn_width;
+        let mut out = vec![0.0; flat.len()];
+        let mut order: Vec<usize> = (0..flat.len()).collect();
+        order.sort_by_key(|&k| flat[k]);
+        // A layer at a time, so at most one layer's deltas are held.
+        for group in order.chunk_by(|&a, &b| flat[a] / f == flat[b] / f) {
+            let deltas = group
+                .iter()
+                .map(|&k| {
+                    let (l, i) = (flat[k] / f, flat[k] % f);
+                    let m = self.coefficients[l][i];
+                    Ok((l, weights.column(l, LayerWeight::Down, i)?.into_iter().map(|w| m * w).collect()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (&k, score) in group.iter().zip(lpi.exact(&self.bases, &deltas)?) {
+                out[k] = score;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Exact scores for the `n` best by `approximate` and every index in `always`, first-order ones
+/// elsewhere: `(scores, exact?)`.
+pub(crate) fn refine<B: Backend>(
+    lpi: &Lpi<B>,
+    neurons: &FfnNeurons,
+    weights: &mut HostWeights<B>,
+    approximate: &[f32],
+    n: usize,
+    always: &[usize],
+) -> Result<(Vec<f32>, Vec<bool>)> {
+    let chosen = first_n_and(rank_descending(approximate), n, always);
+    let exact = neurons.exact(lpi, weights, &chosen)?;
+    let mut scores = approximate.to_vec();
+    let mut is_exact = vec![false; scores.len()];
+    for (&i, s) in chosen.iter().zip(exact) {
+        scores[i] = s;
+        is_exact[i] = true;
+    }
+    Ok((scores, is_exact))
+}
+
+/// The neurons to report: the top `top` (exact scores first, then first-order ones), plus
+/// every neuron in `always`.
+pub(crate) fn report_neurons(scores: &[f32], is_exact: &[bool], f: usize, top: usize, always: &[usize]) -> Vec<NeuronScore> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| is_exact[b].cmp(&is_exact[a]).then(scores[b].total_cmp(&scores[a])).then(a.cmp(&b)));
+    first_n_and(order, top, always)
+        .into_iter()
+        .map(|i| NeuronScore { layer: i / f, neuron: i % f, score: scores[i], exact: is_exact[i] })
+        .collect()
+}
+
+fn flat_neuron<B: Backend>(model: &Model<B>, n: NeuronId) -> Result<usize> {
+    let c = model.config();
+    if n.layer >= c.layers || n.neuron >= c.ffn_width {
+        return Err(InterpError::BadRequest(format!("neuron {n} does not exist ({} layers × {})", c.layers, c.ffn_width)));
+    }
+    Ok(n.layer * c.ffn_width + n.neuron)
+}
+
+pub(crate) fn flat_neurons<B: Backend>(model: &Model<B>, neurons: &[NeuronId]) -> Result<Vec<usize>> {
+    neurons.iter().map(|&n| flat_neuron(model, n)).collect()
+}
+
+/// Every FFN neuron's LPI for `target` at the last position, `[layers · f]`: exact for the
+/// best `exact_neurons` by the first-order score, first-order elsewhere.
+pub fn ffn_neuron_lpi<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: u32, exact_neurons: usize) -> Result<Vec<f32>> {
+    let pass = Pass::run(unembedding.model(), ids, &[])?;
+    let lpi = Lpi { unembedding, scale: pass.scale(), target };
+    let neurons = FfnNeurons::new(&lpi, &pass)?;
+    let approximate = neurons.approximate(&lpi)?;
+    let mut weights = HostWeights::new(unembedding.model());
+    Ok(refine(&lpi, &neurons, &mut weights, &approximate, exact_neurons, &[])?.0)
+}
+
+/// Everything above, for the last position of `ids`.
+pub fn attribute<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    options: &AttributionOptions,
+) -> Result<Attribution> {
+    let model = unembedding.model();
+    let c = model.config().clone();
+    let always = flat_neurons(model, &options.always_exact)?;
+    let pass = Pass::run(model, ids, &[])?;
+    let target = pass.target(options.target, tokenizer)?;
+    let lpi = Lpi { unembedding, scale: pass.scale(), target: target.id };
+    let mut weights = HostWeights::new(model);
+
+    // Layers and heads, all exact.
+    let resid_pre: Vec<f32> = (0..c.layers).flat_map(|l| pass.last(HookPoint::ResidPre(l)).to_vec()).collect();
+    let x_bases = lpi.bases(&resid_pre)?;
+    let neurons = FfnNeurons::new(&lpi, &pass)?;
+    let mut deltas = Vec::with_capacity(c.layers * (c.heads + 1));
+    for l in 0..c.layers {
+        deltas.push((l, pass.last(HookPoint::AttnOut(l)).to_vec()));
+        deltas.extend(pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(|h| (l, h.to_vec())));
+    }
+    let attention_and_heads = lpi.exact(&x_bases, &deltas)?;
+    let ffn_deltas: Vec<_> = (0..c.layers).map(|l| (l, pass.last(HookPoint::MlpOut(l)).to_vec())).collect();
+    let ffn = lpi.exact(neurons.bases(), &ffn_deltas)?;
+    let layers = (0..c.layers)
+        .map(|l| LayerScore { layer: l, attention: attention_and_heads[l * (c.heads + 1)], ffn: ffn[l] })
+        .collect();
+    let head_scores: Vec<f32> = (0..c.layers)
+        .flat_map(|l| attention_and_heads[l * (c.heads + 1) + 1..(l + 1) * (c.heads + 1)].to_vec())
+        .collect();
+    let heads: Vec<HeadScore> = rank_descending(&head_scores)
+        .into_iter()
+        .map(|i| HeadScore { layer: i / c.heads, head: i % c.heads, score: head_scores[i] })
+        .collect();
+
+    // FFN value neurons: first-order for all, exact for the best and the requested.
+    let approximate = neurons.approximate(&lpi)?;
+    let n_exact = if options.exact_all { approximate.len() } else { options.exact_neurons };
+    let (scores, is_exact) = refine(&lpi, &neurons, &mut weights, &approximate, n_exact, &always)?;
+    let exact_neurons = is_exact.iter().filter(|&&e| e).count();
+    let reported = report_neurons(&scores, &is_exact, c.ffn_width, options.top, &always);
+
+    // Positions through the top heads.
+    let tokens = tokenizer.token_texts(ids)?;
+    let group = c.heads / c.kv_heads;
+    let hd = c.head_dim;
+    // The pattern at the last query is `[H, 1, T]`.
+    let alpha = |l: usize, h: usize, t: usize| pass.get(HookPoint::AttnPattern(l)).data[h * pass.len + t];
+    let value = |l: usize, h: usize, t: usize| &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
+    let mut position_deltas = Vec::new();
+    let mut position_keys = Vec::new();
+    for head in heads.iter().take(options.position_heads) {
+        let (l, h) = (head.layer, head.head);
+        let columns: Vec<Vec<f32>> = (0..hd).map(|j| weights.column(l, LayerWeight::Output, h * hd + j)).collect::<Result<_>>()?;
+        for t in 0..pass.len {
+            let mut delta = vec![0.0f32; c.width];
+            for (j, &v) in value(l, h, t).iter().enumerate() {
+                let coefficient = alpha(l, h, t) * v;
+                delta.iter_mut().zip(&columns[j]).for_each(|(d, w)| *d += coefficient * w);
+            }
+            position_deltas.push((l, delta));
+            position_keys.push((l, h, t));
+        }
+    }
+    let positions = position_keys
+        .iter()
+        .zip(lpi.exact(&x_bases, &position_deltas)?)
+        .map(|(&(layer, head, position), score)| PositionScore { layer, head, position, token: tokens[position].clone(), score })
+        .collect();
+
+    // Attention value neurons: first-order for all, exact for the best few.
+    let x_gradients = lpi.gradients(&x_bases)?;
+    let mut value_approx = Vec::with_capacity(c.layers * c.heads * hd * pass.len);
+    for (l, gradient) in x_gradients.iter().enumerate() {
+        let per_column = pull_through(model, l, LayerWeight::Output, gradient)?;
+        for h in 0..c.heads {
+            for j in 0..hd {
+                for t in 0..pass.len {
+                    value_approx.push(alpha(l, h, t) * value(l, h, t)[j] * per_column[h * hd + j]);
+                }
+            }
+        }
+    }
+    let unflatten = |k: usize| {
+        let (t, rest) = (k % pass.len, k / pass.len);
+        (rest / (c.heads * hd), (rest / hd) % c.heads, rest % hd, t)
+    };
+    let candidates: Vec<usize> = rank_descending(&value_approx).into_iter().take(3 * options.value_neurons).collect();
+    let value_deltas = candidates
+        .iter()
+        .map(|&k| {
+            let (l, h, j, t) = unflatten(k);
+            let coefficient = alpha(l, h, t) * value(l, h, t)[j];
+            Ok((l, weights.column(l, LayerWeight::Output, h * hd + j)?.iter().map(|w| coefficient * w).collect()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let value_exact = lpi.exact(&x_bases, &value_deltas)?;
+    let mut value_neurons: Vec<ValueNeuronScore> = candidates
+        .iter()
+        .zip(&value_exact)
+        .map(|(&k, &score)| {
+            let (layer, head, dim, position) = unflatten(k);
+            ValueNeuronScore { layer, head, dim, position, score, exact: true }
+        })
+        .collect();
+    value_neurons.sort_by(|a, b| b.score.total_cmp(&a.score));
+    value_neurons.truncate(options.value_neurons);
+
+    let query_neurons = query_neurons(model, &pass, &mut weights, &value_neurons, options.top)?;
+
+    Ok(Attribution {
+        target,
+        scale: lpi.scale,
+        input_tokens: tokens,
+        layers,
+        heads,
+        neurons: reported,
+        exact_neurons,
+        positions,
+        value_neurons,
+        query_neurons,
+    })
+}
+
+/// Query neurons of the value neurons `values` (see the module doc), the top `top`.
+fn query_neurons<B: Backend>(
+    model: &Model<B>,
+    pass: &Pass,
+    weights: &mut HostWeights<B>,
+    values: &[ValueNeuronScore],
+    top: usize,
+) -> Result<Vec<QueryNeuronScore>> {
+    let c = model.config();
+    let group = c.heads / c.kv_heads;
+    // Each value neuron's key k and its normaliser ⟨x_l^t, k⟩.
+    let mut keys = Vec::with_capacity(values.len());
+    for v in values {
+        let row = weights.row(v.layer, LayerWeight::Value, (v.head / group) * c.head_dim + v.dim)?;
+        let key: Vec<f32> = row.iter().zip(model.attn_norm_weight(v.layer)).map(|(w, g)| w * g).collect();
+        let denominator = dot(pass.at(HookPoint::ResidPre(v.layer), v.position), &key);
+        keys.push((key, denominator));
+    }
+    let mut scores = std::collections::HashMap::<(usize, usize, usize), f32>::new();
+    let deepest = values.iter().map(|v| v.layer).max().unwrap_or(0);
+    for shallow in 0..deepest {
+        let using: Vec<usize> = (0..values.len()).filter(|&k| values[k].layer > shallow && keys[k].1 != 0.0).collect();
+        if using.is_empty() {
+            continue;
+        }
+        let stacked: Vec<f32> = using.iter().flat_map(|&k| keys[k].0.clone()).collect();
+        // ⟨W_down[:, i], k⟩ for every i and every key, in one product.
+        let per_column = pull_through(model, shallow, LayerWeight::Down, &stacked)?;
+        for (row, &k) in per_column.chunks(c.ffn_width).zip(&using) {
+            let v = &values[k];
+            let m = coefficients_as_read(model, shallow, pass.at(HookPoint::MlpPost(shallow), v.position))?;
+            for (i, (&m_i, &w_k)) in m.iter().zip(row).enumerate() {
+                *scores.entry((shallow, i, v.position)).or_default() += m_i * w_k / keys[k].1 * v.score;
+            }
+        }
+    }
+    let mut out: Vec<QueryNeuronScore> = scores
+        .into_iter()
+        .map(|((layer, neuron, position), score)| QueryNeuronScore { layer, neuron, position, score })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.layer, a.neuron, a.position).cmp(&(b.layer, b.neuron, b.position))));
+    out.truncate(top);
+    Ok(out)
+}
+
+/// The target's logit under the fixed-scale lens, split into the parts the residual stream
+/// adds: `U(x_L)[w] = U(embed)[w] + Σ_{l,h} U(H_{l,h})[w] + Σ_{l,i} U(m_{l,i}·W_down[:, i])[w]`
+/// (Llama layers have no output biases). Each part is `⟨g ⊙ W_U[w] / s, part⟩`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogitDecomposition {
+    pub target: Target,
+    pub embedding: f32,
+    /// `[layers · heads]`.
+    pub heads: Vec<f32>,
+    /// `[layers · f]`.
+    pub neurons: Vec<f32>,
+    /// `U(x_L)[w]`, from the recorded final residual.
+    pub lens_logit: f32,
+    /// The model's own logit, whose kernel rounds its input to 8 bits when the unembedding
+    /// is quantised: it differs from `lens_logit` by that rounding.
+    pub model_logit: f32,
+}
+
+impl LogitDecomposition {
+    pub fn parts_sum(&self) -> f64 {
+        f64::from(self.embedding)
+            + self.heads.iter().map(|&v| f64::from(v)).sum::<f64>()
+            + self.neurons.iter().map(|&v| f64::from(v)).sum::<f64>()
+    }
+}
+
+pub fn decompose_logit<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    target: Option<u32>,
+) -> Result<LogitDecomposition> {
+    let model = unembedding.model();
+    let c = model.config();
+    let pass = Pass::run(model, ids, &[])?;
+    let target = pass.target(target, tokenizer)?;
+    let s = pass.scale();
+    let be = model.backend();
+    let w_row = be.download(&be.embed(model.unembedding(), &[target.id])?)?.1;
+    let direction: Vec<f32> = w_row.iter().zip(model.final_norm_weight()).map(|(w, g)| g * w / s).collect();
+    let embedding = dot(&direction, pass.last(HookPoint::Embed));
+    let heads = (0..c.layers)
+        .flat_map(|l| pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(|h| dot(&direction, h)).collect::<Vec<_>>())
+        .collect();
+    let mut neurons = Vec::with_capacity(c.layers * c.ffn_width);
+    for l in 0..c.layers {
+        let per_column = pull_through(model, l, LayerWeight::Down, &direction)?;
+        let m = coefficients_as_read(model, l, pass.last(HookPoint::MlpPost(l)))?;
+        neurons.extend(m.iter().zip(per_column).map(|(m, w)| m * w));
+    }
+    let lens_logit = dot(&direction, pass.last(HookPoint::ResidPost(c.layers - 1)));
+    let model_logit = pass.logits[target.id as usize];
+    Ok(LogitDecomposition { target, embedding, heads, neurons, lens_logit, model_logit })
+}

@@ -1,0 +1,263 @@
+//! The unembedding `U` read as a logit lens, and log-probability increase (LPI) on top of it.
+//!
+//! `U(v) = W_U · (g ⊙ v / s)`, with `g` the final RMSNorm's weight. Two variants of `s`:
+//! - [`LensScale::Fixed`], the seed papers' lens: `s = sqrt(mean(h_L²) + ε)`, the RMS of the
+//!   final residual at the projected position, the same for every vector projected there. `U`
+//!   is then linear, so contributions to a logit add up exactly.
+//! - [`LensScale::OwnRms`], the standard logit lens: each vector divided by its own RMS.
+//!
+//! `W_U` is dequantised once to f32, so `U` rounds nothing: the quantised kernel would round
+//! each input vector to 8 bits, and `U(b + Δ) = U(b) + U(Δ)` would then hold only roughly.
+
+use serde::Serialize;
+
+use super::{InterpError, Result};
+use crate::backend::Backend;
+use crate::hooks::{HookPoint, HookRequest, Positions};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+/// Rows projected at once: bounds the logits held in memory to rows × vocab floats.
+const PROJECT_CHUNK: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LensScale {
+    Fixed,
+    OwnRms,
+}
+
+/// `W_U` as f32, with the final norm's weight.
+pub struct Unembedding<'m, B: Backend> {
+    model: &'m Model<B>,
+    float: B::Matrix,
+    vocab: usize,
+    width: usize,
+}
+
+impl<'m, B: Backend> Unembedding<'m, B> {
+    pub fn new(model: &'m Model<B>) -> Result<Self> {
+        let be = model.backend();
+        let (shape, values) = be.download(&be.dequantize(model.unembedding())?)?;
+        let float = be.float_matrix(shape[0], shape[1], &values)?;
+        Ok(Unembedding { model, float, vocab: shape[0], width: shape[1] })
+    }
+
+    pub fn model(&self) -> &'m Model<B> {
+        self.model
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// `U(v) = W_U · (g ⊙ v / s)` for each row `v` of `rows` (`[n, d]`) with its scale:
+    /// `[n, vocab]`. Callers chunk; see [`PROJECT_CHUNK`].
+    pub fn project(&self, rows: &[f32], scales: &[f32]) -> Result<Vec<f32>> {
+        let be = self.model.backend();
+        let g = self.model.final_norm_weight();
+        let scaled: Vec<f32> = rows
+            .chunks(self.width)
+            .zip(scales)
+            .flat_map(|(row, &s)| row.iter().zip(g).map(move |(v, g)| g * v / s))
+            .collect();
+        let x = be.upload(scales.len(), self.width, &scaled)?;
+        Ok(be.download(&be.linear(&x, &self.float)?)?.1)
+    }
+
+    /// `W_Uᵀ y` for each row `y` of `rows` (`[n, vocab]`): `[n, d]`.
+    fn pull_back(&self, rows: &[f32]) -> Result<Vec<f32>> {
+        let be = self.model.backend();
+        let y = be.upload(rows.len() / self.vocab, self.vocab, rows)?;
+        Ok(be.download(&be.linear_transposed(&y, &self.float)?)?.1)
+    }
+}
+
+/// `log Σ exp(a + b)` and `a[w] + b[w]`, in f64 sums.
+fn logprob_of_sum(a: &[f32], b: Option<&[f32]>, w: usize) -> f64 {
+    let at = |i: usize| a[i] + b.map_or(0.0, |b| b[i]);
+    let max = (0..a.len()).map(at).fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = (0..a.len()).map(|i| f64::from((at(i) - max).exp())).sum();
+    f64::from(at(w)) - (f64::from(max) + sum.ln())
+}
+
+/// `U(b)` of one base vector `b`, and `log softmax(U(b))[w]`.
+pub struct LpiBase {
+    logits: Vec<f32>,
+    logprob: f64,
+}
+
+impl LpiBase {
+    pub fn logprob(&self) -> f64 {
+        self.logprob
+    }
+}
+
+/// Log-probability increase of a target token under the fixed-scale lens:
+/// `LPI(b, Δ) = log softmax(U(b+Δ))[w] − log softmax(U(b))[w]`.
+///
+/// `U` is linear at a fixed scale, so `U(b+Δ) = U(b) + U(Δ)`: each base is projected once and
+/// each Δ once, which is the exact LPI (not an approximation).
+pub struct Lpi<'u, 'm, B: Backend> {
+    pub unembedding: &'u Unembedding<'m, B>,
+    /// The fixed `s`: the final residual's RMS at the last position.
+    pub scale: f32,
+    pub target: u32,
+}
+
+impl<B: Backend> Lpi<'_, '_, B> {
+    /// The bases `rows` (`[n, d]`), projected.
+    pub fn bases(&self, rows: &[f32]) -> Result<Vec<LpiBase>> {
+        let width = self.unembedding.width;
+        let mut out = Vec::with_capacity(rows.len() / width);
+        for chunk in rows.chunks(PROJECT_CHUNK * width) {
+            let n = chunk.len() / width;
+            let logits = self.unembedding.project(chunk, &vec![self.scale; n])?;
+            for row in logits.chunks(self.unembedding.vocab) {
+                let logprob = logprob_of_sum(row, None, self.target as usize);
+                out.push(LpiBase { logits: row.to_vec(), logprob });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Exact `LPI(bases[i], Δ)` for each `(i, Δ)`.
+    pub fn exact(&self, bases: &[LpiBase], deltas: &[(usize, Vec<f32>)]) -> Result<Vec<f32>> {
+        let w = self.target as usize;
+        let mut out = Vec::with_capacity(deltas.len());
+        for chunk in deltas.chunks(PROJECT_CHUNK) {
+            let rows: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+            let projected = self.unembedding.project(&rows, &vec![self.scale; chunk.len()])?;
+            for ((base, _), delta) in chunk.iter().zip(projected.chunks(self.unembedding.vocab)) {
+                let base = &bases[*base];
+                out.push((logprob_of_sum(&base.logits, Some(delta), w) - base.logprob) as f32);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first-order approximation of LPI at each base: the gradient
+    /// `∂ log softmax(U(b))[w] / ∂b = g ⊙ (W_U[w] − Σ_v p_v·W_U[v]) / s`, `p = softmax(U(b))`,
+    /// so that `LPI(b, Δ) ≈ gradient · Δ`: one dot product per candidate.
+    pub fn gradients(&self, bases: &[LpiBase]) -> Result<Vec<Vec<f32>>> {
+        let vocab = self.unembedding.vocab;
+        let mut residuals = Vec::with_capacity(bases.len() * vocab);
+        for base in bases {
+            let max = base.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f64 = base.logits.iter().map(|&z| f64::from((z - max).exp())).sum();
+            let start = residuals.len();
+            residuals.extend(base.logits.iter().map(|&z| -((f64::from((z - max).exp()) / total) as f32)));
+            residuals[start + self.target as usize] += 1.0;
+        }
+        let g = self.unembedding.model.final_norm_weight();
+        let pulled = self.unembedding.pull_back(&residuals)?;
+        Ok(pulled
+            .chunks(self.unembedding.width)
+            .map(|row| row.iter().zip(g).map(|(v, g)| g * v / self.scale).collect())
+            .collect())
+    }
+}
+
+/// Which cells of the logit lens to project. `None` means all.
+#[derive(Clone, Debug)]
+pub struct LensRequest {
+    pub layers: Option<Vec<usize>>,
+    pub positions: Option<Vec<usize>>,
+    pub top_k: usize,
+    pub scale: LensScale,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LensToken {
+    pub id: u32,
+    pub token: String,
+    pub prob: f32,
+}
+
+/// The top tokens of `U(resid_post_l)` at one position.
+#[derive(Clone, Debug, Serialize)]
+pub struct LensCell {
+    pub layer: usize,
+    pub position: usize,
+    pub tokens: Vec<LensToken>,
+}
+
+/// JSON: `{"scale": "fixed"|"own_rms", "input_tokens": [..], "cells": [{"layer", "position",
+/// "tokens": [{"id", "token", "prob"}]}]}`, cells by layer then position.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogitLens {
+    pub scale: LensScale,
+    pub input_tokens: Vec<String>,
+    pub cells: Vec<LensCell>,
+}
+
+fn checked(list: &Option<Vec<usize>>, len: usize, what: &str) -> Result<Vec<usize>> {
+    match list {
+        None => Ok((0..len).collect()),
+        Some(list) => match list.iter().find(|&&i| i >= len) {
+            Some(bad) => Err(InterpError::BadRequest(format!("{what} {bad} is out of range (there are {len})"))),
+            None => Ok(list.clone()),
+        },
+    }
+}
+
+/// The logit lens over each layer's output `resid_post`: `softmax(U(resid_post_l[t]))`, top-k
+/// per cell. Only the requested cells are projected, a chunk at a time, and only their top-k
+/// are kept: no layers × positions × vocab tensor is ever held.
+///
+/// With [`LensScale::Fixed`], `s` is the final residual's RMS at the cell's position, so the
+/// last layer's cells are the model's own output distribution.
+pub fn logit_lens<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    request: &LensRequest,
+) -> Result<LogitLens> {
+    let model = unembedding.model();
+    let c = model.config();
+    let layers = checked(&request.layers, c.layers, "layer")?;
+    let positions = checked(&request.positions, ids.len(), "position")?;
+    let top_k = request.top_k.clamp(1, c.vocab_size);
+    let at = Positions::Only(positions.clone());
+    let mut hooks = HookRequest::new().with(HookPoint::LnFinalScale, at.clone());
+    for &l in &layers {
+        hooks = hooks.with(HookPoint::ResidPost(l), at.clone());
+    }
+    let mut cache = model.new_cache();
+    let run = model.forward(ids, &mut cache, &hooks, &[], &Positions::Last)?;
+    let final_scale = run.recording.get(HookPoint::LnFinalScale).expect("requested").data.clone();
+
+    let cells_at: Vec<(usize, usize, usize)> = layers
+        .iter()
+        .flat_map(|&l| positions.iter().enumerate().map(move |(i, &p)| (l, i, p)))
+        .collect();
+    let mut cells = Vec::with_capacity(cells_at.len());
+    for chunk in cells_at.chunks(PROJECT_CHUNK) {
+        let mut rows = Vec::with_capacity(chunk.len() * c.width);
+        let mut scales = Vec::with_capacity(chunk.len());
+        for &(l, i, _) in chunk {
+            let row = run.recording.get(HookPoint::ResidPost(l)).expect("requested").row(i);
+            rows.extend_from_slice(row);
+            scales.push(match request.scale {
+                LensScale::Fixed => final_scale[i],
+                LensScale::OwnRms => {
+                    let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+                    (mean + c.norm_eps as f32).sqrt()
+                }
+            });
+        }
+        let logits = unembedding.project(&rows, &scales)?;
+        for (&(layer, _, position), row) in chunk.iter().zip(logits.chunks(c.vocab_size)) {
+            let logprobs = crate::generate::log_softmax(row);
+            let ids: Vec<u32> = crate::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
+            let texts = tokenizer.token_texts(&ids)?;
+            let tokens = ids
+                .iter()
+                .zip(texts)
+                .map(|(&id, token)| LensToken { id, token, prob: logprobs[id as usize].exp() })
+                .collect();
+            cells.push(LensCell { layer, position, tokens });
+        }
+    }
+    Ok(LogitLens { scale: request.scale, input_tokens: tokenizer.token_texts(ids)?, cells })
+}
