@@ -310,6 +310,9 @@ pub enum Experiment {
         /// Analyse at most this many correctly answered prompts.
         #[arg(long)]
         max_analysed: Option<usize>,
+        /// Run the head-ablation scan (271 forward passes each) on this many analysed prompts.
+        #[arg(long, default_value_t = 5)]
+        scan_prompts: usize,
         #[arg(long, default_value_t = 1000)]
         exact_neurons: usize,
         #[arg(long)]
@@ -318,10 +321,15 @@ pub enum Experiment {
 }
 
 pub fn experiment(out: &mut impl Write, experiment: &Experiment) -> Written {
-    let Experiment::Arithmetic { model, max_analysed, exact_neurons, json } = experiment;
+    let Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } = experiment;
     let loaded = load(model, &TokenizerArg { tokenizer: None })?;
     let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-    let options = ExperimentOptions { max_analysed: *max_analysed, exact_neurons: *exact_neurons, ..Default::default() };
+    let options = ExperimentOptions {
+        max_analysed: *max_analysed,
+        scan_prompts: *scan_prompts,
+        exact_neurons: *exact_neurons,
+        ..Default::default()
+    };
     let report = run_arithmetic(&unembedding, &loaded.tokenizer, &options).map_err(text_err)?;
     if *json {
         return print_json(out, &report);

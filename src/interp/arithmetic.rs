@@ -2,7 +2,8 @@
 //! checks the attribution methods against each other on a real model.
 //!
 //! 1. Accuracy: greedy next token = the answer; the prompts answered right form the analysis set.
-//! 2. Head agreement: the top-10 heads by mean LPI and by the mean drop of the ablation scan.
+//! 2. Head agreement: the top-10 heads by mean LPI and by the mean drop of the ablation scan,
+//!    over the first `scan_prompts` analysed prompts (the scan costs a forward pass per head).
 //! 3. Neuron faithfulness: the mean relative drop `(p − p_ablated) / p` of p(answer) when the
 //!    top-100 FFN neurons by LPI of each prompt are zeroed, against 100 random neurons (the
 //!    mean of `random_draws` draws).
@@ -38,6 +39,9 @@ struct PromptItem {
 pub struct ExperimentOptions {
     /// Analyse at most this many of the correctly answered prompts (all when `None`).
     pub max_analysed: Option<usize>,
+    /// The head-ablation scan (one forward pass per head) runs on the first this many analysed
+    /// prompts, and the LPI head ranking it is compared with uses the same prompts.
+    pub scan_prompts: usize,
     pub exact_neurons: usize,
     pub random_draws: usize,
     pub seed: u64,
@@ -45,12 +49,14 @@ pub struct ExperimentOptions {
 
 impl Default for ExperimentOptions {
     fn default() -> Self {
-        ExperimentOptions { max_analysed: None, exact_neurons: 1000, random_draws: 10, seed: 0 }
+        ExperimentOptions { max_analysed: None, scan_prompts: 5, exact_neurons: 1000, random_draws: 10, seed: 0 }
     }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HeadAgreement {
+    /// The prompts both rankings average over.
+    pub n_scanned: usize,
     pub lpi_top10: Vec<String>,
     pub scan_top10: Vec<String>,
     pub overlap: usize,
@@ -63,7 +69,7 @@ pub struct NeuronAblation {
 }
 
 /// JSON (the keys are a contract): `{"accuracy", "n_prompts", "n_correct", "n_analysed",
-/// "heads": {"lpi_top10", "scan_top10", "overlap"}, "neuron_ablation": {"top100_drop",
+/// "heads": {"n_scanned", "lpi_top10", "scan_top10", "overlap"}, "neuron_ablation": {"top100_drop",
 /// "random100_drop"}, "cna_head", "cna_top10"}`; heads `"L.H"`, neurons `"L.I"`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ArithmeticReport {
@@ -134,14 +140,21 @@ pub fn run_arithmetic<B: Backend>(
     let draws = options.random_draws.max(1);
     let all_neurons = c.layers * c.ffn_width;
     let relative_drop = |p: f32, ablated: f32| (p - ablated) / p;
-    for item in &analysed {
+    let scanned = options.scan_prompts.min(analysed.len());
+    let mut scan_lpi = vec![0.0f32; c.layers * c.heads];
+    for (k, item) in analysed.iter().enumerate() {
         let per_prompt = AttributionOptions { target: Some(item.answer), ..attribution_options.clone() };
         let attribution = attribute(unembedding, tokenizer, &item.ids, &per_prompt)?;
         for h in &attribution.heads {
             head_lpi[h.layer * c.heads + h.head] += h.score / n;
         }
-        for d in head_ablation_scan(model, &item.ids, item.answer)?.heads {
-            head_drop[d.layer * c.heads + d.head] += d.drop / n;
+        if k < scanned {
+            for h in &attribution.heads {
+                scan_lpi[h.layer * c.heads + h.head] += h.score / scanned as f32;
+            }
+            for d in head_ablation_scan(model, &item.ids, item.answer)?.heads {
+                head_drop[d.layer * c.heads + d.head] += d.drop / scanned as f32;
+            }
         }
         let p = attribution.target.logprob.exp();
         let zero = |neurons: &mut dyn Iterator<Item = (usize, usize)>| -> Vec<Intervention> {
@@ -160,8 +173,7 @@ pub fn run_arithmetic<B: Backend>(
         }
     }
 
-    let lpi_top10 = top10(&head_lpi, head);
-    let scan_top10 = top10(&head_drop, head);
+    let (lpi_top10, scan_top10) = if scanned > 0 { (top10(&scan_lpi, head), top10(&head_drop, head)) } else { (vec![], vec![]) };
     let overlap = lpi_top10.iter().filter(|h| scan_top10.contains(h)).count();
 
     let important = head(rank_descending(&head_lpi)[0]);
@@ -177,7 +189,7 @@ pub fn run_arithmetic<B: Backend>(
         n_prompts: items.len(),
         n_correct: correct.len(),
         n_analysed: analysed.len(),
-        heads: HeadAgreement { lpi_top10, scan_top10, overlap },
+        heads: HeadAgreement { n_scanned: scanned, lpi_top10, scan_top10, overlap },
         neuron_ablation: NeuronAblation { top100_drop: top_drop, random100_drop: random_drop },
         cna_head: important.to_string(),
         cna_top10: top10(&cna, neuron),

@@ -222,7 +222,8 @@ impl Pass {
     }
 }
 
-/// Dequantised layer matrices, kept on the host once read.
+/// Dequantised layer matrices, kept on the host once read: rows of `v_proj`, columns of
+/// `o_proj` and `down_proj` (stored transposed, so a column is contiguous).
 pub(crate) struct HostWeights<'m, B: Backend> {
     model: &'m Model<B>,
     cached: std::collections::HashMap<(usize, u8), (usize, Vec<f32>)>,
@@ -233,27 +234,35 @@ impl<'m, B: Backend> HostWeights<'m, B> {
         HostWeights { model, cached: Default::default() }
     }
 
-    /// `(cols, values)` of layer `layer`'s `which`, `[out, in]` row-major.
-    fn matrix(&mut self, layer: usize, which: LayerWeight) -> Result<&(usize, Vec<f32>)> {
+    /// `(width, values)`: `which` row-major, or its transpose, so that each wanted vector is a
+    /// contiguous `width`-long slice.
+    fn vectors(&mut self, layer: usize, which: LayerWeight) -> Result<&(usize, Vec<f32>)> {
         let key = (layer, which as u8);
         if !self.cached.contains_key(&key) {
             let be = self.model.backend();
             let (shape, values) = be.download(&be.dequantize(self.model.weight(layer, which))?)?;
-            self.cached.insert(key, (shape[1], values));
+            let (rows, cols) = (shape[0], shape[1]);
+            let entry = if which == LayerWeight::Value {
+                (cols, values)
+            } else {
+                let mut transposed = vec![0.0f32; values.len()];
+                for (r, row) in values.chunks(cols).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        transposed[c * rows + r] = v;
+                    }
+                }
+                (rows, transposed)
+            };
+            self.cached.insert(key, entry);
         }
         Ok(&self.cached[&key])
     }
 
-    /// Column `col` of a matrix: `W_down[:, i]`, or `W_O[:, h·d_head + j]`.
-    pub fn column(&mut self, layer: usize, which: LayerWeight, col: usize) -> Result<Vec<f32>> {
-        let (cols, values) = self.matrix(layer, which)?;
-        Ok(values.iter().skip(col).step_by(*cols).copied().collect())
-    }
-
-    /// Row `row` of a matrix: `v_proj.weight[row]`.
-    pub fn row(&mut self, layer: usize, which: LayerWeight, row: usize) -> Result<Vec<f32>> {
-        let (cols, values) = self.matrix(layer, which)?;
-        Ok(values[row * cols..(row + 1) * cols].to_vec())
+    /// `W_down[:, i]` or `W_O[:, h·d_head + j]` (`which` is `Down` or `Output`); row `i` of
+    /// `v_proj` (`Value`).
+    pub fn vector(&mut self, layer: usize, which: LayerWeight, index: usize) -> Result<&[f32]> {
+        let (width, values) = self.vectors(layer, which)?;
+        Ok(&values[index * width..(index + 1) * width])
     }
 }
 
@@ -325,7 +334,7 @@ impl FfnNeurons {
                 .map(|&k| {
                     let (l, i) = (flat[k] / f, flat[k] % f);
                     let m = self.coefficients[l][i];
-                    Ok((l, weights.column(l, LayerWeight::Down, i)?.into_iter().map(|w| m * w).collect()))
+                    Ok((l, weights.vector(l, LayerWeight::Down, i)?.iter().map(|w| m * w).collect()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             for (&k, score) in group.iter().zip(lpi.exact(&self.bases, &deltas)?) {
@@ -447,7 +456,7 @@ pub fn attribute<B: Backend>(
     let mut position_keys = Vec::new();
     for head in heads.iter().take(options.position_heads) {
         let (l, h) = (head.layer, head.head);
-        let columns: Vec<Vec<f32>> = (0..hd).map(|j| weights.column(l, LayerWeight::Output, h * hd + j)).collect::<Result<_>>()?;
+        let columns: Vec<Vec<f32>> = (0..hd).map(|j| weights.vector(l, LayerWeight::Output, h * hd + j).map(<[f32]>::to_vec)).collect::<Result<_>>()?;
         for t in 0..pass.len {
             let mut delta = vec![0.0f32; c.width];
             for (j, &v) in value(l, h, t).iter().enumerate() {
@@ -487,7 +496,7 @@ pub fn attribute<B: Backend>(
         .map(|&k| {
             let (l, h, j, t) = unflatten(k);
             let coefficient = alpha(l, h, t) * value(l, h, t)[j];
-            Ok((l, weights.column(l, LayerWeight::Output, h * hd + j)?.iter().map(|w| coefficient * w).collect()))
+            Ok((l, weights.vector(l, LayerWeight::Output, h * hd + j)?.iter().map(|w| coefficient * w).collect()))
         })
         .collect::<Result<Vec<_>>>()?;
     let value_exact = lpi.exact(&x_bases, &value_deltas)?;
@@ -531,7 +540,7 @@ fn query_neurons<B: Backend>(
     // Each value neuron's key k and its normaliser ⟨x_l^t, k⟩.
     let mut keys = Vec::with_capacity(values.len());
     for v in values {
-        let row = weights.row(v.layer, LayerWeight::Value, (v.head / group) * c.head_dim + v.dim)?;
+        let row = weights.vector(v.layer, LayerWeight::Value, (v.head / group) * c.head_dim + v.dim)?;
         let key: Vec<f32> = row.iter().zip(model.attn_norm_weight(v.layer)).map(|(w, g)| w * g).collect();
         let denominator = dot(pass.at(HookPoint::ResidPre(v.layer), v.position), &key);
         keys.push((key, denominator));
