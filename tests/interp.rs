@@ -18,11 +18,12 @@ use glassbox::model::{Config, Model};
 use glassbox::tokenizer::Tokenizer;
 
 /// Largest |glassbox − NumPy| head LPI over all 270 heads of the three prompts. Measured
-/// 2026-11-26: see the constant's use; glassbox's forward pass rounds its matmul inputs to 8 bits
-/// and NumPy's does not, so the residual streams feeding the lens differ slightly.
-const HEAD_LPI_TOLERANCE: f32 = 0.2;
-/// Largest |glassbox − NumPy| exact LPI over the neurons both put in their top 100.
-const NEURON_LPI_TOLERANCE: f32 = 0.15;
+/// 2026-11-26: 0.089. glassbox's forward pass rounds its matmul inputs to 8 bits and NumPy's
+/// does not, so the residual streams feeding the lens differ slightly (tests/hooks_numpy.rs).
+const HEAD_LPI_TOLERANCE: f32 = 0.15;
+/// Largest |glassbox − NumPy| exact LPI over the neurons both put in their top 100. Measured
+/// 2026-11-26: 0.080.
+const NEURON_LPI_TOLERANCE: f32 = 0.12;
 
 struct Loaded {
     model: Model<CandleBackend>,
@@ -85,17 +86,31 @@ fn heads_and_neurons_agree_with_the_numpy_reference() {
     assert!(worst_neuron <= NEURON_LPI_TOLERANCE, "neuron LPI differs by {worst_neuron}");
 }
 
+/// With fixed `s` the lens is linear, so the target's logit splits into embedding + heads +
+/// neurons. With f32 weights nothing rounds and the split is exact; with the quantised kernels
+/// each down_proj block also adds `min_w · s_a`, where Q8_1 stores the block sum `s_a` as f16,
+/// which the per-neuron split cannot see: measured 3.0e-3 at most over the three prompts.
 #[test]
 fn the_target_logit_is_the_sum_of_its_parts() {
-    let loaded = load();
-    let unembedding = Unembedding::new(&loaded.model).unwrap();
+    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let config = Config::from_gguf(&file.header).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
     let meta = common::reference("smollm2-attribution-numpy.json");
-    for case in meta["prompts"].as_array().unwrap() {
-        let parts = decompose_logit(&unembedding, &loaded.tokenizer, &ids_of(case), None).unwrap();
-        let gap = (parts.parts_sum() - f64::from(parts.lens_logit)).abs();
-        assert!(gap < 1e-3, "embedding + heads + neurons = {}, the logit is {}", parts.parts_sum(), parts.lens_logit);
-        // The model's own unembedding kernel rounds its input to 8 bits; the lens does not.
-        assert!((parts.lens_logit - parts.model_logit).abs() < 0.1, "{} vs {}", parts.lens_logit, parts.model_logit);
+    let cases = meta["prompts"].as_array().unwrap();
+    for (backend, tolerance) in [
+        (CandleBackend::with_float_weights(candle_core::Device::Cpu), 1e-3),
+        (CandleBackend::cpu(), 1e-2),
+    ] {
+        let model = Model::load(backend, config.clone(), &file).unwrap();
+        let unembedding = Unembedding::new(&model).unwrap();
+        for case in cases {
+            let parts = decompose_logit(&unembedding, &tokenizer, &ids_of(case), None).unwrap();
+            let gap = (parts.parts_sum() - f64::from(parts.lens_logit)).abs();
+            eprintln!("embedding + heads + neurons − logit: {gap:.2e}");
+            assert!(gap < tolerance, "embedding + heads + neurons = {}, the logit is {}", parts.parts_sum(), parts.lens_logit);
+            // The model's own unembedding kernel may round its input; the lens does not.
+            assert!((parts.lens_logit - parts.model_logit).abs() < 0.1, "{} vs {}", parts.lens_logit, parts.model_logit);
+        }
     }
 }
 

@@ -9,11 +9,18 @@ use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
     device: Device,
+    float_weights: bool,
 }
 
 impl CandleBackend {
     pub fn new(device: Device) -> Self {
-        CandleBackend { device }
+        CandleBackend { device, float_weights: false }
+    }
+
+    /// Every weight matrix dequantised to f32 at load: products then round nothing (the
+    /// quantised kernels round their input to 8 bits). Four bytes a weight.
+    pub fn with_float_weights(device: Device) -> Self {
+        CandleBackend { device, float_weights: true }
     }
 
     pub fn cpu() -> Self {
@@ -65,7 +72,11 @@ impl Backend for CandleBackend {
         })?;
         let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         let table = std::sync::Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
-        let matmul = QMatMul::from_arc(table.clone()).map_err(err)?;
+        let matmul = if self.float_weights {
+            QMatMul::Tensor(table.dequantize(&self.device).map_err(err)?)
+        } else {
+            QMatMul::from_arc(table.clone()).map_err(err)?
+        };
         Ok(CandleMatrix { matmul, table })
     }
 
