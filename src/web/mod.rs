@@ -15,6 +15,8 @@ use crate::backend::candle::CandleBackend;
 use crate::generate::{generate, log_softmax, top_k, GenerateRequest, Sampling};
 use crate::gguf::Gguf;
 use crate::hooks::{HookRequest, Positions};
+use crate::interp::attribution::{attribute, AttributionOptions};
+use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use crate::inspect::ModelSummary;
 use crate::model::{Config, InMemoryGguf, Model};
 use crate::tokenizer::{ChatMessage, Tokenizer};
@@ -56,6 +58,33 @@ fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
 pub struct Engine {
     model: Model<CandleBackend>,
     tokenizer: Tokenizer,
+}
+
+/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AttributeOptions {
+    target: Option<u32>,
+    top: Option<usize>,
+    exact_neurons: Option<usize>,
+    exact_all: bool,
+}
+
+/// `lens`'s options, all optional: `{ layers, positions, topK, scale: "fixed" | "own_rms" }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct LensOptions {
+    layers: Option<Vec<usize>>,
+    positions: Option<Vec<usize>>,
+    top_k: Option<usize>,
+    scale: Option<String>,
+}
+
+fn options<T: serde::de::DeserializeOwned + Default>(value: JsValue) -> Result<T, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| js_error("InputError", e))
 }
 
 #[derive(Serialize)]
@@ -107,6 +136,36 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, JsValue>>()?;
         to_js(&top)
+    }
+
+    /// Log-probability-increase attribution at the last position of `ids`: the JSON of
+    /// `interp::attribution::Attribution` (target, layers, heads, neurons, positions, value and
+    /// query neurons).
+    pub fn attribute(&self, ids: Vec<u32>, options: JsValue) -> Result<JsValue, JsValue> {
+        let given: AttributeOptions = self::options(options)?;
+        let defaults = AttributionOptions::default();
+        let options = AttributionOptions {
+            target: given.target,
+            top: given.top.unwrap_or(defaults.top),
+            exact_neurons: given.exact_neurons.unwrap_or(defaults.exact_neurons),
+            exact_all: given.exact_all,
+            ..defaults
+        };
+        let unembedding = Unembedding::new(&self.model).map_err(|e| js_error("ModelError", e))?;
+        to_js(&attribute(&unembedding, &self.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+    }
+
+    /// The logit lens over `ids`: the JSON of `interp::lens::LogitLens`.
+    pub fn lens(&self, ids: Vec<u32>, options: JsValue) -> Result<JsValue, JsValue> {
+        let given: LensOptions = self::options(options)?;
+        let scale = match given.scale.as_deref() {
+            None | Some("fixed") => LensScale::Fixed,
+            Some("own_rms") => LensScale::OwnRms,
+            Some(other) => return Err(js_error("InputError", format!("scale {other:?} is neither \"fixed\" nor \"own_rms\""))),
+        };
+        let request = LensRequest { layers: given.layers, positions: given.positions, top_k: given.top_k.unwrap_or(5), scale };
+        let unembedding = Unembedding::new(&self.model).map_err(|e| js_error("ModelError", e))?;
+        to_js(&logit_lens(&unembedding, &self.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
     }
 
     /// Generates up to `max_tokens` after `prompt`: `{ text, ids, stop_reason }`. Temperature 0

@@ -195,3 +195,29 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
   assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm logprobs drift ${worst} from native`);
   await page.close();
 });
+
+test("the wasm attribution ranks the heads of \"3+5=\" as the native build does", { timeout: 900_000 }, async () => {
+  const prompt = "3+5=";
+  const native = JSON.parse(execFileSync(here("../../target/debug/glassbox"), [
+    "attribute", here("../../" + MODEL_PATH), "--prompt", prompt, "--exact-neurons", "100", "--json",
+  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], maxBuffer: 64 << 20 }));
+
+  const { page } = await open("/");
+  const wasm = await page.evaluate(async ({ modelPath, prompt }) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const bytes = new Uint8Array(await (await fetch(modelPath)).arrayBuffer());
+    const engine = glassbox.Engine.load(bytes);
+    return engine.attribute(engine.tokenize(prompt), { exactNeurons: 100 });
+  }, { modelPath: "/" + MODEL_PATH, prompt });
+
+  assert.equal(wasm.target.id, native.target.id);
+  const name = (h) => `${h.layer}.${h.head}`;
+  assert.equal(wasm.heads.length, native.heads.length);
+  assert.deepEqual(wasm.heads.slice(0, 10).map(name), native.heads.slice(0, 10).map(name));
+  const nativeScore = new Map(native.heads.map((h) => [name(h), h.score]));
+  const worst = Math.max(...wasm.heads.map((h) => Math.abs(h.score - nativeScore.get(name(h)))));
+  console.log(`# wasm vs native head LPI: max |Δ| = ${worst.toExponential(2)}; top heads ${wasm.heads.slice(0, 5).map(name).join(" ")}`);
+  assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm head LPI drifts ${worst} from native`);
+  await page.close();
+});
