@@ -81,6 +81,9 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
 	$(REFERENCE_PY) tests/reference/numpy_forward.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json \
 		tests/reference/smollm2-hooks-numpy
+	$(REFERENCE_PY) tests/reference/numpy_attribution.py tokenize $(SMOLLM2) .tools/attribution-ids.json
+	$(REFERENCE_PY) tests/reference/numpy_attribution.py $(SMOLLM2) .tools/attribution-ids.json \
+		tests/reference/smollm2-attribution-numpy
 
 clean:
 	cargo clean

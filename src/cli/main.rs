@@ -97,6 +97,12 @@ enum Command {
         #[command(subcommand)]
         experiment: interp::Experiment,
     },
+    /// Time attribution against plain forward passes of the same prompt (JSON).
+    BenchAttribution {
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+    },
     /// The most likely next tokens after a prompt, with log-probabilities.
     Logits {
         model: PathBuf,
@@ -325,6 +331,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
             let report = bench::run(&loaded.model, load_s, &short, &long)?;
             writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
+        }
+        Command::BenchAttribution { model, prompt } => {
+            let loaded = load(&model, &TokenizerArg { tokenizer: None })?;
+            let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
+            let unembedding = glassbox::interp::lens::Unembedding::new(&loaded.model).map_err(text_err)?;
+            let report = bench::attribution(&unembedding, &loaded.tokenizer, &ids)?;
+            writeln!(out, "{report}")
         }
         Command::Attribute(args) => interp::attribute(&mut out, &args)?,
         Command::Lens(args) => interp::lens(&mut out, &args)?,

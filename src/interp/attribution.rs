@@ -389,9 +389,39 @@ pub(crate) fn flat_neurons<B: Backend>(model: &Model<B>, neurons: &[NeuronId]) -
     neurons.iter().map(|&n| flat_neuron(model, n)).collect()
 }
 
+/// Only the heads: `LPI(x_l, H_{l,h})` for every head, highest first, from a forward pass
+/// that records just `resid_pre`, `attn.hook_result` and the final scale at the last position.
+pub fn rank_heads<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: Option<u32>) -> Result<Vec<HeadScore>> {
+    let model = unembedding.model();
+    let c = model.config();
+    let mut hooks = HookRequest::new().with(HookPoint::LnFinalScale, Positions::Last);
+    for l in 0..c.layers {
+        hooks = hooks.with(HookPoint::ResidPre(l), Positions::Last).with(HookPoint::AttnResult(l), Positions::Last);
+    }
+    let mut cache = model.new_cache();
+    let run = model.forward(ids, &mut cache, &hooks, &[], &Positions::Last)?;
+    let target = match target {
+        Some(id) if id as usize >= c.vocab_size => {
+            return Err(InterpError::BadRequest(format!("target id {id} is outside the vocabulary")))
+        }
+        Some(id) => id,
+        None => argmax(&run.logits.data),
+    };
+    let get = |point| &run.recording.get(point).expect("requested").data;
+    let lpi = Lpi { unembedding, scale: get(HookPoint::LnFinalScale)[0], target };
+    let resid: Vec<f32> = (0..c.layers).flat_map(|l| get(HookPoint::ResidPre(l)).clone()).collect();
+    let bases = lpi.bases(&resid)?;
+    let deltas: Vec<_> = (0..c.layers).flat_map(|l| get(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec()))).collect();
+    let scores = lpi.exact(&bases, &deltas)?;
+    Ok(rank_descending(&scores).into_iter().map(|i| HeadScore { layer: i / c.heads, head: i % c.heads, score: scores[i] }).collect())
+}
+
 /// Every FFN neuron's LPI for `target` at the last position, `[layers · f]`: exact for the
 /// best `exact_neurons` by the first-order score, first-order elsewhere.
 pub fn ffn_neuron_lpi<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: u32, exact_neurons: usize) -> Result<Vec<f32>> {
+    if target as usize >= unembedding.vocab() {
+        return Err(InterpError::BadRequest(format!("target id {target} is outside the vocabulary")));
+    }
     let pass = Pass::run(unembedding.model(), ids, &[])?;
     let lpi = Lpi { unembedding, scale: pass.scale(), target };
     let neurons = FfnNeurons::new(&lpi, &pass)?;
