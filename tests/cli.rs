@@ -53,3 +53,32 @@ fn tokenize_json_lists_ids_and_their_text() {
     assert_eq!(parsed["tokens"], serde_json::json!(["<|im_start|>", "Hello", " world"]));
     assert_eq!(parsed["ids"][0], 1, "<|im_start|> is control token 1 in SmolLM2's vocabulary");
 }
+
+#[test]
+fn attribute_json_keeps_its_contract() {
+    let model = common::model_path(common::SMOLLM2);
+    let out = glassbox(&["attribute", model.to_str().unwrap(), "--prompt", "3+5=", "--exact-neurons", "50", "--top", "20", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = &result["target"];
+    assert!(target["id"].is_u64() && target["token"].is_string() && target["logprob"].as_f64().unwrap() <= 0.0);
+    let scores = |list: &str, index: &str| -> Vec<f64> {
+        result[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|e| assert!(e["layer"].is_u64() && e[index].is_u64(), "{e}"))
+            .map(|e| e["score"].as_f64().unwrap())
+            .collect()
+    };
+    let heads = scores("heads", "head");
+    assert_eq!(heads.len(), 30 * 9);
+    assert!(heads.windows(2).all(|w| w[0] >= w[1]), "heads are sorted by score");
+    let neurons = scores("neurons", "neuron");
+    assert_eq!(neurons.len(), 20);
+    assert!(neurons.windows(2).all(|w| w[0] >= w[1]), "neurons are sorted by score");
+
+    let out = glassbox(&["attribute", model.to_str().unwrap(), "--prompt", "3+5=", "--target", "3+5", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name a single token"));
+}
