@@ -66,6 +66,7 @@ VOCAB_FIXTURES := vocab-llama-bpe vocab-qwen2 vocab-gpt2 vocab-spm
 fixtures: $(REFERENCE_PY)
 	$(REFERENCE_PY) scripts/make_fixtures.py
 	$(REFERENCE_PY) scripts/make_tokenizer_fixtures.py
+	$(REFERENCE_PY) scripts/make_reward_fixture.py
 
 # Regenerates the committed references with independent tools: the PyPI gguf package and
 # llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
@@ -79,6 +80,8 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 		$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py tests/fixtures/$$v.gguf tests/reference/$$v-tokenize-llamacpp.json; \
 	done
 	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
+	$(REFERENCE_PY) tests/reference/llamacpp_token_logprobs.py $(SMOLLM2) tests/fixtures/smollm2-vocab-tiny-q8_0.gguf \
+		tests/reference/token-rewards-llamacpp.json
 	$(REFERENCE_PY) tests/reference/numpy_forward.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json \
 		tests/reference/smollm2-hooks-numpy
 	$(REFERENCE_PY) tests/reference/numpy_attribution.py tokenize $(SMOLLM2) .tools/attribution-ids.json
