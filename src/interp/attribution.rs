@@ -503,24 +503,30 @@ pub fn attribute<B: Backend>(
         .map(|(&(layer, head, position), score)| PositionScore { layer, head, position, token: tokens[position].clone(), score })
         .collect();
 
-    // Attention value neurons: first-order for all, exact for the best few.
+    // Attention value neurons: first-order for all, exact for the best few. Scored a layer at a
+    // time, keeping each layer's best, so memory stays one layer's heads × d_head × positions.
     let x_gradients = lpi.gradients(&x_bases)?;
-    let mut value_approx = Vec::with_capacity(c.layers * c.heads * hd * pass.len);
+    let keep = 3 * options.value_neurons;
+    let per_layer = c.heads * hd * pass.len;
+    let mut best: Vec<(f32, usize)> = Vec::new();
     for (l, gradient) in x_gradients.iter().enumerate() {
         let per_column = pull_through(model, l, LayerWeight::Output, gradient)?;
+        let mut layer_scores = Vec::with_capacity(per_layer);
         for h in 0..c.heads {
             for j in 0..hd {
                 for t in 0..pass.len {
-                    value_approx.push(alpha(l, h, t) * value(l, h, t)[j] * per_column[h * hd + j]);
+                    layer_scores.push(alpha(l, h, t) * value(l, h, t)[j] * per_column[h * hd + j]);
                 }
             }
         }
+        best.extend(rank_descending(&layer_scores).into_iter().take(keep).map(|i| (layer_scores[i], l * per_layer + i)));
     }
+    best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let candidates: Vec<usize> = best.into_iter().take(keep).map(|(_, k)| k).collect();
     let unflatten = |k: usize| {
         let (t, rest) = (k % pass.len, k / pass.len);
         (rest / (c.heads * hd), (rest / hd) % c.heads, rest % hd, t)
     };
-    let candidates: Vec<usize> = rank_descending(&value_approx).into_iter().take(3 * options.value_neurons).collect();
     let value_deltas = candidates
         .iter()
         .map(|&k| {
