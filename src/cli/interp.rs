@@ -11,11 +11,11 @@ use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::rewards::{token_rewards as run_token_rewards, DEFAULT_FRACTION};
-use glassbox::interp::{parse_pair, HeadId, NeuronId};
+use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
 use serde::Serialize;
 
-use super::{load, prompt_ids, text_err, AblationArgs, Loaded, PromptArgs, TokenizerArg};
+use super::{load, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg};
 
 type Written = Result<std::io::Result<()>, String>;
 
@@ -30,13 +30,6 @@ fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>
         [id] => Ok(Some(*id)),
         ids => Err(format!("--target {text:?} is {} tokens; name a single token", ids.len())),
     }
-}
-
-fn neurons(list: &[String], loaded: &Loaded) -> Result<Vec<NeuronId>, String> {
-    let c = loaded.model.config();
-    list.iter()
-        .map(|n| parse_pair(n, c.layers, c.ffn_width).map(|(layer, neuron)| NeuronId { layer, neuron }).map_err(text_err))
-        .collect()
 }
 
 #[derive(Args)]
@@ -70,7 +63,7 @@ pub fn attribute(out: &mut impl Write, args: &AttributeArgs) -> Written {
         target: target_id(&loaded.tokenizer, &args.target)?,
         exact_neurons: args.exact_neurons,
         exact_all: args.exact_all,
-        always_exact: neurons(&args.neurons, &loaded)?,
+        always_exact: Mask::parse(&[], &args.neurons, loaded.model.config()).map_err(text_err)?.neurons.into_iter().collect(),
         top: args.top,
         ..Default::default()
     };
@@ -194,11 +187,7 @@ pub fn cna(out: &mut impl Write, args: &CnaArgs) -> Written {
     let loaded = load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let c = loaded.model.config();
-    let heads = args
-        .heads
-        .iter()
-        .map(|h| parse_pair(h, c.layers, c.heads).map(|(layer, head)| HeadId { layer, head }).map_err(text_err))
-        .collect::<Result<Vec<_>, _>>()?;
+    let heads: Vec<HeadId> = Mask::parse(&args.heads, &[], c).map_err(text_err)?.heads.into_iter().collect();
     let options = CnaOptions {
         target: target_id(&loaded.tokenizer, &args.target)?,
         exact_neurons: args.exact_neurons,
@@ -273,7 +262,7 @@ pub fn mask_eval(out: &mut impl Write, args: &MaskEvalArgs) -> Written {
     let loaded = load(&args.model, &TokenizerArg { tokenizer: None })?;
     let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
     let c = loaded.model.config();
-    let mut mask = Mask::default();
+    let mut mask = args.ablations.mask(c)?;
     if let (Some(keep), Some(from_layer)) = (args.keep_top_neurons, args.from_layer) {
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let mut mean = vec![0.0f32; c.layers * c.ffn_width];
@@ -281,14 +270,8 @@ pub fn mask_eval(out: &mut impl Write, args: &MaskEvalArgs) -> Written {
             let scores = ffn_neuron_lpi(&unembedding, &item.ids, item.answer, 1000).map_err(text_err)?;
             mean.iter_mut().zip(scores).for_each(|(m, s)| *m += s / items.len() as f32);
         }
-        mask = Mask::keep_top_neurons(c.layers, c.ffn_width, from_layer, &mean, keep).map_err(text_err)?;
-    }
-    for intervention in args.ablations.interventions()? {
-        match intervention {
-            glassbox::hooks::Intervention::ScaleHead { layer, head, .. } => mask.heads.insert(HeadId { layer, head }),
-            glassbox::hooks::Intervention::ScaleNeuron { layer, neuron, .. } => mask.neurons.insert(NeuronId { layer, neuron }),
-            glassbox::hooks::Intervention::PatchResidPre { .. } => false,
-        };
+        let pruned = Mask::keep_top_neurons(c.layers, c.ffn_width, from_layer, &mean, keep).map_err(text_err)?;
+        mask.neurons.extend(pruned.neurons);
     }
     let result = evaluate_mask(&loaded.model, &items, &mask).map_err(text_err)?;
     if args.json {

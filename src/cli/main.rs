@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use glassbox::backend::candle::CandleBackend;
 use glassbox::generate::{generate, log_softmax, GenerateRequest, Sampling};
 use glassbox::gguf::{GgufFile, TensorInfo};
-use glassbox::hooks::{HookRequest, Intervention, Positions};
+use glassbox::hooks::{HookRequest, Positions};
+use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
 use glassbox::model::{Config, Model, WeightSource};
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
@@ -158,21 +159,8 @@ pub(crate) struct AblationArgs {
 }
 
 impl AblationArgs {
-    pub(crate) fn interventions(&self) -> Result<Vec<Intervention>, String> {
-        let pair = |text: &str| -> Result<(usize, usize), String> {
-            let parsed = text.split_once('.').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
-            parsed.ok_or_else(|| format!("{text:?} is not LAYER.INDEX"))
-        };
-        let mut out = Vec::new();
-        for h in &self.ablate_heads {
-            let (layer, head) = pair(h)?;
-            out.push(Intervention::ScaleHead { layer, head, factor: 0.0 });
-        }
-        for n in &self.ablate_neurons {
-            let (layer, neuron) = pair(n)?;
-            out.push(Intervention::ScaleNeuron { layer, neuron, factor: 0.0 });
-        }
-        Ok(out)
+    pub(crate) fn mask(&self, config: &Config) -> Result<Mask, String> {
+        Mask::parse(&self.ablate_heads, &self.ablate_neurons, config).map_err(text_err)
     }
 }
 
@@ -291,7 +279,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 max_tokens,
                 sampling: Sampling { temperature, top_k, top_p, repetition_penalty: repeat_penalty, seed },
                 stop_strings: stop,
-                interventions: ablations.interventions()?,
+                interventions: ablations.mask(loaded.model.config())?.interventions(),
             };
             let mut printed = 0;
             let mut stream_error = None;
@@ -352,7 +340,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut cache = loaded.model.new_cache();
             let forward = loaded
                 .model
-                .forward(&ids, &mut cache, &HookRequest::new(), &ablations.interventions()?, &Positions::Last)
+                .forward(&ids, &mut cache, &HookRequest::new(), &ablations.mask(loaded.model.config())?.interventions(), &Positions::Last)
                 .map_err(text_err)?;
             let logprobs = log_softmax(&forward.logits.data);
             let ranked: Vec<u32> = glassbox::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();

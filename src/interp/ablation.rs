@@ -5,21 +5,18 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{rank_descending, HeadId, InterpError, NeuronId, Result};
+use super::{choose_target, parse_pair, rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
 use crate::generate::{argmax, log_softmax};
 use crate::hooks::{HookRequest, Intervention, Positions};
-use crate::model::Model;
+use crate::model::{Config, Model};
 
 /// `p(w)` after the prompt, with `interventions` applied.
 pub fn target_prob<B: Backend>(model: &Model<B>, ids: &[u32], target: u32, interventions: &[Intervention]) -> Result<f32> {
     let mut cache = model.new_cache();
     let run = model.forward(ids, &mut cache, &HookRequest::new(), interventions, &Positions::Last)?;
-    let logprobs = log_softmax(&run.logits.data);
-    logprobs
-        .get(target as usize)
-        .map(|lp| lp.exp())
-        .ok_or_else(|| InterpError::BadRequest(format!("target id {target} is outside the vocabulary")))
+    let target = choose_target(Some(target), &run.logits.data)?;
+    Ok(log_softmax(&run.logits.data)[target as usize].exp())
 }
 
 /// The model's greedy next token after the prompt.
@@ -74,6 +71,19 @@ pub struct Mask {
 }
 
 impl Mask {
+    /// From `L.H` head and `L.I` neuron names, each checked against the model's sizes.
+    pub fn parse(heads: &[String], neurons: &[String], config: &Config) -> Result<Mask> {
+        let heads = heads
+            .iter()
+            .map(|h| parse_pair(h, config.layers, config.heads).map(|(layer, head)| HeadId { layer, head }))
+            .collect::<Result<_>>()?;
+        let neurons = neurons
+            .iter()
+            .map(|n| parse_pair(n, config.layers, config.ffn_width).map(|(layer, neuron)| NeuronId { layer, neuron }))
+            .collect::<Result<_>>()?;
+        Ok(Mask { heads, neurons })
+    }
+
     pub fn interventions(&self) -> Vec<Intervention> {
         let heads = self.heads.iter().map(|h| Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 });
         let neurons = self.neurons.iter().map(|n| Intervention::ScaleNeuron { layer: n.layer, neuron: n.neuron, factor: 0.0 });

@@ -22,9 +22,9 @@
 use serde::Serialize;
 
 use super::lens::{Lpi, LpiBase, Unembedding};
-use super::{first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
+use super::{choose_target, first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
 use crate::backend::Backend;
-use crate::generate::{argmax, log_softmax};
+use crate::generate::log_softmax;
 use crate::hooks::{HookPoint, HookRequest, Positions, Recording};
 use crate::model::{LayerWeight, Model};
 use crate::tokenizer::Tokenizer;
@@ -210,13 +210,7 @@ impl Pass {
 
     /// `w`: the named token, or the model's top-1.
     pub fn target(&self, requested: Option<u32>, tokenizer: &Tokenizer) -> Result<Target> {
-        let id = match requested {
-            Some(id) if id as usize >= self.logprobs.len() => {
-                return Err(InterpError::BadRequest(format!("target id {id} is outside the vocabulary")))
-            }
-            Some(id) => id,
-            None => argmax(&self.logprobs),
-        };
+        let id = choose_target(requested, &self.logprobs)?;
         let token = tokenizer.token_texts(&[id])?.remove(0);
         Ok(Target { id, token, logprob: self.logprobs[id as usize] })
     }
@@ -400,30 +394,25 @@ pub fn rank_heads<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target:
     }
     let mut cache = model.new_cache();
     let run = model.forward(ids, &mut cache, &hooks, &[], &Positions::Last)?;
-    let target = match target {
-        Some(id) if id as usize >= c.vocab_size => {
-            return Err(InterpError::BadRequest(format!("target id {id} is outside the vocabulary")))
-        }
-        Some(id) => id,
-        None => argmax(&run.logits.data),
-    };
+    let target = choose_target(target, &run.logits.data)?;
     let get = |point| &run.recording.get(point).expect("requested").data;
     let lpi = Lpi { unembedding, scale: get(HookPoint::LnFinalScale)[0], target };
     let resid: Vec<f32> = (0..c.layers).flat_map(|l| get(HookPoint::ResidPre(l)).clone()).collect();
     let bases = lpi.bases(&resid)?;
     let deltas: Vec<_> = (0..c.layers).flat_map(|l| get(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec()))).collect();
-    let scores = lpi.exact(&bases, &deltas)?;
-    Ok(rank_descending(&scores).into_iter().map(|i| HeadScore { layer: i / c.heads, head: i % c.heads, score: scores[i] }).collect())
+    Ok(ranked_heads(&lpi.exact(&bases, &deltas)?, c.heads))
+}
+
+/// Head scores `[layers · heads]`, highest first.
+fn ranked_heads(scores: &[f32], heads: usize) -> Vec<HeadScore> {
+    rank_descending(scores).into_iter().map(|i| HeadScore { layer: i / heads, head: i % heads, score: scores[i] }).collect()
 }
 
 /// Every FFN neuron's LPI for `target` at the last position, `[layers · f]`: exact for the
 /// best `exact_neurons` by the first-order score, first-order elsewhere.
 pub fn ffn_neuron_lpi<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: u32, exact_neurons: usize) -> Result<Vec<f32>> {
-    if target as usize >= unembedding.vocab() {
-        return Err(InterpError::BadRequest(format!("target id {target} is outside the vocabulary")));
-    }
     let pass = Pass::run(unembedding.model(), ids, &[])?;
-    let lpi = Lpi { unembedding, scale: pass.scale(), target };
+    let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
     let neurons = FfnNeurons::new(&lpi, &pass)?;
     let approximate = neurons.approximate(&lpi)?;
     let mut weights = HostWeights::new(unembedding.model());
@@ -463,10 +452,7 @@ pub fn attribute<B: Backend>(
     let head_scores: Vec<f32> = (0..c.layers)
         .flat_map(|l| attention_and_heads[l * (c.heads + 1) + 1..(l + 1) * (c.heads + 1)].to_vec())
         .collect();
-    let heads: Vec<HeadScore> = rank_descending(&head_scores)
-        .into_iter()
-        .map(|i| HeadScore { layer: i / c.heads, head: i % c.heads, score: head_scores[i] })
-        .collect();
+    let heads = ranked_heads(&head_scores, c.heads);
 
     // FFN value neurons: first-order for all, exact for the best and the requested.
     let approximate = neurons.approximate(&lpi)?;

@@ -92,6 +92,17 @@ pub struct Target {
     pub logprob: f32,
 }
 
+/// `requested`, checked against the vocabulary, or the top-1 of `logits`.
+pub(crate) fn choose_target(requested: Option<u32>, logits: &[f32]) -> Result<u32> {
+    match requested {
+        Some(id) if id as usize >= logits.len() => {
+            Err(InterpError::BadRequest(format!("target id {id} is outside the {}-token vocabulary", logits.len())))
+        }
+        Some(id) => Ok(id),
+        None => Ok(crate::generate::argmax(logits)),
+    }
+}
+
 /// Indices of `scores` from highest to lowest, ties by index.
 pub(crate) fn rank_descending(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();

@@ -15,6 +15,7 @@ use crate::backend::candle::CandleBackend;
 use crate::generate::{generate, log_softmax, top_k, GenerateRequest, Sampling};
 use crate::gguf::Gguf;
 use crate::hooks::{HookRequest, Positions};
+use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use crate::inspect::ModelSummary;
@@ -58,6 +59,16 @@ fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
 pub struct Engine {
     model: Model<CandleBackend>,
     tokenizer: Tokenizer,
+    /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`.
+    mask: Mask,
+}
+
+/// `setMask`'s argument: `{ heads: ["L.H", ...], neurons: ["L.I", ...] }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct MaskSpec {
+    heads: Vec<String>,
+    neurons: Vec<String>,
 }
 
 /// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`.
@@ -103,7 +114,21 @@ impl Engine {
         let config = Config::from_gguf(&source.header).map_err(|e| js_error("ModelError", e))?;
         let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
         let model = Model::load(CandleBackend::cpu(), config, &source).map_err(|e| js_error("ModelError", e))?;
-        Ok(Engine { model, tokenizer })
+        Ok(Engine { model, tokenizer, mask: Mask::default() })
+    }
+
+    /// Zeroes these heads and neurons in every later `topTokens` and `generate` call, until
+    /// `clearMask`. Rejects with an `InterpError` naming any that does not exist.
+    #[wasm_bindgen(js_name = setMask)]
+    pub fn set_mask(&mut self, mask: JsValue) -> Result<(), JsValue> {
+        let spec: MaskSpec = options(mask)?;
+        self.mask = Mask::parse(&spec.heads, &spec.neurons, self.model.config()).map_err(|e| js_error("InterpError", e))?;
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = clearMask)]
+    pub fn clear_mask(&mut self) {
+        self.mask = Mask::default();
     }
 
     /// Token ids of `text`, with special tokens such as `<|im_start|>` recognised.
@@ -125,7 +150,7 @@ impl Engine {
         let mut cache = self.model.new_cache();
         let forward = self
             .model
-            .forward(&ids, &mut cache, &HookRequest::new(), &[], &Positions::Last)
+            .forward(&ids, &mut cache, &HookRequest::new(), &self.mask.interventions(), &Positions::Last)
             .map_err(|e| js_error("ModelError", e))?;
         let logprobs = log_softmax(&forward.logits.data);
         let top = top_k(&logprobs, k)
@@ -176,7 +201,7 @@ impl Engine {
             max_tokens,
             sampling: Sampling { temperature, seed: seed.into(), ..Sampling::default() },
             stop_strings: Vec::new(),
-            interventions: Vec::new(),
+            interventions: self.mask.interventions(),
         };
         let generation = generate(&self.model, &self.tokenizer, &ids, &request, |_, _| true)
             .map_err(|e| js_error("ModelError", e))?;

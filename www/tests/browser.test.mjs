@@ -196,7 +196,7 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
   await page.close();
 });
 
-test("the wasm attribution ranks the heads of \"3+5=\" as the native build does", { timeout: 900_000 }, async () => {
+test("the wasm attribution ranks the heads of \"3+5=\" as the native build does, and its mask edits the model", { timeout: 900_000 }, async () => {
   const prompt = "3+5=";
   const native = JSON.parse(execFileSync(here("../../target/debug/glassbox"), [
     "attribute", here("../../" + MODEL_PATH), "--prompt", prompt, "--exact-neurons", "100", "--json",
@@ -208,8 +208,33 @@ test("the wasm attribution ranks the heads of \"3+5=\" as the native build does"
     await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
     const bytes = new Uint8Array(await (await fetch(modelPath)).arrayBuffer());
     const engine = glassbox.Engine.load(bytes);
-    return engine.attribute(engine.tokenize(prompt), { exactNeurons: 100 });
+    const ids = engine.tokenize(prompt);
+    const attribution = engine.attribute(ids, { exactNeurons: 100 });
+    const top = attribution.heads[0];
+    const plain = engine.topTokens(ids, 3);
+    engine.setMask({ heads: [`${top.layer}.${top.head}`] });
+    const masked = engine.topTokens(ids, 3);
+    engine.clearMask();
+    const cleared = engine.topTokens(ids, 3);
+    let badMask = null;
+    try {
+      engine.setMask({ heads: ["99.0"] });
+    } catch (e) {
+      badMask = e.name;
+    }
+    return { ...attribution, plain, masked, cleared, badMask };
   }, { modelPath: "/" + MODEL_PATH, prompt });
+
+  // The mask persists until cleared, and matches the native CLI's ablation of the same head.
+  const top = `${wasm.heads[0].layer}.${wasm.heads[0].head}`;
+  const nativeMasked = JSON.parse(execFileSync(here("../../target/debug/glassbox"), [
+    "logits", here("../../" + MODEL_PATH), "--prompt", prompt, "--top-k", "3", "--ablate-heads", top, "--json",
+  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })).top;
+  assert.notDeepEqual(wasm.masked, wasm.plain);
+  assert.deepEqual(wasm.cleared, wasm.plain);
+  assert.equal(wasm.masked[0].id, nativeMasked[0].id);
+  assert.ok(Math.abs(wasm.masked[0].logprob - nativeMasked[0].logprob) <= WASM_NATIVE_TOLERANCE);
+  assert.equal(wasm.badMask, "InterpError");
 
   assert.equal(wasm.target.id, native.target.id);
   const name = (h) => `${h.layer}.${h.head}`;
