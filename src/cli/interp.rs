@@ -32,11 +32,9 @@ fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>
     }
 }
 
+/// What `attribute` and `cna` share: which token, how many neurons to list and to score exactly.
 #[derive(Args)]
-pub struct AttributeArgs {
-    model: PathBuf,
-    #[command(flatten)]
-    prompt: PromptArgs,
+struct ScoringArgs {
     /// The token to explain (default: the model's top-1).
     #[arg(long)]
     target: Option<String>,
@@ -46,6 +44,15 @@ pub struct AttributeArgs {
     /// Neurons, by first-order score, that get an exact LPI.
     #[arg(long, default_value_t = 1000)]
     exact_neurons: usize,
+}
+
+#[derive(Args)]
+pub struct AttributeArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[command(flatten)]
+    scoring: ScoringArgs,
     /// Score every FFN neuron exactly (about a thousand forward passes' worth of work).
     #[arg(long)]
     exact_all: bool,
@@ -60,11 +67,11 @@ pub fn attribute(out: &mut impl Write, args: &AttributeArgs) -> Written {
     let loaded = load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let options = AttributionOptions {
-        target: target_id(&loaded.tokenizer, &args.target)?,
-        exact_neurons: args.exact_neurons,
+        target: target_id(&loaded.tokenizer, &args.scoring.target)?,
+        exact_neurons: args.scoring.exact_neurons,
         exact_all: args.exact_all,
         always_exact: Mask::parse(&[], &args.neurons, loaded.model.config()).map_err(text_err)?.neurons.into_iter().collect(),
-        top: args.top,
+        top: args.scoring.top,
         ..Default::default()
     };
     let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
@@ -173,12 +180,8 @@ pub struct CnaArgs {
     /// The heads to ablate, as LAYER.HEAD.
     #[arg(long, value_delimiter = ',', required = true)]
     heads: Vec<String>,
-    #[arg(long)]
-    target: Option<String>,
-    #[arg(long, default_value_t = 100)]
-    top: usize,
-    #[arg(long, default_value_t = 1000)]
-    exact_neurons: usize,
+    #[command(flatten)]
+    scoring: ScoringArgs,
     #[arg(long)]
     json: bool,
 }
@@ -189,9 +192,9 @@ pub fn cna(out: &mut impl Write, args: &CnaArgs) -> Written {
     let c = loaded.model.config();
     let heads: Vec<HeadId> = Mask::parse(&args.heads, &[], c).map_err(text_err)?.heads.into_iter().collect();
     let options = CnaOptions {
-        target: target_id(&loaded.tokenizer, &args.target)?,
-        exact_neurons: args.exact_neurons,
-        top: args.top,
+        target: target_id(&loaded.tokenizer, &args.scoring.target)?,
+        exact_neurons: args.scoring.exact_neurons,
+        top: args.scoring.top,
         ..Default::default()
     };
     let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
