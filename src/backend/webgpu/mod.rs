@@ -3,6 +3,8 @@
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
+use crate::gguf::GgmlType;
+
 #[derive(Debug, Error)]
 pub enum GpuError {
     #[error("no WebGPU adapter is available ({0}); use the CPU backend instead")]
@@ -15,6 +17,10 @@ pub enum GpuError {
     TooLarge { len: usize, max: usize },
     #[error("input lengths differ: x has {x}, y has {y}")]
     LengthMismatch { x: usize, y: usize },
+    #[error("the WebGPU kernels do not read {0} weights yet")]
+    UnsupportedType(&'static str),
+    #[error("bad shape: {0}")]
+    BadShape(String),
 }
 
 /// An adapter, its device and queue.
@@ -79,51 +85,102 @@ impl GpuDevice {
         if x.is_empty() {
             return Ok(Vec::new());
         }
-        let device = &self.device;
-        let module = device.create_shader_module(wgpu::include_wgsl!("saxpy.wgsl"));
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("saxpy"),
+        let len = x.len() as u32;
+        let params: [u32; 2] = [a.to_bits(), len];
+        let params = self.buffer("saxpy params", bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
+        let x_buf = self.buffer("saxpy x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
+        let y_buf = self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+        let module = self.device.create_shader_module(wgpu::include_wgsl!("saxpy.wgsl"));
+        self.dispatch(&module, &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1));
+        self.read_back(&y_buf).await
+    }
+
+    /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
+    /// Q4_0, Q4_1, Q8_0), dequantised in registers, never into an f32 copy.
+    pub async fn matmul(&self, ggml_type: GgmlType, weights: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+        let kind = match ggml_type {
+            GgmlType::F32 => 0u32,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q8_0 => 8,
+            other => return Err(GpuError::UnsupportedType(other.name())),
+        };
+        let block = ggml_type.block_size() as usize;
+        let expected = (rows * cols / block) as u64 * ggml_type.bytes_per_block();
+        if cols == 0 || cols % block != 0 || weights.len() as u64 != expected || x.len() % cols != 0 {
+            return Err(GpuError::BadShape(format!(
+                "{rows}×{cols} {} weights need {expected} bytes and columns in whole {block}-blocks; got {} bytes and {} inputs",
+                ggml_type.name(),
+                weights.len(),
+                x.len()
+            )));
+        }
+        let tokens = x.len() / cols;
+        let limits = self.device.limits();
+        let max_binding = limits.max_storage_buffer_binding_size as usize;
+        let largest = weights.len().max(4 * x.len()).max(4 * rows * tokens);
+        if largest > max_binding {
+            return Err(GpuError::TooLarge { len: largest, max: max_binding });
+        }
+        let groups = (rows as u32).div_ceil(WORKGROUP_SIZE);
+        let dimension = limits.max_compute_workgroups_per_dimension;
+        if groups > dimension || tokens as u32 > dimension {
+            return Err(GpuError::TooLarge { len: rows.max(tokens), max: dimension as usize });
+        }
+        if tokens == 0 || rows == 0 {
+            return Ok(Vec::new());
+        }
+        // Storage buffers hold whole u32 words.
+        let mut padded = weights.to_vec();
+        padded.resize(weights.len().next_multiple_of(4), 0);
+        let params: [u32; 4] = [rows as u32, cols as u32, tokens as u32, kind];
+        let params = self.buffer("matmul params", bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
+        let w_buf = self.buffer("matmul weights", &padded, wgpu::BufferUsages::STORAGE);
+        let x_buf = self.buffer("matmul x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
+        let y_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("matmul y"),
+            size: (4 * rows * tokens) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let module = self.device.create_shader_module(wgpu::include_wgsl!("matmul.wgsl"));
+        self.dispatch(&module, &[&params, &w_buf, &x_buf, &y_buf], (groups, tokens as u32));
+        self.read_back(&y_buf).await
+    }
+
+    fn buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+    }
+
+    /// Runs `module`'s `main` with `buffers` bound in order to group 0, over `(x, y)` workgroups.
+    fn dispatch(&self, module: &wgpu::ShaderModule, buffers: &[&wgpu::Buffer], (x, y): (u32, u32)) {
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: None,
             layout: None,
-            module: &module,
+            module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
             cache: None,
         });
-        let len = x.len() as u32;
-        let params: [u32; 2] = [a.to_bits(), len];
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("saxpy params"),
-            contents: bytemuck::cast_slice(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let x_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("saxpy x"),
-            contents: bytemuck::cast_slice(x),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
-        let y_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("saxpy y"),
-            contents: bytemuck::cast_slice(y),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("saxpy bindings"),
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: x_buf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: y_buf.as_entire_binding() },
-            ],
+            entries: &entries,
         });
-        let mut encoder = device.create_command_encoder(&Default::default());
+        let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(len.div_ceil(WORKGROUP_SIZE), 1, 1);
+            pass.dispatch_workgroups(x, y, 1);
         }
         self.queue.submit([encoder.finish()]);
-        self.read_back(&y_buf).await
     }
 
     async fn read_back(&self, source: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
