@@ -83,6 +83,11 @@ impl GgmlType {
         TABLE.iter().find(|row| row.1 == id).map(|row| row.0)
     }
 
+    /// The type ggml calls `name` ("Q4_1", "Q6_K").
+    pub fn from_name(name: &str) -> Option<Self> {
+        TABLE.iter().find(|row| row.2 == name).map(|row| row.0)
+    }
+
     fn row(self) -> &'static (GgmlType, u32, &'static str, u64, u64) {
         TABLE
             .iter()

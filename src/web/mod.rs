@@ -230,6 +230,20 @@ impl WebGpu {
         self.device.description()
     }
 
+    /// `x · Wᵀ` for `x: [t, cols]` (a `Float32Array`) and `W: [rows, cols]` given as GGUF block
+    /// bytes of type `ggmlType` ("F32", "F16", "Q4_0", "Q4_1", "Q8_0"); resolves to a
+    /// `Float32Array` `[t, rows]`.
+    pub fn matmul(&self, ggml_type: &str, weights: Vec<u8>, rows: usize, cols: usize, x: Vec<f32>) -> js_sys::Promise {
+        let device = Rc::clone(&self.device);
+        let ggml_type = ggml_type.to_string();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let kind = crate::gguf::GgmlType::from_name(&ggml_type)
+                .ok_or_else(|| js_error("InputError", format!("{ggml_type:?} is not a GGUF tensor type")))?;
+            let out = device.matmul(kind, &weights, rows, cols, &x).await.map_err(|e| js_error("GpuError", e))?;
+            Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+
     /// `a·x + y` on the GPU; resolves to a `Float32Array`.
     pub fn saxpy(&self, a: f32, x: Vec<f32>, y: Vec<f32>) -> js_sys::Promise {
         let device = Rc::clone(&self.device);

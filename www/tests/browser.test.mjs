@@ -246,3 +246,56 @@ test("the wasm attribution ranks the heads of \"3+5=\" as the native build does,
   assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm head LPI drifts ${worst} from native`);
   await page.close();
 });
+
+test("the WGSL quantised matmul reads Q8_0 and Q4_1 blocks made by hand", async () => {
+  // Blocks built here from ggml's layout, with scales exactly representable in f16, so every
+  // product and sum is exact in f32 and the GPU must agree to the bit.
+  const half = { 0.5: [0x00, 0x38], 0.25: [0x00, 0x34], "-1": [0x00, 0xbc] };
+  const rows = 3, cols = 64, tokens = 2;
+  const x = Array.from({ length: tokens * cols }, (_, i) => ((i * 7) % 11) - 5);
+  const q8 = [], q8Values = [];
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < cols / 32; b++) {
+      q8.push(...half[0.5]);
+      for (let j = 0; j < 32; j++) {
+        const q = ((r * 13 + b * 5 + j * 3) % 15) - 7;
+        q8.push(q & 0xff);
+        q8Values.push(q * 0.5);
+      }
+    }
+  }
+  const q41 = [], q41Values = [];
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < cols / 32; b++) {
+      q41.push(...half[0.25], ...half[-1]);
+      const nibbles = Array.from({ length: 32 }, (_, j) => (r * 3 + b + j * 5) % 16);
+      for (let j = 0; j < 16; j++) q41.push(nibbles[j] | (nibbles[j + 16] << 4));
+      q41Values.push(...nibbles.map((q) => q * 0.25 - 1));
+    }
+  }
+  const expected = (w) => Array.from({ length: tokens * rows }, (_, k) => {
+    const t = Math.floor(k / rows), r = k % rows;
+    let sum = 0;
+    for (let c = 0; c < cols; c++) sum += x[t * cols + c] * w[r * cols + c];
+    return sum;
+  });
+
+  const { page } = await open("/");
+  const result = await page.evaluate(async ({ q8, q41, x, rows, cols }) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const gpu = await glassbox.WebGpu.open();
+    const run = async (type, bytes) => Array.from(await gpu.matmul(type, Uint8Array.from(bytes), rows, cols, Float32Array.from(x)));
+    let badType = null;
+    try {
+      await gpu.matmul("Q9_9", new Uint8Array(0), 1, 32, new Float32Array(32));
+    } catch (e) {
+      badType = e.name;
+    }
+    return { q8: await run("Q8_0", q8), q41: await run("Q4_1", q41), badType };
+  }, { q8, q41, x, rows, cols });
+  assert.deepEqual(result.q8, expected(q8Values));
+  assert.deepEqual(result.q41, expected(q41Values));
+  assert.equal(result.badType, "InputError");
+  await page.close();
+});
