@@ -11,14 +11,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ablation::{head_ablation_scan, target_prob, Labelled};
+use super::ablation::{head_ablation_scan, target_prob, Labelled, Mask};
 use super::attribution::{attribute, AttributionOptions};
 use super::cna::{cna_scores, CnaOptions};
 use super::lens::Unembedding;
 use super::{rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
 use crate::generate::{argmax, Rng};
-use crate::hooks::{HookRequest, Intervention, Positions};
+use crate::hooks::{HookRequest, Positions};
 use crate::tokenizer::Tokenizer;
 
 /// The committed prompt set.
@@ -157,17 +157,15 @@ pub fn run_arithmetic<B: Backend>(
             }
         }
         let p = attribution.target.logprob.exp();
-        let zero = |neurons: &mut dyn Iterator<Item = (usize, usize)>| -> Vec<Intervention> {
-            neurons.map(|(layer, neuron)| Intervention::ScaleNeuron { layer, neuron, factor: 0.0 }).collect()
-        };
-        let top = zero(&mut attribution.neurons.iter().take(100).map(|s| (s.layer, s.neuron)));
+        let zeroed = |neurons: Vec<NeuronId>| Mask { neurons: neurons.into_iter().collect(), ..Default::default() }.interventions();
+        let top = zeroed(attribution.neurons.iter().take(100).map(|s| s.id()).collect());
         top_drop += relative_drop(p, target_prob(model, &item.ids, item.answer, &top)?) / n;
         for _ in 0..draws {
             let mut drawn = std::collections::BTreeSet::new();
             while drawn.len() < 100.min(all_neurons) {
                 drawn.insert((rng.next_u64() % all_neurons as u64) as usize);
             }
-            let random = zero(&mut drawn.iter().map(|&i| (i / c.ffn_width, i % c.ffn_width)));
+            let random = zeroed(drawn.into_iter().map(neuron).collect());
             let ablated = target_prob(model, &item.ids, item.answer, &random)?;
             random_drop += relative_drop(p, ablated) / (n * draws as f32);
         }

@@ -337,6 +337,14 @@ impl FfnNeurons {
         }
         Ok(out)
     }
+
+    /// Replaces `scores[i]` (`[layers · f]`) with the exact LPI for each `i` in `chosen`.
+    pub fn rescore<B: Backend>(&self, lpi: &Lpi<B>, weights: &mut HostWeights<B>, scores: &mut [f32], chosen: &[usize]) -> Result<()> {
+        for (&i, exact) in chosen.iter().zip(self.exact(lpi, weights, chosen)?) {
+            scores[i] = exact;
+        }
+        Ok(())
+    }
 }
 
 /// Exact scores for the `n` best by `approximate` and every index in `always`, first-order ones
@@ -350,14 +358,17 @@ pub(crate) fn refine<B: Backend>(
     always: &[usize],
 ) -> Result<(Vec<f32>, Vec<bool>)> {
     let chosen = first_n_and(rank_descending(approximate), n, always);
-    let exact = neurons.exact(lpi, weights, &chosen)?;
     let mut scores = approximate.to_vec();
-    let mut is_exact = vec![false; scores.len()];
-    for (&i, s) in chosen.iter().zip(exact) {
-        scores[i] = s;
-        is_exact[i] = true;
-    }
+    neurons.rescore(lpi, weights, &mut scores, &chosen)?;
+    let is_exact = exact_at(scores.len(), &chosen);
     Ok((scores, is_exact))
+}
+
+/// `true` at each index in `chosen`.
+pub(crate) fn exact_at(len: usize, chosen: &[usize]) -> Vec<bool> {
+    let mut is_exact = vec![false; len];
+    chosen.iter().for_each(|&i| is_exact[i] = true);
+    is_exact
 }
 
 /// The neurons to report: the top `top` (exact scores first, then first-order ones), plus

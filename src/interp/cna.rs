@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::attribution::{flat_neurons, FfnNeurons, HostWeights, Pass};
+use super::attribution::{exact_at, flat_neurons, FfnNeurons, HostWeights, Pass};
 use super::lens::{Lpi, Unembedding};
 use super::{first_n_and, rank_descending, HeadId, NeuronId, Result, Target};
 use crate::backend::Backend;
@@ -88,14 +88,9 @@ pub(crate) fn cna_scores<B: Backend>(
 
     let chosen = first_n_and(rank_descending(&approximate), options.exact_neurons, &always);
     let mut weights = HostWeights::new(model);
-    let exact_original = original_neurons.exact(&lpi, &mut weights, &chosen)?;
-    let exact_ablated = ablated_neurons.exact(&lpi, &mut weights, &chosen)?;
-    let mut is_exact = vec![false; approximate.len()];
-    for (k, &i) in chosen.iter().enumerate() {
-        original[i] = exact_original[k];
-        ablated[i] = exact_ablated[k];
-        is_exact[i] = true;
-    }
+    original_neurons.rescore(&lpi, &mut weights, &mut original, &chosen)?;
+    ablated_neurons.rescore(&lpi, &mut weights, &mut ablated, &chosen)?;
+    let is_exact = exact_at(approximate.len(), &chosen);
     let scores = original.iter().zip(&ablated).map(|(o, a)| o - a).collect();
     Ok(CnaScores { target, scores, original, ablated, is_exact })
 }
