@@ -7,7 +7,7 @@ WASM_PROFILE ?= release
 WEBGPU := --features webgpu
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint test-web bench pkg web fixtures reference clean
+.PHONY: help setup demo test test-native lint check-cuda test-web bench pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -21,7 +21,7 @@ setup:
 	@touch $(SETUP_STAMP)
 
 # Setup only when it has never completed here, or its inputs changed since.
-$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py Cargo.lock www/package-lock.json
+$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py scripts/cuda-requirements.txt Cargo.lock www/package-lock.json
 	$(MAKE) setup
 
 pkg: $(SETUP_STAMP)
@@ -34,7 +34,7 @@ demo: web
 	cd www && node serve.mjs $(PORT)
 
 test: $(SETUP_STAMP)
-	$(MAKE) test-native lint
+	$(MAKE) test-native lint check-cuda
 	$(MAKE) WASM_PROFILE=dev test-web
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
@@ -45,6 +45,11 @@ test-native:
 lint:
 	cargo clippy --all-targets $(WEBGPU) -- -D warnings
 	scripts/wasm-cargo.sh clippy --lib $(WEBGPU) -- -D warnings
+
+# Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc; no
+# GPU or CUDA libraries are needed, so nothing is linked.
+check-cuda:
+	scripts/cuda-env.sh cargo clippy --features cuda --all-targets -- -D warnings
 
 # The browser tests compare the wasm engine with the native CLI's numbers.
 test-web: web

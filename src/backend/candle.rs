@@ -240,10 +240,15 @@ impl Backend for CandleBackend {
         }
     }
 
-    fn float_matrix(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<CandleMatrix> {
-        let values = self.upload(rows, cols, values)?;
-        let table = std::sync::Arc::new(QTensor::quantize(&values, GgmlDType::F32).map_err(err)?);
-        Ok(CandleMatrix { matmul: QMatMul::Tensor(values), table })
+    fn dequantized(&self, w: &CandleMatrix) -> BackendResult<CandleMatrix> {
+        // Row lookups read the same values from the quantised table.
+        Ok(CandleMatrix { matmul: QMatMul::Tensor(self.dequantize(w)?), table: w.table.clone() })
+    }
+
+    fn columns(&self, w: &CandleMatrix, cols: &[usize]) -> BackendResult<Tensor> {
+        let ids: Vec<u32> = cols.iter().map(|&c| c as u32).collect();
+        let ids = Tensor::from_vec(ids, cols.len(), &self.device).map_err(err)?;
+        self.dequantize(w)?.index_select(&ids, 1).and_then(|c| c.t()).and_then(|c| c.contiguous()).map_err(err)
     }
 
     fn linear_transposed(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
@@ -251,23 +256,37 @@ impl Backend for CandleBackend {
     }
 
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
-        // candle's CPU kernels quantise the input to the weight type's `VecDotType`; f32, f16
-        // and bf16 weights are dequantised and multiply the input as it is.
         let quantised = match &w.matmul {
             QMatMul::Tensor(_) => return Ok(x.clone()),
             QMatMul::TensorF16(_) => return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err),
             QMatMul::QTensor(q) => q,
         };
-        let read_as = match quantised.dtype() {
-            GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => GgmlDType::Q8_0,
-            GgmlDType::Q4_1 | GgmlDType::Q5_1 | GgmlDType::Q8_1 => GgmlDType::Q8_1,
-            GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8K => {
-                GgmlDType::Q8K
-            }
-            _ => return Ok(x.clone()),
-        };
-        QTensor::quantize(&x.contiguous().map_err(err)?, read_as)
-            .and_then(|q| q.dequantize(&self.device))
+        let Some(read_as) = activation_type(&self.device, quantised.dtype()) else { return Ok(x.clone()) };
+        // The rounding is the same wherever it runs; candle quantises on the CPU.
+        QTensor::quantize(&x.to_device(&Device::Cpu).map_err(err)?.contiguous().map_err(err)?, read_as)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .and_then(|r| r.to_device(&self.device))
             .map_err(err)
+    }
+}
+
+/// The type a quantised matmul rounds its f32 input to, on `device`, for weights of type
+/// `weights`; `None` when it reads the input as it is.
+/// - CPU (candle's `VecDotType`): Q8_0 for Q4_0, Q5_0 and Q8_0; Q8_1 for Q4_1 and Q5_1; Q8K for
+///   the K-quants.
+/// - CUDA (candle's llama.cpp-derived MMVQ/MMQ kernels): Q8_1, in blocks of 32, for every type.
+fn activation_type(device: &Device, weights: GgmlDType) -> Option<GgmlDType> {
+    use GgmlDType::*;
+    if matches!(weights, F32 | F16 | BF16) {
+        return None;
+    }
+    if device.is_cuda() {
+        return Some(Q8_1);
+    }
+    match weights {
+        Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+        Q4_1 | Q5_1 | Q8_1 => Some(Q8_1),
+        Q2K | Q3K | Q4K | Q5K | Q6K | Q8K => Some(Q8K),
+        _ => None,
     }
 }

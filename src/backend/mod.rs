@@ -75,8 +75,12 @@ pub trait Backend {
 
     /// The matrix's values as f32, `[out, in]`.
     fn dequantize(&self, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
-    /// A `[rows, cols]` f32 matrix, whose products read their input without rounding it.
-    fn float_matrix(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Self::Matrix>;
+    /// `w` dequantised to f32, kept on the device: its products read their input without
+    /// rounding it.
+    fn dequantized(&self, w: &Self::Matrix) -> BackendResult<Self::Matrix>;
+    /// Columns `cols` of `w: [out, in]`, as the rows of a `[cols.len(), out]` tensor. Fetches
+    /// single columns without copying the matrix to the host.
+    fn columns(&self, w: &Self::Matrix, cols: &[usize]) -> BackendResult<Self::Tensor>;
     /// `x · W` for `x: [t, out]`, `W: [out, in]`: pulls a vector in output space back to input
     /// space (gradients, dot products with every column).
     fn linear_transposed(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;

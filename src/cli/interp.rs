@@ -15,7 +15,8 @@ use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
 use serde::Serialize;
 
-use super::{load, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg};
+use super::compute::Loader;
+use super::{prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg};
 
 type Written = Result<std::io::Result<()>, String>;
 
@@ -63,8 +64,8 @@ pub struct AttributeArgs {
     json: bool,
 }
 
-pub fn attribute(out: &mut impl Write, args: &AttributeArgs) -> Written {
-    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs) -> Written {
+    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let options = AttributionOptions {
         target: target_id(&loaded.tokenizer, &args.scoring.target)?,
@@ -121,8 +122,8 @@ pub struct LensArgs {
     json: bool,
 }
 
-pub fn lens(out: &mut impl Write, args: &LensArgs) -> Written {
-    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+pub fn lens(out: &mut impl Write, loader: &Loader, args: &LensArgs) -> Written {
+    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let request = LensRequest {
         layers: args.layers.clone(),
@@ -155,8 +156,8 @@ pub struct AblationScanArgs {
     json: bool,
 }
 
-pub fn ablation_scan(out: &mut impl Write, args: &AblationScanArgs) -> Written {
-    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+pub fn ablation_scan(out: &mut impl Write, loader: &Loader, args: &AblationScanArgs) -> Written {
+    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let target = match target_id(&loaded.tokenizer, &args.target)? {
         Some(id) => id,
@@ -186,8 +187,8 @@ pub struct CnaArgs {
     json: bool,
 }
 
-pub fn cna(out: &mut impl Write, args: &CnaArgs) -> Written {
-    let loaded = load(&args.model, &args.prompt.tokenizer)?;
+pub fn cna(out: &mut impl Write, loader: &Loader, args: &CnaArgs) -> Written {
+    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
     let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
     let c = loaded.model.config();
     let heads: Vec<HeadId> = Mask::parse(&args.heads, &[], c).map_err(text_err)?.heads.into_iter().collect();
@@ -225,10 +226,10 @@ pub struct TokenRewardsArgs {
     json: bool,
 }
 
-pub fn token_rewards(out: &mut impl Write, args: &TokenRewardsArgs) -> Written {
+pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsArgs) -> Written {
     let none = TokenizerArg { tokenizer: None };
-    let oracle = load(&args.oracle, &none)?;
-    let reference = load(&args.reference, &none)?;
+    let oracle = loader.load(&args.oracle, &none)?;
+    let reference = loader.load(&args.reference, &none)?;
     let vocabulary = |t: &Tokenizer, n: usize| t.token_texts(&(0..n as u32).collect::<Vec<_>>()).map_err(text_err);
     let n = oracle.model.config().vocab_size;
     if reference.model.config().vocab_size != n || vocabulary(&oracle.tokenizer, n)? != vocabulary(&reference.tokenizer, n)? {
@@ -261,8 +262,8 @@ pub struct MaskEvalArgs {
     json: bool,
 }
 
-pub fn mask_eval(out: &mut impl Write, args: &MaskEvalArgs) -> Written {
-    let loaded = load(&args.model, &TokenizerArg { tokenizer: None })?;
+pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs) -> Written {
+    let loaded = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
     let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
     let c = loaded.model.config();
     let mut mask = args.ablations.mask(c)?;
@@ -306,9 +307,9 @@ pub enum Experiment {
     },
 }
 
-pub fn experiment(out: &mut impl Write, experiment: &Experiment) -> Written {
+pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment) -> Written {
     let Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } = experiment;
-    let loaded = load(model, &TokenizerArg { tokenizer: None })?;
+    let loaded = loader.load(model, &TokenizerArg { tokenizer: None })?;
     let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
     let options = ExperimentOptions {
         max_analysed: *max_analysed,

@@ -2,26 +2,35 @@
 //! contract that scripts rely on.
 
 mod bench;
+mod compute;
 mod interp;
+mod parity;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use glassbox::backend::candle::CandleBackend;
 use glassbox::generate::{generate, log_softmax, GenerateRequest, Sampling};
-use glassbox::gguf::{GgufFile, TensorInfo};
+use glassbox::gguf::write::write_gguf;
+use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
+use glassbox::backend::candle::CandleBackend;
+use glassbox::model::synthetic::SyntheticLlama;
 use glassbox::model::{Config, Model, WeightSource};
+
+use compute::{BackendChoice, Loader};
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
 use serde_json::json;
 
 #[derive(Parser)]
 #[command(name = "glassbox", version, about = "Look inside a language model on your own device")]
 struct Cli {
+    /// Where to compute: `auto` takes CUDA when built in and a GPU opens, else the CPU.
+    #[arg(long, global = true, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +113,33 @@ enum Command {
         #[arg(long)]
         prompt: String,
     },
+    /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
+    CompareBackends(parity::CompareArgs),
+    /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
+    /// the tokenizer of an existing GGUF.
+    SynthModel {
+        /// The GGUF whose tokenizer the new model takes.
+        #[arg(long)]
+        tokenizer_from: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        layers: usize,
+        #[arg(long, default_value_t = 2048)]
+        width: usize,
+        #[arg(long, default_value_t = 8192)]
+        ffn_width: usize,
+        #[arg(long, default_value_t = 32)]
+        heads: usize,
+        #[arg(long, default_value_t = 8)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 2048)]
+        context_length: usize,
+        /// q4_0, q8_0 or f32.
+        #[arg(long, default_value = "q4_0")]
+        weight_type: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        output: PathBuf,
+    },
     /// The most likely next tokens after a prompt, with log-probabilities.
     Logits {
         model: PathBuf,
@@ -126,7 +162,7 @@ pub(crate) struct TokenizerArg {
 }
 
 impl TokenizerArg {
-    fn load(&self, file: &GgufFile) -> Result<Tokenizer, String> {
+    pub(crate) fn load(&self, file: &GgufFile) -> Result<Tokenizer, String> {
         match &self.tokenizer {
             None => Tokenizer::from_gguf(&file.header).map_err(text_err),
             Some(path) => {
@@ -179,7 +215,7 @@ pub(crate) fn text_err(e: impl std::fmt::Display) -> String {
 }
 
 /// Reads weights from the file while advancing a progress bar on stderr.
-struct ProgressSource<'a> {
+pub(crate) struct ProgressSource<'a> {
     file: &'a GgufFile,
     bar: indicatif::ProgressBar,
 }
@@ -200,22 +236,6 @@ pub(crate) struct Loaded {
     pub tokenizer: Tokenizer,
 }
 
-pub(crate) fn load(path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
-    let file = GgufFile::open(path).map_err(text_err)?;
-    let config = Config::from_gguf(&file.header).map_err(text_err)?;
-    let tokenizer = tokenizer.load(&file)?;
-    let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
-    let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}")
-            .expect("the template is valid"),
-    );
-    let source = ProgressSource { file: &file, bar };
-    let model = Model::load(CandleBackend::cpu(), config, &source).map_err(text_err)?;
-    source.bar.finish_and_clear();
-    Ok(Loaded { model, tokenizer })
-}
-
 pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {
     let text = if args.chat {
         tokenizer
@@ -230,6 +250,7 @@ pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec
 
 fn run(cli: Cli) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
+    let loader = Loader::new(cli.backend);
     let written = match cli.command {
         Command::Info { model, json, tensors } => {
             let file = GgufFile::open(&model).map_err(text_err)?;
@@ -273,7 +294,7 @@ fn run(cli: Cli) -> Result<(), String> {
             ablations,
             json,
         } => {
-            let loaded = load(&model, &prompt.tokenizer)?;
+            let loaded = loader.load(&model, &prompt.tokenizer)?;
             let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
             let request = GenerateRequest {
                 max_tokens,
@@ -311,31 +332,58 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Bench { model, short, long } => {
             let start = std::time::Instant::now();
-            let loaded = load(&model, &TokenizerArg { tokenizer: None })?;
+            let loaded = loader.load(&model, &TokenizerArg { tokenizer: None })?;
             let load_s = start.elapsed().as_secs_f64();
             let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
             // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
             let short = loaded.tokenizer.encode(read(&short)?.trim(), true, false).map_err(text_err)?;
             let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
             let report = bench::run(&loaded.model, load_s, &short, &long)?;
-            writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
+            let mut report = serde_json::to_value(&report).map_err(text_err)?;
+            report["backend"] = json!(loader.backend_name()?);
+            writeln!(out, "{report}")
         }
         Command::BenchAttribution { model, prompt } => {
-            let loaded = load(&model, &TokenizerArg { tokenizer: None })?;
+            let loaded = loader.load(&model, &TokenizerArg { tokenizer: None })?;
             let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
             let unembedding = glassbox::interp::lens::Unembedding::new(&loaded.model).map_err(text_err)?;
             let report = bench::attribution(&unembedding, &loaded.tokenizer, &ids)?;
             writeln!(out, "{report}")
         }
-        Command::Attribute(args) => interp::attribute(&mut out, &args)?,
-        Command::Lens(args) => interp::lens(&mut out, &args)?,
-        Command::AblationScan(args) => interp::ablation_scan(&mut out, &args)?,
-        Command::Cna(args) => interp::cna(&mut out, &args)?,
-        Command::TokenRewards(args) => interp::token_rewards(&mut out, &args)?,
-        Command::MaskEval(args) => interp::mask_eval(&mut out, &args)?,
-        Command::Experiment { experiment } => interp::experiment(&mut out, &experiment)?,
+        Command::Attribute(args) => interp::attribute(&mut out, &loader, &args)?,
+        Command::Lens(args) => interp::lens(&mut out, &loader, &args)?,
+        Command::AblationScan(args) => interp::ablation_scan(&mut out, &loader, &args)?,
+        Command::Cna(args) => interp::cna(&mut out, &loader, &args)?,
+        Command::TokenRewards(args) => interp::token_rewards(&mut out, &loader, &args)?,
+        Command::MaskEval(args) => interp::mask_eval(&mut out, &loader, &args)?,
+        Command::Experiment { experiment } => interp::experiment(&mut out, &loader, &experiment)?,
+        Command::CompareBackends(args) => parity::compare_backends(&mut out, &loader, &args)?,
+        Command::SynthModel {
+            tokenizer_from,
+            layers,
+            width,
+            ffn_width,
+            heads,
+            kv_heads,
+            context_length,
+            weight_type,
+            seed,
+            output,
+        } => {
+            let weight_type = GgmlType::from_name(&weight_type.to_uppercase()).ok_or_else(|| format!("unknown tensor type {weight_type:?}"))?;
+            let shape = SyntheticLlama { layers, width, ffn_width, heads, kv_heads, context_length, weight_type, seed };
+            let source = GgufFile::open(&tokenizer_from).map_err(text_err)?;
+            let (metadata, tensors) = shape.build(&source.header).map_err(text_err)?;
+            let file = std::fs::File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            write_gguf(&mut writer, &metadata, &tensors)
+                .and_then(|()| writer.flush())
+                .map_err(|e| format!("{}: {e}", output.display()))?;
+            let bytes: usize = tensors.iter().map(|t| t.data.len()).sum();
+            writeln!(out, "{}: {} tensors, {bytes} bytes of weights", output.display(), tensors.len())
+        }
         Command::Logits { model, prompt, top_k, ablations, json } => {
-            let loaded = load(&model, &prompt.tokenizer)?;
+            let loaded = loader.load(&model, &prompt.tokenizer)?;
             let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
             let mut cache = loaded.model.new_cache();
             let forward = loaded

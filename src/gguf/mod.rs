@@ -7,6 +7,7 @@ mod file;
 mod ggml_type;
 mod parse;
 mod value;
+pub mod write;
 
 pub use card::ModelCard;
 pub use error::{GgufError, Result};

@@ -216,48 +216,34 @@ impl Pass {
     }
 }
 
-/// Dequantised layer matrices, kept on the host once read: rows of `v_proj`, columns of
-/// `o_proj` and `down_proj` (stored transposed, so a column is contiguous).
-pub(crate) struct HostWeights<'m, B: Backend> {
-    model: &'m Model<B>,
-    cached: std::collections::HashMap<(usize, u8), (usize, Vec<f32>)>,
-}
-
-impl<'m, B: Backend> HostWeights<'m, B> {
-    pub fn new(model: &'m Model<B>) -> Self {
-        HostWeights { model, cached: Default::default() }
-    }
-
-    /// `(width, values)`: `which` row-major, or its transpose, so that each wanted vector is a
-    /// contiguous `width`-long slice.
-    fn vectors(&mut self, layer: usize, which: LayerWeight) -> Result<&(usize, Vec<f32>)> {
-        let key = (layer, which as u8);
-        if !self.cached.contains_key(&key) {
-            let be = self.model.backend();
-            let (shape, values) = be.download(&be.dequantize(self.model.weight(layer, which))?)?;
-            let (rows, cols) = (shape[0], shape[1]);
-            let entry = if which == LayerWeight::Value {
-                (cols, values)
-            } else {
-                let mut transposed = vec![0.0f32; values.len()];
-                for (r, row) in values.chunks(cols).enumerate() {
-                    for (c, &v) in row.iter().enumerate() {
-                        transposed[c * rows + r] = v;
-                    }
-                }
-                (rows, transposed)
-            };
-            self.cached.insert(key, entry);
+/// Rows of `v_proj` (`Value`), or columns of `o_proj` and `down_proj` (`Output`, `Down`):
+/// `(layer, index)` → the vector, fetched a layer at a time. Only the vectors asked for reach
+/// the host, never a whole matrix.
+pub(crate) fn weight_vectors<B: Backend>(
+    model: &Model<B>,
+    which: LayerWeight,
+    wanted: &[(usize, usize)],
+) -> Result<std::collections::HashMap<(usize, usize), Vec<f32>>> {
+    let be = model.backend();
+    let mut sorted = wanted.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = std::collections::HashMap::with_capacity(sorted.len());
+    for group in sorted.chunk_by(|a, b| a.0 == b.0) {
+        let layer = group[0].0;
+        let indices: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
+        let w = model.weight(layer, which);
+        let vectors = if which == LayerWeight::Value {
+            be.embed(w, &indices.iter().map(|&i| i as u32).collect::<Vec<_>>())?
+        } else {
+            be.columns(w, &indices)?
+        };
+        let (shape, values) = be.download(&vectors)?;
+        for (&i, vector) in indices.iter().zip(values.chunks(shape[1])) {
+            out.insert((layer, i), vector.to_vec());
         }
-        Ok(&self.cached[&key])
     }
-
-    /// `W_down[:, i]` or `W_O[:, h·d_head + j]` (`which` is `Down` or `Output`); row `i` of
-    /// `v_proj` (`Value`).
-    pub fn vector(&mut self, layer: usize, which: LayerWeight, index: usize) -> Result<&[f32]> {
-        let (width, values) = self.vectors(layer, which)?;
-        Ok(&values[index * width..(index + 1) * width])
-    }
+    Ok(out)
 }
 
 /// `x · W` for one vector `x` in `W`'s output space: `Wᵀ x`, one value per column.
@@ -316,21 +302,23 @@ impl FfnNeurons {
     }
 
     /// The exact LPI of each neuron in `flat` (indices `l · f + i`), in that order.
-    pub fn exact<B: Backend>(&self, lpi: &Lpi<B>, weights: &mut HostWeights<B>, flat: &[usize]) -> Result<Vec<f32>> {
-        let f = lpi.unembedding.model().config().ffn_width;
+    pub fn exact<B: Backend>(&self, lpi: &Lpi<B>, flat: &[usize]) -> Result<Vec<f32>> {
+        let model = lpi.unembedding.model();
+        let f = model.config().ffn_width;
         let mut out = vec![0.0; flat.len()];
         let mut order: Vec<usize> = (0..flat.len()).collect();
         order.sort_by_key(|&k| flat[k]);
         // A layer at a time, so at most one layer's deltas are held.
         for group in order.chunk_by(|&a, &b| flat[a] / f == flat[b] / f) {
-            let deltas = group
+            let wanted: Vec<(usize, usize)> = group.iter().map(|&k| (flat[k] / f, flat[k] % f)).collect();
+            let columns = weight_vectors(model, LayerWeight::Down, &wanted)?;
+            let deltas: Vec<_> = wanted
                 .iter()
-                .map(|&k| {
-                    let (l, i) = (flat[k] / f, flat[k] % f);
+                .map(|&(l, i)| {
                     let m = self.coefficients[l][i];
-                    Ok((l, weights.vector(l, LayerWeight::Down, i)?.iter().map(|w| m * w).collect()))
+                    (l, columns[&(l, i)].iter().map(|w| m * w).collect())
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect();
             for (&k, score) in group.iter().zip(lpi.exact(&self.bases, &deltas)?) {
                 out[k] = score;
             }
@@ -339,8 +327,8 @@ impl FfnNeurons {
     }
 
     /// Replaces `scores[i]` (`[layers · f]`) with the exact LPI for each `i` in `chosen`.
-    pub fn rescore<B: Backend>(&self, lpi: &Lpi<B>, weights: &mut HostWeights<B>, scores: &mut [f32], chosen: &[usize]) -> Result<()> {
-        for (&i, exact) in chosen.iter().zip(self.exact(lpi, weights, chosen)?) {
+    pub fn rescore<B: Backend>(&self, lpi: &Lpi<B>, scores: &mut [f32], chosen: &[usize]) -> Result<()> {
+        for (&i, exact) in chosen.iter().zip(self.exact(lpi, chosen)?) {
             scores[i] = exact;
         }
         Ok(())
@@ -352,14 +340,13 @@ impl FfnNeurons {
 pub(crate) fn refine<B: Backend>(
     lpi: &Lpi<B>,
     neurons: &FfnNeurons,
-    weights: &mut HostWeights<B>,
     approximate: &[f32],
     n: usize,
     always: &[usize],
 ) -> Result<(Vec<f32>, Vec<bool>)> {
     let chosen = first_n_and(rank_descending(approximate), n, always);
     let mut scores = approximate.to_vec();
-    neurons.rescore(lpi, weights, &mut scores, &chosen)?;
+    neurons.rescore(lpi, &mut scores, &chosen)?;
     let is_exact = exact_at(scores.len(), &chosen);
     Ok((scores, is_exact))
 }
@@ -426,8 +413,7 @@ pub fn ffn_neuron_lpi<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], tar
     let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
     let neurons = FfnNeurons::new(&lpi, &pass)?;
     let approximate = neurons.approximate(&lpi)?;
-    let mut weights = HostWeights::new(unembedding.model());
-    Ok(refine(&lpi, &neurons, &mut weights, &approximate, exact_neurons, &[])?.0)
+    Ok(refine(&lpi, &neurons, &approximate, exact_neurons, &[])?.0)
 }
 
 /// Everything above, for the last position of `ids`.
@@ -443,7 +429,6 @@ pub fn attribute<B: Backend>(
     let pass = Pass::run(model, ids, &[])?;
     let target = pass.target(options.target, tokenizer)?;
     let lpi = Lpi { unembedding, scale: pass.scale(), target: target.id };
-    let mut weights = HostWeights::new(model);
 
     // Layers and heads, all exact.
     let resid_pre: Vec<f32> = (0..c.layers).flat_map(|l| pass.last(HookPoint::ResidPre(l)).to_vec()).collect();
@@ -468,7 +453,7 @@ pub fn attribute<B: Backend>(
     // FFN value neurons: first-order for all, exact for the best and the requested.
     let approximate = neurons.approximate(&lpi)?;
     let n_exact = if options.exact_all { approximate.len() } else { options.exact_neurons };
-    let (scores, is_exact) = refine(&lpi, &neurons, &mut weights, &approximate, n_exact, &always)?;
+    let (scores, is_exact) = refine(&lpi, &neurons, &approximate, n_exact, &always)?;
     let exact_neurons = is_exact.iter().filter(|&&e| e).count();
     let reported = report_neurons(&scores, &is_exact, c.ffn_width, options.top, &always);
 
@@ -483,12 +468,13 @@ pub fn attribute<B: Backend>(
     let mut position_keys = Vec::new();
     for head in heads.iter().take(options.position_heads) {
         let (l, h) = (head.layer, head.head);
-        let columns: Vec<Vec<f32>> = (0..hd).map(|j| weights.vector(l, LayerWeight::Output, h * hd + j).map(<[f32]>::to_vec)).collect::<Result<_>>()?;
+        let wanted: Vec<(usize, usize)> = (0..hd).map(|j| (l, h * hd + j)).collect();
+        let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
         for t in 0..pass.len {
             let mut delta = vec![0.0f32; c.width];
             for (j, &v) in value(l, h, t).iter().enumerate() {
                 let coefficient = alpha(l, h, t) * v;
-                delta.iter_mut().zip(&columns[j]).for_each(|(d, w)| *d += coefficient * w);
+                delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
             }
             position_deltas.push((l, delta));
             position_keys.push((l, h, t));
@@ -524,14 +510,22 @@ pub fn attribute<B: Backend>(
         let (t, rest) = (k % pass.len, k / pass.len);
         (rest / (c.heads * hd), (rest / hd) % c.heads, rest % hd, t)
     };
-    let value_deltas = candidates
+    let wanted: Vec<(usize, usize)> = candidates
+        .iter()
+        .map(|&k| {
+            let (l, h, j, _) = unflatten(k);
+            (l, h * hd + j)
+        })
+        .collect();
+    let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
+    let value_deltas: Vec<_> = candidates
         .iter()
         .map(|&k| {
             let (l, h, j, t) = unflatten(k);
             let coefficient = alpha(l, h, t) * value(l, h, t)[j];
-            Ok((l, weights.vector(l, LayerWeight::Output, h * hd + j)?.iter().map(|w| coefficient * w).collect()))
+            (l, columns[&(l, h * hd + j)].iter().map(|w| coefficient * w).collect())
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let value_exact = lpi.exact(&x_bases, &value_deltas)?;
     let mut value_neurons: Vec<ValueNeuronScore> = candidates
         .iter()
@@ -544,7 +538,7 @@ pub fn attribute<B: Backend>(
     value_neurons.sort_by(|a, b| b.score.total_cmp(&a.score));
     value_neurons.truncate(options.value_neurons);
 
-    let query_neurons = query_neurons(model, &pass, &mut weights, &value_neurons, options.top)?;
+    let query_neurons = query_neurons(model, &pass, &value_neurons, options.top)?;
 
     Ok(Attribution {
         target,
@@ -564,16 +558,17 @@ pub fn attribute<B: Backend>(
 fn query_neurons<B: Backend>(
     model: &Model<B>,
     pass: &Pass,
-    weights: &mut HostWeights<B>,
     values: &[ValueNeuronScore],
     top: usize,
 ) -> Result<Vec<QueryNeuronScore>> {
     let c = model.config();
     let group = c.heads / c.kv_heads;
     // Each value neuron's key k and its normaliser ⟨x_l^t, k⟩.
+    let value_row = |v: &ValueNeuronScore| (v.layer, (v.head / group) * c.head_dim + v.dim);
+    let rows = weight_vectors(model, LayerWeight::Value, &values.iter().map(value_row).collect::<Vec<_>>())?;
     let mut keys = Vec::with_capacity(values.len());
     for v in values {
-        let row = weights.vector(v.layer, LayerWeight::Value, (v.head / group) * c.head_dim + v.dim)?;
+        let row = &rows[&value_row(v)];
         let key: Vec<f32> = row.iter().zip(model.attn_norm_weight(v.layer)).map(|(w, g)| w * g).collect();
         let denominator = dot(pass.at(HookPoint::ResidPre(v.layer), v.position), &key);
         keys.push((key, denominator));

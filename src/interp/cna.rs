@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::attribution::{exact_at, flat_neurons, FfnNeurons, HostWeights, Pass};
+use super::attribution::{exact_at, flat_neurons, FfnNeurons, Pass};
 use super::lens::{Lpi, Unembedding};
 use super::{first_n_and, rank_descending, HeadId, NeuronId, Result, Target};
 use crate::backend::Backend;
@@ -87,9 +87,8 @@ pub(crate) fn cna_scores<B: Backend>(
     let approximate: Vec<f32> = original.iter().zip(&ablated).map(|(o, a)| o - a).collect();
 
     let chosen = first_n_and(rank_descending(&approximate), options.exact_neurons, &always);
-    let mut weights = HostWeights::new(model);
-    original_neurons.rescore(&lpi, &mut weights, &mut original, &chosen)?;
-    ablated_neurons.rescore(&lpi, &mut weights, &mut ablated, &chosen)?;
+    original_neurons.rescore(&lpi, &mut original, &chosen)?;
+    ablated_neurons.rescore(&lpi, &mut ablated, &chosen)?;
     let is_exact = exact_at(approximate.len(), &chosen);
     let scores = original.iter().zip(&ablated).map(|(o, a)| o - a).collect();
     Ok(CnaScores { target, scores, original, ablated, is_exact })

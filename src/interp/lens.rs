@@ -6,7 +6,7 @@
 //!   is then linear, so contributions to a logit add up exactly.
 //! - [`LensScale::OwnRms`], the standard logit lens: each vector divided by its own RMS.
 //!
-//! `W_U` is dequantised once to f32, so `U` rounds nothing: the quantised kernel would round
+//! `W_U` is dequantised once to f32, on the backend's device, so `U` rounds nothing: the quantised kernel would round
 //! each input vector to 8 bits, and `U(b + Δ) = U(b) + U(Δ)` would then hold only roughly.
 
 use serde::Serialize;
@@ -37,10 +37,9 @@ pub struct Unembedding<'m, B: Backend> {
 
 impl<'m, B: Backend> Unembedding<'m, B> {
     pub fn new(model: &'m Model<B>) -> Result<Self> {
-        let be = model.backend();
-        let (shape, values) = be.download(&be.dequantize(model.unembedding())?)?;
-        let float = be.float_matrix(shape[0], shape[1], &values)?;
-        Ok(Unembedding { model, float, vocab: shape[0], width: shape[1] })
+        let float = model.backend().dequantized(model.unembedding())?;
+        let c = model.config();
+        Ok(Unembedding { model, float, vocab: c.vocab_size, width: c.width })
     }
 
     pub fn model(&self) -> &'m Model<B> {

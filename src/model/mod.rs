@@ -7,6 +7,7 @@
 //! where `nᵢ(v) = gᵢ ⊙ v / sqrt(mean(v²) + ε)` (RMSNorm). Logits are `W_U · n_final(x_L)`.
 
 mod config;
+pub mod synthetic;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -1,0 +1,157 @@
+//! `glassbox compare-backends`: the backend chosen with `--backend` against the CPU, on a list
+//! of prompts. Each prompt must give the same top-1 token, except at a near-tie, and the same
+//! top-10 heads by LPI, in the same order except where neighbours are near-tied.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use glassbox::generate::argmax;
+use glassbox::hooks::{HookRequest, Positions};
+use glassbox::interp::attribution::{rank_heads, HeadScore};
+use glassbox::interp::lens::Unembedding;
+use serde::Serialize;
+
+use super::compute::{BackendChoice, Loader};
+use super::{text_err, Loaded, TokenizerArg};
+
+/// Heads compared by rank.
+const TOP_HEADS: usize = 10;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    model: PathBuf,
+    /// A text file with one prompt per line.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Gap, in nats, under which two tokens' logits or two heads' LPIs count as tied.
+    #[arg(long, default_value_t = 0.05)]
+    tie: f32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct PromptComparison {
+    prompt: String,
+    top1_reference: u32,
+    top1_tested: u32,
+    /// The reference's logit gap between the two top-1 tokens (0 when they agree).
+    top1_gap: f32,
+    max_logit_difference: f32,
+    /// Ranks (0-based) where the tested backend's head differs from the reference's.
+    head_rank_differences: Vec<usize>,
+    /// The largest reference-score gap between the two heads at a differing rank.
+    head_rank_gap: f32,
+    max_head_lpi_difference: f32,
+    passed: bool,
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    reference: String,
+    tested: String,
+    tie: f32,
+    prompts: Vec<PromptComparison>,
+    top1_equal: usize,
+    head_rankings_equal: usize,
+    max_logit_difference: f32,
+    max_head_lpi_difference: f32,
+    passed: bool,
+}
+
+fn last_logits(loaded: &Loaded, ids: &[u32]) -> Result<Vec<f32>, String> {
+    let mut cache = loaded.model.new_cache();
+    let forward = loaded.model.forward(ids, &mut cache, &HookRequest::new(), &[], &Positions::Last).map_err(text_err)?;
+    Ok(forward.logits.data)
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, f32, f32) {
+    let score_of = |heads: &[HeadScore], layer, head| heads.iter().find(|h| (h.layer, h.head) == (layer, head)).map(|h| h.score);
+    let mut differing = Vec::new();
+    let mut gap = 0.0f32;
+    for (rank, (r, t)) in reference.iter().zip(tested).take(TOP_HEADS).enumerate() {
+        if (r.layer, r.head) != (t.layer, t.head) {
+            differing.push(rank);
+            gap = gap.max(r.score - score_of(reference, t.layer, t.head).unwrap_or(f32::NEG_INFINITY));
+        }
+    }
+    let max_difference = reference
+        .iter()
+        .map(|r| (r.score - score_of(tested, r.layer, r.head).unwrap_or(f32::INFINITY)).abs())
+        .fold(0.0, f32::max);
+    (differing, gap, max_difference)
+}
+
+pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs) -> Result<std::io::Result<()>, String> {
+    let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
+    let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let reference_loader = Loader::new(BackendChoice::Cpu);
+    let none = TokenizerArg { tokenizer: None };
+    let reference = reference_loader.load(&args.model, &none)?;
+    let candidate = tested.load(&args.model, &none)?;
+    let reference_lens = Unembedding::new(&reference.model).map_err(text_err)?;
+    let candidate_lens = Unembedding::new(&candidate.model).map_err(text_err)?;
+
+    let mut results = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        let ids = reference.tokenizer.encode(prompt, true, false).map_err(text_err)?;
+        let expected = last_logits(&reference, &ids)?;
+        let got = last_logits(&candidate, &ids)?;
+        let (top1_reference, top1_tested) = (argmax(&expected), argmax(&got));
+        let top1_gap = expected[top1_reference as usize] - expected[top1_tested as usize];
+        // Both rank heads for the reference's top-1, so their scores are comparable.
+        let reference_heads = rank_heads(&reference_lens, &ids, Some(top1_reference)).map_err(text_err)?;
+        let tested_heads = rank_heads(&candidate_lens, &ids, Some(top1_reference)).map_err(text_err)?;
+        let (head_rank_differences, head_rank_gap, max_head_lpi_difference) = compare_heads(&reference_heads, &tested_heads);
+        let passed = top1_gap <= args.tie && head_rank_gap <= args.tie;
+        results.push(PromptComparison {
+            prompt: prompt.to_string(),
+            top1_reference,
+            top1_tested,
+            top1_gap,
+            max_logit_difference: max_difference(&expected, &got),
+            head_rank_differences,
+            head_rank_gap,
+            max_head_lpi_difference,
+            passed,
+        });
+    }
+    let comparison = Comparison {
+        reference: reference_loader.backend_name()?,
+        tested: tested.backend_name()?,
+        tie: args.tie,
+        top1_equal: results.iter().filter(|r| r.top1_reference == r.top1_tested).count(),
+        head_rankings_equal: results.iter().filter(|r| r.head_rank_differences.is_empty()).count(),
+        max_logit_difference: results.iter().map(|r| r.max_logit_difference).fold(0.0, f32::max),
+        max_head_lpi_difference: results.iter().map(|r| r.max_head_lpi_difference).fold(0.0, f32::max),
+        passed: results.iter().all(|r| r.passed),
+        prompts: results,
+    };
+    let written = if args.json {
+        writeln!(out, "{}", serde_json::to_string(&comparison).map_err(text_err)?)
+    } else {
+        writeln!(
+            out,
+            "{} against {}: {}/{} top-1 equal, {}/{} top-{TOP_HEADS} head rankings equal, max |Δlogit| {:.4}, max |ΔLPI| {:.4}: {}",
+            comparison.tested,
+            comparison.reference,
+            comparison.top1_equal,
+            comparison.prompts.len(),
+            comparison.head_rankings_equal,
+            comparison.prompts.len(),
+            comparison.max_logit_difference,
+            comparison.max_head_lpi_difference,
+            if comparison.passed { "passed" } else { "FAILED" }
+        )
+    };
+    written.map_err(text_err)?;
+    if !comparison.passed {
+        return Err(format!("{} differs from the CPU beyond the tie tolerance {}", comparison.tested, args.tie));
+    }
+    Ok(Ok(()))
+}
