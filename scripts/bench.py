@@ -154,10 +154,11 @@ def build():
     run(["cargo", "build", "--release", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
 
 
-def splice_attribution():
-    """`bench.py --attribution`: re-measures only the attribution section of BENCHMARKS.md."""
-    build()
-    section = attribution_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --attribution`. ")
+GPU_TITLE = "## On a GPU"
+
+
+def splice(section):
+    """Replaces the section of BENCHMARKS.md titled section[0], or adds it before the notes."""
     text = (ROOT / "BENCHMARKS.md").read_text()
     title = section[0]
     if title in text:
@@ -170,9 +171,30 @@ def splice_attribution():
     print("\n".join(section))
 
 
+def splice_attribution():
+    """`bench.py --attribution`: re-measures only the attribution section of BENCHMARKS.md."""
+    build()
+    splice(attribution_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --attribution`. "))
+
+
+def gpu_section():
+    """The section scripts/gpu-check.sh wrote on a GPU machine: `make bench` has no GPU to
+    re-measure it, so it keeps the last one."""
+    text = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else ""
+    if GPU_TITLE not in text:
+        return []
+    start = text.index(GPU_TITLE)
+    end = text.index("\n## ", start) + 1
+    return text[start:end].rstrip("\n").split("\n") + [""]
+
+
 def main():
     if sys.argv[1:] == ["--attribution"]:
         return splice_attribution()
+    if sys.argv[1:2] == ["--gpu-section"]:
+        # Written by `scripts/gpu-check.sh run` on the GPU machine.
+        return splice(pathlib.Path(sys.argv[2]).read_text().rstrip("\n").split("\n") + [""])
+    kept_gpu_section = gpu_section()
     build()
     peers_python = ensure_peers()
     short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
@@ -221,6 +243,7 @@ def main():
         *table(browser_rows, "wllama"),
         "",
         *attribution_section(),
+        *kept_gpu_section,
         "## Notes",
         "",
         "glassbox's candle backend computes exactly what candle's `quantized_llama` computes (the engine",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Link-time stand-ins for the CUDA libraries candle links (libcuda, cuBLAS, cuBLASLt, cuRAND,
-# NVRTC), so `cargo build --features cuda` links on a machine without CUDA. Each stub exports
+# NVRTC; the CUDA runtime is the real one from .venv-cuda), so `cargo build --features cuda` links on a machine without CUDA. Each stub exports
 # every function cudarc declares for its library and carries the real library's soname: the
 # binary then loads the real libraries on the GPU machine. Nothing here ever runs.
 # Usage: scripts/cuda-stubs.sh OUT_DIR
@@ -19,4 +19,9 @@ stub libcublas libcublas.so.13 cublas
 stub libcublasLt libcublasLt.so.13 cublaslt
 stub libcurand libcurand.so.10 curand
 stub libnvrtc libnvrtc.so.13 nvrtc
-echo "$out: $(ls "$out"/*.so | wc -l) stub libraries"
+# candle's MoE kernels are a static library built by nvcc that calls the CUDA runtime: link the
+# real libcudart from the pinned PyPI runtime (the GPU machine has its own copy).
+cudart=$(find "$PWD/.venv-cuda" -name 'libcudart.so.13' | head -n1)
+[ -n "$cudart" ] || { echo "cuda-stubs: no libcudart.so.13 in .venv-cuda; run make setup" >&2; exit 1; }
+ln -sf "$cudart" "$out/libcudart.so"
+echo "$out: $(ls "$out"/*.so | wc -l) libraries to link against"

@@ -47,6 +47,8 @@ fn check(gpu: &GpuDevice, ggml: GgmlType, dtype: GgmlDType, rows: usize, cols: u
 #[test]
 fn quantised_matmul_matches_the_cpu_for_every_type_and_odd_shapes() {
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    // Seen with --nocapture: which adapter the figures come from.
+    eprintln!("adapter: {}", gpu.description());
     let types = [
         (GgmlType::F32, GgmlDType::F32),
         (GgmlType::F16, GgmlDType::F16),

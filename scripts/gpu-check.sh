@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The GPU check: the CUDA backend against the CPU (20 prompts: top-1 and top-10 heads), prefill
+# and decode speed with decode's share of the memory-bandwidth roofline, for SmolLM2 and a 1B
+# synthetic model, and the WebGPU kernel tests on the GPU through Vulkan when a driver is there.
+#
+# The GPU machine has no Rust toolchain and reaches no registry, so the binaries are built here
+# and travel in .gpu/ with the model (split in two: one transfer is limited to 64 MiB):
+#
+#   scripts/gpu-check.sh prepare   here: builds with --features cuda,webgpu, linking against
+#                                  stubs of the CUDA libraries (scripts/cuda-stubs.sh), and packs
+#                                  .gpu/bin.tar.xz, .gpu/inputs/ and .gpu/model-a, .gpu/model-b
+#   scripts/gpu-check.sh run       on the GPU machine, in the repository root: loads the real
+#                                  CUDA libraries, runs everything, writes reports to $OUT (or
+#                                  .gpu/out) and prints a summary
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+PEERS=${PEERS:-../shared/peers}
+# 1B parameters at Q4_0, Llama-3.2-1B's shape with SmolLM2's vocabulary.
+SYNTH_SHAPE=(--layers 16 --width 2048 --ffn-width 8192 --heads 32 --kv-heads 8)
+
+prepare() {
+  scripts/cuda-stubs.sh .tools/cuda-stubs
+  local target=target/gpu
+  export CARGO_TARGET_DIR=$target RUSTFLAGS="-L native=$PWD/.tools/cuda-stubs"
+  scripts/cuda-env.sh cargo build --release --features cuda,webgpu --bin glassbox
+  local kernels
+  kernels=$(scripts/cuda-env.sh cargo test --release --features cuda,webgpu --test webgpu_kernels --no-run --message-format json |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webgpu_kernels" and m.get("executable"):
+        print(m["executable"])')
+  rm -rf .gpu && mkdir -p .gpu/inputs .gpu/stage
+  cp "$target/release/glassbox" .gpu/stage/glassbox
+  cp "$kernels" .gpu/stage/webgpu_kernels
+  strip .gpu/stage/*
+  tar -C .gpu/stage -cJf .gpu/bin.tar.xz glassbox webgpu_kernels
+  rm -rf .gpu/stage
+  cp scripts/parity-prompts.txt "$PEERS/prompts/short.txt" "$PEERS/prompts/long.txt" .gpu/inputs/
+  # The Vulkan loader, in case the machine lacks it (its NVIDIA driver ships only the ICD).
+  (cd .gpu/inputs && apt-get download libvulkan1 >/dev/null 2>&1) || echo "prepare: libvulkan1 not downloaded; the WebGPU check will use the machine's loader if any"
+  sha256sum "$MODEL" | awk '{print $1}' >.gpu/inputs/model.sha256
+  git describe --always --dirty >.gpu/inputs/revision
+  head -c 50M "$MODEL" >.gpu/model-a
+  tail -c +$((50 * 1024 * 1024 + 1)) "$MODEL" >.gpu/model-b
+  du -b .gpu/bin.tar.xz .gpu/inputs .gpu/model-a .gpu/model-b
+}
+
+# The directories holding the CUDA libraries the binary loads (the toolkit's, or the PyPI ones
+# PyTorch brought), for LD_LIBRARY_PATH; never a toolkit's link-time stubs.
+cuda_library_dirs() {
+  find /usr/local/nvidia /usr/local/cuda* /usr/lib /opt /usr/local/lib \
+    \( -name libcuda.so.1 -o -name libcudart.so.13 -o -name libcublas.so.13 -o -name libcublasLt.so.13 \
+    -o -name libcurand.so.10 -o -name libnvrtc.so.13 \) -not -path '*stubs*' 2>/dev/null |
+    xargs -r -n1 dirname | sort -u | paste -sd:
+}
+
+json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+
+run() {
+  local out=${OUT:-.gpu/out}
+  mkdir -p "$out" .gpu/bin models
+  exec > >(tee "$out/gpu-check.log") 2>&1
+  [ -f .gpu/model-a ] && [ -f .gpu/model-b ] || { echo "gpu-check: .gpu/model-a and model-b are needed"; exit 1; }
+  cat .gpu/model-a .gpu/model-b >"$MODEL"
+  [ "$(sha256sum "$MODEL" | awk '{print $1}')" = "$(cat .gpu/inputs/model.sha256)" ] || { echo "gpu-check: the reassembled model's sha256 differs"; exit 1; }
+  tar -C .gpu/bin -xJf .gpu/bin.tar.xz
+  local gb=.gpu/bin/glassbox
+  export LD_LIBRARY_PATH="$(cuda_library_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "== machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  echo "CUDA libraries from: $LD_LIBRARY_PATH"
+  ldd "$gb" | grep -E 'cuda|cublas|curand|nvrtc' || true
+
+  echo "== parity: CUDA against the CPU, $(wc -l <.gpu/inputs/parity-prompts.txt) prompts"
+  local parity=0
+  "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt --json >"$out/parity.json" || parity=$?
+  [ -s "$out/parity.json" ] && json_field "$out/parity.json" \
+    '"%s vs %s: top-1 equal %d/%d, head rankings equal %d/%d, max |dlogit| %.4f, max |dLPI| %.4f, passed %s" % (d["tested"], d["reference"], d["top1_equal"], len(d["prompts"]), d["head_rankings_equal"], len(d["prompts"]), d["max_logit_difference"], d["max_head_lpi_difference"], d["passed"])'
+
+  echo "== memory bandwidth (device-to-device copy through PyTorch)"
+  local bandwidth
+  bandwidth=$(python3 - <<'EOF' || echo 0
+import torch, time
+x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+torch.cuda.synchronize(); t = time.perf_counter()
+for _ in range(20): y.copy_(x)
+torch.cuda.synchronize()
+print(2 * 20 * x.numel() / (time.perf_counter() - t))
+EOF
+)
+  echo "bandwidth: $(python3 -c "print(f'{$bandwidth / 1e12:.2f} TB/s')")"
+
+  "$gb" synth-model --tokenizer-from "$MODEL" "${SYNTH_SHAPE[@]}" .gpu/synthetic-1b-q4_0.gguf
+  local name model backend
+  for name in smollm2 synthetic-1b; do
+    model=$MODEL
+    [ "$name" = synthetic-1b ] && model=.gpu/synthetic-1b-q4_0.gguf
+    "$gb" info --json --tensors "$model" >"$out/tensors-$name.json"
+    for backend in cuda cpu; do
+      echo "== bench $name on $backend"
+      "$gb" --backend "$backend" bench "$model" --short .gpu/inputs/short.txt --long .gpu/inputs/long.txt \
+        >"$out/bench-$name-$backend.json" || echo "bench $name on $backend FAILED"
+    done
+  done
+
+  echo "== WebGPU kernels on Vulkan"
+  if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for deb in .gpu/inputs/libvulkan1*.deb; do [ -f "$deb" ] && dpkg -x "$deb" / && ldconfig; done
+  fi
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+  if ldconfig -p | grep -q libvulkan.so.1; then
+    .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$out/webgpu.log" 2>&1 || true
+    tail -n 12 "$out/webgpu.log"
+  else
+    echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$out/webgpu.log"
+  fi
+  python3 scripts/gpu-section.py "$out" "$bandwidth" | tee "$out/gpu-section.md"
+  [ "$parity" = 0 ] || { echo "gpu-check: parity FAILED"; exit 1; }
+  echo "gpu-check: done"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) run ;;
+  *) echo "usage: scripts/gpu-check.sh prepare|run" >&2; exit 2 ;;
+esac

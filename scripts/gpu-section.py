@@ -1,0 +1,92 @@
+"""The "On a GPU" section of BENCHMARKS.md, from the reports `scripts/gpu-check.sh run` wrote.
+Usage: gpu-section.py OUT_DIR BANDWIDTH_BYTES_PER_S (splice it with bench.py --gpu-section)."""
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+out, bandwidth = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+
+
+def load(name):
+    path = out / name
+    return json.loads(path.read_text()) if path.exists() and path.stat().st_size else None
+
+
+def gpu_name():
+    try:
+        query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
+        name, driver = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip().split(", ")
+        return f"one {name} (driver {driver})"
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return "an unnamed GPU"
+
+
+rows, shape = [], None
+for model in ("smollm2", "synthetic-1b"):
+    tensors = load(f"tensors-{model}.json")
+    cpu, cuda = load(f"bench-{model}-cpu.json"), load(f"bench-{model}-cuda.json")
+    if not (tensors and cuda):
+        continue
+    bytes_per_token = sum(t["byte_len"] for t in tensors["tensors"])
+    shape = shape or cuda
+    label = {"smollm2": "SmolLM2-135M Q4_1", "synthetic-1b": "synthetic 1.1B Q4_0 (random weights)"}[model]
+    for report in (cuda, cpu):
+        if not report:
+            continue
+        prefill, decode = max(report["prefill_tok_s"]), max(report["decode_tok_s"])
+        versus_cpu = lambda value, key: f"{value / max(cpu[key]):.1f}" if cpu else "—"
+        roofline = bandwidth / bytes_per_token if bandwidth > 0 else 0
+        on_gpu = report["backend"].startswith("cuda")
+        threads = "" if on_gpu else f" ({report['threads']} threads)"
+        rows.append(
+            f"| {label} | {report['backend']}{threads} "
+            f"| {prefill:.1f} | {versus_cpu(prefill, 'prefill_tok_s')} | {decode:.1f} | {versus_cpu(decode, 'decode_tok_s')} "
+            f"| {bytes_per_token / 1e6:.1f} | {f'{roofline:.0f}' if on_gpu and roofline else '—'} "
+            f"| {f'{100 * decode / roofline:.1f}%' if on_gpu and roofline else '—'} |"
+        )
+
+parity = load("parity.json")
+webgpu = (out / "webgpu.log").read_text() if (out / "webgpu.log").exists() else ""
+adapter = next((line.split("adapter: ", 1)[1] for line in webgpu.splitlines() if "adapter: " in line), None)
+result = next((line for line in webgpu.splitlines() if line.startswith("test result")), None)
+revision = pathlib.Path(".gpu/inputs/revision").read_text().strip() if pathlib.Path(".gpu/inputs/revision").exists() else "?"
+
+lines = [
+    "## On a GPU",
+    "",
+    f"Measured {datetime.date.today().isoformat()} by `scripts/gpu-check.sh run` on {gpu_name()}, "
+    f"{os.cpu_count()} CPU cores; glassbox {revision} built with `--features cuda,webgpu` (CUDA 13.0, sm_90). "
+    "Not re-measured by `make bench`, which has no GPU.",
+    "",
+]
+if shape:
+    lines += [
+        f"Prompts from shared/peers/prompts ({shape['n_long']}-token prefill, {shape['n_short']}-token prompt then 128 greedy "
+        "decode steps), best of 3 after a warm-up. × CPU is against glassbox's CPU backend on the same machine in the same run. "
+        f"The roofline is the memory bandwidth, {bandwidth / 1e12:.2f} TB/s from a device-to-device copy (PyTorch), "
+        "divided by the bytes a decode step reads (every weight once, the tied table as the unembedding).",
+        "",
+        "| model | backend | prefill tok/s | × CPU | decode tok/s | × CPU | MB read per token | roofline tok/s | decode share of roofline |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+if parity:
+    n = len(parity["prompts"])
+    lines.append(
+        f"- Parity (`compare-backends`, the {n} prompts of scripts/parity-prompts.txt): top-1 equal {parity['top1_equal']}/{n}, "
+        f"top-10 head rankings equal {parity['head_rankings_equal']}/{n}, max |Δlogit| {parity['max_logit_difference']:.4f}, "
+        f"max |ΔLPI| {parity['max_head_lpi_difference']:.4f} (tie tolerance {parity['tie']}): "
+        f"{'passed' if parity['passed'] else 'FAILED'}."
+    )
+else:
+    lines.append("- Parity: no report (compare-backends did not finish).")
+if result:
+    lines.append(f"- WebGPU kernel tests natively on {adapter or 'an unnamed adapter'}: `{result}`.")
+else:
+    lines.append(f"- WebGPU kernel tests: {webgpu.strip().splitlines()[-1] if webgpu.strip() else 'not run'}.")
+lines.append("")
+print("\n".join(lines))
