@@ -38,8 +38,10 @@ for line in sys.stdin:
   tar -C .gpu/stage -cJf .gpu/bin.tar.xz glassbox webgpu_kernels
   rm -rf .gpu/stage
   cp scripts/parity-prompts.txt "$PEERS/prompts/short.txt" "$PEERS/prompts/long.txt" .gpu/inputs/
-  # The Vulkan loader, in case the machine lacks it (its NVIDIA driver ships only the ICD).
-  (cd .gpu/inputs && apt-get download libvulkan1 >/dev/null 2>&1) || echo "prepare: libvulkan1 not downloaded; the WebGPU check will use the machine's loader if any"
+  # The Vulkan loader and GL dispatch libraries: the GPU machine's NVIDIA driver ships only the
+  # ICD (the device tool's README names these packages).
+  (cd .gpu/inputs && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1) ||
+    echo "prepare: Vulkan loader packages not downloaded; the WebGPU check will use the machine's loader if any"
   sha256sum "$MODEL" | awk '{print $1}' >.gpu/inputs/model.sha256
   git describe --always --dirty >.gpu/inputs/revision
   head -c 50M "$MODEL" >.gpu/model-a
@@ -48,12 +50,15 @@ for line in sys.stdin:
 }
 
 # The directories holding the CUDA libraries the binary loads (the toolkit's, or the PyPI ones
-# PyTorch brought), for LD_LIBRARY_PATH; never a toolkit's link-time stubs.
+# PyTorch brought) that the loader does not already know, for LD_LIBRARY_PATH; never a
+# toolkit's link-time stubs or its forward-compatibility driver.
 cuda_library_dirs() {
-  find /usr/local/nvidia /usr/local/cuda* /usr/lib /opt /usr/local/lib \
-    \( -name libcuda.so.1 -o -name libcudart.so.13 -o -name libcublas.so.13 -o -name libcublasLt.so.13 \
-    -o -name libcurand.so.10 -o -name libnvrtc.so.13 \) -not -path '*stubs*' 2>/dev/null |
-    xargs -r -n1 dirname | sort -u | paste -sd:
+  local lib
+  for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
+    ldconfig -p | grep -q "^[[:space:]]*$lib " && continue
+    find /usr/local/nvidia /usr/local/cuda* /usr/lib /opt /usr/local/lib -name "$lib" \
+      -not -path '*stubs*' -not -path '*compat*' 2>/dev/null | head -n1
+  done | xargs -r -n1 dirname | sort -u | paste -sd:
 }
 
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
@@ -73,11 +78,14 @@ run() {
   echo "CUDA libraries from: $LD_LIBRARY_PATH"
   ldd "$gb" | grep -E 'cuda|cublas|curand|nvrtc' || true
 
-  echo "== parity: CUDA against the CPU, $(wc -l <.gpu/inputs/parity-prompts.txt) prompts"
-  local parity=0
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt --json >"$out/parity.json" || parity=$?
-  [ -s "$out/parity.json" ] && json_field "$out/parity.json" \
-    '"%s vs %s: top-1 equal %d/%d, head rankings equal %d/%d, max |dlogit| %.4f, max |dLPI| %.4f, passed %s" % (d["tested"], d["reference"], d["top1_equal"], len(d["prompts"]), d["head_rankings_equal"], len(d["prompts"]), d["max_logit_difference"], d["max_head_lpi_difference"], d["passed"])'
+  echo "== parity: CUDA against the CPU, $(wc -l <.gpu/inputs/parity-prompts.txt) prompts, quantised kernels then f32 weights"
+  local parity=0 weights
+  for weights in quantised f32; do
+    "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt \
+      $([ $weights = f32 ] && echo --float-weights) >"$out/parity-$weights.txt" || parity=1
+    cat "$out/parity-$weights.txt"
+  done
+  "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt --json >"$out/parity.json" || true
 
   echo "== memory bandwidth (device-to-device copy through PyTorch)"
   local bandwidth
@@ -107,11 +115,12 @@ EOF
   done
 
   echo "== WebGPU kernels on Vulkan"
-  if ! ldconfig -p | grep -q libvulkan.so.1; then
-    for deb in .gpu/inputs/libvulkan1*.deb; do [ -f "$deb" ] && dpkg -x "$deb" / && ldconfig; done
-  fi
-  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+  # The loader and the GL dispatch libraries the NVIDIA driver's Vulkan ICD needs.
+  for deb in .gpu/inputs/*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /; done
+  ldconfig
+  local nvidia=/usr/local/nvidia/share
+  [ -f $nvidia/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=$nvidia/vulkan/icd.d/nvidia_icd.json \
+    __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia/glvnd/egl_vendor.d/10_nvidia.json
   if ldconfig -p | grep -q libvulkan.so.1; then
     .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$out/webgpu.log" 2>&1 || true
     tail -n 12 "$out/webgpu.log"

@@ -74,14 +74,19 @@ if shape:
         *rows,
         "",
     ]
+f32_parity = (out / "parity-f32.txt").read_text().strip() if (out / "parity-f32.txt").exists() else ""
 if parity:
     n = len(parity["prompts"])
+    layers = parity["resid_post_relative_difference"]
     lines.append(
         f"- Parity (`compare-backends`, the {n} prompts of scripts/parity-prompts.txt): top-1 equal {parity['top1_equal']}/{n}, "
         f"top-10 head rankings equal {parity['head_rankings_equal']}/{n}, max |Δlogit| {parity['max_logit_difference']:.4f}, "
         f"max |ΔLPI| {parity['max_head_lpi_difference']:.4f} (tie tolerance {parity['tie']}): "
-        f"{'passed' if parity['passed'] else 'FAILED'}."
+        f"{'passed' if parity['passed'] else 'FAILED'}. Relative resid_post difference after layers 1, 10, 20 and 30: "
+        f"{', '.join(f'{layers[i]:.1e}' for i in (0, 9, 19, len(layers) - 1) if i < len(layers))}."
     )
+    if f32_parity:
+        lines.append(f"- With f32 weights on both (no activation rounding): `{f32_parity}`")
 else:
     lines.append("- Parity: no report (compare-backends did not finish).")
 if result:

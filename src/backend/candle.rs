@@ -4,23 +4,82 @@
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use std::sync::Mutex;
+
 use super::{Backend, BackendError, BackendResult, Rope};
 use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
     device: Device,
     float_weights: bool,
+    /// The last rotary table and causal mask made: every layer of a forward pass uses the same
+    /// ones, so a GPU receives each once per pass instead of once per layer.
+    rope_table: Mutex<Option<(RopeKey, Tensor, Tensor)>>,
+    causal_mask: Mutex<Option<((usize, usize), Tensor)>>,
 }
+
+/// What a rotary table depends on: start, positions, half the head size, θ's bits, the
+/// frequency factors' bits.
+type RopeKey = (usize, usize, usize, u32, Option<Vec<u32>>);
 
 impl CandleBackend {
     pub fn new(device: Device) -> Self {
-        CandleBackend { device, float_weights: false }
+        CandleBackend { device, float_weights: false, rope_table: Mutex::new(None), causal_mask: Mutex::new(None) }
     }
 
     /// Every weight matrix dequantised to f32 at load: products then round nothing (the
     /// quantised kernels round their input to 8 bits). Four bytes a weight.
     pub fn with_float_weights(device: Device) -> Self {
-        CandleBackend { device, float_weights: true }
+        CandleBackend { float_weights: true, ..Self::new(device) }
+    }
+
+    /// `cos` and `sin` of every angle, `[t, half]` each.
+    fn rope_table(&self, t: usize, half: usize, head_dim: usize, rope: &Rope) -> BackendResult<(Tensor, Tensor)> {
+        let key = (rope.start, t, half, rope.theta.to_bits(), rope.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()));
+        let mut cached = self.rope_table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((k, cos, sin)) = cached.as_ref() {
+            if *k == key {
+                return Ok((cos.clone(), sin.clone()));
+            }
+        }
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in 0..t {
+            let position = (rope.start + p) as f32;
+            for i in 0..half {
+                // Written as 1/θ^(2i/d), not θ^(-2i/d): the two round differently, and a one-ulp
+                // change moves the next matmul's activation quantisation.
+                let mut freq = 1.0 / rope.theta.powf((2 * i) as f32 / head_dim as f32);
+                if let Some(factors) = rope.freq_factors {
+                    freq /= factors.get(i).copied().unwrap_or(1.0);
+                }
+                let angle = position * freq;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (t, half), &self.device).map_err(err)?;
+        let sin = Tensor::from_vec(sin, (t, half), &self.device).map_err(err)?;
+        *cached = Some((key, cos.clone(), sin.clone()));
+        Ok((cos, sin))
+    }
+
+    /// 0 where query `i` (at absolute position `total − t + i`) may see key `j`, −∞ elsewhere:
+    /// `[1, t, total]`.
+    fn causal_mask(&self, t: usize, total: usize) -> BackendResult<Tensor> {
+        let mut cached = self.causal_mask.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((key, mask)) = cached.as_ref() {
+            if *key == (t, total) {
+                return Ok(mask.clone());
+            }
+        }
+        let offset = total - t;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..total).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, t, total), &self.device).map_err(err)?;
+        *cached = Some(((t, total), mask.clone()));
+        Ok(mask)
     }
 
     pub fn cpu() -> Self {
@@ -132,24 +191,7 @@ impl Backend for CandleBackend {
         let (t, width) = x.dims2().map_err(err)?;
         let head_dim = width / heads;
         let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in 0..t {
-            let position = (rope.start + p) as f32;
-            for i in 0..half {
-                // Written as 1/θ^(2i/d), not θ^(-2i/d): the two round differently, and a one-ulp
-                // change moves the next matmul's activation quantisation.
-                let mut freq = 1.0 / rope.theta.powf((2 * i) as f32 / head_dim as f32);
-                if let Some(factors) = rope.freq_factors {
-                    freq /= factors.get(i).copied().unwrap_or(1.0);
-                }
-                let angle = position * freq;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
-        let cos = Tensor::from_vec(cos, (t, half), &self.device).map_err(err)?;
-        let sin = Tensor::from_vec(sin, (t, half), &self.device).map_err(err)?;
+        let (cos, sin) = self.rope_table(t, half, head_dim, rope)?;
         let by_head = x
             .reshape((1, t, heads, head_dim))
             .and_then(|x| x.transpose(1, 2))
@@ -191,12 +233,7 @@ impl Backend for CandleBackend {
             .matmul(&k.t().map_err(err)?)
             .and_then(|s| s / (head_dim as f64).sqrt())
             .map_err(err)?;
-        // Query i sits at absolute position total - t + i and sees keys up to it.
-        let offset = total - t;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| (0..total).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (1, t, total), &self.device).map_err(err)?;
+        let mask = self.causal_mask(t, total)?;
         let probs = scores
             .broadcast_add(&mask)
             .and_then(|s| candle_nn::ops::softmax_last_dim(&s))

@@ -25,11 +25,18 @@ pub enum BackendChoice {
 pub struct Loader {
     choice: BackendChoice,
     device: OnceCell<Device>,
+    float_weights: bool,
 }
 
 impl Loader {
     pub fn new(choice: BackendChoice) -> Self {
-        Loader { choice, device: OnceCell::new() }
+        Loader { choice, device: OnceCell::new(), float_weights: false }
+    }
+
+    /// Loads every weight matrix dequantised to f32 (see `CandleBackend::with_float_weights`).
+    pub fn with_float_weights(mut self, float_weights: bool) -> Self {
+        self.float_weights = float_weights;
+        self
     }
 
     /// The device, opened on the first call. `auto` falls back to the CPU and says why on
@@ -75,7 +82,8 @@ impl Loader {
                 .expect("the template is valid"),
         );
         let source = ProgressSource { file: &file, bar };
-        let model = Model::load(CandleBackend::new(device), config, &source).map_err(text_err)?;
+        let backend = if self.float_weights { CandleBackend::with_float_weights(device) } else { CandleBackend::new(device) };
+        let model = Model::load(backend, config, &source).map_err(text_err)?;
         source.bar.finish_and_clear();
         Ok(Loaded { model, tokenizer })
     }

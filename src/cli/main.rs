@@ -357,7 +357,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::TokenRewards(args) => interp::token_rewards(&mut out, &loader, &args)?,
         Command::MaskEval(args) => interp::mask_eval(&mut out, &loader, &args)?,
         Command::Experiment { experiment } => interp::experiment(&mut out, &loader, &experiment)?,
-        Command::CompareBackends(args) => parity::compare_backends(&mut out, &loader, &args)?,
+        Command::CompareBackends(args) => {
+            let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
+            parity::compare_backends(&mut out, &tested, &args)?
+        }
         Command::SynthModel {
             tokenizer_from,
             layers,

@@ -1,13 +1,14 @@
 //! `glassbox compare-backends`: the backend chosen with `--backend` against the CPU, on a list
 //! of prompts. Each prompt must give the same top-1 token, except at a near-tie, and the same
-//! top-10 heads by LPI, in the same order except where neighbours are near-tied.
+//! top-10 heads by LPI, in the same order except where neighbours are near-tied. The residual
+//! stream after every layer is compared too, to show where two backends part.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 use glassbox::generate::argmax;
-use glassbox::hooks::{HookRequest, Positions};
+use glassbox::hooks::{HookPoint, HookRequest, Positions};
 use glassbox::interp::attribution::{rank_heads, HeadScore};
 use glassbox::interp::lens::Unembedding;
 use serde::Serialize;
@@ -27,6 +28,11 @@ pub struct CompareArgs {
     /// Gap, in nats, under which two tokens' logits or two heads' LPIs count as tied.
     #[arg(long, default_value_t = 0.05)]
     tie: f32,
+    /// Dequantise every weight to f32 on both backends: quantised kernels round their input
+    /// to 8 bits, and where that rounding flips differs between devices; without it, the two
+    /// should agree to float precision.
+    #[arg(long)]
+    pub float_weights: bool,
     #[arg(long)]
     json: bool,
 }
@@ -44,6 +50,8 @@ struct PromptComparison {
     /// The largest reference-score gap between the two heads at a differing rank.
     head_rank_gap: f32,
     max_head_lpi_difference: f32,
+    /// `‖tested − reference‖ / ‖reference‖` of `resid_post` at the last position, per layer.
+    resid_post_relative_difference: Vec<f32>,
     passed: bool,
 }
 
@@ -51,19 +59,33 @@ struct PromptComparison {
 struct Comparison {
     reference: String,
     tested: String,
+    float_weights: bool,
     tie: f32,
     prompts: Vec<PromptComparison>,
     top1_equal: usize,
     head_rankings_equal: usize,
     max_logit_difference: f32,
     max_head_lpi_difference: f32,
+    /// The largest relative `resid_post` difference of each layer over all prompts.
+    resid_post_relative_difference: Vec<f32>,
     passed: bool,
 }
 
-fn last_logits(loaded: &Loaded, ids: &[u32]) -> Result<Vec<f32>, String> {
+/// The last position's logits and `resid_post` of every layer.
+fn last_logits(loaded: &Loaded, ids: &[u32]) -> Result<(Vec<f32>, Vec<Vec<f32>>), String> {
+    let layers = loaded.model.config().layers;
+    let hooks = (0..layers).fold(HookRequest::new(), |h, l| h.with(HookPoint::ResidPost(l), Positions::Last));
     let mut cache = loaded.model.new_cache();
-    let forward = loaded.model.forward(ids, &mut cache, &HookRequest::new(), &[], &Positions::Last).map_err(text_err)?;
-    Ok(forward.logits.data)
+    let forward = loaded.model.forward(ids, &mut cache, &hooks, &[], &Positions::Last).map_err(text_err)?;
+    let resid = (0..layers)
+        .map(|l| forward.recording.get(HookPoint::ResidPost(l)).map(|a| a.data.clone()).ok_or("resid_post was not recorded"))
+        .collect::<Result<_, _>>()?;
+    Ok((forward.logits.data, resid))
+}
+
+fn relative_difference(reference: &[f32], tested: &[f32]) -> f32 {
+    let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    (norm(&mut reference.iter().zip(tested).map(|(a, b)| a - b)) / norm(&mut reference.iter().copied()).max(f64::MIN_POSITIVE)) as f32
 }
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -90,7 +112,7 @@ fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, 
 pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs) -> Result<std::io::Result<()>, String> {
     let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
     let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let reference_loader = Loader::new(BackendChoice::Cpu);
+    let reference_loader = Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights);
     let none = TokenizerArg { tokenizer: None };
     let reference = reference_loader.load(&args.model, &none)?;
     let candidate = tested.load(&args.model, &none)?;
@@ -100,8 +122,8 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
     let mut results = Vec::with_capacity(prompts.len());
     for prompt in prompts {
         let ids = reference.tokenizer.encode(prompt, true, false).map_err(text_err)?;
-        let expected = last_logits(&reference, &ids)?;
-        let got = last_logits(&candidate, &ids)?;
+        let (expected, expected_resid) = last_logits(&reference, &ids)?;
+        let (got, got_resid) = last_logits(&candidate, &ids)?;
         let (top1_reference, top1_tested) = (argmax(&expected), argmax(&got));
         let top1_gap = expected[top1_reference as usize] - expected[top1_tested as usize];
         // Both rank heads for the reference's top-1, so their scores are comparable.
@@ -118,13 +140,18 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
             head_rank_differences,
             head_rank_gap,
             max_head_lpi_difference,
+            resid_post_relative_difference: expected_resid.iter().zip(&got_resid).map(|(a, b)| relative_difference(a, b)).collect(),
             passed,
         });
     }
     let comparison = Comparison {
         reference: reference_loader.backend_name()?,
         tested: tested.backend_name()?,
+        float_weights: args.float_weights,
         tie: args.tie,
+        resid_post_relative_difference: (0..reference.model.config().layers)
+            .map(|l| results.iter().map(|r| r.resid_post_relative_difference[l]).fold(0.0, f32::max))
+            .collect(),
         top1_equal: results.iter().filter(|r| r.top1_reference == r.top1_tested).count(),
         head_rankings_equal: results.iter().filter(|r| r.head_rank_differences.is_empty()).count(),
         max_logit_difference: results.iter().map(|r| r.max_logit_difference).fold(0.0, f32::max),
@@ -137,15 +164,18 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
     } else {
         writeln!(
             out,
-            "{} against {}: {}/{} top-1 equal, {}/{} top-{TOP_HEADS} head rankings equal, max |Δlogit| {:.4}, max |ΔLPI| {:.4}: {}",
+            "{} against {}{}: {}/{} top-1 equal, {}/{} top-{TOP_HEADS} head rankings equal, max |Δlogit| {:.4}, max |ΔLPI| {:.4}, \
+             resid_post relative difference by layer {}: {}",
             comparison.tested,
             comparison.reference,
+            if comparison.float_weights { " (f32 weights)" } else { "" },
             comparison.top1_equal,
             comparison.prompts.len(),
             comparison.head_rankings_equal,
             comparison.prompts.len(),
             comparison.max_logit_difference,
             comparison.max_head_lpi_difference,
+            comparison.resid_post_relative_difference.iter().map(|d| format!("{d:.1e}")).collect::<Vec<_>>().join(" "),
             if comparison.passed { "passed" } else { "FAILED" }
         )
     };
