@@ -64,8 +64,9 @@ cuda_library_dirs() {
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
 
 run() {
-  local out=${OUT:-.gpu/out}
-  mkdir -p "$out" .gpu/bin models
+  # Reports go to $out (at most 8 files come back from the GPU machine); the rest to $work.
+  local out=${OUT:-.gpu/out} work=.gpu/work
+  mkdir -p "$out" "$work" .gpu/bin models
   exec > >(tee "$out/gpu-check.log") 2>&1
   [ -f .gpu/model-a ] && [ -f .gpu/model-b ] || { echo "gpu-check: .gpu/model-a and model-b are needed"; exit 1; }
   cat .gpu/model-a .gpu/model-b >"$MODEL"
@@ -105,7 +106,7 @@ EOF
   for name in smollm2 synthetic-1b; do
     model=$MODEL
     [ "$name" = synthetic-1b ] && model=.gpu/synthetic-1b-q4_0.gguf
-    "$gb" info --json --tensors "$model" >"$out/tensors-$name.json"
+    "$gb" info --json --tensors "$model" >"$work/tensors-$name.json"
     for backend in cuda cpu; do
       echo "== bench $name on $backend"
       "$gb" --backend "$backend" bench "$model" --short .gpu/inputs/short.txt --long .gpu/inputs/long.txt \
@@ -121,12 +122,12 @@ EOF
   [ -f $nvidia/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=$nvidia/vulkan/icd.d/nvidia_icd.json \
     __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia/glvnd/egl_vendor.d/10_nvidia.json
   if ldconfig -p | grep -q libvulkan.so.1; then
-    .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$out/webgpu.log" 2>&1 || true
-    tail -n 12 "$out/webgpu.log"
+    .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$work/webgpu.log" 2>&1 || true
+    tail -n 12 "$work/webgpu.log"
   else
-    echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$out/webgpu.log"
+    echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$work/webgpu.log"
   fi
-  python3 scripts/gpu-section.py "$out" "$bandwidth" | tee "$out/gpu-section.md"
+  python3 scripts/gpu-section.py "$out" "$work" "$bandwidth" | tee "$out/gpu-section.md"
   [ "$parity" = 0 ] || { echo "gpu-check: parity FAILED"; exit 1; }
   echo "gpu-check: done"
 }

@@ -1,5 +1,5 @@
 """The "On a GPU" section of BENCHMARKS.md, from the reports `scripts/gpu-check.sh run` wrote.
-Usage: gpu-section.py OUT_DIR BANDWIDTH_BYTES_PER_S (splice it with bench.py --gpu-section)."""
+Usage: gpu-section.py OUT_DIR WORK_DIR BANDWIDTH_BYTES_PER_S (splice it with bench.py --gpu-section)."""
 import datetime
 import json
 import os
@@ -7,11 +7,11 @@ import pathlib
 import subprocess
 import sys
 
-out, bandwidth = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+out, work, bandwidth = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), float(sys.argv[3])
 
 
 def load(name):
-    path = out / name
+    path = out / name if (out / name).exists() else work / name
     return json.loads(path.read_text()) if path.exists() and path.stat().st_size else None
 
 
@@ -49,7 +49,7 @@ for model in ("smollm2", "synthetic-1b"):
         )
 
 parity = load("parity.json")
-webgpu = (out / "webgpu.log").read_text() if (out / "webgpu.log").exists() else ""
+webgpu = (work / "webgpu.log").read_text() if (work / "webgpu.log").exists() else ""
 adapter = next((line.split("adapter: ", 1)[1] for line in webgpu.splitlines() if "adapter: " in line), None)
 result = next((line for line in webgpu.splitlines() if line.startswith("test result")), None)
 revision = pathlib.Path(".gpu/inputs/revision").read_text().strip() if pathlib.Path(".gpu/inputs/revision").exists() else "?"
