@@ -24,18 +24,19 @@ prepare() {
   local target=target/gpu
   export CARGO_TARGET_DIR=$target RUSTFLAGS="-L native=$PWD/.tools/cuda-stubs"
   scripts/cuda-env.sh cargo build --release --features cuda,webgpu --bin glassbox
-  local kernels
-  kernels=$(scripts/cuda-env.sh cargo test --release --features cuda,webgpu --test webgpu_kernels --no-run --message-format json |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webgpu_kernels" and m.get("executable"):
-        print(m["executable"])')
   rm -rf .gpu && mkdir -p .gpu/inputs .gpu/stage
   cp "$target/release/glassbox" .gpu/stage/glassbox
-  cp "$kernels" .gpu/stage/webgpu_kernels
+  local test
+  for test in webgpu_kernels cuda_kernels; do
+    scripts/cuda-env.sh cargo test --release --features cuda,webgpu --test $test --no-run --message-format json |
+      python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' $test | xargs -I{} cp {} .gpu/stage/$test
+  done
   strip .gpu/stage/*
-  tar -C .gpu/stage -cJf .gpu/bin.tar.xz glassbox webgpu_kernels
+  tar -C .gpu/stage -cJf .gpu/bin.tar.xz glassbox webgpu_kernels cuda_kernels
   rm -rf .gpu/stage
   cp scripts/parity-prompts.txt "$PEERS/prompts/short.txt" "$PEERS/prompts/long.txt" .gpu/inputs/
   # The Vulkan loader and GL dispatch libraries: the GPU machine's NVIDIA driver ships only the
@@ -44,8 +45,8 @@ for line in sys.stdin:
     echo "prepare: Vulkan loader packages not downloaded; the WebGPU check will use the machine's loader if any"
   sha256sum "$MODEL" | awk '{print $1}' >.gpu/inputs/model.sha256
   git describe --always --dirty >.gpu/inputs/revision
-  head -c 50M "$MODEL" >.gpu/model-a
-  tail -c +$((50 * 1024 * 1024 + 1)) "$MODEL" >.gpu/model-b
+  head -c 55M "$MODEL" >.gpu/model-a
+  tail -c +$((55 * 1024 * 1024 + 1)) "$MODEL" >.gpu/model-b
   du -b .gpu/bin.tar.xz .gpu/inputs .gpu/model-a .gpu/model-b
 }
 
@@ -79,13 +80,25 @@ run() {
   echo "CUDA libraries from: $LD_LIBRARY_PATH"
   ldd "$gb" | grep -E 'cuda|cublas|curand|nvrtc' || true
 
-  echo "== parity: CUDA against the CPU, $(wc -l <.gpu/inputs/parity-prompts.txt) prompts, quantised kernels then f32 weights"
-  local parity=0
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt --json >"$out/parity.json" || parity=1
+  echo "== candle's CUDA quantised matmuls against an f64 product"
+  local failed=0
+  .gpu/bin/cuda_kernels --nocapture >"$work/cuda-kernels.log" 2>&1 || failed=1
+  grep -E 'worst error|test result|panicked' "$work/cuda-kernels.log" | tail -n 40
+
+  # CUDA's kernels read their input unrounded, so the CPU computing the same arithmetic is the
+  # CPU with f32 weights; against the CPU's 8-bit-input kernels the two differ by that rounding.
+  local prompts=.gpu/inputs/parity-prompts.txt
+  echo "== parity: CUDA against the CPU computing the same arithmetic, $(wc -l <$prompts) prompts"
+  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --reference-float-weights --json >"$out/parity.json" || failed=1
   [ -s "$out/parity.json" ] && json_field "$out/parity.json" \
     '"%s vs %s: top-1 equal %d/%d, head rankings equal %d/%d, max |dlogit| %.4f, max |dLPI| %.4f, resid_post by layer %s, passed %s" % (d["tested"], d["reference"], d["top1_equal"], len(d["prompts"]), d["head_rankings_equal"], len(d["prompts"]), d["max_logit_difference"], d["max_head_lpi_difference"], " ".join("%.1e" % x for x in d["resid_post_relative_difference"]), d["passed"])'
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts .gpu/inputs/parity-prompts.txt --float-weights >"$out/parity-f32.txt" || parity=1
+  echo "== parity with f32 weights on both"
+  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --float-weights >"$out/parity-f32.txt" || failed=1
   cat "$out/parity-f32.txt"
+  echo "== against the CPU's quantised kernels (they round their input to 8 bits; for scale, the CPU against itself with f32 weights)"
+  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts >"$work/parity-quantised.txt" 2>&1 || true
+  "$gb" --backend cpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights >"$work/cpu-rounding.txt" 2>&1 || true
+  cat "$work/parity-quantised.txt" "$work/cpu-rounding.txt"
 
   echo "== memory bandwidth (device-to-device copy through PyTorch)"
   local bandwidth
@@ -128,7 +141,7 @@ EOF
     echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$work/webgpu.log"
   fi
   python3 scripts/gpu-section.py "$out" "$work" "$bandwidth" | tee "$out/gpu-section.md"
-  [ "$parity" = 0 ] || { echo "gpu-check: parity FAILED"; exit 1; }
+  [ "$failed" = 0 ] || { echo "gpu-check: FAILED (see above)"; exit 1; }
   echo "gpu-check: done"
 }
 

@@ -23,7 +23,16 @@ pub struct CandleBackend {
 type RopeKey = (usize, usize, usize, u32, Option<Vec<u32>>);
 
 impl CandleBackend {
+    /// On CUDA this selects candle's dequantising kernels for every quantised matmul (a
+    /// process-wide switch in candle): they multiply the f32 input unrounded. candle's faster
+    /// MMVQ/MMQ kernels round the input to Q8_1 and, on SmolLM2, moved the residual stream 2 to
+    /// 5 times further from the f32 result than the CPU's own 8-bit rounding does (measured by
+    /// scripts/gpu-check.sh; tests/cuda_kernels.rs checks both).
     pub fn new(device: Device) -> Self {
+        #[cfg(feature = "cuda")]
+        if device.is_cuda() {
+            candle_core::quantized::cuda::set_force_dmmv(true);
+        }
         CandleBackend { device, float_weights: false, rope_table: Mutex::new(None), causal_mask: Mutex::new(None) }
     }
 
@@ -311,14 +320,11 @@ impl Backend for CandleBackend {
 /// `weights`; `None` when it reads the input as it is.
 /// - CPU (candle's `VecDotType`): Q8_0 for Q4_0, Q5_0 and Q8_0; Q8_1 for Q4_1 and Q5_1; Q8K for
 ///   the K-quants.
-/// - CUDA (candle's llama.cpp-derived MMVQ/MMQ kernels): Q8_1, in blocks of 32, for every type.
+/// - CUDA: none, with the dequantising kernels [`CandleBackend::new`] selects.
 fn activation_type(device: &Device, weights: GgmlDType) -> Option<GgmlDType> {
     use GgmlDType::*;
-    if matches!(weights, F32 | F16 | BF16) {
+    if matches!(weights, F32 | F16 | BF16) || device.is_cuda() {
         return None;
-    }
-    if device.is_cuda() {
-        return Some(Q8_1);
     }
     match weights {
         Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),

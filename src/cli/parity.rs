@@ -33,6 +33,10 @@ pub struct CompareArgs {
     /// should agree to float precision.
     #[arg(long)]
     pub float_weights: bool,
+    /// Only the CPU reference dequantises its weights: the arithmetic of a backend whose
+    /// kernels read their input unrounded (CUDA's).
+    #[arg(long, conflicts_with = "float_weights")]
+    reference_float_weights: bool,
     #[arg(long)]
     json: bool,
 }
@@ -60,6 +64,7 @@ struct Comparison {
     reference: String,
     tested: String,
     float_weights: bool,
+    reference_float_weights: bool,
     tie: f32,
     prompts: Vec<PromptComparison>,
     top1_equal: usize,
@@ -112,7 +117,7 @@ fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, 
 pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs) -> Result<std::io::Result<()>, String> {
     let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
     let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let reference_loader = Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights);
+    let reference_loader = Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights || args.reference_float_weights);
     let none = TokenizerArg { tokenizer: None };
     let reference = reference_loader.load(&args.model, &none)?;
     let candidate = tested.load(&args.model, &none)?;
@@ -148,6 +153,7 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
         reference: reference_loader.backend_name()?,
         tested: tested.backend_name()?,
         float_weights: args.float_weights,
+        reference_float_weights: args.reference_float_weights,
         tie: args.tie,
         resid_post_relative_difference: (0..reference.model.config().layers)
             .map(|l| results.iter().map(|r| r.resid_post_relative_difference[l]).fold(0.0, f32::max))
@@ -168,7 +174,11 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
              resid_post relative difference by layer {}: {}",
             comparison.tested,
             comparison.reference,
-            if comparison.float_weights { " (f32 weights)" } else { "" },
+            match (comparison.float_weights, comparison.reference_float_weights) {
+                (true, _) => " (f32 weights)",
+                (_, true) => " (the reference with f32 weights)",
+                _ => "",
+            },
             comparison.top1_equal,
             comparison.prompts.len(),
             comparison.head_rankings_equal,
