@@ -164,9 +164,9 @@ def splice(section):
     if title in text:
         start = text.index(title)
         end = text.index("\n## ", start) + 1
-        text = text[:start] + "\n".join(section) + text[end:]
+        text = text[:start] + "\n".join(section).rstrip("\n") + "\n\n" + text[end:]
     else:
-        text = text.replace("## Notes", "\n".join(section) + "## Notes")
+        text = text.replace("## Notes", "\n".join(section).rstrip("\n") + "\n\n## Notes")
     (ROOT / "BENCHMARKS.md").write_text(text)
     print("\n".join(section))
 

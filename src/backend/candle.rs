@@ -24,10 +24,12 @@ type RopeKey = (usize, usize, usize, u32, Option<Vec<u32>>);
 
 impl CandleBackend {
     /// On CUDA this selects candle's dequantising kernels for every quantised matmul (a
-    /// process-wide switch in candle): they multiply the f32 input unrounded. candle's faster
-    /// MMVQ/MMQ kernels round the input to Q8_1 and, on SmolLM2, moved the residual stream 2 to
-    /// 5 times further from the f32 result than the CPU's own 8-bit rounding does (measured by
-    /// scripts/gpu-check.sh; tests/cuda_kernels.rs checks both).
+    /// process-wide switch in candle): they multiply the f32 input unrounded, so the CPU with
+    /// f32 weights is an exact reference and attribution's decompositions stay exact. candle's
+    /// default MMVQ/MMQ kernels round the input to Q8_1, though not as the CPU kernels do: on
+    /// SmolLM2 the two quantised paths' residual streams differed by 1 to 5% after the first
+    /// layer, while the dequantising kernels match the CPU to 1e-6 (scripts/gpu-check.sh; each
+    /// kernel path is checked by tests/cuda_kernels.rs).
     pub fn new(device: Device) -> Self {
         #[cfg(feature = "cuda")]
         if device.is_cuda() {
