@@ -3,21 +3,14 @@
 //! both the decode (1 token) and prefill paths. Needs a GPU: `scripts/gpu-check.sh` runs it.
 #![cfg(feature = "cuda")]
 
+mod common;
+
+use common::values;
 use candle_core::quantized::{cuda::set_force_dmmv, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 /// f32 sums of products of f32 values: 1e-5 of the sum of |terms| covers the summation order.
 const F32_TOLERANCE: f64 = 1e-5;
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// The largest error of the GPU product, as a share of the sum of |terms| of its entry, against
 /// `input · dequantised(W)ᵀ` in f64, where `input` is what the kernel is expected to read.

@@ -3,6 +3,9 @@
 //! Runs on whatever wgpu adapter the machine has; in `make test` that is Mesa's lavapipe.
 #![cfg(feature = "webgpu")]
 
+mod common;
+
+use common::values;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glassbox::backend::webgpu::{GpuDevice, GpuError};
@@ -11,17 +14,6 @@ use glassbox::gguf::GgmlType;
 /// Both sides multiply the same dequantised weights by the same f32 inputs; only the order and
 /// width of the sums differ (f32 on the GPU, f64 here). Bound: 1e-5 of the sum of |terms|.
 const RELATIVE_TOLERANCE: f64 = 1e-5;
-
-/// A fixed pseudo-random sequence in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn check(gpu: &GpuDevice, ggml: GgmlType, dtype: GgmlDType, rows: usize, cols: usize, tokens: usize) {
     let w = Tensor::from_vec(values(rows * cols, rows as u64 * 31 + cols as u64), (rows, cols), &Device::Cpu).unwrap();
