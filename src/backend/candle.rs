@@ -1,10 +1,10 @@
 //! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
 //! on the `Device` it was created with.
 
+use std::sync::Mutex;
+
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
-
-use std::sync::Mutex;
 
 use super::{Backend, BackendError, BackendResult, Rope};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -38,7 +38,7 @@ impl CandleBackend {
         CandleBackend { device, float_weights: false, rope_table: Mutex::new(None), causal_mask: Mutex::new(None) }
     }
 
-    /// Every weight matrix dequantised to f32 at load: products then round nothing (the
+    /// Every weight matrix dequantised to f32 at load: products then round nothing (the CPU's
     /// quantised kernels round their input to 8 bits). Four bytes a weight.
     pub fn with_float_weights(device: Device) -> Self {
         CandleBackend { float_weights: true, ..Self::new(device) }
