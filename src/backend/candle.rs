@@ -53,22 +53,7 @@ impl CandleBackend {
                 return Ok((cos.clone(), sin.clone()));
             }
         }
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in 0..t {
-            let position = (rope.start + p) as f32;
-            for i in 0..half {
-                // Written as 1/θ^(2i/d), not θ^(-2i/d): the two round differently, and a one-ulp
-                // change moves the next matmul's activation quantisation.
-                let mut freq = 1.0 / rope.theta.powf((2 * i) as f32 / head_dim as f32);
-                if let Some(factors) = rope.freq_factors {
-                    freq /= factors.get(i).copied().unwrap_or(1.0);
-                }
-                let angle = position * freq;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
+        let (cos, sin) = rope.table(t, head_dim);
         let cos = Tensor::from_vec(cos, (t, half), &self.device).map_err(err)?;
         let sin = Tensor::from_vec(sin, (t, half), &self.device).map_err(err)?;
         *cached = Some((key, cos.clone(), sin.clone()));

@@ -26,6 +26,32 @@ pub struct Rope<'a> {
     pub interleaved: bool,
 }
 
+impl Rope<'_> {
+    /// `cos` and `sin` of every angle, `[t, half]` row-major each, for heads of `head_dim`.
+    /// Every backend rotates with these same host-computed values, so their rotations agree to
+    /// the last bit.
+    pub fn table(&self, t: usize, head_dim: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in 0..t {
+            let position = (self.start + p) as f32;
+            for i in 0..half {
+                // Written as 1/θ^(2i/d), not θ^(-2i/d): the two round differently, and a one-ulp
+                // change moves the next matmul's activation quantisation.
+                let mut freq = 1.0 / self.theta.powf((2 * i) as f32 / head_dim as f32);
+                if let Some(factors) = self.freq_factors {
+                    freq /= factors.get(i).copied().unwrap_or(1.0);
+                }
+                let angle = position * freq;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        (cos, sin)
+    }
+}
+
 /// The operations the transformer needs. Activations are row-major `[positions, width]` matrices
 /// of f32; weights keep their GGUF encoding where the backend can compute with it.
 pub trait Backend {

@@ -5,7 +5,7 @@
 // Block layouts (ggml): Q4_0 = f16 d, 16 bytes of nibbles, w = (q − 8)·d; Q4_1 = f16 d, f16 m,
 // 16 bytes, w = q·d + m; Q8_0 = f16 d, 32 × i8, w = q·d. In a 4-bit block, byte j holds element
 // j in its low nibble and element j + 16 in its high one. Blocks are not 4-byte aligned, so bytes
-// are read out of the u32 words that WGSL storage offers.
+// are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load).
 
 struct Params {
     rows: u32,
@@ -18,25 +18,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-// ggml type ids.
-const F32: u32 = 0u;
-const F16: u32 = 1u;
-const Q4_0: u32 = 2u;
-const Q4_1: u32 = 3u;
-const Q8_0: u32 = 8u;
-
-fn byte_at(offset: u32) -> u32 {
-    return (weights[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xffu;
-}
-
-fn half_at(offset: u32) -> f32 {
-    return unpack2x16float(byte_at(offset) | (byte_at(offset + 1u) << 8u)).x;
-}
-
-fn signed_byte_at(offset: u32) -> f32 {
-    return f32(i32(byte_at(offset) << 24u) >> 24u);
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {

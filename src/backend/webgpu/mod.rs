@@ -1,5 +1,12 @@
-//! The wgpu device: adapter discovery and the kernels that run on it.
+//! The wgpu device: adapter discovery and the kernels that run on it. `layer.rs` holds the
+//! tensors that stay on the device and the decoder layer's operations on them.
 
+mod layer;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub use layer::{GpuMatrix, GpuTensor};
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
@@ -23,14 +30,26 @@ pub enum GpuError {
     BadShape(String),
 }
 
-/// An adapter, its device and queue.
+/// An adapter, its device and queue, and the pipelines built so far.
 pub struct GpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
 }
 
 const WORKGROUP_SIZE: u32 = 64;
+
+/// Each shader's WGSL; those that read GGUF blocks start with quant.wgsl's decoders.
+const SHADERS: &[(&str, &str)] = &[
+    ("saxpy", include_str!("saxpy.wgsl")),
+    ("matmul", concat!(include_str!("quant.wgsl"), include_str!("matmul.wgsl"))),
+    ("embed", concat!(include_str!("quant.wgsl"), include_str!("embed.wgsl"))),
+    ("elementwise", include_str!("elementwise.wgsl")),
+    ("rms_norm", include_str!("rms_norm.wgsl")),
+    ("rope", include_str!("rope.wgsl")),
+    ("attention", include_str!("attention.wgsl")),
+];
 
 impl GpuDevice {
     /// Finds an adapter (WebGPU in a browser; Vulkan, Metal or DX12 natively) and opens a device.
@@ -57,7 +76,7 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-        Ok(GpuDevice { device, queue, info })
+        Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()) })
     }
 
     /// A one-line description of the adapter, for people choosing a backend.
@@ -90,79 +109,55 @@ impl GpuDevice {
         let params = self.buffer("saxpy params", bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
         let x_buf = self.buffer("saxpy x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
         let y_buf = self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
-        let module = self.device.create_shader_module(wgpu::include_wgsl!("saxpy.wgsl"));
-        self.dispatch(&module, &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1));
+        self.dispatch("saxpy", "main", &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1, 1));
         self.read_back(&y_buf).await
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
-    /// Q4_0, Q4_1, Q8_0), dequantised in registers, never into an f32 copy.
+    /// Q4_0, Q4_1, Q8_0), dequantised in registers, never into an f32 copy. Uploads both and
+    /// reads the product back: the self-contained form of [`GpuDevice::linear`].
     pub async fn matmul(&self, ggml_type: GgmlType, weights: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, GpuError> {
-        let kind = match ggml_type {
-            GgmlType::F32 => 0u32,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q8_0 => 8,
-            other => return Err(GpuError::UnsupportedType(other.name())),
-        };
-        let block = ggml_type.block_size() as usize;
-        let expected = (rows * cols / block) as u64 * ggml_type.bytes_per_block();
-        if cols == 0 || cols % block != 0 || weights.len() as u64 != expected || x.len() % cols != 0 {
-            return Err(GpuError::BadShape(format!(
-                "{rows}×{cols} {} weights need {expected} bytes and columns in whole {block}-blocks; got {} bytes and {} inputs",
-                ggml_type.name(),
-                weights.len(),
-                x.len()
-            )));
+        let w = self.matrix(ggml_type, weights, rows, cols)?;
+        if x.len() % cols != 0 {
+            return Err(GpuError::BadShape(format!("{} inputs are not whole rows of {cols}", x.len())));
         }
-        let tokens = x.len() / cols;
-        let limits = self.device.limits();
-        let max_binding = limits.max_storage_buffer_binding_size as usize;
-        let largest = weights.len().max(4 * x.len()).max(4 * rows * tokens);
-        if largest > max_binding {
-            return Err(GpuError::TooLarge { len: largest, max: max_binding });
-        }
-        let groups = (rows as u32).div_ceil(WORKGROUP_SIZE);
-        let dimension = limits.max_compute_workgroups_per_dimension;
-        if groups > dimension || tokens as u32 > dimension {
-            return Err(GpuError::TooLarge { len: rows.max(tokens), max: dimension as usize });
-        }
-        if tokens == 0 || rows == 0 {
+        if x.is_empty() || rows == 0 {
             return Ok(Vec::new());
         }
-        // Storage buffers hold whole u32 words.
-        let mut padded = weights.to_vec();
-        padded.resize(weights.len().next_multiple_of(4), 0);
-        let params: [u32; 4] = [rows as u32, cols as u32, tokens as u32, kind];
-        let params = self.buffer("matmul params", bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
-        let w_buf = self.buffer("matmul weights", &padded, wgpu::BufferUsages::STORAGE);
-        let x_buf = self.buffer("matmul x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
-        let y_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("matmul y"),
-            size: (4 * rows * tokens) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let module = self.device.create_shader_module(wgpu::include_wgsl!("matmul.wgsl"));
-        self.dispatch(&module, &[&params, &w_buf, &x_buf, &y_buf], (groups, tokens as u32));
-        self.read_back(&y_buf).await
+        let x = self.upload(x.len() / cols, cols, x)?;
+        self.read(&self.linear(&x, &w)?).await
     }
 
     fn buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
     }
 
-    /// Runs `module`'s `main` with `buffers` bound in order to group 0, over `(x, y)` workgroups.
-    fn dispatch(&self, module: &wgpu::ShaderModule, buffers: &[&wgpu::Buffer], (x, y): (u32, u32)) {
+    /// The pipeline of `shader`'s entry point `entry`, built on first use.
+    fn pipeline(&self, shader: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
+        if let Some(pipeline) = self.pipelines.borrow().get(&(shader, entry)) {
+            return pipeline.clone();
+        }
+        let source = SHADERS.iter().find(|(name, _)| *name == shader).map(|(_, s)| *s).expect("every shader is in SHADERS");
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: None,
+            label: Some(entry),
             layout: None,
-            module,
-            entry_point: Some("main"),
+            module: &module,
+            entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
         });
+        self.pipelines.borrow_mut().insert((shader, entry), pipeline.clone());
+        pipeline
+    }
+
+    /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
+    /// workgroups.
+    fn dispatch(&self, shader: &'static str, entry: &'static str, buffers: &[&wgpu::Buffer], (x, y, z): (u32, u32, u32)) {
+        let pipeline = self.pipeline(shader, entry);
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -178,7 +173,7 @@ impl GpuDevice {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
+            pass.dispatch_workgroups(x, y, z);
         }
         self.queue.submit([encoder.finish()]);
     }

@@ -1,0 +1,261 @@
+//! Tensors that stay on the device, and the decoder layer's operations on them: each operation
+//! checks its shapes and the adapter's limits, dispatches one kernel and returns a new tensor,
+//! so nothing crosses to the host until [`GpuDevice::read`].
+
+use super::{GpuDevice, GpuError, WORKGROUP_SIZE};
+use crate::backend::Rope;
+use crate::gguf::GgmlType;
+
+/// A row-major `[rows, cols]` f32 matrix in a storage buffer.
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+}
+
+impl GpuTensor {
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+}
+
+/// A `[rows, cols]` weight matrix in its GGUF encoding.
+#[derive(Clone, Debug)]
+pub struct GpuMatrix {
+    buffer: wgpu::Buffer,
+    kind: u32,
+    rows: usize,
+    cols: usize,
+}
+
+/// The ggml type id the kernels switch on, for the types they decode.
+fn kernel_kind(ggml_type: GgmlType) -> Result<u32, GpuError> {
+    match ggml_type {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => Ok(ggml_type.id()),
+        other => Err(GpuError::UnsupportedType(other.name())),
+    }
+}
+
+fn bad_shape(message: String) -> GpuError {
+    GpuError::BadShape(message)
+}
+
+/// The largest head the attention kernel holds in registers (attention.wgsl's MAX_HEAD_DIM).
+const MAX_HEAD_DIM: usize = 256;
+
+impl GpuDevice {
+    fn check_binding(&self, bytes: usize) -> Result<(), GpuError> {
+        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        if bytes > max {
+            return Err(GpuError::TooLarge { len: bytes, max });
+        }
+        Ok(())
+    }
+
+    fn check_groups(&self, groups: usize) -> Result<u32, GpuError> {
+        let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
+        if groups > max {
+            return Err(GpuError::TooLarge { len: groups, max });
+        }
+        Ok(groups as u32)
+    }
+
+    fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        self.buffer("params", bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM)
+    }
+
+    /// A new tensor for a kernel to write.
+    fn output(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
+        let bytes = 4 * rows * cols;
+        self.check_binding(bytes)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            // wgpu binds no empty buffer; a 4-byte one stands for an empty tensor.
+            size: bytes.max(4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor { buffer, rows, cols })
+    }
+
+    pub fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> Result<GpuTensor, GpuError> {
+        if values.len() != rows * cols || values.is_empty() {
+            return Err(bad_shape(format!("{} values do not fill a non-empty {rows}×{cols} tensor", values.len())));
+        }
+        self.check_binding(4 * values.len())?;
+        let buffer = self.buffer(
+            "tensor",
+            bytemuck::cast_slice(values),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        );
+        Ok(GpuTensor { buffer, rows, cols })
+    }
+
+    /// The tensor's values, copied to the host.
+    pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>, GpuError> {
+        let mut values = self.read_back(&x.buffer).await?;
+        values.truncate(x.rows * x.cols);
+        Ok(values)
+    }
+
+    /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1 or Q8_0), kept
+    /// in that encoding.
+    pub fn matrix(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<GpuMatrix, GpuError> {
+        let kind = kernel_kind(ggml_type)?;
+        let block = ggml_type.block_size() as usize;
+        let expected = ((rows * cols) as u64 / block as u64) * ggml_type.bytes_per_block();
+        if rows == 0 || cols == 0 || cols % block != 0 || bytes.len() as u64 != expected {
+            return Err(bad_shape(format!(
+                "{rows}×{cols} {} weights need {expected} bytes and rows of whole {block}-value blocks; got {} bytes",
+                ggml_type.name(),
+                bytes.len()
+            )));
+        }
+        self.check_binding(bytes.len())?;
+        // Storage buffers hold whole u32 words.
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().next_multiple_of(4), 0);
+        let buffer = self.buffer("weights", &padded, wgpu::BufferUsages::STORAGE);
+        Ok(GpuMatrix { buffer, kind, rows, cols })
+    }
+
+    /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`.
+    pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
+        if x.cols != w.cols {
+            return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
+        }
+        let groups = self.check_groups(w.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+        let tokens = self.check_groups(x.rows)?;
+        let y = self.output(x.rows, w.rows)?;
+        let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
+        self.dispatch("matmul", "main", &[&params, &w.buffer, &x.buffer, &y.buffer], (groups, tokens, 1));
+        Ok(y)
+    }
+
+    /// Rows `ids` of the table `W`, dequantised: `[ids.len(), cols]`.
+    pub fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> Result<GpuTensor, GpuError> {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(bad_shape(format!("row {id} of a {}-row table", table.rows)));
+        }
+        if ids.is_empty() {
+            return Err(bad_shape("no rows to look up".into()));
+        }
+        let groups = self.check_groups(table.cols.div_ceil(WORKGROUP_SIZE as usize))?;
+        let count = self.check_groups(ids.len())?;
+        let out = self.output(ids.len(), table.cols)?;
+        let params = self.uniform(&[table.cols as u32, ids.len() as u32, table.kind]);
+        let ids = self.buffer("ids", bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
+        self.dispatch("embed", "main", &[&params, &table.buffer, &ids, &out.buffer], (groups, count, 1));
+        Ok(out)
+    }
+
+    /// `a ∘ b` elementwise by `entry` of elementwise.wgsl; `b` is `a`'s shape or one row.
+    fn elementwise(&self, entry: &'static str, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        if b.cols != a.cols || (b.rows != a.rows && b.rows != 1) {
+            return Err(bad_shape(format!("{entry}: {}×{} with {}×{}", a.rows, a.cols, b.rows, b.cols)));
+        }
+        let len = a.rows * a.cols;
+        let groups = len.div_ceil(WORKGROUP_SIZE as usize);
+        let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
+        let (x, y) = (groups.min(max), groups.div_ceil(max));
+        let y = self.check_groups(y)?;
+        let out = self.output(a.rows, a.cols)?;
+        let params = self.uniform(&[len as u32, (b.rows * b.cols) as u32]);
+        self.dispatch("elementwise", entry, &[&params, &a.buffer, &b.buffer, &out.buffer], (x as u32, y, 1));
+        Ok(out)
+    }
+
+    pub fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        self.elementwise("add", a, b)
+    }
+
+    pub fn mul(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        self.elementwise("mul", a, b)
+    }
+
+    /// `silu(gate) ⊙ up`, the gated FFN's product, in one pass.
+    pub fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        self.elementwise("silu_mul", gate, up)
+    }
+
+    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` per row, `weight: [1, cols]`.
+    pub fn rms_norm(&self, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor, GpuError> {
+        if weight.rows != 1 || weight.cols != x.cols {
+            return Err(bad_shape(format!("rms_norm weight {}×{} for rows of {}", weight.rows, weight.cols, x.cols)));
+        }
+        let rows = self.check_groups(x.rows)?;
+        let out = self.output(x.rows, x.cols)?;
+        let params = self.uniform(&[x.cols as u32, eps.to_bits()]);
+        self.dispatch("rms_norm", "main", &[&params, &x.buffer, &weight.buffer, &out.buffer], (rows, 1, 1));
+        Ok(out)
+    }
+
+    /// Rotates `x: [t, heads·head_dim]` head by head with `rope`'s table (the same values every
+    /// backend uses).
+    pub fn rope(&self, x: &GpuTensor, heads: usize, rope: &Rope<'_>) -> Result<GpuTensor, GpuError> {
+        if heads == 0 || x.cols % heads != 0 || (x.cols / heads) % 2 != 0 {
+            return Err(bad_shape(format!("{} columns do not split into {heads} heads of even size", x.cols)));
+        }
+        let head_dim = x.cols / heads;
+        let (cos, sin) = rope.table(x.rows, head_dim);
+        let half = head_dim / 2;
+        let cos = self.upload(x.rows, half, &cos)?;
+        let sin = self.upload(x.rows, half, &sin)?;
+        let groups = self.check_groups(half.div_ceil(WORKGROUP_SIZE as usize))?;
+        let (heads_groups, positions) = (self.check_groups(heads)?, self.check_groups(x.rows)?);
+        let out = self.output(x.rows, x.cols)?;
+        let params = self.uniform(&[x.rows as u32, heads as u32, head_dim as u32, u32::from(rope.interleaved)]);
+        self.dispatch(
+            "rope",
+            "main",
+            &[&params, &x.buffer, &cos.buffer, &sin.buffer, &out.buffer],
+            (groups, heads_groups, positions),
+        );
+        Ok(out)
+    }
+
+    /// Causal attention of `q: [t, H·d]` over `k, v: [T, KV·d]`, the queries at the last `t`
+    /// of the `T` positions. Returns `z: [t, H·d]` and, when asked, the probabilities as a
+    /// `[H, t·T]` tensor (row h holds head h's `[t, T]` pattern).
+    pub fn attention(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        heads: usize,
+        kv_heads: usize,
+        probabilities: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor>), GpuError> {
+        let fits = heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && q.cols % heads == 0;
+        let head_dim = if fits { q.cols / heads } else { 0 };
+        if !fits || k.cols != kv_heads * head_dim || v.cols != k.cols || v.rows != k.rows || q.rows > k.rows {
+            return Err(bad_shape(format!(
+                "attention: q {}×{}, k {}×{}, v {}×{} with {heads} heads and {kv_heads} KV heads",
+                q.rows, q.cols, k.rows, k.cols, v.rows, v.cols
+            )));
+        }
+        if head_dim > MAX_HEAD_DIM {
+            return Err(GpuError::TooLarge { len: head_dim, max: MAX_HEAD_DIM });
+        }
+        let groups = self.check_groups(heads.div_ceil(WORKGROUP_SIZE as usize))?;
+        let queries = self.check_groups(q.rows)?;
+        let z = self.output(q.rows, q.cols)?;
+        let p = if probabilities { self.output(heads, q.rows * k.rows)? } else { self.output(0, 0)? };
+        let params = self.uniform(&[
+            q.rows as u32,
+            k.rows as u32,
+            heads as u32,
+            kv_heads as u32,
+            head_dim as u32,
+            u32::from(probabilities),
+        ]);
+        self.dispatch(
+            "attention",
+            "main",
+            &[&params, &q.buffer, &k.buffer, &v.buffer, &z.buffer, &p.buffer],
+            (groups, queries, 1),
+        );
+        Ok((z, probabilities.then_some(p)))
+    }
+}
