@@ -71,7 +71,9 @@ impl GpuDevice {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glassbox"),
-                required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
+                // Everything the adapter offers: large models need its largest bindings, and
+                // attention binds five storage buffers (the downlevel defaults allow four).
+                required_limits: adapter.limits(),
                 ..Default::default()
             })
             .await
