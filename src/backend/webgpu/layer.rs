@@ -29,6 +29,12 @@ pub struct GpuMatrix {
     cols: usize,
 }
 
+impl GpuMatrix {
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+}
+
 /// The ggml type id the kernels switch on, for the types they decode.
 fn kernel_kind(ggml_type: GgmlType) -> Result<u32, GpuError> {
     match ggml_type {
@@ -131,6 +137,89 @@ impl GpuDevice {
         let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
         self.dispatch("matmul", "main", &[&params, &w.buffer, &x.buffer, &y.buffer], (groups, tokens, 1));
         Ok(y)
+    }
+
+    /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`.
+    pub fn linear_transposed(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
+        if x.cols != w.rows {
+            return Err(bad_shape(format!("x has {} columns, W {} rows", x.cols, w.rows)));
+        }
+        let groups = self.check_groups(w.cols.div_ceil(WORKGROUP_SIZE as usize))?;
+        let tokens = self.check_groups(x.rows)?;
+        let y = self.output(x.rows, w.cols)?;
+        let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
+        self.dispatch("matmul_t", "main", &[&params, &w.buffer, &x.buffer, &y.buffer], (groups, tokens, 1));
+        Ok(y)
+    }
+
+    /// Columns `columns` of `W`, dequantised, as the rows of a `[columns.len(), rows]` tensor.
+    pub fn columns(&self, w: &GpuMatrix, columns: &[usize]) -> Result<GpuTensor, GpuError> {
+        if let Some(&c) = columns.iter().find(|&&c| c >= w.cols) {
+            return Err(bad_shape(format!("column {c} of a {}-column matrix", w.cols)));
+        }
+        if columns.is_empty() {
+            return Err(bad_shape("no columns to fetch".into()));
+        }
+        let groups = self.check_groups(w.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+        let count = self.check_groups(columns.len())?;
+        let out = self.output(columns.len(), w.rows)?;
+        let params = self.uniform(&[w.rows as u32, w.cols as u32, columns.len() as u32, w.kind]);
+        let indices: Vec<u32> = columns.iter().map(|&c| c as u32).collect();
+        let indices = self.buffer("columns", bytemuck::cast_slice(&indices), wgpu::BufferUsages::STORAGE);
+        self.dispatch("columns", "main", &[&params, &w.buffer, &indices, &out.buffer], (groups, count, 1));
+        Ok(out)
+    }
+
+    /// `W` dequantised whole, kept on the device as an f32 matrix.
+    pub fn dequantized(&self, w: &GpuMatrix) -> Result<GpuMatrix, GpuError> {
+        let all: Vec<u32> = (0..w.rows as u32).collect();
+        let values = self.embed(w, &all)?;
+        Ok(GpuMatrix { buffer: values.buffer, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
+    }
+
+    /// `a` stacked above `b`, by buffer copies.
+    pub fn concat_rows(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        if a.cols != b.cols {
+            return Err(bad_shape(format!("stacking {}-wide rows on {}-wide ones", b.cols, a.cols)));
+        }
+        let out = self.output(a.rows + b.rows, a.cols)?;
+        let (a_bytes, b_bytes) = ((4 * a.rows * a.cols) as u64, (4 * b.rows * b.cols) as u64);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&a.buffer, 0, &out.buffer, 0, a_bytes);
+        encoder.copy_buffer_to_buffer(&b.buffer, 0, &out.buffer, a_bytes, b_bytes);
+        self.queue.submit([encoder.finish()]);
+        Ok(out)
+    }
+
+    /// Rows `rows` of `x`, in that order, by buffer copies.
+    pub fn select_rows(&self, x: &GpuTensor, rows: &[usize]) -> Result<GpuTensor, GpuError> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= x.rows) {
+            return Err(bad_shape(format!("row {r} of a {}-row tensor", x.rows)));
+        }
+        if rows.is_empty() {
+            return Err(bad_shape("no rows to select".into()));
+        }
+        let out = self.output(rows.len(), x.cols)?;
+        let row_bytes = (4 * x.cols) as u64;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        for (i, &r) in rows.iter().enumerate() {
+            encoder.copy_buffer_to_buffer(&x.buffer, r as u64 * row_bytes, &out.buffer, i as u64 * row_bytes, row_bytes);
+        }
+        self.queue.submit([encoder.finish()]);
+        Ok(out)
+    }
+
+    /// A copy of `x` with row `row` replaced by `values`.
+    pub fn set_row(&self, x: &GpuTensor, row: usize, values: &[f32]) -> Result<GpuTensor, GpuError> {
+        if row >= x.rows || values.len() != x.cols {
+            return Err(bad_shape(format!("row {row} of {} values into a {}×{} tensor", values.len(), x.rows, x.cols)));
+        }
+        let out = self.output(x.rows, x.cols)?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&x.buffer, 0, &out.buffer, 0, (4 * x.rows * x.cols) as u64);
+        self.queue.submit([encoder.finish()]);
+        self.queue.write_buffer(&out.buffer, (4 * row * x.cols) as u64, bytemuck::cast_slice(values));
+        Ok(out)
     }
 
     /// Rows `ids` of the table `W`, dequantised: `[ids.len(), cols]`.

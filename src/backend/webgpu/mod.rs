@@ -1,11 +1,15 @@
 //! The wgpu device: adapter discovery and the kernels that run on it. `layer.rs` holds the
 //! tensors that stay on the device and the decoder layer's operations on them.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod backend;
 mod layer;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use backend::{WebGpuBackend, WebGpuValue};
 pub use layer::{GpuMatrix, GpuTensor};
 use thiserror::Error;
 use wgpu::util::DeviceExt;
@@ -44,7 +48,9 @@ const WORKGROUP_SIZE: u32 = 64;
 const SHADERS: &[(&str, &str)] = &[
     ("saxpy", include_str!("saxpy.wgsl")),
     ("matmul", concat!(include_str!("quant.wgsl"), include_str!("matmul.wgsl"))),
+    ("matmul_t", concat!(include_str!("quant.wgsl"), include_str!("matmul_t.wgsl"))),
     ("embed", concat!(include_str!("quant.wgsl"), include_str!("embed.wgsl"))),
+    ("columns", concat!(include_str!("quant.wgsl"), include_str!("columns.wgsl"))),
     ("elementwise", include_str!("elementwise.wgsl")),
     ("rms_norm", include_str!("rms_norm.wgsl")),
     ("rope", include_str!("rope.wgsl")),

@@ -1,0 +1,169 @@
+//! The WebGPU backend behind the same [`Backend`] trait as candle's, natively (Vulkan, Metal,
+//! DX12): the transformer, hooks and interpretability run on the WGSL kernels unchanged.
+//!
+//! Natively only, for now: `Backend::download` returns at once, and a browser maps GPU memory
+//! only from its event loop, so the browser needs the model's reads to become asynchronous.
+
+use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
+use crate::backend::{Backend, BackendError, BackendResult, Rope};
+use crate::gguf::TensorInfo;
+
+/// A device tensor with its logical shape: `[rows, cols]`, or `[H, t, T]` for attention
+/// probabilities (stored as `[H, t·T]`).
+#[derive(Clone, Debug)]
+pub struct WebGpuValue {
+    tensor: GpuTensor,
+    dims: Vec<usize>,
+}
+
+impl From<GpuTensor> for WebGpuValue {
+    fn from(tensor: GpuTensor) -> Self {
+        let (rows, cols) = tensor.shape();
+        WebGpuValue { tensor, dims: vec![rows, cols] }
+    }
+}
+
+pub struct WebGpuBackend {
+    gpu: GpuDevice,
+}
+
+impl WebGpuBackend {
+    pub fn new(gpu: GpuDevice) -> Self {
+        WebGpuBackend { gpu }
+    }
+
+    pub fn device(&self) -> &GpuDevice {
+        &self.gpu
+    }
+}
+
+fn err(e: GpuError) -> BackendError {
+    BackendError(e.to_string())
+}
+
+fn value(result: Result<GpuTensor, GpuError>) -> BackendResult<WebGpuValue> {
+    result.map(WebGpuValue::from).map_err(err)
+}
+
+impl Backend for WebGpuBackend {
+    type Tensor = WebGpuValue;
+    type Matrix = GpuMatrix;
+
+    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<GpuMatrix> {
+        let (cols, rows) = match info.shape.as_slice() {
+            [cols, rows] => (*cols as usize, *rows as usize),
+            [cols] => (*cols as usize, 1),
+            other => return Err(BackendError(format!("tensor {} has shape {other:?}, not a matrix", info.name))),
+        };
+        self.gpu.matrix(info.ggml_type, bytes, rows, cols).map_err(|e| BackendError(format!("tensor {}: {e}", info.name)))
+    }
+
+    fn vector(&self, values: &[f32]) -> BackendResult<WebGpuValue> {
+        self.upload(1, values.len(), values)
+    }
+
+    fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<WebGpuValue> {
+        value(self.gpu.upload(rows, cols, values))
+    }
+
+    fn download(&self, x: &WebGpuValue) -> BackendResult<(Vec<usize>, Vec<f32>)> {
+        let values = pollster::block_on(self.gpu.read(&x.tensor)).map_err(err)?;
+        Ok((x.dims.clone(), values))
+    }
+
+    fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> BackendResult<WebGpuValue> {
+        value(self.gpu.embed(table, ids))
+    }
+
+    fn linear(&self, x: &WebGpuValue, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
+        value(self.gpu.linear(&x.tensor, w))
+    }
+
+    fn add(&self, a: &WebGpuValue, b: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.add(&a.tensor, &b.tensor))
+    }
+
+    fn mul(&self, a: &WebGpuValue, b: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.mul(&a.tensor, &b.tensor))
+    }
+
+    fn silu(&self, x: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        // silu(x)·1: the fused kernel with a row of ones (multiplying by 1 is exact).
+        let ones = self.gpu.upload(1, x.tensor.shape().1, &vec![1.0; x.tensor.shape().1]).map_err(err)?;
+        value(self.gpu.silu_mul(&x.tensor, &ones))
+    }
+
+    fn rms_norm(&self, x: &WebGpuValue, weight: &WebGpuValue, eps: f64) -> BackendResult<WebGpuValue> {
+        value(self.gpu.rms_norm(&x.tensor, &weight.tensor, eps as f32))
+    }
+
+    fn rms(&self, x: &WebGpuValue, eps: f64) -> BackendResult<WebGpuValue> {
+        // Read only for the final-scale hook, a few rows: computed on the host.
+        let (dims, values) = self.download(x)?;
+        let cols = dims[1];
+        let scales: Vec<f32> = values
+            .chunks(cols)
+            .map(|row| (row.iter().map(|v| v * v).sum::<f32>() / cols as f32 + eps as f32).sqrt())
+            .collect();
+        self.upload(dims[0], 1, &scales)
+    }
+
+    fn rope(&self, x: &WebGpuValue, heads: usize, rope: &Rope) -> BackendResult<WebGpuValue> {
+        value(self.gpu.rope(&x.tensor, heads, rope))
+    }
+
+    fn attention(
+        &self,
+        q: &WebGpuValue,
+        k: &WebGpuValue,
+        v: &WebGpuValue,
+        heads: usize,
+        kv_heads: usize,
+    ) -> BackendResult<(WebGpuValue, WebGpuValue)> {
+        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, true).map_err(err)?;
+        let probabilities = probabilities.expect("asked for");
+        let dims = vec![heads, q.tensor.shape().0, k.tensor.shape().0];
+        Ok((z.into(), WebGpuValue { tensor: probabilities, dims }))
+    }
+
+    fn concat_rows(&self, a: &WebGpuValue, b: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.concat_rows(&a.tensor, &b.tensor))
+    }
+
+    fn select_rows(&self, x: &WebGpuValue, rows: &[usize]) -> BackendResult<WebGpuValue> {
+        value(self.gpu.select_rows(&x.tensor, rows))
+    }
+
+    fn scale_columns(&self, x: &WebGpuValue, start: usize, len: usize, factor: f32) -> BackendResult<WebGpuValue> {
+        let width = x.tensor.shape().1;
+        let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
+        let scale = self.gpu.upload(1, width, &scale).map_err(err)?;
+        value(self.gpu.mul(&x.tensor, &scale))
+    }
+
+    fn set_row(&self, x: &WebGpuValue, row: usize, values: &[f32]) -> BackendResult<WebGpuValue> {
+        value(self.gpu.set_row(&x.tensor, row, values))
+    }
+
+    fn dequantize(&self, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
+        let all: Vec<u32> = (0..w.shape().0 as u32).collect();
+        value(self.gpu.embed(w, &all))
+    }
+
+    fn dequantized(&self, w: &GpuMatrix) -> BackendResult<GpuMatrix> {
+        self.gpu.dequantized(w).map_err(err)
+    }
+
+    fn columns(&self, w: &GpuMatrix, cols: &[usize]) -> BackendResult<WebGpuValue> {
+        value(self.gpu.columns(w, cols))
+    }
+
+    fn linear_transposed(&self, x: &WebGpuValue, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
+        value(self.gpu.linear_transposed(&x.tensor, w))
+    }
+
+    fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {
+        // The WGSL matmul reads its f32 input as it is.
+        Ok(x.clone())
+    }
+}

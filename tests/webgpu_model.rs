@@ -1,0 +1,67 @@
+//! The whole model on the WebGPU backend (natively; lavapipe in `make test`) against the CPU
+//! backend doing the same arithmetic: f32 weights, whose products round nothing, as the WGSL
+//! matmul reads its input unrounded. Logits, the residual stream at every layer, and the
+//! top-10 heads by LPI.
+#![cfg(feature = "webgpu")]
+
+mod common;
+
+use glassbox::backend::candle::CandleBackend;
+use glassbox::backend::webgpu::{GpuDevice, WebGpuBackend};
+use glassbox::backend::Backend;
+use glassbox::gguf::GgufFile;
+use glassbox::hooks::{HookPoint, HookRequest, Positions};
+use glassbox::interp::attribution::rank_heads;
+use glassbox::interp::lens::Unembedding;
+use glassbox::model::{Config, Model};
+
+fn load<B: Backend>(backend: B) -> Model<B> {
+    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    Model::load(backend, Config::from_gguf(&file.header).unwrap(), &file).unwrap()
+}
+
+/// Last-position logits and `resid_post` of every layer.
+fn run<B: Backend>(model: &Model<B>, ids: &[u32]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let layers = model.config().layers;
+    let hooks = (0..layers).fold(HookRequest::new(), |h, l| h.with(HookPoint::ResidPost(l), Positions::Last));
+    let out = model.forward(ids, &mut model.new_cache(), &hooks, &[], &Positions::Last).unwrap();
+    let resid = (0..layers).map(|l| out.recording.get(HookPoint::ResidPost(l)).unwrap().data.clone()).collect();
+    (out.logits.data, resid)
+}
+
+#[test]
+fn smollm2_on_webgpu_matches_the_cpu() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+    eprintln!("adapter: {}", gpu.description());
+    let on_gpu = load(WebGpuBackend::new(gpu));
+    let on_cpu = load(CandleBackend::with_float_weights(candle_core::Device::Cpu));
+    let tokenizer = glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header).unwrap();
+    for prompt in ["The capital of France is", "1+1=2\n2+3=5\n4+2="] {
+        let ids = tokenizer.encode(prompt, true, false).unwrap();
+        let (gpu_logits, gpu_resid) = run(&on_gpu, &ids);
+        let (cpu_logits, cpu_resid) = run(&on_cpu, &ids);
+        // f32 sums in another order through 30 layers: 1e-3 of the residual's norm, 1e-2 nats.
+        let mut worst = 0.0f32;
+        for (l, (g, c)) in gpu_resid.iter().zip(&cpu_resid).enumerate() {
+            let diff = g.iter().zip(c).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+            let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!(diff <= 1e-3 * norm, "{prompt:?} layer {l}: relative difference {}", diff / norm);
+            worst = worst.max(diff / norm);
+        }
+        let max_logit = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("{prompt:?}: resid_post relative difference ≤ {worst:.1e}, logits ≤ {max_logit:.1e}");
+        assert!(max_logit <= 1e-2, "{prompt:?}: logits differ by up to {max_logit}");
+        let top = |l: &[f32]| glassbox::generate::argmax(l);
+        assert_eq!(top(&gpu_logits), top(&cpu_logits), "{prompt:?}");
+
+        let target = Some(top(&cpu_logits));
+        let gpu_heads = rank_heads(&Unembedding::new(&on_gpu).unwrap(), &ids, target).unwrap();
+        let cpu_heads = rank_heads(&Unembedding::new(&on_cpu).unwrap(), &ids, target).unwrap();
+        let key = |h: &glassbox::interp::attribution::HeadScore| (h.layer, h.head);
+        assert_eq!(
+            gpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
+            cpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
+            "{prompt:?}: top-10 heads"
+        );
+    }
+}
