@@ -40,17 +40,18 @@ fn smollm2_on_webgpu_matches_the_cpu() {
         let ids = tokenizer.encode(prompt, true, false).unwrap();
         let (gpu_logits, gpu_resid) = run(&on_gpu, &ids);
         let (cpu_logits, cpu_resid) = run(&on_cpu, &ids);
-        // f32 sums in another order through 30 layers: 1e-3 of the residual's norm, 1e-2 nats.
+        // f32 sums in another order through 30 layers: 1e-4 of the residual's norm, 1e-3 nats
+        // (measured on lavapipe: 3e-6 and 7e-5).
         let mut worst = 0.0f32;
         for (l, (g, c)) in gpu_resid.iter().zip(&cpu_resid).enumerate() {
             let diff = g.iter().zip(c).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
             let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
-            assert!(diff <= 1e-3 * norm, "{prompt:?} layer {l}: relative difference {}", diff / norm);
+            assert!(diff <= 1e-4 * norm, "{prompt:?} layer {l}: relative difference {}", diff / norm);
             worst = worst.max(diff / norm);
         }
         let max_logit = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         eprintln!("{prompt:?}: resid_post relative difference ≤ {worst:.1e}, logits ≤ {max_logit:.1e}");
-        assert!(max_logit <= 1e-2, "{prompt:?}: logits differ by up to {max_logit}");
+        assert!(max_logit <= 1e-3, "{prompt:?}: logits differ by up to {max_logit}");
         let top = |l: &[f32]| glassbox::generate::argmax(l);
         assert_eq!(top(&gpu_logits), top(&cpu_logits), "{prompt:?}");
 

@@ -1,5 +1,5 @@
-//! Which device the commands compute on: `--backend cpu|cuda|auto`, and the model loader that
-//! uses it.
+//! Which device the commands compute on: `--backend cpu|cuda|webgpu|auto`, and the model
+//! loader that uses it. A command body runs once per backend type through [`with_model!`].
 
 use std::cell::OnceCell;
 use std::path::Path;
@@ -7,6 +7,9 @@ use std::path::Path;
 use candle_core::Device;
 use clap::ValueEnum;
 use glassbox::backend::candle::CandleBackend;
+#[cfg(feature = "webgpu")]
+use glassbox::backend::webgpu::{GpuDevice, WebGpuBackend};
+use glassbox::backend::Backend;
 use glassbox::gguf::GgufFile;
 use glassbox::model::{Config, Model};
 
@@ -14,79 +17,150 @@ use super::{text_err, Loaded, ProgressSource, TokenizerArg};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// CUDA when this build has it and a GPU opens, else the CPU.
+    /// CUDA when this build has it and a GPU opens, then a hardware WebGPU adapter, else the
+    /// CPU.
     Auto,
     Cpu,
     /// candle's CUDA device 0 (needs a build with `--features cuda`).
     Cuda,
+    /// The WGSL kernels on the wgpu adapter (Vulkan, Metal, DX12; needs `--features webgpu`).
+    Webgpu,
+}
+
+/// A loaded model on whichever backend was chosen.
+pub enum AnyLoaded {
+    Candle(Box<Loaded<CandleBackend>>),
+    #[cfg(feature = "webgpu")]
+    WebGpu(Box<Loaded<WebGpuBackend>>),
+}
+
+/// Runs `$body` with `$loaded` bound to the [`Loaded`] inside an [`AnyLoaded`], whatever its
+/// backend type.
+macro_rules! with_model {
+    ($any:expr, $loaded:ident => $body:expr) => {
+        match $any {
+            $crate::compute::AnyLoaded::Candle($loaded) => $body,
+            #[cfg(feature = "webgpu")]
+            $crate::compute::AnyLoaded::WebGpu($loaded) => $body,
+        }
+    };
+}
+
+/// Where models go: a candle device (CPU or CUDA), or the wgpu adapter (one device per model).
+enum Target {
+    Candle(Device),
+    #[cfg(feature = "webgpu")]
+    WebGpu(String),
 }
 
 /// Opens the chosen device once, on first use, and loads models onto it.
 pub struct Loader {
     choice: BackendChoice,
-    device: OnceCell<Device>,
+    target: OnceCell<Target>,
     float_weights: bool,
 }
 
 impl Loader {
     pub fn new(choice: BackendChoice) -> Self {
-        Loader { choice, device: OnceCell::new(), float_weights: false }
+        Loader { choice, target: OnceCell::new(), float_weights: false }
     }
 
-    /// Loads every weight matrix dequantised to f32 (see `CandleBackend::with_float_weights`).
+    /// Loads every weight matrix dequantised to f32 (see `CandleBackend::with_float_weights`;
+    /// the WebGPU kernels read their input unrounded either way).
     pub fn with_float_weights(mut self, float_weights: bool) -> Self {
         self.float_weights = float_weights;
         self
     }
 
-    /// The device, opened on the first call. `auto` falls back to the CPU and says why on
-    /// stderr when a GPU was there to try and failed.
-    pub fn device(&self) -> Result<&Device, String> {
-        if let Some(device) = self.device.get() {
-            return Ok(device);
+    /// The target, chosen on the first call. `auto` falls back to the CPU and says why on
+    /// stderr when a GPU path was built in and did not open.
+    fn target(&self) -> Result<&Target, String> {
+        if let Some(target) = self.target.get() {
+            return Ok(target);
         }
-        let device = match self.choice {
-            BackendChoice::Cpu => Device::Cpu,
-            BackendChoice::Cuda => open_cuda()?,
+        let target = match self.choice {
+            BackendChoice::Cpu => Target::Candle(Device::Cpu),
+            BackendChoice::Cuda => Target::Candle(open_cuda()?),
+            BackendChoice::Webgpu => open_webgpu(false)?,
             BackendChoice::Auto => match open_cuda() {
-                Ok(device) => device,
-                Err(reason) => {
-                    if cfg!(feature = "cuda") {
-                        eprintln!("glassbox: using the CPU backend: {reason}");
+                Ok(device) => Target::Candle(device),
+                Err(cuda) => match open_webgpu(true) {
+                    Ok(target) => target,
+                    Err(webgpu) => {
+                        let reasons: Vec<&str> = [(cfg!(feature = "cuda"), cuda.as_str()), (cfg!(feature = "webgpu"), webgpu.as_str())]
+                            .into_iter()
+                            .filter_map(|(built, reason)| built.then_some(reason))
+                            .collect();
+                        if !reasons.is_empty() {
+                            eprintln!("glassbox: using the CPU backend: {}", reasons.join("; "));
+                        }
+                        Target::Candle(Device::Cpu)
                     }
-                    Device::Cpu
-                }
+                },
             },
         };
-        Ok(self.device.get_or_init(|| device))
+        Ok(self.target.get_or_init(|| target))
     }
 
-    /// `cpu` or `cuda:N`: the backend a command actually ran on.
+    /// `cpu`, `cuda:N` or `webgpu (adapter)`: the backend a command actually ran on.
     pub fn backend_name(&self) -> Result<String, String> {
-        Ok(match self.device()?.location() {
-            candle_core::DeviceLocation::Cpu => "cpu".to_string(),
-            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-            other => format!("{other:?}"),
+        Ok(match self.target()? {
+            Target::Candle(device) => match device.location() {
+                candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+                candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+                other => format!("{other:?}"),
+            },
+            #[cfg(feature = "webgpu")]
+            Target::WebGpu(adapter) => format!("webgpu ({adapter})"),
         })
     }
 
-    pub fn load(&self, path: &Path, tokenizer: &TokenizerArg) -> Result<Loaded, String> {
-        let device = self.device()?.clone();
+    pub fn load(&self, path: &Path, tokenizer: &TokenizerArg) -> Result<AnyLoaded, String> {
         let file = GgufFile::open(path).map_err(text_err)?;
         let config = Config::from_gguf(&file.header).map_err(text_err)?;
         let tokenizer = tokenizer.load(&file)?;
-        let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
-        let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}")
-                .expect("the template is valid"),
-        );
-        let source = ProgressSource { file: &file, bar };
-        let backend = if self.float_weights { CandleBackend::with_float_weights(device) } else { CandleBackend::new(device) };
-        let model = Model::load(backend, config, &source).map_err(text_err)?;
-        source.bar.finish_and_clear();
-        Ok(Loaded { model, tokenizer })
+        Ok(match self.target()? {
+            Target::Candle(device) => {
+                let device = device.clone();
+                let backend = if self.float_weights { CandleBackend::with_float_weights(device) } else { CandleBackend::new(device) };
+                AnyLoaded::Candle(Box::new(Loaded { model: load_weights(backend, config, &file)?, tokenizer }))
+            }
+            #[cfg(feature = "webgpu")]
+            Target::WebGpu(_) => {
+                let gpu = pollster::block_on(GpuDevice::new()).map_err(text_err)?;
+                AnyLoaded::WebGpu(Box::new(Loaded { model: load_weights(WebGpuBackend::new(gpu), config, &file)?, tokenizer }))
+            }
+        })
     }
+}
+
+/// Reads every weight onto `backend`, with a progress bar on stderr.
+fn load_weights<B: Backend>(backend: B, config: Config, file: &GgufFile) -> Result<Model<B>, String> {
+    let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}").expect("the template is valid"),
+    );
+    let source = ProgressSource { file, bar };
+    let model = Model::load(backend, config, &source).map_err(text_err)?;
+    source.bar.finish_and_clear();
+    Ok(model)
+}
+
+/// The wgpu adapter's description if one opens; with `hardware_only`, a software one (lavapipe,
+/// SwiftShader, WARP) counts as none, being slower than the CPU backend.
+#[cfg(feature = "webgpu")]
+fn open_webgpu(hardware_only: bool) -> Result<Target, String> {
+    let gpu = pollster::block_on(GpuDevice::new()).map_err(text_err)?;
+    if hardware_only && gpu.is_software() {
+        return Err(format!("the only WebGPU adapter is a software one, {}", gpu.description()));
+    }
+    Ok(Target::WebGpu(gpu.description()))
+}
+
+#[cfg(not(feature = "webgpu"))]
+fn open_webgpu(_hardware_only: bool) -> Result<Target, String> {
+    Err("this glassbox was built without WebGPU (build with --features webgpu)".to_string())
 }
 
 #[cfg(feature = "cuda")]

@@ -65,34 +65,36 @@ pub struct AttributeArgs {
 }
 
 pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs) -> Written {
-    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
-    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-    let options = AttributionOptions {
-        target: target_id(&loaded.tokenizer, &args.scoring.target)?,
-        exact_neurons: args.scoring.exact_neurons,
-        exact_all: args.exact_all,
-        always_exact: Mask::parse(&[], &args.neurons, loaded.model.config()).map_err(text_err)?.neurons.into_iter().collect(),
-        top: args.scoring.top,
-        ..Default::default()
-    };
-    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-    let result = run_attribution(&unembedding, &loaded.tokenizer, &ids, &options).map_err(text_err)?;
-    if args.json {
-        return print_json(out, &result);
-    }
-    let t = &result.target;
-    Ok((|| {
-        writeln!(out, "target {:?} (id {}), log p = {:.4}", t.token, t.id, t.logprob)?;
-        writeln!(out, "top heads (LPI):")?;
-        for h in result.heads.iter().take(10) {
-            writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.score)?;
+    let any = loader.load(&args.model, &args.prompt.tokenizer)?;
+    with_model!(any, loaded => {
+        let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+        let options = AttributionOptions {
+            target: target_id(&loaded.tokenizer, &args.scoring.target)?,
+            exact_neurons: args.scoring.exact_neurons,
+            exact_all: args.exact_all,
+            always_exact: Mask::parse(&[], &args.neurons, loaded.model.config()).map_err(text_err)?.neurons.into_iter().collect(),
+            top: args.scoring.top,
+            ..Default::default()
+        };
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let result = run_attribution(&unembedding, &loaded.tokenizer, &ids, &options).map_err(text_err)?;
+        if args.json {
+            return print_json(out, &result);
         }
-        writeln!(out, "top FFN neurons (LPI; ~ = first-order):")?;
-        for n in result.neurons.iter().take(10) {
-            writeln!(out, "  {:>2}.{:<5} {:+.4}{}", n.layer, n.neuron, n.score, if n.exact { "" } else { " ~" })?;
-        }
-        Ok(())
-    })())
+        let t = &result.target;
+        Ok((|| {
+            writeln!(out, "target {:?} (id {}), log p = {:.4}", t.token, t.id, t.logprob)?;
+            writeln!(out, "top heads (LPI):")?;
+            for h in result.heads.iter().take(10) {
+                writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.score)?;
+            }
+            writeln!(out, "top FFN neurons (LPI; ~ = first-order):")?;
+            for n in result.neurons.iter().take(10) {
+                writeln!(out, "  {:>2}.{:<5} {:+.4}{}", n.layer, n.neuron, n.score, if n.exact { "" } else { " ~" })?;
+            }
+            Ok(())
+        })())
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,26 +125,28 @@ pub struct LensArgs {
 }
 
 pub fn lens(out: &mut impl Write, loader: &Loader, args: &LensArgs) -> Written {
-    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
-    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-    let request = LensRequest {
-        layers: args.layers.clone(),
-        positions: args.positions.clone(),
-        top_k: args.top_k,
-        scale: match args.scale {
-            ScaleArg::Fixed => LensScale::Fixed,
-            ScaleArg::OwnRms => LensScale::OwnRms,
-        },
-    };
-    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-    let result = logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(text_err)?;
-    if args.json {
-        return print_json(out, &result);
-    }
-    Ok(result.cells.iter().try_for_each(|cell| {
-        let tokens: Vec<String> = cell.tokens.iter().map(|t| format!("{:?} {:.3}", t.token, t.prob)).collect();
-        writeln!(out, "layer {:>2} pos {:>3} {:?}: {}", cell.layer, cell.position, result.input_tokens[cell.position], tokens.join(", "))
-    }))
+    let any = loader.load(&args.model, &args.prompt.tokenizer)?;
+    with_model!(any, loaded => {
+        let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+        let request = LensRequest {
+            layers: args.layers.clone(),
+            positions: args.positions.clone(),
+            top_k: args.top_k,
+            scale: match args.scale {
+                ScaleArg::Fixed => LensScale::Fixed,
+                ScaleArg::OwnRms => LensScale::OwnRms,
+            },
+        };
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let result = logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(text_err)?;
+        if args.json {
+            return print_json(out, &result);
+        }
+        Ok(result.cells.iter().try_for_each(|cell| {
+            let tokens: Vec<String> = cell.tokens.iter().map(|t| format!("{:?} {:.3}", t.token, t.prob)).collect();
+            writeln!(out, "layer {:>2} pos {:>3} {:?}: {}", cell.layer, cell.position, result.input_tokens[cell.position], tokens.join(", "))
+        }))
+    })
 }
 
 #[derive(Args)]
@@ -157,20 +161,22 @@ pub struct AblationScanArgs {
 }
 
 pub fn ablation_scan(out: &mut impl Write, loader: &Loader, args: &AblationScanArgs) -> Written {
-    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
-    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-    let target = match target_id(&loaded.tokenizer, &args.target)? {
-        Some(id) => id,
-        None => glassbox::interp::ablation::top_token(&loaded.model, &ids).map_err(text_err)?,
-    };
-    let scan = head_ablation_scan(&loaded.model, &ids, target).map_err(text_err)?;
-    if args.json {
-        return print_json(out, &scan);
-    }
-    Ok((|| {
-        writeln!(out, "p(target id {}) = {:.4}; largest drops:", scan.target_id, scan.prob)?;
-        scan.heads.iter().take(10).try_for_each(|h| writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.drop))
-    })())
+    let any = loader.load(&args.model, &args.prompt.tokenizer)?;
+    with_model!(any, loaded => {
+        let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+        let target = match target_id(&loaded.tokenizer, &args.target)? {
+            Some(id) => id,
+            None => glassbox::interp::ablation::top_token(&loaded.model, &ids).map_err(text_err)?,
+        };
+        let scan = head_ablation_scan(&loaded.model, &ids, target).map_err(text_err)?;
+        if args.json {
+            return print_json(out, &scan);
+        }
+        Ok((|| {
+            writeln!(out, "p(target id {}) = {:.4}; largest drops:", scan.target_id, scan.prob)?;
+            scan.heads.iter().take(10).try_for_each(|h| writeln!(out, "  {:>2}.{:<2} {:+.4}", h.layer, h.head, h.drop))
+        })())
+    })
 }
 
 #[derive(Args)]
@@ -188,24 +194,26 @@ pub struct CnaArgs {
 }
 
 pub fn cna(out: &mut impl Write, loader: &Loader, args: &CnaArgs) -> Written {
-    let loaded = loader.load(&args.model, &args.prompt.tokenizer)?;
-    let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-    let c = loaded.model.config();
-    let heads: Vec<HeadId> = Mask::parse(&args.heads, &[], c).map_err(text_err)?.heads.into_iter().collect();
-    let options = CnaOptions {
-        target: target_id(&loaded.tokenizer, &args.scoring.target)?,
-        exact_neurons: args.scoring.exact_neurons,
-        top: args.scoring.top,
-        ..Default::default()
-    };
-    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-    let result = comparative_neuron_analysis(&unembedding, &loaded.tokenizer, &ids, &heads, &options).map_err(text_err)?;
-    if args.json {
-        return print_json(out, &result);
-    }
-    Ok(result.neurons.iter().take(20).try_for_each(|n| {
-        writeln!(out, "{:>2}.{:<5} CNA {:+.4} (orig {:+.4}, ablated {:+.4})", n.layer, n.neuron, n.score, n.original, n.ablated)
-    }))
+    let any = loader.load(&args.model, &args.prompt.tokenizer)?;
+    with_model!(any, loaded => {
+        let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+        let c = loaded.model.config();
+        let heads: Vec<HeadId> = Mask::parse(&args.heads, &[], c).map_err(text_err)?.heads.into_iter().collect();
+        let options = CnaOptions {
+            target: target_id(&loaded.tokenizer, &args.scoring.target)?,
+            exact_neurons: args.scoring.exact_neurons,
+            top: args.scoring.top,
+            ..Default::default()
+        };
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let result = comparative_neuron_analysis(&unembedding, &loaded.tokenizer, &ids, &heads, &options).map_err(text_err)?;
+        if args.json {
+            return print_json(out, &result);
+        }
+        Ok(result.neurons.iter().take(20).try_for_each(|n| {
+            writeln!(out, "{:>2}.{:<5} CNA {:+.4} (orig {:+.4}, ablated {:+.4})", n.layer, n.neuron, n.score, n.original, n.ablated)
+        }))
+    })
 }
 
 #[derive(Args)]
@@ -230,15 +238,17 @@ pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsA
     let none = TokenizerArg { tokenizer: None };
     let oracle = loader.load(&args.oracle, &none)?;
     let reference = loader.load(&args.reference, &none)?;
-    let vocabulary = |t: &Tokenizer, n: usize| t.token_texts(&(0..n as u32).collect::<Vec<_>>()).map_err(text_err);
-    let n = oracle.model.config().vocab_size;
-    if reference.model.config().vocab_size != n || vocabulary(&oracle.tokenizer, n)? != vocabulary(&reference.tokenizer, n)? {
-        return Err("the oracle and the reference do not share a tokenizer".into());
-    }
-    let prompt = oracle.tokenizer.encode(&args.prompt, true, true).map_err(text_err)?;
-    let response = oracle.tokenizer.encode(&args.response, false, false).map_err(text_err)?;
-    let result = run_token_rewards(&oracle.model, &reference.model, &oracle.tokenizer, &prompt, &response, args.k, args.rejected)
-        .map_err(text_err)?;
+    let result = with_model!(oracle, oracle => with_model!(reference, reference => {
+        let vocabulary = |t: &Tokenizer, n: usize| t.token_texts(&(0..n as u32).collect::<Vec<_>>()).map_err(text_err);
+        let n = oracle.model.config().vocab_size;
+        if reference.model.config().vocab_size != n || vocabulary(&oracle.tokenizer, n)? != vocabulary(&reference.tokenizer, n)? {
+            return Err("the oracle and the reference do not share a tokenizer".into());
+        }
+        let prompt = oracle.tokenizer.encode(&args.prompt, true, true).map_err(text_err)?;
+        let response = oracle.tokenizer.encode(&args.response, false, false).map_err(text_err)?;
+        run_token_rewards(&oracle.model, &reference.model, &oracle.tokenizer, &prompt, &response, args.k, args.rejected)
+            .map_err(text_err)?
+    }));
     if args.json {
         return print_json(out, &result);
     }
@@ -263,29 +273,31 @@ pub struct MaskEvalArgs {
 }
 
 pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs) -> Written {
-    let loaded = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
-    let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
-    let c = loaded.model.config();
-    let mut mask = args.ablations.mask(c)?;
-    if let (Some(keep), Some(from_layer)) = (args.keep_top_neurons, args.from_layer) {
-        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-        let mut mean = vec![0.0f32; c.layers * c.ffn_width];
-        for item in &items {
-            let scores = ffn_neuron_lpi(&unembedding, &item.ids, item.answer, 1000).map_err(text_err)?;
-            mean.iter_mut().zip(scores).for_each(|(m, s)| *m += s / items.len() as f32);
+    let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
+    with_model!(any, loaded => {
+        let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
+        let c = loaded.model.config();
+        let mut mask = args.ablations.mask(c)?;
+        if let (Some(keep), Some(from_layer)) = (args.keep_top_neurons, args.from_layer) {
+            let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+            let mut mean = vec![0.0f32; c.layers * c.ffn_width];
+            for item in &items {
+                let scores = ffn_neuron_lpi(&unembedding, &item.ids, item.answer, 1000).map_err(text_err)?;
+                mean.iter_mut().zip(scores).for_each(|(m, s)| *m += s / items.len() as f32);
+            }
+            let pruned = Mask::keep_top_neurons(c.layers, c.ffn_width, from_layer, &mean, keep).map_err(text_err)?;
+            mask.neurons.extend(pruned.neurons);
         }
-        let pruned = Mask::keep_top_neurons(c.layers, c.ffn_width, from_layer, &mean, keep).map_err(text_err)?;
-        mask.neurons.extend(pruned.neurons);
-    }
-    let result = evaluate_mask(&loaded.model, &items, &mask).map_err(text_err)?;
-    if args.json {
-        return print_json(out, &result);
-    }
-    Ok(writeln!(
-        out,
-        "accuracy {:.3} -> {:.3} on {} prompts ({} heads, {} neurons masked)",
-        result.before, result.after, result.n, result.masked_heads, result.masked_neurons
-    ))
+        let result = evaluate_mask(&loaded.model, &items, &mask).map_err(text_err)?;
+        if args.json {
+            return print_json(out, &result);
+        }
+        Ok(writeln!(
+            out,
+            "accuracy {:.3} -> {:.3} on {} prompts ({} heads, {} neurons masked)",
+            result.before, result.after, result.n, result.masked_heads, result.masked_neurons
+        ))
+    })
 }
 
 #[derive(Subcommand)]
@@ -309,17 +321,19 @@ pub enum Experiment {
 
 pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment) -> Written {
     let Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } = experiment;
-    let loaded = loader.load(model, &TokenizerArg { tokenizer: None })?;
-    let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-    let options = ExperimentOptions {
-        max_analysed: *max_analysed,
-        scan_prompts: *scan_prompts,
-        exact_neurons: *exact_neurons,
-        ..Default::default()
-    };
-    let report = run_arithmetic(&unembedding, &loaded.tokenizer, &options).map_err(text_err)?;
-    if *json {
-        return print_json(out, &report);
-    }
-    Ok(writeln!(out, "{}", serde_json::to_string_pretty(&report).map_err(text_err)?))
+    let any = loader.load(model, &TokenizerArg { tokenizer: None })?;
+    with_model!(any, loaded => {
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let options = ExperimentOptions {
+            max_analysed: *max_analysed,
+            scan_prompts: *scan_prompts,
+            exact_neurons: *exact_neurons,
+            ..Default::default()
+        };
+        let report = run_arithmetic(&unembedding, &loaded.tokenizer, &options).map_err(text_err)?;
+        if *json {
+            return print_json(out, &report);
+        }
+        Ok(writeln!(out, "{}", serde_json::to_string_pretty(&report).map_err(text_err)?))
+    })
 }

@@ -2,6 +2,7 @@
 //! contract that scripts rely on.
 
 mod bench;
+#[macro_use]
 mod compute;
 mod interp;
 mod parity;
@@ -17,7 +18,7 @@ use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
-use glassbox::backend::candle::CandleBackend;
+use glassbox::backend::Backend;
 use glassbox::model::synthetic::SyntheticLlama;
 use glassbox::model::{Config, Model, WeightSource};
 
@@ -231,8 +232,8 @@ impl WeightSource for ProgressSource<'_> {
     }
 }
 
-pub(crate) struct Loaded {
-    pub model: Model<CandleBackend>,
+pub(crate) struct Loaded<B: Backend> {
+    pub model: Model<B>,
     pub tokenizer: Tokenizer,
 }
 
@@ -294,61 +295,67 @@ fn run(cli: Cli) -> Result<(), String> {
             ablations,
             json,
         } => {
-            let loaded = loader.load(&model, &prompt.tokenizer)?;
-            let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
-            let request = GenerateRequest {
-                max_tokens,
-                sampling: Sampling { temperature, top_k, top_p, repetition_penalty: repeat_penalty, seed },
-                stop_strings: stop,
-                interventions: ablations.mask(loaded.model.config())?.interventions(),
-            };
-            let mut printed = 0;
-            let mut stream_error = None;
-            let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, text| {
-                if json {
-                    return true;
-                }
-                // Print only whole characters; a token may end inside a multi-byte one.
-                let complete = text.trim_end_matches('\u{fffd}');
-                if complete.len() > printed && complete.is_char_boundary(printed) {
-                    if let Err(e) = write!(out, "{}", &complete[printed..]).and_then(|()| out.flush()) {
-                        stream_error = Some(e);
-                        return false;
+            let any = loader.load(&model, &prompt.tokenizer)?;
+            with_model!(any, loaded => {
+                let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
+                let request = GenerateRequest {
+                    max_tokens,
+                    sampling: Sampling { temperature, top_k, top_p, repetition_penalty: repeat_penalty, seed },
+                    stop_strings: stop,
+                    interventions: ablations.mask(loaded.model.config())?.interventions(),
+                };
+                let mut printed = 0;
+                let mut stream_error = None;
+                let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, text| {
+                    if json {
+                        return true;
                     }
-                    printed = complete.len();
+                    // Print only whole characters; a token may end inside a multi-byte one.
+                    let complete = text.trim_end_matches('\u{fffd}');
+                    if complete.len() > printed && complete.is_char_boundary(printed) {
+                        if let Err(e) = write!(out, "{}", &complete[printed..]).and_then(|()| out.flush()) {
+                            stream_error = Some(e);
+                            return false;
+                        }
+                        printed = complete.len();
+                    }
+                    true
+                })
+                .map_err(text_err)?;
+                match stream_error {
+                    Some(e) => Err(e),
+                    None if json => writeln!(
+                        out,
+                        "{}",
+                        json!({ "text": generation.text, "ids": generation.ids, "stop_reason": generation.stop_reason })
+                    ),
+                    None => writeln!(out, "{}", generation.text.get(printed..).unwrap_or("")),
                 }
-                true
             })
-            .map_err(text_err)?;
-            match stream_error {
-                Some(e) => Err(e),
-                None if json => writeln!(
-                    out,
-                    "{}",
-                    json!({ "text": generation.text, "ids": generation.ids, "stop_reason": generation.stop_reason })
-                ),
-                None => writeln!(out, "{}", generation.text.get(printed..).unwrap_or("")),
-            }
         }
         Command::Bench { model, short, long } => {
             let start = std::time::Instant::now();
-            let loaded = loader.load(&model, &TokenizerArg { tokenizer: None })?;
-            let load_s = start.elapsed().as_secs_f64();
-            let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
-            // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
-            let short = loaded.tokenizer.encode(read(&short)?.trim(), true, false).map_err(text_err)?;
-            let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
-            let report = bench::run(&loaded.model, load_s, &short, &long)?;
-            let mut report = serde_json::to_value(&report).map_err(text_err)?;
-            report["backend"] = json!(loader.backend_name()?);
-            writeln!(out, "{report}")
+            let any = loader.load(&model, &TokenizerArg { tokenizer: None })?;
+            with_model!(any, loaded => {
+                let load_s = start.elapsed().as_secs_f64();
+                let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+                // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
+                let short = loaded.tokenizer.encode(read(&short)?.trim(), true, false).map_err(text_err)?;
+                let long = loaded.tokenizer.encode(read(&long)?.trim(), true, false).map_err(text_err)?;
+                let report = bench::run(&loaded.model, load_s, &short, &long)?;
+                let mut report = serde_json::to_value(&report).map_err(text_err)?;
+                report["backend"] = json!(loader.backend_name()?);
+                writeln!(out, "{report}")
+            })
         }
         Command::BenchAttribution { model, prompt } => {
-            let loaded = loader.load(&model, &TokenizerArg { tokenizer: None })?;
-            let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
-            let unembedding = glassbox::interp::lens::Unembedding::new(&loaded.model).map_err(text_err)?;
-            let report = bench::attribution(&unembedding, &loaded.tokenizer, &ids)?;
-            writeln!(out, "{report}")
+            let any = loader.load(&model, &TokenizerArg { tokenizer: None })?;
+            with_model!(any, loaded => {
+                let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
+                let unembedding = glassbox::interp::lens::Unembedding::new(&loaded.model).map_err(text_err)?;
+                let report = bench::attribution(&unembedding, &loaded.tokenizer, &ids)?;
+                writeln!(out, "{report}")
+            })
         }
         Command::Attribute(args) => interp::attribute(&mut out, &loader, &args)?,
         Command::Lens(args) => interp::lens(&mut out, &loader, &args)?,
@@ -386,28 +393,30 @@ fn run(cli: Cli) -> Result<(), String> {
             writeln!(out, "{}: {} tensors, {bytes} bytes of weights", output.display(), tensors.len())
         }
         Command::Logits { model, prompt, top_k, ablations, json } => {
-            let loaded = loader.load(&model, &prompt.tokenizer)?;
-            let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
-            let mut cache = loaded.model.new_cache();
-            let forward = loaded
-                .model
-                .forward(&ids, &mut cache, &HookRequest::new(), &ablations.mask(loaded.model.config())?.interventions(), &Positions::Last)
-                .map_err(text_err)?;
-            let logprobs = log_softmax(&forward.logits.data);
-            let ranked: Vec<u32> = glassbox::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
-            let tokens = loaded.tokenizer.token_texts(&ranked).map_err(text_err)?;
-            if json {
-                let top: Vec<_> = ranked
-                    .iter()
-                    .zip(&tokens)
-                    .map(|(&id, token)| json!({ "id": id, "token": token, "logprob": logprobs[id as usize] }))
-                    .collect();
-                writeln!(out, "{}", json!({ "top": top }))
-            } else {
-                ranked.iter().zip(&tokens).try_for_each(|(&id, token)| {
-                    writeln!(out, "{:>9.4} {id:>7} {token:?}", logprobs[id as usize])
-                })
-            }
+            let any = loader.load(&model, &prompt.tokenizer)?;
+            with_model!(any, loaded => {
+                let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
+                let mut cache = loaded.model.new_cache();
+                let forward = loaded
+                    .model
+                    .forward(&ids, &mut cache, &HookRequest::new(), &ablations.mask(loaded.model.config())?.interventions(), &Positions::Last)
+                    .map_err(text_err)?;
+                let logprobs = log_softmax(&forward.logits.data);
+                let ranked: Vec<u32> = glassbox::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
+                let tokens = loaded.tokenizer.token_texts(&ranked).map_err(text_err)?;
+                if json {
+                    let top: Vec<_> = ranked
+                        .iter()
+                        .zip(&tokens)
+                        .map(|(&id, token)| json!({ "id": id, "token": token, "logprob": logprobs[id as usize] }))
+                        .collect();
+                    writeln!(out, "{}", json!({ "top": top }))
+                } else {
+                    ranked.iter().zip(&tokens).try_for_each(|(&id, token)| {
+                        writeln!(out, "{:>9.4} {id:>7} {token:?}", logprobs[id as usize])
+                    })
+                }
+            })
         }
     };
     match written {

@@ -14,6 +14,8 @@ use glassbox::interp::lens::Unembedding;
 use serde::Serialize;
 
 use super::compute::{BackendChoice, Loader};
+use glassbox::backend::Backend;
+
 use super::{text_err, Loaded, TokenizerArg};
 
 /// Heads compared by rank.
@@ -77,7 +79,7 @@ struct Comparison {
 }
 
 /// The last position's logits and `resid_post` of every layer.
-fn last_logits(loaded: &Loaded, ids: &[u32]) -> Result<(Vec<f32>, Vec<Vec<f32>>), String> {
+fn last_logits<B: Backend>(loaded: &Loaded<B>, ids: &[u32]) -> Result<(Vec<f32>, Vec<Vec<f32>>), String> {
     let layers = loaded.model.config().layers;
     let hooks = (0..layers).fold(HookRequest::new(), |h, l| h.with(HookPoint::ResidPost(l), Positions::Last));
     let mut cache = loaded.model.new_cache();
@@ -121,41 +123,44 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
     let none = TokenizerArg { tokenizer: None };
     let reference = reference_loader.load(&args.model, &none)?;
     let candidate = tested.load(&args.model, &none)?;
-    let reference_lens = Unembedding::new(&reference.model).map_err(text_err)?;
-    let candidate_lens = Unembedding::new(&candidate.model).map_err(text_err)?;
+    let (results, layers) = with_model!(reference, reference => with_model!(candidate, candidate => {
+            let reference_lens = Unembedding::new(&reference.model).map_err(text_err)?;
+            let candidate_lens = Unembedding::new(&candidate.model).map_err(text_err)?;
 
-    let mut results = Vec::with_capacity(prompts.len());
-    for prompt in prompts {
-        let ids = reference.tokenizer.encode(prompt, true, false).map_err(text_err)?;
-        let (expected, expected_resid) = last_logits(&reference, &ids)?;
-        let (got, got_resid) = last_logits(&candidate, &ids)?;
-        let (top1_reference, top1_tested) = (argmax(&expected), argmax(&got));
-        let top1_gap = expected[top1_reference as usize] - expected[top1_tested as usize];
-        // Both rank heads for the reference's top-1, so their scores are comparable.
-        let reference_heads = rank_heads(&reference_lens, &ids, Some(top1_reference)).map_err(text_err)?;
-        let tested_heads = rank_heads(&candidate_lens, &ids, Some(top1_reference)).map_err(text_err)?;
-        let (head_rank_differences, head_rank_gap, max_head_lpi_difference) = compare_heads(&reference_heads, &tested_heads);
-        let passed = top1_gap <= args.tie && head_rank_gap <= args.tie;
-        results.push(PromptComparison {
-            prompt: prompt.to_string(),
-            top1_reference,
-            top1_tested,
-            top1_gap,
-            max_logit_difference: max_difference(&expected, &got),
-            head_rank_differences,
-            head_rank_gap,
-            max_head_lpi_difference,
-            resid_post_relative_difference: expected_resid.iter().zip(&got_resid).map(|(a, b)| relative_difference(a, b)).collect(),
-            passed,
-        });
-    }
+            let mut results = Vec::with_capacity(prompts.len());
+            for prompt in prompts {
+                let ids = reference.tokenizer.encode(prompt, true, false).map_err(text_err)?;
+                let (expected, expected_resid) = last_logits(&reference, &ids)?;
+                let (got, got_resid) = last_logits(&candidate, &ids)?;
+                let (top1_reference, top1_tested) = (argmax(&expected), argmax(&got));
+                let top1_gap = expected[top1_reference as usize] - expected[top1_tested as usize];
+                // Both rank heads for the reference's top-1, so their scores are comparable.
+                let reference_heads = rank_heads(&reference_lens, &ids, Some(top1_reference)).map_err(text_err)?;
+                let tested_heads = rank_heads(&candidate_lens, &ids, Some(top1_reference)).map_err(text_err)?;
+                let (head_rank_differences, head_rank_gap, max_head_lpi_difference) = compare_heads(&reference_heads, &tested_heads);
+                let passed = top1_gap <= args.tie && head_rank_gap <= args.tie;
+                results.push(PromptComparison {
+                    prompt: prompt.to_string(),
+                    top1_reference,
+                    top1_tested,
+                    top1_gap,
+                    max_logit_difference: max_difference(&expected, &got),
+                    head_rank_differences,
+                    head_rank_gap,
+                    max_head_lpi_difference,
+                    resid_post_relative_difference: expected_resid.iter().zip(&got_resid).map(|(a, b)| relative_difference(a, b)).collect(),
+                    passed,
+                });
+            }
+        (results, reference.model.config().layers)
+    }));
     let comparison = Comparison {
         reference: reference_loader.backend_name()?,
         tested: tested.backend_name()?,
         float_weights: args.float_weights,
         reference_float_weights: args.reference_float_weights,
         tie: args.tie,
-        resid_post_relative_difference: (0..reference.model.config().layers)
+        resid_post_relative_difference: (0..layers)
             .map(|l| results.iter().map(|r| r.resid_post_relative_difference[l]).fold(0.0, f32::max))
             .collect(),
         top1_equal: results.iter().filter(|r| r.top1_reference == r.top1_tested).count(),

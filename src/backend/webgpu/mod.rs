@@ -87,6 +87,11 @@ impl GpuDevice {
         Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()) })
     }
 
+    /// Whether the adapter runs on the CPU (lavapipe, SwiftShader, WARP).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// A one-line description of the adapter, for people choosing a backend.
     pub fn description(&self) -> String {
         // Browsers hide the adapter's name; the driver string is then the most telling part.
