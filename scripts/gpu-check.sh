@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check: the CUDA backend against the CPU (20 prompts: top-1 and top-10 heads), prefill
-# and decode speed with decode's share of the memory-bandwidth roofline, for SmolLM2 and a 1B
-# synthetic model, and the WebGPU kernel tests on the GPU through Vulkan when a driver is there.
+# The GPU check: the CUDA and WebGPU backends against the CPU (20 prompts: top-1 and top-10
+# heads), prefill and decode speed with decode's share of the memory-bandwidth roofline, for
+# SmolLM2 and a 1B synthetic model, and the WebGPU kernel tests, through Vulkan when a driver is
+# there.
 #
 # The GPU machine has no Rust toolchain and reaches no registry, so the binaries are built here
 # and travel in .gpu/ with the model (split in two: one transfer is limited to 64 MiB):
@@ -9,9 +10,10 @@
 #   scripts/gpu-check.sh prepare   here: builds with --features cuda,webgpu, linking against
 #                                  stubs of the CUDA libraries (scripts/cuda-stubs.sh), and packs
 #                                  .gpu/bin.tar.xz, .gpu/inputs/ and .gpu/model-a, .gpu/model-b
-#   scripts/gpu-check.sh run       on the GPU machine, in the repository root: loads the real
-#                                  CUDA libraries, runs everything, writes reports to $OUT (or
-#                                  .gpu/out) and prints a summary
+#   scripts/gpu-check.sh run [all|webgpu]
+#                                  on the GPU machine, in the repository root: loads the real
+#                                  CUDA libraries, runs everything (or the WebGPU checks alone),
+#                                  writes reports to $OUT (or .gpu/out) and prints a summary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -65,6 +67,8 @@ cuda_library_dirs() {
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
 
 run() {
+  # `all`: CUDA and WebGPU; `webgpu`: the WebGPU checks alone (a shorter run).
+  local what=${1:-all}
   # Reports go to $out (at most 8 files come back from the GPU machine); the rest to $work.
   local out=${OUT:-.gpu/out} work=.gpu/work
   mkdir -p "$out" "$work" .gpu/bin models
@@ -73,32 +77,31 @@ run() {
   cat .gpu/model-a .gpu/model-b >"$MODEL"
   [ "$(sha256sum "$MODEL" | awk '{print $1}')" = "$(cat .gpu/inputs/model.sha256)" ] || { echo "gpu-check: the reassembled model's sha256 differs"; exit 1; }
   tar -C .gpu/bin -xJf .gpu/bin.tar.xz
-  local gb=.gpu/bin/glassbox
+  local gb=.gpu/bin/glassbox prompts=.gpu/inputs/parity-prompts.txt failed=0
   export LD_LIBRARY_PATH="$(cuda_library_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "== machine"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   echo "CUDA libraries from: $LD_LIBRARY_PATH"
   ldd "$gb" | grep -E 'cuda|cublas|curand|nvrtc' || true
 
-  echo "== candle's CUDA quantised matmuls against an f64 product"
-  local failed=0
-  .gpu/bin/cuda_kernels --nocapture >"$work/cuda-kernels.log" 2>&1 || failed=1
-  grep -E 'worst error|test result|panicked' "$work/cuda-kernels.log" | tail -n 40
+  if [ "$what" = all ]; then
+    echo "== candle's CUDA quantised matmuls against an f64 product"
+    .gpu/bin/cuda_kernels --nocapture >"$work/cuda-kernels.log" 2>&1 || failed=1
+    grep -E 'worst error|test result|panicked' "$work/cuda-kernels.log" | tail -n 40
 
-  # CUDA's kernels read their input unrounded, so the CPU computing the same arithmetic is the
-  # CPU with f32 weights; against the CPU's 8-bit-input kernels the two differ by that rounding.
-  local prompts=.gpu/inputs/parity-prompts.txt
-  echo "== parity: CUDA against the CPU computing the same arithmetic, $(wc -l <$prompts) prompts"
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --reference-float-weights --json >"$out/parity.json" || failed=1
-  [ -s "$out/parity.json" ] && json_field "$out/parity.json" \
-    '"%s vs %s: top-1 equal %d/%d, head rankings equal %d/%d, max |dlogit| %.4f, max |dLPI| %.4f, resid_post by layer %s, passed %s" % (d["tested"], d["reference"], d["top1_equal"], len(d["prompts"]), d["head_rankings_equal"], len(d["prompts"]), d["max_logit_difference"], d["max_head_lpi_difference"], " ".join("%.1e" % x for x in d["resid_post_relative_difference"]), d["passed"])'
-  echo "== parity with f32 weights on both"
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --float-weights >"$out/parity-f32.txt" || failed=1
-  cat "$out/parity-f32.txt"
-  echo "== against the CPU's quantised kernels (they round their input to 8 bits; for scale, the CPU against itself with f32 weights)"
-  "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts >"$work/parity-quantised.txt" 2>&1 || true
-  "$gb" --backend cpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights >"$work/cpu-rounding.txt" 2>&1 || true
-  cat "$work/parity-quantised.txt" "$work/cpu-rounding.txt"
+    # CUDA's kernels read their input unrounded, so the CPU computing the same arithmetic is the
+    # CPU with f32 weights; against the CPU's 8-bit-input kernels the two differ by that rounding.
+    echo "== parity: CUDA against the CPU computing the same arithmetic, $(wc -l <$prompts) prompts"
+    "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --reference-float-weights --json >"$out/parity.json" || failed=1
+    summarise_parity "$out/parity.json"
+    echo "== parity with f32 weights on both"
+    "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts --float-weights >"$work/parity-f32.txt" || failed=1
+    cat "$work/parity-f32.txt"
+    echo "== against the CPU's quantised kernels (they round their input to 8 bits; for scale, the CPU against itself with f32 weights)"
+    "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts >"$work/parity-quantised.txt" 2>&1 || true
+    "$gb" --backend cpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights >"$work/cpu-rounding.txt" 2>&1 || true
+    cat "$work/parity-quantised.txt" "$work/cpu-rounding.txt"
+  fi
 
   echo "== memory bandwidth (device-to-device copy through PyTorch)"
   local bandwidth
@@ -114,39 +117,53 @@ EOF
 )
   echo "bandwidth: $(python3 -c "print(f'{$bandwidth / 1e12:.2f} TB/s')")"
 
-  "$gb" synth-model --tokenizer-from "$MODEL" "${SYNTH_SHAPE[@]}" .gpu/synthetic-1b-q4_0.gguf
-  local name model backend
-  for name in smollm2 synthetic-1b; do
-    model=$MODEL
-    [ "$name" = synthetic-1b ] && model=.gpu/synthetic-1b-q4_0.gguf
-    "$gb" info --json --tensors "$model" >"$work/tensors-$name.json"
-    for backend in cuda cpu; do
-      echo "== bench $name on $backend"
-      "$gb" --backend "$backend" bench "$model" --short .gpu/inputs/short.txt --long .gpu/inputs/long.txt \
-        >"$out/bench-$name-$backend.json" || echo "bench $name on $backend FAILED"
-    done
-  done
-
-  echo "== WebGPU kernels on Vulkan"
+  echo "== WebGPU on Vulkan"
   # The loader and the GL dispatch libraries the NVIDIA driver's Vulkan ICD needs.
   for deb in .gpu/inputs/*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /; done
   ldconfig
-  local nvidia=/usr/local/nvidia/share
+  local nvidia=/usr/local/nvidia/share vulkan=0
   [ -f $nvidia/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=$nvidia/vulkan/icd.d/nvidia_icd.json \
     __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia/glvnd/egl_vendor.d/10_nvidia.json
   if ldconfig -p | grep -q libvulkan.so.1; then
-    .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$work/webgpu.log" 2>&1 || true
+    vulkan=1
+    .gpu/bin/webgpu_kernels --test-threads 1 --nocapture >"$work/webgpu.log" 2>&1 || failed=1
     tail -n 12 "$work/webgpu.log"
+    echo "== parity: the WebGPU backend against the CPU computing the same arithmetic"
+    "$gb" --backend webgpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights --json >"$out/parity-webgpu.json" || failed=1
+    summarise_parity "$out/parity-webgpu.json"
   else
     echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$work/webgpu.log"
   fi
+
+  local backends=(webgpu) name model backend
+  [ "$what" = all ] && backends=(cuda webgpu cpu) && "$gb" synth-model --tokenizer-from "$MODEL" "${SYNTH_SHAPE[@]}" .gpu/synthetic-1b-q4_0.gguf
+  for name in smollm2 synthetic-1b; do
+    model=$MODEL
+    if [ "$name" = synthetic-1b ]; then
+      [ "$what" = all ] || continue
+      model=.gpu/synthetic-1b-q4_0.gguf
+    fi
+    "$gb" info --json --tensors "$model" >"$work/tensors-$name.json"
+    for backend in "${backends[@]}"; do
+      [ "$backend" = webgpu ] && [ "$vulkan" = 0 ] && continue
+      echo "== bench $name on $backend"
+      "$gb" --backend "$backend" bench "$model" --short .gpu/inputs/short.txt --long .gpu/inputs/long.txt \
+        >"$work/bench-$name-$backend.json" || echo "bench $name on $backend FAILED"
+    done
+  done
+
   python3 scripts/gpu-section.py "$out" "$work" "$bandwidth" | tee "$out/gpu-section.md"
   [ "$failed" = 0 ] || { echo "gpu-check: FAILED (see above)"; exit 1; }
   echo "gpu-check: done"
 }
 
+summarise_parity() {
+  [ -s "$1" ] && json_field "$1" \
+    '"%s vs %s: top-1 equal %d/%d, head rankings equal %d/%d, max |dlogit| %.4f, max |dLPI| %.4f, resid_post by layer %s, passed %s" % (d["tested"], d["reference"], d["top1_equal"], len(d["prompts"]), d["head_rankings_equal"], len(d["prompts"]), d["max_logit_difference"], d["max_head_lpi_difference"], " ".join("%.1e" % x for x in d["resid_post_relative_difference"]), d["passed"])'
+}
+
 case "${1:-}" in
   prepare) prepare ;;
-  run) run ;;
-  *) echo "usage: scripts/gpu-check.sh prepare|run" >&2; exit 2 ;;
+  run) run "${2:-all}" ;;
+  *) echo "usage: scripts/gpu-check.sh prepare | run [all|webgpu]" >&2; exit 2 ;;
 esac

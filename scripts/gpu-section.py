@@ -27,19 +27,19 @@ def gpu_name():
 rows, shape = [], None
 for model in ("smollm2", "synthetic-1b"):
     tensors = load(f"tensors-{model}.json")
-    cpu, cuda = load(f"bench-{model}-cpu.json"), load(f"bench-{model}-cuda.json")
-    if not (tensors and cuda):
+    cpu, cuda, webgpu_report = (load(f"bench-{model}-{b}.json") for b in ("cpu", "cuda", "webgpu"))
+    if not (tensors and (cuda or webgpu_report)):
         continue
     bytes_per_token = sum(t["byte_len"] for t in tensors["tensors"])
-    shape = shape or cuda
+    shape = shape or cuda or webgpu_report
     label = {"smollm2": "SmolLM2-135M Q4_1", "synthetic-1b": "synthetic 1.1B Q4_0 (random weights)"}[model]
-    for report in (cuda, cpu):
+    for report in (cuda, webgpu_report, cpu):
         if not report:
             continue
         prefill, decode = max(report["prefill_tok_s"]), max(report["decode_tok_s"])
         versus_cpu = lambda value, key: f"{value / max(cpu[key]):.1f}" if cpu else "—"
         roofline = bandwidth / bytes_per_token if bandwidth > 0 else 0
-        on_gpu = report["backend"].startswith("cuda")
+        on_gpu = report["backend"].startswith(("cuda", "webgpu"))
         threads = "" if on_gpu else f" ({report['threads']} threads)"
         rows.append(
             f"| {label} | {report['backend']}{threads} "
@@ -48,7 +48,7 @@ for model in ("smollm2", "synthetic-1b"):
             f"| {f'{100 * decode / roofline:.1f}%' if on_gpu and roofline else '—'} |"
         )
 
-parity = load("parity.json")
+parity, webgpu_parity = load("parity.json"), load("parity-webgpu.json")
 webgpu = (work / "webgpu.log").read_text() if (work / "webgpu.log").exists() else ""
 adapter = next((line.split("adapter: ", 1)[1] for line in webgpu.splitlines() if "adapter: " in line), None)
 result = next((line for line in webgpu.splitlines() if line.startswith("test result")), None)
@@ -105,13 +105,23 @@ if parity:
     if cpu_rounding:
         lines.append(f"- For scale, that rounding on the CPU alone (quantised against f32 weights): `{cpu_rounding.splitlines()[-1]}`")
 else:
-    lines.append("- Parity: no report (compare-backends did not finish).")
-lines.append(
-    f"- candle's CUDA quantised matmuls against an f64 product (tests/cuda_kernels.rs, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; "
-    f"rows of 512, 576/768 and 1536; 1, 5 and 16 tokens): worst error as a share of the term magnitude "
-    + ", ".join(f"{path} {value:.1e}" for path, value in worst.items())
-    + f"; `{kernel_result}`."
-)
+    lines.append("- CUDA parity: not run, or no report.")
+if webgpu_parity:
+    n = len(webgpu_parity["prompts"])
+    layers = webgpu_parity["resid_post_relative_difference"]
+    lines.append(
+        f"- WebGPU backend parity (`--backend webgpu compare-backends --reference-float-weights`, on {webgpu_parity['tested']}): "
+        f"top-1 equal {webgpu_parity['top1_equal']}/{n}, top-10 head rankings equal {webgpu_parity['head_rankings_equal']}/{n}, "
+        f"max |Δlogit| {webgpu_parity['max_logit_difference']:.4f}, max |ΔLPI| {webgpu_parity['max_head_lpi_difference']:.4f}: "
+        f"{'passed' if webgpu_parity['passed'] else 'FAILED'}; largest relative resid_post difference {max(layers):.1e}."
+    )
+if kernels:
+    lines.append(
+        f"- candle's CUDA quantised matmuls against an f64 product (tests/cuda_kernels.rs, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; "
+        f"rows of 512, 576/768 and 1536; 1, 5 and 16 tokens): worst error as a share of the term magnitude "
+        + ", ".join(f"{path} {value:.1e}" for path, value in worst.items())
+        + f"; `{kernel_result}`."
+    )
 if result:
     lines.append(f"- WebGPU kernel tests natively on {adapter or 'an unnamed adapter'}: `{result}`.")
 else:
