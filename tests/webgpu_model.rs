@@ -66,3 +66,24 @@ fn smollm2_on_webgpu_matches_the_cpu() {
         );
     }
 }
+
+/// The buffer pool: a generation run a second time, with the same prompt, creates no buffers.
+#[test]
+fn decoding_again_creates_no_buffers() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+    let model = load(WebGpuBackend::new(gpu));
+    let decode = || {
+        let mut cache = model.new_cache();
+        let none = HookRequest::new();
+        let mut logits = model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        for _ in 0..6 {
+            let next = glassbox::generate::argmax(&logits);
+            logits = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        }
+    };
+    decode();
+    let after_first = model.backend().device().buffers_created();
+    decode();
+    assert_eq!(model.backend().device().buffers_created(), after_first, "the second run created buffers");
+    assert!(after_first > 0);
+}

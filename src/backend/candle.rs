@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
-use super::{Backend, BackendError, BackendResult, Rope};
+use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey};
 use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
@@ -14,13 +14,9 @@ pub struct CandleBackend {
     float_weights: bool,
     /// The last rotary table and causal mask made: every layer of a forward pass uses the same
     /// ones, so a GPU receives each once per pass instead of once per layer.
-    rope_table: Mutex<Option<(RopeKey, Tensor, Tensor)>>,
+    rope_table: Mutex<Option<(RopeTableKey, Tensor, Tensor)>>,
     causal_mask: Mutex<Option<((usize, usize), Tensor)>>,
 }
-
-/// What a rotary table depends on: start, positions, half the head size, θ's bits, the
-/// frequency factors' bits.
-type RopeKey = (usize, usize, usize, u32, Option<Vec<u32>>);
 
 impl CandleBackend {
     /// On CUDA this selects candle's dequantising kernels for every quantised matmul (a
@@ -46,7 +42,7 @@ impl CandleBackend {
 
     /// `cos` and `sin` of every angle, `[t, half]` each.
     fn rope_table(&self, t: usize, half: usize, head_dim: usize, rope: &Rope) -> BackendResult<(Tensor, Tensor)> {
-        let key = (rope.start, t, half, rope.theta.to_bits(), rope.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()));
+        let key = rope.table_key(t, head_dim);
         let mut cached = self.rope_table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((k, cos, sin)) = cached.as_ref() {
             if *k == key {

@@ -26,7 +26,16 @@ pub struct Rope<'a> {
     pub interleaved: bool,
 }
 
+/// What a rotary table depends on: start, positions, head size, θ's bits, the frequency
+/// factors' bits. Backends keep the last table made under this key: every layer of a forward
+/// pass rotates with the same one.
+pub type RopeTableKey = (usize, usize, usize, u32, Option<Vec<u32>>);
+
 impl Rope<'_> {
+    pub fn table_key(&self, t: usize, head_dim: usize) -> RopeTableKey {
+        (self.start, t, head_dim, self.theta.to_bits(), self.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()))
+    }
+
     /// `cos` and `sin` of every angle, `[t, half]` row-major each, for heads of `head_dim`.
     /// Every backend rotates with these same host-computed values, so their rotations agree to
     /// the last bit.

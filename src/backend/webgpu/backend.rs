@@ -10,7 +10,7 @@ use crate::gguf::TensorInfo;
 
 /// A device tensor with its logical shape: `[rows, cols]`, or `[H, t, T]` for attention
 /// probabilities (stored as `[H, t·T]`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebGpuValue {
     tensor: GpuTensor,
     dims: Vec<usize>,
@@ -25,11 +25,13 @@ impl From<GpuTensor> for WebGpuValue {
 
 pub struct WebGpuBackend {
     gpu: GpuDevice,
+    /// A row of ones for `silu` (the fused silu·mul kernel times 1), kept between calls.
+    ones: std::cell::RefCell<Option<GpuTensor>>,
 }
 
 impl WebGpuBackend {
     pub fn new(gpu: GpuDevice) -> Self {
-        WebGpuBackend { gpu }
+        WebGpuBackend { gpu, ones: Default::default() }
     }
 
     pub fn device(&self) -> &GpuDevice {
@@ -89,7 +91,16 @@ impl Backend for WebGpuBackend {
 
     fn silu(&self, x: &WebGpuValue) -> BackendResult<WebGpuValue> {
         // silu(x)·1: the fused kernel with a row of ones (multiplying by 1 is exact).
-        let ones = self.gpu.upload(1, x.tensor.shape().1, &vec![1.0; x.tensor.shape().1]).map_err(err)?;
+        let width = x.tensor.shape().1;
+        let cached = self.ones.borrow().clone().filter(|ones| ones.shape().1 == width);
+        let ones = match cached {
+            Some(ones) => ones,
+            None => {
+                let ones = self.gpu.upload(1, width, &vec![1.0; width]).map_err(err)?;
+                *self.ones.borrow_mut() = Some(ones.clone());
+                ones
+            }
+        };
         value(self.gpu.silu_mul(&x.tensor, &ones))
     }
 

@@ -2,14 +2,17 @@
 //! checks its shapes and the adapter's limits, dispatches one kernel and returns a new tensor,
 //! so nothing crosses to the host until [`GpuDevice::read`].
 
+use std::rc::Rc;
+
+use super::pool::Pooled;
 use super::{GpuDevice, GpuError, WORKGROUP_SIZE};
 use crate::backend::Rope;
 use crate::gguf::GgmlType;
 
 /// A row-major `[rows, cols]` f32 matrix in a storage buffer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GpuTensor {
-    buffer: wgpu::Buffer,
+    storage: Rc<Pooled>,
     rows: usize,
     cols: usize,
 }
@@ -18,12 +21,16 @@ impl GpuTensor {
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
+
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.storage.buffer()
+    }
 }
 
 /// A `[rows, cols]` weight matrix in its GGUF encoding.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GpuMatrix {
-    buffer: wgpu::Buffer,
+    storage: Rc<Pooled>,
     kind: u32,
     rows: usize,
     cols: usize,
@@ -32,6 +39,10 @@ pub struct GpuMatrix {
 impl GpuMatrix {
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
+    }
+
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.storage.buffer()
     }
 }
 
@@ -46,6 +57,10 @@ fn kernel_kind(ggml_type: GgmlType) -> Result<u32, GpuError> {
 fn bad_shape(message: String) -> GpuError {
     GpuError::BadShape(message)
 }
+
+/// Every activation buffer: bound as storage, copied in and out.
+const TENSOR_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// The largest head the attention kernel holds in registers (attention.wgsl's MAX_HEAD_DIM).
 const MAX_HEAD_DIM: usize = 256;
@@ -67,22 +82,16 @@ impl GpuDevice {
         Ok(groups as u32)
     }
 
-    fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        self.buffer("params", bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM)
+    fn uniform(&self, words: &[u32]) -> Rc<Pooled> {
+        self.filled(bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM)
     }
 
     /// A new tensor for a kernel to write.
     fn output(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
         let bytes = 4 * rows * cols;
         self.check_binding(bytes)?;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tensor"),
-            // wgpu binds no empty buffer; a 4-byte one stands for an empty tensor.
-            size: bytes.max(4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Ok(GpuTensor { buffer, rows, cols })
+        let storage = self.take(bytes as u64, TENSOR_USAGE);
+        Ok(GpuTensor { storage, rows, cols })
     }
 
     pub fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> Result<GpuTensor, GpuError> {
@@ -90,19 +99,13 @@ impl GpuDevice {
             return Err(bad_shape(format!("{} values do not fill a non-empty {rows}×{cols} tensor", values.len())));
         }
         self.check_binding(4 * values.len())?;
-        let buffer = self.buffer(
-            "tensor",
-            bytemuck::cast_slice(values),
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        );
-        Ok(GpuTensor { buffer, rows, cols })
+        let storage = self.filled(bytemuck::cast_slice(values), TENSOR_USAGE);
+        Ok(GpuTensor { storage, rows, cols })
     }
 
     /// The tensor's values, copied to the host.
     pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>, GpuError> {
-        let mut values = self.read_back(&x.buffer).await?;
-        values.truncate(x.rows * x.cols);
-        Ok(values)
+        self.read_back(x.buffer(), (4 * x.rows * x.cols) as u64).await
     }
 
     /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1 or Q8_0), kept
@@ -122,8 +125,8 @@ impl GpuDevice {
         // Storage buffers hold whole u32 words.
         let mut padded = bytes.to_vec();
         padded.resize(bytes.len().next_multiple_of(4), 0);
-        let buffer = self.buffer("weights", &padded, wgpu::BufferUsages::STORAGE);
-        Ok(GpuMatrix { buffer, kind, rows, cols })
+        let storage = Pooled::unpooled(self.buffer("weights", &padded, wgpu::BufferUsages::STORAGE));
+        Ok(GpuMatrix { storage, kind, rows, cols })
     }
 
     /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`.
@@ -135,7 +138,7 @@ impl GpuDevice {
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.rows)?;
         let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
-        self.dispatch("matmul", "main", &[&params, &w.buffer, &x.buffer, &y.buffer], (groups, tokens, 1));
+        self.dispatch("matmul", "main", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
         Ok(y)
     }
 
@@ -148,7 +151,7 @@ impl GpuDevice {
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.cols)?;
         let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
-        self.dispatch("matmul_t", "main", &[&params, &w.buffer, &x.buffer, &y.buffer], (groups, tokens, 1));
+        self.dispatch("matmul_t", "main", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
         Ok(y)
     }
 
@@ -165,8 +168,8 @@ impl GpuDevice {
         let out = self.output(columns.len(), w.rows)?;
         let params = self.uniform(&[w.rows as u32, w.cols as u32, columns.len() as u32, w.kind]);
         let indices: Vec<u32> = columns.iter().map(|&c| c as u32).collect();
-        let indices = self.buffer("columns", bytemuck::cast_slice(&indices), wgpu::BufferUsages::STORAGE);
-        self.dispatch("columns", "main", &[&params, &w.buffer, &indices, &out.buffer], (groups, count, 1));
+        let indices = self.filled(bytemuck::cast_slice(&indices), wgpu::BufferUsages::STORAGE);
+        self.dispatch("columns", "main", &[params.buffer(), w.buffer(), indices.buffer(), out.buffer()], (groups, count, 1));
         Ok(out)
     }
 
@@ -174,7 +177,7 @@ impl GpuDevice {
     pub fn dequantized(&self, w: &GpuMatrix) -> Result<GpuMatrix, GpuError> {
         let all: Vec<u32> = (0..w.rows as u32).collect();
         let values = self.embed(w, &all)?;
-        Ok(GpuMatrix { buffer: values.buffer, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
+        Ok(GpuMatrix { storage: values.storage, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
     }
 
     /// `a` stacked above `b`, by buffer copies.
@@ -185,8 +188,8 @@ impl GpuDevice {
         let out = self.output(a.rows + b.rows, a.cols)?;
         let (a_bytes, b_bytes) = ((4 * a.rows * a.cols) as u64, (4 * b.rows * b.cols) as u64);
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&a.buffer, 0, &out.buffer, 0, a_bytes);
-        encoder.copy_buffer_to_buffer(&b.buffer, 0, &out.buffer, a_bytes, b_bytes);
+        encoder.copy_buffer_to_buffer(a.buffer(), 0, out.buffer(), 0, a_bytes);
+        encoder.copy_buffer_to_buffer(b.buffer(), 0, out.buffer(), a_bytes, b_bytes);
         self.queue.submit([encoder.finish()]);
         Ok(out)
     }
@@ -203,7 +206,7 @@ impl GpuDevice {
         let row_bytes = (4 * x.cols) as u64;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         for (i, &r) in rows.iter().enumerate() {
-            encoder.copy_buffer_to_buffer(&x.buffer, r as u64 * row_bytes, &out.buffer, i as u64 * row_bytes, row_bytes);
+            encoder.copy_buffer_to_buffer(x.buffer(), r as u64 * row_bytes, out.buffer(), i as u64 * row_bytes, row_bytes);
         }
         self.queue.submit([encoder.finish()]);
         Ok(out)
@@ -216,9 +219,9 @@ impl GpuDevice {
         }
         let out = self.output(x.rows, x.cols)?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&x.buffer, 0, &out.buffer, 0, (4 * x.rows * x.cols) as u64);
+        encoder.copy_buffer_to_buffer(x.buffer(), 0, out.buffer(), 0, (4 * x.rows * x.cols) as u64);
         self.queue.submit([encoder.finish()]);
-        self.queue.write_buffer(&out.buffer, (4 * row * x.cols) as u64, bytemuck::cast_slice(values));
+        self.queue.write_buffer(out.buffer(), (4 * row * x.cols) as u64, bytemuck::cast_slice(values));
         Ok(out)
     }
 
@@ -234,8 +237,8 @@ impl GpuDevice {
         let count = self.check_groups(ids.len())?;
         let out = self.output(ids.len(), table.cols)?;
         let params = self.uniform(&[table.cols as u32, ids.len() as u32, table.kind]);
-        let ids = self.buffer("ids", bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
-        self.dispatch("embed", "main", &[&params, &table.buffer, &ids, &out.buffer], (groups, count, 1));
+        let ids = self.filled(bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
+        self.dispatch("embed", "main", &[params.buffer(), table.buffer(), ids.buffer(), out.buffer()], (groups, count, 1));
         Ok(out)
     }
 
@@ -251,7 +254,7 @@ impl GpuDevice {
         let y = self.check_groups(y)?;
         let out = self.output(a.rows, a.cols)?;
         let params = self.uniform(&[len as u32, (b.rows * b.cols) as u32]);
-        self.dispatch("elementwise", entry, &[&params, &a.buffer, &b.buffer, &out.buffer], (x as u32, y, 1));
+        self.dispatch("elementwise", entry, &[params.buffer(), a.buffer(), b.buffer(), out.buffer()], (x as u32, y, 1));
         Ok(out)
     }
 
@@ -276,7 +279,7 @@ impl GpuDevice {
         let rows = self.check_groups(x.rows)?;
         let out = self.output(x.rows, x.cols)?;
         let params = self.uniform(&[x.cols as u32, eps.to_bits()]);
-        self.dispatch("rms_norm", "main", &[&params, &x.buffer, &weight.buffer, &out.buffer], (rows, 1, 1));
+        self.dispatch("rms_norm", "main", &[params.buffer(), x.buffer(), weight.buffer(), out.buffer()], (rows, 1, 1));
         Ok(out)
     }
 
@@ -287,10 +290,18 @@ impl GpuDevice {
             return Err(bad_shape(format!("{} columns do not split into {heads} heads of even size", x.cols)));
         }
         let head_dim = x.cols / heads;
-        let (cos, sin) = rope.table(x.rows, head_dim);
         let half = head_dim / 2;
-        let cos = self.upload(x.rows, half, &cos)?;
-        let sin = self.upload(x.rows, half, &sin)?;
+        let key = rope.table_key(x.rows, head_dim);
+        let cached = self.rope_table.borrow().as_ref().filter(|(k, _, _)| *k == key).map(|(_, c, s)| (c.clone(), s.clone()));
+        let (cos, sin) = match cached {
+            Some(table) => table,
+            None => {
+                let (cos, sin) = rope.table(x.rows, head_dim);
+                let table = (self.upload(x.rows, half, &cos)?, self.upload(x.rows, half, &sin)?);
+                *self.rope_table.borrow_mut() = Some((key, table.0.clone(), table.1.clone()));
+                table
+            }
+        };
         let groups = self.check_groups(half.div_ceil(WORKGROUP_SIZE as usize))?;
         let (heads_groups, positions) = (self.check_groups(heads)?, self.check_groups(x.rows)?);
         let out = self.output(x.rows, x.cols)?;
@@ -298,7 +309,7 @@ impl GpuDevice {
         self.dispatch(
             "rope",
             "main",
-            &[&params, &x.buffer, &cos.buffer, &sin.buffer, &out.buffer],
+            &[params.buffer(), x.buffer(), cos.buffer(), sin.buffer(), out.buffer()],
             (groups, heads_groups, positions),
         );
         Ok(out)
@@ -342,7 +353,7 @@ impl GpuDevice {
         self.dispatch(
             "attention",
             "main",
-            &[&params, &q.buffer, &k.buffer, &v.buffer, &z.buffer, &p.buffer],
+            &[params.buffer(), q.buffer(), k.buffer(), v.buffer(), z.buffer(), p.buffer()],
             (groups, queries, 1),
         );
         Ok((z, probabilities.then_some(p)))

@@ -4,9 +4,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod backend;
 mod layer;
+mod pool;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use backend::{WebGpuBackend, WebGpuValue};
@@ -40,6 +42,9 @@ pub struct GpuDevice {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    pool: Rc<pool::Pool>,
+    /// The last rotary table uploaded, `(key, cos, sin)`.
+    rope_table: RefCell<Option<(crate::backend::RopeTableKey, GpuTensor, GpuTensor)>>,
 }
 
 const WORKGROUP_SIZE: u32 = 64;
@@ -84,7 +89,13 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-        Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()) })
+        Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()), pool: Rc::default(), rope_table: RefCell::new(None) })
+    }
+
+    /// Activation, parameter and staging buffers created so far; the pool reuses them, so this
+    /// stops growing once a workload has run once.
+    pub fn buffers_created(&self) -> usize {
+        self.pool.created()
     }
 
     /// Whether the adapter runs on the CPU (lavapipe, SwiftShader, WARP).
@@ -123,7 +134,7 @@ impl GpuDevice {
         let x_buf = self.buffer("saxpy x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
         let y_buf = self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
         self.dispatch("saxpy", "main", &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1, 1));
-        self.read_back(&y_buf).await
+        self.read_back(&y_buf, 4 * x.len() as u64).await
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
@@ -139,6 +150,20 @@ impl GpuDevice {
         }
         let x = self.upload(x.len() / cols, cols, x)?;
         self.read(&self.linear(&x, &w)?).await
+    }
+
+    /// A pooled buffer of at least `bytes`.
+    fn take(&self, bytes: u64, usage: wgpu::BufferUsages) -> Rc<pool::Pooled> {
+        pool::take(&self.pool, &self.device, bytes, usage)
+    }
+
+    /// A pooled buffer holding `contents` (padded to whole words).
+    fn filled(&self, contents: &[u8], usage: wgpu::BufferUsages) -> Rc<pool::Pooled> {
+        let buffer = self.take(contents.len().next_multiple_of(4) as u64, usage | wgpu::BufferUsages::COPY_DST);
+        let mut padded = contents.to_vec();
+        padded.resize(contents.len().next_multiple_of(4), 0);
+        self.queue.write_buffer(buffer.buffer(), 0, &padded);
+        buffer
     }
 
     fn buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -191,20 +216,17 @@ impl GpuDevice {
         self.queue.submit([encoder.finish()]);
     }
 
-    async fn read_back(&self, source: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
-        let size = source.size();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+    /// The first `bytes` of `source` (a multiple of 4), copied to the host through a pooled
+    /// staging buffer.
+    async fn read_back(&self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, GpuError> {
+        let staging = self.take(bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let staging = staging.buffer();
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(source, 0, staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
 
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |result| {
             // The receiver only disappears if the caller's future was dropped; nothing to report.
             let _ = sender.send(result);
         });
@@ -218,7 +240,7 @@ impl GpuDevice {
             .map_err(|_| GpuError::Readback("the device was lost before mapping finished".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let view = staging
-            .slice(..)
+            .slice(..bytes)
             .get_mapped_range()
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let values = bytemuck::cast_slice(&view).to_vec();
