@@ -128,7 +128,7 @@ ATTRIBUTION_PROMPT = "1+1=2\n2+3=5\n4+2=6\n3+5="
 
 def attribution_section(note=""):
     """The cost of LPI attribution in plain forward passes of the same prompt, all threads."""
-    r, _ = measured([TARGET / "release" / "glassbox", "bench-attribution", MODEL, "--prompt", ATTRIBUTION_PROMPT],
+    r, _ = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "bench-attribution", MODEL, "--prompt", ATTRIBUTION_PROMPT],
                     dict(os.environ))
     f, heads = r["forward_s"], r["heads_s"]
     return [
@@ -151,7 +151,45 @@ def attribution_section(note=""):
 
 def build():
     env = dict(os.environ, RUSTFLAGS="-C target-cpu=native", CARGO_TARGET_DIR=str(TARGET))
-    run(["cargo", "build", "--release", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
+    run(["cargo", "build", "--release", "--features", "webgpu", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
+
+
+def webgpu_section(cpu_reference):
+    """Each WGSL kernel's GB/s and GFLOP/s, and the WebGPU backend's tok/s against the CPU
+    backend's (2 threads, measured above in this run), on whatever adapter this machine has."""
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", str(ROOT / ".tools" / "xdg-runtime")))
+    pathlib.Path(env["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    glassbox = TARGET / "release" / "glassbox"
+    kernels = json.loads(subprocess.run([glassbox, "bench-kernels"], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
+    short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
+    model, _ = measured([glassbox, "--backend", "webgpu", "bench", MODEL, "--short", short, "--long", long_], env)
+    emulated = kernels["software"]
+    label = " (CPU-emulated)" if emulated else ""
+    lines = [
+        f"## WebGPU kernels, natively on {kernels['adapter']}{label}",
+        "",
+    ]
+    if emulated:
+        lines += [
+            "This adapter is a software one running on the CPU: the figures are CPU-emulated, not GPU results. They show",
+            "that the kernels run and what they cost here; GPU figures come from scripts/gpu-check.sh (\"On a GPU\").",
+            "",
+        ]
+    lines += [
+        "GB/s counts the bytes each kernel must read and write once; average of 20 dispatches after a warm-up.",
+        "",
+        "| kernel | ms | GB/s | GFLOP/s |",
+        "|---|---|---|---|",
+        *(f"| {k['kernel']} | {k['seconds'] * 1e3:.3f} | {k['gb_s']:.2f} | {k['gflop_s']:.2f} |" for k in kernels["kernels"]),
+        "",
+        "| backend | prefill tok/s | × CPU backend | decode tok/s | × CPU backend |",
+        "|---|---|---|---|---|",
+        f"| {model['backend']}{label} | {max(model['prefill_tok_s']):.1f} | {max(model['prefill_tok_s']) / cpu_reference['prefill']:.2f} "
+        f"| {max(model['decode_tok_s']):.1f} | {max(model['decode_tok_s']) / cpu_reference['decode']:.2f} |",
+        f"| glassbox CPU backend, 2 threads | {cpu_reference['prefill']:.1f} | 1.00 | {cpu_reference['decode']:.1f} | 1.00 |",
+        "",
+    ]
+    return lines
 
 
 GPU_TITLE = "## On a GPU"
@@ -191,6 +229,13 @@ def gpu_section():
 def main():
     if sys.argv[1:] == ["--attribution"]:
         return splice_attribution()
+    if sys.argv[1:] == ["--webgpu"]:
+        # Re-measures only the WebGPU section, against the CPU backend's figures from this run.
+        build()
+        env = dict(os.environ, RAYON_NUM_THREADS="2")
+        short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
+        ours, _ = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "bench", MODEL, "--short", short, "--long", long_], env)
+        return splice(webgpu_section({"prefill": max(ours["prefill_tok_s"]), "decode": max(ours["decode_tok_s"])}))
     if sys.argv[1:2] == ["--gpu-section"]:
         # Written by `scripts/gpu-check.sh run` on the GPU machine.
         return splice(pathlib.Path(sys.argv[2]).read_text().rstrip("\n").split("\n") + [""])
@@ -202,7 +247,7 @@ def main():
     for threads in THREADS:
         thread_env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         llama, llama_rss = measured([peers_python, SHARED / "llamacpp_bench.py", MODEL, threads], thread_env)
-        ours, ours_rss = measured([TARGET / "release" / "glassbox", "bench", MODEL, "--short", short, "--long", long_], thread_env)
+        ours, ours_rss = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "bench", MODEL, "--short", short, "--long", long_], thread_env)
         candle, candle_rss = measured([TARGET / "release" / "examples" / "candle_peer_bench", MODEL, short, long_], thread_env)
         assert ours["n_long"] == llama["n_long"] == candle["n_long"], "engines tokenised the long prompt differently"
         reference = {
@@ -216,6 +261,8 @@ def main():
         ]:
             rows.append((name, threads, prefill, prefill / reference["prefill"], decode, decode / reference["decode"], rss))
         print(f"bench: {threads} thread(s) done", flush=True)
+        cpu_reference = {"prefill": max(ours["prefill_tok_s"]), "decode": max(ours["decode_tok_s"])}
+    webgpu_lines = webgpu_section(cpu_reference)
     browser_rows = wasm_rows()
 
     today = datetime.date.today().isoformat()
@@ -243,6 +290,7 @@ def main():
         *table(browser_rows, "wllama"),
         "",
         *attribution_section(),
+        *webgpu_lines,
         *kept_gpu_section,
         "## Notes",
         "",

@@ -82,3 +82,86 @@ pub fn attribution<B: Backend>(
         "exact_all_s": exact_all_s,
     }))
 }
+
+/// `glassbox bench-kernels`: each WGSL kernel on SmolLM2's shapes, as GB/s of memory it must
+/// touch and GFLOP/s, timing repeated dispatches until the device has finished them.
+#[cfg(feature = "webgpu")]
+pub fn kernels() -> Result<serde_json::Value, String> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use glassbox::backend::webgpu::GpuDevice;
+    use glassbox::backend::Rope;
+    use glassbox::gguf::GgmlType;
+
+    let gpu = pollster::block_on(GpuDevice::new()).map_err(|e| e.to_string())?;
+    let text = |e: glassbox::backend::webgpu::GpuError| e.to_string();
+    let random = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect() };
+    let quantised = |dtype: GgmlDType, rows: usize, cols: usize| -> Result<Vec<u8>, String> {
+        let w = candle_core::Tensor::from_vec(random(rows * cols), (rows, cols), &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        QTensor::quantize(&w, dtype).and_then(|q| q.data().map(|d| d.to_vec())).map_err(|e| e.to_string())
+    };
+    const RUNS: usize = 20;
+    let mut rows = Vec::new();
+    let mut time = |name: String, bytes: f64, flops: f64, f: &mut dyn FnMut() -> Result<(), String>| -> Result<(), String> {
+        f()?;
+        gpu.wait().map_err(text)?;
+        let start = Instant::now();
+        for _ in 0..RUNS {
+            f()?;
+        }
+        gpu.wait().map_err(text)?;
+        let seconds = start.elapsed().as_secs_f64() / RUNS as f64;
+        rows.push(serde_json::json!({
+            "kernel": name, "seconds": seconds, "gb_s": bytes / seconds / 1e9, "gflop_s": flops / seconds / 1e9,
+        }));
+        Ok(())
+    };
+    let (width, ffn, vocab, heads, kv_heads, head_dim) = (576, 1536, 49152, 9, 3, 64);
+    for (ggml, dtype, out, name) in [
+        (GgmlType::Q4_1, GgmlDType::Q4_1, ffn, "ffn_up"),
+        (GgmlType::Q8_0, GgmlDType::Q8_0, vocab, "unembedding"),
+    ] {
+        let bytes = quantised(dtype, out, width)?;
+        let w = gpu.matrix(ggml, &bytes, out, width).map_err(text)?;
+        // The model projects only the positions it reports onto the vocabulary.
+        let token_counts: &[usize] = if out == vocab { &[1] } else { &[1, 256] };
+        for &t in token_counts {
+            let x = gpu.upload(t, width, &random(t * width)).map_err(text)?;
+            let moved = (bytes.len() + 4 * t * (width + out)) as f64;
+            let flops = 2.0 * (t * out * width) as f64;
+            time(format!("matmul {ggml} {out}×{width}, {t} tokens ({name})"), moved, flops, &mut || {
+                gpu.linear(&x, &w).map(drop).map_err(text)
+            })?;
+        }
+    }
+    let t = 256;
+    let table = gpu.matrix(GgmlType::Q8_0, &quantised(GgmlDType::Q8_0, vocab, width)?, vocab, width).map_err(text)?;
+    let ids: Vec<u32> = (0..t as u32).map(|i| i * 181 % vocab as u32).collect();
+    time(format!("embed Q8_0, {t} rows of {width}"), (t * width) as f64 * (34.0 / 32.0 + 4.0), 0.0, &mut || {
+        gpu.embed(&table, &ids).map(drop).map_err(text)
+    })?;
+    let x = gpu.upload(t, width, &random(t * width)).map_err(text)?;
+    let norm = gpu.upload(1, width, &random(width)).map_err(text)?;
+    time(format!("rms_norm {t}×{width}"), (8 * t * width) as f64, (4 * t * width) as f64, &mut || {
+        gpu.rms_norm(&x, &norm, 1e-5).map(drop).map_err(text)
+    })?;
+    let rope = Rope { start: 0, theta: 10000.0, freq_factors: None, interleaved: false };
+    time(format!("rope {t}×{width}, {heads} heads"), (12 * t * width) as f64, (3 * t * width) as f64, &mut || {
+        gpu.rope(&x, heads, &rope).map(drop).map_err(text)
+    })?;
+    let (gate, up) = (gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?, gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?);
+    time(format!("silu·mul {t}×{ffn}"), (12 * t * ffn) as f64, (5 * t * ffn) as f64, &mut || {
+        gpu.silu_mul(&gate, &up).map(drop).map_err(text)
+    })?;
+    let kv = gpu.upload(t, kv_heads * head_dim, &random(t * kv_heads * head_dim)).map_err(text)?;
+    for queries in [1, t] {
+        let q = gpu.upload(queries, heads * head_dim, &random(queries * heads * head_dim)).map_err(text)?;
+        // Each query reads the keys and values up to its own position, twice (scores, then sums).
+        let seen = (0..queries).map(|i| t - queries + i + 1).sum::<usize>();
+        let flops = 4.0 * (heads * head_dim * seen) as f64;
+        let moved = (4 * (2 * seen * heads * head_dim + 2 * queries * heads * head_dim)) as f64;
+        time(format!("attention {queries} queries over {t} positions, {heads} heads / {kv_heads} KV, d {head_dim}"), moved, flops, &mut || {
+            gpu.attention(&q, &kv, &kv, heads, kv_heads, false).map(drop).map_err(text)
+        })?;
+    }
+    Ok(serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "kernels": rows }))
+}

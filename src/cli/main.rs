@@ -114,6 +114,9 @@ enum Command {
         #[arg(long)]
         prompt: String,
     },
+    /// Time each WebGPU kernel on SmolLM2's shapes: GB/s and GFLOP/s (JSON).
+    #[cfg(feature = "webgpu")]
+    BenchKernels,
     /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
     CompareBackends(parity::CompareArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
@@ -364,6 +367,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::TokenRewards(args) => interp::token_rewards(&mut out, &loader, &args)?,
         Command::MaskEval(args) => interp::mask_eval(&mut out, &loader, &args)?,
         Command::Experiment { experiment } => interp::experiment(&mut out, &loader, &experiment)?,
+        #[cfg(feature = "webgpu")]
+        Command::BenchKernels => writeln!(out, "{}", bench::kernels()?),
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?

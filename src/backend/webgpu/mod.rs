@@ -92,6 +92,13 @@ impl GpuDevice {
         Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()), pool: Rc::default(), rope_table: RefCell::new(None) })
     }
 
+    /// Blocks until the device has finished all submitted work (native only: a browser cannot
+    /// block; there completion is observed through a read).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(drop).map_err(|e| GpuError::Readback(e.to_string()))
+    }
+
     /// Activation, parameter and staging buffers created so far; the pool reuses them, so this
     /// stops growing once a workload has run once.
     pub fn buffers_created(&self) -> usize {
