@@ -201,7 +201,7 @@ impl Backend for CandleBackend {
             .map_err(err)
     }
 
-    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, kv_heads: usize) -> BackendResult<(Tensor, Tensor)> {
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, kv_heads: usize, probabilities: bool) -> BackendResult<(Tensor, Option<Tensor>)> {
         let (t, width) = q.dims2().map_err(err)?;
         let total = k.dim(0).map_err(err)?;
         let head_dim = width / heads;
@@ -235,7 +235,8 @@ impl Backend for CandleBackend {
             .and_then(|z| z.transpose(0, 1))
             .and_then(|z| z.reshape((t, width)))
             .map_err(err)?;
-        Ok((z, probs))
+        // The probabilities are made either way: z is their product with v.
+        Ok((z, probabilities.then_some(probs)))
     }
 
     fn concat_rows(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {

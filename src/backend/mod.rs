@@ -91,7 +91,8 @@ pub trait Backend {
     /// Rotates `x: [t, heads·head_dim]` head by head.
     fn rope(&self, x: &Self::Tensor, heads: usize, rope: &Rope) -> BackendResult<Self::Tensor>;
     /// Causal attention of `q: [t, H·d]` over `k, v: [T, KV·d]`, the queries sitting at the last
-    /// `t` of the `T` positions. Returns `z: [t, H·d]` and the probabilities `[H, t, T]`.
+    /// `t` of the `T` positions. Returns `z: [t, H·d]` and, when `probabilities` asks (a hook
+    /// wants the pattern), the probabilities `[H, t, T]`.
     fn attention(
         &self,
         q: &Self::Tensor,
@@ -99,7 +100,8 @@ pub trait Backend {
         v: &Self::Tensor,
         heads: usize,
         kv_heads: usize,
-    ) -> BackendResult<(Self::Tensor, Self::Tensor)>;
+        probabilities: bool,
+    ) -> BackendResult<(Self::Tensor, Option<Self::Tensor>)>;
     /// `a` stacked above `b`.
     fn concat_rows(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
     fn select_rows(&self, x: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;

@@ -389,10 +389,13 @@ impl<B: Backend> Model<B> {
                 (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
                 _ => (k, v),
             };
-            let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads)?;
+            let wanted = hooks.positions(HookPoint::AttnPattern(l)).is_some();
+            let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads, wanted)?;
             cache.keys[l] = Some(k_all);
             cache.values[l] = Some(v_all);
-            record(&mut recording, HookPoint::AttnPattern(l), &pattern)?;
+            if let Some(pattern) = pattern {
+                record(&mut recording, HookPoint::AttnPattern(l), &pattern)?;
+            }
             let mut head_factors = vec![1.0f32; c.heads];
             for i in interventions {
                 if let Intervention::ScaleHead { layer: hl, head, factor } = *i {

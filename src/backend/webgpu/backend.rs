@@ -130,11 +130,11 @@ impl Backend for WebGpuBackend {
         v: &WebGpuValue,
         heads: usize,
         kv_heads: usize,
-    ) -> BackendResult<(WebGpuValue, WebGpuValue)> {
-        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, true).map_err(err)?;
-        let probabilities = probabilities.expect("asked for");
+        probabilities: bool,
+    ) -> BackendResult<(WebGpuValue, Option<WebGpuValue>)> {
+        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, probabilities).map_err(err)?;
         let dims = vec![heads, q.tensor.shape().0, k.tensor.shape().0];
-        Ok((z.into(), WebGpuValue { tensor: probabilities, dims }))
+        Ok((z.into(), probabilities.map(|tensor| WebGpuValue { tensor, dims })))
     }
 
     fn concat_rows(&self, a: &WebGpuValue, b: &WebGpuValue) -> BackendResult<WebGpuValue> {
