@@ -166,7 +166,9 @@ def webgpu_section(cpu_reference):
     emulated = kernels["software"]
     label = " (CPU-emulated)" if emulated else ""
     lines = [
-        f"## WebGPU kernels, natively on {kernels['adapter']}{label}",
+        "## WebGPU kernels, natively",
+        "",
+        f"Adapter: {kernels['adapter']}{label}; measured {datetime.date.today().isoformat()} by `make bench`.",
         "",
     ]
     if emulated:
