@@ -87,17 +87,24 @@ for line in kernels.splitlines():
     if "worst error" in line:
         path = line.split()[0]
         worst[path] = max(worst.get(path, 0.0), float(line.rsplit("worst error ", 1)[1].split()[0]))
-if parity:
-    n = len(parity["prompts"])
-    layers = parity["resid_post_relative_difference"]
-    lines.append(
-        f"- Parity (`compare-backends --reference-float-weights`: CUDA's dequantising kernels against the CPU doing "
-        f"the same arithmetic, the {n} prompts of scripts/parity-prompts.txt): top-1 equal {parity['top1_equal']}/{n}, "
-        f"top-10 head rankings equal {parity['head_rankings_equal']}/{n}, max |Δlogit| {parity['max_logit_difference']:.4f}, "
-        f"max |ΔLPI| {parity['max_head_lpi_difference']:.4f} (tie tolerance {parity['tie']}): "
-        f"{'passed' if parity['passed'] else 'FAILED'}. Relative resid_post difference after layers 1, 10, 20 and 30: "
-        f"{', '.join(f'{layers[i]:.1e}' for i in (0, 9, 19, len(layers) - 1) if i < len(layers))}."
+def parity_line(what, report):
+    """One line from a compare-backends report."""
+    n = len(report["prompts"])
+    layers = report["resid_post_relative_difference"]
+    return (
+        f"- {what}, the {n} prompts of scripts/parity-prompts.txt: top-1 equal {report['top1_equal']}/{n}, "
+        f"top-10 head rankings equal {report['head_rankings_equal']}/{n}, max |Δlogit| {report['max_logit_difference']:.4f}, "
+        f"max |ΔLPI| {report['max_head_lpi_difference']:.4f} (tie tolerance {report['tie']}): "
+        f"{'passed' if report['passed'] else 'FAILED'}. Relative resid_post difference after layers 1, 10, 20 and "
+        f"{len(layers)}: {', '.join(f'{layers[i]:.1e}' for i in (0, 9, 19, len(layers) - 1) if i < len(layers))}."
     )
+
+
+if parity:
+    lines.append(parity_line(
+        "Parity (`compare-backends --reference-float-weights`: CUDA's dequantising kernels against the CPU doing the same arithmetic)",
+        parity,
+    ))
     if f32_parity:
         lines.append(f"- With f32 weights on both: `{f32_parity}`")
     if quantised:
@@ -107,14 +114,10 @@ if parity:
 else:
     lines.append("- CUDA parity: not run, or no report.")
 if webgpu_parity:
-    n = len(webgpu_parity["prompts"])
-    layers = webgpu_parity["resid_post_relative_difference"]
-    lines.append(
-        f"- WebGPU backend parity (`--backend webgpu compare-backends --reference-float-weights`, on {webgpu_parity['tested']}): "
-        f"top-1 equal {webgpu_parity['top1_equal']}/{n}, top-10 head rankings equal {webgpu_parity['head_rankings_equal']}/{n}, "
-        f"max |Δlogit| {webgpu_parity['max_logit_difference']:.4f}, max |ΔLPI| {webgpu_parity['max_head_lpi_difference']:.4f}: "
-        f"{'passed' if webgpu_parity['passed'] else 'FAILED'}; largest relative resid_post difference {max(layers):.1e}."
-    )
+    lines.append(parity_line(
+        f"WebGPU backend parity (`--backend webgpu compare-backends --reference-float-weights`, on {webgpu_parity['tested']})",
+        webgpu_parity,
+    ))
 if kernels:
     lines.append(
         f"- candle's CUDA quantised matmuls against an f64 product (tests/cuda_kernels.rs, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; "

@@ -19,6 +19,15 @@ use glassbox::gguf::GgmlType;
 /// width of the sums differ (f32 on the GPU, f64 here). Bound: 1e-5 of the sum of |terms|.
 const RELATIVE_TOLERANCE: f64 = 1e-5;
 
+/// The weight types the WGSL kernels decode, with candle's name for each.
+const KERNEL_TYPES: [(GgmlType, GgmlDType); 5] = [
+    (GgmlType::F32, GgmlDType::F32),
+    (GgmlType::F16, GgmlDType::F16),
+    (GgmlType::Q4_0, GgmlDType::Q4_0),
+    (GgmlType::Q4_1, GgmlDType::Q4_1),
+    (GgmlType::Q8_0, GgmlDType::Q8_0),
+];
+
 fn check(gpu: &GpuDevice, ggml: GgmlType, dtype: GgmlDType, rows: usize, cols: usize, tokens: usize) {
     let w = Tensor::from_vec(values(rows * cols, rows as u64 * 31 + cols as u64), (rows, cols), &Device::Cpu).unwrap();
     let q = QTensor::quantize(&w, dtype).unwrap();
@@ -45,15 +54,8 @@ fn quantised_matmul_matches_the_cpu_for_every_type_and_odd_shapes() {
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
     // Seen with --nocapture: which adapter the figures come from.
     eprintln!("adapter: {}", gpu.description());
-    let types = [
-        (GgmlType::F32, GgmlDType::F32),
-        (GgmlType::F16, GgmlDType::F16),
-        (GgmlType::Q4_0, GgmlDType::Q4_0),
-        (GgmlType::Q4_1, GgmlDType::Q4_1),
-        (GgmlType::Q8_0, GgmlDType::Q8_0),
-    ];
     // Rows that are not multiples of the 64-wide workgroup; several blocks per row; 1–3 tokens.
-    for (ggml, dtype) in types {
+    for (ggml, dtype) in KERNEL_TYPES {
         for (rows, cols, tokens) in [(1, 32, 1), (67, 96, 3), (130, 160, 2)] {
             check(&gpu, ggml, dtype, rows, cols, tokens);
         }
@@ -102,15 +104,8 @@ fn assert_close(what: &str, got: &[f32], expected: &[f32], relative: f32) {
 #[test]
 fn embedding_rows_match_candles_dequantisation() {
     let gpu = pollster::block_on(GpuDevice::new()).unwrap();
-    let types = [
-        (GgmlType::F32, GgmlDType::F32),
-        (GgmlType::F16, GgmlDType::F16),
-        (GgmlType::Q4_0, GgmlDType::Q4_0),
-        (GgmlType::Q4_1, GgmlDType::Q4_1),
-        (GgmlType::Q8_0, GgmlDType::Q8_0),
-    ];
     let (rows, cols) = (37, 96);
-    for (ggml, dtype) in types {
+    for (ggml, dtype) in KERNEL_TYPES {
         let w = Tensor::from_vec(values(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let table = gpu.matrix(ggml, &q.data().unwrap(), rows, cols).unwrap();
@@ -185,16 +180,18 @@ fn attention_matches_the_cpu_with_grouped_heads_and_a_cache() {
         let q = values(t * heads * d, 41);
         let k = values(total * kv_heads * d, 42);
         let v = values(total * kv_heads * d, 43);
-        let (gz, gp) = gpu
-            .attention(
+        let on_gpu = |probabilities| {
+            gpu.attention(
                 &gpu.upload(t, heads * d, &q).unwrap(),
                 &gpu.upload(total, kv_heads * d, &k).unwrap(),
                 &gpu.upload(total, kv_heads * d, &v).unwrap(),
                 heads,
                 kv_heads,
-                true,
+                probabilities,
             )
-            .unwrap();
+            .unwrap()
+        };
+        let (gz, gp) = on_gpu(true);
         let (cz, cp) = cpu()
             .attention(&on_cpu(t, heads * d, &q), &on_cpu(total, kv_heads * d, &k), &on_cpu(total, kv_heads * d, &v), heads, kv_heads, true)
             .unwrap();
@@ -202,16 +199,7 @@ fn attention_matches_the_cpu_with_grouped_heads_and_a_cache() {
         let what = format!("attention t={t} T={total} H={heads} KV={kv_heads} d={d}");
         assert_close(&format!("{what} z"), &read(&gpu, &gz), &host(&cz), 1e-5);
         assert_close(&format!("{what} probabilities"), &read(&gpu, &gp.unwrap()), &host(&cp.unwrap()), 1e-5);
-        let (_, none) = gpu
-            .attention(
-                &gpu.upload(t, heads * d, &q).unwrap(),
-                &gpu.upload(total, kv_heads * d, &k).unwrap(),
-                &gpu.upload(total, kv_heads * d, &v).unwrap(),
-                heads,
-                kv_heads,
-                false,
-            )
-            .unwrap();
+        let (_, none) = on_gpu(false);
         assert!(none.is_none());
     }
     let x = gpu.upload(1, 12, &[0.0; 12]).unwrap();

@@ -151,7 +151,7 @@ impl GpuDevice {
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.cols)?;
         let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
-        self.dispatch("matmul_t", "main", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+        self.dispatch("matmul", "transposed", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
         Ok(y)
     }
 

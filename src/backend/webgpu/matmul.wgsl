@@ -77,3 +77,21 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     y[t * params.rows + row] = sum;
 }
+
+// y[t, c] = Σ_r x[t, r] · W[r, c] (x: [tokens, rows], y: [tokens, cols]): the product with W's
+// transpose, which pulls a vector in W's output space back to its input space (gradients, dot
+// products with every column). W is read one value at a time (quant.wgsl's weight_at). One
+// invocation per (column c, token t).
+@compute @workgroup_size(64)
+fn transposed(@builtin(global_invocation_id) id: vec3<u32>) {
+    let c = id.x;
+    let t = id.y;
+    if (c >= params.cols || t >= params.tokens) {
+        return;
+    }
+    var sum = 0.0;
+    for (var r = 0u; r < params.rows; r++) {
+        sum += x[t * params.rows + r] * weight_at(params.kind, r, params.cols, c);
+    }
+    y[t * params.cols + c] = sum;
+}

@@ -53,7 +53,6 @@ const WORKGROUP_SIZE: u32 = 64;
 const SHADERS: &[(&str, &str)] = &[
     ("saxpy", include_str!("saxpy.wgsl")),
     ("matmul", concat!(include_str!("quant.wgsl"), include_str!("matmul.wgsl"))),
-    ("matmul_t", concat!(include_str!("quant.wgsl"), include_str!("matmul_t.wgsl"))),
     ("embed", concat!(include_str!("quant.wgsl"), include_str!("embed.wgsl"))),
     ("columns", concat!(include_str!("quant.wgsl"), include_str!("columns.wgsl"))),
     ("elementwise", include_str!("elementwise.wgsl")),
