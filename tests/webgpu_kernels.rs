@@ -20,12 +20,15 @@ use glassbox::gguf::GgmlType;
 const RELATIVE_TOLERANCE: f64 = 1e-5;
 
 /// The weight types the WGSL kernels decode, with candle's name for each.
-const KERNEL_TYPES: [(GgmlType, GgmlDType); 5] = [
+const KERNEL_TYPES: [(GgmlType, GgmlDType); 8] = [
     (GgmlType::F32, GgmlDType::F32),
     (GgmlType::F16, GgmlDType::F16),
     (GgmlType::Q4_0, GgmlDType::Q4_0),
     (GgmlType::Q4_1, GgmlDType::Q4_1),
     (GgmlType::Q8_0, GgmlDType::Q8_0),
+    (GgmlType::Q4K, GgmlDType::Q4K),
+    (GgmlType::Q5K, GgmlDType::Q5K),
+    (GgmlType::Q6K, GgmlDType::Q6K),
 ];
 
 fn check(gpu: &GpuDevice, ggml: GgmlType, dtype: GgmlDType, rows: usize, cols: usize, tokens: usize) {
@@ -54,10 +57,12 @@ fn quantised_matmul_matches_the_cpu_for_every_type_and_odd_shapes() {
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
     // Seen with --nocapture: which adapter the figures come from.
     eprintln!("adapter: {}", gpu.description());
-    // Rows that are not multiples of the 64-wide workgroup; several blocks per row; 1–3 tokens.
+    // Rows that are not multiples of the 64-wide workgroup; one, three and five blocks per row;
+    // 1–3 tokens.
     for (ggml, dtype) in KERNEL_TYPES {
-        for (rows, cols, tokens) in [(1, 32, 1), (67, 96, 3), (130, 160, 2)] {
-            check(&gpu, ggml, dtype, rows, cols, tokens);
+        let block = ggml.block_size() as usize;
+        for (rows, blocks, tokens) in [(1, 1, 1), (67, 3, 3), (130, 5, 2)] {
+            check(&gpu, ggml, dtype, rows, blocks * block, tokens);
         }
     }
 }
@@ -70,8 +75,8 @@ fn bad_matmul_inputs_are_typed_errors() {
     assert!(matches!(short, Err(GpuError::BadShape(_))));
     let ragged = pollster::block_on(gpu.matmul(GgmlType::Q4_1, &[0; 40], 2, 32, &[0.0; 33]));
     assert!(matches!(ragged, Err(GpuError::BadShape(_))));
-    let unsupported = pollster::block_on(gpu.matmul(GgmlType::Q6K, &[0; 210], 1, 256, &[0.0; 256]));
-    assert!(matches!(unsupported, Err(GpuError::UnsupportedType("Q6_K"))));
+    let unsupported = pollster::block_on(gpu.matmul(GgmlType::Q2K, &[0; 84], 1, 256, &[0.0; 256]));
+    assert!(matches!(unsupported, Err(GpuError::UnsupportedType("Q2_K"))));
 }
 
 /// The CPU backend, whose operations the model runs natively: the reference for every kernel.
@@ -104,8 +109,8 @@ fn assert_close(what: &str, got: &[f32], expected: &[f32], relative: f32) {
 #[test]
 fn embedding_rows_match_candles_dequantisation() {
     let gpu = pollster::block_on(GpuDevice::new()).unwrap();
-    let (rows, cols) = (37, 96);
     for (ggml, dtype) in KERNEL_TYPES {
+        let (rows, cols) = (37, 3 * ggml.block_size() as usize);
         let w = Tensor::from_vec(values(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let table = gpu.matrix(ggml, &q.data().unwrap(), rows, cols).unwrap();

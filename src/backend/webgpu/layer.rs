@@ -49,7 +49,14 @@ impl GpuMatrix {
 /// The ggml type id the kernels switch on, for the types they decode.
 fn kernel_kind(ggml_type: GgmlType) -> Result<u32, GpuError> {
     match ggml_type {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => Ok(ggml_type.id()),
+        GgmlType::F32
+        | GgmlType::F16
+        | GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q8_0
+        | GgmlType::Q4K
+        | GgmlType::Q5K
+        | GgmlType::Q6K => Ok(ggml_type.id()),
         other => Err(GpuError::UnsupportedType(other.name())),
     }
 }
@@ -108,8 +115,8 @@ impl GpuDevice {
         self.read_back(x.buffer(), (4 * x.rows * x.cols) as u64).await
     }
 
-    /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1 or Q8_0), kept
-    /// in that encoding.
+    /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q8_0, Q4_K,
+    /// Q5_K or Q6_K), kept in that encoding.
     pub fn matrix(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<GpuMatrix, GpuError> {
         let kind = kernel_kind(ggml_type)?;
         let block = ggml_type.block_size() as usize;

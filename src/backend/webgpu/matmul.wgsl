@@ -73,7 +73,12 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
                 }
             }
         }
-        default: {}
+        // K-quants: one value at a time (quant.wgsl).
+        default: {
+            for (var c = 0u; c < params.cols; c++) {
+                sum += weight_at(params.kind, row, params.cols, c) * x[xs + c];
+            }
+        }
     }
     y[t * params.rows + row] = sum;
 }

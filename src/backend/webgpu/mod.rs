@@ -144,7 +144,7 @@ impl GpuDevice {
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
-    /// Q4_0, Q4_1, Q8_0), dequantised in registers, never into an f32 copy. Uploads both and
+    /// Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantised in registers, never into an f32 copy. Uploads both and
     /// reads the product back: the self-contained form of [`GpuDevice::linear`].
     pub async fn matmul(&self, ggml_type: GgmlType, weights: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, GpuError> {
         let w = self.matrix(ggml_type, weights, rows, cols)?;
