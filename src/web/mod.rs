@@ -231,8 +231,8 @@ impl WebGpu {
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` (a `Float32Array`) and `W: [rows, cols]` given as GGUF block
-    /// bytes of type `ggmlType` ("F32", "F16", "Q4_0", "Q4_1", "Q8_0"); resolves to a
-    /// `Float32Array` `[t, rows]`.
+    /// bytes of type `ggmlType` ("F32", "F16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K",
+    /// "Q6_K"); resolves to a `Float32Array` `[t, rows]`.
     pub fn matmul(&self, ggml_type: &str, weights: Vec<u8>, rows: usize, cols: usize, x: Vec<f32>) -> js_sys::Promise {
         let device = Rc::clone(&self.device);
         let ggml_type = ggml_type.to_string();
