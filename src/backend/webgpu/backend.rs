@@ -157,8 +157,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn dequantize(&self, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
-        let all: Vec<u32> = (0..w.shape().0 as u32).collect();
-        value(self.gpu.embed(w, &all))
+        value(self.gpu.dequantize(w))
     }
 
     fn dequantized(&self, w: &GpuMatrix) -> BackendResult<GpuMatrix> {

@@ -180,10 +180,15 @@ impl GpuDevice {
         Ok(out)
     }
 
+    /// `W`'s values as an f32 `[rows, cols]` tensor: every row looked up.
+    pub fn dequantize(&self, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
+        let all: Vec<u32> = (0..w.rows as u32).collect();
+        self.embed(w, &all)
+    }
+
     /// `W` dequantised whole, kept on the device as an f32 matrix.
     pub fn dequantized(&self, w: &GpuMatrix) -> Result<GpuMatrix, GpuError> {
-        let all: Vec<u32> = (0..w.rows as u32).collect();
-        let values = self.embed(w, &all)?;
+        let values = self.dequantize(w)?;
         Ok(GpuMatrix { storage: values.storage, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
     }
 
