@@ -12,4 +12,5 @@ esac
 scripts/wasm-cargo.sh build --lib --features webgpu "${flags[@]}"
 wasm="target/wasm/wasm32-unknown-unknown/$out/glassbox.wasm"
 .tools/bin/wasm-bindgen --target web --out-dir pkg --out-name glassbox "$wasm"
+node scripts/jspi-glue.mjs pkg/glassbox.js pkg/glassbox.d.ts
 echo "build-wasm: pkg/ built from $wasm"

@@ -1,6 +1,6 @@
 // Bundles the shell into dist/ with the wasm-bindgen output from ../pkg.
 import * as esbuild from "esbuild";
-import { copyFile, mkdir } from "node:fs/promises";
+import { copyFile, cp, mkdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 
 const here = new URL(".", import.meta.url);
@@ -30,5 +30,7 @@ await Promise.all([
   copyFile(new URL("glassbox_bg.wasm", pkg), new URL("glassbox_bg.wasm", dist)),
   // The package's own entry, so tests and embedders can import it next to the page.
   copyFile(new URL("glassbox.js", pkg), new URL("glassbox.js", dist)),
+  // The JS that src/web/jspi.rs inlines, imported by glassbox.js.
+  cp(new URL("snippets/", pkg), new URL("snippets/", dist), { recursive: true }),
 ]);
 console.log(`build: www/dist ready`);

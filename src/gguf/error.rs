@@ -100,7 +100,6 @@ pub enum GgufError {
     #[error("no tensor named {0:?}")]
     NoSuchTensor(String),
 
-    #[cfg(not(target_arch = "wasm32"))]
     #[error("reading {path}: {source}")]
     Io {
         path: String,

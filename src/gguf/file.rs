@@ -8,10 +8,6 @@ use std::sync::Mutex;
 use super::error::{GgufError, Result};
 use super::parse::{Gguf, TensorInfo};
 
-/// The first read; real headers are a few MiB (the vocabulary dominates), so one read usually
-/// suffices and larger vocabularies take a few doublings.
-const FIRST_HEADER_READ: u64 = 4 << 20;
-
 /// An open GGUF file: its parsed header, with tensor data read on demand.
 pub struct GgufFile {
     path: PathBuf,
@@ -25,17 +21,8 @@ impl GgufFile {
         let io = |source| GgufError::Io { path: path.display().to_string(), source };
         let mut file = File::open(&path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
-        let mut prefix_len = FIRST_HEADER_READ.min(file_len);
-        loop {
-            let prefix = read_at(&mut file, 0, prefix_len).map_err(io)?;
-            match Gguf::parse(&prefix, file_len) {
-                Err(GgufError::Truncated { available, .. }) if available < file_len => {
-                    prefix_len = (prefix_len * 2).min(file_len);
-                }
-                Ok(header) => return Ok(GgufFile { path, file: Mutex::new(file), header }),
-                Err(e) => return Err(e),
-            }
-        }
+        let header = Gguf::read_header(file_len, |len| read_at(&mut file, 0, len).map_err(io))?;
+        Ok(GgufFile { path, file: Mutex::new(file), header })
     }
 
     /// The raw bytes of one tensor, in its GGUF block format.

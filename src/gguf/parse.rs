@@ -54,7 +54,26 @@ pub struct Gguf {
     pub tensors: Vec<TensorInfo>,
 }
 
+/// The first read of a header; real headers are a few MiB (the vocabulary dominates), so one
+/// read usually suffices and larger vocabularies take a few doublings.
+const FIRST_HEADER_READ: u64 = 4 << 20;
+
 impl Gguf {
+    /// Parses the header of a `file_len`-byte file from prefixes that `read_prefix(len)` returns,
+    /// starting with 4 MiB and doubling until the header fits.
+    pub fn read_header(file_len: u64, mut read_prefix: impl FnMut(u64) -> Result<Vec<u8>>) -> Result<Gguf> {
+        let mut prefix_len = FIRST_HEADER_READ.min(file_len);
+        loop {
+            let prefix = read_prefix(prefix_len)?;
+            match Gguf::parse(&prefix, file_len) {
+                Err(GgufError::Truncated { available, .. }) if available < file_len => {
+                    prefix_len = (prefix_len * 2).min(file_len);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Parses the header of a GGUF file of `file_len` bytes from `prefix`, its first bytes.
     ///
     /// If `prefix` ends before the header does, the error is [`GgufError::Truncated`]; when its

@@ -17,7 +17,7 @@ use thiserror::Error;
 pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
 
 use crate::backend::{Backend, BackendError, Rope};
-use crate::gguf::{GgmlType, Gguf, GgufError, TensorInfo};
+use crate::gguf::{GgmlType, GgufError, TensorInfo};
 use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, Recording};
 
 #[derive(Debug, Error)]
@@ -46,6 +46,8 @@ pub enum ModelError {
     BadIntervention(String),
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
+    #[error("reading the weights: {0}")]
+    Read(String),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
@@ -63,29 +65,6 @@ impl WeightSource for crate::gguf::GgufFile {
     }
     fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
         Ok(Cow::Owned(self.read_tensor(tensor)?))
-    }
-}
-
-/// A whole GGUF file in memory, as the browser's CPU path holds it.
-pub struct InMemoryGguf<'a> {
-    pub header: Gguf,
-    bytes: &'a [u8],
-}
-
-impl<'a> InMemoryGguf<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        Ok(InMemoryGguf { header: Gguf::parse(bytes, bytes.len() as u64)?, bytes })
-    }
-}
-
-impl WeightSource for InMemoryGguf<'_> {
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.header.tensors
-    }
-    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
-        // The parser checked every tensor's range against the length of these same bytes.
-        let start = tensor.file_offset as usize;
-        Ok(Cow::Borrowed(&self.bytes[start..start + tensor.byte_len as usize]))
     }
 }
 

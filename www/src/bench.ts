@@ -1,9 +1,9 @@
 /**
- * `make bench` in the browser: the wasm engine's prefill and decode speed on the same model and
- * prompts as the wllama peer (shared/peers/wllama), timed with performance.now().
- * Writes `#result` with JSON when done.
+ * `make bench` in the browser: the engine's prefill and decode speed on the same model and
+ * prompts as the wllama peer (shared/peers/wllama), timed with performance.now(), on the backend
+ * `?backend=cpu|webgpu` names (cpu by default). Writes `#result` with JSON when done.
  */
-import init, { Engine } from "../../pkg/glassbox.js";
+import init, { Engine, runTask } from "../../pkg/glassbox.js";
 
 const REPETITIONS = 3;
 const DECODE_STEPS = 128;
@@ -32,32 +32,33 @@ async function main(): Promise<void> {
   };
   await init({ module_or_path: "glassbox_bg.wasm" });
   const [short, long] = await Promise.all([text("bench/short.txt"), text("bench/long.txt")]);
-  const bytes = new Uint8Array(await (await fetched("models/SmolLM2-135M-Instruct.Q4_1.gguf")).arrayBuffer());
+  const model = await (await fetched("models/SmolLM2-135M-Instruct.Q4_1.gguf")).blob();
+  const backend = new URLSearchParams(location.search).get("backend") ?? "cpu";
   let start = performance.now();
-  const engine = Engine.load(bytes);
+  const engine = await runTask<Engine>(Engine.open(model, { backend }));
   const loadMs = performance.now() - start;
   const shortIds = engine.tokenize(short);
   const longIds = engine.tokenize(long);
 
   const prefill: number[] = [];
   const decode: number[] = [];
-  engine.generate(short, 8, 0, 0); // warm-up
+  await runTask(engine.generate(short, 8, 0, 0)); // warm-up
   for (let rep = 0; rep < REPETITIONS; rep++) {
     start = performance.now();
-    engine.topTokens(longIds, 1);
+    await runTask(engine.topTokens(longIds, 1));
     prefill.push(longIds.length / ((performance.now() - start) / 1000));
     say(`prefill ${rep + 1}: ${prefill.at(-1)?.toFixed(1)} tok/s`);
 
     start = performance.now();
-    engine.topTokens(shortIds, 1);
+    await runTask(engine.topTokens(shortIds, 1));
     const shortPrefillMs = performance.now() - start;
     start = performance.now();
-    const generated = engine.generate(short, DECODE_STEPS, 0, 0) as { ids: number[] };
+    const generated = await runTask<{ ids: number[] }>(engine.generate(short, DECODE_STEPS, 0, 0));
     const decodeMs = performance.now() - start - shortPrefillMs;
     decode.push(generated.ids.length / (decodeMs / 1000));
     say(`decode ${rep + 1}: ${decode.at(-1)?.toFixed(1)} tok/s`);
   }
-  report({ load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
+  report({ backend: engine.backend, device: engine.device, load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
 }
 
 main().catch((e: unknown) => report({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }));

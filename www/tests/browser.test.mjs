@@ -114,20 +114,24 @@ test("hostile or missing models are typed errors, not traps", { timeout: 60_000 
     // The module still works after every failure: no panic poisoned it.
     results.push(attempt(new Uint8Array([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0, ...new Array(16).fill(0)]), 24));
     // Loading a model cut short is a typed error too.
-    const model = new Uint8Array(await (await fetch("/models/SmolLM2-135M-Instruct.Q4_1.gguf")).arrayBuffer());
+    const model = await (await fetch("/models/SmolLM2-135M-Instruct.Q4_1.gguf")).blob();
     try {
-      glassbox.Engine.load(model.subarray(0, 2_000_000));
+      await glassbox.runTask(glassbox.Engine.open(model.slice(0, 2_000_000), { backend: "cpu" }));
       results.push("loaded");
     } catch (e) {
       results.push(`${e.name}: ${e.message}`);
     }
+    // ... and the whole file still loads afterwards.
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "cpu" }));
+    results.push(engine.backend);
     return results;
   });
   assert.match(failures[0], /^GgufError: not a GGUF file/);
   assert.match(failures[1], /^GgufError: tensor count 18446744073709551615 .* is impossible/);
   assert.match(failures[2], /^InputError: file length -1/);
   assert.match(failures[3], /^GgufError: required metadata key "general.architecture" is missing/);
-  assert.match(failures[4], /^ModelError: tensor "token_embd.weight": its data .* lies outside the file/);
+  assert.match(failures[4], /^GgufError: tensor "token_embd.weight": its data .* lies outside the file/);
+  assert.equal(failures[5], "cpu");
   assert.deepEqual(errors.filter((e) => !e.includes("404")), []);
   await page.close();
 });
@@ -168,9 +172,11 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
   const wasm = await page.evaluate(async ({ modelPath, idLists }) => {
     const glassbox = await import("/glassbox.js");
     await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
-    const bytes = new Uint8Array(await (await fetch(modelPath)).arrayBuffer());
-    const engine = glassbox.Engine.load(bytes);
-    return idLists.map((ids) => engine.topTokens(Uint32Array.from(ids), 10));
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "cpu" }));
+    const tops = [];
+    for (const ids of idLists) tops.push(await glassbox.runTask(engine.topTokens(Uint32Array.from(ids), 10)));
+    return tops;
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
   // As in the native parity test: a top-1 may differ only where the other engine was nearly tied.
@@ -206,16 +212,16 @@ test("the wasm attribution ranks the heads of \"3+5=\" as the native build does,
   const wasm = await page.evaluate(async ({ modelPath, prompt }) => {
     const glassbox = await import("/glassbox.js");
     await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
-    const bytes = new Uint8Array(await (await fetch(modelPath)).arrayBuffer());
-    const engine = glassbox.Engine.load(bytes);
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "cpu" }));
     const ids = engine.tokenize(prompt);
-    const attribution = engine.attribute(ids, { exactNeurons: 100 });
+    const attribution = await glassbox.runTask(engine.attribute(ids, { exactNeurons: 100 }));
     const top = attribution.heads[0];
-    const plain = engine.topTokens(ids, 3);
+    const plain = await glassbox.runTask(engine.topTokens(ids, 3));
     engine.setMask({ heads: [`${top.layer}.${top.head}`] });
-    const masked = engine.topTokens(ids, 3);
+    const masked = await glassbox.runTask(engine.topTokens(ids, 3));
     engine.clearMask();
-    const cleared = engine.topTokens(ids, 3);
+    const cleared = await glassbox.runTask(engine.topTokens(ids, 3));
     let badMask = null;
     try {
       engine.setMask({ heads: ["99.0"] });
@@ -244,6 +250,93 @@ test("the wasm attribution ranks the heads of \"3+5=\" as the native build does,
   const worst = Math.max(...wasm.heads.map((h) => Math.abs(h.score - nativeScore.get(name(h)))));
   console.log(`# wasm vs native head LPI: max |Δ| = ${worst.toExponential(2)}; top heads ${wasm.heads.slice(0, 5).map(name).join(" ")}`);
   assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm head LPI drifts ${worst} from native`);
+  await page.close();
+});
+
+/** The native CLI's top-10 next tokens for `prompt`, on the backend named. */
+function nativeTop(prompt, backend) {
+  const out = execFileSync(here("../../target/debug/glassbox"), [
+    "logits", here("../../" + MODEL_PATH), "--prompt", prompt, "--top-k", "10", "--json", "--backend", backend,
+  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, XDG_RUNTIME_DIR: here("../../.tools/xdg-runtime") } });
+  return JSON.parse(out).top;
+}
+
+test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and agrees with native WebGPU and llama.cpp", { timeout: 900_000 }, async () => {
+  const cases = JSON.parse(readFileSync(here("../../tests/reference/smollm2-logits-llamacpp.json"), "utf8")).next_token;
+  const native = cases.map((c) => nativeTop(c.prompt, "webgpu"));
+
+  const { page } = await open("/");
+  const browser = await page.evaluate(async ({ modelPath, idLists }) => {
+    const glassbox = await import("/glassbox.js");
+    const wasm = await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "webgpu" }));
+    // wasm memory only grows, so its size after loading is the load's peak.
+    const memoryAfterLoad = wasm.memory.buffer.byteLength;
+    const tops = [];
+    for (const ids of idLists) tops.push(await glassbox.runTask(engine.topTokens(Uint32Array.from(ids), 10)));
+    return { backend: engine.backend, device: engine.device, memoryAfterLoad, memoryAfterRuns: wasm.memory.buffer.byteLength, fileSize: model.size, tops };
+  }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
+
+  assert.equal(browser.backend, "webgpu");
+  console.log(`# ${browser.device}`);
+  // The file is 94 MiB; the weights pass through wasm memory one tensor at a time, so the peak
+  // is the largest tensor (token_embd, 28.7 MiB) plus the tokenizer, the header and the module's
+  // own memory. Measured 2026-11-26: 42 MiB.
+  const largestTensor = Math.max(...reference.tensors.map((t) => t.byte_len));
+  const bound = largestTensor + (24 << 20);
+  const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
+  console.log(`# wasm memory: ${mib(browser.memoryAfterLoad)} MiB after load, ${mib(browser.memoryAfterRuns)} MiB after 20 prompts; file ${mib(browser.fileSize)} MiB, bound ${mib(bound)} MiB`);
+  assert.ok(browser.memoryAfterLoad <= bound, `loading took ${browser.memoryAfterLoad} bytes of wasm memory`);
+  assert.ok(browser.memoryAfterRuns <= bound, `running took ${browser.memoryAfterRuns} bytes of wasm memory`);
+
+  // The same WGSL on SwiftShader here and on lavapipe natively: only the devices' float
+  // summation and fma choices differ.
+  const NEAR_TIE = 0.05;
+  const LLAMA_CPP_NEAR_TIE = 0.5;
+  let worst = 0;
+  cases.forEach((c, i) => {
+    const [mine, theirs] = [browser.tops[i], native[i]];
+    if (mine[0].id !== theirs[0].id) {
+      const gap = theirs[0].logprob - theirs[1].logprob;
+      assert.ok(gap < NEAR_TIE, `browser and native WebGPU top-1 differ for ${c.prompt} with a gap of ${gap}`);
+    }
+    if (mine[0].id !== c.top10[0]) {
+      const gap = c.top10_logits[0] - c.top10_logits[1];
+      assert.ok(gap < LLAMA_CPP_NEAR_TIE, `browser WebGPU and llama.cpp top-1 differ for ${c.prompt} with a llama.cpp gap of ${gap}`);
+    }
+    for (const n of theirs) {
+      const m = mine.find((t) => t.id === n.id);
+      if (m) worst = Math.max(worst, Math.abs(m.logprob - n.logprob));
+    }
+  });
+  console.log(`# browser vs native WebGPU: max |Δ log p| over shared top-10 tokens = ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-3, `browser WebGPU logprobs drift ${worst} from native WebGPU`);
+  await page.close();
+});
+
+test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 }, async () => {
+  const page = await browser.newPage();
+  await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+  await page.goto(origin + "/");
+  const result = await page.evaluate(async (modelPath) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "auto" }));
+    let forced = null;
+    try {
+      await glassbox.runTask(glassbox.Engine.open(model, { backend: "webgpu" }));
+    } catch (e) {
+      forced = `${e.name}: ${e.message}`;
+    }
+    const top = await glassbox.runTask(engine.topTokens(engine.tokenize("The capital of France is"), 1));
+    return { backend: engine.backend, reason: engine.fallbackReason, forced, top: top[0].token };
+  }, "/" + MODEL_PATH);
+  assert.equal(result.backend, "cpu");
+  assert.match(result.reason, /navigator\.gpu/);
+  assert.match(result.forced, /^GpuError: .*navigator\.gpu/);
+  assert.equal(result.top, nativeTop("The capital of France is", "cpu")[0].token);
   await page.close();
 });
 

@@ -1,8 +1,9 @@
 //! The WebGPU backend behind the same [`Backend`] trait as candle's, natively (Vulkan, Metal,
 //! DX12): the transformer, hooks and interpretability run on the WGSL kernels unchanged.
 //!
-//! Natively only, for now: `Backend::download` returns at once, and a browser maps GPU memory
-//! only from its event loop, so the browser needs the model's reads to become asynchronous.
+//! `Backend::download` returns at once. Natively it blocks on the device; in a browser, which
+//! maps GPU memory only from its event loop, it suspends the wasm task until the map settles
+//! (`web::jspi`).
 
 use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
 use crate::backend::{Backend, BackendError, BackendResult, Rope};
@@ -69,7 +70,10 @@ impl Backend for WebGpuBackend {
     }
 
     fn download(&self, x: &WebGpuValue) -> BackendResult<(Vec<usize>, Vec<f32>)> {
+        #[cfg(not(target_arch = "wasm32"))]
         let values = pollster::block_on(self.gpu.read(&x.tensor)).map_err(err)?;
+        #[cfg(target_arch = "wasm32")]
+        let values = crate::web::jspi::wait_for(self.gpu.read(&x.tensor)).map_err(BackendError)?.map_err(err)?;
         Ok((x.dims.clone(), values))
     }
 

@@ -129,10 +129,7 @@ impl GpuDevice {
             )));
         }
         self.check_binding(bytes.len())?;
-        // Storage buffers hold whole u32 words.
-        let mut padded = bytes.to_vec();
-        padded.resize(bytes.len().next_multiple_of(4), 0);
-        let storage = Pooled::unpooled(self.buffer("weights", &padded, wgpu::BufferUsages::STORAGE));
+        let storage = Pooled::unpooled(self.weights(bytes));
         Ok(GpuMatrix { storage, kind, rows, cols })
     }
 

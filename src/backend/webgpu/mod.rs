@@ -1,7 +1,6 @@
 //! The wgpu device: adapter discovery and the kernels that run on it. `layer.rs` holds the
 //! tensors that stay on the device and the decoder layer's operations on them.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod backend;
 mod layer;
 mod pool;
@@ -10,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-#[cfg(not(target_arch = "wasm32"))]
 pub use backend::{WebGpuBackend, WebGpuValue};
 pub use layer::{GpuMatrix, GpuTensor};
 use thiserror::Error;
@@ -169,6 +167,28 @@ impl GpuDevice {
         let mut padded = contents.to_vec();
         padded.resize(contents.len().next_multiple_of(4), 0);
         self.queue.write_buffer(buffer.buffer(), 0, &padded);
+        buffer
+    }
+
+    /// A storage buffer holding `bytes` (padded to whole u32 words), written straight from the
+    /// slice: in a browser a mapped buffer would stage another copy in wasm memory, and a model
+    /// streamed onto the GPU must keep at most one tensor there.
+    fn weights(&self, bytes: &[u8]) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("weights"),
+            size: bytes.len().next_multiple_of(4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let whole_words = bytes.len() - bytes.len() % 4;
+        if whole_words > 0 {
+            self.queue.write_buffer(&buffer, 0, &bytes[..whole_words]);
+        }
+        if whole_words < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole_words].copy_from_slice(&bytes[whole_words..]);
+            self.queue.write_buffer(&buffer, whole_words as u64, &tail);
+        }
         buffer
     }
 

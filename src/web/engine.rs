@@ -1,0 +1,333 @@
+//! `Engine`: a language model loaded in the browser, on WebGPU or on the wasm CPU.
+//!
+//! Loading streams the weights from a `Blob` tensor by tensor, so on WebGPU the file never sits
+//! in wasm memory: at most one tensor does, on its way to a GPU buffer. Every computation is a
+//! [`Task`] that `runTask` runs, because a GPU read waits for the browser's event loop.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::jspi::{self, Task};
+use super::{js_error, options, to_js};
+use crate::backend::candle::CandleBackend;
+#[cfg(feature = "webgpu")]
+use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
+use crate::backend::Backend;
+use crate::generate::{generate, log_softmax, top_k, GenerateRequest, Sampling};
+use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::hooks::{HookRequest, Positions};
+use crate::interp::ablation::Mask;
+use crate::interp::attribution::{attribute, AttributionOptions};
+use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
+use crate::model::{Config, Model, ModelError, WeightSource};
+use crate::tokenizer::{ChatMessage, Tokenizer};
+
+/// The model on whichever backend it was loaded onto.
+enum Loaded {
+    Cpu(Box<Model<CandleBackend>>),
+    #[cfg(feature = "webgpu")]
+    Gpu(Box<Model<WebGpuBackend>>),
+}
+
+/// Runs `$body` with `$model` bound to the [`Model`] inside a [`Loaded`], whatever its backend.
+macro_rules! with_model {
+    ($loaded:expr, $model:ident => $body:expr) => {
+        match $loaded {
+            Loaded::Cpu($model) => $body,
+            #[cfg(feature = "webgpu")]
+            Loaded::Gpu($model) => $body,
+        }
+    };
+}
+
+struct State {
+    model: Loaded,
+    tokenizer: Tokenizer,
+    /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
+    /// only for a moment, so `setMask` works while a task waits on the GPU.
+    mask: RefCell<Mask>,
+    /// A line naming the device, for people choosing a backend.
+    device: String,
+    /// Why `auto` settled on the CPU, when it did.
+    fallback_reason: Option<String>,
+}
+
+/// A language model in the browser.
+#[wasm_bindgen]
+pub struct Engine {
+    state: Rc<State>,
+}
+
+/// `setMask`'s argument: `{ heads: ["L.H", ...], neurons: ["L.I", ...] }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct MaskSpec {
+    heads: Vec<String>,
+    neurons: Vec<String>,
+}
+
+/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AttributeOptions {
+    target: Option<u32>,
+    top: Option<usize>,
+    exact_neurons: Option<usize>,
+    exact_all: bool,
+}
+
+/// `lens`'s options, all optional: `{ layers, positions, topK, scale: "fixed" | "own_rms" }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct LensOptions {
+    layers: Option<Vec<usize>>,
+    positions: Option<Vec<usize>>,
+    top_k: Option<usize>,
+    scale: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TopToken {
+    id: u32,
+    token: String,
+    logprob: f32,
+}
+
+/// A GGUF file behind a `Blob` (a `File`, or a download saved as one), read a slice at a time.
+struct BlobGguf {
+    blob: web_sys::Blob,
+    header: Gguf,
+    on_progress: Option<js_sys::Function>,
+    loaded: Cell<u64>,
+    total: u64,
+}
+
+impl BlobGguf {
+    fn open(blob: web_sys::Blob, on_progress: Option<js_sys::Function>) -> Result<BlobGguf, GgufError> {
+        let read_error = |message: String| GgufError::Io { path: "the chosen file".into(), source: std::io::Error::other(message) };
+        let file_len = super::file_length(blob.size()).map_err(|_| read_error(format!("a Blob of {} bytes", blob.size())))?;
+        let header = Gguf::read_header(file_len, |len| jspi::read_blob(&blob, 0, len).map_err(read_error))?;
+        let total = header.tensors.iter().map(|t| t.byte_len).sum();
+        Ok(BlobGguf { blob, header, on_progress, loaded: Cell::new(0), total })
+    }
+}
+
+impl WeightSource for BlobGguf {
+    fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+
+    fn read(&self, tensor: &TensorInfo) -> crate::model::Result<Cow<'_, [u8]>> {
+        // The header parser checked this range against the Blob's size.
+        let bytes = jspi::read_blob(&self.blob, tensor.file_offset, tensor.byte_len).map_err(ModelError::Read)?;
+        self.loaded.set(self.loaded.get() + tensor.byte_len);
+        if let Some(report) = &self.on_progress {
+            // Progress is advisory: a throwing callback must not fail the load.
+            let _ = report.call2(&JsValue::NULL, &(self.loaded.get() as f64).into(), &(self.total as f64).into());
+        }
+        Ok(Cow::Owned(bytes))
+    }
+}
+
+fn model_error(e: impl std::fmt::Display) -> JsValue {
+    js_error("ModelError", e)
+}
+
+/// Loads onto the backend `choice` names; `auto` takes WebGPU when an adapter opens and this
+/// browser can wait for it, else the CPU with the reason.
+fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<(Loaded, String, Option<String>), JsValue> {
+    let cpu = |fallback_reason| -> Result<_, JsValue> {
+        let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
+        Ok((Loaded::Cpu(Box::new(model)), "CPU (wasm)".to_string(), fallback_reason))
+    };
+    match choice {
+        "cpu" => cpu(None),
+        "webgpu" | "auto" => match open_gpu() {
+            #[cfg(feature = "webgpu")]
+            Ok(gpu) => {
+                let device = format!("WebGPU: {}", gpu.description());
+                let model = Model::load(WebGpuBackend::new(gpu), config.clone(), source).map_err(model_error)?;
+                Ok((Loaded::Gpu(Box::new(model)), device, None))
+            }
+            Err(reason) if choice == "auto" => cpu(Some(reason)),
+            Err(reason) => Err(js_error("GpuError", reason)),
+        },
+        other => Err(js_error("InputError", format!("backend {other:?} is not \"auto\", \"webgpu\" or \"cpu\""))),
+    }
+}
+
+#[cfg(feature = "webgpu")]
+fn open_gpu() -> Result<GpuDevice, String> {
+    jspi::wait_for(GpuDevice::new())?.map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "webgpu"))]
+fn open_gpu() -> Result<std::convert::Infallible, String> {
+    Err("this glassbox build has no WebGPU backend".to_string())
+}
+
+fn top_tokens<B: Backend>(model: &Model<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
+    let mut cache = model.new_cache();
+    let interventions = state.mask.borrow().interventions();
+    let forward = model
+        .forward(ids, &mut cache, &HookRequest::new(), &interventions, &Positions::Last)
+        .map_err(model_error)?;
+    let logprobs = log_softmax(&forward.logits.data);
+    let top = top_k(&logprobs, k)
+        .into_iter()
+        .map(|i| {
+            let token = state.tokenizer.decode(&[i as u32]).map_err(|e| js_error("TokenizerError", e))?;
+            Ok(TopToken { id: i as u32, token, logprob: logprobs[i] })
+        })
+        .collect::<Result<Vec<_>, JsValue>>()?;
+    to_js(&top)
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// A task that loads the GGUF model in `source` (a `Blob` or `File`) and resolves to an
+    /// `Engine`. Rejects with a `GgufError`, `ModelError`, `TokenizerError` or `GpuError` naming
+    /// what is wrong.
+    pub fn open(source: web_sys::Blob, options: JsValue) -> Result<Task, JsValue> {
+        let field = |name: &str| {
+            if options.is_object() { js_sys::Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED) } else { JsValue::UNDEFINED }
+        };
+        let on_progress = field("onProgress").dyn_into::<js_sys::Function>().ok();
+        let backend = field("backend");
+        let choice = if backend.is_undefined() {
+            "auto".to_string()
+        } else {
+            backend.as_string().ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
+        };
+        Ok(Task::new(move || {
+            let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
+            let config = Config::from_gguf(&source.header).map_err(model_error)?;
+            let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
+            let (model, device, fallback_reason) = load(&choice, config, &source)?;
+            let state = State { model, tokenizer, mask: RefCell::default(), device, fallback_reason };
+            Ok(Engine { state: Rc::new(state) }.into())
+        }))
+    }
+
+    /// `"webgpu"` or `"cpu"`: where this model computes.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        match self.state.model {
+            Loaded::Cpu(_) => "cpu",
+            #[cfg(feature = "webgpu")]
+            Loaded::Gpu(_) => "webgpu",
+        }
+        .to_string()
+    }
+
+    /// The device, e.g. `WebGPU: SwiftShader (BrowserWebGpu, Cpu)` or `CPU (wasm)`.
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.state.device.clone()
+    }
+
+    /// Why `auto` chose the CPU (no adapter, no JS Promise Integration, ...); undefined otherwise.
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.state.fallback_reason.clone()
+    }
+
+    /// Zeroes these heads and neurons in every later `topTokens` and `generate` call, until
+    /// `clearMask`. Throws an `InterpError` naming any that does not exist.
+    #[wasm_bindgen(js_name = setMask)]
+    pub fn set_mask(&self, mask: JsValue) -> Result<(), JsValue> {
+        let spec: MaskSpec = options(mask)?;
+        let config = with_model!(&self.state.model, model => model.config());
+        let parsed = Mask::parse(&spec.heads, &spec.neurons, config).map_err(|e| js_error("InterpError", e))?;
+        self.state.mask.replace(parsed);
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = clearMask)]
+    pub fn clear_mask(&self) {
+        self.state.mask.replace(Mask::default());
+    }
+
+    /// Token ids of `text`, with special tokens such as `<|im_start|>` recognised.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.state.tokenizer.encode(text, true, true).map_err(|e| js_error("TokenizerError", e))
+    }
+
+    /// The chat template applied to one user message, ready for `tokenize`.
+    #[wasm_bindgen(js_name = chatPrompt)]
+    pub fn chat_prompt(&self, user_message: &str) -> Result<String, JsValue> {
+        self.state
+            .tokenizer
+            .apply_chat_template(&[ChatMessage::new("user", user_message)], true)
+            .map_err(|e| js_error("TokenizerError", e))
+    }
+
+    /// A task resolving to the `k` most likely next tokens after `ids`: `[{ id, token, logprob }]`.
+    #[wasm_bindgen(js_name = topTokens)]
+    pub fn top_tokens(&self, ids: Vec<u32>, k: usize) -> Task {
+        let state = Rc::clone(&self.state);
+        Task::new(move || with_model!(&state.model, model => top_tokens(model, &state, &ids, k)))
+    }
+
+    /// A task resolving to the log-probability-increase attribution at the last position of
+    /// `ids`: the JSON of `interp::attribution::Attribution` (target, layers, heads, neurons,
+    /// positions, value and query neurons).
+    pub fn attribute(&self, ids: Vec<u32>, options: JsValue) -> Result<Task, JsValue> {
+        let given: AttributeOptions = self::options(options)?;
+        let defaults = AttributionOptions::default();
+        let options = AttributionOptions {
+            target: given.target,
+            top: given.top.unwrap_or(defaults.top),
+            exact_neurons: given.exact_neurons.unwrap_or(defaults.exact_neurons),
+            exact_all: given.exact_all,
+            ..defaults
+        };
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            with_model!(&state.model, model => {
+                let unembedding = Unembedding::new(model).map_err(model_error)?;
+                to_js(&attribute(&unembedding, &state.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+            })
+        }))
+    }
+
+    /// A task resolving to the logit lens over `ids`: the JSON of `interp::lens::LogitLens`.
+    pub fn lens(&self, ids: Vec<u32>, options: JsValue) -> Result<Task, JsValue> {
+        let given: LensOptions = self::options(options)?;
+        let scale = match given.scale.as_deref() {
+            None | Some("fixed") => LensScale::Fixed,
+            Some("own_rms") => LensScale::OwnRms,
+            Some(other) => return Err(js_error("InputError", format!("scale {other:?} is neither \"fixed\" nor \"own_rms\""))),
+        };
+        let request = LensRequest { layers: given.layers, positions: given.positions, top_k: given.top_k.unwrap_or(5), scale };
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            with_model!(&state.model, model => {
+                let unembedding = Unembedding::new(model).map_err(model_error)?;
+                to_js(&logit_lens(&unembedding, &state.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
+            })
+        }))
+    }
+
+    /// A task generating up to `max_tokens` after `prompt`, resolving to `{ text, ids,
+    /// stop_reason }`. Temperature 0 is greedy; `seed` makes sampling repeatable.
+    pub fn generate(&self, prompt: &str, max_tokens: usize, temperature: f32, seed: u32) -> Result<Task, JsValue> {
+        let ids = self.tokenize(prompt)?;
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            let request = GenerateRequest {
+                max_tokens,
+                sampling: Sampling { temperature, seed: seed.into(), ..Sampling::default() },
+                stop_strings: Vec::new(),
+                interventions: state.mask.borrow().interventions(),
+            };
+            let generation = with_model!(&state.model, model => generate(model, &state.tokenizer, &ids, &request, |_, _| true))
+                .map_err(model_error)?;
+            to_js(&generation)
+        }))
+    }
+}
