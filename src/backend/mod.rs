@@ -61,6 +61,18 @@ impl Rope<'_> {
     }
 }
 
+/// A fixed pseudo-random sequence in [-1, 1), the same on every platform: the data of the device
+/// checks that compare a backend with the CPU.
+pub fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// The operations the transformer needs. Activations are row-major `[positions, width]` matrices
 /// of f32; weights keep their GGUF encoding where the backend can compute with it.
 pub trait Backend {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "webgpu")]
-use crate::backend::webgpu::GpuDevice;
+use crate::backend::webgpu::{check::check_kernels, GpuDevice, WebGpuBackend};
 use crate::gguf::Gguf;
 use crate::inspect::ModelSummary;
 pub use engine::Engine;
@@ -78,6 +78,17 @@ impl WebGpu {
     #[wasm_bindgen(getter)]
     pub fn description(&self) -> String {
         self.device.description()
+    }
+
+    /// A task that runs every WGSL kernel against the CPU on this browser's adapter (see
+    /// `backend::webgpu::check`) and resolves to `[{ kernel, case, max_error, bound }]`.
+    #[wasm_bindgen(js_name = checkKernels)]
+    pub fn check_kernels() -> Task {
+        Task::new(|| {
+            let gpu = jspi::wait_for(GpuDevice::new()).map_err(|e| js_error("GpuError", e))?.map_err(|e| js_error("GpuError", e))?;
+            let checks = check_kernels(&WebGpuBackend::new(gpu)).map_err(|e| js_error("GpuError", e))?;
+            to_js(&checks)
+        })
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` (a `Float32Array`) and `W: [rows, cols]` given as GGUF block

@@ -340,6 +340,24 @@ test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 
   await page.close();
 });
 
+test("every WGSL kernel matches the CPU on Chromium's WebGPU, for every weight type and odd shapes", { timeout: 300_000 }, async () => {
+  const { page } = await open("/");
+  const checks = await page.evaluate(async () => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    return await glassbox.runTask(glassbox.WebGpu.checkKernels());
+  });
+  // The suite and its bounds are src/backend/webgpu/check.rs, the same natively on lavapipe.
+  assert.equal(checks.length, 8 * 3 * 5 + 12 + 3 + 4 + 8);
+  const worst = new Map();
+  for (const c of checks) {
+    assert.ok(c.max_error <= c.bound, `${c.kernel} ${c.case}: error ${c.max_error} over ${c.bound}`);
+    worst.set(c.kernel, Math.max(worst.get(c.kernel) ?? 0, c.max_error));
+  }
+  console.log(`# worst error per kernel: ${[...worst].map(([k, e]) => `${k} ${e.toExponential(1)}`).join(", ")}`);
+  await page.close();
+});
+
 test("the WGSL quantised matmul reads Q8_0 and Q4_1 blocks made by hand", async () => {
   // Blocks built here from ggml's layout, with scales exactly representable in f16, so every
   // product and sum is exact in f32 and the GPU must agree to the bit.

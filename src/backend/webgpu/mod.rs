@@ -2,6 +2,7 @@
 //! tensors that stay on the device and the decoder layer's operations on them.
 
 mod backend;
+pub mod check;
 mod layer;
 mod pool;
 

@@ -1,0 +1,209 @@
+//! The WGSL kernels checked against the CPU on this device: the same suite natively (lavapipe in
+//! `make test`, a real GPU in `scripts/gpu-check.sh`) and in a browser (`WebGpu.checkKernels`).
+//!
+//! Every kernel runs through the [`Backend`] trait, as the model calls it, on pseudo-random data
+//! with odd shapes: rows that are not multiples of the 64-wide workgroup, one to five quant
+//! blocks per row, one to three tokens, and every weight type the kernels decode. References:
+//! - products (`linear`, `linear_transposed`): an f64 sum over candle's dequantisation of the
+//!   same candle-quantised weights, an implementation independent of the WGSL decoders; the
+//!   error is measured against the sum of |terms|;
+//! - everything else: the candle CPU backend's own operation on the same inputs; the error is
+//!   measured against the largest reference value.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::WebGpuBackend;
+use crate::backend::candle::CandleBackend;
+use crate::backend::{pseudo_random, Backend, BackendError, BackendResult, Rope};
+use crate::gguf::{GgmlType, TensorInfo};
+
+/// One kernel on one shape: the largest error seen and the bound it must stay within.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelCheck {
+    pub kernel: &'static str,
+    pub case: String,
+    pub max_error: f64,
+    pub bound: f64,
+}
+
+impl KernelCheck {
+    pub fn passed(&self) -> bool {
+        self.max_error <= self.bound
+    }
+}
+
+/// Products sum the same dequantised weights times the same f32 inputs, in f32 here and in f64
+/// for the reference: 1e-5 of the sum of |terms|.
+const PRODUCT_BOUND: f64 = 1e-5;
+/// Dequantising is one multiply and at most one add per value; RMSNorm's mean of squares and
+/// silu's exp add a few ulps; rope is one multiply-add per value.
+const ELEMENTWISE_BOUND: f64 = 1e-6;
+/// The online softmax rescales as it goes, the CPU normalises once.
+const ATTENTION_BOUND: f64 = 1e-5;
+
+/// The weight types the WGSL kernels decode, with candle's name for each.
+pub const KERNEL_TYPES: [(GgmlType, GgmlDType); 8] = [
+    (GgmlType::F32, GgmlDType::F32),
+    (GgmlType::F16, GgmlDType::F16),
+    (GgmlType::Q4_0, GgmlDType::Q4_0),
+    (GgmlType::Q4_1, GgmlDType::Q4_1),
+    (GgmlType::Q8_0, GgmlDType::Q8_0),
+    (GgmlType::Q4K, GgmlDType::Q4K),
+    (GgmlType::Q5K, GgmlDType::Q5K),
+    (GgmlType::Q6K, GgmlDType::Q6K),
+];
+
+fn candle_error(e: candle_core::Error) -> BackendError {
+    BackendError(e.to_string())
+}
+
+/// A `[rows, cols]` matrix quantised by candle: its GGUF bytes and candle's dequantisation.
+struct Quantised {
+    info: TensorInfo,
+    bytes: Vec<u8>,
+    dequantised: Vec<f32>,
+}
+
+fn quantised(ggml: GgmlType, dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> BackendResult<Quantised> {
+    let w = Tensor::from_vec(pseudo_random(rows * cols, seed), (rows, cols), &Device::Cpu).map_err(candle_error)?;
+    let q = QTensor::quantize(&w, dtype).map_err(candle_error)?;
+    let bytes = q.data().map_err(candle_error)?.into_owned();
+    let dequantised = q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()?.to_vec1()).map_err(candle_error)?;
+    let info = TensorInfo {
+        name: format!("{} {rows}×{cols}", ggml.name()),
+        ggml_type: ggml,
+        shape: vec![cols as u64, rows as u64],
+        file_offset: 0,
+        byte_len: bytes.len() as u64,
+    };
+    Ok(Quantised { info, bytes, dequantised })
+}
+
+/// The largest `|got - expected|` over `scale`, or infinity when the lengths differ.
+fn relative_error(got: &[f32], expected: &[f32], scale: f64) -> f64 {
+    if got.len() != expected.len() {
+        return f64::INFINITY;
+    }
+    got.iter().zip(expected).map(|(g, e)| (f64::from(*g) - f64::from(*e)).abs() / scale).fold(0.0, f64::max)
+}
+
+fn largest(values: &[f32]) -> f64 {
+    values.iter().fold(f64::from(f32::MIN_POSITIVE), |m, v| m.max(f64::from(v.abs())))
+}
+
+/// `x · Wᵀ` (or `x · W` when `transposed`) in f64, and the worst error of `got` against it
+/// relative to each output's sum of |terms|.
+fn product_error(got: &[f32], x: &[f32], w: &[f32], rows: usize, cols: usize, transposed: bool) -> f64 {
+    let (inner, outer) = if transposed { (rows, cols) } else { (cols, rows) };
+    let tokens = x.len() / inner;
+    if got.len() != tokens * outer {
+        return f64::INFINITY;
+    }
+    let mut worst: f64 = 0.0;
+    for t in 0..tokens {
+        for o in 0..outer {
+            let weight = |i: usize| if transposed { w[i * cols + o] } else { w[o * cols + i] };
+            let terms = (0..inner).map(|i| f64::from(x[t * inner + i]) * f64::from(weight(i)));
+            let (sum, magnitude) = terms.fold((0.0, 0.0), |(s, m), v| (s + v, m + f64::abs(v)));
+            worst = worst.max((f64::from(got[t * outer + o]) - sum).abs() / (magnitude + 1e-30));
+        }
+    }
+    worst
+}
+
+/// Runs the whole suite on `gpu`. An `Err` means a kernel failed to run at all.
+pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
+    let cpu = CandleBackend::cpu();
+    let mut checks = Vec::new();
+    let mut record = |kernel, case: String, max_error, bound| checks.push(KernelCheck { kernel, case, max_error, bound });
+    let on_gpu = |rows, cols, v: &[f32]| gpu.upload(rows, cols, v);
+    let on_cpu = |rows, cols, v: &[f32]| cpu.upload(rows, cols, v);
+    let from_gpu = |t: &<WebGpuBackend as Backend>::Tensor| gpu.download(t).map(|(_, v)| v);
+    let from_cpu = |t: &<CandleBackend as Backend>::Tensor| cpu.download(t).map(|(_, v)| v);
+
+    for (ggml, dtype) in KERNEL_TYPES {
+        let block = ggml.block_size() as usize;
+        for (rows, blocks, tokens) in [(1, 1, 1), (67, 3, 3), (130, 5, 2)] {
+            let cols = blocks * block;
+            let w = quantised(ggml, dtype, rows, cols, rows as u64 * 31 + cols as u64)?;
+            let matrix = gpu.matrix(&w.info, &w.bytes)?;
+            let case = format!("{} {rows}×{cols}, {tokens} tokens", ggml.name());
+
+            let x = pseudo_random(tokens * cols, 7 + tokens as u64);
+            let y = from_gpu(&gpu.linear(&on_gpu(tokens, cols, &x)?, &matrix)?)?;
+            record("matmul", case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);
+
+            let back = pseudo_random(tokens * rows, 9 + tokens as u64);
+            let z = from_gpu(&gpu.linear_transposed(&on_gpu(tokens, rows, &back)?, &matrix)?)?;
+            record("matmul transposed", case.clone(), product_error(&z, &back, &w.dequantised, rows, cols, true), PRODUCT_BOUND);
+
+            let scale = largest(&w.dequantised);
+            let whole = from_gpu(&gpu.dequantize(&matrix)?)?;
+            record("dequantize", case.clone(), relative_error(&whole, &w.dequantised, scale), ELEMENTWISE_BOUND);
+
+            let ids: Vec<u32> = [0, rows - 1, rows / 2, rows / 2].into_iter().map(|i| i as u32).collect();
+            let expected: Vec<f32> = ids.iter().flat_map(|&i| w.dequantised[i as usize * cols..(i as usize + 1) * cols].to_vec()).collect();
+            let embedded = from_gpu(&gpu.embed(&matrix, &ids)?)?;
+            record("embedding rows", case.clone(), relative_error(&embedded, &expected, scale), ELEMENTWISE_BOUND);
+
+            let wanted = [cols - 1, 0, cols / 2];
+            let expected: Vec<f32> = wanted.iter().flat_map(|&c| (0..rows).map(move |r| (r, c))).map(|(r, c)| w.dequantised[r * cols + c]).collect();
+            let columns = from_gpu(&gpu.columns(&matrix, &wanted)?)?;
+            record("columns", case, relative_error(&columns, &expected, scale), ELEMENTWISE_BOUND);
+        }
+    }
+
+    // Past 65535 workgroups of 64 the elementwise kernels spread over a second dispatch dimension.
+    for (rows, cols) in [(1, 1), (7, 130), (2100, 2000)] {
+        let (a, b, row) = (pseudo_random(rows * cols, 11), pseudo_random(rows * cols, 12), pseudo_random(cols, 13));
+        let (ga, gb, grow) = (on_gpu(rows, cols, &a)?, on_gpu(rows, cols, &b)?, on_gpu(1, cols, &row)?);
+        let (ca, cb, crow) = (on_cpu(rows, cols, &a)?, on_cpu(rows, cols, &b)?, on_cpu(1, cols, &row)?);
+        let case = format!("{rows}×{cols}");
+        let pairs = [
+            ("add", from_gpu(&gpu.add(&ga, &gb)?)?, from_cpu(&cpu.add(&ca, &cb)?)?),
+            ("add row", from_gpu(&gpu.add(&ga, &grow)?)?, from_cpu(&cpu.add(&ca, &crow)?)?),
+            ("mul row", from_gpu(&gpu.mul(&ga, &grow)?)?, from_cpu(&cpu.mul(&ca, &crow)?)?),
+            ("silu·mul", from_gpu(&gpu.mul(&gpu.silu(&ga)?, &gb)?)?, from_cpu(&cpu.mul(&cpu.silu(&ca)?, &cb)?)?),
+        ];
+        for (kernel, got, expected) in pairs {
+            record(kernel, case.clone(), relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
+        }
+    }
+
+    for (rows, cols) in [(1, 5), (3, 64), (5, 577)] {
+        let x: Vec<f32> = pseudo_random(rows * cols, 21).iter().map(|v| v * 3.0).collect();
+        let weight = pseudo_random(cols, 22);
+        let got = from_gpu(&gpu.rms_norm(&on_gpu(rows, cols, &x)?, &on_gpu(1, cols, &weight)?, 1e-5)?)?;
+        let expected = from_cpu(&cpu.rms_norm(&on_cpu(rows, cols, &x)?, &on_cpu(1, cols, &weight)?, 1e-5)?)?;
+        record("rms_norm", format!("{rows}×{cols}"), relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
+    }
+
+    let factors: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 * 0.5).collect();
+    for interleaved in [false, true] {
+        for freq_factors in [None, Some(factors.as_slice())] {
+            let rope = Rope { start: 7, theta: 10000.0, freq_factors, interleaved };
+            let (t, heads, head_dim) = (5, 3, 16);
+            let x = pseudo_random(t * heads * head_dim, 31);
+            let got = from_gpu(&gpu.rope(&on_gpu(t, heads * head_dim, &x)?, heads, &rope)?)?;
+            let expected = from_cpu(&cpu.rope(&on_cpu(t, heads * head_dim, &x)?, heads, &rope)?)?;
+            let case = format!("{} layout, frequency factors {}", if interleaved { "interleaved" } else { "neox" }, freq_factors.is_some());
+            record("rope", case, relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
+        }
+    }
+
+    // (queries, positions, heads, kv heads, head size): prefill, decode after a cache, GQA, MHA.
+    for (t, total, heads, kv_heads, d) in [(6, 6, 4, 2, 8), (1, 9, 4, 2, 8), (3, 70, 6, 6, 64), (5, 5, 9, 3, 64)] {
+        let (q, k, v) = (pseudo_random(t * heads * d, 41), pseudo_random(total * kv_heads * d, 42), pseudo_random(total * kv_heads * d, 43));
+        let (gz, gp) = gpu.attention(&on_gpu(t, heads * d, &q)?, &on_gpu(total, kv_heads * d, &k)?, &on_gpu(total, kv_heads * d, &v)?, heads, kv_heads, true)?;
+        let (cz, cp) = cpu.attention(&on_cpu(t, heads * d, &q)?, &on_cpu(total, kv_heads * d, &k)?, &on_cpu(total, kv_heads * d, &v)?, heads, kv_heads, true)?;
+        let case = format!("t={t} T={total} H={heads} KV={kv_heads} d={d}");
+        let (z, expected_z) = (from_gpu(&gz)?, from_cpu(&cz)?);
+        record("attention z", case.clone(), relative_error(&z, &expected_z, largest(&expected_z)), ATTENTION_BOUND);
+        let missing = || BackendError("attention returned no probabilities".into());
+        let (p, expected_p) = (from_gpu(&gp.ok_or_else(missing)?)?, from_cpu(&cp.ok_or_else(missing)?)?);
+        record("attention probabilities", case, relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
+    }
+    Ok(checks)
+}
