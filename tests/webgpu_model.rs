@@ -12,7 +12,7 @@ use glassbox::backend::Backend;
 use glassbox::gguf::GgufFile;
 use glassbox::hooks::{HookPoint, HookRequest, Positions};
 use glassbox::interp::attribution::rank_heads;
-use glassbox::interp::lens::Unembedding;
+use glassbox::interp::lens::{Lpi, Unembedding};
 use glassbox::model::{Config, Model};
 
 fn load<B: Backend>(backend: B) -> Model<B> {
@@ -86,4 +86,36 @@ fn decoding_again_creates_no_buffers() {
     decode();
     assert_eq!(model.backend().device().buffers_created(), after_first, "the second run created buffers");
     assert!(after_first > 0);
+}
+
+/// An adapter whose bindings hold 8 MiB: the 29 MiB embedding table (also the tied unembedding)
+/// loads in 4 parts, and the model computes exactly what it computes in one.
+#[test]
+fn a_model_split_over_small_bindings_computes_the_same() {
+    const LIMIT: usize = 8 << 20;
+    let whole = load(WebGpuBackend::new(pollster::block_on(GpuDevice::new()).expect("a wgpu adapter")));
+    let split = load(WebGpuBackend::new(pollster::block_on(GpuDevice::new()).unwrap().with_binding_limit(LIMIT)));
+    assert_eq!(split.unembedding().parts(), 4);
+    assert_eq!(whole.unembedding().parts(), 1);
+    let ids = [1, 504, 3575, 282, 4649, 314];
+    let (whole_logits, whole_resid) = run(&whole, &ids);
+    let (split_logits, _) = run(&split, &ids);
+    // Each logit is the same row's dot product in the same order, whichever buffer holds the row.
+    assert_eq!(whole_logits, split_logits);
+
+    // Interpretability reads W_U dequantised to f32 (108 MiB, so 14 parts): projections are
+    // again the same rows' products; gradients pull a vector back through every part and add
+    // the parts' sums, so they differ by float summation order only.
+    let last = whole_resid.last().unwrap();
+    let (u_whole, u_split) = (Unembedding::new(&whole).unwrap(), Unembedding::new(&split).unwrap());
+    assert_eq!(u_whole.project(last, &[1.0]).unwrap(), u_split.project(last, &[1.0]).unwrap());
+    let target = glassbox::generate::argmax(&whole_logits) as u32;
+    let gradient = |u: &Unembedding<WebGpuBackend>| {
+        let lpi = Lpi { unembedding: u, scale: 1.0, target };
+        lpi.gradients(&lpi.bases(last).unwrap()).unwrap().remove(0)
+    };
+    let (g_whole, g_split) = (gradient(&u_whole), gradient(&u_split));
+    let scale = g_whole.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = g_whole.iter().zip(&g_split).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5 * scale, "gradients differ by {worst} (scale {scale})");
 }

@@ -3,7 +3,8 @@
 //!
 //! Every kernel runs through the [`Backend`] trait, as the model calls it, on pseudo-random data
 //! with odd shapes: rows that are not multiples of the 64-wide workgroup, one to five quant
-//! blocks per row, one to three tokens, and every weight type the kernels decode. References:
+//! blocks per row, one to three tokens, every weight type the kernels decode, and matrices split
+//! over several buffers. References:
 //! - products (`linear`, `linear_transposed`): an f64 sum over candle's dequantisation of the
 //!   same candle-quantised weights, an implementation independent of the WGSL decoders; the
 //!   error is measured against the sum of |terms|;
@@ -123,13 +124,24 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
     let from_gpu = |t: &<WebGpuBackend as Backend>::Tensor| gpu.download(t).map(|(_, v)| v);
     let from_cpu = |t: &<CandleBackend as Backend>::Tensor| cpu.download(t).map(|(_, v)| v);
 
+    // The last shape is also loaded split by rows into about 7 parts, as an adapter with small
+    // bindings holds a large matrix.
+    let shapes = [(1, 1, 1, None), (67, 3, 3, None), (130, 5, 2, None), (130, 5, 2, Some(7))];
     for (ggml, dtype) in KERNEL_TYPES {
         let block = ggml.block_size() as usize;
-        for (rows, blocks, tokens) in [(1, 1, 1), (67, 3, 3), (130, 5, 2)] {
+        for (rows, blocks, tokens, max_part_bytes) in shapes {
             let cols = blocks * block;
             let w = quantised(ggml, dtype, rows, cols, rows as u64 * 31 + cols as u64)?;
-            let matrix = gpu.matrix(&w.info, &w.bytes)?;
-            let case = format!("{} {rows}×{cols}, {tokens} tokens", ggml.name());
+            let (matrix, split) = match max_part_bytes {
+                None => (gpu.matrix(&w.info, &w.bytes)?, String::new()),
+                Some(parts) => {
+                    let max = (w.bytes.len() / parts).max(w.bytes.len() / rows);
+                    let matrix = gpu.device().matrix_in_parts(ggml, &w.bytes, rows, cols, max).map_err(|e| BackendError(e.to_string()))?;
+                    let parts = matrix.parts();
+                    (matrix, format!(" in {parts} parts"))
+                }
+            };
+            let case = format!("{} {rows}×{cols}{split}, {tokens} tokens", ggml.name());
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
             let y = from_gpu(&gpu.linear(&on_gpu(tokens, cols, &x)?, &matrix)?)?;

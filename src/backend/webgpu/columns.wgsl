@@ -1,11 +1,14 @@
 // out[i, r] = W[r, columns[i]]: chosen columns of a GGUF-encoded W (quant.wgsl) as rows, one
-// invocation per value.
+// invocation per value. A W split by rows is read one part at a time: `rows` rows that are
+// rows `first_row..` of the whole `all_rows`-row matrix.
 
 struct Params {
     rows: u32,
     cols: u32,
     count: u32,
     kind: u32,
+    all_rows: u32,
+    first_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -20,5 +23,5 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if (r >= params.rows || i >= params.count) {
         return;
     }
-    out[i * params.rows + r] = weight_at(params.kind, r, params.cols, columns[i]);
+    out[i * params.all_rows + params.first_row + r] = weight_at(params.kind, r, params.cols, columns[i]);
 }

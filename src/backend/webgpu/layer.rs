@@ -27,13 +27,22 @@ impl GpuTensor {
     }
 }
 
-/// A `[rows, cols]` weight matrix in its GGUF encoding.
+/// A `[rows, cols]` weight matrix in its GGUF encoding, in one buffer or, when larger than a
+/// binding may be, in several that each hold whole rows.
 #[derive(Clone)]
 pub struct GpuMatrix {
-    storage: Rc<Pooled>,
+    parts: Vec<MatrixPart>,
     kind: u32,
     rows: usize,
     cols: usize,
+}
+
+/// Rows `first_row..first_row + rows` of a matrix.
+#[derive(Clone)]
+struct MatrixPart {
+    storage: Rc<Pooled>,
+    first_row: usize,
+    rows: usize,
 }
 
 impl GpuMatrix {
@@ -41,8 +50,9 @@ impl GpuMatrix {
         (self.rows, self.cols)
     }
 
-    fn buffer(&self) -> &wgpu::Buffer {
-        self.storage.buffer()
+    /// How many buffers hold it.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
     }
 }
 
@@ -74,9 +84,9 @@ const MAX_HEAD_DIM: usize = 256;
 
 impl GpuDevice {
     fn check_binding(&self, bytes: usize) -> Result<(), GpuError> {
-        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        let max = self.max_binding;
         if bytes > max {
-            return Err(GpuError::TooLarge { len: bytes, max });
+            return Err(GpuError::BindingTooLarge { bytes, max });
         }
         Ok(())
     }
@@ -118,6 +128,11 @@ impl GpuDevice {
     /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q8_0, Q4_K,
     /// Q5_K or Q6_K), kept in that encoding.
     pub fn matrix(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<GpuMatrix, GpuError> {
+        self.matrix_in_parts(ggml_type, bytes, rows, cols, self.max_binding)
+    }
+
+    /// [`matrix`](Self::matrix) with parts of at most `max_part_bytes` (and at most a binding).
+    pub fn matrix_in_parts(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize, max_part_bytes: usize) -> Result<GpuMatrix, GpuError> {
         let kind = kernel_kind(ggml_type)?;
         let block = ggml_type.block_size() as usize;
         let expected = ((rows * cols) as u64 / block as u64) * ggml_type.bytes_per_block();
@@ -128,25 +143,52 @@ impl GpuDevice {
                 bytes.len()
             )));
         }
-        self.check_binding(bytes.len())?;
-        let storage = Pooled::unpooled(self.weights(bytes));
-        Ok(GpuMatrix { storage, kind, rows, cols })
+        let row_bytes = bytes.len() / rows;
+        let max_part_bytes = max_part_bytes.min(self.max_binding);
+        if row_bytes.next_multiple_of(4) > max_part_bytes {
+            return Err(GpuError::BindingTooLarge { bytes: row_bytes, max: max_part_bytes });
+        }
+        // Parts start on whole rows, and on whole words so that every part but the last holds
+        // exactly its rows' bytes.
+        let mut rows_per_part = (max_part_bytes / row_bytes).min(rows);
+        while rows_per_part < rows && rows_per_part > 1 && (rows_per_part * row_bytes) % 4 != 0 {
+            rows_per_part -= 1;
+        }
+        if rows_per_part < rows && (rows_per_part * row_bytes) % 4 != 0 {
+            return Err(bad_shape(format!("rows of {row_bytes} bytes cannot be split into word-aligned parts")));
+        }
+        let parts = (0..rows)
+            .step_by(rows_per_part)
+            .map(|first_row| {
+                let part_rows = rows_per_part.min(rows - first_row);
+                let slice = &bytes[first_row * row_bytes..(first_row + part_rows) * row_bytes];
+                MatrixPart { storage: Pooled::unpooled(self.weights(slice)), first_row, rows: part_rows }
+            })
+            .collect();
+        Ok(GpuMatrix { parts, kind, rows, cols })
     }
 
-    /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`.
+    /// The uniform block of matmul.wgsl and columns.wgsl for one part of `w`.
+    fn part_params(&self, w: &GpuMatrix, part: &MatrixPart, count: usize, accumulate: bool) -> Rc<Pooled> {
+        self.uniform(&[part.rows as u32, w.cols as u32, count as u32, w.kind, w.rows as u32, part.first_row as u32, u32::from(accumulate), 0])
+    }
+
+    /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`, one dispatch per part of W.
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         if x.cols != w.cols {
             return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
         }
-        let groups = self.check_groups(w.rows.div_ceil(WORKGROUP_SIZE as usize))?;
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.rows)?;
-        let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
-        self.dispatch("matmul", "main", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+        for part in &w.parts {
+            let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+            let params = self.part_params(w, part, x.rows, false);
+            self.dispatch("matmul", "main", &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+        }
         Ok(y)
     }
 
-    /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`.
+    /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`, the parts' sums added up.
     pub fn linear_transposed(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         if x.cols != w.rows {
             return Err(bad_shape(format!("x has {} columns, W {} rows", x.cols, w.rows)));
@@ -154,8 +196,10 @@ impl GpuDevice {
         let groups = self.check_groups(w.cols.div_ceil(WORKGROUP_SIZE as usize))?;
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.cols)?;
-        let params = self.uniform(&[w.rows as u32, w.cols as u32, x.rows as u32, w.kind]);
-        self.dispatch("matmul", "transposed", &[params.buffer(), w.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+        for (i, part) in w.parts.iter().enumerate() {
+            let params = self.part_params(w, part, x.rows, i > 0);
+            self.dispatch("matmul", "transposed", &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+        }
         Ok(y)
     }
 
@@ -167,13 +211,15 @@ impl GpuDevice {
         if columns.is_empty() {
             return Err(bad_shape("no columns to fetch".into()));
         }
-        let groups = self.check_groups(w.rows.div_ceil(WORKGROUP_SIZE as usize))?;
         let count = self.check_groups(columns.len())?;
         let out = self.output(columns.len(), w.rows)?;
-        let params = self.uniform(&[w.rows as u32, w.cols as u32, columns.len() as u32, w.kind]);
         let indices: Vec<u32> = columns.iter().map(|&c| c as u32).collect();
         let indices = self.filled(bytemuck::cast_slice(&indices), wgpu::BufferUsages::STORAGE);
-        self.dispatch("columns", "main", &[params.buffer(), w.buffer(), indices.buffer(), out.buffer()], (groups, count, 1));
+        for part in &w.parts {
+            let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+            let params = self.part_params(w, part, columns.len(), false);
+            self.dispatch("columns", "main", &[params.buffer(), part.storage.buffer(), indices.buffer(), out.buffer()], (groups, count, 1));
+        }
         Ok(out)
     }
 
@@ -183,10 +229,21 @@ impl GpuDevice {
         self.embed(w, &all)
     }
 
-    /// `W` dequantised whole, kept on the device as an f32 matrix.
+    /// `W` dequantised whole, kept on the device as an f32 matrix, split by rows where its f32
+    /// values exceed a binding.
     pub fn dequantized(&self, w: &GpuMatrix) -> Result<GpuMatrix, GpuError> {
-        let values = self.dequantize(w)?;
-        Ok(GpuMatrix { storage: values.storage, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
+        let row_bytes = 4 * w.cols;
+        self.check_binding(row_bytes)?;
+        let rows_per_part = (self.max_binding / row_bytes).min(w.rows);
+        let parts = (0..w.rows)
+            .step_by(rows_per_part)
+            .map(|first_row| {
+                let rows = rows_per_part.min(w.rows - first_row);
+                let ids: Vec<u32> = (first_row as u32..(first_row + rows) as u32).collect();
+                Ok(MatrixPart { storage: self.embed(w, &ids)?.storage, first_row, rows })
+            })
+            .collect::<Result<_, GpuError>>()?;
+        Ok(GpuMatrix { parts, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
     }
 
     /// `a` stacked above `b`, by buffer copies.
@@ -245,9 +302,12 @@ impl GpuDevice {
         let groups = self.check_groups(table.cols.div_ceil(WORKGROUP_SIZE as usize))?;
         let count = self.check_groups(ids.len())?;
         let out = self.output(ids.len(), table.cols)?;
-        let params = self.uniform(&[table.cols as u32, ids.len() as u32, table.kind]);
-        let ids = self.filled(bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
-        self.dispatch("embed", "main", &[params.buffer(), table.buffer(), ids.buffer(), out.buffer()], (groups, count, 1));
+        let id_buffer = self.filled(bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
+        // Each part writes the rows it holds.
+        for part in table.parts.iter().filter(|p| ids.iter().any(|&id| (p.first_row..p.first_row + p.rows).contains(&(id as usize)))) {
+            let params = self.uniform(&[table.cols as u32, ids.len() as u32, table.kind, part.first_row as u32, part.rows as u32, 0, 0, 0]);
+            self.dispatch("embed", "main", &[params.buffer(), part.storage.buffer(), id_buffer.buffer(), out.buffer()], (groups, count, 1));
+        }
         Ok(out)
     }
 

@@ -7,11 +7,18 @@
 // j in its low nibble and element j + 16 in its high one. Blocks are not 4-byte aligned, so bytes
 // are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load).
 
+// W may be split by rows over several buffers (a binding holds at most
+// maxStorageBufferBindingSize bytes); each dispatch sees one part: `rows` rows that are rows
+// `first_row..` of the whole `all_rows`-row matrix.
 struct Params {
     rows: u32,
     cols: u32,
     tokens: u32,
     kind: u32,
+    all_rows: u32,
+    first_row: u32,
+    // transposed: add to y (parts after the first) instead of writing it.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -80,7 +87,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
             }
         }
     }
-    y[t * params.rows + row] = sum;
+    y[t * params.all_rows + params.first_row + row] = sum;
 }
 
 // y[t, c] = Σ_r x[t, r] · W[r, c] (x: [tokens, rows], y: [tokens, cols]): the product with W's
@@ -95,8 +102,12 @@ fn transposed(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     var sum = 0.0;
+    let xs = t * params.all_rows + params.first_row;
     for (var r = 0u; r < params.rows; r++) {
-        sum += x[t * params.rows + r] * weight_at(params.kind, r, params.cols, c);
+        sum += x[xs + r] * weight_at(params.kind, r, params.cols, c);
+    }
+    if (params.accumulate == 1u) {
+        sum += y[t * params.cols + c];
     }
     y[t * params.cols + c] = sum;
 }

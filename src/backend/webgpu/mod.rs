@@ -27,6 +27,8 @@ pub enum GpuError {
     Readback(String),
     #[error("{len} elements exceed this kernel's limit of {max}")]
     TooLarge { len: usize, max: usize },
+    #[error("a {bytes}-byte buffer exceeds this adapter's binding limit of {max} bytes")]
+    BindingTooLarge { bytes: usize, max: usize },
     #[error("input lengths differ: x has {x}, y has {y}")]
     LengthMismatch { x: usize, y: usize },
     #[error("the WebGPU kernels do not read {0} weights yet")]
@@ -44,7 +46,14 @@ pub struct GpuDevice {
     pool: Rc<pool::Pool>,
     /// The last rotary table uploaded, `(key, cos, sin)`.
     rope_table: RefCell<Option<(crate::backend::RopeTableKey, GpuTensor, GpuTensor)>>,
+    /// The most bytes one binding may hold: the adapter's `maxStorageBufferBindingSize` and
+    /// `maxBufferSize`, or less (`with_binding_limit`). Weight matrices larger than this are
+    /// split by rows over several buffers.
+    max_binding: usize,
 }
+
+/// The most storage buffers one kernel binds (attention: q, k, v, z, probabilities).
+const STORAGE_BUFFERS_PER_KERNEL: u32 = 5;
 
 const WORKGROUP_SIZE: u32 = 64;
 
@@ -87,7 +96,30 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-        Ok(GpuDevice { device, queue, info, pipelines: RefCell::new(HashMap::new()), pool: Rc::default(), rope_table: RefCell::new(None) })
+        let limits = device.limits();
+        if limits.max_storage_buffers_per_shader_stage < STORAGE_BUFFERS_PER_KERNEL {
+            return Err(GpuError::NoDevice(format!(
+                "the adapter allows {} storage buffers per shader stage; the attention kernel binds {STORAGE_BUFFERS_PER_KERNEL}",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let max_binding = usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
+        Ok(GpuDevice {
+            device,
+            queue,
+            info,
+            pipelines: RefCell::new(HashMap::new()),
+            pool: Rc::default(),
+            rope_table: RefCell::new(None),
+            max_binding,
+        })
+    }
+
+    /// Caps every binding at `bytes` (at most the adapter's own limit), as a smaller adapter
+    /// would: large weight matrices then load split over several buffers.
+    pub fn with_binding_limit(mut self, bytes: usize) -> Self {
+        self.max_binding = self.max_binding.min(bytes);
+        self
     }
 
     /// Blocks until the device has finished all submitted work (native only: a browser cannot
@@ -126,7 +158,7 @@ impl GpuDevice {
         }
         let max = (self.device.limits().max_compute_workgroups_per_dimension as usize)
             .saturating_mul(WORKGROUP_SIZE as usize)
-            .min(self.device.limits().max_storage_buffer_binding_size as usize / 4);
+            .min(self.max_binding / 4);
         if x.len() > max {
             return Err(GpuError::TooLarge { len: x.len(), max });
         }
