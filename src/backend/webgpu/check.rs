@@ -3,7 +3,7 @@
 //!
 //! Every kernel runs through the [`Backend`] trait, as the model calls it, on pseudo-random data
 //! with odd shapes: rows that are not multiples of the 64-wide workgroup, one to five quant
-//! blocks per row, one to three tokens, every weight type the kernels decode, and matrices split
+//! blocks per row, 1, 3 or 6 tokens (partial tiles; both matmul kernels on every shape), every weight type the kernels decode, and matrices split
 //! over several buffers. References:
 //! - products (`linear`, `linear_transposed`): an f64 sum over candle's dequantisation of the
 //!   same candle-quantised weights, an implementation independent of the WGSL decoders; the
@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::WebGpuBackend;
+use super::{MatmulKernel, WebGpuBackend};
 use crate::backend::candle::CandleBackend;
 use crate::backend::{pseudo_random, Backend, BackendError, BackendResult, Rope};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -126,7 +126,8 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
     // The last shape is also loaded split by rows into about 7 parts, as an adapter with small
     // bindings holds a large matrix.
-    let shapes = [(1, 1, 1, None), (67, 3, 3, None), (130, 5, 2, None), (130, 5, 2, Some(7))];
+    // Both matmul kernels run every shape; 6 tokens are a whole tile of 4 and half of one.
+    let shapes = [(1, 1, 1, None), (67, 3, 3, None), (130, 5, 6, None), (130, 5, 6, Some(7))];
     for (ggml, dtype) in KERNEL_TYPES {
         let block = ggml.block_size() as usize;
         for (rows, blocks, tokens, max_part_bytes) in shapes {
@@ -144,8 +145,13 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             let case = format!("{} {rows}×{cols}{split}, {tokens} tokens", ggml.name());
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
-            let y = from_gpu(&gpu.linear(&on_gpu(tokens, cols, &x)?, &matrix)?)?;
-            record("matmul", case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);
+            let device_error = |e: super::GpuError| BackendError(e.to_string());
+            let x_on_gpu = gpu.device().upload(tokens, cols, &x).map_err(device_error)?;
+            for (kernel, name) in [(MatmulKernel::Tiled, "matmul tiled"), (MatmulKernel::MatVec, "matmul matvec")] {
+                let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix).map_err(device_error)?;
+                let y = from_gpu(&y.into())?;
+                record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);
+            }
 
             let back = pseudo_random(tokens * rows, 9 + tokens as u64);
             let z = from_gpu(&gpu.linear_transposed(&on_gpu(tokens, rows, &back)?, &matrix)?)?;

@@ -79,6 +79,20 @@ fn bad_shape(message: String) -> GpuError {
 const TENSOR_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
+/// matmul.wgsl's two kernels for `x · Wᵀ`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// `main`: an invocation per output row and tile of tokens, each weight decoded once a tile.
+    Tiled,
+    /// `matvec`: a workgroup per output row and token, sharing the row's blocks.
+    MatVec,
+}
+
+/// Up to this many tokens a product on a GPU runs as matrix-vector products.
+const MATVEC_MAX_TOKENS: usize = 4;
+/// Tokens per tile of matmul.wgsl's `main` (its TILE).
+const MATMUL_TILE: usize = 4;
+
 /// The largest head the attention kernel holds in registers (attention.wgsl's MAX_HEAD_DIM).
 const MAX_HEAD_DIM: usize = 256;
 
@@ -173,17 +187,36 @@ impl GpuDevice {
         self.uniform(&[part.rows as u32, w.cols as u32, count as u32, w.kind, w.rows as u32, part.first_row as u32, u32::from(accumulate), 0])
     }
 
-    /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`, one dispatch per part of W.
+    /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`, by the kernel that suits
+    /// the shape and the device: matrix-vector products for a few tokens on a GPU; token tiles
+    /// otherwise, and always on a software adapter, whose CPU threads run a row each fastest
+    /// (on lavapipe the matrix-vector kernel took 5× as long for one token).
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
+        let kernel = if x.rows <= MATVEC_MAX_TOKENS && !self.is_software() { MatmulKernel::MatVec } else { MatmulKernel::Tiled };
+        self.linear_with(kernel, x, w)
+    }
+
+    /// `x · Wᵀ` by the kernel named, one dispatch per part of W.
+    pub fn linear_with(&self, kernel: MatmulKernel, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         if x.cols != w.cols {
             return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
         }
-        let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.rows)?;
+        let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
         for part in &w.parts {
-            let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
             let params = self.part_params(w, part, x.rows, false);
-            self.dispatch("matmul", "main", &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+            let buffers = [params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()];
+            match kernel {
+                MatmulKernel::MatVec => {
+                    let (across, down) = (part.rows.min(max), part.rows.div_ceil(max));
+                    self.dispatch("matmul", "matvec", &buffers, (across as u32, self.check_groups(down)?, self.check_groups(x.rows)?));
+                }
+                MatmulKernel::Tiled => {
+                    let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+                    let tiles = self.check_groups(x.rows.div_ceil(MATMUL_TILE))?;
+                    self.dispatch("matmul", "main", &buffers, (groups, tiles, 1));
+                }
+            }
         }
         Ok(y)
     }

@@ -1,15 +1,18 @@
 // y[t, r] = Σ_c x[t, c] · W[r, c], with W in its GGUF encoding, dequantised in registers.
-// One invocation per (output row r, token t). Activations are f32 and are not rounded: the CPU
-// kernels quantise them to 8 bits, so the two differ by that rounding (stated in the tests).
+// Activations are f32 and are not rounded: the CPU kernels quantise them to 8 bits, so the two
+// differ by that rounding (stated in the tests). Two kernels, chosen by the number of tokens:
+// - `main` (prefill): one invocation per (output row, tile of TILE tokens); each weight is
+//   decoded once and multiplied into every token of the tile;
+// - `matvec` (decode, a few tokens): one workgroup per (output row, token); its 64 invocations
+//   take every 64th unit of the row (a quarter or an eighth of a block) and add their sums in a
+//   tree.
 //
 // Block layouts (ggml): Q4_0 = f16 d, 16 bytes of nibbles, w = (q − 8)·d; Q4_1 = f16 d, f16 m,
 // 16 bytes, w = q·d + m; Q8_0 = f16 d, 32 × i8, w = q·d. In a 4-bit block, byte j holds element
 // j in its low nibble and element j + 16 in its high one. Blocks are not 4-byte aligned, so bytes
-// are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load).
+// are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load). F32
+// and F16 rows are taken 32 values at a time, the last run possibly shorter.
 
-// W may be split by rows over several buffers (a binding holds at most
-// maxStorageBufferBindingSize bytes); each dispatch sees one part: `rows` rows that are rows
-// `first_row..` of the whole `all_rows`-row matrix.
 struct Params {
     rows: u32,
     cols: u32,
@@ -26,68 +29,148 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    let row = id.x;
-    let t = id.y;
-    if (row >= params.rows || t >= params.tokens) {
-        return;
-    }
-    let xs = t * params.cols;
-    let blocks = params.cols / 32u;
-    var sum = 0.0;
+const TILE: u32 = 4u;
+
+// How many blocks a row holds.
+fn block_count() -> u32 {
     switch params.kind {
-        case F32: {
-            for (var c = 0u; c < params.cols; c++) {
-                sum += bitcast<f32>(weights[row * params.cols + c]) * x[xs + c];
-            }
+        case F32, F16: {
+            return (params.cols + 31u) / 32u;
         }
-        case F16: {
-            for (var c = 0u; c < params.cols; c++) {
-                sum += half_at((row * params.cols + c) * 2u) * x[xs + c];
+        case Q4_K, Q5_K, Q6_K: {
+            return params.cols / 256u;
+        }
+        default: {
+            return params.cols / 32u;
+        }
+    }
+}
+
+// A block is taken in units, so that the lanes of `matvec` share even a short row: 8 values of
+// a 32-value block (4 bytes of 4-bit pairs, 8 bytes of Q8_0), 32 values of a K-quant block.
+fn units_per_block() -> u32 {
+    return select(4u, 8u, params.kind == Q4_K || params.kind == Q5_K || params.kind == Q6_K);
+}
+
+// x[t, c] for the TILE tokens t = t0, t0 + 1, ...: 0 for those at or past `limit`, which read
+// the last token's value instead of out of bounds. A vector, not an array, keeps the tile in
+// registers.
+fn x_tile(t0: u32, limit: u32, c: u32) -> vec4<f32> {
+    let cols = params.cols;
+    let last = limit - 1u;
+    let t = vec4<u32>(t0, t0 + 1u, t0 + 2u, t0 + 3u);
+    let v = vec4<f32>(x[min(t.x, last) * cols + c], x[min(t.y, last) * cols + c], x[min(t.z, last) * cols + c], x[min(t.w, last) * cols + c]);
+    return select(vec4<f32>(0.0), v, t < vec4<u32>(limit));
+}
+
+// W[row, units u..u + n of block b] · x[t, same columns] for the tile of tokens from t0 below
+// `limit`. The block's scales are decoded once for all its units.
+fn unit_dot(row: u32, b: u32, u: u32, n: u32, t0: u32, limit: u32) -> vec4<f32> {
+    let cols = params.cols;
+    var sum = vec4<f32>(0.0);
+    switch params.kind {
+        case F32, F16: {
+            let end = min(cols, b * 32u + (u + n) * 8u);
+            for (var c = b * 32u + u * 8u; c < end; c++) {
+                var w = 0.0;
+                if (params.kind == F32) {
+                    w = bitcast<f32>(weights[row * cols + c]);
+                } else {
+                    w = half_at((row * cols + c) * 2u);
+                }
+                sum += w * x_tile(t0, limit, c);
             }
         }
         case Q4_0: {
-            for (var b = 0u; b < blocks; b++) {
-                let base = (row * blocks + b) * 18u;
-                let d = half_at(base);
-                let c = xs + b * 32u;
-                for (var j = 0u; j < 16u; j++) {
-                    let q = byte_at(base + 2u + j);
-                    sum += (f32(q & 0xfu) - 8.0) * d * x[c + j] + (f32(q >> 4u) - 8.0) * d * x[c + j + 16u];
-                }
+            let base = (row * (cols / 32u) + b) * 18u;
+            let d = half_at(base);
+            for (var j = u * 4u; j < (u + n) * 4u; j++) {
+                let q = byte_at(base + 2u + j);
+                let c = b * 32u + j;
+                sum += (f32(q & 0xfu) - 8.0) * d * x_tile(t0, limit, c) + (f32(q >> 4u) - 8.0) * d * x_tile(t0, limit, c + 16u);
             }
         }
         case Q4_1: {
-            for (var b = 0u; b < blocks; b++) {
-                let base = (row * blocks + b) * 20u;
-                let d = half_at(base);
-                let m = half_at(base + 2u);
-                let c = xs + b * 32u;
-                for (var j = 0u; j < 16u; j++) {
-                    let q = byte_at(base + 4u + j);
-                    sum += (f32(q & 0xfu) * d + m) * x[c + j] + (f32(q >> 4u) * d + m) * x[c + j + 16u];
-                }
+            let base = (row * (cols / 32u) + b) * 20u;
+            let d = half_at(base);
+            let m = half_at(base + 2u);
+            for (var j = u * 4u; j < (u + n) * 4u; j++) {
+                let q = byte_at(base + 4u + j);
+                let c = b * 32u + j;
+                sum += (f32(q & 0xfu) * d + m) * x_tile(t0, limit, c) + (f32(q >> 4u) * d + m) * x_tile(t0, limit, c + 16u);
             }
         }
         case Q8_0: {
-            for (var b = 0u; b < blocks; b++) {
-                let base = (row * blocks + b) * 34u;
-                let d = half_at(base);
-                let c = xs + b * 32u;
-                for (var j = 0u; j < 32u; j++) {
-                    sum += signed_byte_at(base + 2u + j) * d * x[c + j];
-                }
+            let base = (row * (cols / 32u) + b) * 34u;
+            let d = half_at(base);
+            for (var j = u * 8u; j < (u + n) * 8u; j++) {
+                sum += signed_byte_at(base + 2u + j) * d * x_tile(t0, limit, b * 32u + j);
             }
         }
         // K-quants: one value at a time (quant.wgsl).
         default: {
-            for (var c = 0u; c < params.cols; c++) {
-                sum += weight_at(params.kind, row, params.cols, c) * x[xs + c];
+            let block_bytes = select(select(144u, 176u, params.kind == Q5_K), 210u, params.kind == Q6_K);
+            let base = (row * (cols / 256u) + b) * block_bytes;
+            for (var c = u * 32u; c < (u + n) * 32u; c++) {
+                sum += k_quant_at(params.kind, base, c) * x_tile(t0, limit, b * 256u + c);
             }
         }
     }
-    y[t * params.all_rows + params.first_row + row] = sum;
+    return sum;
+}
+
+fn store(t: u32, row: u32, value: f32) {
+    y[t * params.all_rows + params.first_row + row] = value;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let row = id.x;
+    let t0 = id.y * TILE;
+    if (row >= params.rows || t0 >= params.tokens) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    let blocks = block_count();
+    let units = units_per_block();
+    for (var b = 0u; b < blocks; b++) {
+        acc += unit_dot(row, b, 0u, units, t0, params.tokens);
+    }
+    for (var i = 0u; i < min(TILE, params.tokens - t0); i++) {
+        store(t0 + i, row, acc[i]);
+    }
+}
+
+var<workgroup> partial: array<f32, 64>;
+
+// Rows beyond the 65535 workgroups of one dispatch dimension continue in the second.
+@compute @workgroup_size(64)
+fn matvec(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let row = group.x + group.y * groups.x;
+    let t = group.z;
+    var acc = 0.0;
+    if (row < params.rows) {
+        let units = units_per_block();
+        let all = block_count() * units;
+        for (var k = lane; k < all; k += 64u) {
+            acc += unit_dot(row, k / units, k % units, 1u, t, t + 1u).x;
+        }
+    }
+    partial[lane] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lane < stride) {
+            partial[lane] += partial[lane + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && row < params.rows) {
+        store(t, row, partial[0]);
+    }
 }
 
 // y[t, c] = Σ_r x[t, r] · W[r, c] (x: [tokens, rows], y: [tokens, cols]): the product with W's

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use backend::{WebGpuBackend, WebGpuValue};
-pub use layer::{GpuMatrix, GpuTensor};
+pub use layer::{GpuMatrix, GpuTensor, MatmulKernel};
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
