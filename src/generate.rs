@@ -149,9 +149,14 @@ pub fn argmax(values: &[f32]) -> u32 {
 
 /// `log softmax(logits)`, computed stably.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_total = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
+    let log_total = log_sum_exp(logits);
     logits.iter().map(|l| l - log_total).collect()
+}
+
+/// `log Σ exp(values)`, by way of the maximum so that nothing overflows.
+pub fn log_sum_exp(values: &[f32]) -> f32 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    values.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max
 }
 
 #[derive(Clone, Debug)]

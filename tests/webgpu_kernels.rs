@@ -18,8 +18,8 @@ fn every_kernel_matches_the_cpu_for_every_type_and_odd_shapes() {
     }
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "over their bounds: {failed:#?}");
-    // 8 weight types × 4 shapes × 6 weight kernels, 3 × 4 elementwise, 3 norms, 4 ropes, 4 × 2 attention.
-    assert_eq!(checks.len(), 8 * 4 * 6 + 12 + 3 + 4 + 8);
+    // 8 weight types × 4 shapes × 6 weight kernels, 3 × 4 elementwise, 3 norms, 4 ropes, 4 × 3 attention, 2 top-k.
+    assert_eq!(checks.len(), 8 * 4 * 6 + 12 + 3 + 4 + 12 + 2);
     let split = checks.iter().filter(|c| c.case.contains(" parts")).count();
     assert_eq!(split, 8 * 6, "every type and weight kernel checked on a matrix in several parts");
 }

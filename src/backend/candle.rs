@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
-use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey};
+use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
@@ -249,6 +249,12 @@ impl Backend for CandleBackend {
         x.index_select(&ids, 0).map_err(err)
     }
 
+    fn query_rows(&self, probabilities: &Tensor, rows: &[usize]) -> BackendResult<Tensor> {
+        let ids: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let ids = Tensor::from_vec(ids, rows.len(), &self.device).map_err(err)?;
+        probabilities.index_select(&ids, 1).map_err(err)
+    }
+
     fn scale_columns(&self, x: &Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Tensor> {
         let width = x.dim(1).map_err(err)?;
         let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
@@ -283,6 +289,11 @@ impl Backend for CandleBackend {
 
     fn linear_transposed(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
         x.matmul(&self.dequantize(w)?).map_err(err)
+    }
+
+    fn top_k(&self, x: &Tensor, k: usize) -> BackendResult<TopK> {
+        let (_, row) = self.download(x)?;
+        Ok(TopK::of(&row, k))
     }
 
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {

@@ -61,6 +61,27 @@ impl Rope<'_> {
     }
 }
 
+/// The largest entries of a row, largest first (the lower index on ties), with the row's
+/// `log Σ exp`: `values[i] − log_sum_exp` is entry `ids[i]`'s log-probability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopK {
+    pub ids: Vec<u32>,
+    pub values: Vec<f32>,
+    pub log_sum_exp: f32,
+}
+
+impl TopK {
+    /// Computed on the host from the whole row.
+    pub fn of(row: &[f32], k: usize) -> TopK {
+        let order = crate::generate::top_k(row, k);
+        TopK {
+            ids: order.iter().map(|&i| i as u32).collect(),
+            values: order.iter().map(|&i| row[i]).collect(),
+            log_sum_exp: crate::generate::log_sum_exp(row),
+        }
+    }
+}
+
 /// A fixed pseudo-random sequence in [-1, 1), the same on every platform: the data of the device
 /// checks that compare a backend with the CPU.
 pub fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
@@ -114,6 +135,9 @@ pub trait Backend {
         kv_heads: usize,
         probabilities: bool,
     ) -> BackendResult<(Self::Tensor, Option<Self::Tensor>)>;
+    /// Query rows `rows` of each head of attention probabilities `[H, t, T]`: `[H, rows.len(),
+    /// T]`, so that a hook copies back only the positions it asked for.
+    fn query_rows(&self, probabilities: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;
     /// `a` stacked above `b`.
     fn concat_rows(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
     fn select_rows(&self, x: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;
@@ -133,6 +157,9 @@ pub trait Backend {
     /// `x · W` for `x: [t, out]`, `W: [out, in]`: pulls a vector in output space back to input
     /// space (gradients, dot products with every column).
     fn linear_transposed(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// The `k` largest entries of the one-row `x` and its `log Σ exp`, without copying the row
+    /// to the host where the backend can avoid it.
+    fn top_k(&self, x: &Self::Tensor, k: usize) -> BackendResult<TopK>;
     /// `x` rounded the way `linear(x, w)` reads it. Quantised kernels quantise their input, so
     /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
     /// what makes per-neuron contributions add up to the layer's output exactly.

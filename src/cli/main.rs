@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use glassbox::generate::{generate, log_softmax, GenerateRequest, Sampling};
+use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf;
 use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
-use glassbox::hooks::{HookRequest, Positions};
 use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
 use glassbox::backend::Backend;
@@ -402,23 +401,22 @@ fn run(cli: Cli) -> Result<(), String> {
             with_model!(any, loaded => {
                 let ids = prompt_ids(&loaded.tokenizer, &prompt)?;
                 let mut cache = loaded.model.new_cache();
-                let forward = loaded
-                    .model
-                    .forward(&ids, &mut cache, &HookRequest::new(), &ablations.mask(loaded.model.config())?.interventions(), &Positions::Last)
-                    .map_err(text_err)?;
-                let logprobs = log_softmax(&forward.logits.data);
-                let ranked: Vec<u32> = glassbox::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
-                let tokens = loaded.tokenizer.token_texts(&ranked).map_err(text_err)?;
+                let interventions = ablations.mask(loaded.model.config())?.interventions();
+                let top = loaded.model.next_token_top_k(&ids, &mut cache, &interventions, top_k).map_err(text_err)?;
+                let tokens = loaded.tokenizer.token_texts(&top.ids).map_err(text_err)?;
+                let logprobs = top.values.iter().map(|v| v - top.log_sum_exp);
                 if json {
-                    let top: Vec<_> = ranked
+                    let top: Vec<_> = top
+                        .ids
                         .iter()
                         .zip(&tokens)
-                        .map(|(&id, token)| json!({ "id": id, "token": token, "logprob": logprobs[id as usize] }))
+                        .zip(logprobs)
+                        .map(|((&id, token), logprob)| json!({ "id": id, "token": token, "logprob": logprob }))
                         .collect();
                     writeln!(out, "{}", json!({ "top": top }))
                 } else {
-                    ranked.iter().zip(&tokens).try_for_each(|(&id, token)| {
-                        writeln!(out, "{:>9.4} {id:>7} {token:?}", logprobs[id as usize])
+                    top.ids.iter().zip(&tokens).zip(logprobs).try_for_each(|((&id, token), logprob)| {
+                        writeln!(out, "{logprob:>9.4} {id:>7} {token:?}")
                     })
                 }
             })

@@ -16,7 +16,7 @@ use thiserror::Error;
 
 pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
 
-use crate::backend::{Backend, BackendError, Rope};
+use crate::backend::{Backend, BackendError, Rope, TopK};
 use crate::gguf::{GgmlType, GgufError, TensorInfo};
 use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, Recording};
 
@@ -306,6 +306,35 @@ impl<B: Backend> Model<B> {
         interventions: &[Intervention],
         logits_at: &Positions,
     ) -> Result<Forward> {
+        let (x, recording) = self.residual_stream(ids, cache, hooks, interventions)?;
+        let be = &self.backend;
+        let logit_rows = logits_at.resolve(ids.len());
+        let x = be.select_rows(&x, &logit_rows)?;
+        let normed = be.rms_norm(&x, &self.final_norm, self.config.norm_eps)?;
+        let logits = be.linear(&normed, self.unembedding())?;
+        let (shape, data) = be.download(&logits)?;
+        Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
+    }
+
+    /// The `k` most likely next tokens after `ids` (run after `cache`, appended to it) and the
+    /// logits' `log Σ exp`, so their log-probabilities: on a GPU only these cross to the host.
+    pub fn next_token_top_k(&self, ids: &[u32], cache: &mut KvCache<B>, interventions: &[Intervention], k: usize) -> Result<TopK> {
+        let (x, _) = self.residual_stream(ids, cache, &HookRequest::new(), interventions)?;
+        let be = &self.backend;
+        let last = be.select_rows(&x, &[ids.len() - 1])?;
+        let logits = be.linear(&be.rms_norm(&last, &self.final_norm, self.config.norm_eps)?, self.unembedding())?;
+        Ok(be.top_k(&logits, k.min(self.config.vocab_size))?)
+    }
+
+    /// The residual stream after the last layer (`[ids.len(), d]`, on the device) and the hooks'
+    /// recording.
+    fn residual_stream(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache<B>,
+        hooks: &HookRequest,
+        interventions: &[Intervention],
+    ) -> Result<(B::Tensor, Recording)> {
         let c = &self.config;
         let be = &self.backend;
         if ids.is_empty() {
@@ -445,25 +474,11 @@ impl<B: Backend> Model<B> {
                 Activation { shape: vec![rows.len(), 1], positions: rows, data },
             );
         }
-        let logit_rows = logits_at.resolve(t);
-        let x = be.select_rows(&x, &logit_rows)?;
-        let normed = be.rms_norm(&x, &self.final_norm, c.norm_eps)?;
-        let logits = be.linear(&normed, self.unembedding())?;
-        let (shape, data) = be.download(&logits)?;
-        Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
+        Ok((x, recording))
     }
 }
 
 /// Copies the query rows `rows` of an attention pattern `[H, t, T]` to the host.
 fn pattern_rows<B: Backend>(be: &B, pattern: &B::Tensor, rows: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
-    let (shape, data) = be.download(pattern)?;
-    let (heads, t, total) = (shape[0], shape[1], shape[2]);
-    let mut out = Vec::with_capacity(heads * rows.len() * total);
-    for h in 0..heads {
-        for &r in rows {
-            let start = (h * t + r) * total;
-            out.extend_from_slice(&data[start..start + total]);
-        }
-    }
-    Ok((vec![heads, rows.len(), total], out))
+    Ok(be.download(&be.query_rows(pattern, rows)?)?)
 }

@@ -17,9 +17,8 @@ use crate::backend::candle::CandleBackend;
 #[cfg(feature = "webgpu")]
 use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
 use crate::backend::Backend;
-use crate::generate::{generate, log_softmax, top_k, GenerateRequest, Sampling};
+use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use crate::hooks::{HookRequest, Positions};
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
@@ -171,20 +170,18 @@ fn open_gpu() -> Result<std::convert::Infallible, String> {
 }
 
 fn top_tokens<B: Backend>(model: &Model<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
-    let mut cache = model.new_cache();
     let interventions = state.mask.borrow().interventions();
-    let forward = model
-        .forward(ids, &mut cache, &HookRequest::new(), &interventions, &Positions::Last)
-        .map_err(model_error)?;
-    let logprobs = log_softmax(&forward.logits.data);
-    let top = top_k(&logprobs, k)
-        .into_iter()
-        .map(|i| {
-            let token = state.tokenizer.decode(&[i as u32]).map_err(|e| js_error("TokenizerError", e))?;
-            Ok(TopToken { id: i as u32, token, logprob: logprobs[i] })
+    let top = model.next_token_top_k(ids, &mut model.new_cache(), &interventions, k).map_err(model_error)?;
+    let tokens = top
+        .ids
+        .iter()
+        .zip(&top.values)
+        .map(|(&id, value)| {
+            let token = state.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+            Ok(TopToken { id, token, logprob: value - top.log_sum_exp })
         })
         .collect::<Result<Vec<_>, JsValue>>()?;
-    to_js(&top)
+    to_js(&tokens)
 }
 
 #[wasm_bindgen]

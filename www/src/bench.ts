@@ -1,12 +1,15 @@
 /**
  * `make bench` in the browser: the engine's prefill and decode speed on the same model and
  * prompts as the wllama peer (shared/peers/wllama), timed with performance.now(), on the backend
- * `?backend=cpu|webgpu` names (cpu by default). Writes `#result` with JSON when done.
+ * `?backend=cpu|webgpu` names (cpu by default), `?reps=` times after a warm-up, `?steps=` decode
+ * steps each. Writes `#result` with JSON when done.
  */
 import init, { Engine, runTask } from "../../pkg/glassbox.js";
 
-const REPETITIONS = 3;
-const DECODE_STEPS = 128;
+const query = new URLSearchParams(location.search);
+// A software WebGPU adapter is slow: its run takes fewer of both.
+const REPETITIONS = Number(query.get("reps") ?? 3);
+const DECODE_STEPS = Number(query.get("steps") ?? 128);
 
 function report(result: Record<string, unknown>): void {
   const out = document.createElement("pre");
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
   await init({ module_or_path: "glassbox_bg.wasm" });
   const [short, long] = await Promise.all([text("bench/short.txt"), text("bench/long.txt")]);
   const model = await (await fetched("models/SmolLM2-135M-Instruct.Q4_1.gguf")).blob();
-  const backend = new URLSearchParams(location.search).get("backend") ?? "cpu";
+  const backend = query.get("backend") ?? "cpu";
   let start = performance.now();
   const engine = await runTask<Engine>(Engine.open(model, { backend }));
   const loadMs = performance.now() - start;
@@ -58,7 +61,7 @@ async function main(): Promise<void> {
     decode.push(generated.ids.length / (decodeMs / 1000));
     say(`decode ${rep + 1}: ${decode.at(-1)?.toFixed(1)} tok/s`);
   }
-  report({ backend: engine.backend, device: engine.device, load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
+  report({ backend: engine.backend, device: engine.device, decode_steps: DECODE_STEPS, load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
 }
 
 main().catch((e: unknown) => report({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }));

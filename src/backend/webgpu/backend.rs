@@ -6,7 +6,7 @@
 //! (`web::jspi`).
 
 use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
-use crate::backend::{Backend, BackendError, BackendResult, Rope};
+use crate::backend::{Backend, BackendError, BackendResult, Rope, TopK};
 use crate::gguf::TensorInfo;
 
 /// A device tensor with its logical shape: `[rows, cols]`, or `[H, t, T]` for attention
@@ -149,6 +149,14 @@ impl Backend for WebGpuBackend {
         value(self.gpu.select_rows(&x.tensor, rows))
     }
 
+    fn query_rows(&self, probabilities: &WebGpuValue, rows: &[usize]) -> BackendResult<WebGpuValue> {
+        let [heads, t, total] = probabilities.dims[..] else {
+            return Err(BackendError(format!("query rows of a {:?} tensor, not [H, t, T] probabilities", probabilities.dims)));
+        };
+        let tensor = self.gpu.query_rows(&probabilities.tensor, t, rows).map_err(err)?;
+        Ok(WebGpuValue { tensor, dims: vec![heads, rows.len(), total] })
+    }
+
     fn scale_columns(&self, x: &WebGpuValue, start: usize, len: usize, factor: f32) -> BackendResult<WebGpuValue> {
         let width = x.tensor.shape().1;
         let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
@@ -174,6 +182,14 @@ impl Backend for WebGpuBackend {
 
     fn linear_transposed(&self, x: &WebGpuValue, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
         value(self.gpu.linear_transposed(&x.tensor, w))
+    }
+
+    fn top_k(&self, x: &WebGpuValue, k: usize) -> BackendResult<TopK> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let top = pollster::block_on(self.gpu.top_k(&x.tensor, k));
+        #[cfg(target_arch = "wasm32")]
+        let top = crate::web::jspi::wait_for(self.gpu.top_k(&x.tensor, k)).map_err(BackendError)?;
+        top.map_err(err)
     }
 
     fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{MatmulKernel, WebGpuBackend};
 use crate::backend::candle::CandleBackend;
-use crate::backend::{pseudo_random, Backend, BackendError, BackendResult, Rope};
+use crate::backend::{pseudo_random, Backend, BackendError, BackendResult, Rope, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 /// One kernel on one shape: the largest error seen and the bound it must stay within.
@@ -220,8 +220,29 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
         let (z, expected_z) = (from_gpu(&gz)?, from_cpu(&cz)?);
         record("attention z", case.clone(), relative_error(&z, &expected_z, largest(&expected_z)), ATTENTION_BOUND);
         let missing = || BackendError("attention returned no probabilities".into());
-        let (p, expected_p) = (from_gpu(&gp.ok_or_else(missing)?)?, from_cpu(&cp.ok_or_else(missing)?)?);
-        record("attention probabilities", case, relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
+        let (gp, cp) = (gp.ok_or_else(missing)?, cp.ok_or_else(missing)?);
+        let (p, expected_p) = (from_gpu(&gp)?, from_cpu(&cp)?);
+        record("attention probabilities", case.clone(), relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
+        let rows = [t - 1, 0];
+        let (p, expected_p) = (from_gpu(&gpu.query_rows(&gp, &rows)?)?, from_cpu(&cpu.query_rows(&cp, &rows)?)?);
+        record("attention query rows", case, relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
+    }
+    // A vocabulary-sized row with ties among its largest values, and a short one.
+    for (n, k) in [(49_157, 10), (7, 7)] {
+        let mut row: Vec<f32> = pseudo_random(n, 51).iter().map(|v| v * 20.0).collect();
+        let peak = row.iter().copied().fold(f32::MIN, f32::max);
+        for i in [n / 3, n / 2, n - 1] {
+            row[i] = peak;
+        }
+        let expected = TopK::of(&row, k);
+        let got = gpu.top_k(&on_gpu(1, n, &row)?, k)?;
+        // The ranking is exact; log Σ exp against an f64 sum, as the host's own f32 sum drifts
+        // by as much as the GPU's tree.
+        let ranking_error = if got.ids == expected.ids && got.values == expected.values { 0.0 } else { f64::INFINITY };
+        let max = f64::from(peak);
+        let log_sum_exp = row.iter().map(|&v| (f64::from(v) - max).exp()).sum::<f64>().ln() + max;
+        let sum_error = (f64::from(got.log_sum_exp) - log_sum_exp).abs() / log_sum_exp.abs();
+        record("top-k", format!("top {k} of {n}"), ranking_error.max(sum_error), ELEMENTWISE_BOUND);
     }
     Ok(checks)
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::pool::Pooled;
 use super::{GpuDevice, GpuError, WORKGROUP_SIZE};
-use crate::backend::Rope;
+use crate::backend::{Rope, TopK};
 use crate::gguf::GgmlType;
 
 /// A row-major `[rows, cols]` f32 matrix in a storage buffer.
@@ -132,6 +132,20 @@ impl GpuDevice {
         self.check_binding(4 * values.len())?;
         let storage = self.filled(bytemuck::cast_slice(values), TENSOR_USAGE);
         Ok(GpuTensor { storage, rows, cols })
+    }
+
+    /// The `k` largest values of the one-row `x`, largest first (the lower index on ties), and
+    /// `log Σ exp(x)`: `2k + 1` numbers cross to the host, not the row.
+    pub async fn top_k(&self, x: &GpuTensor, k: usize) -> Result<TopK, GpuError> {
+        if x.rows != 1 || k == 0 || k > x.cols {
+            return Err(bad_shape(format!("top {k} of a {}×{} tensor: one row and 1 ≤ k ≤ its length", x.rows, x.cols)));
+        }
+        let out = self.output(1, 2 * k + 1)?;
+        let params = self.uniform(&[x.cols as u32, k as u32]);
+        self.dispatch("topk", "main", &[params.buffer(), x.buffer(), out.buffer()], (1, 1, 1));
+        let read = self.read(&out).await?;
+        let (ids, values) = read[1..].chunks(2).map(|pair| (pair[0].to_bits(), pair[1])).unzip();
+        Ok(TopK { ids, values, log_sum_exp: read[0] })
     }
 
     /// The tensor's values, copied to the host.
@@ -306,6 +320,27 @@ impl GpuDevice {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         for (i, &r) in rows.iter().enumerate() {
             encoder.copy_buffer_to_buffer(x.buffer(), r as u64 * row_bytes, out.buffer(), i as u64 * row_bytes, row_bytes);
+        }
+        self.queue.submit([encoder.finish()]);
+        Ok(out)
+    }
+
+    /// Query rows `rows` of each head of probabilities `p` stored as `[H, t·T]`: `[H, rows.len()·T]`,
+    /// by buffer copies.
+    pub fn query_rows(&self, p: &GpuTensor, t: usize, rows: &[usize]) -> Result<GpuTensor, GpuError> {
+        if t == 0 || p.cols % t != 0 || rows.is_empty() || rows.iter().any(|&r| r >= t) {
+            return Err(bad_shape(format!("query rows {rows:?} of {t} in a {}×{} pattern", p.rows, p.cols)));
+        }
+        let total = p.cols / t;
+        let out = self.output(p.rows, rows.len() * total)?;
+        let row_bytes = (4 * total) as u64;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        for h in 0..p.rows {
+            for (i, &r) in rows.iter().enumerate() {
+                let from = (h * t + r) as u64 * row_bytes;
+                let to = (h * rows.len() + i) as u64 * row_bytes;
+                encoder.copy_buffer_to_buffer(p.buffer(), from, out.buffer(), to, row_bytes);
+            }
         }
         self.queue.submit([encoder.finish()]);
         Ok(out)

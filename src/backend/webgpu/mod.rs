@@ -67,6 +67,7 @@ const SHADERS: &[(&str, &str)] = &[
     ("rms_norm", include_str!("rms_norm.wgsl")),
     ("rope", include_str!("rope.wgsl")),
     ("attention", include_str!("attention.wgsl")),
+    ("topk", include_str!("topk.wgsl")),
 ];
 
 impl GpuDevice {
