@@ -176,7 +176,8 @@ def webgpu_section(cpu_reference):
     lines = [
         "## WebGPU kernels, natively",
         "",
-        f"Adapter: {kernels['adapter']}{label}; measured {datetime.date.today().isoformat()} by `make bench`.",
+        f"Adapter: {kernels['adapter']}{label}, f16 values read {'through shader-f16' if kernels['shader_f16'] else 'from u32 words'}; "
+        f"measured {datetime.date.today().isoformat()} by `make bench`.",
         "",
     ]
     if emulated:

@@ -7,11 +7,9 @@ use glassbox::backend::webgpu::check::check_kernels;
 use glassbox::backend::webgpu::{GpuDevice, GpuError, WebGpuBackend};
 use glassbox::gguf::GgmlType;
 
-#[test]
-fn every_kernel_matches_the_cpu_for_every_type_and_odd_shapes() {
-    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)");
+fn check_all(gpu: GpuDevice) {
     // Seen with --nocapture: which adapter the figures come from.
-    eprintln!("adapter: {}", gpu.description());
+    eprintln!("adapter: {}, shader-f16 reads: {}", gpu.description(), gpu.uses_shader_f16());
     let checks = check_kernels(&WebGpuBackend::new(gpu)).unwrap();
     for c in &checks {
         eprintln!("{:<24} {:<32} {:.2e} (bound {:.0e})", c.kernel, c.case, c.max_error, c.bound);
@@ -22,6 +20,43 @@ fn every_kernel_matches_the_cpu_for_every_type_and_odd_shapes() {
     assert_eq!(checks.len(), 8 * 4 * 6 + 12 + 3 + 4 + 12 + 2);
     let split = checks.iter().filter(|c| c.case.contains(" parts")).count();
     assert_eq!(split, 8 * 6, "every type and weight kernel checked on a matrix in several parts");
+}
+
+fn device() -> GpuDevice {
+    pollster::block_on(GpuDevice::new()).expect("a wgpu adapter (install mesa-vulkan-drivers)")
+}
+
+#[test]
+fn every_kernel_matches_the_cpu_for_every_type_and_odd_shapes() {
+    check_all(device());
+}
+
+/// Where the adapter has shader-f16 (lavapipe has), the suite also runs reading f16 values from
+/// u32 words, the path of adapters without it (SwiftShader's, in the browser test).
+#[test]
+fn every_kernel_matches_the_cpu_without_shader_f16() {
+    check_all(device().without_shader_f16());
+}
+
+/// Both ways of reading f16 values give the same f32 values, so the same products to the bit.
+#[test]
+fn shader_f16_reads_change_no_result() {
+    let with = device();
+    if !with.uses_shader_f16() {
+        eprintln!("this adapter has no shader-f16; nothing to compare");
+        return;
+    }
+    let without = device().without_shader_f16();
+    for (ggml, rows, cols) in [(GgmlType::F16, 5, 40), (GgmlType::Q4_1, 5, 64), (GgmlType::Q6K, 3, 256)] {
+        let bytes: Vec<u8> = glassbox::backend::pseudo_random(rows * cols / ggml.block_size() as usize * ggml.bytes_per_block() as usize, 3)
+            .iter()
+            // Small bytes keep every f16 finite.
+            .map(|v| (v.abs() * 50.0) as u8)
+            .collect();
+        let x = glassbox::backend::pseudo_random(2 * cols, 4);
+        let product = |gpu: &GpuDevice| pollster::block_on(gpu.matmul(ggml, &bytes, rows, cols, &x)).unwrap();
+        assert_eq!(product(&with), product(&without), "{ggml}");
+    }
 }
 
 #[test]

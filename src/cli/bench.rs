@@ -163,5 +163,5 @@ pub fn kernels() -> Result<serde_json::Value, String> {
             gpu.attention(&q, &kv, &kv, heads, kv_heads, false).map(drop).map_err(text)
         })?;
     }
-    Ok(serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "kernels": rows }))
+    Ok(serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "shader_f16": gpu.uses_shader_f16(), "kernels": rows }))
 }

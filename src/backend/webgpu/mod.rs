@@ -50,6 +50,8 @@ pub struct GpuDevice {
     /// `maxBufferSize`, or less (`with_binding_limit`). Weight matrices larger than this are
     /// split by rows over several buffers.
     max_binding: usize,
+    /// Whether the kernels read f16 values natively (the adapter's shader-f16 feature).
+    shader_f16: bool,
 }
 
 /// The most storage buffers one kernel binds (attention: q, k, v, z, probabilities).
@@ -57,18 +59,23 @@ const STORAGE_BUFFERS_PER_KERNEL: u32 = 5;
 
 const WORKGROUP_SIZE: u32 = 64;
 
-/// Each shader's WGSL; those that read GGUF blocks start with quant.wgsl's decoders.
-const SHADERS: &[(&str, &str)] = &[
-    ("saxpy", include_str!("saxpy.wgsl")),
-    ("matmul", concat!(include_str!("quant.wgsl"), include_str!("matmul.wgsl"))),
-    ("embed", concat!(include_str!("quant.wgsl"), include_str!("embed.wgsl"))),
-    ("columns", concat!(include_str!("quant.wgsl"), include_str!("columns.wgsl"))),
-    ("elementwise", include_str!("elementwise.wgsl")),
-    ("rms_norm", include_str!("rms_norm.wgsl")),
-    ("rope", include_str!("rope.wgsl")),
-    ("attention", include_str!("attention.wgsl")),
-    ("topk", include_str!("topk.wgsl")),
+/// Each shader's WGSL, and whether it reads GGUF blocks: those are compiled after quant.wgsl's
+/// decoders and one of the two ways to read an f16 (half_f16.wgsl where the adapter has
+/// shader-f16, else half_u32.wgsl).
+const SHADERS: &[(&str, bool, &str)] = &[
+    ("saxpy", false, include_str!("saxpy.wgsl")),
+    ("matmul", true, include_str!("matmul.wgsl")),
+    ("embed", true, include_str!("embed.wgsl")),
+    ("columns", true, include_str!("columns.wgsl")),
+    ("elementwise", false, include_str!("elementwise.wgsl")),
+    ("rms_norm", false, include_str!("rms_norm.wgsl")),
+    ("rope", false, include_str!("rope.wgsl")),
+    ("attention", false, include_str!("attention.wgsl")),
+    ("topk", false, include_str!("topk.wgsl")),
 ];
+
+/// The binding of half_f16.wgsl's second view of the weights (binding 1).
+const WEIGHTS_F16_BINDING: u32 = 7;
 
 impl GpuDevice {
     /// Finds an adapter (WebGPU in a browser; Vulkan, Metal or DX12 natively) and opens a device.
@@ -90,6 +97,7 @@ impl GpuDevice {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glassbox"),
+                required_features: adapter.features() & wgpu::Features::SHADER_F16,
                 // Everything the adapter offers: large models need its largest bindings, and
                 // attention binds five storage buffers (the downlevel defaults allow four).
                 required_limits: adapter.limits(),
@@ -105,6 +113,7 @@ impl GpuDevice {
             )));
         }
         let max_binding = usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
+        let shader_f16 = device.features().contains(wgpu::Features::SHADER_F16);
         Ok(GpuDevice {
             device,
             queue,
@@ -113,6 +122,7 @@ impl GpuDevice {
             pool: Rc::default(),
             rope_table: RefCell::new(None),
             max_binding,
+            shader_f16,
         })
     }
 
@@ -134,6 +144,18 @@ impl GpuDevice {
     /// stops growing once a workload has run once.
     pub fn buffers_created(&self) -> usize {
         self.pool.created()
+    }
+
+    /// Reads f16 values by unpacking u32 words even where the adapter has shader-f16 (the other
+    /// path, to compare the two).
+    pub fn without_shader_f16(mut self) -> Self {
+        self.shader_f16 = false;
+        self
+    }
+
+    /// Whether the kernels read f16 values through shader-f16.
+    pub fn uses_shader_f16(&self) -> bool {
+        self.shader_f16
     }
 
     /// Whether the adapter runs on the CPU (lavapipe, SwiftShader, WARP).
@@ -235,7 +257,7 @@ impl GpuDevice {
         if let Some(pipeline) = self.pipelines.borrow().get(&(shader, entry)) {
             return pipeline.clone();
         }
-        let source = SHADERS.iter().find(|(name, _)| *name == shader).map(|(_, s)| *s).expect("every shader is in SHADERS");
+        let source = self.source(shader);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -252,15 +274,33 @@ impl GpuDevice {
         pipeline
     }
 
+    /// `shader`'s whole WGSL source.
+    fn source(&self, shader: &str) -> String {
+        let (_, reads_blocks, body) = SHADERS.iter().find(|(name, _, _)| *name == shader).expect("every shader is in SHADERS");
+        if !reads_blocks {
+            return body.to_string();
+        }
+        let half = if self.shader_f16 { include_str!("half_f16.wgsl") } else { include_str!("half_u32.wgsl") };
+        // `enable` must come first in a module.
+        [half, include_str!("quant.wgsl"), body].concat()
+    }
+
+    fn reads_blocks(shader: &str) -> bool {
+        SHADERS.iter().any(|(name, reads_blocks, _)| *name == shader && *reads_blocks)
+    }
+
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
     /// workgroups.
     fn dispatch(&self, shader: &'static str, entry: &'static str, buffers: &[&wgpu::Buffer], (x, y, z): (u32, u32, u32)) {
         let pipeline = self.pipeline(shader, entry);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
+        if self.shader_f16 && Self::reads_blocks(shader) {
+            entries.push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: buffers[1].as_entire_binding() });
+        }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),

@@ -1,5 +1,6 @@
 // Reading GGUF blocks out of `weights`, an array<u32> binding that every shader using this file
-// declares. Prepended to those shaders' source when they are loaded.
+// declares. Prepended to those shaders' source when they are loaded, after one of half_u32.wgsl
+// or half_f16.wgsl, which read the f16 values (every one at an even byte offset).
 
 // ggml type ids.
 const F32: u32 = 0u;
@@ -13,10 +14,6 @@ const Q6_K: u32 = 14u;
 
 fn byte_at(offset: u32) -> u32 {
     return (weights[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xffu;
-}
-
-fn half_at(offset: u32) -> f32 {
-    return unpack2x16float(byte_at(offset) | (byte_at(offset + 1u) << 8u)).x;
 }
 
 fn signed_byte_at(offset: u32) -> f32 {
