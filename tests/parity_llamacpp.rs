@@ -40,6 +40,7 @@ fn webgpu() -> glassbox::backend::webgpu::WebGpuBackend {
 #[derive(Clone, Copy, PartialEq)]
 enum TopOne {
     Exact,
+    #[cfg(feature = "webgpu")]
     ExceptNearTies,
 }
 
