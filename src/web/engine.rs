@@ -43,16 +43,45 @@ macro_rules! with_model {
     };
 }
 
-struct State {
+/// Where the model runs.
+struct Placement {
     model: Loaded,
+    /// A line naming the device, for people choosing a backend.
+    device: String,
+    /// Why the model runs on the CPU when WebGPU was wanted: `auto` found no usable adapter, or
+    /// the GPU was lost and the model reloaded.
+    fallback_reason: Option<String>,
+}
+
+struct State {
+    /// Replaced only when the GPU is lost, between computations.
+    placement: RefCell<Placement>,
+    /// The file, kept to reload the weights onto the CPU if the GPU is lost.
+    source: web_sys::Blob,
     tokenizer: Tokenizer,
     /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
     /// only for a moment, so `setMask` works while a task waits on the GPU.
     mask: RefCell<Mask>,
-    /// A line naming the device, for people choosing a backend.
-    device: String,
-    /// Why `auto` settled on the CPU, when it did.
-    fallback_reason: Option<String>,
+}
+
+impl State {
+    /// Runs `work` on the model. When it fails because the WebGPU device was lost, reloads the
+    /// weights onto the CPU from the file, says why in `fallbackReason`, and runs it again.
+    fn compute(&self, work: impl Fn(&Loaded) -> Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+        let outcome = work(&self.placement.borrow().model);
+        let lost = match &self.placement.borrow().model {
+            #[cfg(feature = "webgpu")]
+            Loaded::Gpu(model) if outcome.is_err() => model.backend().device().lost(),
+            _ => None,
+        };
+        let Some(reason) = lost else { return outcome };
+        let source = BlobGguf::open(self.source.clone(), None).map_err(|e| js_error("GgufError", e))?;
+        let config = Config::from_gguf(&source.header).map_err(model_error)?;
+        let mut on_cpu = load("cpu", config, &source)?;
+        on_cpu.fallback_reason = Some(format!("the WebGPU device was lost ({reason}); the model was reloaded onto the CPU"));
+        *self.placement.borrow_mut() = on_cpu;
+        work(&self.placement.borrow().model)
+    }
 }
 
 /// A language model in the browser.
@@ -138,10 +167,10 @@ fn model_error(e: impl std::fmt::Display) -> JsValue {
 
 /// Loads onto the backend `choice` names; `auto` takes WebGPU when an adapter opens and this
 /// browser can wait for it, else the CPU with the reason.
-fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<(Loaded, String, Option<String>), JsValue> {
+fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, JsValue> {
     let cpu = |fallback_reason| -> Result<_, JsValue> {
         let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
-        Ok((Loaded::Cpu(Box::new(model)), "CPU (wasm)".to_string(), fallback_reason))
+        Ok(Placement { model: Loaded::Cpu(Box::new(model)), device: "CPU (wasm)".to_string(), fallback_reason })
     };
     match choice {
         "cpu" => cpu(None),
@@ -150,7 +179,7 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<(Loaded, Stri
             Ok(gpu) => {
                 let device = format!("WebGPU: {}", gpu.description());
                 let model = Model::load(WebGpuBackend::new(gpu), config.clone(), source).map_err(model_error)?;
-                Ok((Loaded::Gpu(Box::new(model)), device, None))
+                Ok(Placement { model: Loaded::Gpu(Box::new(model)), device, fallback_reason: None })
             }
             Err(reason) if choice == "auto" => cpu(Some(reason)),
             Err(reason) => Err(js_error("GpuError", reason)),
@@ -204,8 +233,8 @@ impl Engine {
             let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
             let config = Config::from_gguf(&source.header).map_err(model_error)?;
             let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
-            let (model, device, fallback_reason) = load(&choice, config, &source)?;
-            let state = State { model, tokenizer, mask: RefCell::default(), device, fallback_reason };
+            let placement = RefCell::new(load(&choice, config, &source)?);
+            let state = State { placement, source: source.blob, tokenizer, mask: RefCell::default() };
             Ok(Engine { state: Rc::new(state) }.into())
         }))
     }
@@ -213,7 +242,7 @@ impl Engine {
     /// `"webgpu"` or `"cpu"`: where this model computes.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.state.model {
+        match self.state.placement.borrow().model {
             Loaded::Cpu(_) => "cpu",
             #[cfg(feature = "webgpu")]
             Loaded::Gpu(_) => "webgpu",
@@ -224,13 +253,14 @@ impl Engine {
     /// The device, e.g. `WebGPU: SwiftShader (BrowserWebGpu, Cpu)` or `CPU (wasm)`.
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
-        self.state.device.clone()
+        self.state.placement.borrow().device.clone()
     }
 
-    /// Why `auto` chose the CPU (no adapter, no JS Promise Integration, ...); undefined otherwise.
+    /// Why the model runs on the CPU though WebGPU was wanted (no adapter, no JS Promise
+    /// Integration, a lost GPU, ...); undefined otherwise.
     #[wasm_bindgen(getter, js_name = fallbackReason)]
     pub fn fallback_reason(&self) -> Option<String> {
-        self.state.fallback_reason.clone()
+        self.state.placement.borrow().fallback_reason.clone()
     }
 
     /// Zeroes these heads and neurons in every later `topTokens` and `generate` call, until
@@ -238,8 +268,8 @@ impl Engine {
     #[wasm_bindgen(js_name = setMask)]
     pub fn set_mask(&self, mask: JsValue) -> Result<(), JsValue> {
         let spec: MaskSpec = options(mask)?;
-        let config = with_model!(&self.state.model, model => model.config());
-        let parsed = Mask::parse(&spec.heads, &spec.neurons, config).map_err(|e| js_error("InterpError", e))?;
+        let parsed = with_model!(&self.state.placement.borrow().model, model => Mask::parse(&spec.heads, &spec.neurons, model.config()))
+            .map_err(|e| js_error("InterpError", e))?;
         self.state.mask.replace(parsed);
         Ok(())
     }
@@ -267,7 +297,7 @@ impl Engine {
     #[wasm_bindgen(js_name = topTokens)]
     pub fn top_tokens(&self, ids: Vec<u32>, k: usize) -> Task {
         let state = Rc::clone(&self.state);
-        Task::new(move || with_model!(&state.model, model => top_tokens(model, &state, &ids, k)))
+        Task::new(move || state.compute(|loaded| with_model!(loaded, model => top_tokens(model, &state, &ids, k))))
     }
 
     /// A task resolving to the log-probability-increase attribution at the last position of
@@ -285,9 +315,11 @@ impl Engine {
         };
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
-            with_model!(&state.model, model => {
-                let unembedding = Unembedding::new(model).map_err(model_error)?;
-                to_js(&attribute(&unembedding, &state.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+            state.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let unembedding = Unembedding::new(model).map_err(model_error)?;
+                    to_js(&attribute(&unembedding, &state.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+                })
             })
         }))
     }
@@ -303,9 +335,11 @@ impl Engine {
         let request = LensRequest { layers: given.layers, positions: given.positions, top_k: given.top_k.unwrap_or(5), scale };
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
-            with_model!(&state.model, model => {
-                let unembedding = Unembedding::new(model).map_err(model_error)?;
-                to_js(&logit_lens(&unembedding, &state.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
+            state.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let unembedding = Unembedding::new(model).map_err(model_error)?;
+                    to_js(&logit_lens(&unembedding, &state.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
+                })
             })
         }))
     }
@@ -322,9 +356,10 @@ impl Engine {
                 stop_strings: Vec::new(),
                 interventions: state.mask.borrow().interventions(),
             };
-            let generation = with_model!(&state.model, model => generate(model, &state.tokenizer, &ids, &request, |_, _| true))
-                .map_err(model_error)?;
-            to_js(&generation)
+            state.compute(|loaded| {
+                let generation = with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, |_, _| true));
+                to_js(&generation.map_err(model_error)?)
+            })
         }))
     }
 }

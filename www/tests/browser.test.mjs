@@ -340,6 +340,40 @@ test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 
   await page.close();
 });
 
+test("when the GPU is lost, the model reloads onto the CPU and says why", { timeout: 300_000 }, async () => {
+  const page = await browser.newPage();
+  // Keep the GPUDevice wgpu asks for, to take it away as a driver reset would.
+  await page.addInitScript(() => {
+    const requestDevice = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function (...args) {
+      const device = await requestDevice.apply(this, args);
+      globalThis.glassboxTestDevices = [...(globalThis.glassboxTestDevices ?? []), device];
+      return device;
+    };
+  });
+  await page.goto(origin + "/");
+  const result = await page.evaluate(async (modelPath) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "webgpu" }));
+    const ids = engine.tokenize("The capital of France is");
+    const before = { backend: engine.backend, top: (await glassbox.runTask(engine.topTokens(ids, 1)))[0].token };
+    const device = globalThis.glassboxTestDevices.at(-1);
+    device.destroy();
+    await device.lost;
+    const top = (await glassbox.runTask(engine.topTokens(ids, 1)))[0].token;
+    return { before, after: { backend: engine.backend, reason: engine.fallbackReason, top } };
+  }, "/" + MODEL_PATH);
+  assert.equal(result.before.backend, "webgpu");
+  assert.equal(result.after.backend, "cpu");
+  assert.match(result.after.reason, /WebGPU device was lost .*reloaded onto the CPU/);
+  const native = nativeTop("The capital of France is", "cpu")[0].token;
+  assert.equal(result.before.top, native);
+  assert.equal(result.after.top, native);
+  await page.close();
+});
+
 test("every WGSL kernel matches the CPU on Chromium's WebGPU, for every weight type and odd shapes", { timeout: 300_000 }, async () => {
   const { page } = await open("/");
   const checks = await page.evaluate(async () => {

@@ -9,6 +9,7 @@ mod pool;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 pub use backend::{WebGpuBackend, WebGpuValue};
 pub use layer::{GpuMatrix, GpuTensor, MatmulKernel};
@@ -52,6 +53,8 @@ pub struct GpuDevice {
     max_binding: usize,
     /// Whether the kernels read f16 values natively (the adapter's shader-f16 feature).
     shader_f16: bool,
+    /// Why the device was lost, once it has been (set by wgpu's device-lost callback).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 /// The most storage buffers one kernel binds (attention: q, k, v, z, probabilities).
@@ -114,6 +117,11 @@ impl GpuDevice {
         }
         let max_binding = usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
         let shader_f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        let lost = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(format!("{reason:?}: {message}"));
+        });
         Ok(GpuDevice {
             device,
             queue,
@@ -123,6 +131,7 @@ impl GpuDevice {
             rope_table: RefCell::new(None),
             max_binding,
             shader_f16,
+            lost,
         })
     }
 
@@ -156,6 +165,12 @@ impl GpuDevice {
     /// Whether the kernels read f16 values through shader-f16.
     pub fn uses_shader_f16(&self) -> bool {
         self.shader_f16
+    }
+
+    /// Why the device was lost (driver reset, `destroy`, a browser reclaiming the GPU), once it
+    /// has been: every later operation fails, and callers may move to the CPU.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Whether the adapter runs on the CPU (lavapipe, SwiftShader, WARP).
