@@ -59,6 +59,8 @@ pub struct GpuDevice {
 
 /// The most storage buffers one kernel binds (attention: q, k, v, z, probabilities).
 const STORAGE_BUFFERS_PER_KERNEL: u32 = 5;
+/// The most workgroup memory one kernel uses (topk.wgsl: 256 values and 256 indices).
+const WORKGROUP_STORAGE_BYTES: u32 = 2 * 256 * 4;
 
 const WORKGROUP_SIZE: u32 = 64;
 
@@ -113,6 +115,12 @@ impl GpuDevice {
             return Err(GpuError::NoDevice(format!(
                 "the adapter allows {} storage buffers per shader stage; the attention kernel binds {STORAGE_BUFFERS_PER_KERNEL}",
                 limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        if limits.max_compute_workgroup_storage_size < WORKGROUP_STORAGE_BYTES {
+            return Err(GpuError::NoDevice(format!(
+                "the adapter allows {} bytes of workgroup memory; the top-k kernel uses {WORKGROUP_STORAGE_BYTES}",
+                limits.max_compute_workgroup_storage_size
             )));
         }
         let max_binding = usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
