@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod interp;
 pub mod inspect;
 pub mod model;
+pub mod tasks;
 pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]

@@ -82,3 +82,65 @@ fn attribute_json_keeps_its_contract() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("name a single token"));
 }
+
+/// The metrics module's hand-worked example (src/tasks/metrics.rs) through the CLI's JSONL
+/// contract: ids matched across files in any order, numeric ids, a malformed row reported by line
+/// and skipped, a gold row without a prediction listed.
+#[test]
+fn evaluate_scores_predictions_by_id() {
+    let dir = std::env::temp_dir().join(format!("glassbox-evaluate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gold = dir.join("gold.jsonl");
+    let pred = dir.join("pred.jsonl");
+    std::fs::write(
+        &gold,
+        [
+            r#"{"id": "a", "label": "True", "explanation": "The cat is on the mat!"}"#,
+            r#"{"id": "b", "label": "True"}"#,
+            r#"{"id": "c", "label": "True"}"#,
+            r#"{"id": 4, "label": "False"}"#,
+            r#"{"id": "e", "label": "False"}"#,
+            r#"{"id": "f", "label": "NEI"}"#,
+            r#"{"id": "g", "label": "NEI"}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &pred,
+        [
+            r#"{"id": "f", "label": "True"}"#,
+            r#"{"id": "e", "label": "True"}"#,
+            r#"{"id": "4", "label": "False"}"#,
+            "not json",
+            r#"{"id": "c", "label": "False"}"#,
+            r#"{"id": "b", "label": "True"}"#,
+            r#"{"id": "a", "label": "True", "explanation": "the cat sat on the mat"}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pred.jsonl:4: not a JSON object"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let close = |key: &str, expected: f64| {
+        let got = report[key].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{key}: {got} vs {expected}");
+    };
+    assert_eq!(report["count"], 6);
+    assert_eq!(report["missing"], serde_json::json!(["g"]));
+    close("accuracy", 0.5);
+    close("micro_f1", 0.5);
+    close("macro_f1", 15.0 / 42.0);
+    close("weighted_f1", 19.0 / 42.0);
+    assert_eq!(report["labels"], serde_json::json!(["False", "NEI", "True"]));
+    assert_eq!(report["confusion"], serde_json::json!([[1, 0, 1], [0, 0, 1], [1, 0, 2]]));
+    // One explained pair: ROUGE-1 5/6, ROUGE-2 3/5, ROUGE-L 5/6; FMD = (0.5 + 5/6) / 2.
+    assert_eq!(report["explained"], 1);
+    assert!((report["rouge"]["rouge1"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-12);
+    assert!((report["rouge"]["rouge2"].as_f64().unwrap() - 0.6).abs() < 1e-12);
+    close("fmd_score", (0.5 + 5.0 / 6.0) / 2.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@ mod bench;
 mod compute;
 mod interp;
 mod parity;
+mod tasks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,9 @@ enum Command {
     BenchKernels,
     /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
     CompareBackends(parity::CompareArgs),
+    /// Score predictions against gold labels (JSONL, matched by id): accuracy, macro-, micro- and
+    /// weighted F1, the confusion matrix, ROUGE of explanations, the FMD challenge score (JSON).
+    Evaluate(tasks::EvaluateArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
     /// the tokenizer of an existing GGUF.
     SynthModel {
@@ -368,6 +372,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Experiment { experiment } => interp::experiment(&mut out, &loader, &experiment)?,
         #[cfg(feature = "webgpu")]
         Command::BenchKernels => writeln!(out, "{}", bench::kernels()?),
+        Command::Evaluate(args) => tasks::evaluate(&mut out, &args)?,
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?

@@ -1,0 +1,4 @@
+//! The claim and misinformation tasks (FMDLlama, RAEmoLLM, ConspEmoLLM, MetaAligner): plain
+//! consumers of the engine and the interpretability core.
+
+pub mod metrics;
