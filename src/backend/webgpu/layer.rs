@@ -172,19 +172,12 @@ impl GpuDevice {
             )));
         }
         let row_bytes = bytes.len() / rows;
-        let max_part_bytes = max_part_bytes.min(self.max_binding);
-        if row_bytes.next_multiple_of(4) > max_part_bytes {
-            return Err(GpuError::BindingTooLarge { bytes: row_bytes, max: max_part_bytes });
+        // Each part is its own buffer, padded to whole words: whole words of rows must fit.
+        let budget = max_part_bytes.min(self.max_binding) & !3;
+        if row_bytes > budget {
+            return Err(GpuError::BindingTooLarge { bytes: row_bytes, max: budget });
         }
-        // Parts start on whole rows, and on whole words so that every part but the last holds
-        // exactly its rows' bytes.
-        let mut rows_per_part = (max_part_bytes / row_bytes).min(rows);
-        while rows_per_part < rows && rows_per_part > 1 && (rows_per_part * row_bytes) % 4 != 0 {
-            rows_per_part -= 1;
-        }
-        if rows_per_part < rows && (rows_per_part * row_bytes) % 4 != 0 {
-            return Err(bad_shape(format!("rows of {row_bytes} bytes cannot be split into word-aligned parts")));
-        }
+        let rows_per_part = (budget / row_bytes).min(rows);
         let parts = (0..rows)
             .step_by(rows_per_part)
             .map(|first_row| {
