@@ -2,3 +2,5 @@
 //! consumers of the engine and the interpretability core.
 
 pub mod metrics;
+/// The seeds' prompt templates, as data (templates.json).
+pub mod templates;

@@ -1,0 +1,311 @@
+//! The tasks' prompts as data: `templates.json` (versioned) holds the seed papers' templates
+//! exactly, and a user adds a task by giving the same fields (an instruction with `{field}`
+//! placeholders, a label set and each label's words).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum TemplateError {
+    #[error("the template table is not valid: {0}")]
+    BadTable(String),
+    #[error("no task named {0:?}; the table has {1:?}")]
+    NoSuchTask(String, Vec<String>),
+    #[error("task {task:?} needs the field {field:?}")]
+    MissingField { task: String, field: String },
+    #[error("task {task:?}: {problem}")]
+    BadTask { task: String, problem: String },
+}
+
+/// One label: its name in results, and the words whose continuation scores it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Label {
+    pub name: String,
+    pub words: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Task {
+    pub name: String,
+    #[serde(default)]
+    pub paper: String,
+    /// The instruction, with a `{field}` placeholder for each of `fields`.
+    pub instruction: String,
+    pub fields: Vec<String>,
+    pub labels: Vec<Label>,
+    /// What precedes the label in a free generation (FMD: `Prediction: `), read by the seed's
+    /// regex `Prediction: (\w+)`.
+    #[serde(default)]
+    pub answer_prefix: Option<String>,
+    /// What precedes the explanation in a free generation (FMD: `Explanation:`).
+    #[serde(default)]
+    pub explanation_prefix: Option<String>,
+}
+
+/// RAEmoLLM's retrieval-augmented few-shot prompt.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FewShot {
+    /// With `{task_prompt}`, `{t}` (the target) and `{examples}`.
+    pub prompt: String,
+    /// One example, with `{c}` (its text) and `{label}`.
+    pub example: String,
+    /// Appended to the target's and each example's text in the affect variant, with `{score}`.
+    pub affect: String,
+}
+
+/// MetaAligner's correction prompt.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Align {
+    /// With `{aspects}`, `{question}` and `{answer}`.
+    pub prompt: String,
+    /// One aspect, with `{name}` and `{description}`.
+    pub aspect: String,
+    pub separator: String,
+}
+
+/// A text of a few-shot prompt, with its sentiment intensity in the affect variant.
+pub struct Shot<'a> {
+    pub text: &'a str,
+    pub intensity: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Table {
+    pub version: u32,
+    /// The chat wrapper around every instruction, with `{instr}`.
+    pub wrapper: String,
+    pub tasks: Vec<Task>,
+    pub few_shot: FewShot,
+    pub align: Align,
+}
+
+/// `text` with each `{name}` of `values` replaced, in one pass: a value that itself contains
+/// `{...}` stays as given.
+fn fill(text: &str, values: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').map(|close| (&after[..close], close)) {
+            Some((name, close)) if values.contains_key(name) => {
+                out.push_str(values[name]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Task {
+    /// Checks that every field has its placeholder and the labels are usable.
+    fn check(&self) -> Result<(), TemplateError> {
+        let problem = |problem: String| TemplateError::BadTask { task: self.name.clone(), problem };
+        if let Some(field) = self.fields.iter().find(|f| !self.instruction.contains(&format!("{{{f}}}"))) {
+            return Err(problem(format!("the instruction has no {{{field}}} placeholder")));
+        }
+        if let Some(label) = self.labels.iter().find(|l| l.words.is_empty() || l.words.iter().any(String::is_empty)) {
+            return Err(problem(format!("label {:?} needs at least one non-empty word", label.name)));
+        }
+        Ok(())
+    }
+
+    /// The instruction with `fields` filled in; every field of the task must be given.
+    pub fn instruction(&self, fields: &BTreeMap<&str, &str>) -> Result<String, TemplateError> {
+        if let Some(field) = self.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
+            return Err(TemplateError::MissingField { task: self.name.clone(), field: field.clone() });
+        }
+        Ok(fill(&self.instruction, fields))
+    }
+
+    /// The label a free generation names: the seed's `re.search(r"Prediction: (\w+)", text)`,
+    /// `\w` being Unicode letters, digits and `_`.
+    pub fn parse_label<'t>(&self, generation: &'t str) -> Option<&'t str> {
+        let prefix = self.answer_prefix.as_deref()?;
+        let mut from = 0;
+        while let Some(at) = generation[from..].find(prefix) {
+            let start = from + at + prefix.len();
+            let word_len: usize = generation[start..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+            if word_len > 0 {
+                return Some(&generation[start..start + word_len]);
+            }
+            from = from + at + 1;
+        }
+        None
+    }
+}
+
+impl Table {
+    /// The table shipped with glassbox.
+    pub fn builtin() -> Table {
+        Table::parse(include_str!("templates.json")).expect("the shipped template table is valid (a unit test parses it)")
+    }
+
+    pub fn parse(json: &str) -> Result<Table, TemplateError> {
+        let table: Table = serde_json::from_str(json).map_err(|e| TemplateError::BadTable(e.to_string()))?;
+        if !table.wrapper.contains("{instr}") {
+            return Err(TemplateError::BadTable("the wrapper has no {instr} placeholder".into()));
+        }
+        table.tasks.iter().try_for_each(Task::check)?;
+        Ok(table)
+    }
+
+    /// A user's task (the JSON of one [`Task`]), checked as the shipped ones are.
+    pub fn parse_task(json: &str) -> Result<Task, TemplateError> {
+        let task: Task = serde_json::from_str(json).map_err(|e| TemplateError::BadTable(e.to_string()))?;
+        task.check()?;
+        Ok(task)
+    }
+
+    pub fn task(&self, name: &str) -> Result<&Task, TemplateError> {
+        self.tasks
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| TemplateError::NoSuchTask(name.to_string(), self.tasks.iter().map(|t| t.name.clone()).collect()))
+    }
+
+    /// RAEmoLLM's prompt: `{task_prompt}Target text: {t}\nHere are a few examples:\n` then
+    /// ` Text: {c} The label of this text: {label}.\n` per example, then ` \nAccording to the
+    /// above information, the label of target text:`; in the affect variant each text is followed
+    /// by ` Sentiment intensity: {score}`.
+    pub fn few_shot(&self, task_prompt: &str, target: &Shot, examples: &[(Shot, &str)]) -> String {
+        let with_affect = |shot: &Shot| match shot.intensity {
+            Some(score) => format!("{}{}", shot.text, fill(&self.few_shot.affect, &BTreeMap::from([("score", score.to_string().as_str())]))),
+            None => shot.text.to_string(),
+        };
+        let examples: String = examples
+            .iter()
+            .map(|(shot, label)| fill(&self.few_shot.example, &BTreeMap::from([("c", with_affect(shot).as_str()), ("label", *label)])))
+            .collect();
+        let target = with_affect(target);
+        fill(&self.few_shot.prompt, &BTreeMap::from([("task_prompt", task_prompt), ("t", target.as_str()), ("examples", examples.as_str())]))
+    }
+
+    /// MetaAligner's prompt to edit `answer` to `question` for `aspects` (name, description),
+    /// joined as `Name: description` with `; `.
+    pub fn align(&self, aspects: &[(&str, &str)], question: &str, answer: &str) -> String {
+        let aspects: Vec<String> = aspects
+            .iter()
+            .map(|(name, description)| fill(&self.align.aspect, &BTreeMap::from([("name", *name), ("description", *description)])))
+            .collect();
+        let aspects = aspects.join(&self.align.separator);
+        fill(&self.align.prompt, &BTreeMap::from([("aspects", aspects.as_str()), ("question", question), ("answer", answer)]))
+    }
+
+    /// `instruction` in the seeds' chat wrapper, `Human: \n{instr}\n\nAssistant:\n`.
+    pub fn wrap(&self, instruction: &str) -> String {
+        fill(&self.wrapper, &BTreeMap::from([("instr", instruction)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The expected prompts are issue 7's quotations of the seeds' code, written out here.
+
+    #[test]
+    fn the_fmd_prompt_is_the_seeds_to_the_character() {
+        let table = Table::builtin();
+        let fields = BTreeMap::from([("claim", "Shares of X rose 5%."), ("context", "X reported record profits.")]);
+        let prompt = table.wrap(&table.task("fmd").unwrap().instruction(&fields).unwrap());
+        let expected = "Human: \nTask: Please determine whether the claim is True, False, or Not Enough Information (NEI) \
+            based on contextual information, and provide an appropriate explanation.\nThe answer need to use the following \
+            format:\nPrediction: [True, or False, or NEI]\nExplanation: [Explain why the above prediction was made]\n Claim: \
+            Shares of X rose 5%. \ncontextual information: X reported record profits.\n\nAssistant:\n";
+        assert_eq!(prompt, expected);
+    }
+
+    #[test]
+    fn the_conspiracy_prompts_are_the_seeds() {
+        let table = Table::builtin();
+        let text = BTreeMap::from([("text", "5G spreads the virus"), ("theory", "5G")]);
+        assert_eq!(
+            table.task("conspiracy").unwrap().instruction(&text).unwrap(),
+            "Task: Classify the text regarding COVID-19 conspiracy theories or misinformation into one of the following three \
+             classes: 0. Unrelated. 1. Related (but not supporting). 2. Conspiracy (related and supporting).  Text: 5G spreads \
+             the virus Class: "
+        );
+        assert_eq!(
+            table.task("relatedness").unwrap().instruction(&text).unwrap(),
+            "Task: Determine the relatedness between the text and the 5G conspiracy theory. Classify it into one of the \
+             following three classes: 0. not related. 1. closely related. 2. broadly related.  Text: 5G spreads the virus Class: "
+        );
+    }
+
+    #[test]
+    fn values_are_inserted_verbatim_and_missing_fields_are_errors() {
+        let table = Table::builtin();
+        let fmd = table.task("fmd").unwrap();
+        let braces = BTreeMap::from([("claim", "{context}"), ("context", "c")]);
+        assert!(fmd.instruction(&braces).unwrap().contains(" Claim: {context} \n"));
+        assert_eq!(
+            fmd.instruction(&BTreeMap::from([("claim", "x")])),
+            Err(TemplateError::MissingField { task: "fmd".into(), field: "context".into() })
+        );
+        assert!(matches!(table.task("nope"), Err(TemplateError::NoSuchTask(..))));
+    }
+
+    #[test]
+    fn the_prediction_is_read_as_the_seeds_regex_reads_it() {
+        let fmd = Table::builtin().task("fmd").unwrap().clone();
+        assert_eq!(fmd.parse_label("Prediction: False.\nExplanation: no."), Some("False"));
+        // re.search skips a match that fails and takes the next.
+        assert_eq!(fmd.parse_label("Prediction: [x]\nPrediction: NEI"), Some("NEI"));
+        assert_eq!(fmd.parse_label("Prediction: Wahr_1!"), Some("Wahr_1"));
+        assert_eq!(fmd.parse_label("no verdict"), None);
+    }
+
+    #[test]
+    fn the_few_shot_prompt_is_raemollms() {
+        let table = Table::builtin();
+        let pheme = &table.task("pheme").unwrap().instruction;
+        let plain = table.few_shot(pheme, &Shot { text: "T", intensity: None }, &[(Shot { text: "A", intensity: None }, "1"), (Shot { text: "B", intensity: None }, "0")]);
+        assert_eq!(
+            plain,
+            "Task: Determine if the target text is 0. non-rumours or 1. rumours. Please answer the question directly without \
+             explanation. You must provide a specific answer. Target text: T\nHere are a few examples:\n Text: A The label of \
+             this text: 1.\n Text: B The label of this text: 0.\n \nAccording to the above information, the label of target text:"
+        );
+        let affect = table.few_shot("P ", &Shot { text: "T", intensity: Some(0.25) }, &[(Shot { text: "A", intensity: Some(0.5) }, "1")]);
+        assert_eq!(
+            affect,
+            "P Target text: T Sentiment intensity: 0.25\nHere are a few examples:\n Text: A Sentiment intensity: 0.5 The label \
+             of this text: 1.\n \nAccording to the above information, the label of target text:"
+        );
+    }
+
+    #[test]
+    fn the_align_prompt_is_metaaligners() {
+        let prompt = Table::builtin().align(
+            &[("Harmlessness", "The response should avoid content that is offensive, discriminatory, or harmful"), ("Humour", "Be funny")],
+            "Q?",
+            "A.",
+        );
+        assert_eq!(
+            prompt,
+            "You are an assistant to human. You will be provided with a context and an answer. Consider the context, then edit \
+             the answer to improve it considering these aspects: Harmlessness: The response should avoid content that is \
+             offensive, discriminatory, or harmful; Humour: Be funny | Context: Q? | Answer: A. | Edit: "
+        );
+    }
+
+    #[test]
+    fn a_users_task_is_checked_like_the_shipped_ones() {
+        let ok = r#"{"name": "sarcasm", "instruction": "Is this sarcastic? {text} Answer: ", "fields": ["text"],
+                     "labels": [{"name": "yes", "words": ["Yes", "yes"]}, {"name": "no", "words": ["No"]}]}"#;
+        assert_eq!(Table::parse_task(ok).unwrap().labels[0].words, ["Yes", "yes"]);
+        let no_placeholder = ok.replace("{text} ", "");
+        assert!(matches!(Table::parse_task(&no_placeholder), Err(TemplateError::BadTask { .. })));
+        let no_words = ok.replace(r#"["No"]"#, "[]");
+        assert!(matches!(Table::parse_task(&no_words), Err(TemplateError::BadTask { .. })));
+        assert!(matches!(Table::parse_task("{"), Err(TemplateError::BadTable(_))));
+    }
+}
