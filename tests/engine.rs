@@ -220,8 +220,8 @@ impl glassbox::model::WeightSource for Altered {
     fn tensors(&self) -> &[glassbox::gguf::TensorInfo] {
         &self.tensors
     }
-    fn read(&self, tensor: &glassbox::gguf::TensorInfo) -> glassbox::model::Result<std::borrow::Cow<'_, [u8]>> {
-        Ok(self.file.read_tensor(tensor)?.into())
+    fn read(&self, tensor: &glassbox::gguf::TensorInfo) -> glassbox::model::Result<Vec<u8>> {
+        Ok(self.file.read_tensor(tensor)?)
     }
 }
 

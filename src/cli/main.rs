@@ -231,7 +231,7 @@ impl WeightSource for ProgressSource<'_> {
     fn tensors(&self) -> &[TensorInfo] {
         self.file.tensors()
     }
-    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<std::borrow::Cow<'_, [u8]>> {
+    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<Vec<u8>> {
         let bytes = self.file.read(tensor)?;
         self.bar.inc(bytes.len() as u64);
         Ok(bytes)

@@ -9,7 +9,6 @@
 mod config;
 pub mod synthetic;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use thiserror::Error;
@@ -55,7 +54,8 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 /// Where the weights come from: a GGUF header plus a way to read one tensor's bytes.
 pub trait WeightSource {
     fn tensors(&self) -> &[TensorInfo];
-    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>>;
+    /// The tensor's bytes, in its GGUF encoding; the caller keeps them only while it loads it.
+    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>>;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -63,8 +63,8 @@ impl WeightSource for crate::gguf::GgufFile {
     fn tensors(&self) -> &[TensorInfo] {
         &self.header.tensors
     }
-    fn read(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
-        Ok(Cow::Owned(self.read_tensor(tensor)?))
+    fn read(&self, tensor: &TensorInfo) -> Result<Vec<u8>> {
+        Ok(self.read_tensor(tensor)?)
     }
 }
 
@@ -307,12 +307,8 @@ impl<B: Backend> Model<B> {
         logits_at: &Positions,
     ) -> Result<Forward> {
         let (x, recording) = self.residual_stream(ids, cache, hooks, interventions)?;
-        let be = &self.backend;
         let logit_rows = logits_at.resolve(ids.len());
-        let x = be.select_rows(&x, &logit_rows)?;
-        let normed = be.rms_norm(&x, &self.final_norm, self.config.norm_eps)?;
-        let logits = be.linear(&normed, self.unembedding())?;
-        let (shape, data) = be.download(&logits)?;
+        let (shape, data) = self.backend.download(&self.logits(&x, &logit_rows)?)?;
         Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
     }
 
@@ -320,10 +316,15 @@ impl<B: Backend> Model<B> {
     /// logits' `log Σ exp`, so their log-probabilities: on a GPU only these cross to the host.
     pub fn next_token_top_k(&self, ids: &[u32], cache: &mut KvCache<B>, interventions: &[Intervention], k: usize) -> Result<TopK> {
         let (x, _) = self.residual_stream(ids, cache, &HookRequest::new(), interventions)?;
+        let logits = self.logits(&x, &[ids.len() - 1])?;
+        Ok(self.backend.top_k(&logits, k.min(self.config.vocab_size))?)
+    }
+
+    /// `W_U · n_final(x)` at rows `rows` of the final residual stream, on the device.
+    fn logits(&self, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
         let be = &self.backend;
-        let last = be.select_rows(&x, &[ids.len() - 1])?;
-        let logits = be.linear(&be.rms_norm(&last, &self.final_norm, self.config.norm_eps)?, self.unembedding())?;
-        Ok(be.top_k(&logits, k.min(self.config.vocab_size))?)
+        let normed = be.rms_norm(&be.select_rows(x, rows)?, &self.final_norm, self.config.norm_eps)?;
+        Ok(be.linear(&normed, self.unembedding())?)
     }
 
     /// The residual stream after the last layer (`[ids.len(), d]`, on the device) and the hooks'

@@ -4,7 +4,6 @@
 //! in wasm memory: at most one tensor does, on its way to a GPU buffer. Every computation is a
 //! [`Task`] that `runTask` runs, because a GPU read waits for the browser's event loop.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -149,7 +148,7 @@ impl WeightSource for BlobGguf {
         &self.header.tensors
     }
 
-    fn read(&self, tensor: &TensorInfo) -> crate::model::Result<Cow<'_, [u8]>> {
+    fn read(&self, tensor: &TensorInfo) -> crate::model::Result<Vec<u8>> {
         // The header parser checked this range against the Blob's size.
         let bytes = jspi::read_blob(&self.blob, tensor.file_offset, tensor.byte_len).map_err(ModelError::Read)?;
         self.loaded.set(self.loaded.get() + tensor.byte_len);
@@ -157,7 +156,7 @@ impl WeightSource for BlobGguf {
             // Progress is advisory: a throwing callback must not fail the load.
             let _ = report.call2(&JsValue::NULL, &(self.loaded.get() as f64).into(), &(self.total as f64).into());
         }
-        Ok(Cow::Owned(bytes))
+        Ok(bytes)
     }
 }
 

@@ -40,12 +40,24 @@ impl WebGpuBackend {
     }
 }
 
-fn err(e: GpuError) -> BackendError {
-    BackendError(e.to_string())
+impl From<GpuError> for BackendError {
+    fn from(e: GpuError) -> Self {
+        BackendError(e.to_string())
+    }
 }
 
 fn value(result: Result<GpuTensor, GpuError>) -> BackendResult<WebGpuValue> {
-    result.map(WebGpuValue::from).map_err(err)
+    Ok(result?.into())
+}
+
+/// The value of a GPU read: natively by blocking on the device; in a browser by suspending the
+/// wasm task until the map settles.
+fn wait<T>(read: impl std::future::Future<Output = Result<T, GpuError>>) -> BackendResult<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let result = pollster::block_on(read);
+    #[cfg(target_arch = "wasm32")]
+    let result = crate::web::jspi::wait_for(read).map_err(BackendError)?;
+    Ok(result?)
 }
 
 impl Backend for WebGpuBackend {
@@ -70,11 +82,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn download(&self, x: &WebGpuValue) -> BackendResult<(Vec<usize>, Vec<f32>)> {
-        #[cfg(not(target_arch = "wasm32"))]
-        let values = pollster::block_on(self.gpu.read(&x.tensor)).map_err(err)?;
-        #[cfg(target_arch = "wasm32")]
-        let values = crate::web::jspi::wait_for(self.gpu.read(&x.tensor)).map_err(BackendError)?.map_err(err)?;
-        Ok((x.dims.clone(), values))
+        Ok((x.dims.clone(), wait(self.gpu.read(&x.tensor))?))
     }
 
     fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> BackendResult<WebGpuValue> {
@@ -100,7 +108,7 @@ impl Backend for WebGpuBackend {
         let ones = match cached {
             Some(ones) => ones,
             None => {
-                let ones = self.gpu.upload(1, width, &vec![1.0; width]).map_err(err)?;
+                let ones = self.gpu.upload(1, width, &vec![1.0; width])?;
                 *self.ones.borrow_mut() = Some(ones.clone());
                 ones
             }
@@ -136,7 +144,7 @@ impl Backend for WebGpuBackend {
         kv_heads: usize,
         probabilities: bool,
     ) -> BackendResult<(WebGpuValue, Option<WebGpuValue>)> {
-        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, probabilities).map_err(err)?;
+        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, probabilities)?;
         let dims = vec![heads, q.tensor.shape().0, k.tensor.shape().0];
         Ok((z.into(), probabilities.map(|tensor| WebGpuValue { tensor, dims })))
     }
@@ -153,14 +161,14 @@ impl Backend for WebGpuBackend {
         let [heads, t, total] = probabilities.dims[..] else {
             return Err(BackendError(format!("query rows of a {:?} tensor, not [H, t, T] probabilities", probabilities.dims)));
         };
-        let tensor = self.gpu.query_rows(&probabilities.tensor, t, rows).map_err(err)?;
+        let tensor = self.gpu.query_rows(&probabilities.tensor, t, rows)?;
         Ok(WebGpuValue { tensor, dims: vec![heads, rows.len(), total] })
     }
 
     fn scale_columns(&self, x: &WebGpuValue, start: usize, len: usize, factor: f32) -> BackendResult<WebGpuValue> {
         let width = x.tensor.shape().1;
         let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
-        let scale = self.gpu.upload(1, width, &scale).map_err(err)?;
+        let scale = self.gpu.upload(1, width, &scale)?;
         value(self.gpu.mul(&x.tensor, &scale))
     }
 
@@ -173,7 +181,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn dequantized(&self, w: &GpuMatrix) -> BackendResult<GpuMatrix> {
-        self.gpu.dequantized(w).map_err(err)
+        Ok(self.gpu.dequantized(w)?)
     }
 
     fn columns(&self, w: &GpuMatrix, cols: &[usize]) -> BackendResult<WebGpuValue> {
@@ -185,11 +193,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn top_k(&self, x: &WebGpuValue, k: usize) -> BackendResult<TopK> {
-        #[cfg(not(target_arch = "wasm32"))]
-        let top = pollster::block_on(self.gpu.top_k(&x.tensor, k));
-        #[cfg(target_arch = "wasm32")]
-        let top = crate::web::jspi::wait_for(self.gpu.top_k(&x.tensor, k)).map_err(BackendError)?;
-        top.map_err(err)
+        wait(self.gpu.top_k(&x.tensor, k))
     }
 
     fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {

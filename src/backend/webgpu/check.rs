@@ -137,7 +137,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
                 None => (gpu.matrix(&w.info, &w.bytes)?, String::new()),
                 Some(parts) => {
                     let max = (w.bytes.len() / parts).max(w.bytes.len() / rows);
-                    let matrix = gpu.device().matrix_in_parts(ggml, &w.bytes, rows, cols, max).map_err(|e| BackendError(e.to_string()))?;
+                    let matrix = gpu.device().matrix_in_parts(ggml, &w.bytes, rows, cols, max)?;
                     let parts = matrix.parts();
                     (matrix, format!(" in {parts} parts"))
                 }
@@ -145,10 +145,9 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             let case = format!("{} {rows}×{cols}{split}, {tokens} tokens", ggml.name());
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
-            let device_error = |e: super::GpuError| BackendError(e.to_string());
-            let x_on_gpu = gpu.device().upload(tokens, cols, &x).map_err(device_error)?;
+            let x_on_gpu = gpu.device().upload(tokens, cols, &x)?;
             for (kernel, name) in [(MatmulKernel::Tiled, "matmul tiled"), (MatmulKernel::MatVec, "matmul matvec")] {
-                let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix).map_err(device_error)?;
+                let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix)?;
                 let y = from_gpu(&y.into())?;
                 record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);
             }
