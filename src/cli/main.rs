@@ -122,6 +122,16 @@ enum Command {
     /// Score predictions against gold labels (JSONL, matched by id): accuracy, macro-, micro- and
     /// weighted F1, the confusion matrix, ROUGE of explanations, the FMD challenge score (JSON).
     Evaluate(tasks::EvaluateArgs),
+    /// Classify JSONL rows with a claim task: label probabilities, and optionally the
+    /// explanation, evidence tokens, affect features and retrieved examples (JSONL out).
+    Classify(tasks::ClassifyArgs),
+    /// Retrieval indexes for RAEmoLLM's few-shot prompts.
+    Index {
+        #[command(subcommand)]
+        command: tasks::IndexCommand,
+    },
+    /// MetaAligner: edit an answer to improve it on the chosen objectives.
+    Align(tasks::AlignArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
     /// the tokenizer of an existing GGUF.
     SynthModel {
@@ -373,6 +383,9 @@ fn run(cli: Cli) -> Result<(), String> {
         #[cfg(feature = "webgpu")]
         Command::BenchKernels => writeln!(out, "{}", bench::kernels()?),
         Command::Evaluate(args) => tasks::evaluate(&mut out, &args)?,
+        Command::Classify(args) => tasks::classify(&loader, &args)?,
+        Command::Index { command } => tasks::index(&mut out, &loader, &command)?,
+        Command::Align(args) => tasks::align(&mut out, &loader, &args)?,
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?

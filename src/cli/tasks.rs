@@ -1,12 +1,23 @@
-//! The claim tasks' commands: `evaluate` (metrics of predictions against gold labels).
+//! The claim tasks' commands: `classify` (JSONL in, JSONL out), `index build`, `align`, and
+//! `evaluate` (metrics of predictions against gold labels).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
+use glassbox::generate::{generate, GenerateRequest, Sampling};
+use glassbox::tasks::affect::{Empath, Vader};
+use glassbox::tasks::classify::Wrapping;
+use glassbox::tasks::embed::{llm_embedding, MiniLm};
+use glassbox::tasks::index::{Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge};
+use glassbox::tasks::pipeline::{llm_intensity, Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
+use glassbox::tasks::templates::{Table, Task};
 use serde_json::{json, Value};
+
+use super::compute::Loader;
+use super::{text_err, TokenizerArg};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -108,4 +119,364 @@ pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Result<std::io::Re
         eprintln!("evaluate: {} gold rows without a prediction, {problems} rows skipped or repeated", missing.len());
     }
     Ok(writeln!(out, "{report}"))
+}
+
+/// Where `classify` and `index build` find the lexicons and the sentence embedder.
+#[derive(Args)]
+pub struct ResourceArgs {
+    /// The folder `make setup` fills with the VADER and Empath lexicons.
+    #[arg(long, default_value = "models/lexicons")]
+    lexicons: PathBuf,
+    /// The all-MiniLM-L6-v2 folder (model.safetensors, tokenizer.json, config.json).
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    minilm: PathBuf,
+}
+
+impl ResourceArgs {
+    fn lexicons(&self) -> Result<Lexicons, String> {
+        let read = |name: &str| {
+            let path = self.lexicons.join(name);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (make setup fetches the lexicons)", path.display()))
+        };
+        Ok(Lexicons {
+            vader: Vader::new(&read("vader_lexicon.txt")?, &read("emoji_utf8_lexicon.txt")?).map_err(text_err)?,
+            empath: Empath::new(&read("empath_categories.tsv")?).map_err(text_err)?,
+        })
+    }
+
+    fn minilm(&self) -> Result<MiniLm, String> {
+        let read = |name: &str| {
+            let path = self.minilm.join(name);
+            std::fs::read(&path).map_err(|e| format!("{}: {e} (make setup fetches all-MiniLM-L6-v2)", path.display()))
+        };
+        MiniLm::load(read("model.safetensors")?, &read("tokenizer.json")?, &read("config.json")?).map_err(text_err)
+    }
+}
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    model: PathBuf,
+    /// fmd, conspiracy, relatedness, pheme, or `custom` with --task-file.
+    #[arg(long)]
+    task: String,
+    /// A task as JSON (instruction, fields, labels with their words), for `--task custom`.
+    #[arg(long)]
+    task_file: Option<PathBuf>,
+    /// JSONL rows `{"id", "claim"|"text", "context"?, "label"?, "domain"?}`.
+    #[arg(long)]
+    input: PathBuf,
+    /// JSONL rows `{"id", "label", "probs", ...}`, written as each row finishes.
+    #[arg(long)]
+    output: PathBuf,
+    /// Generate the explanation after the verdict (streamed to stderr with --stream).
+    #[arg(long)]
+    explain: bool,
+    /// Attribute the verdict to the input's tokens (LPI through the top heads).
+    #[arg(long)]
+    evidence: bool,
+    /// VADER, Empath and the model's own sentiment intensity.
+    #[arg(long)]
+    affect: bool,
+    /// An index (`glassbox index build`): RAEmoLLM's few-shot prompt with retrieved examples.
+    #[arg(long)]
+    retrieve: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    k: usize,
+    /// Run only rows whose 0-based line number is i modulo n: `--shard 0/4` ... `--shard 3/4`.
+    #[arg(long)]
+    shard: Option<String>,
+    /// `score` (constrained label scoring) or `generate` (the seeds' free generation and regex).
+    #[arg(long, default_value = "score")]
+    mode: String,
+    /// Wrap the instruction in the model's chat template instead of the seeds' `Human:` wrapper.
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// Print the explanation or generation to stderr as it is written.
+    #[arg(long)]
+    stream: bool,
+    #[command(flatten)]
+    resources: ResourceArgs,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
+}
+
+/// `i/n` with `i < n`.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {text:?}: expected i/n with 0 ≤ i < n, e.g. 0/4");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// A JSONL row as a task input: every string field but `id`, `label`, `domain` and
+/// `explanation` is an input field; the task's own fields must all be there.
+fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    let id = match object.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("no \"id\" (a string or a number)".into()),
+    };
+    let fields: std::collections::BTreeMap<String, String> = object
+        .iter()
+        .filter(|(k, _)| !["id", "label", "domain", "explanation"].contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    if let Some(missing) = task.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
+        return Err(format!("id {id:?}: task {:?} needs the field {missing:?}", task.name));
+    }
+    Ok(Input { id, fields, domain: object.get("domain").and_then(Value::as_str).map(str::to_string) })
+}
+
+fn load_task(table: &Table, name: &str, file: &Option<PathBuf>) -> Result<Task, String> {
+    match (name, file) {
+        ("custom", Some(path)) => {
+            let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Table::parse_task(&json).map_err(text_err)
+        }
+        ("custom", None) => Err("--task custom needs --task-file".into()),
+        (name, _) => table.task(name).cloned().map_err(text_err),
+    }
+}
+
+fn read_index(path: &Path) -> Result<Index, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Index::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The embedder name an index records for the LLM embedding of `model`.
+fn llm_embedder_name(model: &Path) -> String {
+    format!("llm:{}", model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// Classifies every row of the input, writing each result as it finishes. A bad row is
+/// reported on stderr with its line number; the run goes on, and fails at the end if any did.
+pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<()>, String> {
+    let table = Table::builtin();
+    let task = load_task(&table, &args.task, &args.task_file)?;
+    let mode = match args.mode.as_str() {
+        "score" => Mode::Score,
+        "generate" => Mode::Generate,
+        other => return Err(format!("--mode {other:?}: expected score or generate")),
+    };
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let text = std::fs::read_to_string(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
+    let index = args.retrieve.as_deref().map(read_index).transpose()?;
+    let minilm = match &index {
+        Some(index) if index.embedder == "minilm" => Some(args.resources.minilm()?),
+        Some(index) if index.embedder != llm_embedder_name(&args.model) => {
+            return Err(format!(
+                "the index was built with the embedder {:?}; classify can query it with minilm or {:?}",
+                index.embedder,
+                llm_embedder_name(&args.model)
+            ))
+        }
+        _ => None,
+    };
+    let mut output = std::io::BufWriter::new(std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?);
+    let any = loader.load(&args.model, &args.tokenizer)?;
+    let (mut written, mut failed) = (0usize, 0usize);
+    with_model!(any, loaded => {
+        let options = Options {
+            wrapping: if args.chat { Wrapping::Chat } else { Wrapping::Seed },
+            mode,
+            explain: args.explain,
+            evidence: args.evidence,
+            affect: args.affect,
+            max_new_tokens: args.max_new_tokens,
+            retrieve_k: args.k,
+            ..Default::default()
+        };
+        let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options);
+        classifier.lexicons = lexicons.as_ref();
+        classifier.retrieval = index.as_ref().map(|index| Retrieval {
+            index,
+            embedder: match &minilm {
+                Some(minilm) => Embedder::MiniLm(minilm),
+                None => Embedder::Llm,
+            },
+        });
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || shard.is_some_and(|(i, n)| number % n != i) {
+                continue;
+            }
+            let result = parse_input(line, &task).and_then(|input| {
+                let mut stream = |piece: &str| {
+                    if args.stream {
+                        eprint!("{piece}");
+                    }
+                };
+                let row = classifier.run(&input, &mut stream).map_err(|e| format!("id {:?}: {e}", input.id))?;
+                if args.stream {
+                    eprintln!();
+                }
+                Ok(row)
+            });
+            match result {
+                Ok(row) => {
+                    let json = serde_json::to_string(&row).map_err(text_err)?;
+                    if let Err(e) = writeln!(output, "{json}").and_then(|()| output.flush()) {
+                        return Ok(Err(e));
+                    }
+                    written += 1;
+                }
+                Err(e) => {
+                    eprintln!("{}:{}: {e}", args.input.display(), number + 1);
+                    failed += 1;
+                }
+            }
+        }
+    });
+    eprintln!("classify: {written} rows written to {}, {failed} errors", args.output.display());
+    if failed > 0 {
+        return Err(format!("{failed} of {} rows failed (see the messages above)", written + failed));
+    }
+    Ok(Ok(()))
+}
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Embed labelled rows and save them as a retrieval index (.gbx).
+    Build(IndexBuildArgs),
+}
+
+#[derive(Args)]
+pub struct IndexBuildArgs {
+    /// `minilm` (all-MiniLM-L6-v2) or `llm` (the seed's: the model's mean last hidden state).
+    #[arg(long)]
+    embedder: String,
+    /// The GGUF (for `llm`), or the all-MiniLM-L6-v2 folder (for `minilm`).
+    model: PathBuf,
+    /// JSONL rows `{"id", "claim"|"text", ..., "label", "domain"?}`.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// Store each example's sentiment intensity from this GGUF's Vreg score (the affect variant).
+    #[arg(long)]
+    affect_model: Option<PathBuf>,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
+}
+
+/// A labelled JSONL row as an index record, its text to embed, and its line number.
+fn labelled_rows(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let parsed: Result<(Record, String), String> = serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
+            let empty = Task { name: String::new(), paper: String::new(), instruction: None, fields: Vec::new(), labels: Vec::new(), answer_prefix: None, explanation_prefix: None, retrieval: None };
+            let input = parse_input(line, &empty)?;
+            let label = v["label"].as_str().ok_or("no string \"label\"")?.to_string();
+            let main = input.main_text().map_err(text_err)?.to_string();
+            Ok((Record { id: input.id, fields: input.fields, label, domain: input.domain, intensity: None }, main))
+        });
+        match parsed {
+            Ok((record, main)) => rows.push((number + 1, record, main)),
+            Err(e) => problems.push(format!("{}:{}: {e}", path.display(), number + 1)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    Ok(rows)
+}
+
+pub fn index(out: &mut impl Write, loader: &Loader, command: &IndexCommand) -> Result<std::io::Result<()>, String> {
+    let IndexCommand::Build(args) = command;
+    let table = Table::builtin();
+    let mut rows = labelled_rows(&args.input)?;
+    if let Some(model) = &args.affect_model {
+        let any = loader.load(model, &args.tokenizer)?;
+        with_model!(any, loaded => {
+            for (number, record, text) in rows.iter_mut() {
+                let intensity = llm_intensity(&loaded.model, &loaded.tokenizer, &table, text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?;
+                record.intensity = Some(intensity);
+            }
+        });
+    }
+    let (embedder, vectors) = match args.embedder.as_str() {
+        "minilm" => {
+            let resources = ResourceArgs { lexicons: PathBuf::new(), minilm: args.model.clone() };
+            let minilm = resources.minilm()?;
+            let mut vectors = Vec::new();
+            for (number, _, text) in &rows {
+                vectors.extend(minilm.embed(text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?);
+            }
+            ("minilm".to_string(), vectors)
+        }
+        "llm" => {
+            let any = loader.load(&args.model, &args.tokenizer)?;
+            let mut vectors = Vec::new();
+            with_model!(any, loaded => {
+                for (number, _, text) in &rows {
+                    let v = llm_embedding(&loaded.model, &loaded.tokenizer, &table, text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?;
+                    vectors.extend(v);
+                }
+            });
+            (llm_embedder_name(&args.model), vectors)
+        }
+        other => return Err(format!("--embedder {other:?}: expected minilm or llm")),
+    };
+    let count = rows.len();
+    let index = Index::new(embedder, rows.into_iter().map(|(_, r, _)| r).collect(), vectors).map_err(text_err)?;
+    std::fs::write(&args.output, index.to_bytes()).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    Ok(writeln!(out, "{}", json!({ "output": args.output, "records": count, "dims": index.dims, "embedder": index.embedder })))
+}
+
+#[derive(Args)]
+pub struct AlignArgs {
+    model: PathBuf,
+    #[arg(long)]
+    question: String,
+    #[arg(long)]
+    answer: String,
+    /// Objective keys, comma-separated (harmlessness, helpfulness, humour, specific, factual,
+    /// readable, fair, repeat, length, ...), or user objectives given as `Name: description`.
+    #[arg(long, value_delimiter = ',', default_value = "harmlessness,helpfulness,humour")]
+    aspects: Vec<String>,
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
+}
+
+/// MetaAligner: the model edits `answer` for the chosen objectives; greedy, as the seed's
+/// inference script generates.
+pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs) -> Result<std::io::Result<()>, String> {
+    let table = Table::builtin();
+    let mut aspects: Vec<(String, String)> = Vec::new();
+    for aspect in &args.aspects {
+        match aspect.split_once(':') {
+            Some((name, description)) => aspects.push((name.trim().to_string(), description.trim().to_string())),
+            None => {
+                let objective = table.objectives(&[aspect.trim()]).map_err(text_err)?[0];
+                aspects.push((objective.name.clone(), objective.description.clone()));
+            }
+        }
+    }
+    let pairs: Vec<(&str, &str)> = aspects.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
+    let prompt = table.align(&pairs, &args.question, &args.answer);
+    let any = loader.load(&args.model, &args.tokenizer)?;
+    with_model!(any, loaded => {
+        let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
+        let request = GenerateRequest { max_tokens: args.max_new_tokens, sampling: Sampling::default(), stop_strings: Vec::new(), interventions: Vec::new() };
+        let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, _| true).map_err(text_err)?;
+        let edit = generation.text.trim();
+        if args.json {
+            Ok(writeln!(out, "{}", json!({ "prompt": prompt, "aspects": aspects, "edit": edit, "stop_reason": generation.stop_reason })))
+        } else {
+            Ok(writeln!(out, "{edit}"))
+        }
+    })
 }

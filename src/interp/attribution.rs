@@ -461,29 +461,13 @@ pub fn attribute<B: Backend>(
     let tokens = tokenizer.token_texts(ids)?;
     let group = c.heads / c.kv_heads;
     let hd = c.head_dim;
-    // The pattern at the last query is `[H, 1, T]`.
     let alpha = |l: usize, h: usize, t: usize| pass.get(HookPoint::AttnPattern(l)).data[h * pass.len + t];
     let value = |l: usize, h: usize, t: usize| &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
-    let mut position_deltas = Vec::new();
-    let mut position_keys = Vec::new();
-    for head in heads.iter().take(options.position_heads) {
-        let (l, h) = (head.layer, head.head);
-        let wanted: Vec<(usize, usize)> = (0..hd).map(|j| (l, h * hd + j)).collect();
-        let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
-        for t in 0..pass.len {
-            let mut delta = vec![0.0f32; c.width];
-            for (j, &v) in value(l, h, t).iter().enumerate() {
-                let coefficient = alpha(l, h, t) * v;
-                delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
-            }
-            position_deltas.push((l, delta));
-            position_keys.push((l, h, t));
-        }
-    }
-    let positions = position_keys
-        .iter()
-        .zip(lpi.exact(&x_bases, &position_deltas)?)
-        .map(|(&(layer, head, position), score)| PositionScore { layer, head, position, token: tokens[position].clone(), score })
+    let top_heads: Vec<HeadId> = heads.iter().take(options.position_heads).map(HeadScore::id).collect();
+    let all: Vec<usize> = (0..pass.len).collect();
+    let positions = through_heads(&lpi, &pass, &x_bases, &top_heads, &all)?
+        .into_iter()
+        .map(|(layer, head, position, score)| PositionScore { layer, head, position, token: tokens[position].clone(), score })
         .collect();
 
     // Attention value neurons: first-order for all, exact for the best few. Scored a layer at a
@@ -552,6 +536,90 @@ pub fn attribute<B: Backend>(
         value_neurons,
         query_neurons,
     })
+}
+
+/// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each of `positions` through each of
+/// `heads`: `(layer, head, position, score)`, grouped by head in the order given.
+fn through_heads<B: Backend>(lpi: &Lpi<B>, pass: &Pass, x_bases: &[LpiBase], heads: &[HeadId], positions: &[usize]) -> Result<Vec<(usize, usize, usize, f32)>> {
+    let model = lpi.unembedding.model();
+    let c = model.config();
+    let group = c.heads / c.kv_heads;
+    let hd = c.head_dim;
+    // The pattern at the last query is `[H, 1, T]`.
+    let alpha = |l: usize, h: usize, t: usize| pass.get(HookPoint::AttnPattern(l)).data[h * pass.len + t];
+    let value = |l: usize, h: usize, t: usize| &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
+    let mut deltas = Vec::new();
+    let mut keys = Vec::new();
+    for &HeadId { layer: l, head: h } in heads {
+        let wanted: Vec<(usize, usize)> = (0..hd).map(|j| (l, h * hd + j)).collect();
+        let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
+        for &t in positions {
+            let mut delta = vec![0.0f32; c.width];
+            for (j, &v) in value(l, h, t).iter().enumerate() {
+                let coefficient = alpha(l, h, t) * v;
+                delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
+            }
+            deltas.push((l, delta));
+            keys.push((l, h, t));
+        }
+    }
+    Ok(keys.into_iter().zip(lpi.exact(x_bases, &deltas)?).map(|((l, h, t), score)| (l, h, t, score)).collect())
+}
+
+/// A position's score `s_t` (see [`position_scores`]), exact or first-order.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PositionTotal {
+    pub score: f32,
+    pub exact: bool,
+}
+
+/// How much each input position drives `target` at the last position: `s_t = Σ_{(l,h)}
+/// c_{l,h,t}` over the `heads` top heads by `LPI(x_l, H_{l,h})` (the multi-head form of the
+/// LLaVA paper's patch score). Every `s_t` is first scored to first order, `c̃_{l,h,t} =
+/// α_{h,last,t} Σ_j v_{t,h,j} ⟨∇_l, W_O[:, h·d_head + j]⟩`; the `exact` best of `eligible` (all
+/// positions when `None`) by that score are then scored exactly. Returns one total per position
+/// and the heads used.
+pub fn position_scores<B: Backend>(
+    unembedding: &Unembedding<B>,
+    ids: &[u32],
+    target: u32,
+    heads: usize,
+    exact: usize,
+    eligible: Option<&[usize]>,
+) -> Result<(Vec<PositionTotal>, Vec<HeadScore>)> {
+    let model = unembedding.model();
+    let c = model.config();
+    let pass = Pass::run(model, ids, &[])?;
+    let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
+    let resid_pre: Vec<f32> = (0..c.layers).flat_map(|l| pass.last(HookPoint::ResidPre(l)).to_vec()).collect();
+    let x_bases = lpi.bases(&resid_pre)?;
+    let deltas: Vec<_> = (0..c.layers).flat_map(|l| pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec()))).collect();
+    let mut ranked = ranked_heads(&lpi.exact(&x_bases, &deltas)?, c.heads);
+    ranked.truncate(heads);
+
+    let gradients = lpi.gradients(&x_bases)?;
+    let (group, hd) = (c.heads / c.kv_heads, c.head_dim);
+    let mut totals = vec![PositionTotal { score: 0.0, exact: false }; pass.len];
+    for head in &ranked {
+        let (l, h) = (head.layer, head.head);
+        let per_column = pull_through(model, l, LayerWeight::Output, &gradients[l])?;
+        let alpha = &pass.get(HookPoint::AttnPattern(l)).data[h * pass.len..(h + 1) * pass.len];
+        for (t, total) in totals.iter_mut().enumerate() {
+            let v = &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
+            total.score += alpha[t] * dot(v, &per_column[h * hd..(h + 1) * hd]);
+        }
+    }
+    let approximate: Vec<f32> = totals.iter().map(|t| t.score).collect();
+    let chosen: Vec<usize> =
+        rank_descending(&approximate).into_iter().filter(|t| eligible.is_none_or(|e| e.contains(t))).take(exact).collect();
+    for t in &chosen {
+        totals[*t] = PositionTotal { score: 0.0, exact: true };
+    }
+    let head_ids: Vec<HeadId> = ranked.iter().map(HeadScore::id).collect();
+    for (_, _, t, score) in through_heads(&lpi, &pass, &x_bases, &head_ids, &chosen)? {
+        totals[t].score += score;
+    }
+    Ok((totals, ranked))
 }
 
 /// Query neurons of the value neurons `values` (see the module doc), the top `top`.

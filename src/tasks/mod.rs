@@ -1,6 +1,46 @@
 //! The claim and misinformation tasks (FMDLlama, RAEmoLLM, ConspEmoLLM, MetaAligner): plain
 //! consumers of the engine and the interpretability core.
 
+pub mod affect;
+pub mod classify;
+pub mod embed;
+pub mod index;
 pub mod metrics;
+pub mod pipeline;
 /// The seeds' prompt templates, as data (templates.json).
 pub mod templates;
+
+use thiserror::Error;
+
+use crate::generate::GenerateError;
+use crate::interp::InterpError;
+use crate::model::ModelError;
+use crate::tokenizer::TokenizerError;
+
+#[derive(Debug, Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Template(#[from] templates::TemplateError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Interp(#[from] InterpError),
+    #[error("the sentence embedder failed: {0}")]
+    Embedder(String),
+    #[error("the prompt is {tokens} tokens; the model's context is {context}")]
+    TooLong { tokens: usize, context: usize },
+    #[error("the chat template changed the instruction's text, so its fields cannot be located; use the seed wrapper")]
+    ChatTemplateAltersText,
+    #[error("task {0:?} has no explanation format (an answer and an explanation prefix)")]
+    NoExplanationFormat(String),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+pub type Result<T, E = TaskError> = std::result::Result<T, E>;

@@ -3,6 +3,7 @@
 //! placeholders, a label set and each label's words).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -13,6 +14,8 @@ pub enum TemplateError {
     BadTable(String),
     #[error("no task named {0:?}; the table has {1:?}")]
     NoSuchTask(String, Vec<String>),
+    #[error("no objective named {0:?}; the table has {1:?}")]
+    NoSuchObjective(String, Vec<String>),
     #[error("task {task:?} needs the field {field:?}")]
     MissingField { task: String, field: String },
     #[error("task {task:?}: {problem}")]
@@ -31,8 +34,10 @@ pub struct Task {
     pub name: String,
     #[serde(default)]
     pub paper: String,
-    /// The instruction, with a `{field}` placeholder for each of `fields`.
-    pub instruction: String,
+    /// The instruction, with a `{field}` placeholder for each of `fields`. A task without one
+    /// runs only as a retrieval-augmented few-shot prompt.
+    #[serde(default)]
+    pub instruction: Option<String>,
     pub fields: Vec<String>,
     pub labels: Vec<Label>,
     /// What precedes the label in a free generation (FMD: `Prediction: `), read by the seed's
@@ -42,6 +47,17 @@ pub struct Task {
     /// What precedes the explanation in a free generation (FMD: `Explanation:`).
     #[serde(default)]
     pub explanation_prefix: Option<String>,
+    /// How the task reads as RAEmoLLM's few-shot prompt.
+    #[serde(default)]
+    pub retrieval: Option<Retrieval>,
+}
+
+/// A task's parts of the few-shot prompt: its task prompt, and its target text with `{field}`
+/// placeholders (the same fields as the instruction).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Retrieval {
+    pub task_prompt: String,
+    pub target: String,
 }
 
 /// RAEmoLLM's retrieval-augmented few-shot prompt.
@@ -63,6 +79,15 @@ pub struct Align {
     /// One aspect, with `{name}` and `{description}`.
     pub aspect: String,
     pub separator: String,
+    /// The objectives a user picks by key (`harmlessness`, `specific`, ...).
+    pub objectives: Vec<Objective>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Objective {
+    pub key: String,
+    pub name: String,
+    pub description: String,
 }
 
 /// A text of a few-shot prompt, with its sentiment intensity in the affect variant.
@@ -81,35 +106,84 @@ pub struct Table {
     pub align: Align,
 }
 
-/// `text` with each `{name}` of `values` replaced, in one pass: a value that itself contains
-/// `{...}` stays as given.
-fn fill(text: &str, values: &BTreeMap<&str, &str>) -> String {
-    let mut out = String::with_capacity(text.len());
+/// A prompt, with where each input field's value lies in it (byte ranges), so that scores of
+/// its tokens can be reported against the user's own text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spanned {
+    pub text: String,
+    pub spans: Vec<(String, Range<usize>)>,
+}
+
+impl Spanned {
+    /// A field's value: one span, the whole text.
+    pub fn field(name: &str, value: &str) -> Spanned {
+        Spanned { text: value.to_string(), spans: vec![(name.to_string(), 0..value.len())] }
+    }
+
+    /// Text that is no input field.
+    pub fn plain(text: &str) -> Spanned {
+        Spanned { text: text.to_string(), spans: Vec::new() }
+    }
+}
+
+/// `text` with each `{name}` of `values` replaced, in one pass (a value that itself contains
+/// `{...}` stays as given), carrying each value's spans to where it lands.
+fn fill_spanned(text: &str, values: &BTreeMap<&str, &Spanned>) -> Spanned {
+    let mut out = Spanned::default();
     let mut rest = text;
     while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
+        out.text.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         match after.find('}').map(|close| (&after[..close], close)) {
             Some((name, close)) if values.contains_key(name) => {
-                out.push_str(values[name]);
+                let value = values[name];
+                let at = out.text.len();
+                out.spans.extend(value.spans.iter().map(|(field, range)| (field.clone(), range.start + at..range.end + at)));
+                out.text.push_str(&value.text);
                 rest = &after[close + 1..];
             }
             _ => {
-                out.push('{');
+                out.text.push('{');
                 rest = after;
             }
         }
     }
-    out.push_str(rest);
+    out.text.push_str(rest);
     out
+}
+
+fn fill(text: &str, values: &BTreeMap<&str, &str>) -> String {
+    let plain: BTreeMap<&str, Spanned> = values.iter().map(|(&k, &v)| (k, Spanned::plain(v))).collect();
+    fill_spanned(text, &plain.iter().map(|(&k, v)| (k, v)).collect()).text
+}
+
+/// `template` with every one of `names` filled from `fields` (all required), as spans.
+fn fill_fields(task: &str, template: &str, names: &[String], fields: &BTreeMap<&str, &str>) -> Result<Spanned, TemplateError> {
+    let mut values = BTreeMap::new();
+    for name in names {
+        let value = fields.get(name.as_str()).ok_or_else(|| TemplateError::MissingField { task: task.to_string(), field: name.clone() })?;
+        values.insert(name.as_str(), Spanned::field(name, value));
+    }
+    Ok(fill_spanned(template, &values.iter().map(|(&k, v)| (k, v)).collect()))
 }
 
 impl Task {
     /// Checks that every field has its placeholder and the labels are usable.
     fn check(&self) -> Result<(), TemplateError> {
         let problem = |problem: String| TemplateError::BadTask { task: self.name.clone(), problem };
-        if let Some(field) = self.fields.iter().find(|f| !self.instruction.contains(&format!("{{{f}}}"))) {
-            return Err(problem(format!("the instruction has no {{{field}}} placeholder")));
+        let templates: Vec<(&str, &str)> = self
+            .instruction
+            .iter()
+            .map(|i| ("instruction", i.as_str()))
+            .chain(self.retrieval.iter().map(|r| ("retrieval target", r.target.as_str())))
+            .collect();
+        if templates.is_empty() {
+            return Err(problem("it needs an instruction or a retrieval prompt".into()));
+        }
+        for (what, template) in templates {
+            if let Some(field) = self.fields.iter().find(|f| !template.contains(&format!("{{{f}}}"))) {
+                return Err(problem(format!("the {what} has no {{{field}}} placeholder")));
+            }
         }
         if let Some(label) = self.labels.iter().find(|l| l.words.is_empty() || l.words.iter().any(String::is_empty)) {
             return Err(problem(format!("label {:?} needs at least one non-empty word", label.name)));
@@ -119,10 +193,25 @@ impl Task {
 
     /// The instruction with `fields` filled in; every field of the task must be given.
     pub fn instruction(&self, fields: &BTreeMap<&str, &str>) -> Result<String, TemplateError> {
-        if let Some(field) = self.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
-            return Err(TemplateError::MissingField { task: self.name.clone(), field: field.clone() });
-        }
-        Ok(fill(&self.instruction, fields))
+        Ok(self.instruction_spanned(fields)?.text)
+    }
+
+    /// [`Task::instruction`], with where each field's value landed.
+    pub fn instruction_spanned(&self, fields: &BTreeMap<&str, &str>) -> Result<Spanned, TemplateError> {
+        let instruction = self.instruction.as_deref().ok_or_else(|| TemplateError::BadTask {
+            task: self.name.clone(),
+            problem: "it has no instruction: it runs only with retrieved examples".into(),
+        })?;
+        fill_fields(&self.name, instruction, &self.fields, fields)
+    }
+
+    /// The target text of the few-shot prompt, with where each field's value landed.
+    pub fn retrieval_target(&self, fields: &BTreeMap<&str, &str>) -> Result<(&Retrieval, Spanned), TemplateError> {
+        let retrieval = self.retrieval.as_ref().ok_or_else(|| TemplateError::BadTask {
+            task: self.name.clone(),
+            problem: "it has no few-shot prompt (\"retrieval\" in the template table)".into(),
+        })?;
+        Ok((retrieval, fill_fields(&self.name, &retrieval.target, &self.fields, fields)?))
     }
 
     /// The label a free generation names: the seed's `re.search(r"Prediction: (\w+)", text)`,
@@ -176,16 +265,37 @@ impl Table {
     /// above information, the label of target text:`; in the affect variant each text is followed
     /// by ` Sentiment intensity: {score}`.
     pub fn few_shot(&self, task_prompt: &str, target: &Shot, examples: &[(Shot, &str)]) -> String {
-        let with_affect = |shot: &Shot| match shot.intensity {
-            Some(score) => format!("{}{}", shot.text, fill(&self.few_shot.affect, &BTreeMap::from([("score", score.to_string().as_str())]))),
-            None => shot.text.to_string(),
+        self.few_shot_spanned(task_prompt, &Spanned::plain(target.text), target.intensity, examples).text
+    }
+
+    /// [`Table::few_shot`], carrying the target's field spans.
+    pub fn few_shot_spanned(&self, task_prompt: &str, target: &Spanned, target_intensity: Option<f64>, examples: &[(Shot, &str)]) -> Spanned {
+        let affect = |intensity: Option<f64>| match intensity {
+            Some(score) => fill(&self.few_shot.affect, &BTreeMap::from([("score", score.to_string().as_str())])),
+            None => String::new(),
         };
         let examples: String = examples
             .iter()
-            .map(|(shot, label)| fill(&self.few_shot.example, &BTreeMap::from([("c", with_affect(shot).as_str()), ("label", *label)])))
+            .map(|(shot, label)| {
+                let text = format!("{}{}", shot.text, affect(shot.intensity));
+                fill(&self.few_shot.example, &BTreeMap::from([("c", text.as_str()), ("label", *label)]))
+            })
             .collect();
-        let target = with_affect(target);
-        fill(&self.few_shot.prompt, &BTreeMap::from([("task_prompt", task_prompt), ("t", target.as_str()), ("examples", examples.as_str())]))
+        let mut target = target.clone();
+        target.text.push_str(&affect(target_intensity));
+        let (task_prompt, examples) = (Spanned::plain(task_prompt), Spanned::plain(&examples));
+        fill_spanned(&self.few_shot.prompt, &BTreeMap::from([("task_prompt", &task_prompt), ("t", &target), ("examples", &examples)]))
+    }
+
+    /// The objectives named by `keys`, in that order.
+    pub fn objectives(&self, keys: &[&str]) -> Result<Vec<&Objective>, TemplateError> {
+        keys.iter()
+            .map(|key| {
+                self.align.objectives.iter().find(|o| o.key == *key).ok_or_else(|| {
+                    TemplateError::NoSuchObjective(key.to_string(), self.align.objectives.iter().map(|o| o.key.clone()).collect())
+                })
+            })
+            .collect()
     }
 
     /// MetaAligner's prompt to edit `answer` to `question` for `aspects` (name, description),
@@ -201,10 +311,13 @@ impl Table {
 
     /// `instruction` in the seeds' chat wrapper, `Human: \n{instr}\n\nAssistant:\n`.
     pub fn wrap(&self, instruction: &str) -> String {
-        fill(&self.wrapper, &BTreeMap::from([("instr", instruction)]))
+        self.wrap_spanned(&Spanned::plain(instruction)).text
+    }
+
+    pub fn wrap_spanned(&self, instruction: &Spanned) -> Spanned {
+        fill_spanned(&self.wrapper, &BTreeMap::from([("instr", instruction)]))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,7 +379,7 @@ mod tests {
     #[test]
     fn the_few_shot_prompt_is_raemollms() {
         let table = Table::builtin();
-        let pheme = &table.task("pheme").unwrap().instruction;
+        let pheme = &table.task("pheme").unwrap().retrieval.as_ref().unwrap().task_prompt;
         let plain = table.few_shot(pheme, &Shot { text: "T", intensity: None }, &[(Shot { text: "A", intensity: None }, "1"), (Shot { text: "B", intensity: None }, "0")]);
         assert_eq!(
             plain,

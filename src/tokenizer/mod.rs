@@ -13,6 +13,8 @@ mod chat;
 mod pretokenize;
 mod vocab;
 
+use std::ops::Range;
+
 use thiserror::Error;
 
 use crate::gguf::{Gguf, GgufError, Value};
@@ -121,17 +123,32 @@ impl Tokenizer {
     /// `add_special` prepends BOS where the model asks for it; `parse_special` lets control
     /// tokens written in the text (`<|im_start|>`) become their ids instead of plain text.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        let encoding = self.encoder(parse_special).encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(self.bos_for(add_special).into_iter().chain(encoding.get_ids().iter().copied()).collect())
+    }
+
+    /// [`Tokenizer::encode`], with each token's byte range in `text` (BOS gets `0..0`).
+    pub fn encode_with_offsets(&self, text: &str, add_special: bool, parse_special: bool) -> Result<(Vec<u32>, Vec<Range<usize>>)> {
+        // `encode` (unlike `encode_fast`) tracks offsets, in bytes.
+        let encoding = self.encoder(parse_special).encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let bos = self.bos_for(add_special);
+        let ids = bos.into_iter().chain(encoding.get_ids().iter().copied()).collect();
+        let offsets = bos.map(|_| 0..0).into_iter().chain(encoding.get_offsets().iter().map(|&(start, end)| start..end)).collect();
+        Ok((ids, offsets))
+    }
+
+    fn encoder(&self, parse_special: bool) -> tokenizers::Tokenizer {
         let mut tokenizer = self.inner.clone();
         tokenizer.set_encode_special_tokens(!parse_special);
-        let encoding = tokenizer
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        tokenizer
+    }
+
+    fn bos_for(&self, add_special: bool) -> Option<u32> {
         if add_special && self.add_bos {
-            ids.extend(self.bos);
+            self.bos
+        } else {
+            None
         }
-        ids.extend_from_slice(encoding.get_ids());
-        Ok(ids)
     }
 
     /// The text of `ids`, special tokens included.
