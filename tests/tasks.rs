@@ -1,7 +1,8 @@
 //! The claim tasks on SmolLM2-135M and the project's CC0 data (tests/data): label
-//! probabilities against llama.cpp (tests/reference/llamacpp_label_probs.py), evidence offsets
-//! against the user's text and against the attribution it sums, the streamed explanation, and
-//! the `classify` command's row contract.
+//! probabilities and the seed's embeddings against llama.cpp (tests/reference/llamacpp_tasks.py),
+//! MiniLM embeddings and retrieval against NumPy (tests/reference/minilm_numpy.py), evidence
+//! offsets against the user's text and against the attribution it sums, the streamed
+//! explanation, and the `classify` and `index build` commands' contracts.
 
 mod common;
 
@@ -14,6 +15,8 @@ use glassbox::interp::attribution::{attribute, position_scores, AttributionOptio
 use glassbox::interp::lens::Unembedding;
 use glassbox::model::{Config, Model};
 use glassbox::tasks::classify::{evidence, explain, prompt, score_labels, Wrapping};
+use glassbox::tasks::embed::{cosine, llm_embedding, MiniLm};
+use glassbox::tasks::index::Index;
 use glassbox::tasks::pipeline::llm_intensity;
 use glassbox::tasks::templates::Table;
 use glassbox::tokenizer::Tokenizer;
@@ -52,7 +55,7 @@ fn borrowed(fields: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
 fn label_probabilities_match_llamacpp() {
     let m = load();
     let table = Table::builtin();
-    let reference = common::reference("label-probs-llamacpp.json");
+    let reference = common::reference("tasks-llamacpp.json");
     let (fmd, posts) = (data("fmd_claims.jsonl"), data("conspiracy_posts.jsonl"));
     let mut worst = 0f64;
     for case in reference["cases"].as_array().unwrap() {
@@ -207,5 +210,98 @@ fn classify_writes_a_row_per_good_input_and_reports_bad_lines() {
     assert_eq!(rows[0]["id"], "consp-02");
     let bad_shard = run(&["--shard", "2/2"]);
     assert!(String::from_utf8_lossy(&bad_shard.stderr).contains("expected i/n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Smallest cosine between glassbox's LLM embedding and llama.cpp's mean pooling. Measured
+/// 2026-11-26: 0.99996, norms within 0.07% (the engines' activation rounding again).
+const LLM_EMBEDDING_COSINE: f32 = 0.999;
+
+#[test]
+fn the_seeds_embedding_is_llamacpps_mean_pooling() {
+    let m = load();
+    let table = Table::builtin();
+    let posts = data("conspiracy_posts.jsonl");
+    for case in common::reference("tasks-llamacpp.json")["embeddings"].as_array().unwrap() {
+        let row = posts.iter().find(|r| r["id"] == case["id"]).unwrap();
+        let ours = llm_embedding(&m.model, &m.tokenizer, &table, row["text"].as_str().unwrap()).unwrap();
+        let theirs: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let similarity = cosine(&ours, &theirs);
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let norm_ratio = norm(&ours) / norm(&theirs);
+        assert!(similarity > LLM_EMBEDDING_COSINE, "{}: cosine {similarity}", case["id"]);
+        assert!((norm_ratio - 1.0).abs() < 0.01, "{}: norm ratio {norm_ratio}", case["id"]);
+    }
+}
+
+fn minilm() -> MiniLm {
+    let read = |name: &str| std::fs::read(common::model_path(&format!("all-MiniLM-L6-v2/{name}"))).unwrap();
+    MiniLm::load(read("model.safetensors"), &read("tokenizer.json"), &read("config.json")).unwrap()
+}
+
+#[test]
+fn minilm_embeddings_match_numpy() {
+    let minilm = minilm();
+    for case in common::reference("minilm-numpy.json")["sentences"].as_array().unwrap() {
+        let ours = minilm.embed(case["text"].as_str().unwrap()).unwrap();
+        let theirs: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{:?}: largest difference {worst}", case["text"]);
+    }
+}
+
+#[test]
+fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
+    let dir = std::env::temp_dir().join(format!("glassbox-index-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let index_path = dir.join("posts.gbx");
+    let posts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/conspiracy_posts.jsonl");
+    let minilm_dir = common::model_path("all-MiniLM-L6-v2");
+    let out = glassbox(&["index", "build", "--embedder", "minilm", minilm_dir.to_str().unwrap(), "--input", posts, "--output", index_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index = Index::from_bytes(&std::fs::read(&index_path).unwrap()).unwrap();
+    assert_eq!((index.embedder.as_str(), index.dims, index.records.len()), ("minilm", 384, 60));
+
+    let reference = common::reference("minilm-numpy.json");
+    let mut checked = 0;
+    for (i, record) in index.records.iter().enumerate() {
+        let expected = &reference["neighbours"][&record.id];
+        // Rows whose top 4 could swap under float32 rounding are not a fair test.
+        if expected["margin"].as_f64().unwrap() < 1e-5 {
+            continue;
+        }
+        let hits = index.search(index.vector(i), 4, 0.2, Some(&record.id), record.domain.as_deref()).unwrap();
+        let found: Vec<&str> = hits.iter().map(|h| index.records[h.record].id.as_str()).collect();
+        let wanted: Vec<&str> = expected["hits"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap()).collect();
+        assert_eq!(found, wanted, "{}", record.id);
+        for (hit, want) in hits.iter().zip(expected["hits"].as_array().unwrap()) {
+            assert!((hit.score as f64 - want[1].as_f64().unwrap()).abs() < 1e-5);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 55, "only {checked} rows had a clear top 4");
+
+    // classify --retrieve reports the same examples for a row, and leaves its domain out.
+    let input = dir.join("one.jsonl");
+    let first = std::fs::read_to_string(posts).unwrap().lines().next().unwrap().to_string();
+    std::fs::write(&input, &first).unwrap();
+    let output = dir.join("out.jsonl");
+    let model = common::model_path(common::SMOLLM2);
+    let out = glassbox(&[
+        "--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(),
+        "--output", output.to_str().unwrap(), "--retrieve", index_path.to_str().unwrap(), "--minilm", minilm_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row: Value = serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let retrieved: Vec<&str> = row["retrieved"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let wanted: Vec<&str> = reference["neighbours"][first["id"].as_str().unwrap()]["hits"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap()).collect();
+    assert_eq!(retrieved, wanted);
+
+    // A damaged index is refused with the reason.
+    let bytes = std::fs::read(&index_path).unwrap();
+    std::fs::write(&index_path, &bytes[..bytes.len() - 10]).unwrap();
+    let out = glassbox(&["--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "--retrieve", index_path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the index is truncated or padded"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Label probabilities of the claim tasks from llama.cpp (PyPI llama-cpp-python), the
-independent reference for glassbox's constrained label scoring.
+"""Label probabilities and the seed's retrieval embeddings of the claim tasks from llama.cpp
+(PyPI llama-cpp-python), the independent reference for glassbox's constrained label scoring and
+LLM embedder.
 
-Usage: llamacpp_label_probs.py MODEL.gguf OUT.json
+Usage: llamacpp_tasks.py MODEL.gguf OUT.json
 Needs: pip install llama-cpp-python==0.3.36 numpy
 
 The prompts are written here from issue 7's quotations of the seeds' templates, not by
@@ -12,6 +13,9 @@ to the front of each label word, which is tokenised on its own without BOS. A wo
 the sum of its tokens' log-softmax (float64) after the prompt; a label's probability is the sum
 of its words' probabilities, normalised over the labels. Vreg rows score the numbers 0.0 ... 1.0
 and report their expectation too.
+
+Embeddings: llama.cpp's mean pooling of the final (normed) hidden states over every token of
+the wrapped Vreg instruction (BOS included), unnormalised: RAEmoLLM's embedding.
 """
 import hashlib
 import json
@@ -78,10 +82,17 @@ def main(model_path, out_path):
         probs, n = label_probs(llm, prompt, [f"{i / 10:.1f}" for i in range(11)])
         cases.append({"task": "vreg", "id": row["id"], "prompt_tokens": n, "probs": probs,
                       "intensity": sum(float(v) * p for v, p in probs.items())})
+    embedder = llama_cpp.Llama(model_path=model_path, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                               n_ctx=1024, n_threads=2, verbose=False)
+    embeddings = []
+    for row in rows("tests/data/conspiracy_posts.jsonl"):
+        prompt = WRAPPER.format(instr=VREG.format(x=row["text"]))
+        vector = embedder.embed(prompt, normalize=False)
+        embeddings.append({"id": row["id"], "embedding": [round(v, 6) for v in vector]})
     with open(model_path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     out = {"generator": f"tests/reference/llamacpp_label_probs.py, llama-cpp-python {version('llama-cpp-python')}",
-           "model_sha256": digest, "cases": cases}
+           "model_sha256": digest, "cases": cases, "embeddings": embeddings}
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
         f.write("\n")
