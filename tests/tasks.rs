@@ -281,6 +281,27 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
     }
     assert!(checked >= 55, "only {checked} rows had a clear top 4");
 
+    // The k-NN baseline votes NumPy's neighbours' labels, weighted by their similarity.
+    let votes = dir.join("votes.jsonl");
+    let minilm_arg = ["--minilm", minilm_dir.to_str().unwrap()];
+    let out = glassbox(&[&["index", "vote", "--index", index_path.to_str().unwrap(), "--input", posts, "--output", votes.to_str().unwrap()][..], &minilm_arg].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let labels: BTreeMap<String, String> = data("conspiracy_posts.jsonl").iter().map(|r| (r["id"].as_str().unwrap().into(), r["label"].as_str().unwrap().into())).collect();
+    for line in std::fs::read_to_string(&votes).unwrap().lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let expected = &reference["neighbours"][row["id"].as_str().unwrap()];
+        let hits = expected["hits"].as_array().unwrap();
+        if hits.is_empty() || expected["margin"].as_f64().unwrap() < 1e-5 {
+            continue;
+        }
+        let mut weight = BTreeMap::<&str, f64>::new();
+        hits.iter().for_each(|h| *weight.entry(labels[h[0].as_str().unwrap()].as_str()).or_default() += h[1].as_f64().unwrap());
+        let (best, best_weight) = weight.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+        if weight.values().filter(|w| (*w - best_weight).abs() < 1e-4).count() == 1 {
+            assert_eq!(row["label"], *best, "{}", row["id"]);
+        }
+    }
+
     // classify --retrieve reports the same examples for a row, and leaves its domain out.
     let input = dir.join("one.jsonl");
     let first = std::fs::read_to_string(posts).unwrap().lines().next().unwrap().to_string();
@@ -304,4 +325,29 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
     let out = glassbox(&["--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "--retrieve", index_path.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("the index is truncated or padded"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn align_edits_with_metaaligners_prompt_and_the_chosen_objectives() {
+    let model = common::model_path(common::SMOLLM2);
+    let model = model.to_str().unwrap();
+    let out = glassbox(&[
+        "--backend", "cpu", "align", model, "--question", "How do I boil an egg?", "--answer", "Boil it.",
+        "--aspects", "harmlessness,specific,Brevity: keep it short", "--max-new-tokens", "12", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The prompt of MetaAligner's inference script, with its HH-RLHF and unseen objectives'
+    // wording, written out here.
+    let expected = "You are an assistant to human. You will be provided with a context and an answer. Consider the context, \
+        then edit the answer to improve it considering these aspects: Harmlessness: The response should avoid content that is \
+        offensive, discriminatory, or harmful; Specificity: the response should refer to facts and details and avoid vague \
+        arguments.; Brevity: keep it short | Context: How do I boil an egg? | Answer: Boil it. | Edit: ";
+    assert_eq!(result["prompt"], expected);
+    // The edit is the model's greedy continuation of that prompt.
+    let direct = glassbox(&["--backend", "cpu", "generate", model, "--prompt", expected, "--max-tokens", "12", "--json"]);
+    let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
+    assert_eq!(result["edit"], direct["text"].as_str().unwrap().trim());
+    let unknown = glassbox(&["--backend", "cpu", "align", model, "--question", "q", "--answer", "a", "--aspects", "politeness"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no objective named \"politeness\""));
 }

@@ -10,7 +10,7 @@ use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::tasks::affect::{Empath, Vader};
 use glassbox::tasks::classify::Wrapping;
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
-use glassbox::tasks::index::{Index, Record};
+use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge};
 use glassbox::tasks::pipeline::{llm_intensity, Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
@@ -216,6 +216,14 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 /// A JSONL row as a task input: every string field but `id`, `label`, `domain` and
 /// `explanation` is an input field; the task's own fields must all be there.
 fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
+    let input = parse_row(line)?;
+    if let Some(missing) = task.fields.iter().find(|f| !input.fields.contains_key(f.as_str())) {
+        return Err(format!("id {:?}: task {:?} needs the field {missing:?}", input.id, task.name));
+    }
+    Ok(input)
+}
+
+fn parse_row(line: &str) -> Result<Input, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
     let id = match object.get("id") {
@@ -228,9 +236,6 @@ fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
         .filter(|(k, _)| !["id", "label", "domain", "explanation"].contains(&k.as_str()))
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
         .collect();
-    if let Some(missing) = task.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
-        return Err(format!("id {id:?}: task {:?} needs the field {missing:?}", task.name));
-    }
     Ok(Input { id, fields, domain: object.get("domain").and_then(Value::as_str).map(str::to_string) })
 }
 
@@ -345,6 +350,28 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<
 pub enum IndexCommand {
     /// Embed labelled rows and save them as a retrieval index (.gbx).
     Build(IndexBuildArgs),
+    /// The k-NN baseline: label rows by a similarity-weighted vote of their retrieved examples
+    /// (MiniLM indexes; no language model involved). Writes `classify`'s JSONL rows.
+    Vote(IndexVoteArgs),
+}
+
+#[derive(Args)]
+pub struct IndexVoteArgs {
+    /// An index built with `--embedder minilm`.
+    #[arg(long)]
+    index: PathBuf,
+    /// JSONL rows `{"id", "claim"|"text", ..., "domain"?}`.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    k: usize,
+    /// Hits under this cosine similarity are dropped, as in RAEmoLLM's retrieval.
+    #[arg(long, default_value_t = 0.2)]
+    min_score: f32,
+    #[command(flatten)]
+    resources: ResourceArgs,
 }
 
 #[derive(Args)]
@@ -366,16 +393,28 @@ pub struct IndexBuildArgs {
     tokenizer: TokenizerArg,
 }
 
-/// A labelled JSONL row as an index record, its text to embed, and its line number.
+/// Labelled JSONL rows as index records, with each one's text to embed and line number.
 fn labelled_rows(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
+    read_records(path, true)
+}
+
+/// Rows as records whether or not they carry a label (an absent one is empty).
+fn labelled_or_not(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
+    read_records(path, false)
+}
+
+fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let parsed: Result<(Record, String), String> = serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
-            let empty = Task { name: String::new(), paper: String::new(), instruction: None, fields: Vec::new(), labels: Vec::new(), answer_prefix: None, explanation_prefix: None, retrieval: None };
-            let input = parse_input(line, &empty)?;
-            let label = v["label"].as_str().ok_or("no string \"label\"")?.to_string();
+            let input = parse_row(line)?;
+            let label = match v["label"].as_str() {
+                Some(label) => label.to_string(),
+                None if need_label => return Err("no string \"label\"".into()),
+                None => String::new(),
+            };
             let main = input.main_text().map_err(text_err)?.to_string();
             Ok((Record { id: input.id, fields: input.fields, label, domain: input.domain, intensity: None }, main))
         });
@@ -391,7 +430,55 @@ fn labelled_rows(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
 }
 
 pub fn index(out: &mut impl Write, loader: &Loader, command: &IndexCommand) -> Result<std::io::Result<()>, String> {
-    let IndexCommand::Build(args) = command;
+    match command {
+        IndexCommand::Build(args) => build_index(out, loader, args),
+        IndexCommand::Vote(args) => vote_with_index(out, args),
+    }
+}
+
+/// Each row's label by [`vote`], leave-one-domain-out like the retrieval for prompts; a row
+/// with no hit above the threshold takes the index's most common label.
+fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io::Result<()>, String> {
+    let index = read_index(&args.index)?;
+    if index.embedder != "minilm" {
+        return Err(format!("index vote reads MiniLM indexes; this one was built with {:?}", index.embedder));
+    }
+    let minilm = args.resources.minilm()?;
+    let mut labels: Vec<String> = index.records.iter().map(|r| r.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let most_common = labels.iter().max_by_key(|l| (index.records.iter().filter(|r| &r.label == *l).count(), std::cmp::Reverse(*l))).cloned();
+    let mut output = std::io::BufWriter::new(std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?);
+    let (mut written, mut fallbacks) = (0, 0);
+    for (number, record, text) in labelled_or_not(&args.input)? {
+        let query = minilm.embed(&text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?;
+        let hits = index.search(&query, args.k, args.min_score, Some(&record.id), record.domain.as_deref()).map_err(text_err)?;
+        let (label, probs) = match vote(&index, &hits, &labels) {
+            Some(shares) => {
+                let best = (0..shares.len()).max_by(|&a, &b| shares[a].total_cmp(&shares[b]).then(b.cmp(&a))).expect("labels exist");
+                (labels[best].clone(), shares)
+            }
+            None => {
+                fallbacks += 1;
+                let fallback = most_common.clone().unwrap_or_default();
+                let probs = labels.iter().map(|l| if *l == fallback { 1.0 } else { 0.0 }).collect();
+                (fallback, probs)
+            }
+        };
+        let retrieved: Vec<Value> = hits.iter().map(|h| json!({ "id": index.records[h.record].id, "label": index.records[h.record].label, "score": h.score })).collect();
+        let probs: serde_json::Map<String, Value> = labels.iter().cloned().zip(probs.into_iter().map(Value::from)).collect();
+        if let Err(e) = writeln!(output, "{}", json!({ "id": record.id, "label": label, "probs": probs, "retrieved": retrieved })) {
+            return Ok(Err(e));
+        }
+        written += 1;
+    }
+    if let Err(e) = output.flush() {
+        return Ok(Err(e));
+    }
+    Ok(writeln!(out, "{}", json!({ "output": args.output, "rows": written, "without_hits": fallbacks })))
+}
+
+fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> Result<std::io::Result<()>, String> {
     let table = Table::builtin();
     let mut rows = labelled_rows(&args.input)?;
     if let Some(model) = &args.affect_model {

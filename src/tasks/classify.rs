@@ -208,14 +208,7 @@ pub struct FreeGeneration {
 
 pub fn generate_freely<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, task: &Task, prompt: &Prompt, max_tokens: usize, on_text: &mut dyn FnMut(&str)) -> Result<FreeGeneration> {
     let text = continue_greedily(model, tokenizer, &prompt.spanned.text, prompt.parse_special, max_tokens, on_text)?;
-    let named = match task.answer_prefix {
-        Some(_) => task.parse_label(&text),
-        None => {
-            let start = text.trim_start();
-            task.labels.iter().flat_map(|l| &l.words).filter(|w| start.starts_with(w.as_str())).max_by_key(|w| w.len()).map(String::as_str)
-        }
-    };
-    let label = named.and_then(|word| task.labels.iter().find(|l| l.name == word || l.words.iter().any(|w| w == word))).map(|l| l.name.clone());
+    let label = task.label_in_generation(&text).map(|l| l.name.clone());
     let explanation = task.explanation_prefix.as_deref().and_then(|p| text.find(p).map(|at| text[at + p.len()..].trim().to_string()));
     Ok(FreeGeneration { text, label, explanation })
 }

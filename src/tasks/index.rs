@@ -162,6 +162,22 @@ impl Index {
     }
 }
 
+/// The k-NN vote baseline: each label's share of the hits' summed similarity,
+/// `P(label) = Σ_{hits with label} score / Σ_{hits} score`, over `labels` (in that order). With no
+/// hits every label gets `None`.
+pub fn vote(index: &Index, hits: &[Hit], labels: &[String]) -> Option<Vec<f64>> {
+    let total: f64 = hits.iter().map(|h| h.score as f64).sum();
+    if hits.is_empty() || total <= 0.0 {
+        return None;
+    }
+    Some(
+        labels
+            .iter()
+            .map(|label| hits.iter().filter(|h| &index.records[h.record].label == label).map(|h| h.score as f64).sum::<f64>() / total)
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +207,17 @@ mod tests {
         assert!(index.search(&[1.0, 0.0], 4, 0.2, Some("b"), None).unwrap().iter().all(|h| h.record != 1));
         assert_eq!(index.search(&[1.0, 0.0], 1, -1.0, None, None).unwrap().len(), 1);
         assert!(matches!(index.search(&[1.0], 4, 0.2, None, None), Err(IndexError::QueryDims { .. })));
+    }
+
+    #[test]
+    fn the_vote_splits_by_summed_similarity() {
+        let index = sample();
+        // Hits a (label 1, cos 1) and b (label 0, cos √3/2): P(1) = 1 / (1 + √3/2) ≈ 0.5359.
+        let hits = index.search(&[1.0, 0.0], 4, 0.2, None, None).unwrap();
+        let shares = vote(&index, &hits, &["0".into(), "1".into(), "2".into()]).unwrap();
+        let expected_one = 1.0 / (1.0 + 3f64.sqrt() / 2.0);
+        assert!((shares[1] - expected_one).abs() < 1e-6 && (shares[0] - (1.0 - expected_one)).abs() < 1e-6 && shares[2] == 0.0);
+        assert_eq!(vote(&index, &[], &["0".into()]), None);
     }
 
     #[test]

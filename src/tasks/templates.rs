@@ -231,6 +231,22 @@ impl Task {
     }
 }
 
+impl Task {
+    /// The label a free generation gives: the word the seed's regex reads after the answer
+    /// prefix or, for a task without one, the longest label word the answer starts with; a
+    /// label matches by its name or any of its words.
+    pub fn label_in_generation(&self, generation: &str) -> Option<&Label> {
+        let named = match self.answer_prefix {
+            Some(_) => self.parse_label(generation)?,
+            None => {
+                let start = generation.trim_start();
+                self.labels.iter().flat_map(|l| &l.words).filter(|w| start.starts_with(w.as_str())).max_by_key(|w| w.len())?
+            }
+        };
+        self.labels.iter().find(|l| l.name == named || l.words.iter().any(|w| w == named))
+    }
+}
+
 impl Table {
     /// The table shipped with glassbox.
     pub fn builtin() -> Table {
@@ -374,6 +390,20 @@ mod tests {
         assert_eq!(fmd.parse_label("Prediction: [x]\nPrediction: NEI"), Some("NEI"));
         assert_eq!(fmd.parse_label("Prediction: Wahr_1!"), Some("Wahr_1"));
         assert_eq!(fmd.parse_label("no verdict"), None);
+    }
+
+    #[test]
+    fn a_free_generation_names_its_label() {
+        let table = Table::builtin();
+        let fmd = table.task("fmd").unwrap();
+        assert_eq!(fmd.label_in_generation("Prediction: NEI.\nExplanation: x").map(|l| l.name.as_str()), Some("NEI"));
+        // The regex reads `Truly`, which is no label.
+        assert_eq!(fmd.label_in_generation("Prediction: Truly"), None);
+        let conspiracy = table.task("conspiracy").unwrap();
+        assert_eq!(conspiracy.label_in_generation(" 2. Conspiracy").map(|l| l.name.as_str()), Some("2"));
+        assert_eq!(conspiracy.label_in_generation("Class 2"), None);
+        let vreg = table.task("vreg").unwrap();
+        assert_eq!(vreg.label_in_generation("0.5 or so").map(|l| l.name.as_str()), Some("0.5"));
     }
 
     #[test]
