@@ -157,6 +157,77 @@ def attribution_section(note=""):
     ]
 
 
+CLAIM_SETS = [
+    ("fmd", "tests/data/fmd_claims.jsonl", "FMD (60 financial claims, True/False/NEI)"),
+    ("conspiracy", "tests/data/conspiracy_posts.jsonl", "ConspEmo class task (60 posts, 0/1/2)"),
+]
+
+
+def claims_section(note=""):
+    """The claim tasks on the project's CC0 sets: SmolLM2 by label scoring, by the seeds' free
+    generation and with retrieved examples, against the majority-class and MiniLM k-NN baselines,
+    with the time per item. Small models are weak here; the figures are what they are."""
+    glassbox = str(TARGET / "release" / "glassbox")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="glassbox-claims-"))
+
+    def metrics(task, gold, pred):
+        out = subprocess.run([glassbox, "evaluate", "--task", task, "--gold", gold, "--pred", str(pred)],
+                             check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        return json.loads(out)
+
+    def timed(cmd):
+        start = time.perf_counter()
+        subprocess.run([glassbox, "--backend", "cpu", *map(str, cmd)], check=True, cwd=ROOT, capture_output=True)
+        return time.perf_counter() - start
+
+    lines = [
+        "## Claim tasks, against baselines",
+        "",
+        f"{note}SmolLM2-135M-Instruct on the project's CC0 sets (tests/data), {os.cpu_count()} threads, "
+        "release build; the seeds' `Human:` wrapper. Retrieval is MiniLM, k = 4, similarity ≥ 0.2, "
+        "leave-one-domain-out. Time is wall time per item including the model load (one load per run).",
+        "",
+        "| task | method | accuracy | macro-F1 | s / item |",
+        "|---|---|---|---|---|",
+    ]
+    for task, gold, title in CLAIM_SETS:
+        rows = sum(1 for line in open(ROOT / gold) if line.strip())
+        labels = [json.loads(line)["label"] for line in open(ROOT / gold) if line.strip()]
+        majority = max(sorted(set(labels)), key=labels.count)
+        majority_pred = work / f"{task}-majority.jsonl"
+        majority_pred.write_text("".join(json.dumps({"id": json.loads(l)["id"], "label": majority}) + "\n"
+                                         for l in open(ROOT / gold) if l.strip()))
+        index = work / f"{task}.gbx"
+        subprocess.run([glassbox, "index", "build", "--embedder", "minilm", "models/all-MiniLM-L6-v2", "--input", gold,
+                        "--output", str(index)], check=True, cwd=ROOT, capture_output=True)
+        knn = work / f"{task}-knn.jsonl"
+        knn_s = timed(["index", "vote", "--index", index, "--input", gold, "--output", knn])
+        results = [
+            (f"majority class (`{majority}`)", metrics(task, gold, majority_pred), None),
+            ("MiniLM k-NN vote (`index vote`)", metrics(task, gold, knn), knn_s / rows),
+        ]
+        runs = [("label scoring (`classify`)", []),
+                ("label scoring with retrieved examples (`classify --retrieve`)", ["--retrieve", index]),
+                ("the seed's free generation and regex (`--mode generate`, 16 tokens)", ["--mode", "generate", "--max-new-tokens", "16"])]
+        for name, extra in runs:
+            pred = work / f"{task}-{len(results)}.jsonl"
+            seconds = timed(["classify", MODEL, "--task", task, "--input", gold, "--output", pred, *extra])
+            results.append((name, metrics(task, gold, pred), seconds / rows))
+        for name, m, per_item in results:
+            timing = "—" if per_item is None else f"{per_item:.2f}"
+            lines.append(f"| {title} | {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {timing} |")
+        print(f"bench: claims {task} done", flush=True)
+    shutil.rmtree(work)
+    lines.append("")
+    return lines
+
+
+def splice_claims():
+    """`bench.py --claims`: re-measures only the claim-task section of BENCHMARKS.md."""
+    build()
+    splice(claims_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --claims`. "))
+
+
 def build():
     env = dict(os.environ, RUSTFLAGS="-C target-cpu=native", CARGO_TARGET_DIR=str(TARGET))
     run(["cargo", "build", "--release", "--features", "webgpu", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
@@ -240,6 +311,8 @@ def gpu_section():
 def main():
     if sys.argv[1:] == ["--attribution"]:
         return splice_attribution()
+    if sys.argv[1:] == ["--claims"]:
+        return splice_claims()
     if sys.argv[1:] == ["--webgpu"]:
         # Re-measures only the WebGPU section, against the CPU backend's figures from this run.
         build()
@@ -301,6 +374,7 @@ def main():
         *table(browser_rows, "wllama"),
         "",
         *attribution_section(),
+        *claims_section(),
         *webgpu_lines,
         *kept_gpu_section,
         "## Notes",

@@ -141,8 +141,20 @@ def fetch(requirement: str, wheel_name: str, wheel_sha: str, members) -> None:
             print(f"fetch_models: {destination} verified")
 
 
+# The NRC Emotion Lexicon is licensed for research and non-commercial use only, so it is fetched
+# only when asked for: `fetch_models.py --nrc`.
+NRC = (
+    "nrclex==4.1.0",
+    "nrclex-4.1.0-py3-none-any.whl",
+    "61d68d09cd6cddf7f2c4ad12d2b5ea13d376a75bf38c7f96ff306e112e96a386",
+    [("nrclex/data/nrc_en.json", "lexicons/nrc_en.json", "437a177fdb118b330516de72fe4bb6919c53a6d5f772a6ee3bb835c0912066b0")],
+)
+
+
 def main() -> None:
     MODELS.mkdir(exist_ok=True)
+    if sys.argv[1:] == ["--nrc"]:
+        return fetch(*NRC)
     for package in PACKAGES:
         fetch(*package)
 

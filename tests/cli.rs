@@ -144,3 +144,24 @@ fn evaluate_scores_predictions_by_id() {
     close("fmd_score", (0.5 + 5.0 / 6.0) / 2.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn evaluate_counts_an_unnamed_label_as_wrong() {
+    let dir = std::env::temp_dir().join(format!("glassbox-evaluate-null-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gold, pred) = (dir.join("gold.jsonl"), dir.join("pred.jsonl"));
+    std::fs::write(&gold, "{\"id\": \"a\", \"label\": \"True\"}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
+    std::fs::write(&pred, "{\"id\": \"a\", \"label\": null}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
+    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Classes (none), False, True: F1 0, 1, 0, so macro-F1 1/3, as scikit-learn averages.
+    assert_eq!(report["accuracy"], 0.5);
+    assert_eq!(report["labels"], serde_json::json!(["(none)", "False", "True"]));
+    assert!((report["macro_f1"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    // A gold row may not leave its label out.
+    std::fs::write(&gold, "{\"id\": \"a\", \"label\": null}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
+    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gold.jsonl:1: not a JSON object"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -351,3 +351,19 @@ fn align_edits_with_metaaligners_prompt_and_the_chosen_objectives() {
     let unknown = glassbox(&["--backend", "cpu", "align", model, "--question", "q", "--answer", "a", "--aspects", "politeness"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no objective named \"politeness\""));
 }
+
+#[test]
+fn field_spans_survive_both_wrappers() {
+    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
+    let table = Table::builtin();
+    let task = table.task("fmd").unwrap();
+    let values = BTreeMap::from([("claim", "Veltrix Coin doubled — in a week?"), ("context", "It fell 3%.")]);
+    for wrapping in [Wrapping::Seed, Wrapping::Chat] {
+        let p = prompt(&table, task, &values, wrapping, &tokenizer, None).unwrap();
+        let spans: BTreeMap<&str, &str> = p.spanned.spans.iter().map(|(f, r)| (f.as_str(), &p.spanned.text[r.clone()])).collect();
+        assert_eq!(spans, values, "{wrapping:?}");
+    }
+    let chat = prompt(&table, task, &values, Wrapping::Chat, &tokenizer, None).unwrap();
+    assert!(chat.spanned.text.starts_with("<|im_start|>"), "{}", chat.spanned.text);
+}

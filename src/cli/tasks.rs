@@ -12,6 +12,7 @@ use glassbox::tasks::classify::Wrapping;
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge};
+use glassbox::tasks::nrc::Nrc;
 use glassbox::tasks::pipeline::{llm_intensity, Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
 use serde_json::{json, Value};
@@ -38,9 +39,14 @@ struct Row {
     explanation: Option<String>,
 }
 
+/// What a prediction of `null` (a free generation that names no label) is scored as: a label
+/// of its own, wrong for every gold row, as the seeds' evaluation counts it.
+const NO_LABEL: &str = "(none)";
+
 /// The rows of a JSONL file by id. A row that is not an object with a string or number `id`
-/// and a string `label` is reported on stderr with its line number, and skipped.
-fn read_rows(path: &Path, problems: &mut usize) -> Result<HashMap<String, Row>, String> {
+/// and a string `label` (or, where `null_allowed`, `null`) is reported on stderr with its line
+/// number, and skipped.
+fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<HashMap<String, Row>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = HashMap::new();
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -51,7 +57,11 @@ fn read_rows(path: &Path, problems: &mut usize) -> Result<HashMap<String, Row>, 
                 Value::Number(n) => n.to_string(),
                 _ => return None,
             };
-            let label = v["label"].as_str()?.to_string();
+            let label = match &v["label"] {
+                Value::String(label) => label.clone(),
+                Value::Null if null_allowed && v.get("label").is_some() => NO_LABEL.to_string(),
+                _ => return None,
+            };
             Some((id, Row { label, explanation: v["explanation"].as_str().map(str::to_string) }))
         });
         match row {
@@ -74,8 +84,8 @@ fn read_rows(path: &Path, problems: &mut usize) -> Result<HashMap<String, Row>, 
 /// matched by id, plus ROUGE when both sides have explanations, and the FMD challenge score.
 pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Result<std::io::Result<()>, String> {
     let mut problems = 0;
-    let gold = read_rows(&args.gold, &mut problems)?;
-    let pred = read_rows(&args.pred, &mut problems)?;
+    let gold = read_rows(&args.gold, false, &mut problems)?;
+    let pred = read_rows(&args.pred, true, &mut problems)?;
     let mut ids: Vec<&String> = gold.keys().collect();
     ids.sort();
     let missing: Vec<&String> = ids.iter().copied().filter(|id| !pred.contains_key(*id)).collect();
@@ -130,6 +140,10 @@ pub struct ResourceArgs {
     /// The all-MiniLM-L6-v2 folder (model.safetensors, tokenizer.json, config.json).
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
     minilm: PathBuf,
+    /// Add NRC emotion frequencies to the affect features. The NRC lexicon is for research and
+    /// non-commercial use only; `python3 scripts/fetch_models.py --nrc` fetches it.
+    #[arg(long)]
+    nrc: bool,
 }
 
 impl ResourceArgs {
@@ -138,9 +152,19 @@ impl ResourceArgs {
             let path = self.lexicons.join(name);
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (make setup fetches the lexicons)", path.display()))
         };
+        let nrc = match self.nrc {
+            true => {
+                let path = self.lexicons.join("nrc_en.json");
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e} (`python3 scripts/fetch_models.py --nrc` fetches it)", path.display()))?;
+                Some(Nrc::new(&json).map_err(text_err)?)
+            }
+            false => None,
+        };
         Ok(Lexicons {
             vader: Vader::new(&read("vader_lexicon.txt")?, &read("emoji_utf8_lexicon.txt")?).map_err(text_err)?,
             empath: Empath::new(&read("empath_categories.tsv")?).map_err(text_err)?,
+            nrc,
         })
     }
 
@@ -270,6 +294,9 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<
         "generate" => Mode::Generate,
         other => return Err(format!("--mode {other:?}: expected score or generate")),
     };
+    if task.instruction.is_none() && args.retrieve.is_none() {
+        return Err(format!("task {:?} is a few-shot prompt only: give it examples with --retrieve INDEX", task.name));
+    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let text = std::fs::read_to_string(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
     let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
@@ -492,7 +519,7 @@ fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> 
     }
     let (embedder, vectors) = match args.embedder.as_str() {
         "minilm" => {
-            let resources = ResourceArgs { lexicons: PathBuf::new(), minilm: args.model.clone() };
+            let resources = ResourceArgs { lexicons: PathBuf::new(), minilm: args.model.clone(), nrc: false };
             let minilm = resources.minilm()?;
             let mut vectors = Vec::new();
             for (number, _, text) in &rows {

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod embed;
 pub mod index;
 pub mod metrics;
+pub mod nrc;
 pub mod pipeline;
 /// The seeds' prompt templates, as data (templates.json).
 pub mod templates;

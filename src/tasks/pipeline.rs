@@ -11,6 +11,7 @@ use super::affect::{Empath, Vader, VaderScores};
 use super::classify::{evidence, explain, generate_freely, prompt, score_labels, Evidence, Examples, Wrapping};
 use super::embed::{llm_embedding, MiniLm};
 use super::index::{Hit, Index};
+use super::nrc::Nrc;
 use super::templates::{Table, Task};
 use super::{Result, TaskError};
 use crate::backend::Backend;
@@ -82,10 +83,11 @@ impl Default for Options {
     }
 }
 
-/// VADER and Empath, loaded once.
+/// VADER and Empath, and NRC when the user fetched it, loaded once.
 pub struct Lexicons {
     pub vader: Vader,
     pub empath: Empath,
+    pub nrc: Option<Nrc>,
 }
 
 /// The sentence embedder an index was built with.
@@ -104,6 +106,9 @@ pub struct Retrieval<'a> {
 pub struct Affect {
     pub vader: VaderScores,
     pub empath: BTreeMap<String, f64>,
+    /// NRC emotion frequencies, only with the optional lexicon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nrc: Option<BTreeMap<String, f64>>,
     /// The model's own sentiment intensity from the Vreg instruction: `Σ_v v·P(v)` over the
     /// label-scored numbers 0.0, 0.1, ..., 1.0.
     pub llm_intensity: f64,
@@ -215,7 +220,12 @@ impl<'a, B: Backend> Classifier<'a, B> {
     pub fn affect(&self, text: &str) -> Result<Affect> {
         let lexicons = self.lexicons.ok_or_else(|| TaskError::BadInput("affect features need the VADER and Empath lexicons".into()))?;
         let empath = lexicons.empath.analyze(text, Some(EMPATH_CATEGORIES), true).map_err(|e| TaskError::BadInput(e.to_string()))?;
-        Ok(Affect { vader: lexicons.vader.polarity_scores(text), empath, llm_intensity: llm_intensity(self.model, self.tokenizer, self.table, text)? })
+        Ok(Affect {
+            vader: lexicons.vader.polarity_scores(text),
+            empath,
+            nrc: lexicons.nrc.as_ref().map(|nrc| nrc.analyze(text)),
+            llm_intensity: llm_intensity(self.model, self.tokenizer, self.table, text)?,
+        })
     }
 
     fn retrieve(&self, retrieval: &Retrieval, input: &Input) -> Result<Vec<Hit>> {
