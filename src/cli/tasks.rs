@@ -198,7 +198,8 @@ pub struct ClassifyArgs {
     /// Attribute the verdict to the input's tokens (LPI through the top heads).
     #[arg(long)]
     evidence: bool,
-    /// VADER, Empath and the model's own sentiment intensity.
+    /// VADER, Empath and the model's own sentiment intensity. With --retrieve and an index built
+    /// with --affect-model, the prompt is RAEmoLLM's affect variant (intensities after each text).
     #[arg(long)]
     affect: bool,
     /// An index (`glassbox index build`): RAEmoLLM's few-shot prompt with retrieved examples.

@@ -61,7 +61,7 @@ pub fn prompt(table: &Table, task: &Task, fields: &BTreeMap<&str, &str>, wrappin
             if examples.target_intensity.is_some() {
                 if let Some(hit) = examples.hits.iter().find(|h| examples.index.records[h.record].intensity.is_none()) {
                     return Err(TaskError::BadInput(format!(
-                        "the affect variant needs each example's intensity; index record {:?} has none (build the index with --affect)",
+                        "the affect variant needs each example's intensity; index record {:?} has none (build the index with --affect-model)",
                         examples.index.records[hit.record].id
                     )));
                 }

@@ -170,7 +170,8 @@ impl<'a, B: Backend> Classifier<'a, B> {
             (Some(retrieval), Some(hits)) => Some(Examples {
                 index: retrieval.index,
                 hits,
-                target_intensity: affect.as_ref().map(|a| a.llm_intensity),
+                // RAEmoLLM's affect variant: when the examples carry their intensities too.
+                target_intensity: affect.as_ref().map(|a| a.llm_intensity).filter(|_| retrieval.index.records.iter().all(|r| r.intensity.is_some())),
             }),
             _ => None,
         };
