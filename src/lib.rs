@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod model;
 pub mod tasks;
 pub mod tokenizer;
+pub mod vision;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

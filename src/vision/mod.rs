@@ -1,0 +1,6 @@
+//! LLaVA's image side (issue 5, in progress): image decoding and CLIP preprocessing, and the
+//! synthetic shapes task the project's own LLaVA-architecture fixture is trained on.
+//! docs/llava-mmproj.md describes the mmproj GGUF layout the tower will load.
+
+pub mod preprocess;
+pub mod shapes;
