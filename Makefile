@@ -97,6 +97,7 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/minilm_numpy.py
 	$(REFERENCE_PY) tests/reference/affect_python.py
 	$(REFERENCE_PY) tests/reference/pil_preprocess.py
+	$(REFERENCE_PY) tests/reference/numpy_clip.py
 
 clean:
 	cargo clean

@@ -87,6 +87,14 @@ fn err(e: candle_core::Error) -> BackendError {
     BackendError(e.to_string())
 }
 
+/// A GGUF tensor as an f32 candle tensor on the CPU, in PyTorch dimension order.
+pub fn dequantize_to_f32(info: &TensorInfo, bytes: &[u8]) -> BackendResult<Tensor> {
+    let dtype = candle_dtype(info.ggml_type)
+        .ok_or_else(|| BackendError(format!("tensor {} has type {}, which glassbox cannot dequantise", info.name, info.ggml_type)))?;
+    let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
+    qtensor_from_ggml(dtype, bytes, dims, &Device::Cpu).and_then(|q| q.dequantize(&Device::Cpu)).map_err(err)
+}
+
 /// The GGUF types candle computes with.
 fn candle_dtype(t: GgmlType) -> Option<GgmlDType> {
     Some(match t {

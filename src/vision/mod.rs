@@ -2,5 +2,6 @@
 //! synthetic shapes task the project's own LLaVA-architecture fixture is trained on.
 //! docs/llava-mmproj.md describes the mmproj GGUF layout the tower will load.
 
+pub mod clip;
 pub mod preprocess;
 pub mod shapes;
