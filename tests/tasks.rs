@@ -116,7 +116,7 @@ fn evidence_points_into_the_users_text_with_the_scores_attribution_gives() {
     // prompt: `attribute` scores every position exactly).
     let ids = m.tokenizer.encode("The capital of France is", true, false).unwrap();
     let paris = m.tokenizer.encode(" Paris", false, false).unwrap()[0];
-    let (totals, heads) = position_scores(&unembedding, &ids, paris, 3, ids.len(), None).unwrap();
+    let (totals, heads) = position_scores(&unembedding, &ids, paris, 3, ids.len(), None, &[]).unwrap();
     let options = AttributionOptions { target: Some(paris), exact_neurons: 0, position_heads: 3, value_neurons: 0, top: 0, ..Default::default() };
     let full = attribute(&unembedding, &m.tokenizer, &ids, &options).unwrap();
     assert_eq!(heads.iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>(), full.heads[..3].iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>());
@@ -126,7 +126,7 @@ fn evidence_points_into_the_users_text_with_the_scores_attribution_gives() {
         assert!((total.score - summed).abs() < 1e-5, "position {t}: {} vs {summed}", total.score);
     }
     // The first-order ranking agrees with the exact one at the top.
-    let (approx, _) = position_scores(&unembedding, &ids, paris, 3, 0, None).unwrap();
+    let (approx, _) = position_scores(&unembedding, &ids, paris, 3, 0, None, &[]).unwrap();
     let best = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
     assert_eq!(best(&approx.iter().map(|t| t.score).collect::<Vec<_>>()), best(&totals.iter().map(|t| t.score).collect::<Vec<_>>()));
 }

@@ -41,3 +41,85 @@ fn a_wrong_projection_width_or_projector_is_refused() {
     header.metadata.insert("clip.projector_type".into(), glassbox::gguf::Value::String("mlp".into()));
     assert!(matches!(ClipConfig::from_gguf(&header), Err(VisionError::MissingKey("clip.vision.patch_size"))));
 }
+
+mod llava {
+    use super::*;
+    use glassbox::backend::candle::CandleBackend;
+    use glassbox::hooks::{HookPoint, HookRequest, Positions};
+    use glassbox::interp::lens::Unembedding;
+    use glassbox::model::{Config, Model};
+    use glassbox::tokenizer::Tokenizer;
+    use glassbox::vision::llava::{attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, ImagePrompt, LlavaError};
+
+    const PROMPT: &str = "USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is";
+
+    struct Setup {
+        model: Model<CandleBackend>,
+        tokenizer: Tokenizer,
+        tower: ClipTower,
+    }
+
+    fn setup() -> Setup {
+        let lm = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+        let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&lm.header).unwrap(), &lm).unwrap();
+        let mmproj = GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf")).unwrap();
+        let tower = ClipTower::load(ClipConfig::from_gguf(&mmproj.header).unwrap(), &mmproj, 576).unwrap();
+        Setup { model, tokenizer: Tokenizer::from_gguf(&lm.header).unwrap(), tower }
+    }
+
+    fn pixels() -> Vec<f32> {
+        (0..3 * 28 * 28).map(|i| ((i as f32) * 0.11).cos()).collect()
+    }
+
+    #[test]
+    fn the_image_replaces_its_placeholders_before_layer_zero() {
+        let s = setup();
+        let prompt = ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, PROMPT, &pixels()).unwrap();
+        let before = s.tokenizer.encode("USER: ", true, false).unwrap();
+        let after = s.tokenizer.encode("\nWhat is the color of the circle?\nASSISTANT: The color of the circle is", false, false).unwrap();
+        assert_eq!(prompt.image, before.len()..before.len() + 4);
+        assert_eq!(prompt.ids.len(), before.len() + 4 + after.len());
+        assert_eq!(&prompt.ids[..before.len()], &before[..]);
+        let hooks = HookRequest::new().with(HookPoint::ResidPre(0), Positions::All);
+        let run = s.model.forward(&prompt.ids, &mut s.model.new_cache(), &hooks, &prompt.interventions(), &Positions::Last).unwrap();
+        let resid = run.recording.get(HookPoint::ResidPre(0)).unwrap();
+        for (i, t) in prompt.image.clone().enumerate() {
+            assert_eq!(resid.row(t), &prompt.embeddings[i * 576..(i + 1) * 576]);
+        }
+        assert!(matches!(ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "no image", &pixels()), Err(LlavaError::Placeholders(0))));
+        assert!(matches!(ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "<image><image>", &pixels()), Err(LlavaError::Placeholders(2))));
+        let narrow = fixture();
+        let narrow_tower = ClipTower::load(ClipConfig::from_gguf(&narrow.header).unwrap(), &narrow, 48).unwrap();
+        assert!(matches!(ImagePrompt::new(&narrow_tower, &s.model, &s.tokenizer, PROMPT, &pixels()), Err(LlavaError::Width { found: 48, expected: 576 })));
+    }
+
+    #[test]
+    fn heatmaps_are_normalised_and_occlusion_is_its_definition() {
+        let s = setup();
+        let prompt = ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, PROMPT, &pixels()).unwrap();
+        let logprobs = next_token_logprobs(&s.model, &prompt).unwrap();
+        let answer = (0..logprobs.len()).max_by(|&a, &b| logprobs[a].total_cmp(&logprobs[b])).unwrap() as u32;
+        let unembedding = Unembedding::new(&s.model).unwrap();
+        let maps = [
+            lpi_heatmap(&unembedding, &prompt, answer, 1).unwrap(),
+            lpi_heatmap(&unembedding, &prompt, answer, 3).unwrap(),
+            attention_heatmap(&s.model, &prompt).unwrap(),
+            occlusion_heatmap(&s.model, &prompt, answer).unwrap(),
+        ];
+        for map in &maps {
+            assert_eq!((map.grid, map.cells.len()), (2, 4));
+            assert!((map.cells.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{map:?}");
+            assert!(map.cells.iter().all(|&c| c >= 0.0));
+        }
+        assert_eq!(maps[0].heads.len(), 1);
+        assert_eq!(maps[1].heads[0].layer, maps[0].heads[0].layer);
+        // Attention to the image is part of a distribution that sums to 1 over the prompt.
+        assert!(maps[2].raw.iter().sum::<f32>() <= 1.0 + 1e-5);
+        // Occlusion of patch 2 is the drop in p(answer) when its embedding is the patches' mean.
+        let mut occluded = prompt.clone();
+        let mean: Vec<f32> = (0..576).map(|j| (0..4).map(|i| prompt.embeddings[i * 576 + j]).sum::<f32>() / 4.0).collect();
+        occluded.embeddings[2 * 576..3 * 576].copy_from_slice(&mean);
+        let drop = logprobs[answer as usize].exp() - next_token_logprobs(&s.model, &occluded).unwrap()[answer as usize].exp();
+        assert!((maps[3].raw[2] - drop).abs() < 1e-6, "{} vs {drop}", maps[3].raw[2]);
+    }
+}

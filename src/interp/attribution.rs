@@ -25,7 +25,7 @@ use super::lens::{Lpi, LpiBase, Unembedding};
 use super::{choose_target, first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
 use crate::backend::Backend;
 use crate::generate::log_softmax;
-use crate::hooks::{HookPoint, HookRequest, Positions, Recording};
+use crate::hooks::{HookPoint, HookRequest, Intervention, Positions, Recording};
 use crate::model::{LayerWeight, Model};
 use crate::tokenizer::Tokenizer;
 
@@ -160,7 +160,8 @@ pub(crate) struct Pass {
 }
 
 impl Pass {
-    pub fn run<B: Backend>(model: &Model<B>, ids: &[u32], heads_ablated: &[HeadId]) -> Result<Pass> {
+    /// Runs `ids` with `interventions` (head ablations, or LLaVA's image embeddings patched in).
+    pub fn run<B: Backend>(model: &Model<B>, ids: &[u32], interventions: &[Intervention]) -> Result<Pass> {
         let mut hooks = HookRequest::new()
             .with(HookPoint::Embed, Positions::Last)
             .with(HookPoint::LnFinalScale, Positions::Last);
@@ -179,12 +180,8 @@ impl Pass {
                 hooks = hooks.with(point, Positions::Last);
             }
         }
-        let interventions: Vec<_> = heads_ablated
-            .iter()
-            .map(|h| crate::hooks::Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 })
-            .collect();
         let mut cache = model.new_cache();
-        let run = model.forward(ids, &mut cache, &hooks, &interventions, &Positions::Last)?;
+        let run = model.forward(ids, &mut cache, &hooks, interventions, &Positions::Last)?;
         let logprobs = log_softmax(&run.logits.data);
         Ok(Pass { recording: run.recording, len: ids.len(), logits: run.logits.data, logprobs })
     }
@@ -577,8 +574,8 @@ pub struct PositionTotal {
 /// c_{l,h,t}` over the `heads` top heads by `LPI(x_l, H_{l,h})` (the multi-head form of the
 /// LLaVA paper's patch score). Every `s_t` is first scored to first order, `c̃_{l,h,t} =
 /// α_{h,last,t} Σ_j v_{t,h,j} ⟨∇_l, W_O[:, h·d_head + j]⟩`; the `exact` best of `eligible` (all
-/// positions when `None`) by that score are then scored exactly. Returns one total per position
-/// and the heads used.
+/// positions when `None`) by that score are then scored exactly. The pass runs with
+/// `interventions`. Returns one total per position and the heads used.
 pub fn position_scores<B: Backend>(
     unembedding: &Unembedding<B>,
     ids: &[u32],
@@ -586,10 +583,11 @@ pub fn position_scores<B: Backend>(
     heads: usize,
     exact: usize,
     eligible: Option<&[usize]>,
+    interventions: &[Intervention],
 ) -> Result<(Vec<PositionTotal>, Vec<HeadScore>)> {
     let model = unembedding.model();
     let c = model.config();
-    let pass = Pass::run(model, ids, &[])?;
+    let pass = Pass::run(model, ids, interventions)?;
     let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
     let resid_pre: Vec<f32> = (0..c.layers).flat_map(|l| pass.last(HookPoint::ResidPre(l)).to_vec()).collect();
     let x_bases = lpi.bases(&resid_pre)?;

@@ -13,6 +13,7 @@ use super::attribution::{exact_at, flat_neurons, FfnNeurons, Pass};
 use super::lens::{Lpi, Unembedding};
 use super::{first_n_and, rank_descending, HeadId, NeuronId, Result, Target};
 use crate::backend::Backend;
+use crate::hooks::Intervention;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]
@@ -78,7 +79,8 @@ pub(crate) fn cna_scores<B: Backend>(
     let always = flat_neurons(model, &options.always_exact)?;
     let original_pass = Pass::run(model, ids, &[])?;
     let target = original_pass.target(options.target, tokenizer)?;
-    let ablated_pass = Pass::run(model, ids, heads)?;
+    let ablations: Vec<Intervention> = heads.iter().map(|h| Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 }).collect();
+    let ablated_pass = Pass::run(model, ids, &ablations)?;
     let lpi = Lpi { unembedding, scale: original_pass.scale(), target: target.id };
     let original_neurons = FfnNeurons::new(&lpi, &original_pass)?;
     let ablated_neurons = FfnNeurons::new(&lpi, &ablated_pass)?;

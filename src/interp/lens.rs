@@ -212,6 +212,18 @@ pub fn logit_lens<B: Backend>(
     ids: &[u32],
     request: &LensRequest,
 ) -> Result<LogitLens> {
+    logit_lens_with(unembedding, tokenizer, ids, request, &[])
+}
+
+/// [`logit_lens`] of a pass run with `interventions` (LLaVA's visual lens patches the image
+/// embeddings in).
+pub fn logit_lens_with<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    request: &LensRequest,
+    interventions: &[crate::hooks::Intervention],
+) -> Result<LogitLens> {
     let model = unembedding.model();
     let c = model.config();
     let layers = checked(&request.layers, c.layers, "layer")?;
@@ -223,7 +235,7 @@ pub fn logit_lens<B: Backend>(
         hooks = hooks.with(HookPoint::ResidPost(l), at.clone());
     }
     let mut cache = model.new_cache();
-    let run = model.forward(ids, &mut cache, &hooks, &[], &Positions::Last)?;
+    let run = model.forward(ids, &mut cache, &hooks, interventions, &Positions::Last)?;
     let final_scale = run.recording.get(HookPoint::LnFinalScale).expect("requested").data.clone();
 
     let cells_at: Vec<(usize, usize, usize)> = layers

@@ -241,7 +241,7 @@ pub fn evidence<B: Backend>(unembedding: &Unembedding<B>, tokenizer: &Tokenizer,
         })
         .collect();
     let eligible: Vec<usize> = (0..ids.len()).filter(|&t| in_fields[t].is_some()).collect();
-    let (scores, _) = position_scores(unembedding, &ids, target, heads, 2 * top, Some(&eligible))?;
+    let (scores, _) = position_scores(unembedding, &ids, target, heads, 2 * top, Some(&eligible), &[])?;
     let mut found: Vec<Evidence> = Vec::new();
     for t in eligible.into_iter().filter(|&t| scores[t].exact) {
         let token = in_fields[t].clone().expect("eligible positions are in a field");

@@ -3,5 +3,6 @@
 //! docs/llava-mmproj.md describes the mmproj GGUF layout the tower will load.
 
 pub mod clip;
+pub mod llava;
 pub mod preprocess;
 pub mod shapes;

@@ -10,7 +10,9 @@ llava-1.5 file, legacy tensor names (mlp.fc1, the expanding layer, stored as ffn
 token first, pre_ln, no post_ln, projector mm.0 -> GELU -> mm.2. The forward pass is Hugging
 Face's LLaVA: patch conv, class token, position embeddings, pre_ln, every stored block (the
 converter already dropped CLIP's last layer), quick_gelu in the blocks, the class token dropped,
-erf GELU in the projector. Writes tests/fixtures/mmproj-tiny.gguf and tests/reference/clip-numpy.json.
+erf GELU in the projector. Writes tests/fixtures/mmproj-tiny.gguf and tests/reference/clip-numpy.json,
+and tests/fixtures/mmproj-tiny-576.gguf: the same tower with a projector to SmolLM2's width (576),
+for tests of the LLaVA plumbing.
 """
 import json
 import math
@@ -23,7 +25,7 @@ EPS = 1e-5
 MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
-def weights(rng):
+def weights(rng, projection=HIDDEN):
     n = (IMAGE // PATCH) ** 2
     w = {
         "v.class_embd": rng.normal(0, 0.5, WIDTH),
@@ -33,8 +35,8 @@ def weights(rng):
         "v.pre_ln.bias": rng.normal(0, 0.1, WIDTH),
         "mm.0.weight": rng.normal(0, 0.2, (HIDDEN, WIDTH)),
         "mm.0.bias": rng.normal(0, 0.1, HIDDEN),
-        "mm.2.weight": rng.normal(0, 0.2, (HIDDEN, HIDDEN)),
-        "mm.2.bias": rng.normal(0, 0.1, HIDDEN),
+        "mm.2.weight": rng.normal(0, 0.2, (projection, HIDDEN)),
+        "mm.2.bias": rng.normal(0, 0.1, projection),
     }
     for l in range(LAYERS):
         b = f"v.blk.{l}."
@@ -52,7 +54,7 @@ def weights(rng):
     return w
 
 
-def write(path, w):
+def write(path, w, projection=HIDDEN):
     writer = gguf.GGUFWriter(path, arch="clip")
     writer.add_bool("clip.has_text_encoder", False)
     writer.add_bool("clip.has_vision_encoder", True)
@@ -62,7 +64,7 @@ def write(path, w):
     writer.add_uint32("clip.vision.patch_size", PATCH)
     writer.add_uint32("clip.vision.embedding_length", WIDTH)
     writer.add_uint32("clip.vision.feed_forward_length", FFN)
-    writer.add_uint32("clip.vision.projection_dim", HIDDEN)
+    writer.add_uint32("clip.vision.projection_dim", projection)
     writer.add_uint32("clip.vision.attention.head_count", HEADS)
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", EPS)
     writer.add_uint32("clip.vision.block_count", LAYERS)
@@ -122,6 +124,7 @@ def main():
     write("tests/fixtures/mmproj-tiny.gguf", w)
     pixels = np.sin(np.arange(3 * IMAGE * IMAGE) * 0.37).reshape(3, IMAGE, IMAGE) * 1.5
     out = forward(stored(w), pixels)
+    write("tests/fixtures/mmproj-tiny-576.gguf", weights(np.random.default_rng(6), 576), 576)
     with open("tests/reference/clip-numpy.json", "w") as f:
         json.dump({"generator": "tests/reference/numpy_clip.py (float64 NumPy; gguf " + gguf.__name__ + ")",
                    "pixels": "sin(0.37 * i) * 1.5 over the [3, 28, 28] tensor, channel-major",

@@ -1,0 +1,201 @@
+//! LLaVA: the tower's image embeddings in the language model's prompt, and the patch heatmaps
+//! of "Understanding Multimodal LLMs: the Mechanistic Interpretability of Llava in Visual
+//! Question Answering".
+//!
+//! The prompt's `<image>` becomes one placeholder token per patch, and the embeddings replace
+//! the residual stream entering layer 0 at those positions (`PatchResidPre`), which is exactly
+//! LLaVA's `inputs_embeds`; every hook and interpretability method then works unchanged (the
+//! `hook_embed` recording still shows the placeholder's embedding, `resid_pre` of layer 0 the
+//! image's).
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+use super::clip::{ClipTower, VisionError};
+use crate::backend::Backend;
+use crate::generate::log_softmax;
+use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
+use crate::interp::attribution::{position_scores, HeadScore};
+use crate::interp::lens::Unembedding;
+use crate::interp::InterpError;
+use crate::model::{Model, ModelError};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+pub const IMAGE_PLACEHOLDER: &str = "<image>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlavaError {
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Interp(#[from] InterpError),
+    #[error("the prompt needs exactly one {IMAGE_PLACEHOLDER}; it has {0}")]
+    Placeholders(usize),
+    #[error("the projector gives {found}-wide embeddings; the language model is {expected} wide")]
+    Width { found: usize, expected: usize },
+}
+
+type Result<T, E = LlavaError> = std::result::Result<T, E>;
+
+/// A prompt with its image: token ids (placeholders where the image goes), where the image
+/// lies, and the embeddings that replace the placeholders.
+#[derive(Clone, Debug)]
+pub struct ImagePrompt {
+    pub ids: Vec<u32>,
+    pub image: Range<usize>,
+    /// `[image.len(), width]`, row-major.
+    pub embeddings: Vec<f32>,
+}
+
+impl ImagePrompt {
+    /// `<image>` expanded: the text before it with BOS, one placeholder per patch, the text after.
+    pub fn new<B: Backend>(tower: &ClipTower, model: &Model<B>, tokenizer: &Tokenizer, prompt: &str, pixels: &[f32]) -> Result<ImagePrompt> {
+        let parts: Vec<&str> = prompt.split(IMAGE_PLACEHOLDER).collect();
+        let [before, after] = parts[..] else {
+            return Err(LlavaError::Placeholders(parts.len() - 1));
+        };
+        let embeddings = tower.embed(pixels)?;
+        let width = model.config().width;
+        let patches = tower.config.grid() * tower.config.grid();
+        if embeddings.len() != patches * width {
+            return Err(LlavaError::Width { found: embeddings.len() / patches, expected: width });
+        }
+        let mut ids = tokenizer.encode(before, true, false)?;
+        let start = ids.len();
+        // Any valid id: its embedding is replaced before layer 0 reads it.
+        ids.extend(std::iter::repeat_n(0, patches));
+        ids.extend(tokenizer.encode(after, false, false)?);
+        let max = model.config().context_length;
+        if ids.len() > max {
+            return Err(ModelError::PromptTooLong { len: ids.len(), max }.into());
+        }
+        Ok(ImagePrompt { ids, image: start..start + patches, embeddings })
+    }
+
+    pub fn interventions(&self) -> Vec<Intervention> {
+        let width = self.embeddings.len() / self.image.len();
+        self.image
+            .clone()
+            .zip(self.embeddings.chunks(width))
+            .map(|(position, row)| Intervention::PatchResidPre { layer: 0, position, values: row.to_vec() })
+            .collect()
+    }
+
+    /// The prompt with patch `i`'s embedding replaced by `row`.
+    fn occluded(&self, i: usize, row: &[f32]) -> Vec<Intervention> {
+        let mut interventions = self.interventions();
+        if let Intervention::PatchResidPre { values, .. } = &mut interventions[i] {
+            values.copy_from_slice(row);
+        }
+        interventions
+    }
+}
+
+/// The next token's log-probabilities after the prompt.
+pub fn next_token_logprobs<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -> Result<Vec<f32>> {
+    let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), &prompt.interventions(), &Positions::Last)?;
+    Ok(log_softmax(&run.logits.data))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The seed's: LPI through the top head(s) by LPI at the last position.
+    Lpi,
+    /// The seed's baseline: mean last-token attention over all layers and heads.
+    Attention,
+    /// One forward pass per patch with its embedding replaced by the mean patch embedding.
+    Occlusion,
+}
+
+/// A patch heatmap: `grid × grid` cells, row-major, min-max normalised and then divided by
+/// their sum (uniform when every raw score is equal).
+#[derive(Clone, Debug, Serialize)]
+pub struct Heatmap {
+    pub method: Method,
+    pub grid: usize,
+    pub cells: Vec<f32>,
+    /// The raw scores before normalising.
+    pub raw: Vec<f32>,
+    /// The heads the LPI map went through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<HeadScore>,
+}
+
+/// Step 4 of the seed's method: `(s − min s) / (max s − min s)`, then divided by its sum.
+pub fn normalise(raw: &[f32]) -> Vec<f32> {
+    let (min, max) = raw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let scaled: Vec<f32> = raw.iter().map(|&v| if max > min { (v - min) / (max - min) } else { 1.0 }).collect();
+    let total: f32 = scaled.iter().sum();
+    scaled.iter().map(|v| v / total).collect()
+}
+
+fn heatmap(method: Method, raw: Vec<f32>, heads: Vec<HeadScore>) -> Heatmap {
+    let grid = (raw.len() as f64).sqrt().round() as usize;
+    Heatmap { method, grid, cells: normalise(&raw), raw, heads }
+}
+
+/// Steps 1–4 of the seed's method, summed over the `heads` top heads (1 is the seed's own):
+/// `s_t = Σ_{(l,h)} LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each image position t, exactly.
+pub fn lpi_heatmap<B: Backend>(unembedding: &Unembedding<B>, prompt: &ImagePrompt, target: u32, heads: usize) -> Result<Heatmap> {
+    let image: Vec<usize> = prompt.image.clone().collect();
+    let (totals, used) = position_scores(unembedding, &prompt.ids, target, heads.max(1), image.len(), Some(&image), &prompt.interventions())?;
+    Ok(heatmap(Method::Lpi, image.iter().map(|&t| totals[t].score).collect(), used))
+}
+
+/// The mean over layers and heads of the last token's attention to each image position.
+pub fn attention_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -> Result<Heatmap> {
+    let c = model.config();
+    let hooks = (0..c.layers).fold(HookRequest::new(), |h, l| h.with(HookPoint::AttnPattern(l), Positions::Last));
+    let run = model.forward(&prompt.ids, &mut model.new_cache(), &hooks, &prompt.interventions(), &Positions::Last)?;
+    let len = prompt.ids.len();
+    let mut raw = vec![0f32; prompt.image.len()];
+    for l in 0..c.layers {
+        // The pattern at the last query is `[H, 1, T]`.
+        let pattern = &run.recording.get(HookPoint::AttnPattern(l)).expect("requested").data;
+        for h in 0..c.heads {
+            for (cell, t) in raw.iter_mut().zip(prompt.image.clone()) {
+                *cell += pattern[h * len + t] / (c.layers * c.heads) as f32;
+            }
+        }
+    }
+    Ok(heatmap(Method::Attention, raw, Vec::new()))
+}
+
+/// `p(target) − p(target | patch t replaced by the mean patch embedding)` for each patch.
+pub fn occlusion_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, target: u32) -> Result<Heatmap> {
+    let vocab = model.config().vocab_size;
+    if target as usize >= vocab {
+        return Err(ModelError::BadTokenId { id: target, vocab_size: vocab }.into());
+    }
+    let n = prompt.image.len();
+    let width = prompt.embeddings.len() / n;
+    let mut mean = vec![0f32; width];
+    for row in prompt.embeddings.chunks(width) {
+        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n as f32);
+    }
+    let p = |interventions: &[Intervention]| -> Result<f32> {
+        let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
+        Ok(log_softmax(&run.logits.data)[target as usize].exp())
+    };
+    let base = p(&prompt.interventions())?;
+    let raw = (0..n).map(|i| Ok(base - p(&prompt.occluded(i, &mean))?)).collect::<Result<Vec<f32>>>()?;
+    Ok(heatmap(Method::Occlusion, raw, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_is_min_max_then_sum() {
+        // [1, 3, 2, 2] → [0, 1, 0.5, 0.5] → / 2 → [0, 0.5, 0.25, 0.25].
+        assert_eq!(normalise(&[1.0, 3.0, 2.0, 2.0]), [0.0, 0.5, 0.25, 0.25]);
+        assert_eq!(normalise(&[4.0; 4]), [0.25; 4]);
+    }
+}
