@@ -123,3 +123,43 @@ mod llava {
         assert!((maps[3].raw[2] - drop).abs() < 1e-6, "{} vs {drop}", maps[3].raw[2]);
     }
 }
+
+mod cli {
+    use super::common;
+    use std::process::Command;
+
+    const PROMPT: &str = "USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is";
+
+    fn glassbox(args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_glassbox")).args(args).output().unwrap()
+    }
+
+    #[test]
+    fn heatmap_writes_its_grid_and_overlay_and_a_corrupt_image_is_refused() {
+        let mmproj = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf");
+        let image = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/preprocess-input.png");
+        let model = common::model_path(common::SMOLLM2);
+        let png = std::env::temp_dir().join(format!("glassbox-heatmap-{}.png", std::process::id()));
+        let out = glassbox(&[
+            "--backend", "cpu", "heatmap", mmproj, model.to_str().unwrap(), "--image", image, "--prompt", PROMPT, "--method", "attention",
+            "--png", png.to_str().unwrap(), "--json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["heatmap"]["method"], "attention");
+        assert_eq!(report["heatmap"]["grid"], 2);
+        let cells: Vec<f64> = report["heatmap"]["cells"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!((cells.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        assert!(report["target"]["prob"].as_f64().unwrap() > 0.0);
+        let overlay = image::open(&png).unwrap();
+        assert_eq!((overlay.width(), overlay.height()), (28, 28));
+        std::fs::remove_file(&png).unwrap();
+
+        let corrupt = std::env::temp_dir().join(format!("glassbox-corrupt-{}.png", std::process::id()));
+        std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+        let out = glassbox(&["--backend", "cpu", "vqa", mmproj, model.to_str().unwrap(), "--image", corrupt.to_str().unwrap(), "--prompt", PROMPT]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a PNG or JPEG glassbox can decode"), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::remove_file(&corrupt).unwrap();
+    }
+}

@@ -7,6 +7,7 @@ mod compute;
 mod interp;
 mod parity;
 mod tasks;
+mod vision;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -132,6 +133,19 @@ enum Command {
     },
     /// MetaAligner: edit an answer to improve it on the chosen objectives.
     Align(tasks::AlignArgs),
+    /// LLaVA: the answer to a question about an image, with its probability.
+    Vqa {
+        #[command(flatten)]
+        input: vision::ImageArgs,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// LLaVA: which image patches drive the answer (the seed's LPI map, or a baseline).
+    Heatmap(vision::HeatmapArgs),
+    /// LLaVA: the visual logit lens, the top tokens of each image position at chosen layers.
+    LensImage(vision::LensImageArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
     /// the tokenizer of an existing GGUF.
     SynthModel {
@@ -386,6 +400,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Classify(args) => tasks::classify(&loader, &args)?,
         Command::Index { command } => tasks::index(&mut out, &loader, &command)?,
         Command::Align(args) => tasks::align(&mut out, &loader, &args)?,
+        Command::Vqa { input, top_k, json } => vision::vqa(&mut out, &loader, &input, top_k, json)?,
+        Command::Heatmap(args) => vision::heatmap(&mut out, &loader, &args)?,
+        Command::LensImage(args) => vision::lens_image(&mut out, &loader, &args)?,
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?

@@ -127,6 +127,33 @@ pub struct Heatmap {
     pub heads: Vec<HeadScore>,
 }
 
+impl Heatmap {
+    /// Step 5 of the seed's method: the cells upsampled to `size` × `size` with bicubic
+    /// (Catmull-Rom) filtering, row-major.
+    pub fn upsampled(&self, size: u32) -> Vec<f32> {
+        let grid = self.grid as u32;
+        let cells = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(grid, grid, self.cells.clone()).expect("grid × grid cells");
+        image::imageops::resize(&cells, size, size, image::imageops::FilterType::CatmullRom).into_raw()
+    }
+
+    /// The heatmap over the image the tower saw (`pixels` un-normalised with `mean` and `std`):
+    /// red, with opacity `opacity × cell / max cell`.
+    pub fn overlay(&self, pixels: &[f32], size: u32, mean: [f32; 3], std: [f32; 3], opacity: f32) -> image::RgbImage {
+        let heat = self.upsampled(size);
+        let top = heat.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
+        let plane = (size * size) as usize;
+        image::RgbImage::from_fn(size, size, |x, y| {
+            let i = (y * size + x) as usize;
+            let a = (opacity * heat[i].max(0.0) / top).clamp(0.0, 1.0);
+            image::Rgb(std::array::from_fn(|c| {
+                let seen = ((pixels[c * plane + i] * std[c] + mean[c]) * 255.0).clamp(0.0, 255.0);
+                let red = if c == 0 { 255.0 } else { 0.0 };
+                (seen * (1.0 - a) + red * a).round() as u8
+            }))
+        })
+    }
+}
+
 /// Step 4 of the seed's method: `(s − min s) / (max s − min s)`, then divided by its sum.
 pub fn normalise(raw: &[f32]) -> Vec<f32> {
     let (min, max) = raw.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -191,6 +218,22 @@ pub fn occlusion_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, tar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flat_map_upsamples_flat_and_the_overlay_keeps_the_image_where_cold() {
+        let map = heatmap(Method::Lpi, vec![2.0; 4], Vec::new());
+        assert!(map.upsampled(6).iter().all(|&v| (v - 0.25).abs() < 1e-6));
+        // One hot cell, top left of 4 × 4. The bottom-right pixel of an 8 × 8 overlay samples
+        // source cells 2–5 only (bicubic reaches two cells), so it is cold and shows the image:
+        // 0.5 · 0.5 + 0.5 = 0.75 → 191.
+        let mut cells = vec![0.0; 16];
+        cells[0] = 1.0;
+        let hot = heatmap(Method::Lpi, cells, Vec::new());
+        let pixels = vec![0.5; 3 * 64];
+        let image = hot.overlay(&pixels, 8, [0.5; 3], [0.5; 3], 0.6);
+        assert_eq!(image.get_pixel(7, 7).0, [191, 191, 191]);
+        assert!(image.get_pixel(0, 0).0[0] > image.get_pixel(0, 0).0[1]);
+    }
 
     #[test]
     fn normalising_is_min_max_then_sum() {
