@@ -25,16 +25,7 @@ const HEAD_LPI_TOLERANCE: f32 = 0.15;
 /// 2026-11-26: 0.080.
 const NEURON_LPI_TOLERANCE: f32 = 0.12;
 
-struct Loaded {
-    model: Model<CandleBackend>,
-    tokenizer: Tokenizer,
-}
-
-fn load() -> Loaded {
-    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
-    Loaded { model, tokenizer: Tokenizer::from_gguf(&file.header).unwrap() }
-}
+use common::load_smollm2 as load;
 
 fn reference_neurons() -> Vec<f32> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2-attribution-numpy.bin");

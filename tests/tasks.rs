@@ -9,11 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::attribution::{attribute, position_scores, AttributionOptions};
 use glassbox::interp::lens::Unembedding;
-use glassbox::model::{Config, Model};
 use glassbox::tasks::classify::{evidence, explain, prompt, score_labels, Wrapping};
 use glassbox::tasks::embed::{cosine, llm_embedding, MiniLm};
 use glassbox::tasks::index::Index;
@@ -27,16 +25,7 @@ use serde_json::Value;
 /// matmuls differently, which moves the logits by a few hundredths.
 const PROB_TOLERANCE: f64 = 0.03;
 
-struct Loaded {
-    model: Model<CandleBackend>,
-    tokenizer: Tokenizer,
-}
-
-fn load() -> Loaded {
-    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
-    Loaded { model, tokenizer: Tokenizer::from_gguf(&file.header).unwrap() }
-}
+use common::load_smollm2 as load;
 
 fn data(file: &str) -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);

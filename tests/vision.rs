@@ -47,7 +47,7 @@ mod llava {
     use glassbox::backend::candle::CandleBackend;
     use glassbox::hooks::{HookPoint, HookRequest, Positions};
     use glassbox::interp::lens::Unembedding;
-    use glassbox::model::{Config, Model};
+    use glassbox::model::Model;
     use glassbox::tokenizer::Tokenizer;
     use glassbox::vision::llava::{attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, ImagePrompt, LlavaError};
 
@@ -60,11 +60,10 @@ mod llava {
     }
 
     fn setup() -> Setup {
-        let lm = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
-        let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&lm.header).unwrap(), &lm).unwrap();
+        let common::Loaded { model, tokenizer } = common::load_smollm2();
         let mmproj = GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf")).unwrap();
         let tower = ClipTower::load(ClipConfig::from_gguf(&mmproj.header).unwrap(), &mmproj, 576).unwrap();
-        Setup { model, tokenizer: Tokenizer::from_gguf(&lm.header).unwrap(), tower }
+        Setup { model, tokenizer, tower }
     }
 
     fn pixels() -> Vec<f32> {

@@ -4,6 +4,11 @@
 
 use std::path::PathBuf;
 
+use glassbox::backend::candle::CandleBackend;
+use glassbox::gguf::GgufFile;
+use glassbox::model::{Config, Model};
+use glassbox::tokenizer::Tokenizer;
+
 /// `models/` at the repository root, or `$GLASSBOX_MODELS`. `make setup` fills it.
 pub fn model_path(file: &str) -> PathBuf {
     let dir = std::env::var_os("GLASSBOX_MODELS")
@@ -24,4 +29,16 @@ pub fn reference(name: &str) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
+}
+
+/// SmolLM2 on the CPU backend, with its tokenizer.
+pub struct Loaded {
+    pub model: Model<CandleBackend>,
+    pub tokenizer: Tokenizer,
+}
+
+pub fn load_smollm2() -> Loaded {
+    let file = GgufFile::open(model_path(SMOLLM2)).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    Loaded { model, tokenizer: Tokenizer::from_gguf(&file.header).unwrap() }
 }
