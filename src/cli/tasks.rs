@@ -39,6 +39,15 @@ struct Row {
     explanation: Option<String>,
 }
 
+/// A row's id: a string, or a number read as its text.
+fn row_id(id: &Value) -> Option<String> {
+    match id {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// What a prediction of `null` (a free generation that names no label) is scored as: a label
 /// of its own, wrong for every gold row, as the seeds' evaluation counts it.
 const NO_LABEL: &str = "(none)";
@@ -52,11 +61,7 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let parsed: Result<Value, _> = serde_json::from_str(line);
         let row = parsed.ok().and_then(|v| {
-            let id = match &v["id"] {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
+            let id = row_id(&v["id"])?;
             let label = match &v["label"] {
                 Value::String(label) => label.clone(),
                 Value::Null if null_allowed && v.get("label").is_some() => NO_LABEL.to_string(),
@@ -251,11 +256,7 @@ fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
 fn parse_row(line: &str) -> Result<Input, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
-    let id = match object.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err("no \"id\" (a string or a number)".into()),
-    };
+    let id = object.get("id").and_then(row_id).ok_or("no \"id\" (a string or a number)")?;
     let fields: std::collections::BTreeMap<String, String> = object
         .iter()
         .filter(|(k, _)| !["id", "label", "domain", "explanation"].contains(&k.as_str()))
@@ -421,16 +422,8 @@ pub struct IndexBuildArgs {
     tokenizer: TokenizerArg,
 }
 
-/// Labelled JSONL rows as index records, with each one's text to embed and line number.
-fn labelled_rows(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
-    read_records(path, true)
-}
-
-/// Rows as records whether or not they carry a label (an absent one is empty).
-fn labelled_or_not(path: &Path) -> Result<Vec<(usize, Record, String)>, String> {
-    read_records(path, false)
-}
-
+/// JSONL rows as index records, with each one's text to embed and line number; without
+/// `need_label`, an absent label is empty.
 fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
@@ -478,7 +471,7 @@ fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io
     let most_common = labels.iter().max_by_key(|l| (index.records.iter().filter(|r| &r.label == *l).count(), std::cmp::Reverse(*l))).cloned();
     let mut output = std::io::BufWriter::new(std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?);
     let (mut written, mut fallbacks) = (0, 0);
-    for (number, record, text) in labelled_or_not(&args.input)? {
+    for (number, record, text) in read_records(&args.input, false)? {
         let query = minilm.embed(&text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?;
         let hits = index.search(&query, args.k, args.min_score, Some(&record.id), record.domain.as_deref()).map_err(text_err)?;
         let (label, probs) = match vote(&index, &hits, &labels) {
@@ -508,7 +501,7 @@ fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io
 
 fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> Result<std::io::Result<()>, String> {
     let table = Table::builtin();
-    let mut rows = labelled_rows(&args.input)?;
+    let mut rows = read_records(&args.input, true)?;
     if let Some(model) = &args.affect_model {
         let any = loader.load(model, &args.tokenizer)?;
         with_model!(any, loaded => {

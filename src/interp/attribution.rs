@@ -26,7 +26,7 @@ use super::{choose_target, first_n_and, rank_descending, HeadId, InterpError, Ne
 use crate::backend::Backend;
 use crate::generate::log_softmax;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions, Recording};
-use crate::model::{LayerWeight, Model};
+use crate::model::{Config, LayerWeight, Model};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]
@@ -199,6 +199,17 @@ impl Pass {
     /// Row `t` of a hook recorded at every position.
     pub fn at(&self, point: HookPoint, t: usize) -> &[f32] {
         self.get(point).row(t)
+    }
+
+    /// `α_{h,last,t}`: the pattern at the last query is `[H, 1, T]`.
+    pub fn alpha(&self, layer: usize, head: usize, t: usize) -> f32 {
+        self.get(HookPoint::AttnPattern(layer)).data[head * self.len + t]
+    }
+
+    /// `v_{t,h}`: query head h reads key-value head `h / (H / KV)`.
+    pub fn value(&self, c: &Config, layer: usize, head: usize, t: usize) -> &[f32] {
+        let kv = head / (c.heads / c.kv_heads);
+        &self.at(HookPoint::AttnV(layer), t)[kv * c.head_dim..(kv + 1) * c.head_dim]
     }
 
     pub fn scale(&self) -> f32 {
@@ -456,10 +467,9 @@ pub fn attribute<B: Backend>(
 
     // Positions through the top heads.
     let tokens = tokenizer.token_texts(ids)?;
-    let group = c.heads / c.kv_heads;
     let hd = c.head_dim;
-    let alpha = |l: usize, h: usize, t: usize| pass.get(HookPoint::AttnPattern(l)).data[h * pass.len + t];
-    let value = |l: usize, h: usize, t: usize| &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
+    let alpha = |l: usize, h: usize, t: usize| pass.alpha(l, h, t);
+    let value = |l: usize, h: usize, t: usize| pass.value(&c, l, h, t);
     let top_heads: Vec<HeadId> = heads.iter().take(options.position_heads).map(HeadScore::id).collect();
     let all: Vec<usize> = (0..pass.len).collect();
     let positions = through_heads(&lpi, &pass, &x_bases, &top_heads, &all)?
@@ -540,11 +550,7 @@ pub fn attribute<B: Backend>(
 fn through_heads<B: Backend>(lpi: &Lpi<B>, pass: &Pass, x_bases: &[LpiBase], heads: &[HeadId], positions: &[usize]) -> Result<Vec<(usize, usize, usize, f32)>> {
     let model = lpi.unembedding.model();
     let c = model.config();
-    let group = c.heads / c.kv_heads;
     let hd = c.head_dim;
-    // The pattern at the last query is `[H, 1, T]`.
-    let alpha = |l: usize, h: usize, t: usize| pass.get(HookPoint::AttnPattern(l)).data[h * pass.len + t];
-    let value = |l: usize, h: usize, t: usize| &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
     let mut deltas = Vec::new();
     let mut keys = Vec::new();
     for &HeadId { layer: l, head: h } in heads {
@@ -552,8 +558,8 @@ fn through_heads<B: Backend>(lpi: &Lpi<B>, pass: &Pass, x_bases: &[LpiBase], hea
         let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
         for &t in positions {
             let mut delta = vec![0.0f32; c.width];
-            for (j, &v) in value(l, h, t).iter().enumerate() {
-                let coefficient = alpha(l, h, t) * v;
+            for (j, &v) in pass.value(c, l, h, t).iter().enumerate() {
+                let coefficient = pass.alpha(l, h, t) * v;
                 delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
             }
             deltas.push((l, delta));
@@ -596,15 +602,13 @@ pub fn position_scores<B: Backend>(
     ranked.truncate(heads);
 
     let gradients = lpi.gradients(&x_bases)?;
-    let (group, hd) = (c.heads / c.kv_heads, c.head_dim);
+    let hd = c.head_dim;
     let mut totals = vec![PositionTotal { score: 0.0, exact: false }; pass.len];
     for head in &ranked {
         let (l, h) = (head.layer, head.head);
         let per_column = pull_through(model, l, LayerWeight::Output, &gradients[l])?;
-        let alpha = &pass.get(HookPoint::AttnPattern(l)).data[h * pass.len..(h + 1) * pass.len];
         for (t, total) in totals.iter_mut().enumerate() {
-            let v = &pass.at(HookPoint::AttnV(l), t)[(h / group) * hd..(h / group + 1) * hd];
-            total.score += alpha[t] * dot(v, &per_column[h * hd..(h + 1) * hd]);
+            total.score += pass.alpha(l, h, t) * dot(pass.value(c, l, h, t), &per_column[h * hd..(h + 1) * hd]);
         }
     }
     let approximate: Vec<f32> = totals.iter().map(|t| t.score).collect();

@@ -98,7 +98,13 @@ impl ImagePrompt {
 
 /// The next token's log-probabilities after the prompt.
 pub fn next_token_logprobs<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -> Result<Vec<f32>> {
-    let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), &prompt.interventions(), &Positions::Last)?;
+    logprobs_with(model, prompt, &prompt.interventions())
+}
+
+/// The next token's log-probabilities after the prompt's ids with `interventions` (the image,
+/// possibly altered).
+fn logprobs_with<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, interventions: &[Intervention]) -> Result<Vec<f32>> {
+    let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
     Ok(log_softmax(&run.logits.data))
 }
 
@@ -206,10 +212,7 @@ pub fn occlusion_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, tar
     for row in prompt.embeddings.chunks(width) {
         mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n as f32);
     }
-    let p = |interventions: &[Intervention]| -> Result<f32> {
-        let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
-        Ok(log_softmax(&run.logits.data)[target as usize].exp())
-    };
+    let p = |interventions: &[Intervention]| -> Result<f32> { Ok(logprobs_with(model, prompt, interventions)?[target as usize].exp()) };
     let base = p(&prompt.interventions())?;
     let raw = (0..n).map(|i| Ok(base - p(&prompt.occluded(i, &mean))?)).collect::<Result<Vec<f32>>>()?;
     Ok(heatmap(Method::Occlusion, raw, Vec::new()))
