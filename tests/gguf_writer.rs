@@ -7,7 +7,7 @@ use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::write::{write_gguf, NewTensor};
 use glassbox::gguf::{GgmlType, Gguf, GgufFile};
 use glassbox::hooks::{HookRequest, Positions};
-use glassbox::model::synthetic::SyntheticLlama;
+use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::model::{Config, Model};
 
 #[test]
@@ -50,12 +50,7 @@ fn a_synthetic_model_loads_and_gives_finite_logits() {
     let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
     for weight_type in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F32] {
         let shape = SyntheticLlama {
-            layers: 2,
-            width: 128,
-            ffn_width: 320,
-            heads: 4,
-            kv_heads: 2,
-            context_length: 256,
+            shape: LlamaShape { layers: 2, width: 128, ffn_width: 320, heads: 4, kv_heads: 2, context_length: 256 },
             weight_type,
             seed: 7,
         };

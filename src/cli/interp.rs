@@ -317,10 +317,16 @@ pub enum Experiment {
         #[arg(long)]
         json: bool,
     },
+    /// LLaVA on fresh scenes of the shapes task: answer accuracy, and the pointing game,
+    /// deletion AUC and cost of the LPI heatmap, the attention-mean and occlusion baselines.
+    VqaHeatmap(super::vision::VqaExperimentArgs),
 }
 
 pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment) -> Written {
-    let Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } = experiment;
+    let (model, max_analysed, scan_prompts, exact_neurons, json) = match experiment {
+        Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } => (model, max_analysed, scan_prompts, exact_neurons, json),
+        Experiment::VqaHeatmap(args) => return super::vision::vqa_experiment(out, loader, args),
+    };
     let any = loader.load(model, &TokenizerArg { tokenizer: None })?;
     with_model!(any, loaded => {
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;

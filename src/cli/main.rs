@@ -20,7 +20,7 @@ use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
 use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
 use glassbox::backend::Backend;
-use glassbox::model::synthetic::SyntheticLlama;
+use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::model::{Config, Model, WeightSource};
 
 use compute::{BackendChoice, Loader};
@@ -146,6 +146,9 @@ enum Command {
     Heatmap(vision::HeatmapArgs),
     /// LLaVA: the visual logit lens, the top tokens of each image position at chosen layers.
     LensImage(vision::LensImageArgs),
+    /// Train the LLaVA-architecture fixture on the shapes task and write its mmproj and language
+    /// model GGUFs (`make fixtures`).
+    TrainVqaFixture(vision::TrainFixtureArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
     /// the tokenizer of an existing GGUF.
     SynthModel {
@@ -403,6 +406,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Vqa { input, top_k, json } => vision::vqa(&mut out, &loader, &input, top_k, json)?,
         Command::Heatmap(args) => vision::heatmap(&mut out, &loader, &args)?,
         Command::LensImage(args) => vision::lens_image(&mut out, &loader, &args)?,
+        Command::TrainVqaFixture(args) => vision::train_fixture(&mut out, &args)?,
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?
@@ -420,7 +424,7 @@ fn run(cli: Cli) -> Result<(), String> {
             output,
         } => {
             let weight_type = GgmlType::from_name(&weight_type.to_uppercase()).ok_or_else(|| format!("unknown tensor type {weight_type:?}"))?;
-            let shape = SyntheticLlama { layers, width, ffn_width, heads, kv_heads, context_length, weight_type, seed };
+            let shape = SyntheticLlama { shape: LlamaShape { layers, width, ffn_width, heads, kv_heads, context_length }, weight_type, seed };
             let source = GgufFile::open(&tokenizer_from).map_err(text_err)?;
             let (metadata, tensors) = shape.build(&source.header).map_err(text_err)?;
             let file = std::fs::File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;

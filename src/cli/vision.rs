@@ -11,8 +11,12 @@ use glassbox::model::Model;
 use glassbox::tokenizer::Tokenizer;
 use glassbox::interp::lens::{logit_lens_with, LensRequest, LensScale, Unembedding};
 use glassbox::vision::clip::{ClipConfig, ClipTower};
-use glassbox::vision::llava::{attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, ImagePrompt};
+use glassbox::vision::llava::{heatmap_by, next_token_logprobs, ImagePrompt, Method};
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
+use glassbox::vision::experiment::vqa_heatmap_experiment;
+use glassbox::vision::train::{train, FixtureShape, Schedule};
+use glassbox::gguf::write::write_gguf;
+use glassbox::model::synthetic::LlamaShape;
 use serde_json::json;
 
 use super::compute::{AnyLoaded, Loader};
@@ -128,15 +132,12 @@ pub fn heatmap(out: &mut impl Write, loader: &Loader, args: &HeatmapArgs) -> Wri
             },
             None => glassbox::generate::argmax(&logprobs),
         };
-        let map = match args.method {
-            MethodArg::Lpi => {
-                let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-                lpi_heatmap(&unembedding, &prompt, target, args.heads)
-            }
-            MethodArg::Attention => attention_heatmap(&loaded.model, &prompt),
-            MethodArg::Occlusion => occlusion_heatmap(&loaded.model, &prompt, target),
-        }
-        .map_err(text_err)?;
+        let method = match args.method {
+            MethodArg::Lpi => Method::Lpi,
+            MethodArg::Attention => Method::Attention,
+            MethodArg::Occlusion => Method::Occlusion,
+        };
+        let map = heatmap_by(&loaded.model, &prompt, method, target, args.heads).map_err(text_err)?;
         if let Some(path) = &args.png {
             write_png(path, &map.overlay(&vision.pixels, vision.preprocess.image_size, vision.preprocess.mean, vision.preprocess.std, args.opacity))?;
         }
@@ -193,5 +194,89 @@ pub fn lens_image(out: &mut impl Write, loader: &Loader, args: &LensImageArgs) -
                 writeln!(out, "layer {:>2} patch {:>3}: {}", cell.layer, cell.position - prompt.image.start, tokens.join(", "))
             }))
         }
+    })
+}
+
+/// Where the trained fixture goes, and how it is trained.
+#[derive(Args)]
+pub struct TrainFixtureArgs {
+    /// The GGUF whose tokenizer the language model takes (SmolLM2's).
+    #[arg(long)]
+    tokenizer_from: PathBuf,
+    #[arg(long)]
+    mmproj_out: PathBuf,
+    #[arg(long)]
+    lm_out: PathBuf,
+    #[arg(long, default_value_t = Schedule::default().steps)]
+    steps: usize,
+    #[arg(long, default_value_t = Schedule::default().batch)]
+    batch: usize,
+    #[arg(long, default_value_t = Schedule::default().learning_rate)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = Schedule::default().seed)]
+    seed: u64,
+    /// The language model's shape (SmolLM2's is 30 layers, 576 wide, 1536 FFN, 9 heads, 3 KV
+    /// heads: a few steps at that shape time what training through it would cost).
+    #[arg(long, default_value_t = FixtureShape::default().lm.layers)]
+    lm_layers: usize,
+    #[arg(long, default_value_t = FixtureShape::default().lm.width)]
+    lm_width: usize,
+    #[arg(long, default_value_t = FixtureShape::default().lm.ffn_width)]
+    lm_ffn_width: usize,
+    #[arg(long, default_value_t = FixtureShape::default().lm.heads)]
+    lm_heads: usize,
+    #[arg(long, default_value_t = FixtureShape::default().lm.kv_heads)]
+    lm_kv_heads: usize,
+}
+
+/// Trains the LLaVA-architecture fixture and writes its mmproj and language model; the log goes
+/// to stderr as JSON lines.
+pub fn train_fixture(out: &mut impl Write, args: &TrainFixtureArgs) -> Written {
+    let source = GgufFile::open(&args.tokenizer_from).map_err(|e| format!("{}: {e}", args.tokenizer_from.display()))?;
+    let defaults = FixtureShape::default();
+    let shape = FixtureShape {
+        lm: LlamaShape { layers: args.lm_layers, width: args.lm_width, ffn_width: args.lm_ffn_width, heads: args.lm_heads, kv_heads: args.lm_kv_heads, ..defaults.lm.clone() },
+        ..defaults
+    };
+    let schedule = Schedule { steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, seed: args.seed, ..Schedule::default() };
+    let trained = train(&shape, &schedule, &source.header, |entry| eprintln!("{}", json!(entry))).map_err(text_err)?;
+    for (path, (metadata, tensors)) in [(&args.mmproj_out, &trained.mmproj), (&args.lm_out, &trained.lm)] {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        write_gguf(&mut writer, metadata, tensors).and_then(|()| writer.flush()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let last = trained.log.last().ok_or("no training steps were run")?;
+    Ok(writeln!(out, "{}", json!({ "mmproj": args.mmproj_out, "lm": args.lm_out, "steps": args.steps, "seconds": last.seconds, "final": last })))
+}
+
+#[derive(Args)]
+pub struct VqaExperimentArgs {
+    mmproj: PathBuf,
+    model: PathBuf,
+    /// The scene stream: scenes `0..n` of this seed (the fixture trained on seed 1).
+    #[arg(long, default_value_t = 2)]
+    seed: u64,
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn vqa_experiment(out: &mut impl Write, loader: &Loader, args: &VqaExperimentArgs) -> Written {
+    let mmproj = GgufFile::open(&args.mmproj).map_err(|e| format!("{}: {e}", args.mmproj.display()))?;
+    let tower_config = ClipConfig::from_gguf(&mmproj.header).map_err(text_err)?;
+    let preprocess = Preprocess { image_size: tower_config.image_size as u32, mean: tower_config.mean, std: tower_config.std, pad_to_square: false };
+    let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
+    with_model!(any, loaded => {
+        let tower = ClipTower::load(tower_config.clone(), &mmproj, loaded.model.config().width).map_err(text_err)?;
+        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
+        let report = vqa_heatmap_experiment(&tower, &unembedding, &loaded.tokenizer, &preprocess, args.seed, args.n, |i| {
+            if !args.json && i % 10 == 0 {
+                eprintln!("scene {i} of {}", args.n);
+            }
+        })
+        .map_err(text_err)?;
+        let text = if args.json { serde_json::to_string(&report) } else { serde_json::to_string_pretty(&report) };
+        Ok(writeln!(out, "{}", text.map_err(text_err)?))
     })
 }

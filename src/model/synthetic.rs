@@ -6,15 +6,55 @@ use crate::generate::Rng;
 use crate::gguf::write::{Metadata, NewTensor};
 use crate::gguf::{Gguf, GgmlType, Value};
 
-/// The shape of a synthetic model. The vocabulary is the tokenizer's.
+/// A llama model's hyperparameters. The vocabulary is the tokenizer's.
 #[derive(Clone, Debug)]
-pub struct SyntheticLlama {
+pub struct LlamaShape {
     pub layers: usize,
     pub width: usize,
     pub ffn_width: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub context_length: usize,
+}
+
+impl LlamaShape {
+    /// llama hyperparameters named `name`, plus every `tokenizer.*` key of `tokenizer_source`.
+    pub fn metadata(&self, name: String, tokenizer_source: &Gguf) -> Result<Metadata, SyntheticError> {
+        let vocab = vocab_size(tokenizer_source)?;
+        let u32_value = |n: usize| Value::U32(n as u32);
+        let mut metadata = vec![
+            ("general.architecture".to_string(), Value::String("llama".into())),
+            ("general.name".to_string(), Value::String(name)),
+            ("llama.context_length".to_string(), u32_value(self.context_length)),
+            ("llama.embedding_length".to_string(), u32_value(self.width)),
+            ("llama.block_count".to_string(), u32_value(self.layers)),
+            ("llama.feed_forward_length".to_string(), u32_value(self.ffn_width)),
+            ("llama.attention.head_count".to_string(), u32_value(self.heads)),
+            ("llama.attention.head_count_kv".to_string(), u32_value(self.kv_heads)),
+            ("llama.rope.freq_base".to_string(), Value::F32(10000.0)),
+            ("llama.attention.layer_norm_rms_epsilon".to_string(), Value::F32(1e-5)),
+            ("llama.vocab_size".to_string(), u32_value(vocab)),
+        ];
+        metadata.extend(
+            tokenizer_source.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(metadata)
+    }
+}
+
+/// The number of tokens in `tokenizer_source`'s vocabulary.
+pub fn vocab_size(tokenizer_source: &Gguf) -> Result<usize, SyntheticError> {
+    tokenizer_source
+        .get("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .map(|tokens| tokens.len())
+        .ok_or(SyntheticError::MissingTokenizer("tokenizer.ggml.tokens"))
+}
+
+/// A model of random weights: its shape, the type of its matrices and the seed.
+#[derive(Clone, Debug)]
+pub struct SyntheticLlama {
+    pub shape: LlamaShape,
     /// The type of every matrix (norm weights are f32). Q4_0, Q8_0 or F32.
     pub weight_type: GgmlType,
     pub seed: u64,
@@ -32,24 +72,14 @@ pub enum SyntheticError {
 
 impl SyntheticLlama {
     fn check(&self) -> Result<(), SyntheticError> {
+        let LlamaShape { width, ffn_width, heads, kv_heads, .. } = self.shape;
         if !matches!(self.weight_type, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::F32) {
             return Err(SyntheticError::UnsupportedType(self.weight_type));
         }
         let block = self.weight_type.block_size() as usize;
-        let fits = self.heads > 0
-            && self.kv_heads > 0
-            && self.width % self.heads == 0
-            && (self.width / self.heads) % 2 == 0
-            && self.heads % self.kv_heads == 0
-            && self.width % block == 0
-            && self.ffn_width % block == 0;
+        let fits = heads > 0 && kv_heads > 0 && width % heads == 0 && (width / heads) % 2 == 0 && heads % kv_heads == 0 && width % block == 0 && ffn_width % block == 0;
         if !fits {
-            return Err(SyntheticError::BadShape {
-                width: self.width,
-                heads: self.heads,
-                kv_heads: self.kv_heads,
-                block: block as u64,
-            });
+            return Err(SyntheticError::BadShape { width, heads, kv_heads, block: block as u64 });
         }
         Ok(())
     }
@@ -60,29 +90,10 @@ impl SyntheticLlama {
     /// layers; the embedding is tied.
     pub fn build(&self, tokenizer_source: &Gguf) -> Result<(Metadata, Vec<NewTensor>), SyntheticError> {
         self.check()?;
-        let vocab = tokenizer_source
-            .get("tokenizer.ggml.tokens")
-            .and_then(Value::as_array)
-            .map(|tokens| tokens.len())
-            .ok_or(SyntheticError::MissingTokenizer("tokenizer.ggml.tokens"))?;
-        let kv_width = self.width / self.heads * self.kv_heads;
-        let u32_value = |n: usize| Value::U32(n as u32);
-        let mut metadata = vec![
-            ("general.architecture".to_string(), Value::String("llama".into())),
-            ("general.name".to_string(), Value::String(format!("glassbox synthetic llama (seed {})", self.seed))),
-            ("llama.context_length".to_string(), u32_value(self.context_length)),
-            ("llama.embedding_length".to_string(), u32_value(self.width)),
-            ("llama.block_count".to_string(), u32_value(self.layers)),
-            ("llama.feed_forward_length".to_string(), u32_value(self.ffn_width)),
-            ("llama.attention.head_count".to_string(), u32_value(self.heads)),
-            ("llama.attention.head_count_kv".to_string(), u32_value(self.kv_heads)),
-            ("llama.rope.freq_base".to_string(), Value::F32(10000.0)),
-            ("llama.attention.layer_norm_rms_epsilon".to_string(), Value::F32(1e-5)),
-            ("llama.vocab_size".to_string(), u32_value(vocab)),
-        ];
-        metadata.extend(
-            tokenizer_source.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let metadata = self.shape.metadata(format!("glassbox synthetic llama (seed {})", self.seed), tokenizer_source)?;
+        let vocab = vocab_size(tokenizer_source)?;
+        let LlamaShape { layers, width, ffn_width, heads, kv_heads, .. } = self.shape;
+        let kv_width = width / heads * kv_heads;
 
         let mut rng = Rng(self.seed);
         let mut matrix = |name: String, inputs: usize, outputs: usize| NewTensor {
@@ -97,18 +108,18 @@ impl SyntheticLlama {
             shape: vec![n as u64],
             data: 1.0f32.to_le_bytes().repeat(n),
         };
-        let mut tensors = vec![matrix("token_embd.weight".into(), self.width, vocab), ones("output_norm.weight".into(), self.width)];
-        for l in 0..self.layers {
+        let mut tensors = vec![matrix("token_embd.weight".into(), width, vocab), ones("output_norm.weight".into(), width)];
+        for l in 0..layers {
             let name = |part: &str| format!("blk.{l}.{part}.weight");
-            tensors.push(ones(name("attn_norm"), self.width));
-            tensors.push(matrix(name("attn_q"), self.width, self.width));
-            tensors.push(matrix(name("attn_k"), self.width, kv_width));
-            tensors.push(matrix(name("attn_v"), self.width, kv_width));
-            tensors.push(matrix(name("attn_output"), self.width, self.width));
-            tensors.push(ones(name("ffn_norm"), self.width));
-            tensors.push(matrix(name("ffn_gate"), self.width, self.ffn_width));
-            tensors.push(matrix(name("ffn_up"), self.width, self.ffn_width));
-            tensors.push(matrix(name("ffn_down"), self.ffn_width, self.width));
+            tensors.push(ones(name("attn_norm"), width));
+            tensors.push(matrix(name("attn_q"), width, width));
+            tensors.push(matrix(name("attn_k"), width, kv_width));
+            tensors.push(matrix(name("attn_v"), width, kv_width));
+            tensors.push(matrix(name("attn_output"), width, width));
+            tensors.push(ones(name("ffn_norm"), width));
+            tensors.push(matrix(name("ffn_gate"), width, ffn_width));
+            tensors.push(matrix(name("ffn_up"), width, ffn_width));
+            tensors.push(matrix(name("ffn_down"), ffn_width, width));
         }
         Ok((metadata, tensors))
     }

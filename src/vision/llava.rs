@@ -36,6 +36,8 @@ pub enum LlavaError {
     Interp(#[from] InterpError),
     #[error("the prompt needs exactly one {IMAGE_PLACEHOLDER}; it has {0}")]
     Placeholders(usize),
+    #[error("the answer {0:?} is not one token")]
+    AnswerNotOneToken(String),
     #[error("the projector gives {found}-wide embeddings; the language model is {expected} wide")]
     Width { found: usize, expected: usize },
 }
@@ -55,26 +57,14 @@ pub struct ImagePrompt {
 impl ImagePrompt {
     /// `<image>` expanded: the text before it with BOS, one placeholder per patch, the text after.
     pub fn new<B: Backend>(tower: &ClipTower, model: &Model<B>, tokenizer: &Tokenizer, prompt: &str, pixels: &[f32]) -> Result<ImagePrompt> {
-        let parts: Vec<&str> = prompt.split(IMAGE_PLACEHOLDER).collect();
-        let [before, after] = parts[..] else {
-            return Err(LlavaError::Placeholders(parts.len() - 1));
-        };
+        let patches = tower.config.grid() * tower.config.grid();
+        let (ids, image) = image_prompt_ids(tokenizer, prompt, patches, model.config().context_length)?;
         let embeddings = tower.embed(pixels)?;
         let width = model.config().width;
-        let patches = tower.config.grid() * tower.config.grid();
         if embeddings.len() != patches * width {
             return Err(LlavaError::Width { found: embeddings.len() / patches, expected: width });
         }
-        let mut ids = tokenizer.encode(before, true, false)?;
-        let start = ids.len();
-        // Any valid id: its embedding is replaced before layer 0 reads it.
-        ids.extend(std::iter::repeat_n(0, patches));
-        ids.extend(tokenizer.encode(after, false, false)?);
-        let max = model.config().context_length;
-        if ids.len() > max {
-            return Err(ModelError::PromptTooLong { len: ids.len(), max }.into());
-        }
-        Ok(ImagePrompt { ids, image: start..start + patches, embeddings })
+        Ok(ImagePrompt { ids, image, embeddings })
     }
 
     pub fn interventions(&self) -> Vec<Intervention> {
@@ -86,14 +76,50 @@ impl ImagePrompt {
             .collect()
     }
 
-    /// The prompt with patch `i`'s embedding replaced by `row`.
-    fn occluded(&self, i: usize, row: &[f32]) -> Vec<Intervention> {
+    /// The mean of the image's patch embeddings: what occlusion puts in a removed patch's place.
+    fn mean_patch(&self) -> Vec<f32> {
+        let n = self.image.len();
+        let width = self.embeddings.len() / n;
+        let mut mean = vec![0f32; width];
+        for row in self.embeddings.chunks(width) {
+            mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n as f32);
+        }
+        mean
+    }
+
+    /// The prompt with the embeddings of `patches` (indices into the image) replaced by `row`.
+    fn with_replaced(&self, patches: &[usize], row: &[f32]) -> Vec<Intervention> {
         let mut interventions = self.interventions();
-        if let Intervention::PatchResidPre { values, .. } = &mut interventions[i] {
-            values.copy_from_slice(row);
+        for &i in patches {
+            if let Intervention::PatchResidPre { values, .. } = &mut interventions[i] {
+                values.copy_from_slice(row);
+            }
         }
         interventions
     }
+
+    /// The next token's log-probabilities with `patches` replaced by the mean patch embedding.
+    pub fn logprobs_with_removed<B: Backend>(&self, model: &Model<B>, patches: &[usize]) -> Result<Vec<f32>> {
+        logprobs_with(model, self, &self.with_replaced(patches, &self.mean_patch()))
+    }
+}
+
+/// The prompt's ids with `<image>` expanded (the text before it with BOS, one placeholder per
+/// patch, the text after), and where the placeholders lie.
+pub fn image_prompt_ids(tokenizer: &Tokenizer, prompt: &str, patches: usize, context_length: usize) -> Result<(Vec<u32>, Range<usize>)> {
+    let parts: Vec<&str> = prompt.split(IMAGE_PLACEHOLDER).collect();
+    let [before, after] = parts[..] else {
+        return Err(LlavaError::Placeholders(parts.len() - 1));
+    };
+    let mut ids = tokenizer.encode(before, true, false)?;
+    let start = ids.len();
+    // Any valid id: its embedding is replaced before layer 0 reads it.
+    ids.extend(std::iter::repeat_n(0, patches));
+    ids.extend(tokenizer.encode(after, false, false)?);
+    if ids.len() > context_length {
+        return Err(ModelError::PromptTooLong { len: ids.len(), max: context_length }.into());
+    }
+    Ok((ids, start..start + patches))
 }
 
 /// The next token's log-probabilities after the prompt.
@@ -108,7 +134,7 @@ fn logprobs_with<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, interventio
     Ok(log_softmax(&run.logits.data))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// The seed's: LPI through the top head(s) by LPI at the last position.
@@ -181,6 +207,15 @@ pub fn lpi_heatmap<B: Backend>(unembedding: &Unembedding<B>, prompt: &ImagePromp
     Ok(heatmap(Method::Lpi, image.iter().map(|&t| totals[t].score).collect(), used))
 }
 
+/// The heatmap of `method` explaining `target` (`heads`: how many top heads the LPI map sums).
+pub fn heatmap_by<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, method: Method, target: u32, heads: usize) -> Result<Heatmap> {
+    match method {
+        Method::Lpi => lpi_heatmap(&Unembedding::new(model)?, prompt, target, heads),
+        Method::Attention => attention_heatmap(model, prompt),
+        Method::Occlusion => occlusion_heatmap(model, prompt, target),
+    }
+}
+
 /// The mean over layers and heads of the last token's attention to each image position.
 pub fn attention_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -> Result<Heatmap> {
     let c = model.config();
@@ -206,15 +241,10 @@ pub fn occlusion_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, tar
     if target as usize >= vocab {
         return Err(ModelError::BadTokenId { id: target, vocab_size: vocab }.into());
     }
-    let n = prompt.image.len();
-    let width = prompt.embeddings.len() / n;
-    let mut mean = vec![0f32; width];
-    for row in prompt.embeddings.chunks(width) {
-        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n as f32);
-    }
+    let mean = prompt.mean_patch();
     let p = |interventions: &[Intervention]| -> Result<f32> { Ok(logprobs_with(model, prompt, interventions)?[target as usize].exp()) };
     let base = p(&prompt.interventions())?;
-    let raw = (0..n).map(|i| Ok(base - p(&prompt.occluded(i, &mean))?)).collect::<Result<Vec<f32>>>()?;
+    let raw = (0..prompt.image.len()).map(|i| Ok(base - p(&prompt.with_replaced(&[i], &mean))?)).collect::<Result<Vec<f32>>>()?;
     Ok(heatmap(Method::Occlusion, raw, Vec::new()))
 }
 

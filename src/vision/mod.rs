@@ -3,6 +3,10 @@
 //! docs/llava-mmproj.md describes the mmproj GGUF layout the tower will load.
 
 pub mod clip;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod experiment;
 pub mod llava;
 pub mod preprocess;
 pub mod shapes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;

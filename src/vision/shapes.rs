@@ -27,6 +27,12 @@ impl Shape {
         }
     }
 
+    /// The seed's prompt form for a question about this shape.
+    pub fn prompt(self) -> String {
+        let shape = self.word();
+        format!("USER: <image>\nWhat is the color of the {shape}?\nASSISTANT: The color of the {shape} is")
+    }
+
     /// Whether the point (x, y), relative to the shape's box of side `side`, is inside it.
     fn covers(self, x: f32, y: f32, side: f32) -> bool {
         let half = side / 2.0;
@@ -68,14 +74,9 @@ pub struct Scene {
 }
 
 impl Scene {
-    pub fn question(&self) -> String {
-        format!("What is the color of the {}?", self.shapes[self.target].shape.word())
-    }
-
     /// The seed's prompt form, whose next token is the answer.
     pub fn prompt(&self) -> String {
-        let shape = self.shapes[self.target].shape.word();
-        format!("USER: <image>\n{}\nASSISTANT: The color of the {shape} is", self.question())
+        self.shapes[self.target].shape.prompt()
     }
 
     pub fn answer(&self) -> &'static str {
