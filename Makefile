@@ -68,10 +68,14 @@ $(REFERENCE_PY):
 # Tiny random-weight models of each architecture with their NumPy logits, and small vocabularies
 # for each tokenizer kind (committed; `make reference` tokenises with llama.cpp against them).
 VOCAB_FIXTURES := vocab-llama-bpe vocab-qwen2 vocab-gpt2 vocab-spm
-fixtures: $(REFERENCE_PY)
+# The LLaVA fixture is trained in Rust (about 10 minutes on 2 cores; src/vision/train.rs).
+LLAVA_FIXTURE := tests/fixtures/shapes-llava-mmproj.gguf tests/fixtures/shapes-llava-lm.gguf
+fixtures: $(REFERENCE_PY) $(SETUP_STAMP)
 	$(REFERENCE_PY) scripts/make_fixtures.py
 	$(REFERENCE_PY) scripts/make_tokenizer_fixtures.py
 	$(REFERENCE_PY) scripts/make_reward_fixture.py
+	cargo run --release --bin glassbox -- train-vqa-fixture --tokenizer-from $(SMOLLM2) \
+		--mmproj-out tests/fixtures/shapes-llava-mmproj.gguf --lm-out tests/fixtures/shapes-llava-lm.gguf
 
 # Regenerates the committed references with independent tools: the PyPI gguf package and
 # llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
@@ -98,6 +102,7 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/affect_python.py
 	$(REFERENCE_PY) tests/reference/pil_preprocess.py
 	$(REFERENCE_PY) tests/reference/numpy_clip.py
+	$(REFERENCE_PY) tests/reference/gguf_llava_fixture.py $(LLAVA_FIXTURE) tests/reference/shapes-llava-gguf.json
 
 clean:
 	cargo clean

@@ -162,3 +162,106 @@ mod cli {
         std::fs::remove_file(&corrupt).unwrap();
     }
 }
+
+/// The project's own LLaVA-architecture model, trained on the shapes task by
+/// `glassbox train-vqa-fixture` (`make fixtures`).
+mod trained_fixture {
+    use super::common;
+    use glassbox::backend::candle::CandleBackend;
+    use glassbox::gguf::{GgufFile, Value};
+    use glassbox::interp::lens::Unembedding;
+    use glassbox::model::{Config, Model};
+    use glassbox::tokenizer::Tokenizer;
+    use glassbox::vision::clip::{ClipConfig, ClipTower};
+    use glassbox::vision::experiment::vqa_heatmap_experiment;
+    use glassbox::vision::preprocess::Preprocess;
+    use glassbox::vision::train::{train, FixtureShape, Schedule};
+
+    pub const MMPROJ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shapes-llava-mmproj.gguf");
+    pub const LM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shapes-llava-lm.gguf");
+
+    /// What the `gguf` package read (tests/reference/gguf_llava_fixture.py) is what glassbox
+    /// reads: the same keys with the same types and values, the same tensors with the same types,
+    /// shapes and bytes, and every tensor name one of the package's own constants.
+    #[test]
+    fn both_files_read_back_through_the_gguf_package_as_glassbox_wrote_them() {
+        let reference = common::reference("shapes-llava-gguf.json");
+        for (path, key) in [(MMPROJ, "mmproj"), (LM, "lm")] {
+            let file = GgufFile::open(path).unwrap();
+            let expected = &reference[key];
+            let tensors = expected["tensors"].as_array().unwrap();
+            assert_eq!(file.header.tensors.len(), tensors.len(), "{key}");
+            for (ours, theirs) in file.header.tensors.iter().zip(tensors) {
+                assert_eq!(ours.name, theirs["name"].as_str().unwrap());
+                assert_eq!(ours.ggml_type.to_string().to_uppercase(), theirs["type"].as_str().unwrap(), "{}", ours.name);
+                let shape: Vec<u64> = theirs["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+                assert_eq!(ours.shape, shape, "{}", ours.name);
+                let bytes = file.read_tensor(ours).unwrap();
+                assert_eq!(bytes.iter().map(|&b| b as u64).sum::<u64>(), theirs["byte_sum"].as_u64().unwrap(), "{}", ours.name);
+                assert!(theirs["known_name"].as_bool().unwrap(), "{} is not a gguf-package tensor name", ours.name);
+            }
+            let metadata = expected["metadata"].as_object().unwrap();
+            assert_eq!(file.header.metadata.len(), metadata.len(), "{key}");
+            for (name, theirs) in metadata {
+                let ours = file.header.get(name).unwrap_or_else(|| panic!("{key}: {name} is missing"));
+                let value = &theirs["value"];
+                match ours {
+                    Value::String(s) => assert_eq!(s, value.as_str().unwrap(), "{name}"),
+                    Value::Bool(b) => assert_eq!(*b, value.as_bool().unwrap(), "{name}"),
+                    Value::F32(f) => assert_eq!(*f as f64, value.as_f64().unwrap(), "{name}"),
+                    Value::Array(array) => match value.get("len") {
+                        Some(len) => assert_eq!(array.len() as u64, len.as_u64().unwrap(), "{name}"),
+                        None => assert_eq!(array.len(), value.as_array().unwrap().len(), "{name}"),
+                    },
+                    other => assert_eq!(other.as_u64(), value.as_u64(), "{name}"),
+                }
+            }
+        }
+        // The stored tower has one block more than was trained, an identity for clip.cpp (which
+        // runs one fewer), and glassbox's reader takes the shape from the keys.
+        let mmproj = GgufFile::open(MMPROJ).unwrap();
+        let config = ClipConfig::from_gguf(&mmproj.header).unwrap();
+        assert_eq!((config.image_size, config.patch_size, config.layers), (64, 8, FixtureShape::default().vit_layers + 1));
+    }
+
+    /// The goals on fresh scenes (stream 2; the fixture trained on stream 1): answers
+    /// right at least 95% of the time, and the seed's LPI heatmap's top cell on the asked-about
+    /// shape for at least 90% of images.
+    #[test]
+    fn the_fixture_answers_and_its_lpi_heatmap_points_at_the_shape() {
+        let mmproj = GgufFile::open(MMPROJ).unwrap();
+        let lm = GgufFile::open(LM).unwrap();
+        let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&lm.header).unwrap(), &lm).unwrap();
+        let tokenizer = Tokenizer::from_gguf(&lm.header).unwrap();
+        let config = ClipConfig::from_gguf(&mmproj.header).unwrap();
+        let preprocess = Preprocess { image_size: config.image_size as u32, mean: config.mean, std: config.std, pad_to_square: false };
+        let tower = ClipTower::load(config, &mmproj, model.config().width).unwrap();
+        let unembedding = Unembedding::new(&model).unwrap();
+        let report = vqa_heatmap_experiment(&tower, &unembedding, &tokenizer, &preprocess, 2, 60, |_| {}).unwrap();
+        println!("{}", serde_json::to_string(&report).unwrap());
+        assert!(report.accuracy >= 0.95, "{report:?}");
+        assert!(report.pointing.lpi >= 0.9, "{report:?}");
+        for auc in [report.deletion_auc.lpi, report.deletion_auc.attention, report.deletion_auc.occlusion] {
+            assert!((0.0..=1.0).contains(&auc));
+        }
+    }
+
+    /// Training is a function of its seed: two short runs write the same bytes.
+    #[test]
+    fn training_is_seeded() {
+        let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+        let schedule = Schedule { steps: 2, batch: 4, ..Schedule::default() };
+        let run = || {
+            let trained = train(&FixtureShape::default(), &schedule, &source.header, |_| {}).unwrap();
+            let mut bytes = Vec::new();
+            for (metadata, tensors) in [&trained.mmproj, &trained.lm] {
+                glassbox::gguf::write::write_gguf(&mut bytes, metadata, tensors).unwrap();
+            }
+            (bytes, trained.log.last().unwrap().loss)
+        };
+        let (first, loss) = run();
+        let (second, again) = run();
+        assert!(first == second, "two runs with one seed differ");
+        assert_eq!(loss, again);
+    }
+}

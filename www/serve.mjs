@@ -34,8 +34,8 @@ function locate(mounts, urlPath) {
   return null;
 }
 
-export function startServer({ port = 0, root, models }) {
-  const mounts = { "/models/": resolve(models), "/": resolve(root) };
+export function startServer({ port = 0, root, models, fixtures }) {
+  const mounts = { "/models/": resolve(models), "/fixtures/": resolve(fixtures), "/": resolve(root) };
   const server = createServer(async (request, response) => {
     const file = locate(mounts, request.url ?? "/");
     const info = file && (await stat(file).catch(() => null));
@@ -61,7 +61,7 @@ export function startServer({ port = 0, root, models }) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const here = fileURLToPath(new URL(".", import.meta.url));
   const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
-  const server = await startServer({ port, root: resolve(here, "dist"), models: resolve(here, "../models") });
+  const server = await startServer({ port, root: resolve(here, "dist"), models: resolve(here, "../models"), fixtures: resolve(here, "../tests/fixtures") });
   const { port: bound } = server.address();
   console.log(`glassbox demo: open http://127.0.0.1:${bound}/  (Ctrl-C to stop)`);
 }

@@ -149,6 +149,8 @@ enum Command {
     /// Train the LLaVA-architecture fixture on the shapes task and write its mmproj and language
     /// model GGUFs (`make fixtures`).
     TrainVqaFixture(vision::TrainFixtureArgs),
+    /// Draw a scene of the shapes task (PNG) and print its prompt, answer and shapes (JSON).
+    Scene(vision::SceneArgs),
     /// Write a llama-architecture GGUF with random weights (for speed measurements only), with
     /// the tokenizer of an existing GGUF.
     SynthModel {
@@ -407,6 +409,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Heatmap(args) => vision::heatmap(&mut out, &loader, &args)?,
         Command::LensImage(args) => vision::lens_image(&mut out, &loader, &args)?,
         Command::TrainVqaFixture(args) => vision::train_fixture(&mut out, &args)?,
+        Command::Scene(args) => vision::scene(&mut out, &args)?,
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
             parity::compare_backends(&mut out, &tested, &args)?

@@ -280,3 +280,25 @@ pub fn vqa_experiment(out: &mut impl Write, loader: &Loader, args: &VqaExperimen
         Ok(writeln!(out, "{}", text.map_err(text_err)?))
     })
 }
+
+#[derive(Args)]
+pub struct SceneArgs {
+    #[arg(long, default_value_t = 2)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    index: u64,
+    /// Pixels a side (the fixture's tower takes 64).
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Where the PNG goes.
+    #[arg(long)]
+    png: PathBuf,
+}
+
+/// Draws scene `index` of stream `seed` of the shapes task and prints its prompt, answer and
+/// shapes (JSON).
+pub fn scene(out: &mut impl Write, args: &SceneArgs) -> Written {
+    let drawn = glassbox::vision::shapes::scene(args.seed, args.index, args.size);
+    write_png(&args.png, &drawn.image)?;
+    Ok(writeln!(out, "{}", json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes })))
+}

@@ -25,7 +25,7 @@ use crate::model::{Config, Model, ModelError, WeightSource};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// The model on whichever backend it was loaded onto.
-enum Loaded {
+pub(super) enum Loaded {
     Cpu(Box<Model<CandleBackend>>),
     #[cfg(feature = "webgpu")]
     Gpu(Box<Model<WebGpuBackend>>),
@@ -35,16 +35,17 @@ enum Loaded {
 macro_rules! with_model {
     ($loaded:expr, $model:ident => $body:expr) => {
         match $loaded {
-            Loaded::Cpu($model) => $body,
+            $crate::web::engine::Loaded::Cpu($model) => $body,
             #[cfg(feature = "webgpu")]
-            Loaded::Gpu($model) => $body,
+            $crate::web::engine::Loaded::Gpu($model) => $body,
         }
     };
 }
+pub(super) use with_model;
 
 /// Where the model runs.
-struct Placement {
-    model: Loaded,
+pub(super) struct Placement {
+    pub(super) model: Loaded,
     /// A line naming the device, for people choosing a backend.
     device: String,
     /// Why the model runs on the CPU when WebGPU was wanted: `auto` found no usable adapter, or
@@ -52,21 +53,45 @@ struct Placement {
     fallback_reason: Option<String>,
 }
 
-struct State {
+pub(super) struct State {
     /// Replaced only when the GPU is lost, between computations.
-    placement: RefCell<Placement>,
+    pub(super) placement: RefCell<Placement>,
     /// The file, kept to reload the weights onto the CPU if the GPU is lost.
     source: web_sys::Blob,
-    tokenizer: Tokenizer,
+    pub(super) tokenizer: Tokenizer,
     /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
     /// only for a moment, so `setMask` works while a task waits on the GPU.
     mask: RefCell<Mask>,
 }
 
+/// `{ backend: "auto" | "webgpu" | "cpu", onProgress(loaded, total) }`, both optional.
+pub(super) fn load_options(options: &JsValue) -> Result<(Option<js_sys::Function>, String), JsValue> {
+    let field = |name: &str| {
+        if options.is_object() { js_sys::Reflect::get(options, &name.into()).unwrap_or(JsValue::UNDEFINED) } else { JsValue::UNDEFINED }
+    };
+    let on_progress = field("onProgress").dyn_into::<js_sys::Function>().ok();
+    let backend = field("backend");
+    let choice = if backend.is_undefined() {
+        "auto".to_string()
+    } else {
+        backend.as_string().ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
+    };
+    Ok((on_progress, choice))
+}
+
 impl State {
+    /// Loads the GGUF model in `source` onto the backend `choice` names.
+    pub(super) fn open(source: web_sys::Blob, on_progress: Option<js_sys::Function>, choice: &str) -> Result<State, JsValue> {
+        let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
+        let config = Config::from_gguf(&source.header).map_err(model_error)?;
+        let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
+        let placement = RefCell::new(load(choice, config, &source)?);
+        Ok(State { placement, source: source.blob, tokenizer, mask: RefCell::default() })
+    }
+
     /// Runs `work` on the model. When it fails because the WebGPU device was lost, reloads the
     /// weights onto the CPU from the file, says why in `fallbackReason`, and runs it again.
-    fn compute(&self, work: impl Fn(&Loaded) -> Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+    pub(super) fn compute(&self, work: impl Fn(&Loaded) -> Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
         let outcome = work(&self.placement.borrow().model);
         let lost = match &self.placement.borrow().model {
             #[cfg(feature = "webgpu")]
@@ -125,16 +150,16 @@ struct TopToken {
 }
 
 /// A GGUF file behind a `Blob` (a `File`, or a download saved as one), read a slice at a time.
-struct BlobGguf {
+pub(super) struct BlobGguf {
     blob: web_sys::Blob,
-    header: Gguf,
+    pub(super) header: Gguf,
     on_progress: Option<js_sys::Function>,
     loaded: Cell<u64>,
     total: u64,
 }
 
 impl BlobGguf {
-    fn open(blob: web_sys::Blob, on_progress: Option<js_sys::Function>) -> Result<BlobGguf, GgufError> {
+    pub(super) fn open(blob: web_sys::Blob, on_progress: Option<js_sys::Function>) -> Result<BlobGguf, GgufError> {
         let read_error = |message: String| GgufError::Io { path: "the chosen file".into(), source: std::io::Error::other(message) };
         let file_len = super::file_length(blob.size()).map_err(|_| read_error(format!("a Blob of {} bytes", blob.size())))?;
         let header = Gguf::read_header(file_len, |len| jspi::read_blob(&blob, 0, len).map_err(read_error))?;
@@ -160,7 +185,7 @@ impl WeightSource for BlobGguf {
     }
 }
 
-fn model_error(e: impl std::fmt::Display) -> JsValue {
+pub(super) fn model_error(e: impl std::fmt::Display) -> JsValue {
     js_error("ModelError", e)
 }
 
@@ -218,24 +243,8 @@ impl Engine {
     /// `Engine`. Rejects with a `GgufError`, `ModelError`, `TokenizerError` or `GpuError` naming
     /// what is wrong.
     pub fn open(source: web_sys::Blob, options: JsValue) -> Result<Task, JsValue> {
-        let field = |name: &str| {
-            if options.is_object() { js_sys::Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED) } else { JsValue::UNDEFINED }
-        };
-        let on_progress = field("onProgress").dyn_into::<js_sys::Function>().ok();
-        let backend = field("backend");
-        let choice = if backend.is_undefined() {
-            "auto".to_string()
-        } else {
-            backend.as_string().ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
-        };
-        Ok(Task::new(move || {
-            let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
-            let config = Config::from_gguf(&source.header).map_err(model_error)?;
-            let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
-            let placement = RefCell::new(load(&choice, config, &source)?);
-            let state = State { placement, source: source.blob, tokenizer, mask: RefCell::default() };
-            Ok(Engine { state: Rc::new(state) }.into())
-        }))
+        let (on_progress, choice) = load_options(&options)?;
+        Ok(Task::new(move || Ok(Engine { state: Rc::new(State::open(source, on_progress, &choice)?) }.into())))
     }
 
     /// `"webgpu"` or `"cpu"`: where this model computes.

@@ -5,6 +5,7 @@
 
 mod engine;
 pub mod jspi;
+mod vision;
 
 #[cfg(feature = "webgpu")]
 use std::rc::Rc;
@@ -18,6 +19,7 @@ use crate::gguf::Gguf;
 use crate::inspect::ModelSummary;
 pub use engine::Engine;
 pub use jspi::Task;
+pub use vision::VisionEngine;
 
 fn js_error(name: &str, error: impl std::fmt::Display) -> JsValue {
     let e = js_sys::Error::new(&error.to_string());

@@ -3,7 +3,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchChromium } from "../chromium.mjs";
 import { startServer } from "../serve.mjs";
@@ -22,7 +24,7 @@ let closeBrowser;
 let origin;
 
 before(async () => {
-  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models") });
+  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
   origin = `http://127.0.0.1:${server.address().port}`;
   ({ context: browser, close: closeBrowser } = await launchChromium());
 });
@@ -250,6 +252,57 @@ test("the wasm attribution ranks the heads of \"3+5=\" as the native build does,
   const worst = Math.max(...wasm.heads.map((h) => Math.abs(h.score - nativeScore.get(name(h)))));
   console.log(`# wasm vs native head LPI: max |Δ| = ${worst.toExponential(2)}; top heads ${wasm.heads.slice(0, 5).map(name).join(" ")}`);
   assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm head LPI drifts ${worst} from native`);
+  await page.close();
+});
+
+test("the wasm LLaVA heatmaps of the shapes fixture equal the native CLI's", { timeout: 300_000 }, async () => {
+  const cli = here("../../target/debug/glassbox");
+  const png = join(mkdtempSync(join(tmpdir(), "glassbox-scene-")), "scene.png");
+  const scene = JSON.parse(execFileSync(cli, ["scene", "--seed", "2", "--index", "3", "--png", png], { encoding: "utf8" }));
+  const [mmproj, lm] = ["shapes-llava-mmproj.gguf", "shapes-llava-lm.gguf"];
+  const methods = ["lpi", "attention", "occlusion"];
+  const native = methods.map((method) => JSON.parse(execFileSync(cli, [
+    "--backend", "cpu", "heatmap", here(`../../tests/fixtures/${mmproj}`), here(`../../tests/fixtures/${lm}`),
+    "--image", png, "--prompt", scene.prompt, "--method", method, "--json",
+  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })));
+
+  const { page, requests, errors } = await open("/");
+  const wasm = await page.evaluate(async ({ mmproj, lm, image, prompt, methods }) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const blob = async (path) => (await fetch(path)).blob();
+    const vlm = await glassbox.runTask(glassbox.VisionEngine.open(await blob(mmproj), await blob(lm), { backend: "cpu" }));
+    const bytes = Uint8Array.from(image);
+    const maps = [];
+    for (const method of methods) {
+      const out = await glassbox.runTask(vlm.heatmap(bytes, prompt, { method }));
+      maps.push({ ...out, typed: out.heatmap.cells instanceof Float32Array, cells: Array.from(out.heatmap.cells) });
+    }
+    const answer = await glassbox.runTask(vlm.answer(bytes, prompt, 3));
+    let corrupt = null;
+    try {
+      await glassbox.runTask(vlm.heatmap(bytes.slice(0, 40), prompt, {}));
+    } catch (e) {
+      corrupt = `${e.name}: ${e.message}`;
+    }
+    return { maps, answer, corrupt };
+  }, { mmproj: `/fixtures/${mmproj}`, lm: `/fixtures/${lm}`, image: Array.from(readFileSync(png)), prompt: scene.prompt, methods });
+
+  assert.equal(wasm.answer.answer.token.trim(), scene.answer);
+  let worst = 0;
+  methods.forEach((method, i) => {
+    const ours = wasm.maps[i];
+    assert.ok(ours.typed, "cells arrive as a Float32Array");
+    assert.equal(ours.heatmap.method, method);
+    assert.equal(ours.target.id, native[i].target.id);
+    assert.equal(ours.cells.length, native[i].heatmap.cells.length);
+    ours.cells.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - native[i].heatmap.cells[j])); });
+  });
+  console.log(`# wasm vs native heatmap cells: max |Δ| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-4, `wasm heatmap cells differ from native by ${worst}`);
+  assert.match(wasm.corrupt, /^ImageError: the image is not a PNG or JPEG/);
+  for (const url of requests) assert.ok(url.startsWith(origin + "/"), `unexpected request to ${url}`);
+  assert.deepEqual(errors, []);
   await page.close();
 });
 

@@ -1,0 +1,142 @@
+//! `VisionEngine`: LLaVA in the browser, an mmproj's tower on the wasm CPU and the language
+//! model wherever [`super::engine`] put it. Images arrive as PNG or JPEG bytes and are decoded
+//! under [`ImageLimits`], as the CLI decodes them.
+
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::engine::{load_options, model_error, with_model, BlobGguf, State};
+use super::jspi::Task;
+use super::{js_error, options, to_js};
+use crate::backend::Backend;
+use crate::generate::{argmax, top_k};
+use crate::model::Model;
+use crate::vision::clip::{ClipConfig, ClipTower};
+use crate::vision::llava::{heatmap_by, next_token_logprobs, ImagePrompt, Method};
+use crate::vision::preprocess::{decode, ImageLimits, Preprocess};
+
+#[wasm_bindgen]
+pub struct VisionEngine {
+    language: Rc<State>,
+    tower: Rc<ClipTower>,
+    preprocess: Preprocess,
+}
+
+/// `heatmap`'s options, all optional: `{ method: "lpi" | "attention" | "occlusion", heads,
+/// target }` (`target`, a token id, defaults to the model's answer).
+#[derive(serde::Deserialize)]
+#[serde(default)]
+struct HeatmapOptions {
+    method: Method,
+    heads: usize,
+    target: Option<u32>,
+}
+
+impl Default for HeatmapOptions {
+    fn default() -> Self {
+        HeatmapOptions { method: Method::Lpi, heads: 1, target: None }
+    }
+}
+
+#[derive(Serialize)]
+struct Answer {
+    id: u32,
+    token: String,
+    prob: f32,
+}
+
+fn vision_error(e: impl std::fmt::Display) -> JsValue {
+    js_error("VisionError", e)
+}
+
+impl VisionEngine {
+    /// `image` decoded, preprocessed and embedded into `prompt` for `model`.
+    fn prompt<B: Backend>(&self, model: &Model<B>, image: &[u8], prompt: &str) -> Result<ImagePrompt, JsValue> {
+        let decoded = decode(image, ImageLimits::default()).map_err(|e| js_error("ImageError", e))?;
+        ImagePrompt::new(&self.tower, model, &self.language.tokenizer, prompt, &self.preprocess.apply(&decoded)).map_err(vision_error)
+    }
+
+    fn answer_of(&self, id: u32, logprobs: &[f32]) -> Result<Answer, JsValue> {
+        let token = self.language.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+        Ok(Answer { id, token, prob: logprobs[id as usize].exp() })
+    }
+}
+
+#[wasm_bindgen]
+impl VisionEngine {
+    /// A task that loads a llava-1.5 mmproj (`mmproj`) and its language model (`model`), both
+    /// `Blob`s, and resolves to a `VisionEngine`. `options` are `Engine.open`'s; the tower runs
+    /// on the CPU.
+    pub fn open(mmproj: web_sys::Blob, model: web_sys::Blob, options: JsValue) -> Result<Task, JsValue> {
+        let (on_progress, choice) = load_options(&options)?;
+        Ok(Task::new(move || {
+            let language = State::open(model, on_progress, &choice)?;
+            let mmproj = BlobGguf::open(mmproj, None).map_err(|e| js_error("GgufError", e))?;
+            let config = ClipConfig::from_gguf(&mmproj.header).map_err(vision_error)?;
+            let width = with_model!(&language.placement.borrow().model, model => model.config().width);
+            let preprocess = Preprocess { image_size: config.image_size as u32, mean: config.mean, std: config.std, pad_to_square: false };
+            let tower = ClipTower::load(config, &mmproj, width).map_err(vision_error)?;
+            Ok(VisionEngine { language: Rc::new(language), tower: Rc::new(tower), preprocess }.into())
+        }))
+    }
+
+    /// `"webgpu"` or `"cpu"`: where the language model computes.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        match self.language.placement.borrow().model {
+            super::engine::Loaded::Cpu(_) => "cpu",
+            #[cfg(feature = "webgpu")]
+            super::engine::Loaded::Gpu(_) => "webgpu",
+        }
+        .to_string()
+    }
+
+    /// A task resolving to `{ answer, top }`: the `k` most likely next tokens after the prompt
+    /// with `image` (PNG or JPEG bytes) in place of its `<image>`, each `{ id, token, prob }`.
+    pub fn answer(&self, image: Vec<u8>, prompt: String, k: usize) -> Task {
+        let this = self.share();
+        Task::new(move || {
+            this.language.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let logprobs = next_token_logprobs(model, &this.prompt(model, &image, &prompt)?).map_err(vision_error)?;
+                    let top = top_k(&logprobs, k.max(1)).into_iter().map(|id| this.answer_of(id as u32, &logprobs)).collect::<Result<Vec<_>, JsValue>>()?;
+                    to_js(&serde_json::json!({ "answer": top[0], "top": top }))
+                })
+            })
+        })
+    }
+
+    /// A task resolving to `{ target: { id, token, prob }, heatmap: { method, grid, cells, raw,
+    /// heads } }`, the patch heatmap of the prompt's answer, as the CLI's `heatmap --json`
+    /// gives it; `cells` (normalised, row-major over the patch grid) is a `Float32Array`.
+    pub fn heatmap(&self, image: Vec<u8>, prompt: String, options: JsValue) -> Result<Task, JsValue> {
+        let given: HeatmapOptions = self::options(options)?;
+        let this = self.share();
+        Ok(Task::new(move || {
+            this.language.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let image_prompt = this.prompt(model, &image, &prompt)?;
+                    let logprobs = next_token_logprobs(model, &image_prompt).map_err(vision_error)?;
+                    let target = given.target.unwrap_or_else(|| argmax(&logprobs));
+                    if target as usize >= logprobs.len() {
+                        return Err(js_error("InputError", format!("target {target} is not a token id of this model")));
+                    }
+                    let map = heatmap_by(model, &image_prompt, given.method, target, given.heads).map_err(vision_error)?;
+                    let report = to_js(&serde_json::json!({ "target": this.answer_of(target, &logprobs)?, "heatmap": map }))?;
+                    let heatmap = js_sys::Reflect::get(&report, &"heatmap".into())?;
+                    js_sys::Reflect::set(&heatmap, &"cells".into(), &js_sys::Float32Array::from(map.cells.as_slice()))?;
+                    Ok(report)
+                })
+            })
+        }))
+    }
+}
+
+impl VisionEngine {
+    /// A handle for a task, which must own what it uses.
+    fn share(&self) -> VisionEngine {
+        VisionEngine { language: Rc::clone(&self.language), tower: Rc::clone(&self.tower), preprocess: self.preprocess.clone() }
+    }
+}
