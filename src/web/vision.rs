@@ -7,7 +7,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::engine::{load_options, model_error, with_model, BlobGguf, State};
+use super::engine::{load_options, with_model, BlobGguf, State};
 use super::jspi::Task;
 use super::{js_error, options, to_js};
 use crate::backend::Backend;
