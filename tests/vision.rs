@@ -174,7 +174,6 @@ mod trained_fixture {
     use glassbox::tokenizer::Tokenizer;
     use glassbox::vision::clip::{ClipConfig, ClipTower};
     use glassbox::vision::experiment::vqa_heatmap_experiment;
-    use glassbox::vision::preprocess::Preprocess;
     use glassbox::vision::train::{train, FixtureShape, Schedule};
 
     pub const MMPROJ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shapes-llava-mmproj.gguf");
@@ -235,7 +234,7 @@ mod trained_fixture {
         let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&lm.header).unwrap(), &lm).unwrap();
         let tokenizer = Tokenizer::from_gguf(&lm.header).unwrap();
         let config = ClipConfig::from_gguf(&mmproj.header).unwrap();
-        let preprocess = Preprocess { image_size: config.image_size as u32, mean: config.mean, std: config.std, pad_to_square: false };
+        let preprocess = config.preprocess(false);
         let tower = ClipTower::load(config, &mmproj, model.config().width).unwrap();
         let unembedding = Unembedding::new(&model).unwrap();
         let report = vqa_heatmap_experiment(&tower, &unembedding, &tokenizer, &preprocess, 2, 60, |_| {}).unwrap();

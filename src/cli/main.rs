@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use glassbox::generate::{generate, GenerateRequest, Sampling};
-use glassbox::gguf::write::write_gguf;
+use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
 use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
@@ -430,11 +430,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let shape = SyntheticLlama { shape: LlamaShape { layers, width, ffn_width, heads, kv_heads, context_length }, weight_type, seed };
             let source = GgufFile::open(&tokenizer_from).map_err(text_err)?;
             let (metadata, tensors) = shape.build(&source.header).map_err(text_err)?;
-            let file = std::fs::File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-            let mut writer = std::io::BufWriter::new(file);
-            write_gguf(&mut writer, &metadata, &tensors)
-                .and_then(|()| writer.flush())
-                .map_err(|e| format!("{}: {e}", output.display()))?;
+            write_gguf_file(&output, &metadata, &tensors).map_err(|e| format!("{}: {e}", output.display()))?;
             let bytes: usize = tensors.iter().map(|t| t.data.len()).sum();
             writeln!(out, "{}: {} tensors, {bytes} bytes of weights", output.display(), tensors.len())
         }

@@ -15,7 +15,7 @@ use glassbox::vision::llava::{heatmap_by, next_token_logprobs, ImagePrompt, Meth
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
 use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::train::{train, FixtureShape, Schedule};
-use glassbox::gguf::write::write_gguf;
+use glassbox::gguf::write::write_gguf_file;
 use glassbox::model::synthetic::LlamaShape;
 use serde_json::json;
 
@@ -68,7 +68,7 @@ fn open(loader: &Loader, args: &ImageArgs) -> Result<(Vision, AnyLoaded), String
 fn read_vision(args: &ImageArgs) -> Result<Vision, String> {
     let mmproj = GgufFile::open(&args.mmproj).map_err(|e| format!("{}: {e}", args.mmproj.display()))?;
     let tower_config = ClipConfig::from_gguf(&mmproj.header).map_err(text_err)?;
-    let preprocess = Preprocess { image_size: tower_config.image_size as u32, mean: tower_config.mean, std: tower_config.std, pad_to_square: args.pad };
+    let preprocess = tower_config.preprocess(args.pad);
     let bytes = std::fs::read(&args.image).map_err(|e| format!("{}: {e}", args.image.display()))?;
     let image = decode(&bytes, ImageLimits::default()).map_err(|e| format!("{}: {e}", args.image.display()))?;
     let pixels = preprocess.apply(&image);
@@ -241,9 +241,7 @@ pub fn train_fixture(out: &mut impl Write, args: &TrainFixtureArgs) -> Written {
     let schedule = Schedule { steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, seed: args.seed, ..Schedule::default() };
     let trained = train(&shape, &schedule, &source.header, |entry| eprintln!("{}", json!(entry))).map_err(text_err)?;
     for (path, (metadata, tensors)) in [(&args.mmproj_out, &trained.mmproj), (&args.lm_out, &trained.lm)] {
-        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut writer = std::io::BufWriter::new(file);
-        write_gguf(&mut writer, metadata, tensors).and_then(|()| writer.flush()).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_gguf_file(path, metadata, tensors).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let last = trained.log.last().ok_or("no training steps were run")?;
     Ok(writeln!(out, "{}", json!({ "mmproj": args.mmproj_out, "lm": args.lm_out, "steps": args.steps, "seconds": last.seconds, "final": last })))
@@ -265,7 +263,7 @@ pub struct VqaExperimentArgs {
 pub fn vqa_experiment(out: &mut impl Write, loader: &Loader, args: &VqaExperimentArgs) -> Written {
     let mmproj = GgufFile::open(&args.mmproj).map_err(|e| format!("{}: {e}", args.mmproj.display()))?;
     let tower_config = ClipConfig::from_gguf(&mmproj.header).map_err(text_err)?;
-    let preprocess = Preprocess { image_size: tower_config.image_size as u32, mean: tower_config.mean, std: tower_config.std, pad_to_square: false };
+    let preprocess = tower_config.preprocess(false);
     let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
     with_model!(any, loaded => {
         let tower = ClipTower::load(tower_config.clone(), &mmproj, loaded.model.config().width).map_err(text_err)?;

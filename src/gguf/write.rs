@@ -81,6 +81,13 @@ fn padding(len: u64) -> usize {
     ((DEFAULT_ALIGNMENT - len % DEFAULT_ALIGNMENT) % DEFAULT_ALIGNMENT) as usize
 }
 
+/// [`write_gguf`] into a new file at `path`.
+pub fn write_gguf_file(path: &std::path::Path, metadata: &[(String, Value)], tensors: &[NewTensor]) -> io::Result<()> {
+    let mut writer = io::BufWriter::new(std::fs::File::create(path)?);
+    write_gguf(&mut writer, metadata, tensors)?;
+    writer.flush()
+}
+
 /// Writes a GGUF v3 file with the default alignment (32 bytes). A tensor whose data does not
 /// match its shape and type is an `InvalidInput` error, before anything is written.
 pub fn write_gguf(out: &mut impl Write, metadata: &[(String, Value)], tensors: &[NewTensor]) -> io::Result<()> {

@@ -100,6 +100,11 @@ impl ClipConfig {
         Ok(config)
     }
 
+    /// The tower's preprocessing: its size, mean and std, padded to a square first or not.
+    pub fn preprocess(&self, pad_to_square: bool) -> super::preprocess::Preprocess {
+        super::preprocess::Preprocess { image_size: self.image_size as u32, mean: self.mean, std: self.std, pad_to_square }
+    }
+
     /// Patches per side: 24 for llava-1.5 (336 / 14), so 576 image embeddings.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size

@@ -19,10 +19,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::clip::ClipTower;
-use super::llava::{attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt, LlavaError};
+use super::llava::{answer_token, attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt, LlavaError};
 use super::preprocess::Preprocess;
 use super::shapes::{scene, Scene};
 use crate::backend::Backend;
+use crate::generate::{argmax, top_k};
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -60,7 +61,7 @@ const DELETION_MAX: f64 = 0.5;
 /// Whether the heatmap's top cell overlaps the box `[x0, y0, x1, y1)` (pixels of an image whose
 /// side is `patch · grid`).
 pub fn points_at(map: &Heatmap, patch: u32, bbox: [u32; 4]) -> bool {
-    let top = map.cells.iter().enumerate().fold(0, |best, (i, &v)| if v > map.cells[best] { i } else { best });
+    let top = argmax(&map.cells) as usize;
     let (row, col) = ((top / map.grid) as u32, (top % map.grid) as u32);
     let overlaps = |start: u32, low: u32, high: u32| start < high && low < start + patch;
     overlaps(col * patch, bbox[0], bbox[2]) && overlaps(row * patch, bbox[1], bbox[3])
@@ -70,9 +71,8 @@ pub fn points_at(map: &Heatmap, patch: u32, bbox: [u32; 4]) -> bool {
 /// `map` removed (trapezoid rule over f = 0, 0.05, …, 0.5).
 fn deletion_auc<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, map: &Heatmap, answer: usize) -> Result<f64> {
     let n = prompt.image.len();
-    let mut order: Vec<usize> = (0..n).collect();
     // Highest first; equal scores keep patch order, so the curve is reproducible.
-    order.sort_by(|&a, &b| map.cells[b].total_cmp(&map.cells[a]).then(a.cmp(&b)));
+    let order = top_k(&map.cells, n);
     let curve = (0..=DELETION_STEPS)
         .map(|step| {
             let k = (DELETION_MAX * step as f64 / DELETION_STEPS as f64 * n as f64).round() as usize;
@@ -94,14 +94,10 @@ struct SceneResult {
 fn one_scene<B: Backend>(tower: &ClipTower, unembedding: &Unembedding<B>, tokenizer: &Tokenizer, preprocess: &Preprocess, scene: &Scene) -> Result<SceneResult> {
     let model = unembedding.model();
     let prompt = ImagePrompt::new(tower, model, tokenizer, &scene.prompt(), &preprocess.apply(&scene.image))?;
-    let answer = match tokenizer.encode(&format!(" {}", scene.answer()), false, false)?[..] {
-        [id] => id,
-        _ => return Err(LlavaError::AnswerNotOneToken(scene.answer().to_string())),
-    };
+    let answer = answer_token(tokenizer, scene.answer())?;
     let clock = Instant::now();
     let logprobs = next_token_logprobs(model, &prompt)?;
     let forward = clock.elapsed().as_secs_f64();
-    let top = logprobs.iter().enumerate().fold(0, |best, (i, &v)| if v > logprobs[best] { i } else { best });
 
     let timed = |f: &dyn Fn() -> Result<Heatmap>| -> Result<(Heatmap, f64)> {
         let clock = Instant::now();
@@ -109,13 +105,13 @@ fn one_scene<B: Backend>(tower: &ClipTower, unembedding: &Unembedding<B>, tokeni
         Ok((map, clock.elapsed().as_secs_f64()))
     };
     let (lpi, lpi_seconds) = timed(&|| lpi_heatmap(unembedding, &prompt, answer, 1))?;
-    let (attention, _) = timed(&|| attention_heatmap(model, &prompt))?;
+    let attention = attention_heatmap(model, &prompt)?;
     let (occlusion, occlusion_seconds) = timed(&|| occlusion_heatmap(model, &prompt, answer))?;
     let target = &scene.shapes[scene.target];
     let patch = tower.config.patch_size as u32;
     let maps = [&lpi, &attention, &occlusion];
     Ok(SceneResult {
-        correct: top == answer as usize,
+        correct: argmax(&logprobs) == answer,
         pointing: maps.map(|m| points_at(m, patch, target.bbox)),
         deletion: [deletion_auc(model, &prompt, &lpi, answer as usize)?, deletion_auc(model, &prompt, &attention, answer as usize)?, deletion_auc(model, &prompt, &occlusion, answer as usize)?],
         seconds: [forward, lpi_seconds / forward, occlusion_seconds / forward],

@@ -122,6 +122,14 @@ pub fn image_prompt_ids(tokenizer: &Tokenizer, prompt: &str, patches: usize, con
     Ok((ids, start..start + patches))
 }
 
+/// The token of an answer word as it follows the prompt (` red`); an error unless it is one.
+pub fn answer_token(tokenizer: &Tokenizer, word: &str) -> Result<u32> {
+    match tokenizer.encode(&format!(" {word}"), false, false)?[..] {
+        [id] => Ok(id),
+        _ => Err(LlavaError::AnswerNotOneToken(word.to_string())),
+    }
+}
+
 /// The next token's log-probabilities after the prompt.
 pub fn next_token_logprobs<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -> Result<Vec<f32>> {
     logprobs_with(model, prompt, &prompt.interventions())

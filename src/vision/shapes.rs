@@ -19,6 +19,11 @@ pub enum Shape {
 pub const SHAPES: [Shape; 3] = [Shape::Circle, Shape::Square, Shape::Triangle];
 
 impl Shape {
+    /// The shape's place in [`SHAPES`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn word(self) -> &'static str {
         match self {
             Shape::Circle => "circle",
@@ -133,6 +138,13 @@ pub fn scene(seed: u64, index: u64, size: u32) -> Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shape_s_index_is_its_place_in_shapes() {
+        for (i, shape) in SHAPES.iter().enumerate() {
+            assert_eq!(shape.index(), i);
+        }
+    }
 
     #[test]
     fn a_scene_is_a_function_of_seed_and_index() {

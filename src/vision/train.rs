@@ -35,7 +35,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use super::llava::{image_prompt_ids, LlavaError};
+use super::llava::{answer_token, image_prompt_ids, LlavaError};
 use super::preprocess::Preprocess;
 use super::shapes::{scene, Scene, COLOURS, SHAPES};
 use crate::generate::Rng;
@@ -45,8 +45,8 @@ use crate::model::synthetic::{vocab_size, LlamaShape, SyntheticError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// OpenAI CLIP's normalisation, which llava-1.5's mmproj carries.
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The model's size. The defaults are the committed fixture's.
 #[derive(Clone, Debug)]
@@ -111,8 +111,6 @@ pub enum TrainError {
     Prompt(#[from] LlavaError),
     #[error(transparent)]
     Shape(#[from] SyntheticError),
-    #[error("{0:?} is not one token in the tokenizer's vocabulary")]
-    NotOneToken(String),
     #[error("every prompt must tokenise to the same length and image position; {0:?} does not")]
     RaggedPrompts(String),
     #[error("the shape does not fit: {0}")]
@@ -157,6 +155,25 @@ struct Param {
     /// GGUF order: the contiguous dimension first.
     gguf_shape: Vec<u64>,
     storage: Storage,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum File {
+    Mmproj,
+    Lm,
+}
+
+impl Param {
+    /// The file the parameter is stored in, by its GGUF name; none for the training probes.
+    fn file(&self) -> Option<File> {
+        if self.name.starts_with(PROBE) {
+            None
+        } else if self.name.starts_with("v.") || self.name.starts_with("mm.") {
+            Some(File::Mmproj)
+        } else {
+            Some(File::Lm)
+        }
+    }
 }
 
 /// The parameters, created in a fixed order from one seeded generator.
@@ -332,10 +349,9 @@ impl Network {
         let grid = shape.image_size / shape.patch_size;
         let lm = &shape.lm;
         let kv_width = lm.width / lm.heads * lm.kv_heads;
-        let patch = Linear { weight: params.normal("v.patch_embd.weight".into(), &[d, 3 * p * p], INIT_STD, Storage::F16)?, bias: None };
-        if let Some(last) = params.list.last_mut() {
-            last.gguf_shape = vec![p as u64, p as u64, 3, d as u64];
-        }
+        // Stored as CLIP's conv kernel [d, 3, p, p]; applied to flattened patches.
+        let kernel = params.normal("v.patch_embd.weight".into(), &[d, 3, p, p], INIT_STD, Storage::F16)?;
+        let patch = Linear { weight: kernel.reshape((d, 3 * p * p))?, bias: None };
         let class = params.normal("v.class_embd".into(), &[d], INIT_STD, Storage::F32)?;
         let position = params.add("v.position_embd.weight".into(), &[grid * grid + 1, d], sincos_positions(grid, d), Storage::F16)?;
         let pre_ln = params.layer_norm("v.pre_ln", d)?;
@@ -443,25 +459,23 @@ impl Network {
             let (b, kv, t, dh) = x.dims4()?;
             x.unsqueeze(2)?.expand((b, kv, repeat, t, dh))?.contiguous()?.reshape((b, kv * repeat, t, dh))
         };
-        let mut asked = None;
-        for layer in &self.layers {
-            if asked.is_none() && !std::ptr::eq(layer, &self.layers[0]) {
-                asked = Some(self.question_probe.forward(&x.narrow(1, t - 1, 1)?.squeeze(1)?)?);
-            }
+        let run = |layer: &LmLayer, x: Tensor| -> candle_core::Result<Tensor> {
             let normed = rms_norm(&x, &layer.attn_norm)?;
             let q = Self::rope(&split_heads(&layer.q.forward(&normed)?, lm.heads)?, &cos, &sin)?;
             let k = expand_kv(Self::rope(&split_heads(&layer.k.forward(&normed)?, lm.kv_heads)?, &cos, &sin)?)?;
             let v = expand_kv(split_heads(&layer.v.forward(&normed)?, lm.kv_heads)?)?;
-            x = (x + layer.out.forward(&merge_heads(&attend(&q, &k, &v, Some(&mask))?)?)?)?;
+            let x = (x + layer.out.forward(&merge_heads(&attend(&q, &k, &v, Some(&mask))?)?)?)?;
             let normed = rms_norm(&x, &layer.ffn_norm)?;
             let gated = (layer.gate.forward(&normed)?.silu()? * layer.up.forward(&normed)?)?;
-            x = (&x + layer.down.forward(&gated)?)?;
+            &x + layer.down.forward(&gated)?
+        };
+        // `train` checked there is at least one layer.
+        x = run(&self.layers[0], x)?;
+        let asked = self.question_probe.forward(&x.narrow(1, t - 1, 1)?.squeeze(1)?)?;
+        for layer in &self.layers[1..] {
+            x = run(layer, x)?;
         }
         let text = rms_norm(&x.narrow(1, after, t - after)?, &self.output_norm)?;
-        let asked = match asked {
-            Some(logits) => logits,
-            None => self.question_probe.forward(&x.narrow(1, t - 1, 1)?.squeeze(1)?)?,
-        };
         Ok((text.broadcast_matmul(&self.token_embd.t()?)?, asked))
     }
 }
@@ -505,16 +519,7 @@ impl Prompts {
             }
             prompts.push((ids, image));
         }
-        let answers = COLOURS
-            .iter()
-            .map(|(word, _)| {
-                let word = format!(" {word}");
-                match tokenizer.encode(&word, false, false)?[..] {
-                    [id] => Ok(id),
-                    _ => Err(TrainError::NotOneToken(word)),
-                }
-            })
-            .collect::<Result<Vec<u32>>>()?;
+        let answers = COLOURS.iter().map(|(word, _)| answer_token(tokenizer, word)).collect::<Result<Vec<u32>, _>>()?;
         let image = prompts[0].1.clone();
         let mut used: Vec<u32> = prompts.iter().flat_map(|(ids, _)| ids[..image.start].iter().chain(&ids[image.end..]).copied()).chain(answers.iter().copied()).collect();
         used.sort_unstable();
@@ -556,18 +561,12 @@ fn patch_shapes(scene: &Scene, patch: u32) -> Vec<u32> {
             }
             let (best, count) = counts.iter().enumerate().max_by_key(|&(_, c)| *c).map_or((0, 0), |(i, &c)| (i, c));
             if count * 4 >= patch * patch {
-                1 + SHAPES.iter().position(|&k| k == scene.shapes[best].shape).expect("scenes draw from SHAPES") as u32
+                1 + scene.shapes[best].shape.index() as u32
             } else {
                 0
             }
         })
         .collect()
-}
-
-/// The shape's preprocessing: CLIP's mean and std at the tower's size, no padding (scenes are
-/// square).
-pub fn preprocess(shape: &FixtureShape) -> Preprocess {
-    Preprocess { image_size: shape.image_size as u32, mean: CLIP_MEAN, std: CLIP_STD, pad_to_square: false }
 }
 
 /// Trains the model; `progress` sees every logged step.
@@ -576,14 +575,15 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
         return Err(TrainError::BadShape("the patch size must divide the image and the heads the ViT width"));
     }
     let lm = &shape.lm;
-    if lm.width % lm.heads != 0 || (lm.width / lm.heads) % 2 != 0 || lm.heads % lm.kv_heads != 0 || lm.width % 32 != 0 || lm.ffn_width % 32 != 0 {
-        return Err(TrainError::BadShape("the language model needs even head widths, KV heads dividing the heads, and widths in whole 32-value blocks"));
+    if lm.layers == 0 || lm.width % lm.heads != 0 || (lm.width / lm.heads) % 2 != 0 || lm.heads % lm.kv_heads != 0 || lm.width % 32 != 0 || lm.ffn_width % 32 != 0 {
+        return Err(TrainError::BadShape("the language model needs a layer, even head widths, KV heads dividing the heads, and widths in whole 32-value blocks"));
     }
     let tokenizer = Tokenizer::from_gguf(tokenizer_source)?;
     let vocab = vocab_size(tokenizer_source)?;
     let grid = shape.image_size / shape.patch_size;
     let prompts = Prompts::new(&tokenizer, grid * grid, lm.context_length)?;
-    let preprocess = preprocess(shape);
+    // Scenes are square: no padding.
+    let preprocess = Preprocess { image_size: shape.image_size as u32, mean: CLIP_MEAN, std: CLIP_STD, pad_to_square: false };
 
     let mut params = Params { rng: Rng(schedule.seed), list: Vec::new() };
     let network = Network::new(shape, prompts.used.len(), &mut params)?;
@@ -593,17 +593,17 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
     )?;
     let batch_at = |step: usize| -> Result<Batch> {
         let scenes: Vec<Scene> = (0..schedule.batch).map(|i| scene(schedule.seed, (step * schedule.batch + i) as u64, shape.image_size as u32)).collect();
-        let shape_index = |s: &Scene| SHAPES.iter().position(|&k| k == s.shapes[s.target].shape).expect("scenes draw from SHAPES");
-        let ids: Vec<u32> = scenes.iter().flat_map(|s| prompts.ranks[shape_index(s)].iter().copied()).collect();
+        let asked: Vec<usize> = scenes.iter().map(|s| s.shapes[s.target].shape.index()).collect();
+        let ids: Vec<u32> = asked.iter().flat_map(|&a| prompts.ranks[a].iter().copied()).collect();
         let pixels: Vec<f32> = scenes.iter().flat_map(|s| preprocess.apply(&s.image)).collect();
         let patch_shapes: Vec<u32> = scenes.iter().flat_map(|s| patch_shapes(s, shape.patch_size as u32)).collect();
         let answers: Vec<u32> = scenes.iter().map(|s| prompts.answers[s.shapes[s.target].colour]).collect();
-        let next: Vec<u32> = scenes.iter().flat_map(|s| prompts.ranks[shape_index(s)][prompts.image.end + 1..].iter().copied()).collect();
+        let next: Vec<u32> = asked.iter().flat_map(|&a| prompts.ranks[a][prompts.image.end + 1..].iter().copied()).collect();
         let (b, s) = (schedule.batch, shape.image_size);
         Ok(Batch {
             ids: Tensor::from_vec(ids, (b, prompts.length), &Device::Cpu)?,
             patch_shapes: Tensor::from_vec(patch_shapes, b * prompts.image.len(), &Device::Cpu)?,
-            asked: Tensor::from_vec(scenes.iter().map(|s| shape_index(s) as u32).collect::<Vec<_>>(), b, &Device::Cpu)?,
+            asked: Tensor::from_vec(asked.iter().map(|&a| a as u32).collect::<Vec<_>>(), b, &Device::Cpu)?,
             pixels: Tensor::from_vec(pixels, (b, 3, s, s), &Device::Cpu)?,
             next: Tensor::from_vec(next, b * (prompts.length - prompts.image.end - 1), &Device::Cpu)?,
             answers: Tensor::from_vec(answers, b, &Device::Cpu)?,
@@ -698,7 +698,7 @@ fn mmproj_file(shape: &FixtureShape, params: &[Param]) -> Result<(Metadata, Vec<
         ("clip.vision.image_mean".into(), Value::Array(Array::F32(CLIP_MEAN.to_vec()))),
         ("clip.vision.image_std".into(), Value::Array(Array::F32(CLIP_STD.to_vec()))),
     ];
-    let mut tensors = params.iter().filter(|p| p.name.starts_with("v.") || p.name.starts_with("mm.")).map(encode).collect::<Result<Vec<_>>>()?;
+    let mut tensors = params.iter().filter(|p| p.file() == Some(File::Mmproj)).map(encode).collect::<Result<Vec<_>>>()?;
     // The identity block: unit norms, and zero output projections so the residual passes through.
     let (d, f) = (shape.vit_width as u64, shape.vit_ffn_width as u64);
     let b = format!("v.blk.{}", shape.vit_layers);
@@ -730,7 +730,7 @@ fn lm_file(shape: &FixtureShape, params: &[Param], used: &[u32], vocab: usize, t
     let width = shape.lm.width;
     let tensors = params
         .iter()
-        .filter(|p| !p.name.starts_with("v.") && !p.name.starts_with("mm.") && !p.name.starts_with(PROBE))
+        .filter(|p| p.file() == Some(File::Lm))
         .map(|p| {
             if p.name != "token_embd.weight" {
                 return encode(p);

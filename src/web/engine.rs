@@ -80,6 +80,15 @@ pub(super) fn load_options(options: &JsValue) -> Result<(Option<js_sys::Function
 }
 
 impl State {
+    /// `"webgpu"` or `"cpu"`: where the model computes now.
+    pub(super) fn backend_name(&self) -> &'static str {
+        match self.placement.borrow().model {
+            Loaded::Cpu(_) => "cpu",
+            #[cfg(feature = "webgpu")]
+            Loaded::Gpu(_) => "webgpu",
+        }
+    }
+
     /// Loads the GGUF model in `source` onto the backend `choice` names.
     pub(super) fn open(source: web_sys::Blob, on_progress: Option<js_sys::Function>, choice: &str) -> Result<State, JsValue> {
         let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
@@ -250,12 +259,7 @@ impl Engine {
     /// `"webgpu"` or `"cpu"`: where this model computes.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.state.placement.borrow().model {
-            Loaded::Cpu(_) => "cpu",
-            #[cfg(feature = "webgpu")]
-            Loaded::Gpu(_) => "webgpu",
-        }
-        .to_string()
+        self.state.backend_name().to_string()
     }
 
     /// The device, e.g. `WebGPU: SwiftShader (BrowserWebGpu, Cpu)` or `CPU (wasm)`.

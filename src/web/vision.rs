@@ -76,7 +76,7 @@ impl VisionEngine {
             let mmproj = BlobGguf::open(mmproj, None).map_err(|e| js_error("GgufError", e))?;
             let config = ClipConfig::from_gguf(&mmproj.header).map_err(vision_error)?;
             let width = with_model!(&language.placement.borrow().model, model => model.config().width);
-            let preprocess = Preprocess { image_size: config.image_size as u32, mean: config.mean, std: config.std, pad_to_square: false };
+            let preprocess = config.preprocess(false);
             let tower = ClipTower::load(config, &mmproj, width).map_err(vision_error)?;
             Ok(VisionEngine { language: Rc::new(language), tower: Rc::new(tower), preprocess }.into())
         }))
@@ -85,12 +85,7 @@ impl VisionEngine {
     /// `"webgpu"` or `"cpu"`: where the language model computes.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.language.placement.borrow().model {
-            super::engine::Loaded::Cpu(_) => "cpu",
-            #[cfg(feature = "webgpu")]
-            super::engine::Loaded::Gpu(_) => "webgpu",
-        }
-        .to_string()
+        self.language.backend_name().to_string()
     }
 
     /// A task resolving to `{ answer, top }`: the `k` most likely next tokens after the prompt
