@@ -10,19 +10,13 @@ use glassbox::interp::arithmetic::{prompt_set, run_arithmetic, ExperimentOptions
 use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
-use glassbox::interp::rewards::{token_rewards as run_token_rewards, DEFAULT_FRACTION};
+use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
 use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
-use serde::Serialize;
 
 use super::compute::Loader;
-use super::{prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg};
+use super::{print_json, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg, Written};
 
-type Written = Result<std::io::Result<()>, String>;
-
-fn print_json(out: &mut impl Write, value: &impl Serialize) -> Written {
-    Ok(writeln!(out, "{}", serde_json::to_string(value).map_err(text_err)?))
-}
 
 /// A token given as text must be exactly one token.
 fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>, String> {
@@ -239,11 +233,7 @@ pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsA
     let oracle = loader.load(&args.oracle, &none)?;
     let reference = loader.load(&args.reference, &none)?;
     let result = with_model!(oracle, oracle => with_model!(reference, reference => {
-        let vocabulary = |t: &Tokenizer, n: usize| t.token_texts(&(0..n as u32).collect::<Vec<_>>()).map_err(text_err);
-        let n = oracle.model.config().vocab_size;
-        if reference.model.config().vocab_size != n || vocabulary(&oracle.tokenizer, n)? != vocabulary(&reference.tokenizer, n)? {
-            return Err("the oracle and the reference do not share a tokenizer".into());
-        }
+        check_shared_tokenizer((&oracle.model, &oracle.tokenizer), (&reference.model, &reference.tokenizer)).map_err(text_err)?;
         let prompt = oracle.tokenizer.encode(&args.prompt, true, true).map_err(text_err)?;
         let response = oracle.tokenizer.encode(&args.response, false, false).map_err(text_err)?;
         run_token_rewards(&oracle.model, &reference.model, &oracle.tokenizer, &prompt, &response, args.k, args.rejected)

@@ -250,6 +250,13 @@ pub(crate) fn text_err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A command's outcome: a usage or model error, or else the result of writing its output.
+pub(crate) type Written = Result<std::io::Result<()>, String>;
+
+pub(crate) fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Written {
+    Ok(writeln!(out, "{}", serde_json::to_string(value).map_err(text_err)?))
+}
+
 /// Reads weights from the file while advancing a progress bar on stderr.
 pub(crate) struct ProgressSource<'a> {
     file: &'a GgufFile,

@@ -9,9 +9,9 @@ use glassbox::backend::Backend;
 use glassbox::gguf::GgufFile;
 use glassbox::model::Model;
 use glassbox::tokenizer::Tokenizer;
-use glassbox::interp::lens::{logit_lens_with, LensRequest, LensScale, Unembedding};
+use glassbox::interp::lens::Unembedding;
 use glassbox::vision::clip::{ClipConfig, ClipTower};
-use glassbox::vision::llava::{heatmap_by, next_token_logprobs, ImagePrompt, Method};
+use glassbox::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
 use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::train::{train, FixtureShape, Schedule};
@@ -20,9 +20,8 @@ use glassbox::model::synthetic::LlamaShape;
 use serde_json::json;
 
 use super::compute::{AnyLoaded, Loader};
-use super::{text_err, TokenizerArg};
+use super::{print_json, text_err, TokenizerArg, Written};
 
-type Written = Result<std::io::Result<()>, String>;
 
 /// What every LLaVA command reads: the two GGUFs, the image and the prompt.
 #[derive(Args)]
@@ -174,24 +173,14 @@ pub fn lens_image(out: &mut impl Write, loader: &Loader, args: &LensImageArgs) -
     let (vision, any) = open(loader, &args.input)?;
     with_model!(any, loaded => {
         let prompt = vision.prompt(&loaded.model, &loaded.tokenizer, &args.input.prompt)?;
-        let request = LensRequest { layers: args.layers.clone(), positions: Some(prompt.image.clone().collect()), top_k: args.top_k, scale: LensScale::Fixed };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-        let lens = logit_lens_with(&unembedding, &loaded.tokenizer, &prompt.ids, &request, &prompt.interventions()).map_err(text_err)?;
-        let grid = vision.tower_config.grid();
-        let cells: Vec<_> = lens
-            .cells
-            .iter()
-            .map(|cell| {
-                let patch = cell.position - prompt.image.start;
-                json!({ "layer": cell.layer, "patch": patch, "row": patch / grid, "col": patch % grid, "tokens": cell.tokens })
-            })
-            .collect();
+        let lens = visual_lens(&unembedding, &loaded.tokenizer, &prompt, vision.tower_config.grid(), args.layers.clone(), args.top_k).map_err(text_err)?;
         if args.json {
-            Ok(writeln!(out, "{}", json!({ "grid": grid, "cells": cells })))
+            print_json(out, &lens)
         } else {
             Ok(lens.cells.iter().try_for_each(|cell| {
                 let tokens: Vec<String> = cell.tokens.iter().map(|t| format!("{:?} {:.3}", t.token, t.prob)).collect();
-                writeln!(out, "layer {:>2} patch {:>3}: {}", cell.layer, cell.position - prompt.image.start, tokens.join(", "))
+                writeln!(out, "layer {:>2} patch {:>3}: {}", cell.layer, cell.patch, tokens.join(", "))
             }))
         }
     })

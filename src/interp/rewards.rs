@@ -65,6 +65,16 @@ pub fn select_tokens(rewards: &[f32], k: f32, rejected: bool) -> Vec<usize> {
     order
 }
 
+/// Whether two models read token ids the same way: the same vocabulary, token by token.
+pub fn check_shared_tokenizer<O: Backend, R: Backend>(oracle: (&Model<O>, &Tokenizer), reference: (&Model<R>, &Tokenizer)) -> Result<()> {
+    let n = oracle.0.config().vocab_size;
+    let vocabulary = |t: &Tokenizer| t.token_texts(&(0..n as u32).collect::<Vec<_>>());
+    if reference.0.config().vocab_size != n || vocabulary(oracle.1)? != vocabulary(reference.1)? {
+        return Err(InterpError::BadRequest("the oracle and the reference do not share a tokenizer".into()));
+    }
+    Ok(())
+}
+
 /// Rewards of `response` after `prompt`, both already tokenised by the shared tokenizer.
 pub fn token_rewards<O: Backend, R: Backend>(
     oracle: &Model<O>,

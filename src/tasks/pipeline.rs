@@ -51,6 +51,7 @@ pub enum Mode {
     Generate,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub wrapping: Wrapping,
     pub mode: Mode,

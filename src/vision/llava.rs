@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::generate::log_softmax;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
 use crate::interp::attribution::{position_scores, HeadScore};
-use crate::interp::lens::Unembedding;
+use crate::interp::lens::{logit_lens_with, LensRequest, LensScale, LensToken, Unembedding};
 use crate::interp::InterpError;
 use crate::model::{Model, ModelError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -140,6 +140,48 @@ pub fn next_token_logprobs<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -
 fn logprobs_with<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, interventions: &[Intervention]) -> Result<Vec<f32>> {
     let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
     Ok(log_softmax(&run.logits.data))
+}
+
+/// One image patch at one layer of the visual logit lens.
+#[derive(Clone, Debug, Serialize)]
+pub struct PatchLens {
+    pub layer: usize,
+    /// Row-major over the patch grid.
+    pub patch: usize,
+    pub row: usize,
+    pub col: usize,
+    pub tokens: Vec<LensToken>,
+}
+
+/// JSON: `{"grid": g, "cells": [{"layer", "patch", "row", "col", "tokens": [{"id", "token",
+/// "prob"}]}]}`, cells by layer then patch.
+#[derive(Clone, Debug, Serialize)]
+pub struct VisualLens {
+    pub grid: usize,
+    pub cells: Vec<PatchLens>,
+}
+
+/// The seed's projection of visual embeddings into the word-embedding space: the top `top_k`
+/// tokens of `U(resid_post_l)` at each image position, for each of `layers` (all when `None`).
+pub fn visual_lens<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    prompt: &ImagePrompt,
+    grid: usize,
+    layers: Option<Vec<usize>>,
+    top_k: usize,
+) -> Result<VisualLens> {
+    let request = LensRequest { layers, positions: Some(prompt.image.clone().collect()), top_k, scale: LensScale::Fixed };
+    let lens = logit_lens_with(unembedding, tokenizer, &prompt.ids, &request, &prompt.interventions())?;
+    let cells = lens
+        .cells
+        .into_iter()
+        .map(|cell| {
+            let patch = cell.position - prompt.image.start;
+            PatchLens { layer: cell.layer, patch, row: patch / grid, col: patch % grid, tokens: cell.tokens }
+        })
+        .collect();
+    Ok(VisualLens { grid, cells })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]

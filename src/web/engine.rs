@@ -18,6 +18,9 @@ use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
 use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
+use super::claims::Resources;
+use crate::gguf::ModelCard;
+use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
@@ -62,6 +65,8 @@ pub(super) struct State {
     /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
     /// only for a moment, so `setMask` works while a task waits on the GPU.
     mask: RefCell<Mask>,
+    /// What `inspectGguf` says of the file, for `Engine.card`.
+    card: ModelCard,
 }
 
 /// `{ backend: "auto" | "webgpu" | "cpu", onProgress(loaded, total) }`, both optional.
@@ -94,8 +99,9 @@ impl State {
         let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
+        let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error("GgufError", e))?.card;
         let placement = RefCell::new(load(choice, config, &source)?);
-        Ok(State { placement, source: source.blob, tokenizer, mask: RefCell::default() })
+        Ok(State { placement, source: source.blob, tokenizer, mask: RefCell::default(), card })
     }
 
     /// Runs `work` on the model. When it fails because the WebGPU device was lost, reloads the
@@ -120,7 +126,8 @@ impl State {
 /// A language model in the browser.
 #[wasm_bindgen]
 pub struct Engine {
-    state: Rc<State>,
+    pub(super) state: Rc<State>,
+    pub(super) resources: Rc<Resources>,
 }
 
 /// `setMask`'s argument: `{ heads: ["L.H", ...], neurons: ["L.I", ...] }`.
@@ -253,13 +260,22 @@ impl Engine {
     /// what is wrong.
     pub fn open(source: web_sys::Blob, options: JsValue) -> Result<Task, JsValue> {
         let (on_progress, choice) = load_options(&options)?;
-        Ok(Task::new(move || Ok(Engine { state: Rc::new(State::open(source, on_progress, &choice)?) }.into())))
+        Ok(Task::new(move || {
+            let state = Rc::new(State::open(source, on_progress, &choice)?);
+            Ok(Engine { state, resources: Rc::default() }.into())
+        }))
     }
 
     /// `"webgpu"` or `"cpu"`: where this model computes.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.state.backend_name().to_string()
+    }
+
+    /// The model card: `inspectGguf(...).card` of the loaded file.
+    #[wasm_bindgen(getter)]
+    pub fn card(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.state.card)
     }
 
     /// The device, e.g. `WebGPU: SwiftShader (BrowserWebGpu, Cpu)` or `CPU (wasm)`.
@@ -357,8 +373,10 @@ impl Engine {
     }
 
     /// A task generating up to `max_tokens` after `prompt`, resolving to `{ text, ids,
-    /// stop_reason }`. Temperature 0 is greedy; `seed` makes sampling repeatable.
-    pub fn generate(&self, prompt: &str, max_tokens: usize, temperature: f32, seed: u32) -> Result<Task, JsValue> {
+    /// stop_reason }`. Temperature 0 is greedy; `seed` makes sampling repeatable. `onToken(text,
+    /// id)`, when given, is called after each new token with the text generated so far and the
+    /// token's id; returning `false` from it stops the generation.
+    pub fn generate(&self, prompt: &str, max_tokens: usize, temperature: f32, seed: u32, on_token: Option<js_sys::Function>) -> Result<Task, JsValue> {
         let ids = self.tokenize(prompt)?;
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
@@ -369,7 +387,12 @@ impl Engine {
                 interventions: state.mask.borrow().interventions(),
             };
             state.compute(|loaded| {
-                let generation = with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, |_, _| true));
+                let report = |id: u32, text: &str| match &on_token {
+                    // A throwing callback stops the generation, as `false` does.
+                    Some(callback) => callback.call2(&JsValue::NULL, &text.into(), &id.into()).is_ok_and(|go_on| go_on != JsValue::FALSE),
+                    None => true,
+                };
+                let generation = with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, report));
                 to_js(&generation.map_err(model_error)?)
             })
         }))

@@ -3,6 +3,7 @@
 //! Every export returns a `Result`, so failures reach JavaScript as exceptions whose `name` says
 //! which part failed (`GgufError`, `GpuError`, `InputError`) and whose `message` says why.
 
+mod claims;
 mod engine;
 pub mod jspi;
 mod vision;

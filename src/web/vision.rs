@@ -14,7 +14,8 @@ use crate::backend::Backend;
 use crate::generate::{argmax, top_k};
 use crate::model::Model;
 use crate::vision::clip::{ClipConfig, ClipTower};
-use crate::vision::llava::{heatmap_by, next_token_logprobs, ImagePrompt, Method};
+use crate::interp::lens::Unembedding;
+use crate::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use crate::vision::preprocess::{decode, ImageLimits, Preprocess};
 
 #[wasm_bindgen]
@@ -38,6 +39,14 @@ impl Default for HeatmapOptions {
     fn default() -> Self {
         HeatmapOptions { method: Method::Lpi, heads: 1, target: None }
     }
+}
+
+/// `lens`'s options, all optional: `{ layers, topK }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct VisualLensOptions {
+    layers: Option<Vec<usize>>,
+    top_k: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +132,23 @@ impl VisionEngine {
                     let heatmap = js_sys::Reflect::get(&report, &"heatmap".into())?;
                     js_sys::Reflect::set(&heatmap, &"cells".into(), &js_sys::Float32Array::from(map.cells.as_slice()))?;
                     Ok(report)
+                })
+            })
+        }))
+    }
+
+    /// A task resolving to the visual logit lens, as the CLI's `lens-image --json` gives it:
+    /// `{ grid, cells: [{ layer, patch, row, col, tokens: [{ id, token, prob }] }] }`.
+    pub fn lens(&self, image: Vec<u8>, prompt: String, options: JsValue) -> Result<Task, JsValue> {
+        let given: VisualLensOptions = self::options(options)?;
+        let this = self.share();
+        Ok(Task::new(move || {
+            this.language.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let image_prompt = this.prompt(model, &image, &prompt)?;
+                    let unembedding = Unembedding::new(model).map_err(vision_error)?;
+                    let lens = visual_lens(&unembedding, &this.language.tokenizer, &image_prompt, this.tower.config.grid(), given.layers.clone(), given.top_k.unwrap_or(5));
+                    to_js(&lens.map_err(vision_error)?)
                 })
             })
         }))

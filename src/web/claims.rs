@@ -1,0 +1,182 @@
+//! The claim tasks and SePO token rewards on an [`Engine`], as `glassbox classify` and
+//! `glassbox token-rewards` run them natively.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+
+use super::engine::{with_model, Engine};
+use super::jspi::Task;
+use super::{js_error, options, to_js};
+use crate::interp::rewards::{check_shared_tokenizer, token_rewards};
+use crate::tasks::affect::{Empath, Vader};
+use crate::tasks::classify::Wrapping;
+use crate::tasks::embed::MiniLm;
+use crate::tasks::index::Index;
+use crate::tasks::nrc::Nrc;
+use crate::tasks::pipeline::{Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
+use crate::tasks::templates::Table;
+
+/// What `classify` may need beyond the model, given once by the caller. Shared with running
+/// tasks, so replacing one never disturbs a classification in flight.
+#[derive(Default)]
+pub(super) struct Resources {
+    lexicons: RefCell<Option<Rc<Lexicons>>>,
+    minilm: RefCell<Option<Rc<MiniLm>>>,
+}
+
+/// `classify`'s options, all optional: `{ explain, evidence, affect, mode: "score" | "generate",
+/// chat, maxNewTokens, k, modelName }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ClassifyOptions {
+    explain: bool,
+    evidence: bool,
+    affect: bool,
+    mode: Option<String>,
+    chat: bool,
+    max_new_tokens: Option<usize>,
+    k: Option<usize>,
+    /// The model's file name: an index built with `--embedder llm` records it.
+    model_name: Option<String>,
+}
+
+fn task_error(e: impl std::fmt::Display) -> JsValue {
+    js_error("TaskError", e)
+}
+
+/// `{ id?, domain?, <field>: text, ... }` as a task input; every field the task names must be
+/// there.
+fn parse_input(value: JsValue, task: &crate::tasks::templates::Task) -> Result<Input, JsValue> {
+    let mut fields: BTreeMap<String, String> = options(value)?;
+    let id = fields.remove("id").unwrap_or_default();
+    let domain = fields.remove("domain");
+    if let Some(missing) = task.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
+        return Err(js_error("InputError", format!("task {:?} needs the field {missing:?}", task.name)));
+    }
+    Ok(Input { id, fields, domain })
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// The lexicons the affect features read: VADER's `vader_lexicon.txt` and
+    /// `emoji_utf8_lexicon.txt`, Empath's categories TSV, and optionally NRC's JSON (for research
+    /// and non-commercial use only).
+    #[wasm_bindgen(js_name = useLexicons)]
+    pub fn use_lexicons(&self, vader: &str, emoji: &str, empath: &str, nrc: Option<String>) -> Result<(), JsValue> {
+        let lexicons = Lexicons {
+            vader: Vader::new(vader, emoji).map_err(task_error)?,
+            empath: Empath::new(empath).map_err(task_error)?,
+            nrc: nrc.map(|json| Nrc::new(&json)).transpose().map_err(task_error)?,
+        };
+        self.resources.lexicons.replace(Some(Rc::new(lexicons)));
+        Ok(())
+    }
+
+    /// all-MiniLM-L6-v2 (`model.safetensors`, `tokenizer.json`, `config.json`), which indexes
+    /// built with `--embedder minilm` are queried with.
+    #[wasm_bindgen(js_name = useEmbedder)]
+    pub fn use_embedder(&self, safetensors: Vec<u8>, tokenizer_json: &[u8], config_json: &[u8]) -> Result<(), JsValue> {
+        let minilm = MiniLm::load(safetensors, tokenizer_json, config_json).map_err(task_error)?;
+        self.resources.minilm.replace(Some(Rc::new(minilm)));
+        Ok(())
+    }
+
+    /// A task classifying `input` with the built-in task `task` (`fmd`, `conspiracy`, `pheme`,
+    /// ...) or a task given as JSON, resolving to `classify`'s output row: `{ id, label, probs,
+    /// explanation?, evidence?, affect?, retrieved? }`. With `index` (a `.gbx` file's bytes) the
+    /// prompt is RAEmoLLM's few-shot prompt of retrieved examples. `onText(piece)` receives the
+    /// explanation as it is generated.
+    pub fn classify(&self, task: &str, input: JsValue, options: JsValue, index: Option<Vec<u8>>, on_text: Option<js_sys::Function>) -> Result<Task, JsValue> {
+        let given: ClassifyOptions = self::options(options)?;
+        let table = Table::builtin();
+        let task = match task.trim_start().starts_with('{') {
+            true => Table::parse_task(task).map_err(task_error)?,
+            false => table.task(task).cloned().map_err(task_error)?,
+        };
+        let input = parse_input(input, &task)?;
+        let index = index.map(|bytes| Index::from_bytes(&bytes)).transpose().map_err(task_error)?;
+        if task.instruction.is_none() && index.is_none() {
+            return Err(js_error("InputError", format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name)));
+        }
+        let mode = match given.mode.as_deref() {
+            None | Some("score") => Mode::Score,
+            Some("generate") => Mode::Generate,
+            Some(other) => return Err(js_error("InputError", format!("mode {other:?} is neither \"score\" nor \"generate\""))),
+        };
+        let lexicons = match given.affect {
+            true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| js_error("InputError", "affect features need the lexicons: call useLexicons first"))?),
+            false => None,
+        };
+        let minilm = match &index {
+            Some(index) if index.embedder == "minilm" => {
+                Some(self.resources.minilm.borrow().clone().ok_or_else(|| js_error("InputError", "this index was built with MiniLM: call useEmbedder first"))?)
+            }
+            Some(index) if Some(index.embedder.as_str()) != given.model_name.as_ref().map(|name| format!("llm:{name}")).as_deref() => {
+                return Err(js_error(
+                    "InputError",
+                    format!("the index was built with the embedder {:?}, not MiniLM or this model ({:?})", index.embedder, given.model_name.unwrap_or_default()),
+                ));
+            }
+            _ => None,
+        };
+        let defaults = Options::default();
+        let options = Options {
+            wrapping: if given.chat { Wrapping::Chat } else { Wrapping::Seed },
+            mode,
+            explain: given.explain,
+            evidence: given.evidence,
+            affect: given.affect,
+            max_new_tokens: given.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+            retrieve_k: given.k.unwrap_or(defaults.retrieve_k),
+            ..defaults
+        };
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            state.compute(|loaded| {
+                with_model!(loaded, model => {
+                    let mut classifier = Classifier::new(model, &state.tokenizer, &table, &task, options.clone());
+                    classifier.lexicons = lexicons.as_deref();
+                    classifier.retrieval = index.as_ref().map(|index| Retrieval {
+                        index,
+                        embedder: match &minilm {
+                            Some(minilm) => Embedder::MiniLm(minilm),
+                            None => Embedder::Llm,
+                        },
+                    });
+                    let mut stream = |piece: &str| {
+                        if let Some(callback) = &on_text {
+                            // The stream is a view: a throwing callback must not fail the task.
+                            let _ = callback.call1(&JsValue::NULL, &piece.into());
+                        }
+                    };
+                    to_js(&classifier.run(&input, &mut stream).map_err(task_error)?)
+                })
+            })
+        }))
+    }
+
+    /// A task resolving to SePO's token rewards of `response` after `prompt`, with this model as
+    /// the oracle and `reference` as the reference: `token-rewards --json`'s object (`k`,
+    /// `rejected`, `selected_count`, `tokens`). Both models must share a tokenizer.
+    #[wasm_bindgen(js_name = tokenRewards)]
+    pub fn token_rewards(&self, reference: &Engine, prompt: &str, response: &str, k: f32, rejected: bool) -> Result<Task, JsValue> {
+        let tokenizer = |e| js_error("TokenizerError", e);
+        let prompt = self.state.tokenizer.encode(prompt, true, true).map_err(tokenizer)?;
+        let response = self.state.tokenizer.encode(response, false, false).map_err(tokenizer)?;
+        let (oracle, reference) = (Rc::clone(&self.state), Rc::clone(&reference.state));
+        Ok(Task::new(move || {
+            oracle.compute(|oracle_model| {
+                reference.compute(|reference_model| {
+                    with_model!(oracle_model, o => with_model!(reference_model, r => {
+                        let interp = |e| js_error("InterpError", e);
+                        check_shared_tokenizer((o, &oracle.tokenizer), (r, &reference.tokenizer)).map_err(interp)?;
+                        to_js(&token_rewards(o, r, &oracle.tokenizer, &prompt, &response, k, rejected).map_err(interp)?)
+                    }))
+                })
+            })
+        }))
+    }
+}
