@@ -26,9 +26,10 @@ $(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py scripts/cuda-requiremen
 
 pkg: $(SETUP_STAMP)
 	scripts/build-wasm.sh $(WASM_PROFILE)
+	cd www && node build.mjs --package-only
 
 web: pkg
-	cd www && node build.mjs
+	cd www && node build.mjs --shell-only
 
 demo: web
 	cd www && node serve.mjs $(PORT)

@@ -1,11 +1,15 @@
-// Bundles the shell into dist/ with the wasm-bindgen output from ../pkg.
+// Builds the npm package's JavaScript and types into ../pkg (from pkg/src and the wasm-bindgen
+// output) and the shell into dist/; `--package-only` or `--shell-only` builds one of them.
 import * as esbuild from "esbuild";
-import { copyFile, cp, mkdir } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { copyFile, cp, mkdir, readdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
 const here = new URL(".", import.meta.url);
 const pkg = new URL("../pkg/", here);
 const dist = new URL("dist/", here);
+const path = (url) => fileURLToPath(url);
 
 for (const file of ["glassbox.js", "glassbox_bg.wasm"]) {
   if (!existsSync(new URL(file, pkg))) {
@@ -13,24 +17,37 @@ for (const file of ["glassbox.js", "glassbox_bg.wasm"]) {
     process.exit(1);
   }
 }
+
+const common = { bundle: true, format: "esm", target: "es2022", logLevel: "warning" };
+const only = process.argv.find((a) => a.endsWith("-only"));
+if (only !== "--shell-only") await buildPackage();
+if (only === "--package-only") process.exit(0);
+
+async function buildPackage() {
+  // A chunk's name changes with its content: drop the previous build's.
+  for (const old of (await readdir(pkg)).filter((f) => f.startsWith("chunk-"))) await rm(new URL(old, pkg));
+  // The API and the elements share one chunk, so both see the same worker.
+  const api = ["index", "elements"].map((name) => path(new URL(`src/${name}.ts`, pkg)));
+  await esbuild.build({ ...common, entryPoints: api, splitting: true, outdir: path(pkg) });
+  // The worker carries the wasm-bindgen glue; glassbox_bg.wasm sits beside it.
+  await esbuild.build({ ...common, entryPoints: [path(new URL("src/worker.ts", pkg))], outdir: path(pkg) });
+  const tsc = path(new URL("node_modules/.bin/tsc", here));
+  for (const config of ["tsconfig.json", "tsconfig.worker.json"]) execFileSync(tsc, ["-p", path(new URL(config, pkg))], { stdio: "inherit" });
+  console.log("build: pkg/ has index.js, elements.js, worker.js and their types");
+}
+
 await mkdir(dist, { recursive: true });
 await esbuild.build({
-  entryPoints: ["main", "bench"].map((name) => new URL(`src/${name}.ts`, here).pathname),
-  bundle: true,
-  format: "esm",
-  target: "es2022",
+  ...common,
+  entryPoints: ["main", "bench"].map((name) => path(new URL(`src/${name}.ts`, here))),
   sourcemap: true,
-  outdir: dist.pathname,
-  logLevel: "warning",
+  outdir: path(dist),
 });
 await Promise.all([
-  copyFile(new URL("index.html", here), new URL("index.html", dist)),
-  copyFile(new URL("bench.html", here), new URL("bench.html", dist)),
-  copyFile(new URL("style.css", here), new URL("style.css", dist)),
-  copyFile(new URL("glassbox_bg.wasm", pkg), new URL("glassbox_bg.wasm", dist)),
-  // The package's own entry, so tests and embedders can import it next to the page.
-  copyFile(new URL("glassbox.js", pkg), new URL("glassbox.js", dist)),
-  // The JS that src/web/jspi.rs inlines, imported by glassbox.js.
+  ...["index.html", "bench.html", "style.css"].map((file) => copyFile(new URL(file, here), new URL(file, dist))),
+  // The package itself, so pages and tests can import it (and its elements) beside the shell.
+  ...(await readdir(pkg)).filter((f) => f.endsWith(".js") || f.endsWith(".wasm")).map((file) => copyFile(new URL(file, pkg), new URL(file, dist))),
+  // The JS that src/web/jspi.rs inlines, imported by glassbox.js (which the bench page uses).
   cp(new URL("snippets/", pkg), new URL("snippets/", dist), { recursive: true }),
 ]);
 console.log(`build: www/dist ready`);

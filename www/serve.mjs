@@ -1,4 +1,5 @@
-// Serves www/dist and the downloaded models on 127.0.0.1 only. Usage: node serve.mjs [PORT]
+// Serves www/dist, the downloaded models and the test fixtures on 127.0.0.1 only, cross-origin
+// isolated. Usage: node serve.mjs [PORT]
 import { createServer } from "node:http";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -15,6 +16,8 @@ const TYPES = {
   ".gguf": "application/octet-stream",
   ".png": "image/png",
   ".txt": "text/plain; charset=utf-8",
+  ".tsv": "text/tab-separated-values; charset=utf-8",
+  ".gbx": "application/octet-stream",
 };
 
 /** Maps a URL path under one of `mounts` ({ prefix: directory }) to a file, refusing escapes. */
@@ -48,6 +51,9 @@ export function startServer({ port = 0, root, models, fixtures }) {
       "Content-Length": info.size,
       "Cache-Control": "no-cache",
       "X-Content-Type-Options": "nosniff",
+      // Cross-origin isolation: wasm may share memory with the page (a generation's stop flag).
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
     });
     if (request.method === "HEAD") return response.end();
     createReadStream(file).pipe(response);

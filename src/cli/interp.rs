@@ -21,10 +21,7 @@ use super::{print_json, prompt_ids, text_err, AblationArgs, PromptArgs, Tokenize
 /// A token given as text must be exactly one token.
 fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>, String> {
     let Some(text) = text else { return Ok(None) };
-    match tokenizer.encode(text, false, true).map_err(text_err)?.as_slice() {
-        [id] => Ok(Some(*id)),
-        ids => Err(format!("--target {text:?} is {} tokens; name a single token", ids.len())),
-    }
+    tokenizer.single_token(text).map(Some).map_err(|e| format!("--target: {e}"))
 }
 
 /// What `attribute` and `cna` share: which token, how many neurons to list and to score exactly.

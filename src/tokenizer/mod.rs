@@ -44,6 +44,8 @@ pub enum TokenizerError {
     Encode(String),
     #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
     UnknownId { id: u32, vocab_size: usize },
+    #[error("{text:?} is {count} tokens; name a single token")]
+    NotOneToken { text: String, count: usize },
     #[error("this model has no chat template (tokenizer.chat_template)")]
     NoChatTemplate,
     #[error("the chat template failed: {0}")]
@@ -128,6 +130,14 @@ impl Tokenizer {
     }
 
     /// [`Tokenizer::encode`], with each token's byte range in `text` (BOS gets `0..0`).
+    /// The id of `text` when it is exactly one token (special tokens recognised).
+    pub fn single_token(&self, text: &str) -> Result<u32> {
+        match self.encode(text, false, true)?[..] {
+            [id] => Ok(id),
+            ref ids => Err(TokenizerError::NotOneToken { text: text.to_string(), count: ids.len() }),
+        }
+    }
+
     pub fn encode_with_offsets(&self, text: &str, add_special: bool, parse_special: bool) -> Result<(Vec<u32>, Vec<Range<usize>>)> {
         // `encode` (unlike `encode_fast`) tracks offsets, in bytes.
         let encoding = self.encoder(parse_special).encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;

@@ -138,11 +138,20 @@ struct MaskSpec {
     neurons: Vec<String>,
 }
 
-/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`.
+/// A token named by its id or by its text.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum TokenChoice {
+    Id(u32),
+    Text(String),
+}
+
+/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`, `target` a
+/// token id or a token's text.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct AttributeOptions {
-    target: Option<u32>,
+    target: Option<TokenChoice>,
     top: Option<usize>,
     exact_neurons: Option<usize>,
     exact_all: bool,
@@ -334,8 +343,13 @@ impl Engine {
     pub fn attribute(&self, ids: Vec<u32>, options: JsValue) -> Result<Task, JsValue> {
         let given: AttributeOptions = self::options(options)?;
         let defaults = AttributionOptions::default();
+        let target = match given.target {
+            Some(TokenChoice::Text(text)) => Some(self.state.tokenizer.single_token(&text).map_err(|e| js_error("TokenizerError", e))?),
+            Some(TokenChoice::Id(id)) => Some(id),
+            None => None,
+        };
         let options = AttributionOptions {
-            target: given.target,
+            target,
             top: given.top.unwrap_or(defaults.top),
             exact_neurons: given.exact_neurons.unwrap_or(defaults.exact_neurons),
             exact_all: given.exact_all,

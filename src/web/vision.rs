@@ -17,6 +17,7 @@ use crate::vision::clip::{ClipConfig, ClipTower};
 use crate::interp::lens::Unembedding;
 use crate::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use crate::vision::preprocess::{decode, ImageLimits, Preprocess};
+use crate::vision::shapes::scene;
 
 #[wasm_bindgen]
 pub struct VisionEngine {
@@ -71,6 +72,22 @@ impl VisionEngine {
         let token = self.language.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
         Ok(Answer { id, token, prob: logprobs[id as usize].exp() })
     }
+}
+
+/// Scene `index` of the stream `seed` from the fixture's generator, `size` pixels square:
+/// `{ png, prompt, answer, target, shapes }`, as the CLI's `scene --png` gives it, with the image
+/// as PNG bytes (a `Uint8Array`).
+#[wasm_bindgen(js_name = drawScene)]
+pub fn draw_scene(seed: u32, index: u32, size: u32) -> Result<JsValue, JsValue> {
+    if !(32..=1024).contains(&size) {
+        return Err(js_error("InputError", format!("a scene of {size} pixels: the generator draws 32 to 1024")));
+    }
+    let drawn = scene(seed.into(), index.into(), size);
+    let mut png = std::io::Cursor::new(Vec::new());
+    drawn.image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| js_error("ImageError", e))?;
+    let report = to_js(&serde_json::json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes }))?;
+    js_sys::Reflect::set(&report, &"png".into(), &js_sys::Uint8Array::from(png.get_ref().as_slice()))?;
+    Ok(report)
 }
 
 #[wasm_bindgen]

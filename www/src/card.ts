@@ -1,8 +1,8 @@
 /** Renders a model card. Every value from the file is set as text, never as HTML. */
 
-import type { ModelSummary } from "./types.js";
+import type { ModelCard } from "../../pkg/src/index.js";
 
-const FIELDS: [keyof ModelSummary["card"], string][] = [
+const FIELDS: [keyof ModelCard, string][] = [
   ["name", "name"],
   ["architecture", "architecture"],
   ["layers", "layers"],
@@ -18,10 +18,10 @@ const FIELDS: [keyof ModelSummary["card"], string][] = [
   ["gguf_version", "GGUF version"],
 ];
 
-export function renderCard(list: HTMLElement, table: HTMLTableElement, summary: ModelSummary): void {
+export function renderCard(list: HTMLElement, table: HTMLTableElement, card: ModelCard): void {
   const rows: Node[] = [];
   for (const [field, label] of FIELDS) {
-    const value = summary.card[field];
+    const value = card[field];
     const term = document.createElement("dt");
     term.textContent = label;
     const detail = document.createElement("dd");
@@ -35,7 +35,7 @@ export function renderCard(list: HTMLElement, table: HTMLTableElement, summary: 
   const body = table.tBodies[0];
   if (body === undefined) return;
   body.replaceChildren(
-    ...Object.entries(summary.card.tensor_types).map(([type, count]) => {
+    ...Object.entries(card.tensor_types).map(([type, count]) => {
       const row = document.createElement("tr");
       row.dataset["type"] = type;
       for (const text of [type, String(count)]) {

@@ -1,0 +1,457 @@
+/**
+ * glassbox's JavaScript API. Models load and compute in a Web Worker this package provides, so
+ * the page's thread never blocks; every failure arrives as an `Error` with a readable message.
+ *
+ * ```ts
+ * import { Glassbox } from "glassbox";
+ * const gb = await Glassbox.load("models/SmolLM2-135M-Instruct.Q4_1.gguf", { backend: "auto" });
+ * const [top] = await gb.logits("The capital of France is", { topK: 5 });
+ * ```
+ */
+import { ModelCache } from "./cache.js";
+import type { Reply } from "./protocol.js";
+import { bytesOf, imageBytes, sourceName, textOf, toBlob, type FetchOptions, type ModelSource } from "./source.js";
+import type {
+  Attribution,
+  BackendInfo,
+  BackendName,
+  Classification,
+  Generation,
+  HeatmapMethod,
+  LogitLens,
+  ModelCard,
+  NextToken,
+  PatchHeatmap,
+  TokenRewards,
+  VisualAnswer,
+  VisualLens,
+} from "./types.js";
+
+export * from "./types.js";
+export { ModelCache, type CachedModel, type CacheStore } from "./cache.js";
+export { LoadError, type CachePolicy, type LoadProgress, type ModelSource } from "./source.js";
+
+export interface LoadOptions extends FetchOptions {
+  /** `auto` (the default) takes WebGPU when the browser offers it, else the wasm CPU. */
+  backend?: "auto" | BackendName | undefined;
+  /** Where the package's `worker.js` is served, when a bundler did not place it beside this module. */
+  workerUrl?: string | URL | undefined;
+  /** Where `glassbox_bg.wasm` is served, when not beside `worker.js`. */
+  wasmUrl?: string | URL | undefined;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 (the default) is greedy. */
+  temperature?: number;
+  seed?: number;
+  /** Called after each token with its text and the whole text so far. */
+  onToken?: (token: string, textSoFar: string) => void;
+  /**
+   * Stops the generation at the next token. It needs a cross-origin-isolated page (served with
+   * COOP and COEP headers, as `make demo` serves), where the worker can see the abort while it
+   * computes; elsewhere the generation runs to `maxTokens`.
+   */
+  signal?: AbortSignal;
+}
+
+export interface AttributeOptions {
+  /** The token explained, by id or text; the model's top-1 by default. */
+  target?: number | string;
+  /** How many neurons, value and query neurons to list (100). */
+  top?: number;
+  /** How many neurons to score exactly (1000). */
+  exactNeurons?: number;
+}
+
+export interface LensOptions {
+  layers?: number[];
+  positions?: number[];
+  topK?: number;
+  scale?: "fixed" | "own_rms";
+}
+
+export interface Ablations {
+  /** `"layer.head"`, e.g. `"17.3"`. */
+  heads?: string[];
+  /** `"layer.neuron"`, e.g. `"25.7164"`. */
+  neurons?: string[];
+}
+
+export interface ClassifyOptions {
+  /** Generate the explanation after the verdict. */
+  explain?: boolean;
+  /** Attribute the verdict to the input's tokens. */
+  evidence?: boolean;
+  /** VADER, Empath and the model's sentiment intensity (call `useLexicons` first). */
+  affect?: boolean;
+  /** A retrieval index (`glassbox index build`): RAEmoLLM's few-shot prompt of similar examples. */
+  index?: string | URL | Blob | ArrayBuffer | Uint8Array;
+  /** Receives the explanation as it is generated. */
+  onText?: (piece: string) => void;
+  mode?: "score" | "generate";
+  /** Wrap the instruction in the model's chat template instead of the papers' `Human:` wrapper. */
+  chat?: boolean;
+  maxNewTokens?: number;
+  /** How many examples to retrieve (4). */
+  k?: number;
+}
+
+/** A claim task's input: its fields (`claim`, `context`, `text`, ...), optionally `id` and `domain`. */
+export type TaskInput = Record<string, string>;
+
+export interface Lexicons {
+  /** VADER's `vader_lexicon.txt` and `emoji_utf8_lexicon.txt`, Empath's categories TSV. */
+  vader: string | URL | Blob;
+  emoji: string | URL | Blob;
+  empath: string | URL | Blob;
+  /** NRC's lexicon JSON: for research and non-commercial use only. */
+  nrc?: string | URL | Blob;
+}
+
+export interface HeatmapOptions {
+  method?: HeatmapMethod;
+  /** LPI through this many top heads (1). */
+  heads?: number;
+  /** The token explained, by id; the model's answer by default. */
+  target?: number;
+}
+
+export type ImageSource = Blob | ImageData | string | URL;
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  onEvent: ((event: string, data: unknown) => void) | undefined;
+}
+
+/** One worker; every model loaded through it lives there, so two models can be used together. */
+class Connection {
+  #worker: Worker;
+  #pending = new Map<number, Pending>();
+  #next = 1;
+  #stopped: string | null = null;
+  #wasmUrl: string | undefined;
+
+  constructor(workerUrl: string | URL, wasmUrl: string | URL | undefined) {
+    this.#wasmUrl = wasmUrl === undefined ? undefined : new URL(String(wasmUrl), globalThis.location?.href).href;
+    this.#worker = new Worker(workerUrl, { type: "module", name: "glassbox" });
+    this.#worker.onmessage = (event: MessageEvent<Reply>) => this.#receive(event.data);
+    this.#worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#stop(`the glassbox worker failed to start (${event.message || "is worker.js served beside the package?"})`);
+    };
+  }
+
+  #stop(reason: string): void {
+    this.#stopped = reason;
+    for (const pending of this.#pending.values()) pending.reject(named("InternalError", reason));
+    this.#pending.clear();
+    this.#worker.terminate();
+  }
+
+  #receive(reply: Reply): void {
+    const pending = this.#pending.get(reply.id);
+    if (pending === undefined) return;
+    if (reply.kind === "event") {
+      try {
+        pending.onEvent?.(reply.event, reply.data);
+      } catch (e) {
+        // A caller's callback that throws must not take the computation down with it.
+        console.error(e);
+      }
+      return;
+    }
+    this.#pending.delete(reply.id);
+    if (reply.kind === "value") {
+      pending.resolve(reply.value);
+    } else {
+      pending.reject(named(reply.error.name, reply.error.message));
+      if (reply.fatal) this.#stop(reply.error.message);
+    }
+  }
+
+  call<T>(op: string, args: Record<string, unknown>, onEvent?: (event: string, data: unknown) => void, transfer: Transferable[] = []): Promise<T> {
+    if (this.#stopped !== null) return Promise.reject(named("InternalError", this.#stopped));
+    const id = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, onEvent });
+      this.#worker.postMessage({ id, op, args: { ...args, wasmUrl: this.#wasmUrl } }, transfer);
+    });
+  }
+}
+
+function named(name: string, message: string): Error {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+let shared: Connection | null = null;
+
+function connection(options: LoadOptions): Connection {
+  if (options.workerUrl !== undefined || options.wasmUrl !== undefined) {
+    return new Connection(options.workerUrl ?? new URL("./worker.js", import.meta.url), options.wasmUrl);
+  }
+  shared ??= new Connection(new URL("./worker.js", import.meta.url), undefined);
+  return shared;
+}
+
+const cache = new ModelCache();
+
+function forwardProgress(options: LoadOptions) {
+  return (event: string, data: unknown) => {
+    if (event === "progress") options.onProgress?.(data as Parameters<NonNullable<LoadOptions["onProgress"]>>[0]);
+  };
+}
+
+function split(list: string[] | undefined): string[] {
+  return list ?? [];
+}
+
+/** A language model loaded in the glassbox worker. */
+export class Glassbox {
+  /** The models kept on this device: `list()`, `size()`, `delete(key)`. */
+  static readonly cache: ModelCache = cache;
+
+  #connection: Connection;
+  #handle: number;
+  #card: ModelCard;
+  #backend: BackendInfo;
+  #name: string | undefined;
+  #ablations = { heads: new Set<string>(), neurons: new Set<string>() };
+  #disposed = false;
+
+  private constructor(connection: Connection, handle: number, card: ModelCard, backend: BackendInfo, name: string | undefined) {
+    this.#connection = connection;
+    this.#handle = handle;
+    this.#card = card;
+    this.#backend = backend;
+    this.#name = name;
+  }
+
+  /** Loads a GGUF model: a URL, a `File` or `Blob`, bytes, or the parts of a larger file in order. */
+  static async load(source: ModelSource, options: LoadOptions = {}): Promise<Glassbox> {
+    const blob = await toBlob(source, cache, options);
+    const worker = connection(options);
+    const loaded = await worker.call<{ handle: number; card: ModelCard; backend: BackendInfo }>(
+      "load",
+      { blob, backend: options.backend ?? "auto" },
+      forwardProgress(options),
+    );
+    return new Glassbox(worker, loaded.handle, loaded.card, loaded.backend, sourceName(source));
+  }
+
+  /** Loads a LLaVA model: its mmproj (vision tower and projector) and its language model. */
+  static loadVision(mmproj: ModelSource, languageModel: ModelSource, options: LoadOptions = {}): Promise<GlassboxVision> {
+    return GlassboxVision.load(mmproj, languageModel, options);
+  }
+
+  #call<T>(op: string, args: Record<string, unknown> = {}, onEvent?: (event: string, data: unknown) => void): Promise<T> {
+    if (this.#disposed) return Promise.reject(named("InputError", "this model has been disposed"));
+    return this.#connection.call<T>(op, { handle: this.#handle, ...args }, onEvent);
+  }
+
+  /** The model card, as the file describes the model. */
+  info(): ModelCard {
+    return this.#card;
+  }
+
+  /** `"webgpu"` or `"cpu"`. */
+  get backend(): BackendName {
+    return this.#backend.name;
+  }
+
+  /** Why the model runs on the CPU though WebGPU was wanted; null otherwise. */
+  get fallbackReason(): string | null {
+    return this.#backend.fallbackReason;
+  }
+
+  /** The device, e.g. `WebGPU: SwiftShader ...` or `CPU (wasm)`. */
+  get device(): string {
+    return this.#backend.device;
+  }
+
+  /** The token ids of `text`, special tokens recognised. */
+  async tokenize(text: string): Promise<number[]> {
+    return this.#call("tokenize", { text });
+  }
+
+  /** The model's chat template around one user message. */
+  async chatPrompt(message: string): Promise<string> {
+    return this.#call("chatPrompt", { message });
+  }
+
+  async generate(prompt: string, options: GenerateOptions = {}): Promise<Generation> {
+    let previous = "";
+    const onEvent = (event: string, data: unknown) => {
+      if (event !== "token" || options.onToken === undefined) return;
+      const { text } = data as { text: string };
+      const piece = text.startsWith(previous) ? text.slice(previous.length) : text;
+      previous = text;
+      options.onToken(piece, text);
+    };
+    const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
+    if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+    const generation = await this.#call<Generation>(
+      "generate",
+      { prompt, maxTokens: options.maxTokens ?? 64, temperature: options.temperature ?? 0, seed: options.seed ?? 0, stop },
+      onEvent,
+    );
+    await this.#refreshBackend();
+    return generation;
+  }
+
+  /** The next token's `topK` most likely tokens. */
+  async logits(prompt: string, options: { topK?: number } = {}): Promise<NextToken[]> {
+    return this.#after(this.#call("logits", { prompt, topK: options.topK ?? 10 }));
+  }
+
+  /** Log-probability-increase attribution of the next token to layers, heads, neurons and positions. */
+  async attribute(prompt: string, options: AttributeOptions = {}): Promise<Attribution> {
+    return this.#after(this.#call("attribute", { prompt, options }));
+  }
+
+  /** The logit lens: each layer's residual stream read through the unembedding. */
+  async lens(prompt: string, options: LensOptions = {}): Promise<LogitLens> {
+    return this.#after(this.#call("lens", { prompt, options }));
+  }
+
+  /** Zeroes these heads and neurons in every later `logits` and `generate`, on top of earlier ones. */
+  async ablate(ablations: Ablations): Promise<void> {
+    const heads = new Set([...this.#ablations.heads, ...split(ablations.heads)]);
+    const neurons = new Set([...this.#ablations.neurons, ...split(ablations.neurons)]);
+    await this.#call("setMask", { heads: [...heads], neurons: [...neurons] });
+    this.#ablations = { heads, neurons };
+  }
+
+  async clearAblations(): Promise<void> {
+    await this.#call("setMask", { heads: [], neurons: [] });
+    this.#ablations = { heads: new Set(), neurons: new Set() };
+  }
+
+  /** The heads and neurons zeroed now. */
+  get ablations(): Required<Ablations> {
+    return { heads: [...this.#ablations.heads], neurons: [...this.#ablations.neurons] };
+  }
+
+  /** The lexicons `classify(..., { affect: true })` reads, as URLs or `Blob`s. */
+  async useLexicons(lexicons: Lexicons): Promise<void> {
+    const [vader, emoji, empath, nrc] = await Promise.all(
+      [lexicons.vader, lexicons.emoji, lexicons.empath, lexicons.nrc].map((source) => (source === undefined ? undefined : textOf(source))),
+    );
+    await this.#call("useLexicons", { vader, emoji, empath, nrc });
+  }
+
+  /** all-MiniLM-L6-v2, which indexes built with `--embedder minilm` are queried with. */
+  async useEmbedder(files: { model: string | URL | Blob | ArrayBuffer; tokenizer: string | URL | Blob; config: string | URL | Blob }): Promise<void> {
+    const [model, tokenizer, config] = await Promise.all([bytesOf(files.model), bytesOf(files.tokenizer), bytesOf(files.config)]);
+    await this.#call("useEmbedder", { model, tokenizer, config });
+  }
+
+  /** Classifies a claim with a task (`fmd`, `conspiracy`, `pheme`, ... or a task's JSON). */
+  async classify(task: string, input: TaskInput, options: ClassifyOptions = {}): Promise<Classification> {
+    const { index, onText, ...rest } = options;
+    const indexBytes = index === undefined ? undefined : await bytesOf(index);
+    const onEvent = (event: string, data: unknown) => {
+      if (event === "text") onText?.(data as string);
+    };
+    return this.#after(this.#call("classify", { task, input, options: { ...rest, modelName: this.#name }, index: indexBytes }, onEvent));
+  }
+
+  /**
+   * SePO's token rewards `r_t = log π_this − log π_reference` for each token of `response`,
+   * and the `floor(k·N)` tokens selected (the highest, or the lowest for a rejected response).
+   */
+  async tokenRewards(reference: Glassbox, prompt: string, response: string, options: { k?: number; rejected?: boolean } = {}): Promise<TokenRewards> {
+    if (reference.#connection !== this.#connection) {
+      throw named("InputError", "the reference model was loaded with other workerUrl or wasmUrl options; load both alike");
+    }
+    return this.#after(this.#call("tokenRewards", { reference: reference.#handle, prompt, response, k: options.k ?? 0.3, rejected: options.rejected ?? false }));
+  }
+
+  /** Frees the model in the worker. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    void this.#connection.call("dispose", { handle: this.#handle }).catch(() => undefined);
+  }
+
+  /** A lost GPU moves the model onto the CPU during a computation; the badge follows. */
+  async #after<T>(result: Promise<T>): Promise<T> {
+    const value = await result;
+    await this.#refreshBackend();
+    return value;
+  }
+
+  async #refreshBackend(): Promise<void> {
+    this.#backend = await this.#call<BackendInfo>("backend");
+  }
+}
+
+/** A scene from the LLaVA fixture's generator (`glassbox scene`), with its question and answer. */
+export interface Scene {
+  png: Blob;
+  prompt: string;
+  answer: string;
+}
+
+/** Scene `index` of the stream `seed`, `size` pixels square (the fixture is trained on stream 1 at 96). */
+export async function drawScene(seed: number, index: number, size = 96, options: Pick<LoadOptions, "workerUrl" | "wasmUrl"> = {}): Promise<Scene> {
+  const drawn = await connection(options).call<{ png: Uint8Array<ArrayBuffer>; prompt: string; answer: string }>("scene", { seed, index, size });
+  return { png: new Blob([drawn.png], { type: "image/png" }), prompt: drawn.prompt, answer: drawn.answer };
+}
+
+/** A LLaVA model (an mmproj and its language model) loaded in the glassbox worker. */
+export class GlassboxVision {
+  #connection: Connection;
+  #handle: number;
+  #disposed = false;
+  /** `"webgpu"` or `"cpu"`: where the language model computes. */
+  readonly backend: BackendName;
+
+  private constructor(connection: Connection, handle: number, backend: BackendName) {
+    this.#connection = connection;
+    this.#handle = handle;
+    this.backend = backend;
+  }
+
+  /** As `Glassbox.loadVision`. */
+  static async load(mmproj: ModelSource, languageModel: ModelSource, options: LoadOptions = {}): Promise<GlassboxVision> {
+    const [mmprojBlob, lmBlob] = [await toBlob(mmproj, cache, options), await toBlob(languageModel, cache, options)];
+    const worker = connection(options);
+    const loaded = await worker.call<{ handle: number; backend: BackendName }>(
+      "loadVision",
+      { mmproj: mmprojBlob, lm: lmBlob, backend: options.backend ?? "auto" },
+      forwardProgress(options),
+    );
+    return new GlassboxVision(worker, loaded.handle, loaded.backend);
+  }
+
+  async #call<T>(op: string, image: ImageSource, args: Record<string, unknown>): Promise<T> {
+    if (this.#disposed) throw named("InputError", "this model has been disposed");
+    const bytes = await imageBytes(image);
+    return this.#connection.call<T>(op, { handle: this.#handle, image: bytes, ...args }, undefined, [bytes.buffer]);
+  }
+
+  /** The `k` most likely answers to `prompt` (with one `<image>`) about `image`. */
+  async answer(image: ImageSource, prompt: string, options: { k?: number } = {}): Promise<VisualAnswer> {
+    return this.#call("answer", image, { prompt, k: options.k ?? 5 });
+  }
+
+  /** Which image patches the answer comes from: LPI through the top head, attention-mean, or occlusion. */
+  async heatmap(image: ImageSource, prompt: string, options: HeatmapOptions = {}): Promise<PatchHeatmap> {
+    return this.#call("heatmap", image, { prompt, options });
+  }
+
+  /** The visual logit lens: each image patch's residual stream read as tokens, layer by layer. */
+  async lens(image: ImageSource, prompt: string, options: { layers?: number[]; topK?: number } = {}): Promise<VisualLens> {
+    return this.#call("visualLens", image, { prompt, options });
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    void this.#connection.call("dispose", { handle: this.#handle }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The values glassbox returns. Each mirrors the JSON of the native CLI's command of the same
+ * name (`glassbox logits|attribute|lens|generate|heatmap|lens-image|classify|token-rewards
+ * --json`), so results can be compared across the two.
+ */
+
+/** What a model file says about itself (`inspectGguf(...).card`, src/gguf/card.rs). */
+export interface ModelCard {
+  architecture: string;
+  name: string | null;
+  gguf_version: number;
+  file_size: number;
+  context_length: number | null;
+  layers: number | null;
+  heads: number | null;
+  kv_heads: number | null;
+  embedding_size: number | null;
+  vocab_size: number | null;
+  tokenizer_model: string | null;
+  parameter_count: number;
+  tensor_count: number;
+  tensor_types: Record<string, number>;
+}
+
+export interface TensorInfo {
+  name: string;
+  ggml_type: string;
+  shape: number[];
+  file_offset: number;
+  byte_len: number;
+}
+
+export type BackendName = "webgpu" | "cpu";
+
+/** Where a model computes, and why not on WebGPU when that was wanted. */
+export interface BackendInfo {
+  name: BackendName;
+  /** e.g. `WebGPU: SwiftShader (...)` or `CPU (wasm)`. */
+  device: string;
+  fallbackReason: string | null;
+}
+
+export interface NextToken {
+  id: number;
+  token: string;
+  logprob: number;
+  prob: number;
+}
+
+export type StopReason = "end_of_sequence" | "stop_string" | "max_tokens" | "context_full" | "cancelled";
+
+export interface Generation {
+  text: string;
+  ids: number[];
+  stop_reason: StopReason;
+}
+
+export interface LayerScore {
+  layer: number;
+  /** `LPI(x_l, a_l)`. */
+  attention: number;
+  /** `LPI(r_l, f_l)`. */
+  ffn: number;
+}
+
+export interface HeadScore {
+  layer: number;
+  head: number;
+  score: number;
+}
+
+export interface NeuronScore {
+  layer: number;
+  neuron: number;
+  score: number;
+  /** False where the score is the first-order approximation. */
+  exact: boolean;
+}
+
+/** `c_{l,h,t}`: what position `t` contributes through head `l.h`. */
+export interface PositionScore {
+  layer: number;
+  head: number;
+  position: number;
+  token: string;
+  score: number;
+}
+
+export interface ValueNeuronScore {
+  layer: number;
+  head: number;
+  dim: number;
+  position: number;
+  score: number;
+  exact: boolean;
+}
+
+export interface QueryNeuronScore {
+  layer: number;
+  neuron: number;
+  position: number;
+  score: number;
+}
+
+/** Log-probability-increase attribution of the next token (src/interp/attribution.rs). */
+export interface Attribution {
+  target: { id: number; token: string; logprob: number };
+  scale: number;
+  input_tokens: string[];
+  layers: LayerScore[];
+  heads: HeadScore[];
+  neurons: NeuronScore[];
+  exact_neurons: number;
+  /** For the top heads only (ten by default). */
+  positions: PositionScore[];
+  value_neurons: ValueNeuronScore[];
+  query_neurons: QueryNeuronScore[];
+}
+
+export interface LensToken {
+  id: number;
+  token: string;
+  prob: number;
+}
+
+export interface LogitLens {
+  scale: "fixed" | "own_rms";
+  input_tokens: string[];
+  cells: { layer: number; position: number; tokens: LensToken[] }[];
+}
+
+export type HeatmapMethod = "lpi" | "attention" | "occlusion";
+
+export interface PatchHeatmap {
+  target: LensToken;
+  heatmap: {
+    method: HeatmapMethod;
+    grid: number;
+    /** Normalised to sum to 1, row-major over the patch grid. */
+    cells: Float32Array;
+    raw: number[];
+    heads?: HeadScore[];
+  };
+}
+
+export interface VisualAnswer {
+  answer: LensToken;
+  top: LensToken[];
+}
+
+export interface VisualLens {
+  grid: number;
+  cells: { layer: number; patch: number; row: number; col: number; tokens: LensToken[] }[];
+}
+
+/** An input token that drove a verdict; `start`/`end` count Unicode code points in `field`. */
+export interface Evidence {
+  field: string;
+  token: string;
+  start: number;
+  end: number;
+  score: number;
+}
+
+export interface Affect {
+  vader: { neg: number; neu: number; pos: number; compound: number };
+  empath: Record<string, number>;
+  nrc?: Record<string, number>;
+  /** The model's own sentiment intensity, in [0, 1]. */
+  llm_intensity: number;
+}
+
+export interface Classification {
+  id: string;
+  label: string | null;
+  probs: Record<string, number>;
+  generation?: string;
+  explanation?: string;
+  evidence?: Evidence[];
+  affect?: Affect;
+  retrieved?: { id: string; label: string; score: number }[];
+}
+
+export interface TokenReward {
+  position: number;
+  id: number;
+  token: string;
+  oracle_logprob: number;
+  reference_logprob: number;
+  /** `r_t = log π_oracle − log π_ref`. */
+  reward: number;
+  selected: boolean;
+}
+
+export interface TokenRewards {
+  k: number;
+  rejected: boolean;
+  selected_count: number;
+  tokens: TokenReward[];
+}

@@ -1,0 +1,114 @@
+/**
+ * The Check a claim panel: the verdict with its label probabilities, the explanation as it is
+ * written, the evidence tokens marked in the claim, affect bars, and retrieved examples.
+ */
+
+import type { Classification, Evidence } from "../../pkg/src/index.js";
+import { bars, element, make, say, track } from "./dom.js";
+import { model } from "./model.js";
+
+/** Where `make setup` puts the lexicons; `make demo` serves them beside the page. */
+const LEXICONS = {
+  vader: "models/lexicons/vader_lexicon.txt",
+  emoji: "models/lexicons/emoji_utf8_lexicon.txt",
+  empath: "models/lexicons/empath_categories.tsv",
+};
+
+const status = element<HTMLParagraphElement>("claim-status");
+const verdict = element<HTMLParagraphElement>("claim-verdict");
+const probs = element<HTMLDivElement>("claim-probs");
+const explanation = element<HTMLParagraphElement>("claim-explanation");
+const evidenceView = element<HTMLParagraphElement>("claim-evidence-text");
+const affectView = element<HTMLDivElement>("claim-affect-bars");
+const retrieved = element<HTMLOListElement>("claim-retrieved");
+const checked = (id: string) => element<HTMLInputElement>(id).checked;
+
+/** The lexicons are read once per model. */
+const withLexicons = new WeakSet<object>();
+
+/** `text` with the evidence tokens of `field` marked; offsets count code points. */
+function markEvidence(text: string, field: string, evidence: Evidence[]): Node[] {
+  const chars = Array.from(text);
+  const spans = evidence.filter((e) => e.field === field).sort((a, b) => a.start - b.start);
+  const max = Math.max(0, ...spans.map((e) => e.score));
+  const nodes: Node[] = [];
+  let at = 0;
+  for (const span of spans) {
+    if (span.start < at) continue;
+    nodes.push(document.createTextNode(chars.slice(at, span.start).join("")));
+    const mark = make("mark", chars.slice(span.start, span.end).join(""));
+    mark.dataset["score"] = String(span.score);
+    mark.title = `s = ${span.score.toFixed(4)}`;
+    mark.style.opacity = String(0.4 + 0.6 * (max > 0 ? Math.max(0, span.score) / max : 0));
+    nodes.push(mark);
+    at = span.end;
+  }
+  nodes.push(document.createTextNode(chars.slice(at).join("")));
+  return nodes;
+}
+
+function render(result: Classification, fields: Record<string, string>): void {
+  say(verdict, `Verdict: ${result.label ?? "none"}`, "ready");
+  verdict.dataset["label"] = result.label ?? "";
+  probs.replaceChildren(...bars(Object.entries(result.probs)));
+  if (result.explanation !== undefined) say(explanation, result.explanation, "ready");
+  if (result.evidence !== undefined) {
+    const field = "claim" in fields ? "claim" : "text";
+    evidenceView.replaceChildren(...markEvidence(fields[field] ?? "", field, result.evidence));
+    evidenceView.dataset["state"] = "ready";
+  } else {
+    evidenceView.replaceChildren();
+  }
+  if (result.affect !== undefined) {
+    const { vader, empath, llm_intensity } = result.affect;
+    affectView.replaceChildren(
+      make("h4", "VADER"),
+      ...bars([["negative", vader.neg], ["neutral", vader.neu], ["positive", vader.pos], ["compound", vader.compound]]),
+      make("h4", "Empath"),
+      ...bars(Object.entries(empath)),
+      make("h4", "The model's intensity"),
+      ...bars([["intensity", llm_intensity]]),
+    );
+    affectView.dataset["state"] = "ready";
+  } else {
+    affectView.replaceChildren();
+  }
+  retrieved.replaceChildren(...(result.retrieved ?? []).map((r) => make("li", `${r.id} (${r.label}), similarity ${r.score.toFixed(3)}`)));
+}
+
+async function check(): Promise<void> {
+  for (const view of [verdict, probs, explanation, evidenceView, affectView]) view.replaceChildren();
+  verdict.dataset["state"] = "working";
+  await track(status, "Checking the claim", async () => {
+    const gb = model();
+    const task = element<HTMLSelectElement>("claim-task").value;
+    const claim = element<HTMLTextAreaElement>("claim-text").value;
+    const context = element<HTMLTextAreaElement>("claim-context").value;
+    const fields: Record<string, string> = task === "fmd" ? { claim, context } : { text: claim };
+    const affect = checked("claim-affect");
+    if (affect && !withLexicons.has(gb)) {
+      say(status, "Reading the affect lexicons…", "working");
+      await gb.useLexicons(LEXICONS);
+      withLexicons.add(gb);
+    }
+    const index = element<HTMLInputElement>("claim-index").files?.[0];
+    say(status, "Checking the claim…", "working");
+    explanation.dataset["state"] = "streaming";
+    const result = await gb.classify(task, fields, {
+      explain: checked("claim-explain"),
+      evidence: checked("claim-evidence"),
+      affect,
+      ...(index === undefined ? {} : { index }),
+      onText: (piece) => explanation.append(piece),
+    });
+    render(result, fields);
+  }, "Done");
+  if (status.dataset["state"] === "error") verdict.dataset["state"] = "error";
+}
+
+export function setUpClaimPanel(): void {
+  element<HTMLFormElement>("claim-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    void check();
+  });
+}

@@ -1,0 +1,180 @@
+/**
+ * The Look inside panel: the next-token distribution, the logit lens, head importance (LPI)
+ * with per-position contributions, top neurons, and one-click ablation.
+ */
+
+import type { Attribution, LogitLens } from "../../pkg/src/index.js";
+import { diverging, element, heat, make, say, showToken, tokenRows, track } from "./dom.js";
+import { model } from "./model.js";
+
+const status = element<HTMLParagraphElement>("inside-status");
+const promptInput = element<HTMLInputElement>("inside-prompt");
+const nextTokens = element<HTMLTableElement>("next-tokens");
+const ablatedTokens = element<HTMLTableElement>("ablated-tokens");
+const ablationBox = element<HTMLDivElement>("ablation-box");
+const lensGrid = element<HTMLTableElement>("lens-grid");
+const headGrid = element<HTMLTableElement>("head-grid");
+const headDetail = element<HTMLDivElement>("head-detail");
+const neuronBody = element<HTMLTableElement>("neuron-table").tBodies[0] as HTMLTableSectionElement;
+
+/** The prompt the views show, kept so that an ablation re-runs the same one. */
+let shown = "";
+let attribution: Attribution | null = null;
+let selectedHead: string | null = null;
+
+function renderLens(lens: LogitLens): void {
+  const positions = lens.input_tokens.length;
+  const head = make("tr");
+  head.append(make("th", "layer"), ...lens.input_tokens.map((t) => make("th", showToken(t))));
+  const rows = new Map<number, HTMLTableRowElement>();
+  for (const cell of lens.cells) {
+    let row = rows.get(cell.layer);
+    if (row === undefined) {
+      row = make("tr");
+      row.append(make("th", String(cell.layer)));
+      rows.set(cell.layer, row);
+    }
+    const top = cell.tokens[0];
+    const td = make("td", top === undefined ? "" : `${showToken(top.token)} ${top.prob.toFixed(2)}`);
+    td.dataset["layer"] = String(cell.layer);
+    td.dataset["position"] = String(cell.position);
+    if (top !== undefined) {
+      td.dataset["token"] = top.token;
+      td.style.background = heat(top.prob);
+      td.title = cell.tokens.map((t) => `${showToken(t.token)} ${t.prob.toFixed(3)}`).join("\n");
+    }
+    row.append(td);
+  }
+  lensGrid.dataset["positions"] = String(positions);
+  // The last layer on top, where the prediction is read.
+  lensGrid.replaceChildren(head, ...[...rows.values()].reverse());
+}
+
+function renderHeads(result: Attribution): void {
+  const layers = Math.max(...result.heads.map((h) => h.layer)) + 1;
+  const heads = Math.max(...result.heads.map((h) => h.head)) + 1;
+  const max = Math.max(...result.heads.map((h) => Math.abs(h.score)));
+  const withPositions = new Set(result.positions.map((p) => `${p.layer}.${p.head}`));
+  const score = new Map(result.heads.map((h) => [`${h.layer}.${h.head}`, h.score]));
+  const header = make("tr");
+  header.append(make("th", "layer \\ head"), ...Array.from({ length: heads }, (_, h) => make("th", String(h))));
+  const rows: HTMLTableRowElement[] = [];
+  for (let layer = layers - 1; layer >= 0; layer--) {
+    const row = make("tr");
+    row.append(make("th", String(layer)));
+    for (let h = 0; h < heads; h++) {
+      const id = `${layer}.${h}`;
+      const value = score.get(id) ?? 0;
+      const td = make("td", value.toFixed(2));
+      td.dataset["head"] = id;
+      td.dataset["score"] = String(value);
+      td.style.background = diverging(value, max);
+      td.title = `head ${id}: LPI ${value.toFixed(4)}`;
+      if (withPositions.has(id)) td.classList.add("ranked");
+      td.tabIndex = 0;
+      td.onclick = () => showHead(id);
+      td.onkeydown = (event) => event.key === "Enter" && showHead(id);
+      row.append(td);
+    }
+    rows.push(row);
+  }
+  headGrid.replaceChildren(header, ...rows);
+}
+
+function showHead(id: string): void {
+  if (attribution === null) return;
+  selectedHead = id;
+  headDetail.hidden = false;
+  element("head-name").textContent = `Head ${id}`;
+  const [layer, head] = id.split(".").map(Number);
+  const scores = attribution.positions.filter((p) => p.layer === layer && p.head === head);
+  const line = element("head-positions");
+  if (scores.length === 0) {
+    say(line, `Per-position contributions are computed for the ${new Set(attribution.positions.map((p) => `${p.layer}.${p.head}`)).size} top heads (outlined).`, "empty");
+    return;
+  }
+  const max = Math.max(...scores.map((p) => Math.abs(p.score)));
+  line.replaceChildren(
+    ...scores
+      .sort((a, b) => a.position - b.position)
+      .map((p) => {
+        const chip = make("span", showToken(p.token), "token");
+        chip.dataset["position"] = String(p.position);
+        chip.dataset["score"] = String(p.score);
+        chip.style.background = diverging(p.score, max);
+        chip.title = `position ${p.position}: c = ${p.score.toFixed(4)}`;
+        return chip;
+      }),
+  );
+  line.dataset["state"] = "ready";
+}
+
+function renderNeurons(result: Attribution): void {
+  neuronBody.replaceChildren(
+    ...result.neurons.slice(0, 20).map((n) => {
+      const id = `${n.layer}.${n.neuron}`;
+      const row = make("tr");
+      row.dataset["neuron"] = id;
+      const ablate = make("button", "Ablate");
+      ablate.type = "button";
+      ablate.onclick = () => void ablateAndCompare({ neurons: [id] });
+      const cell = make("td");
+      cell.append(ablate);
+      row.append(make("td", id), make("td", n.score.toFixed(4)), make("td", n.exact ? "exact" : "first order"), cell);
+      return row;
+    }),
+  );
+}
+
+async function ablateAndCompare(ablation: { heads?: string[]; neurons?: string[] }): Promise<void> {
+  await track(status, "Ablating and re-running", async () => {
+    const gb = model();
+    await gb.ablate(ablation);
+    const body = ablatedTokens.tBodies[0] ?? ablatedTokens.createTBody();
+    tokenRows(body, await gb.logits(shown, { topK: 10 }));
+    const { heads, neurons } = gb.ablations;
+    element("ablation-list").textContent = [...heads.map((h) => `head ${h}`), ...neurons.map((n) => `neuron ${n}`)].join(", ");
+    ablationBox.hidden = false;
+    ablatedTokens.dataset["state"] = "ready";
+  }, "Ablated");
+}
+
+async function look(): Promise<void> {
+  const prompt = promptInput.value;
+  shown = prompt;
+  for (const view of [nextTokens, lensGrid, headGrid]) view.dataset["state"] = "working";
+  const done = await track(status, "Reading the next token", async () => {
+    const gb = model();
+    const body = nextTokens.tBodies[0] ?? nextTokens.createTBody();
+    tokenRows(body, await gb.logits(prompt, { topK: 10 }));
+    nextTokens.dataset["state"] = "ready";
+    say(status, "Running the logit lens…", "working");
+    renderLens(await gb.lens(prompt, { topK: 3 }));
+    lensGrid.dataset["state"] = "ready";
+    say(status, "Attributing the next token…", "working");
+    attribution = await gb.attribute(prompt);
+    element("target-line").textContent = `Explaining ${showToken(attribution.target.token)} (log p = ${attribution.target.logprob.toFixed(3)})`;
+    renderHeads(attribution);
+    renderNeurons(attribution);
+    headGrid.dataset["state"] = "ready";
+    headDetail.hidden = true;
+    return true;
+  }, "Done");
+  if (done === undefined) for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = "error";
+}
+
+export function setUpInsidePanel(): void {
+  element<HTMLFormElement>("inside-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    void look();
+  });
+  element("ablate-head").addEventListener("click", () => {
+    if (selectedHead !== null) void ablateAndCompare({ heads: [selectedHead] });
+  });
+  element("clear-ablations").addEventListener("click", () => {
+    void track(status, "Clearing ablations", async () => {
+      await model().clearAblations();
+      ablationBox.hidden = true;
+    });
+  });
+}
