@@ -44,7 +44,7 @@ await esbuild.build({
   outdir: path(dist),
 });
 await Promise.all([
-  ...["index.html", "bench.html", "style.css"].map((file) => copyFile(new URL(file, here), new URL(file, dist))),
+  ...["index.html", "elements.html", "bench.html", "style.css"].map((file) => copyFile(new URL(file, here), new URL(file, dist))),
   // The package itself, so pages and tests can import it (and its elements) beside the shell.
   ...(await readdir(pkg)).filter((f) => f.endsWith(".js") || f.endsWith(".wasm")).map((file) => copyFile(new URL(file, pkg), new URL(file, dist))),
   // The JS that src/web/jspi.rs inlines, imported by glassbox.js (which the bench page uses).

@@ -14,13 +14,17 @@ const FLAGS = [
   "--enable-unsafe-webgpu",
 ];
 
-/** Returns a browser context and a `close()` that also deletes its profile. */
-export async function launchChromium() {
+/**
+ * Returns a browser context and a `close()` that also deletes its profile; `extraFlags` are
+ * added. `{ webgpu: false }` leaves out `--enable-unsafe-webgpu`, without which this Chromium
+ * offers no WebGPU adapter, to pages or workers.
+ */
+export async function launchChromium(extraFlags = [], { webgpu = true } = {}) {
   const profile = await mkdtemp(join(tmpdir(), "glassbox-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     headless: true,
-    args: FLAGS,
+    args: [...FLAGS.filter((f) => webgpu || f !== "--enable-unsafe-webgpu"), ...extraFlags],
   });
   const close = async () => {
     await context.close();

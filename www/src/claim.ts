@@ -73,7 +73,13 @@ function render(result: Classification, fields: Record<string, string>): void {
   } else {
     affectView.replaceChildren();
   }
-  retrieved.replaceChildren(...(result.retrieved ?? []).map((r) => make("li", `${r.id} (${r.label}), similarity ${r.score.toFixed(3)}`)));
+  retrieved.replaceChildren(
+    ...(result.retrieved ?? []).map((r) => {
+      const item = make("li", `${r.id} (${r.label}), similarity ${r.score.toFixed(3)}`);
+      item.dataset["id"] = r.id;
+      return item;
+    }),
+  );
 }
 
 async function check(): Promise<void> {

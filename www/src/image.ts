@@ -80,6 +80,8 @@ function showPatch(event: MouseEvent): void {
   lensBody.replaceChildren(
     ...cells.map((cell) => {
       const tr = make("tr");
+      tr.dataset["layer"] = String(cell.layer);
+      tr.dataset["token"] = cell.tokens[0]?.token ?? "";
       tr.append(make("th", `layer ${cell.layer}`), make("td", cell.tokens.map((t) => `${showToken(t.token)} ${t.prob.toFixed(3)}`).join("  ")));
       return tr;
     }),

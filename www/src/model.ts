@@ -120,11 +120,12 @@ export function setUpModelPanel(): Promise<void> {
   });
   void listCache();
   const query = new URLSearchParams(location.search);
+  // `?model=` with no value opens the page with nothing loaded.
   const url = query.get("model") ?? DEFAULT_MODEL;
-  urlInput.value = url;
+  urlInput.value = url || DEFAULT_MODEL;
   const choice = query.get("backend");
   if (choice === "cpu" || choice === "webgpu" || choice === "auto") backendChoice.value = choice;
   // A link can carry any ?model=; only this origin's models load without a click.
   const sameOrigin = new URL(url, location.href).origin === location.origin;
-  return sameOrigin ? load(url, url) : Promise.resolve();
+  return url !== "" && sameOrigin ? load(url, url) : Promise.resolve();
 }

@@ -1,0 +1,369 @@
+// End to end: the shell's five panels in Debian's Chromium on the real SmolLM2 and the LLaVA
+// fixture, each checked against the native CLI's JSON for the same input; a screenshot of each
+// panel goes to artifacts/e2e/. The whole session's requests are recorded for the privacy check.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launchChromium } from "../chromium.mjs";
+import { startServer } from "../serve.mjs";
+
+const here = (path) => fileURLToPath(new URL(path, import.meta.url));
+const MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const REFERENCE_MODEL = "fixtures/smollm2-vocab-tiny-q8_0.gguf";
+const ARTIFACTS = here("../../artifacts/e2e/");
+const CLI = here("../../target/debug/glassbox");
+// As in browser.test.mjs: wasm and x86 kernels round differently; measured max |Δ log p| 0.34.
+const TOLERANCE = 0.5;
+const PAYLOAD = "<img src=x onerror=alert(1)>";
+
+let server;
+let origin;
+/** Every request of the whole session, from pages and workers alike. */
+const requests = [];
+const dialogs = [];
+const browsers = [];
+
+/** The native CLI's JSON output for `args` (on the CPU, as the wasm computes). */
+function cli(args) {
+  const out = execFileSync(CLI, ["--backend", "cpu", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
+  return JSON.parse(out);
+}
+
+const model = here("../../" + MODEL);
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
+  origin = `http://127.0.0.1:${server.address().port}`;
+});
+
+after(async () => {
+  for (const close of browsers) await close();
+  server?.close();
+});
+
+/** The shell in a fresh Chromium, with every request and dialog recorded. */
+async function openShell(query, { webgpu = true } = {}) {
+  const { context, close } = await launchChromium([], { webgpu });
+  browsers.push(close);
+  context.on("request", (r) => requests.push(r.url()));
+  const page = await context.newPage();
+  const errors = [];
+  page.on("worker", (worker) => worker.url() && requests.push(worker.url()));
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.setViewportSize({ width: 1200, height: 900 });
+  await page.goto(`${origin}/${query}`);
+  return { page, errors };
+}
+
+async function waitFor(page, selector, timeout = 600_000) {
+  await page.waitForSelector(`${selector}[data-state=ready], ${selector}[data-state=error]`, { timeout });
+  const state = await page.getAttribute(selector, "data-state");
+  if (state === "error") {
+    const status = await page.$$eval("[role=status][data-state=error]", (nodes) => nodes.map((n) => n.textContent).join(" | "));
+    assert.fail(`${selector} failed: ${status}`);
+  }
+}
+
+const shot = (page, panel, name) => page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+
+/** `classify --json`'s row for one input, with the CLI's flags `extra`. */
+function classifyNatively(task, row, extra) {
+  const work = mkdtempSync(join(tmpdir(), "glassbox-classify-"));
+  writeFileSync(join(work, "in.jsonl"), JSON.stringify(row) + "\n");
+  execFileSync(CLI, ["--backend", "cpu", "classify", model, "--task", task, "--input", join(work, "in.jsonl"), "--output", join(work, "out.jsonl"), ...extra], { stdio: "ignore" });
+  return JSON.parse(readFileSync(join(work, "out.jsonl"), "utf8"));
+}
+
+/** The shown top tokens `[{ id, prob }]` agree with the CLI's: the same top-1 unless the CLI's was nearly tied. */
+function assertSameTop(shown, native) {
+  const gap = native[0].logprob - native[1].logprob;
+  assert.ok(shown[0].id === native[0].id || gap < TOLERANCE, `top-1 ${shown[0].id} vs native ${native[0].id} (gap ${gap})`);
+  for (const n of native) {
+    const ours = shown.find((s) => s.id === n.id);
+    if (ours) assert.ok(Math.abs(Math.log(ours.prob) - n.logprob) <= TOLERANCE, `token ${n.id}: p ${ours.prob} vs native log p ${n.logprob}`);
+  }
+}
+
+/** The Look inside panel's next tokens and logit lens for `prompt`, against the CLI's. */
+async function checkNextTokensAndLens(page, prompt) {
+  await page.fill("#inside-prompt", prompt);
+  await page.click("#inside-form button");
+  await waitFor(page, "#lens-grid");
+  const shown = await page.$$eval("#next-tokens tr", (rows) => rows.map((r) => ({ id: Number(r.dataset.id), prob: Number(r.cells[2].textContent) })));
+  const native = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--json"]).top;
+  assert.equal(shown.length, 10);
+  assertSameTop(shown, native);
+
+  const lens = cli(["lens", model, "--prompt", prompt, "--top-k", "3", "--json"]);
+  const cells = await page.$$eval("#lens-grid td", (tds) => tds.map((td) => ({ layer: Number(td.dataset.layer), position: Number(td.dataset.position), token: td.dataset.token })));
+  assert.equal(cells.length, lens.cells.length);
+  const nativeTop = new Map(lens.cells.map((c) => [`${c.layer}.${c.position}`, c.tokens]));
+  let agree = 0;
+  for (const cell of cells) {
+    const tokens = nativeTop.get(`${cell.layer}.${cell.position}`);
+    if (tokens[0].token === cell.token) agree++;
+    // Where the two disagree, the shown token is in the native top 3: a near tie.
+    else assert.ok(tokens.some((t) => t.token === cell.token), `lens ${cell.layer}.${cell.position}: ${cell.token} not in native ${JSON.stringify(tokens)}`);
+  }
+  console.log(`# logit lens: ${agree} of ${cells.length} cells have the native top token`);
+  assert.ok(agree >= 0.95 * cells.length);
+  return native;
+}
+
+test("the shell uses WebGPU when Chromium offers it, and its next tokens and lens match the CLI", { timeout: 900_000 }, async () => {
+  const { page, errors } = await openShell("");
+  await waitFor(page, "#model-card");
+  assert.equal(await page.getAttribute("#backend-badge", "data-state"), "webgpu");
+  await checkNextTokensAndLens(page, "The capital of France is");
+  await shot(page, "model-panel", "model-webgpu");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+let page;
+
+test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt model's error readably", { timeout: 600_000 }, async () => {
+  ({ page } = await openShell("?model=", { webgpu: false }));
+  // A truncated file: a readable error, and the page keeps working.
+  const truncated = readFileSync(model).subarray(0, 2_000_000);
+  await page.setInputFiles("#model-file", { name: "truncated.gguf", mimeType: "application/octet-stream", buffer: truncated });
+  await page.waitForSelector("#load-status[data-state=error]", { timeout: 120_000 });
+  assert.match(await page.textContent("#load-status"), /^GgufError: tensor "token_embd.weight": its data .* lies outside the file/);
+  await page.setInputFiles("#model-file", { name: "not-a-model.gguf", mimeType: "application/octet-stream", buffer: Buffer.from("hello") });
+  await page.waitForFunction(() => /not a GGUF file/.test(document.querySelector("#load-status")?.textContent ?? ""), null, { timeout: 60_000 });
+
+  await page.fill("#model-url", MODEL);
+  await page.click("#url-form button");
+  await waitFor(page, "#model-card");
+  // The card as the PyPI gguf package reads the file.
+  const reference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-135m-instruct-q4_1.json"), "utf8")).card;
+  const shown = await page.$$eval("#model-card dd", (cells) => Object.fromEntries(cells.map((c) => [c.dataset.field, c.textContent])));
+  for (const [field, text] of Object.entries(shown)) assert.equal(text, reference[field] === null ? "unknown" : String(reference[field]), field);
+  const types = await page.$$eval("#tensor-types tbody tr", (rows) => Object.fromEntries(rows.map((r) => [r.dataset.type, Number(r.cells[1].textContent)])));
+  assert.deepEqual(types, reference.tensor_types);
+  assert.equal(await page.getAttribute("#backend-badge", "data-state"), "cpu");
+  assert.match(await page.textContent("#backend-reason"), /adapter/i);
+  await shot(page, "model-panel", "model");
+});
+
+test("Look inside: next tokens, lens, head importance, positions and ablation match the CLI", { timeout: 900_000 }, async () => {
+  const prompt = "The capital of France is";
+  await checkNextTokensAndLens(page, prompt);
+  await waitFor(page, "#head-grid");
+  const native = cli(["attribute", model, "--prompt", prompt, "--json"]);
+  const heads = await page.$$eval("#head-grid td[data-head]", (tds) => tds.map((td) => ({ id: td.dataset.head, score: Number(td.dataset.score) })));
+  assert.equal(heads.length, native.heads.length);
+  const nativeScore = new Map(native.heads.map((h) => [`${h.layer}.${h.head}`, h.score]));
+  const worst = Math.max(...heads.map((h) => Math.abs(h.score - nativeScore.get(h.id))));
+  console.log(`# head LPI, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= TOLERANCE);
+  const ranked = [...heads].sort((a, b) => b.score - a.score).map((h) => h.id);
+  const top = `${native.heads[0].layer}.${native.heads[0].head}`;
+  assert.equal(ranked[0], top);
+
+  // Click the top head: its per-position contributions, as the CLI computes them.
+  await page.click(`#head-grid td[data-head="${top}"]`);
+  const positions = await page.$$eval("#head-positions .token", (chips) => chips.map((c) => ({ position: Number(c.dataset.position), score: Number(c.dataset.score) })));
+  const nativePositions = native.positions.filter((p) => `${p.layer}.${p.head}` === top);
+  assert.equal(positions.length, nativePositions.length);
+  for (const p of nativePositions) assert.ok(Math.abs(positions.find((q) => q.position === p.position).score - p.score) <= TOLERANCE);
+
+  const neurons = await page.$$eval("#neuron-table tbody tr", (rows) => rows.map((r) => r.dataset.neuron));
+  assert.deepEqual(neurons.slice(0, 5), native.neurons.slice(0, 5).map((n) => `${n.layer}.${n.neuron}`));
+  await shot(page, "inside-panel", "look-inside");
+
+  // One click ablates the head; the next tokens change as the CLI's ablation changes them.
+  await page.click("#ablate-head");
+  await waitFor(page, "#ablated-tokens");
+  const ablated = await page.$$eval("#ablated-tokens tr", (rows) => rows.map((r) => ({ id: Number(r.dataset.id), prob: Number(r.cells[2].textContent) })));
+  const nativeAblated = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--ablate-heads", top, "--json"]).top;
+  assertSameTop(ablated, nativeAblated);
+  // The ablation changed the distribution.
+  assert.ok(Math.abs(ablated[0].prob - (await page.$eval("#next-tokens tr", (r) => Number(r.cells[2].textContent)))) > 0.1);
+  assert.match(await page.textContent("#ablation-list"), new RegExp(`head ${top.replace(".", "\\.")}`));
+  await page.click("#clear-ablations");
+  await page.waitForSelector("#ablation-box", { state: "hidden" });
+});
+
+test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI", { timeout: 600_000 }, async () => {
+  const png = join(mkdtempSync(join(tmpdir(), "glassbox-e2e-")), "scene.png");
+  const scene = JSON.parse(execFileSync(CLI, ["scene", "--seed", "2", "--index", "5", "--size", "96", "--png", png], { encoding: "utf8" }));
+  const [mmproj, lm] = ["mmproj", "lm"].map((part) => here(`../../tests/fixtures/shapes-llava-${part}.gguf`));
+  await page.fill("#scene-index", "5");
+  await page.click("#draw-scene");
+  await page.waitForFunction((prompt) => document.querySelector("#image-prompt").value === prompt, scene.prompt, { timeout: 120_000 });
+  assert.equal(await page.getAttribute("#image-view", "data-answer"), scene.answer);
+
+  for (const method of ["lpi", "attention", "occlusion"]) {
+    await page.check(`input[name=method][value=${method}]`);
+    if (method === "lpi") await page.click("#question-form button");
+    await page.waitForSelector(`#heatmap-overlay[data-method=${method}][data-state=ready]`, { timeout: 300_000 });
+    await page.waitForSelector("#image-status[data-state=ready]", { timeout: 300_000 });
+    const native = cli(["heatmap", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--method", method, "--json"]);
+    const cells = JSON.parse(await page.getAttribute("#heatmap-overlay", "data-cells"));
+    const worst = Math.max(...cells.map((v, i) => Math.abs(v - native.heatmap.cells[i])));
+    console.log(`# ${method} heatmap, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
+    assert.ok(worst <= 1e-4);
+    assert.equal(await page.getAttribute("#image-answer", "data-token"), native.target.token);
+    assert.equal(native.target.token.trim(), scene.answer);
+    if (method === "lpi") await shot(page, "image-panel", "image");
+  }
+
+  // Hover the target shape's centre: the lens rows of that patch, as `lens-image` reads them.
+  const lens = cli(["lens-image", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--top-k", "3", "--json"]);
+  const [x0, y0, x1, y1] = scene.shapes[scene.target].bbox;
+  const box = await page.locator("#heatmap-overlay").boundingBox();
+  await page.mouse.move(box.x + (((x0 + x1) / 2) / 96) * box.width, box.y + (((y0 + y1) / 2) / 96) * box.height);
+  await page.waitForSelector("#patch-lens tbody tr");
+  const patch = Number(await page.getAttribute("#patch-lens tbody", "data-patch"));
+  const shown = await page.$$eval("#patch-lens tbody tr", (trs) => trs.map((tr) => `${tr.dataset.layer} ${tr.dataset.token}`));
+  const native = lens.cells.filter((c) => c.patch === patch).sort((a, b) => b.layer - a.layer);
+  assert.deepEqual(shown, native.map((c) => `${c.layer} ${c.tokens[0].token}`));
+  await shot(page, "image-panel", "image-lens");
+});
+
+test("Check a claim: verdict, streamed explanation, evidence and affect match the CLI", { timeout: 900_000 }, async () => {
+  const [first] = readFileSync(here("../../tests/data/fmd_claims.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const row = { id: first.id, claim: `${first.claim} ${PAYLOAD}`, context: first.context };
+  const native = classifyNatively("fmd", row, ["--explain", "--evidence", "--affect", "--lexicons", here("../../models/lexicons")]);
+
+  await page.selectOption("#claim-task", "fmd");
+  await page.fill("#claim-text", row.claim);
+  await page.fill("#claim-context", row.context);
+  await page.check("#claim-affect");
+  await page.click("#claim-form button[type=submit]");
+  // The explanation streams in before the verdict is drawn.
+  await page.waitForFunction(() => document.querySelector("#claim-explanation").textContent.length > 0, null, { timeout: 600_000 });
+  assert.equal(await page.getAttribute("#claim-verdict", "data-state"), "working");
+  await waitFor(page, "#claim-verdict");
+
+  assert.equal(await page.getAttribute("#claim-verdict", "data-label"), native.label);
+  const probs = await page.$$eval("#claim-probs .bar", (bars) => Object.fromEntries(bars.map((b) => [b.dataset.label, Number(b.dataset.value)])));
+  for (const [label, p] of Object.entries(native.probs)) assert.ok(Math.abs(Math.log(probs[label]) - Math.log(p)) <= TOLERANCE, `${label}: ${probs[label]} vs ${p}`);
+  assert.equal(await page.textContent("#claim-explanation"), native.explanation);
+  // Evidence: the CLI's strongest tokens are marked; the tail of the top ten may reorder on near ties.
+  const marks = await page.$$eval("#claim-evidence-text mark", (ms) => ms.map((m) => m.textContent));
+  const nativeMarks = native.evidence.filter((e) => e.field === "claim").map((e) => e.token);
+  for (const token of nativeMarks.slice(0, 3)) assert.ok(marks.includes(token), `evidence ${JSON.stringify(token)} is not marked: ${JSON.stringify(marks)}`);
+  const shared = nativeMarks.filter((t) => marks.includes(t)).length;
+  console.log(`# evidence: ${shared} of ${nativeMarks.length} CLI tokens marked`);
+  assert.ok(shared >= 0.7 * nativeMarks.length);
+  const affect = await page.$$eval("#claim-affect-bars .bar", (bars) => Object.fromEntries(bars.map((b) => [b.dataset.label, Number(b.dataset.value)])));
+  assert.equal(affect.compound, native.affect.vader.compound);
+  assert.equal(affect.negative, native.affect.vader.neg);
+  for (const [category, value] of Object.entries(native.affect.empath)) assert.equal(affect[category], value, category);
+  assert.ok(Math.abs(affect.intensity - native.affect.llm_intensity) <= 0.05);
+  // The claim, with the payload, is shown as text.
+  assert.ok((await page.textContent("#claim-evidence-text")).includes(PAYLOAD));
+  await shot(page, "claim-panel", "check-a-claim");
+});
+
+test("Check a claim with a retrieval index: the retrieved examples and verdict match the CLI", { timeout: 600_000 }, async () => {
+  const rows = readFileSync(here("../../tests/data/conspiracy_posts.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const work = mkdtempSync(join(tmpdir(), "glassbox-index-"));
+  const [examples, index] = ["examples.jsonl", "examples.gbx"].map((f) => join(work, f));
+  writeFileSync(examples, rows.slice(1, 9).map((r) => JSON.stringify(r)).join("\n") + "\n");
+  execFileSync(CLI, ["--backend", "cpu", "index", "build", model, "--embedder", "llm", "--input", examples, "--output", index], { stdio: "ignore" });
+  const row = { id: rows[0].id, text: rows[0].text };
+  const native = classifyNatively("conspiracy", row, ["--retrieve", index]);
+
+  await page.selectOption("#claim-task", "conspiracy");
+  await page.fill("#claim-text", row.text);
+  for (const option of ["#claim-explain", "#claim-evidence", "#claim-affect"]) await page.uncheck(option);
+  await page.setInputFiles("#claim-index", index);
+  await page.click("#claim-form button[type=submit]");
+  await waitFor(page, "#claim-verdict");
+  assert.equal(await page.getAttribute("#claim-verdict", "data-label"), native.label);
+  const retrieved = await page.$$eval("#claim-retrieved li", (items) => items.map((li) => li.dataset.id));
+  assert.deepEqual(retrieved, native.retrieved.map((r) => r.id));
+  await page.setInputFiles("#claim-index", []);
+});
+
+test("Token rewards: the rewards and SePO's selection match the CLI", { timeout: 600_000 }, async () => {
+  const prompt = "Question: What is the capital of France? Answer:";
+  const response = ` The capital of France is Paris. ${PAYLOAD}`;
+  await page.fill("#reference-url", REFERENCE_MODEL);
+  await page.fill("#rewards-prompt", prompt);
+  await page.fill("#rewards-response", response);
+  await page.click("#rewards-form button");
+  await waitFor(page, "#rewards-tokens");
+  const native = cli(["token-rewards", model, here(`../../tests/${REFERENCE_MODEL}`), "--prompt", prompt, "--response", response, "--json"]);
+  const shown = await page.$$eval("#rewards-tokens .token", (chips) => chips.map((c) => ({ reward: Number(c.dataset.reward), selected: c.dataset.selected === "true" })));
+  assert.equal(shown.length, native.tokens.length);
+  const worst = Math.max(...shown.map((s, i) => Math.abs(s.reward - native.tokens[i].reward)));
+  console.log(`# token rewards, shell vs CLI: max |Δ r| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= TOLERANCE);
+  assert.deepEqual(shown.map((s) => s.selected), native.tokens.map((t) => t.selected));
+  await shot(page, "rewards-panel", "token-rewards");
+});
+
+test("a prompt and model output holding markup are shown as text: no dialog, no injected element", { timeout: 600_000 }, async () => {
+  const before = await page.$$eval("img", (images) => images.length);
+  await page.fill("#inside-prompt", `${PAYLOAD} ${PAYLOAD}`);
+  await page.click("#inside-form button");
+  await waitFor(page, "#lens-grid");
+  // The model continues the markup; its tokens are drawn as text.
+  const header = await page.$$eval("#lens-grid th", (ths) => ths.map((th) => th.textContent).join(""));
+  assert.ok(header.includes("<img"), header);
+  assert.equal(await page.$$eval("img", (images) => images.length), before);
+  assert.equal(await page.$$eval("img[src=x], [onerror]", (found) => found.length), 0);
+  assert.deepEqual(dialogs, []);
+});
+
+test("the custom elements, with one import, give the CLI's heatmap answer and claim verdict", { timeout: 600_000 }, async () => {
+  const widgets = await page.context().newPage();
+  await widgets.addInitScript(() => {
+    globalThis.glassboxResults = [];
+    document.addEventListener("glassbox-result", (e) => globalThis.glassboxResults.push(e.detail), true);
+  });
+  await widgets.goto(`${origin}/elements.html`);
+  const image = here("../../tests/fixtures/shapes-scene-2-3.png");
+  const [mmproj, lm] = ["mmproj", "lm"].map((part) => here(`../../tests/fixtures/shapes-llava-${part}.gguf`));
+  const prompt = await widgets.$eval("#heatmap", (e) => e.getAttribute("prompt").replaceAll("\\n", "\n"));
+  const native = cli(["heatmap", mmproj, lm, "--image", image, "--prompt", prompt, "--method", "lpi", "--json"]);
+  await widgets.waitForFunction(() => globalThis.glassboxResults.length > 0, null, { timeout: 300_000 });
+  const heatmap = await widgets.evaluate(() => {
+    const r = globalThis.glassboxResults[0];
+    return { token: r.target.token, cells: Array.from(r.heatmap.cells) };
+  });
+  assert.equal(heatmap.token, native.target.token);
+  assert.ok(Math.max(...heatmap.cells.map((v, i) => Math.abs(v - native.heatmap.cells[i]))) <= 1e-4);
+  assert.equal(await widgets.locator("#heatmap [part=answer]").textContent(), `${native.target.token.trim()} (p = ${native.target.prob.toFixed(3)})`);
+
+  const row = JSON.parse(readFileSync(here("../../tests/data/fmd_claims.jsonl"), "utf8").split("\n")[1]);
+  const verdict = classifyNatively("fmd", { id: row.id, claim: row.claim, context: row.context }, []);
+  await widgets.locator("#claim textarea[aria-label=claim]").fill(row.claim);
+  await widgets.locator("#claim textarea[aria-label=context]").fill(row.context);
+  await widgets.locator("#claim button").click();
+  await widgets.waitForFunction(() => globalThis.glassboxResults.length > 1, null, { timeout: 300_000 });
+  const claim = await widgets.evaluate(() => globalThis.glassboxResults[1]);
+  assert.equal(claim.label, verdict.label);
+  assert.equal(await widgets.locator("#claim [part=verdict]").textContent(), verdict.label);
+  for (const [label, p] of Object.entries(verdict.probs)) assert.ok(Math.abs(Math.log(claim.probs[label]) - Math.log(p)) <= TOLERANCE);
+  await widgets.screenshot({ path: join(ARTIFACTS, "widgets.png"), fullPage: true });
+  await widgets.close();
+});
+
+test("the whole session requested only this origin's assets and the models it chose", () => {
+  const chosen = new Set([MODEL, REFERENCE_MODEL, "fixtures/shapes-llava-mmproj.gguf", "fixtures/shapes-llava-lm.gguf", "fixtures/shapes-scene-2-3.png", "models/lexicons/vader_lexicon.txt", "models/lexicons/emoji_utf8_lexicon.txt", "models/lexicons/empath_categories.tsv"]);
+  const assets = /^(|index\.html|elements\.html|main\.js|elements\.js|chunk-\w+\.js|style\.css|worker\.js|glassbox_bg\.wasm|\?.*)$/;
+  const seen = new Set();
+  for (const url of requests) {
+    if (url.startsWith("blob:") || url.startsWith("data:")) continue;
+    assert.ok(url.startsWith(origin + "/"), `a request left the origin: ${url}`);
+    const path = url.slice(origin.length + 1);
+    assert.ok(chosen.has(path) || assets.test(path), `an unexpected request: ${url}`);
+    seen.add(path);
+  }
+  assert.ok(seen.has(MODEL) && seen.has("worker.js") && seen.has("glassbox_bg.wasm"), [...seen].join(", "));
+  console.log(`# ${requests.length} requests, all same-origin: ${[...seen].sort().join(", ")}`);
+});
