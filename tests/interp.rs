@@ -110,9 +110,9 @@ fn default_mode_finds_the_exact_top_100() {
     let loaded = load();
     let unembedding = Unembedding::new(&loaded.model).unwrap();
     let meta = common::reference("smollm2-attribution-numpy.json");
-    // Two of the three reference prompts: they differ only in the last addend, and each
+    // One of the three reference prompts: they differ only in the last addend, and each
     // exact-all pass costs about a minute of the test build.
-    for case in meta["prompts"].as_array().unwrap().iter().take(2) {
+    for case in meta["prompts"].as_array().unwrap().iter().take(1) {
         let ids = ids_of(case);
         let top100 = |options: AttributionOptions| -> HashSet<NeuronId> {
             let options = AttributionOptions { position_heads: 0, value_neurons: 0, ..options };
