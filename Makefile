@@ -7,7 +7,7 @@ WASM_PROFILE ?= release
 WEBGPU := --features webgpu
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint check-cuda test-web bench pkg web fixtures reference clean
+.PHONY: help setup demo test test-native lint lint-wasm check-cuda test-web bench pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -34,8 +34,9 @@ web: pkg
 demo: web
 	cd www && node serve.mjs $(PORT)
 
+# check-cuda lints the native code with every feature, so the test run lints wasm32 separately.
 test: $(SETUP_STAMP)
-	$(MAKE) test-native lint check-cuda
+	$(MAKE) test-native lint-wasm check-cuda
 	$(MAKE) WASM_PROFILE=dev test-web
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
@@ -43,14 +44,16 @@ test-native:
 	mkdir -p -m 700 .tools/xdg-runtime
 	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(WEBGPU)
 
-lint:
+lint: lint-wasm
 	cargo clippy --all-targets $(WEBGPU) -- -D warnings
+
+lint-wasm:
 	scripts/wasm-cargo.sh clippy --lib $(WEBGPU) -- -D warnings
 
-# Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc; no
-# GPU or CUDA libraries are needed, so nothing is linked.
+# Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc, and
+# with WebGPU too, every native line; no GPU or CUDA libraries are needed, so nothing is linked.
 check-cuda:
-	scripts/cuda-env.sh cargo clippy --features cuda --all-targets -- -D warnings
+	scripts/cuda-env.sh cargo clippy --features cuda,webgpu --all-targets -- -D warnings
 
 # The browser tests compare the wasm engine with the native CLI's numbers.
 test-web: web

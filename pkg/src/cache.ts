@@ -71,6 +71,8 @@ export class ModelCache {
       for await (const [name, handle] of directory as unknown as AsyncIterable<[string, FileSystemHandle]>) {
         if (handle.kind !== "file" || name === ".probe") continue;
         const file = await (handle as FileSystemFileHandle).getFile();
+        // Empty until its write completes: a model file never is.
+        if (file.size === 0) continue;
         found.push({ key: decodeURIComponent(name), bytes: file.size, storedAt: file.lastModified });
       }
     } else {
@@ -111,7 +113,12 @@ export class ModelCache {
     const directory = await this.#directory();
     if (directory !== null) {
       const writable = await (await directory.getFileHandle(fileName(key), { create: true })).createWritable();
-      await blob.stream().pipeTo(writable);
+      try {
+        await blob.stream().pipeTo(writable);
+      } catch (e) {
+        await directory.removeEntry(fileName(key)).catch(() => undefined);
+        throw e;
+      }
       return;
     }
     const db = await database();

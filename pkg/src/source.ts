@@ -24,6 +24,8 @@ export interface FetchOptions {
   onProgress?: ((progress: LoadProgress) => void) | undefined;
   cache?: CachePolicy | undefined;
   askToCache?: ((model: { url: string; bytes: number }) => boolean | Promise<boolean>) | undefined;
+  /** Called once a downloaded model has been stored in the cache. */
+  onCached?: ((url: string) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -92,12 +94,16 @@ export async function toBlob(source: ModelSource, cache: ModelCache, options: Fe
     }
   }
   const blob = await download(url, options);
-  if (policy === "always") {
+  const store = async () => {
     await cache.put(url, blob);
+    options.onCached?.(url);
+  };
+  if (policy === "always") {
+    await store();
   } else if (policy === "ask" && options.askToCache !== undefined) {
     // The model loads while the user decides.
     const answer = Promise.resolve(options.askToCache({ url, bytes: blob.size }));
-    void answer.then((yes) => (yes ? cache.put(url, blob) : undefined)).catch((e: unknown) => console.error("glassbox: caching failed", e));
+    void answer.then((yes) => (yes ? store() : undefined)).catch((e: unknown) => console.error("glassbox: caching failed", e));
   }
   return blob;
 }

@@ -13,7 +13,7 @@ use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge};
 use glassbox::tasks::nrc::Nrc;
-use glassbox::tasks::pipeline::{llm_intensity, Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
+use glassbox::tasks::pipeline::{self, llm_intensity, Classifier, Input, Lexicons, Mode, Options, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
 use serde_json::{json, Value};
 
@@ -283,7 +283,7 @@ fn read_index(path: &Path) -> Result<Index, String> {
 
 /// The embedder name an index records for the LLM embedding of `model`.
 fn llm_embedder_name(model: &Path) -> String {
-    format!("llm:{}", model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    pipeline::llm_embedder_name(&model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 /// Classifies every row of the input, writing each result as it finishes. A bad row is
@@ -291,11 +291,7 @@ fn llm_embedder_name(model: &Path) -> String {
 pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<()>, String> {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
-    let mode = match args.mode.as_str() {
-        "score" => Mode::Score,
-        "generate" => Mode::Generate,
-        other => return Err(format!("--mode {other:?}: expected score or generate")),
-    };
+    let mode = Mode::from_name(&args.mode).ok_or_else(|| format!("--mode {:?}: expected score or generate", args.mode))?;
     if task.instruction.is_none() && args.retrieve.is_none() {
         return Err(format!("task {:?} is a few-shot prompt only: give it examples with --retrieve INDEX", task.name));
     }
@@ -330,13 +326,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<
         };
         let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options);
         classifier.lexicons = lexicons.as_ref();
-        classifier.retrieval = index.as_ref().map(|index| Retrieval {
-            index,
-            embedder: match &minilm {
-                Some(minilm) => Embedder::MiniLm(minilm),
-                None => Embedder::Llm,
-            },
-        });
+        classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_ref()));
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() || shard.is_some_and(|(i, n)| number % n != i) {
                 continue;

@@ -51,6 +51,17 @@ pub enum Mode {
     Generate,
 }
 
+impl Mode {
+    /// `score` or `generate`.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "score" => Some(Mode::Score),
+            "generate" => Some(Mode::Generate),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Options {
     pub wrapping: Wrapping,
@@ -101,6 +112,19 @@ pub enum Embedder<'a> {
 pub struct Retrieval<'a> {
     pub index: &'a Index,
     pub embedder: Embedder<'a>,
+}
+
+impl<'a> Retrieval<'a> {
+    /// Queries `index` with MiniLM when given (a `minilm` index), else with the classifying model.
+    pub fn new(index: &'a Index, minilm: Option<&'a MiniLm>) -> Self {
+        Retrieval { index, embedder: minilm.map_or(Embedder::Llm, Embedder::MiniLm) }
+    }
+}
+
+/// The embedder name an index built with the seed's LLM embedding records: `llm:` and the
+/// model's file name.
+pub fn llm_embedder_name(model_file_name: &str) -> String {
+    format!("llm:{model_file_name}")
 }
 
 #[derive(Clone, Debug, Serialize)]

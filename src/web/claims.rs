@@ -16,7 +16,7 @@ use crate::tasks::classify::Wrapping;
 use crate::tasks::embed::MiniLm;
 use crate::tasks::index::Index;
 use crate::tasks::nrc::Nrc;
-use crate::tasks::pipeline::{Classifier, Embedder, Input, Lexicons, Mode, Options, Retrieval};
+use crate::tasks::pipeline::{llm_embedder_name, Classifier, Input, Lexicons, Mode, Options, Retrieval};
 use crate::tasks::templates::Table;
 
 /// What `classify` may need beyond the model, given once by the caller. Shared with running
@@ -101,11 +101,8 @@ impl Engine {
         if task.instruction.is_none() && index.is_none() {
             return Err(js_error("InputError", format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name)));
         }
-        let mode = match given.mode.as_deref() {
-            None | Some("score") => Mode::Score,
-            Some("generate") => Mode::Generate,
-            Some(other) => return Err(js_error("InputError", format!("mode {other:?} is neither \"score\" nor \"generate\""))),
-        };
+        let mode = Mode::from_name(given.mode.as_deref().unwrap_or("score"))
+            .ok_or_else(|| js_error("InputError", format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default())))?;
         let lexicons = match given.affect {
             true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| js_error("InputError", "affect features need the lexicons: call useLexicons first"))?),
             false => None,
@@ -114,7 +111,7 @@ impl Engine {
             Some(index) if index.embedder == "minilm" => {
                 Some(self.resources.minilm.borrow().clone().ok_or_else(|| js_error("InputError", "this index was built with MiniLM: call useEmbedder first"))?)
             }
-            Some(index) if Some(index.embedder.as_str()) != given.model_name.as_ref().map(|name| format!("llm:{name}")).as_deref() => {
+            Some(index) if Some(index.embedder.as_str()) != given.model_name.as_deref().map(llm_embedder_name).as_deref() => {
                 return Err(js_error(
                     "InputError",
                     format!("the index was built with the embedder {:?}, not MiniLM or this model ({:?})", index.embedder, given.model_name.unwrap_or_default()),
@@ -139,13 +136,7 @@ impl Engine {
                 with_model!(loaded, model => {
                     let mut classifier = Classifier::new(model, &state.tokenizer, &table, &task, options.clone());
                     classifier.lexicons = lexicons.as_deref();
-                    classifier.retrieval = index.as_ref().map(|index| Retrieval {
-                        index,
-                        embedder: match &minilm {
-                            Some(minilm) => Embedder::MiniLm(minilm),
-                            None => Embedder::Llm,
-                        },
-                    });
+                    classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_deref()));
                     let mut stream = |piece: &str| {
                         if let Some(callback) = &on_text {
                             // The stream is a view: a throwing callback must not fail the task.

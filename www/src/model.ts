@@ -58,7 +58,6 @@ function askToCache({ url, bytes }: { url: string; bytes: number }): Promise<boo
     const answer = (yes: boolean) => () => {
       box.hidden = true;
       resolve(yes);
-      if (yes) setTimeout(() => void listCache(), 0);
     };
     element("cache-yes").onclick = answer(true);
     element("cache-no").onclick = answer(false);
@@ -68,7 +67,7 @@ function askToCache({ url, bytes }: { url: string; bytes: number }): Promise<boo
 async function load(label: string, source: string | File): Promise<void> {
   card.dataset["state"] = "loading";
   const loaded = await track(status, `Loading ${label}`, () =>
-    Glassbox.load(source, { backend: backend(), onProgress: showProgress(progressBar, status), askToCache }),
+    Glassbox.load(source, { backend: backend(), onProgress: showProgress(progressBar, status), askToCache, onCached: () => void listCache() }),
   );
   progressBar.hidden = true;
   if (loaded === undefined) {

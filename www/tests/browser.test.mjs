@@ -109,10 +109,6 @@ test("hostile or missing models are typed errors, not traps", { timeout: 60_000 
 
 test("a WGSL kernel runs through wgpu on the browser's WebGPU adapter", { timeout: 60_000 }, async () => {
   const { page } = await open("/?model=");
-  await page.waitForSelector("#webgpu-status:not([data-state=checking])", { timeout: 50_000 });
-  const status = await page.textContent("#webgpu-status");
-  assert.equal(await page.getAttribute("#webgpu-status", "data-state"), "ok", status);
-
   const a = -3;
   const x = Array.from({ length: 1000 }, (_, i) => i / 4);
   const y = Array.from({ length: 1000 }, (_, i) => 1000 - i);
@@ -170,57 +166,6 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
   });
   console.log(`# wasm vs native: max |Δ log p| over shared top-10 tokens = ${worst.toExponential(2)}`);
   assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm logprobs drift ${worst} from native`);
-  await page.close();
-});
-
-test("the wasm attribution ranks the heads of \"3+5=\" as the native build does, and its mask edits the model", { timeout: 900_000 }, async () => {
-  const prompt = "3+5=";
-  const native = JSON.parse(execFileSync(here("../../target/debug/glassbox"), [
-    "attribute", here("../../" + MODEL_PATH), "--prompt", prompt, "--exact-neurons", "100", "--json",
-  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], maxBuffer: 64 << 20 }));
-
-  const { page } = await open("/?model=");
-  const wasm = await page.evaluate(async ({ modelPath, prompt }) => {
-    const glassbox = await import("/glassbox.js");
-    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
-    const model = await (await fetch(modelPath)).blob();
-    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "cpu" }));
-    const ids = engine.tokenize(prompt);
-    const attribution = await glassbox.runTask(engine.attribute(ids, { exactNeurons: 100 }));
-    const top = attribution.heads[0];
-    const plain = await glassbox.runTask(engine.topTokens(ids, 3));
-    engine.setMask({ heads: [`${top.layer}.${top.head}`] });
-    const masked = await glassbox.runTask(engine.topTokens(ids, 3));
-    engine.clearMask();
-    const cleared = await glassbox.runTask(engine.topTokens(ids, 3));
-    let badMask = null;
-    try {
-      engine.setMask({ heads: ["99.0"] });
-    } catch (e) {
-      badMask = e.name;
-    }
-    return { ...attribution, plain, masked, cleared, badMask };
-  }, { modelPath: "/" + MODEL_PATH, prompt });
-
-  // The mask persists until cleared, and matches the native CLI's ablation of the same head.
-  const top = `${wasm.heads[0].layer}.${wasm.heads[0].head}`;
-  const nativeMasked = JSON.parse(execFileSync(here("../../target/debug/glassbox"), [
-    "logits", here("../../" + MODEL_PATH), "--prompt", prompt, "--top-k", "3", "--ablate-heads", top, "--json",
-  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })).top;
-  assert.notDeepEqual(wasm.masked, wasm.plain);
-  assert.deepEqual(wasm.cleared, wasm.plain);
-  assert.equal(wasm.masked[0].id, nativeMasked[0].id);
-  assert.ok(Math.abs(wasm.masked[0].logprob - nativeMasked[0].logprob) <= WASM_NATIVE_TOLERANCE);
-  assert.equal(wasm.badMask, "InterpError");
-
-  assert.equal(wasm.target.id, native.target.id);
-  const name = (h) => `${h.layer}.${h.head}`;
-  assert.equal(wasm.heads.length, native.heads.length);
-  assert.deepEqual(wasm.heads.slice(0, 10).map(name), native.heads.slice(0, 10).map(name));
-  const nativeScore = new Map(native.heads.map((h) => [name(h), h.score]));
-  const worst = Math.max(...wasm.heads.map((h) => Math.abs(h.score - nativeScore.get(name(h)))));
-  console.log(`# wasm vs native head LPI: max |Δ| = ${worst.toExponential(2)}; top heads ${wasm.heads.slice(0, 5).map(name).join(" ")}`);
-  assert.ok(worst <= WASM_NATIVE_TOLERANCE, `wasm head LPI drifts ${worst} from native`);
   await page.close();
 });
 

@@ -153,6 +153,24 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
   assert.equal(await page.getAttribute("#backend-badge", "data-state"), "cpu");
   assert.match(await page.textContent("#backend-reason"), /adapter/i);
   await shot(page, "model-panel", "model");
+
+  // The cache: nothing is kept until the user says yes; then it is listed, used, and deleted.
+  await page.click("#cache-panel summary");
+  await page.waitForSelector("#cache-status[data-state=ready]");
+  assert.equal(await page.$$eval("#cache-list tbody tr", (rows) => rows.length), 0);
+  assert.equal(await page.isVisible("#cache-question"), true);
+  await page.click("#cache-yes");
+  const bytes = readFileSync(model).length;
+  await page.waitForFunction((size) => document.querySelector("#cache-list tbody tr")?.cells[1].textContent === size, `${(bytes / 1e6).toFixed(1)} MB`, { timeout: 60_000 });
+  const listed = await page.$$eval("#cache-list tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]));
+  assert.deepEqual(listed, [[`${origin}/${MODEL}`, `${(bytes / 1e6).toFixed(1)} MB`]]);
+  const fetched = () => requests.filter((url) => url === `${origin}/${MODEL}`).length;
+  const before = fetched();
+  await page.click("#url-form button");
+  await waitFor(page, "#model-card");
+  assert.equal(fetched(), before, "a kept model loads without a download");
+  await page.click("#cache-list tbody button");
+  await page.waitForFunction(() => document.querySelectorAll("#cache-list tbody tr").length === 0);
 });
 
 test("Look inside: next tokens, lens, head importance, positions and ablation match the CLI", { timeout: 900_000 }, async () => {
@@ -271,7 +289,8 @@ test("Check a claim with a retrieval index: the retrieved examples and verdict m
   const rows = readFileSync(here("../../tests/data/conspiracy_posts.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   const work = mkdtempSync(join(tmpdir(), "glassbox-index-"));
   const [examples, index] = ["examples.jsonl", "examples.gbx"].map((f) => join(work, f));
-  writeFileSync(examples, rows.slice(1, 9).map((r) => JSON.stringify(r)).join("\n") + "\n");
+  // Five examples, of which the prompt takes four.
+  writeFileSync(examples, rows.slice(1, 6).map((r) => JSON.stringify(r)).join("\n") + "\n");
   execFileSync(CLI, ["--backend", "cpu", "index", "build", model, "--embedder", "llm", "--input", examples, "--output", index], { stdio: "ignore" });
   const row = { id: rows[0].id, text: rows[0].text };
   const native = classifyNatively("conspiracy", row, ["--retrieve", index]);
