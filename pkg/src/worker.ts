@@ -105,7 +105,7 @@ const operations: Record<string, (args: Args, emit: Emit) => Promise<unknown> | 
   },
 
   useLexicons(args) {
-    engine(args).useLexicons(args["vader"] as string, args["emoji"] as string, args["empath"] as string, (args["nrc"] as string | undefined) ?? undefined);
+    engine(args).useLexicons(args["vader"] as string, args["emoji"] as string, args["empath"] as string, args["nrc"] as string | undefined);
     return null;
   },
 
@@ -116,7 +116,7 @@ const operations: Record<string, (args: Args, emit: Emit) => Promise<unknown> | 
 
   async classify(args, emit) {
     const onText = (piece: string) => emit("text", piece);
-    const task = engine(args).classify(args["task"] as string, args["input"], args["options"], (args["index"] as Uint8Array | undefined) ?? undefined, onText);
+    const task = engine(args).classify(args["task"] as string, args["input"], args["options"], args["index"] as Uint8Array | undefined, onText);
     return runTask(task);
   },
 

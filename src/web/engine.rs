@@ -10,6 +10,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use super::claims::Resources;
 use super::jspi::{self, Task};
 use super::{js_error, options, to_js};
 use crate::backend::candle::CandleBackend;
@@ -18,7 +19,6 @@ use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
 use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use super::claims::Resources;
 use crate::gguf::ModelCard;
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
