@@ -9,7 +9,8 @@
  * <glassbox-claim-check model="SmolLM2-135M-Instruct.Q4_1.gguf" task="fmd"></glassbox-claim-check>
  * ```
  */
-import { Glassbox, GlassboxVision, type HeatmapMethod, type LoadProgress } from "./index.js";
+import { Glassbox, GlassboxVision, type HeatmapMethod } from "./index.js";
+import { describe, paintHeatmap, progressText, say } from "./view.js";
 
 const STYLE = `
 :host { display: inline-block; font: 14px system-ui, sans-serif; }
@@ -23,37 +24,6 @@ textarea { width: 100%; min-height: 3em; box-sizing: border-box; }
 meter { flex: 1; }
 .explanation { white-space: pre-wrap; }
 `;
-
-function say(target: HTMLElement, text: string, state: string): void {
-  target.textContent = text;
-  target.dataset["state"] = state;
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
-
-function progressText(progress: LoadProgress): string {
-  const mb = (n: number) => (n / 1e6).toFixed(1);
-  const what = progress.phase === "download" ? "Downloading" : "Loading";
-  return progress.total === null ? `${what}… ${mb(progress.loaded)} MB` : `${what}… ${mb(progress.loaded)} of ${mb(progress.total)} MB`;
-}
-
-/** Paints normalised patch scores over an image, red where the answer comes from. */
-export function paintHeatmap(canvas: HTMLCanvasElement, cells: ArrayLike<number>, grid: number, opacity: number): void {
-  canvas.width = grid;
-  canvas.height = grid;
-  const context = canvas.getContext("2d");
-  if (context === null) return;
-  let max = 0;
-  for (let i = 0; i < cells.length; i++) max = Math.max(max, cells[i] ?? 0);
-  const pixels = context.createImageData(grid, grid);
-  for (let i = 0; i < grid * grid; i++) {
-    const v = max > 0 ? (cells[i] ?? 0) / max : 0;
-    pixels.data.set([255, Math.round(220 * (1 - v)), 0, Math.round(255 * opacity * v)], i * 4);
-  }
-  context.putImageData(pixels, 0, 0);
-}
 
 /** `<glassbox-heatmap mmproj model image prompt [method] [opacity] [backend]>`. */
 export class GlassboxHeatmapElement extends HTMLElement {

@@ -205,10 +205,6 @@ function forwardProgress(options: LoadOptions) {
   };
 }
 
-function split(list: string[] | undefined): string[] {
-  return list ?? [];
-}
-
 /** A language model loaded in the glassbox worker. */
 export class Glassbox {
   /** The models kept on this device: `list()`, `size()`, `delete(key)`. */
@@ -319,8 +315,8 @@ export class Glassbox {
 
   /** Zeroes these heads and neurons in every later `logits` and `generate`, on top of earlier ones. */
   async ablate(ablations: Ablations): Promise<void> {
-    const heads = new Set([...this.#ablations.heads, ...split(ablations.heads)]);
-    const neurons = new Set([...this.#ablations.neurons, ...split(ablations.neurons)]);
+    const heads = new Set([...this.#ablations.heads, ...(ablations.heads ?? [])]);
+    const neurons = new Set([...this.#ablations.neurons, ...(ablations.neurons ?? [])]);
     await this.#call("setMask", { heads: [...heads], neurons: [...neurons] });
     this.#ablations = { heads, neurons };
   }

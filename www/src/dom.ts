@@ -1,4 +1,7 @@
 /** Small DOM helpers. Text from models and users only ever goes in through `textContent`. */
+import { describe, say } from "../../pkg/src/view.js";
+
+export { describe, say };
 
 export function element<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -12,15 +15,6 @@ export function make<K extends keyof HTMLElementTagNameMap>(tag: K, text = "", c
   made.textContent = text;
   if (className !== "") made.className = className;
   return made;
-}
-
-export function say(target: HTMLElement, text: string, state: string): void {
-  target.textContent = text;
-  target.dataset["state"] = state;
-}
-
-export function describe(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 
 import { drawScene, Glassbox, type GlassboxVision, type HeatmapMethod, type VisualLens } from "../../pkg/src/index.js";
-import { paintHeatmap } from "../../pkg/src/elements.js";
+import { paintHeatmap } from "../../pkg/src/view.js";
 import { element, make, say, showToken, track } from "./dom.js";
 import { backend } from "./model.js";
 

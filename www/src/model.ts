@@ -1,6 +1,7 @@
 /** The Model panel: load from a URL or a file, progress, the card, the backend, the cache. */
 
 import { Glassbox, type LoadProgress } from "../../pkg/src/index.js";
+import { progressText } from "../../pkg/src/view.js";
 import { renderCard } from "./card.js";
 import { describe, element, make, say, track } from "./dom.js";
 
@@ -29,21 +30,16 @@ export function backend(): "auto" | "webgpu" | "cpu" {
   return backendChoice.value as "auto" | "webgpu" | "cpu";
 }
 
-export function showProgress(bar: HTMLProgressElement, line: HTMLElement): (p: LoadProgress) => void {
-  return ({ phase, loaded, total }) => {
+function showProgress(bar: HTMLProgressElement, line: HTMLElement): (p: LoadProgress) => void {
+  return (progress) => {
     bar.hidden = false;
-    const what = phase === "download" ? "Downloading" : "Loading weights";
-    if (total === null) {
-      bar.removeAttribute("value");
-      say(line, `${what}… ${(loaded / 1e6).toFixed(1)} MB`, "working");
-    } else {
-      bar.value = total === 0 ? 1 : loaded / total;
-      say(line, `${what}… ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, "working");
-    }
+    if (progress.total === null) bar.removeAttribute("value");
+    else bar.value = progress.total === 0 ? 1 : progress.loaded / progress.total;
+    say(line, progressText(progress), "working");
   };
 }
 
-export function showBackend(gb: Glassbox): void {
+function showBackend(gb: Glassbox): void {
   say(badge, gb.backend === "webgpu" ? "WebGPU" : "CPU (wasm)", gb.backend);
   badge.title = gb.device;
   reason.textContent = gb.fallbackReason ?? "";
