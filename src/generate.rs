@@ -247,13 +247,19 @@ pub fn score_continuations<B: Backend>(
             let Some((&head, rest)) = candidate.split_first() else {
                 return Err(GenerateError::Model(ModelError::EmptyPrompt));
             };
-            let mut total = first_logprobs.get(head as usize).copied().ok_or(ModelError::BadTokenId {
-                id: head,
-                vocab_size: first_logprobs.len(),
-            })?;
+            let mut total = first_logprobs
+                .get(head as usize)
+                .copied()
+                .ok_or(ModelError::BadTokenId { id: head, vocab_size: first_logprobs.len() })?;
             if !rest.is_empty() {
                 let mut cache = prompt_cache.clone();
-                let out = model.forward(&candidate[..candidate.len() - 1], &mut cache, &none, interventions, &Positions::All)?;
+                let out = model.forward(
+                    &candidate[..candidate.len() - 1],
+                    &mut cache,
+                    &none,
+                    interventions,
+                    &Positions::All,
+                )?;
                 let vocab = out.logits.shape[1];
                 for (row, &next) in out.logits.data.chunks(vocab).zip(rest) {
                     total += log_softmax(row)[next as usize];

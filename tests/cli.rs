@@ -38,7 +38,14 @@ fn info_on_a_missing_file_names_it() {
 fn a_tokenizer_json_replaces_the_gguf_vocabulary() {
     let model = common::model_path(common::SMOLLM2);
     let bert = common::model_path("all-MiniLM-L6-v2/tokenizer.json");
-    let out = glassbox(&["tokenize", model.to_str().unwrap(), "Hello world", "--tokenizer", bert.to_str().unwrap(), "--json"]);
+    let out = glassbox(&[
+        "tokenize",
+        model.to_str().unwrap(),
+        "Hello world",
+        "--tokenizer",
+        bert.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // bert-base-uncased's WordPiece ids, which all-MiniLM-L6-v2 shares: "hello" 7592, "world" 2088.
@@ -57,7 +64,17 @@ fn tokenize_json_lists_ids_and_their_text() {
 #[test]
 fn attribute_json_keeps_its_contract() {
     let model = common::model_path(common::SMOLLM2);
-    let out = glassbox(&["attribute", model.to_str().unwrap(), "--prompt", "3+5=", "--exact-neurons", "50", "--top", "20", "--json"]);
+    let out = glassbox(&[
+        "attribute",
+        model.to_str().unwrap(),
+        "--prompt",
+        "3+5=",
+        "--exact-neurons",
+        "50",
+        "--top",
+        "20",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let target = &result["target"];
@@ -120,7 +137,8 @@ fn evaluate_scores_predictions_by_id() {
         .join("\n"),
     )
     .unwrap();
-    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    let out =
+        glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pred.jsonl:4: not a JSON object"), "{stderr}");
@@ -152,7 +170,8 @@ fn evaluate_counts_an_unnamed_label_as_wrong() {
     let (gold, pred) = (dir.join("gold.jsonl"), dir.join("pred.jsonl"));
     std::fs::write(&gold, "{\"id\": \"a\", \"label\": \"True\"}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
     std::fs::write(&pred, "{\"id\": \"a\", \"label\": null}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
-    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    let out =
+        glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Classes (none), False, True: F1 0, 1, 0, so macro-F1 1/3, as scikit-learn averages.
@@ -161,7 +180,8 @@ fn evaluate_counts_an_unnamed_label_as_wrong() {
     assert!((report["macro_f1"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
     // A gold row may not leave its label out.
     std::fs::write(&gold, "{\"id\": \"a\", \"label\": null}\n{\"id\": \"b\", \"label\": \"False\"}\n").unwrap();
-    let out = glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    let out =
+        glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("gold.jsonl:1: not a JSON object"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

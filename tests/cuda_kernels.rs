@@ -24,7 +24,8 @@ fn worst_error(dtype: GgmlDType, rows: usize, cols: usize, tokens: usize, read: 
     let mut worst = 0.0f64;
     for t in 0..tokens {
         for r in 0..rows {
-            let terms = (0..cols).map(|c| f64::from(expected_input[t * cols + c]) * f64::from(dequantised[r * cols + c]));
+            let terms =
+                (0..cols).map(|c| f64::from(expected_input[t * cols + c]) * f64::from(dequantised[r * cols + c]));
             let (sum, magnitude) = terms.fold((0.0, 0.0), |(s, m), v| (s + v, m + v.abs()));
             worst = worst.max((f64::from(got[t * rows + r]) - sum).abs() / magnitude.max(1e-30));
         }
@@ -36,7 +37,8 @@ const TYPES: [GgmlDType; 5] = [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0
 
 fn shapes(dtype: GgmlDType) -> Vec<(usize, usize, usize)> {
     // K-quant rows hold whole 256-value blocks.
-    let widths: &[usize] = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) { &[512, 768, 1536] } else { &[512, 576, 1536] };
+    let widths: &[usize] =
+        if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) { &[512, 768, 1536] } else { &[512, 576, 1536] };
     widths.iter().flat_map(|&cols| [1, 5, 16].map(|tokens| (72, cols, tokens))).collect()
 }
 
@@ -59,7 +61,9 @@ fn quantised_matmuls_match_an_f64_product_on_the_cpu() {
                     worst_error(dtype, rows, cols, tokens, q8_1)
                 };
                 let path = if dequantising { "dequantising" } else { "q8_1" };
-                eprintln!("{path} {dtype:?} {rows}x{cols}, {tokens} tokens: worst error {error:.1e} of the term magnitude");
+                eprintln!(
+                    "{path} {dtype:?} {rows}x{cols}, {tokens} tokens: worst error {error:.1e} of the term magnitude"
+                );
                 if error > bound {
                     failures.push(format!("{path} {dtype:?} {rows}x{cols} {tokens} tokens: {error:.1e}"));
                 }

@@ -54,7 +54,9 @@ fn logits_match_candle_quantized_llama() {
     let path = common::model_path(common::SMOLLM2);
     let mut reader = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
-    let mut peer = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
+    let mut peer =
+        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+            .unwrap();
     for prompt in PROMPTS {
         let ids = ids(prompt);
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
@@ -240,7 +242,10 @@ fn broken_models_fail_to_load_with_the_reason() {
 
     let config = Config::from_gguf(&file.header).unwrap();
     let without = |name: &str| file.header.tensors.iter().filter(|t| t.name != name).cloned().collect();
-    let missing = Altered { tensors: without("blk.7.ffn_up.weight"), file: GgufFile::open(common::model_path(common::SMOLLM2)).unwrap() };
+    let missing = Altered {
+        tensors: without("blk.7.ffn_up.weight"),
+        file: GgufFile::open(common::model_path(common::SMOLLM2)).unwrap(),
+    };
     match Model::load(CandleBackend::cpu(), config.clone(), &missing) {
         Err(ModelError::MissingTensor(name)) => assert_eq!(name, "blk.7.ffn_up.weight"),
         other => panic!("{:?}", other.map(|_| ())),

@@ -92,7 +92,10 @@ fn parse_err(bytes: &[u8], file_len: u64) -> GgufError {
 fn find_length_prefixed(header: &[u8], text: &str) -> usize {
     let mut needle = (text.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(text.as_bytes());
-    header.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap_or_else(|| panic!("{text:?} not in header"))
+    header
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .unwrap_or_else(|| panic!("{text:?} not in header"))
 }
 
 #[test]
@@ -172,7 +175,9 @@ fn renaming_a_tensor_to_its_neighbour_is_a_duplicate() {
     // to a same-length name that also exists: blk.1.* -> blk.0.*.
     let record = find_length_prefixed(&header, "blk.1.attn_norm.weight");
     let bytes = patched(&header, record + 8, b"blk.0.attn_norm.weight");
-    assert!(matches!(parse_err(&bytes, file_len), GgufError::DuplicateTensor(name) if name == "blk.0.attn_norm.weight"));
+    assert!(
+        matches!(parse_err(&bytes, file_len), GgufError::DuplicateTensor(name) if name == "blk.0.attn_norm.weight")
+    );
 }
 
 /// Thousands of random byte overwrites in the header: each parse returns, Ok or a typed error.

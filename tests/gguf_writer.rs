@@ -20,7 +20,12 @@ fn a_written_copy_of_smollm2_reads_back_unchanged() {
         .tensors
         .iter()
         .filter(|t| t.name.starts_with("blk.0.") || t.name == "output_norm.weight")
-        .map(|t| NewTensor { name: t.name.clone(), ggml_type: t.ggml_type, shape: t.shape.clone(), data: file.read_tensor(t).unwrap() })
+        .map(|t| NewTensor {
+            name: t.name.clone(),
+            ggml_type: t.ggml_type,
+            shape: t.shape.clone(),
+            data: file.read_tensor(t).unwrap(),
+        })
         .collect();
     let mut bytes = Vec::new();
     write_gguf(&mut bytes, &metadata, &tensors).unwrap();
@@ -65,7 +70,8 @@ fn a_synthetic_model_loads_and_gives_finite_logits() {
         assert_eq!((config.layers, config.width, config.ffn_width, config.heads, config.kv_heads), (2, 128, 320, 4, 2));
         assert_eq!(config.vocab_size, 49152);
         let model = Model::load(CandleBackend::cpu(), config, &file).unwrap();
-        let forward = model.forward(&[1, 2, 3], &mut model.new_cache(), &HookRequest::new(), &[], &Positions::Last).unwrap();
+        let forward =
+            model.forward(&[1, 2, 3], &mut model.new_cache(), &HookRequest::new(), &[], &Positions::Last).unwrap();
         assert_eq!(forward.logits.data.len(), 49152);
         assert!(forward.logits.data.iter().all(|v| v.is_finite()));
         // Random weights of scale 1/sqrt(in) keep the logits spread, not collapsed or exploded.

@@ -49,11 +49,16 @@ fn heads_and_neurons_agree_with_the_numpy_reference() {
         let ours = attribute(&unembedding, &loaded.tokenizer, &ids_of(case), &AttributionOptions::default()).unwrap();
         assert_eq!(ours.target.id as u64, case["target"]["id"].as_u64().unwrap(), "prompt {p}: target");
 
-        let reference_heads: Vec<f32> =
-            case["head_lpi"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+        let reference_heads: Vec<f32> = case["head_lpi"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+            .collect();
         let mut reference_rank: Vec<usize> = (0..reference_heads.len()).collect();
         reference_rank.sort_by(|&a, &b| reference_heads[b].total_cmp(&reference_heads[a]));
-        let reference_top: HashSet<(usize, usize)> = reference_rank.iter().take(10).map(|&i| (i / c.heads, i % c.heads)).collect();
+        let reference_top: HashSet<(usize, usize)> =
+            reference_rank.iter().take(10).map(|&i| (i / c.heads, i % c.heads)).collect();
         let overlap = ours.heads.iter().take(10).filter(|h| reference_top.contains(&(h.layer, h.head))).count();
         assert!(overlap >= 8, "prompt {p}: top-10 heads overlap in {overlap}");
         for h in &ours.heads {
@@ -66,7 +71,8 @@ fn heads_and_neurons_agree_with_the_numpy_reference() {
         let reference_top: HashSet<usize> = reference_rank.iter().take(100).copied().collect();
         let ours_top: Vec<_> = ours.neurons.iter().take(100).collect();
         assert!(ours_top.iter().all(|n| n.exact), "the top 100 are scored exactly");
-        let shared: Vec<_> = ours_top.iter().filter(|n| reference_top.contains(&(n.layer * c.ffn_width + n.neuron))).collect();
+        let shared: Vec<_> =
+            ours_top.iter().filter(|n| reference_top.contains(&(n.layer * c.ffn_width + n.neuron))).collect();
         assert!(shared.len() >= 90, "prompt {p}: top-100 neurons overlap in {}", shared.len());
         for n in shared {
             worst_neuron = worst_neuron.max((n.score - reference_neurons[n.layer * c.ffn_width + n.neuron]).abs());
@@ -88,19 +94,28 @@ fn the_target_logit_is_the_sum_of_its_parts() {
     let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
     let meta = common::reference("smollm2-attribution-numpy.json");
     let cases = meta["prompts"].as_array().unwrap();
-    for (backend, tolerance) in [
-        (CandleBackend::with_float_weights(candle_core::Device::Cpu), 1e-3),
-        (CandleBackend::cpu(), 1e-2),
-    ] {
+    for (backend, tolerance) in
+        [(CandleBackend::with_float_weights(candle_core::Device::Cpu), 1e-3), (CandleBackend::cpu(), 1e-2)]
+    {
         let model = Model::load(backend, config.clone(), &file).unwrap();
         let unembedding = Unembedding::new(&model).unwrap();
         for case in cases {
             let parts = decompose_logit(&unembedding, &tokenizer, &ids_of(case), None).unwrap();
             let gap = (parts.parts_sum() - f64::from(parts.lens_logit)).abs();
             eprintln!("embedding + heads + neurons − logit: {gap:.2e}");
-            assert!(gap < tolerance, "embedding + heads + neurons = {}, the logit is {}", parts.parts_sum(), parts.lens_logit);
+            assert!(
+                gap < tolerance,
+                "embedding + heads + neurons = {}, the logit is {}",
+                parts.parts_sum(),
+                parts.lens_logit
+            );
             // The model's own unembedding kernel may round its input; the lens does not.
-            assert!((parts.lens_logit - parts.model_logit).abs() < 0.1, "{} vs {}", parts.lens_logit, parts.model_logit);
+            assert!(
+                (parts.lens_logit - parts.model_logit).abs() < 0.1,
+                "{} vs {}",
+                parts.lens_logit,
+                parts.model_logit
+            );
         }
     }
 }
@@ -116,7 +131,13 @@ fn default_mode_finds_the_exact_top_100() {
         let ids = ids_of(case);
         let top100 = |options: AttributionOptions| -> HashSet<NeuronId> {
             let options = AttributionOptions { position_heads: 0, value_neurons: 0, ..options };
-            attribute(&unembedding, &loaded.tokenizer, &ids, &options).unwrap().neurons.iter().take(100).map(|n| n.id()).collect()
+            attribute(&unembedding, &loaded.tokenizer, &ids, &options)
+                .unwrap()
+                .neurons
+                .iter()
+                .take(100)
+                .map(|n| n.id())
+                .collect()
         };
         let default = top100(AttributionOptions::default());
         let exact = top100(AttributionOptions { exact_all: true, ..Default::default() });
@@ -132,7 +153,8 @@ fn the_lens_at_the_last_layer_is_the_model_output() {
     let ids = loaded.tokenizer.encode("The capital of France is", true, false).unwrap();
     let last = loaded.model.config().layers - 1;
     let cell = |scale| {
-        let request = LensRequest { layers: Some(vec![5, last]), positions: Some(vec![ids.len() - 1]), top_k: 3, scale };
+        let request =
+            LensRequest { layers: Some(vec![5, last]), positions: Some(vec![ids.len() - 1]), top_k: 3, scale };
         logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).unwrap().cells
     };
     let (fixed, own) = (cell(LensScale::Fixed), cell(LensScale::OwnRms));
@@ -188,7 +210,8 @@ fn token_rewards_of_a_model_against_itself_are_zero() {
     let prompt = loaded.tokenizer.encode("The capital of France is", true, false).unwrap();
     // llama.cpp's greedy continuation (tests/reference/smollm2-logits-llamacpp.json).
     let response = [7042u32, 30, 198, 198, 504, 1797, 1918, 553, 253, 2155];
-    let rewards = token_rewards(&loaded.model, &loaded.model, &loaded.tokenizer, &prompt, &response, 0.3, false).unwrap();
+    let rewards =
+        token_rewards(&loaded.model, &loaded.model, &loaded.tokenizer, &prompt, &response, 0.3, false).unwrap();
     assert_eq!(rewards.selected_count, 3);
     assert!(rewards.tokens.iter().all(|t| t.reward == 0.0));
     // Ties break by position: the first three are selected.
@@ -207,16 +230,20 @@ const REWARD_TOLERANCE: f32 = 0.4;
 #[test]
 fn token_rewards_agree_with_llama_cpp() {
     let oracle = load();
-    let file = GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2-vocab-tiny-q8_0.gguf")).unwrap();
+    let file =
+        GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2-vocab-tiny-q8_0.gguf")).unwrap();
     let reference = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
     let expected = common::reference("token-rewards-llamacpp.json");
-    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
     let mut worst = 0.0f32;
     for case in expected["cases"].as_array().unwrap() {
         let (prompt, response) = (ids(&case["prompt_ids"]), ids(&case["response_ids"]));
         let wanted: Vec<f32> = case["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         for rejected in [false, true] {
-            let ours = token_rewards(&oracle.model, &reference, &oracle.tokenizer, &prompt, &response, 0.3, rejected).unwrap();
+            let ours =
+                token_rewards(&oracle.model, &reference, &oracle.tokenizer, &prompt, &response, 0.3, rejected).unwrap();
             assert_eq!(ours.selected_count, (0.3 * response.len() as f32).floor() as usize);
             for (t, w) in ours.tokens.iter().zip(&wanted) {
                 worst = worst.max((t.reward - w).abs());
@@ -226,9 +253,15 @@ fn token_rewards_agree_with_llama_cpp() {
             let wanted_selection = glassbox::interp::rewards::select_tokens(&wanted, 0.3, rejected);
             for t in ours.tokens.iter().filter(|t| t.selected != wanted_selection.contains(&t.position)) {
                 let near = wanted.iter().enumerate().any(|(other, w)| {
-                    other != t.position && ours.tokens[other].selected != t.selected && (w - wanted[t.position]).abs() < 2.0 * REWARD_TOLERANCE
+                    other != t.position
+                        && ours.tokens[other].selected != t.selected
+                        && (w - wanted[t.position]).abs() < 2.0 * REWARD_TOLERANCE
                 });
-                assert!(near, "token {} selected {} by glassbox, not by llama.cpp, with no near tie", t.position, t.selected);
+                assert!(
+                    near,
+                    "token {} selected {} by glassbox, not by llama.cpp, with no near tie",
+                    t.position, t.selected
+                );
             }
         }
     }

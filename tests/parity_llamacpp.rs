@@ -83,10 +83,12 @@ fn next_tokens_agree<B: Backend>(model: &Model<B>, top_one: TopOne) {
     for case in cases {
         let prompt = ids(&case["ids"]);
         let mut cache = model.new_cache();
-        let logits = model.forward(&prompt, &mut cache, &HookRequest::new(), &[], &Positions::Last).unwrap().logits.data;
+        let logits =
+            model.forward(&prompt, &mut cache, &HookRequest::new(), &[], &Positions::Last).unwrap().logits.data;
         let ours = top(&logits, 5);
         let theirs = ids(&case["top10"]);
-        let their_logits: Vec<f64> = case["top10_logits"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect();
+        let their_logits: Vec<f64> =
+            case["top10_logits"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect();
         if top_one == TopOne::Exact || their_logits[0] - their_logits[1] >= NEAR_TIE {
             assert_eq!(ours[0], theirs[0], "top-1 differs for {}", case["prompt"]);
         }
@@ -114,7 +116,8 @@ fn greedy_continuations<B: Backend>(model: &Model<B>) {
         let gaps: Vec<f64> = case["top2_gaps"].as_array().unwrap().iter().map(|g| g.as_f64().unwrap()).collect();
         let mut cache = model.new_cache();
         let none = HookRequest::new();
-        let mut logits = model.forward(&ids(&case["ids"]), &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        let mut logits =
+            model.forward(&ids(&case["ids"]), &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
         let mut same = expected.len();
         for (step, &theirs) in expected.iter().enumerate() {
             let ours = top(&logits, 1)[0];

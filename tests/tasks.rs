@@ -63,13 +63,20 @@ fn label_probabilities_match_llamacpp() {
             assert!((intensity - expected).abs() < PROB_TOLERANCE, "{id}: intensity {intensity}, llama.cpp {expected}");
         }
         let p = prompt(&table, task, &borrowed(&values), Wrapping::Seed, &m.tokenizer, None).unwrap();
-        let (scores, _) = score_labels(&m.model, &m.tokenizer, &p, task.answer_prefix.as_deref().unwrap_or(""), &task.labels).unwrap();
+        let (scores, _) =
+            score_labels(&m.model, &m.tokenizer, &p, task.answer_prefix.as_deref().unwrap_or(""), &task.labels)
+                .unwrap();
         assert!((scores.probs.iter().sum::<f64>() - 1.0).abs() < 1e-6);
-        let expected: BTreeMap<&str, f64> = case["probs"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_f64().unwrap())).collect();
+        let expected: BTreeMap<&str, f64> =
+            case["probs"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_f64().unwrap())).collect();
         for (label, prob) in scores.labels.iter().zip(&scores.probs) {
             let diff = (prob - expected[label.as_str()]).abs();
             worst = worst.max(diff);
-            assert!(diff < PROB_TOLERANCE, "{task_name} {id} {label}: glassbox {prob}, llama.cpp {}", expected[label.as_str()]);
+            assert!(
+                diff < PROB_TOLERANCE,
+                "{task_name} {id} {label}: glassbox {prob}, llama.cpp {}",
+                expected[label.as_str()]
+            );
         }
         let best = expected.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
         let runner_up = expected.values().filter(|&&p| p < *best.1).fold(0f64, |a, &b| a.max(b));
@@ -106,9 +113,19 @@ fn evidence_points_into_the_users_text_with_the_scores_attribution_gives() {
     let ids = m.tokenizer.encode("The capital of France is", true, false).unwrap();
     let paris = m.tokenizer.encode(" Paris", false, false).unwrap()[0];
     let (totals, heads) = position_scores(&unembedding, &ids, paris, 3, ids.len(), None, &[]).unwrap();
-    let options = AttributionOptions { target: Some(paris), exact_neurons: 0, position_heads: 3, value_neurons: 0, top: 0, ..Default::default() };
+    let options = AttributionOptions {
+        target: Some(paris),
+        exact_neurons: 0,
+        position_heads: 3,
+        value_neurons: 0,
+        top: 0,
+        ..Default::default()
+    };
     let full = attribute(&unembedding, &m.tokenizer, &ids, &options).unwrap();
-    assert_eq!(heads.iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>(), full.heads[..3].iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>());
+    assert_eq!(
+        heads.iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>(),
+        full.heads[..3].iter().map(|h| (h.layer, h.head)).collect::<Vec<_>>()
+    );
     for (t, total) in totals.iter().enumerate() {
         assert!(total.exact);
         let summed: f32 = full.positions.iter().filter(|s| s.position == t).map(|s| s.score).sum();
@@ -117,7 +134,10 @@ fn evidence_points_into_the_users_text_with_the_scores_attribution_gives() {
     // The first-order ranking agrees with the exact one at the top.
     let (approx, _) = position_scores(&unembedding, &ids, paris, 3, 0, None, &[]).unwrap();
     let best = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
-    assert_eq!(best(&approx.iter().map(|t| t.score).collect::<Vec<_>>()), best(&totals.iter().map(|t| t.score).collect::<Vec<_>>()));
+    assert_eq!(
+        best(&approx.iter().map(|t| t.score).collect::<Vec<_>>()),
+        best(&totals.iter().map(|t| t.score).collect::<Vec<_>>())
+    );
 }
 
 #[test]
@@ -134,7 +154,12 @@ fn the_explanation_streams_what_it_returns() {
     // The explanation continues the seed's format, so it is the greedy continuation of it.
     let format = format!("{}Prediction: False.\nExplanation:", p.spanned.text);
     let ids = m.tokenizer.encode(&format, true, false).unwrap();
-    let request = glassbox::generate::GenerateRequest { max_tokens: 12, sampling: Default::default(), stop_strings: vec!["\nHuman:".into()], interventions: vec![] };
+    let request = glassbox::generate::GenerateRequest {
+        max_tokens: 12,
+        sampling: Default::default(),
+        stop_strings: vec!["\nHuman:".into()],
+        interventions: vec![],
+    };
     let direct = glassbox::generate::generate(&m.model, &m.tokenizer, &ids, &request, |_, _| true).unwrap();
     assert_eq!(direct.text.trim(), text);
 }
@@ -159,7 +184,18 @@ fn classify_writes_a_row_per_good_input_and_reports_bad_lines() {
     let output = dir.join("out.jsonl");
     let model = common::model_path(common::SMOLLM2);
     let run = |extra: &[&str]| {
-        let mut args = vec!["--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+        let mut args = vec![
+            "--backend",
+            "cpu",
+            "classify",
+            model.to_str().unwrap(),
+            "--task",
+            "conspiracy",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         glassbox(&args)
     };
@@ -169,7 +205,8 @@ fn classify_writes_a_row_per_good_input_and_reports_bad_lines() {
     assert!(stderr.contains("in.jsonl:2: id \"no-text\": task \"conspiracy\" needs the field \"text\""), "{stderr}");
     assert!(stderr.contains("in.jsonl:3: not JSON"), "{stderr}");
     assert!(stderr.contains("2 rows written") && stderr.contains("2 errors"), "{stderr}");
-    let rows: Vec<Value> = std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), ["consp-01", "consp-02"]);
     for row in &rows {
         let probs = row["probs"].as_object().unwrap();
@@ -194,7 +231,8 @@ fn classify_writes_a_row_per_good_input_and_reports_bad_lines() {
     // Shard 1/2 takes the rows on odd lines: the bad line 2 and line 4.
     let out = run(&["--shard", "1/2"]);
     assert!(!out.status.success());
-    let rows: Vec<Value> = std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["id"], "consp-02");
     let bad_shard = run(&["--shard", "2/2"]);
@@ -214,7 +252,8 @@ fn the_seeds_embedding_is_llamacpps_mean_pooling() {
     for case in common::reference("tasks-llamacpp.json")["embeddings"].as_array().unwrap() {
         let row = posts.iter().find(|r| r["id"] == case["id"]).unwrap();
         let ours = llm_embedding(&m.model, &m.tokenizer, &table, row["text"].as_str().unwrap()).unwrap();
-        let theirs: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let theirs: Vec<f32> =
+            case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let similarity = cosine(&ours, &theirs);
         let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let norm_ratio = norm(&ours) / norm(&theirs);
@@ -233,7 +272,8 @@ fn minilm_embeddings_match_numpy() {
     let minilm = minilm();
     for case in common::reference("minilm-numpy.json")["sentences"].as_array().unwrap() {
         let ours = minilm.embed(case["text"].as_str().unwrap()).unwrap();
-        let theirs: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let theirs: Vec<f32> =
+            case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "{:?}: largest difference {worst}", case["text"]);
     }
@@ -246,7 +286,17 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
     let index_path = dir.join("posts.gbx");
     let posts = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/conspiracy_posts.jsonl");
     let minilm_dir = common::model_path("all-MiniLM-L6-v2");
-    let out = glassbox(&["index", "build", "--embedder", "minilm", minilm_dir.to_str().unwrap(), "--input", posts, "--output", index_path.to_str().unwrap()]);
+    let out = glassbox(&[
+        "index",
+        "build",
+        "--embedder",
+        "minilm",
+        minilm_dir.to_str().unwrap(),
+        "--input",
+        posts,
+        "--output",
+        index_path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let index = Index::from_bytes(&std::fs::read(&index_path).unwrap()).unwrap();
     assert_eq!((index.embedder.as_str(), index.dims, index.records.len()), ("minilm", 384, 60));
@@ -273,9 +323,27 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
     // The k-NN baseline votes NumPy's neighbours' labels, weighted by their similarity.
     let votes = dir.join("votes.jsonl");
     let minilm_arg = ["--minilm", minilm_dir.to_str().unwrap()];
-    let out = glassbox(&[&["index", "vote", "--index", index_path.to_str().unwrap(), "--input", posts, "--output", votes.to_str().unwrap()][..], &minilm_arg].concat());
+    let out = glassbox(
+        &[
+            &[
+                "index",
+                "vote",
+                "--index",
+                index_path.to_str().unwrap(),
+                "--input",
+                posts,
+                "--output",
+                votes.to_str().unwrap(),
+            ][..],
+            &minilm_arg,
+        ]
+        .concat(),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let labels: BTreeMap<String, String> = data("conspiracy_posts.jsonl").iter().map(|r| (r["id"].as_str().unwrap().into(), r["label"].as_str().unwrap().into())).collect();
+    let labels: BTreeMap<String, String> = data("conspiracy_posts.jsonl")
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().into(), r["label"].as_str().unwrap().into()))
+        .collect();
     for line in std::fs::read_to_string(&votes).unwrap().lines() {
         let row: Value = serde_json::from_str(line).unwrap();
         let expected = &reference["neighbours"][row["id"].as_str().unwrap()];
@@ -284,7 +352,9 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
             continue;
         }
         let mut weight = BTreeMap::<&str, f64>::new();
-        hits.iter().for_each(|h| *weight.entry(labels[h[0].as_str().unwrap()].as_str()).or_default() += h[1].as_f64().unwrap());
+        hits.iter().for_each(|h| {
+            *weight.entry(labels[h[0].as_str().unwrap()].as_str()).or_default() += h[1].as_f64().unwrap()
+        });
         let (best, best_weight) = weight.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
         if weight.values().filter(|w| (*w - best_weight).abs() < 1e-4).count() == 1 {
             assert_eq!(row["label"], *best, "{}", row["id"]);
@@ -298,21 +368,55 @@ fn an_index_built_by_the_cli_retrieves_numpys_neighbours() {
     let output = dir.join("out.jsonl");
     let model = common::model_path(common::SMOLLM2);
     let out = glassbox(&[
-        "--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(),
-        "--output", output.to_str().unwrap(), "--retrieve", index_path.to_str().unwrap(), "--minilm", minilm_dir.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "classify",
+        model.to_str().unwrap(),
+        "--task",
+        "conspiracy",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--retrieve",
+        index_path.to_str().unwrap(),
+        "--minilm",
+        minilm_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let row: Value = serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
     let first: Value = serde_json::from_str(&first).unwrap();
     let retrieved: Vec<&str> = row["retrieved"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    let wanted: Vec<&str> = reference["neighbours"][first["id"].as_str().unwrap()]["hits"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap()).collect();
+    let wanted: Vec<&str> = reference["neighbours"][first["id"].as_str().unwrap()]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
     assert_eq!(retrieved, wanted);
 
     // A damaged index is refused with the reason.
     let bytes = std::fs::read(&index_path).unwrap();
     std::fs::write(&index_path, &bytes[..bytes.len() - 10]).unwrap();
-    let out = glassbox(&["--backend", "cpu", "classify", model.to_str().unwrap(), "--task", "conspiracy", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "--retrieve", index_path.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the index is truncated or padded"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = glassbox(&[
+        "--backend",
+        "cpu",
+        "classify",
+        model.to_str().unwrap(),
+        "--task",
+        "conspiracy",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--retrieve",
+        index_path.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the index is truncated or padded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -321,8 +425,19 @@ fn align_edits_with_metaaligners_prompt_and_the_chosen_objectives() {
     let model = common::model_path(common::SMOLLM2);
     let model = model.to_str().unwrap();
     let out = glassbox(&[
-        "--backend", "cpu", "align", model, "--question", "How do I boil an egg?", "--answer", "Boil it.",
-        "--aspects", "harmlessness,specific,Brevity: keep it short", "--max-new-tokens", "12", "--json",
+        "--backend",
+        "cpu",
+        "align",
+        model,
+        "--question",
+        "How do I boil an egg?",
+        "--answer",
+        "Boil it.",
+        "--aspects",
+        "harmlessness,specific,Brevity: keep it short",
+        "--max-new-tokens",
+        "12",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -334,10 +449,12 @@ fn align_edits_with_metaaligners_prompt_and_the_chosen_objectives() {
         arguments.; Brevity: keep it short | Context: How do I boil an egg? | Answer: Boil it. | Edit: ";
     assert_eq!(result["prompt"], expected);
     // The edit is the model's greedy continuation of that prompt.
-    let direct = glassbox(&["--backend", "cpu", "generate", model, "--prompt", expected, "--max-tokens", "12", "--json"]);
+    let direct =
+        glassbox(&["--backend", "cpu", "generate", model, "--prompt", expected, "--max-tokens", "12", "--json"]);
     let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
     assert_eq!(result["edit"], direct["text"].as_str().unwrap().trim());
-    let unknown = glassbox(&["--backend", "cpu", "align", model, "--question", "q", "--answer", "a", "--aspects", "politeness"]);
+    let unknown =
+        glassbox(&["--backend", "cpu", "align", model, "--question", "q", "--answer", "a", "--aspects", "politeness"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no objective named \"politeness\""));
 }
 
@@ -350,7 +467,8 @@ fn field_spans_survive_both_wrappers() {
     let values = BTreeMap::from([("claim", "Veltrix Coin doubled — in a week?"), ("context", "It fell 3%.")]);
     for wrapping in [Wrapping::Seed, Wrapping::Chat] {
         let p = prompt(&table, task, &values, wrapping, &tokenizer, None).unwrap();
-        let spans: BTreeMap<&str, &str> = p.spanned.spans.iter().map(|(f, r)| (f.as_str(), &p.spanned.text[r.clone()])).collect();
+        let spans: BTreeMap<&str, &str> =
+            p.spanned.spans.iter().map(|(f, r)| (f.as_str(), &p.spanned.text[r.clone()])).collect();
         assert_eq!(spans, values, "{wrapping:?}");
     }
     let chat = prompt(&table, task, &values, Wrapping::Chat, &tokenizer, None).unwrap();

@@ -78,9 +78,7 @@ fn decoding_restores_the_text() {
 #[test]
 fn the_chat_template_renders_as_transformers_would() {
     let tokenizer = smollm2();
-    let text = tokenizer
-        .apply_chat_template(&[ChatMessage::new("user", "What is 2+2?")], true)
-        .unwrap();
+    let text = tokenizer.apply_chat_template(&[ChatMessage::new("user", "What is 2+2?")], true).unwrap();
     // The template of SmolLM2-Instruct, worked through by hand: a default system message, the
     // user turn, and the assistant header for add_generation_prompt.
     assert_eq!(

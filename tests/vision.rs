@@ -15,13 +15,21 @@ fn fixture() -> GgufFile {
 fn the_tower_matches_numpy_on_a_gguf_package_mmproj() {
     let file = fixture();
     let config = ClipConfig::from_gguf(&file.header).unwrap();
-    assert_eq!((config.image_size, config.patch_size, config.width, config.ffn_width, config.heads, config.layers), (28, 14, 32, 64, 4, 3));
+    assert_eq!(
+        (config.image_size, config.patch_size, config.width, config.ffn_width, config.heads, config.layers),
+        (28, 14, 32, 64, 4, 3)
+    );
     assert_eq!(config.mean, [0.48145466, 0.4578275, 0.40821073]);
     let tower = ClipTower::load(config, &file, 48).unwrap();
     let pixels: Vec<f32> = (0..3 * 28 * 28).map(|i| ((i as f64 * 0.37).sin() * 1.5) as f32).collect();
     let ours = tower.embed(&pixels).unwrap();
     let reference = common::reference("clip-numpy.json");
-    let theirs: Vec<f32> = reference["embeddings"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+    let theirs: Vec<f32> = reference["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
     assert_eq!(ours.len(), 4 * 48);
     let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let scale = theirs.iter().map(|v| v.abs()).fold(0f32, f32::max);
@@ -33,7 +41,9 @@ fn the_tower_matches_numpy_on_a_gguf_package_mmproj() {
 fn a_wrong_projection_width_or_projector_is_refused() {
     let file = fixture();
     let config = ClipConfig::from_gguf(&file.header).unwrap();
-    assert!(matches!(ClipTower::load(config, &file, 64), Err(VisionError::BadShape { ref name, .. }) if name == "mm.2.weight"));
+    assert!(
+        matches!(ClipTower::load(config, &file, 64), Err(VisionError::BadShape { ref name, .. }) if name == "mm.2.weight")
+    );
     let mut header = file.header.clone();
     header.metadata.insert("clip.projector_type".into(), glassbox::gguf::Value::String("resampler".into()));
     assert!(matches!(ClipConfig::from_gguf(&header), Err(VisionError::UnsupportedProjector(_))));
@@ -49,7 +59,9 @@ mod llava {
     use glassbox::interp::lens::Unembedding;
     use glassbox::model::Model;
     use glassbox::tokenizer::Tokenizer;
-    use glassbox::vision::llava::{attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, ImagePrompt, LlavaError};
+    use glassbox::vision::llava::{
+        attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, ImagePrompt, LlavaError,
+    };
 
     const PROMPT: &str = "USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is";
 
@@ -61,7 +73,8 @@ mod llava {
 
     fn setup() -> Setup {
         let common::Loaded { model, tokenizer } = common::load_smollm2();
-        let mmproj = GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf")).unwrap();
+        let mmproj =
+            GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf")).unwrap();
         let tower = ClipTower::load(ClipConfig::from_gguf(&mmproj.header).unwrap(), &mmproj, 576).unwrap();
         Setup { model, tokenizer, tower }
     }
@@ -75,21 +88,36 @@ mod llava {
         let s = setup();
         let prompt = ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, PROMPT, &pixels()).unwrap();
         let before = s.tokenizer.encode("USER: ", true, false).unwrap();
-        let after = s.tokenizer.encode("\nWhat is the color of the circle?\nASSISTANT: The color of the circle is", false, false).unwrap();
+        let after = s
+            .tokenizer
+            .encode("\nWhat is the color of the circle?\nASSISTANT: The color of the circle is", false, false)
+            .unwrap();
         assert_eq!(prompt.image, before.len()..before.len() + 4);
         assert_eq!(prompt.ids.len(), before.len() + 4 + after.len());
         assert_eq!(&prompt.ids[..before.len()], &before[..]);
         let hooks = HookRequest::new().with(HookPoint::ResidPre(0), Positions::All);
-        let run = s.model.forward(&prompt.ids, &mut s.model.new_cache(), &hooks, &prompt.interventions(), &Positions::Last).unwrap();
+        let run = s
+            .model
+            .forward(&prompt.ids, &mut s.model.new_cache(), &hooks, &prompt.interventions(), &Positions::Last)
+            .unwrap();
         let resid = run.recording.get(HookPoint::ResidPre(0)).unwrap();
         for (i, t) in prompt.image.clone().enumerate() {
             assert_eq!(resid.row(t), &prompt.embeddings[i * 576..(i + 1) * 576]);
         }
-        assert!(matches!(ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "no image", &pixels()), Err(LlavaError::Placeholders(0))));
-        assert!(matches!(ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "<image><image>", &pixels()), Err(LlavaError::Placeholders(2))));
+        assert!(matches!(
+            ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "no image", &pixels()),
+            Err(LlavaError::Placeholders(0))
+        ));
+        assert!(matches!(
+            ImagePrompt::new(&s.tower, &s.model, &s.tokenizer, "<image><image>", &pixels()),
+            Err(LlavaError::Placeholders(2))
+        ));
         let narrow = fixture();
         let narrow_tower = ClipTower::load(ClipConfig::from_gguf(&narrow.header).unwrap(), &narrow, 48).unwrap();
-        assert!(matches!(ImagePrompt::new(&narrow_tower, &s.model, &s.tokenizer, PROMPT, &pixels()), Err(LlavaError::Width { found: 48, expected: 576 })));
+        assert!(matches!(
+            ImagePrompt::new(&narrow_tower, &s.model, &s.tokenizer, PROMPT, &pixels()),
+            Err(LlavaError::Width { found: 48, expected: 576 })
+        ));
     }
 
     #[test]
@@ -116,9 +144,11 @@ mod llava {
         assert!(maps[2].raw.iter().sum::<f32>() <= 1.0 + 1e-5);
         // Occlusion of patch 2 is the drop in p(answer) when its embedding is the patches' mean.
         let mut occluded = prompt.clone();
-        let mean: Vec<f32> = (0..576).map(|j| (0..4).map(|i| prompt.embeddings[i * 576 + j]).sum::<f32>() / 4.0).collect();
+        let mean: Vec<f32> =
+            (0..576).map(|j| (0..4).map(|i| prompt.embeddings[i * 576 + j]).sum::<f32>() / 4.0).collect();
         occluded.embeddings[2 * 576..3 * 576].copy_from_slice(&mean);
-        let drop = logprobs[answer as usize].exp() - next_token_logprobs(&s.model, &occluded).unwrap()[answer as usize].exp();
+        let drop =
+            logprobs[answer as usize].exp() - next_token_logprobs(&s.model, &occluded).unwrap()[answer as usize].exp();
         assert!((maps[3].raw[2] - drop).abs() < 1e-6, "{} vs {drop}", maps[3].raw[2]);
     }
 }
@@ -140,14 +170,27 @@ mod cli {
         let model = common::model_path(common::SMOLLM2);
         let png = std::env::temp_dir().join(format!("glassbox-heatmap-{}.png", std::process::id()));
         let out = glassbox(&[
-            "--backend", "cpu", "heatmap", mmproj, model.to_str().unwrap(), "--image", image, "--prompt", PROMPT, "--method", "attention",
-            "--png", png.to_str().unwrap(), "--json",
+            "--backend",
+            "cpu",
+            "heatmap",
+            mmproj,
+            model.to_str().unwrap(),
+            "--image",
+            image,
+            "--prompt",
+            PROMPT,
+            "--method",
+            "attention",
+            "--png",
+            png.to_str().unwrap(),
+            "--json",
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["heatmap"]["method"], "attention");
         assert_eq!(report["heatmap"]["grid"], 2);
-        let cells: Vec<f64> = report["heatmap"]["cells"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let cells: Vec<f64> =
+            report["heatmap"]["cells"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert!((cells.iter().sum::<f64>() - 1.0).abs() < 1e-5);
         assert!(report["target"]["prob"].as_f64().unwrap() > 0.0);
         let overlay = image::open(&png).unwrap();
@@ -156,9 +199,23 @@ mod cli {
 
         let corrupt = std::env::temp_dir().join(format!("glassbox-corrupt-{}.png", std::process::id()));
         std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n truncated").unwrap();
-        let out = glassbox(&["--backend", "cpu", "vqa", mmproj, model.to_str().unwrap(), "--image", corrupt.to_str().unwrap(), "--prompt", PROMPT]);
+        let out = glassbox(&[
+            "--backend",
+            "cpu",
+            "vqa",
+            mmproj,
+            model.to_str().unwrap(),
+            "--image",
+            corrupt.to_str().unwrap(),
+            "--prompt",
+            PROMPT,
+        ]);
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a PNG or JPEG glassbox can decode"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a PNG or JPEG glassbox can decode"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::remove_file(&corrupt).unwrap();
     }
 }
@@ -192,11 +249,21 @@ mod trained_fixture {
             assert_eq!(file.header.tensors.len(), tensors.len(), "{key}");
             for (ours, theirs) in file.header.tensors.iter().zip(tensors) {
                 assert_eq!(ours.name, theirs["name"].as_str().unwrap());
-                assert_eq!(ours.ggml_type.to_string().to_uppercase(), theirs["type"].as_str().unwrap(), "{}", ours.name);
+                assert_eq!(
+                    ours.ggml_type.to_string().to_uppercase(),
+                    theirs["type"].as_str().unwrap(),
+                    "{}",
+                    ours.name
+                );
                 let shape: Vec<u64> = theirs["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
                 assert_eq!(ours.shape, shape, "{}", ours.name);
                 let bytes = file.read_tensor(ours).unwrap();
-                assert_eq!(bytes.iter().map(|&b| b as u64).sum::<u64>(), theirs["byte_sum"].as_u64().unwrap(), "{}", ours.name);
+                assert_eq!(
+                    bytes.iter().map(|&b| b as u64).sum::<u64>(),
+                    theirs["byte_sum"].as_u64().unwrap(),
+                    "{}",
+                    ours.name
+                );
                 assert!(theirs["known_name"].as_bool().unwrap(), "{} is not a gguf-package tensor name", ours.name);
             }
             let metadata = expected["metadata"].as_object().unwrap();
@@ -221,7 +288,10 @@ mod trained_fixture {
         let mmproj = GgufFile::open(MMPROJ).unwrap();
         let config = ClipConfig::from_gguf(&mmproj.header).unwrap();
         let trained = FixtureShape::default();
-        assert_eq!((config.image_size, config.patch_size, config.layers), (trained.image_size, trained.patch_size, trained.vit_layers + 1));
+        assert_eq!(
+            (config.image_size, config.patch_size, config.layers),
+            (trained.image_size, trained.patch_size, trained.vit_layers + 1)
+        );
     }
 
     /// The goals on fresh scenes (stream 2; the fixture trained on stream 1): answers

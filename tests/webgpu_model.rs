@@ -35,7 +35,9 @@ fn smollm2_on_webgpu_matches_the_cpu() {
     eprintln!("adapter: {}", gpu.description());
     let on_gpu = load(WebGpuBackend::new(gpu));
     let on_cpu = load(CandleBackend::with_float_weights(candle_core::Device::Cpu));
-    let tokenizer = glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header).unwrap();
+    let tokenizer =
+        glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header)
+            .unwrap();
     // The 20 prompts of `compare-backends`; head rankings (an attribution each) on two of them.
     let prompts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/parity-prompts.txt")).unwrap();
     let prompts: Vec<&str> = prompts.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -81,7 +83,8 @@ fn decoding_again_creates_no_buffers() {
     let decode = || {
         let mut cache = model.new_cache();
         let none = HookRequest::new();
-        let mut logits = model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        let mut logits =
+            model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
         for _ in 0..6 {
             let next = glassbox::generate::argmax(&logits);
             logits = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;

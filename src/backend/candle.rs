@@ -89,8 +89,9 @@ fn err(e: candle_core::Error) -> BackendError {
 
 /// A GGUF tensor as an f32 candle tensor on the CPU, in PyTorch dimension order.
 pub fn dequantize_to_f32(info: &TensorInfo, bytes: &[u8]) -> BackendResult<Tensor> {
-    let dtype = candle_dtype(info.ggml_type)
-        .ok_or_else(|| BackendError(format!("tensor {} has type {}, which glassbox cannot dequantise", info.name, info.ggml_type)))?;
+    let dtype = candle_dtype(info.ggml_type).ok_or_else(|| {
+        BackendError(format!("tensor {} has type {}, which glassbox cannot dequantise", info.name, info.ggml_type))
+    })?;
     let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
     qtensor_from_ggml(dtype, bytes, dims, &Device::Cpu).and_then(|q| q.dequantize(&Device::Cpu)).map_err(err)
 }
@@ -127,7 +128,10 @@ impl Backend for CandleBackend {
 
     fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<CandleMatrix> {
         let dtype = candle_dtype(info.ggml_type).ok_or_else(|| {
-            BackendError(format!("tensor {} has type {}, which the candle backend cannot compute with", info.name, info.ggml_type))
+            BackendError(format!(
+                "tensor {} has type {}, which the candle backend cannot compute with",
+                info.name, info.ggml_type
+            ))
         })?;
         let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         let table = std::sync::Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
@@ -180,11 +184,7 @@ impl Backend for CandleBackend {
     }
 
     fn rms(&self, x: &Tensor, eps: f64) -> BackendResult<Tensor> {
-        x.sqr()
-            .and_then(|s| s.mean_keepdim(D::Minus1))
-            .and_then(|m| m + eps)
-            .and_then(|m| m.sqrt())
-            .map_err(err)
+        x.sqr().and_then(|s| s.mean_keepdim(D::Minus1)).and_then(|m| m + eps).and_then(|m| m.sqrt()).map_err(err)
     }
 
     fn rope(&self, x: &Tensor, heads: usize, rope: &Rope) -> BackendResult<Tensor> {
@@ -203,13 +203,18 @@ impl Backend for CandleBackend {
             candle_nn::rotary_emb::rope(&by_head, &cos, &sin)
         }
         .map_err(err)?;
-        rotated
-            .transpose(1, 2)
-            .and_then(|x| x.reshape((t, width)))
-            .map_err(err)
+        rotated.transpose(1, 2).and_then(|x| x.reshape((t, width))).map_err(err)
     }
 
-    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, kv_heads: usize, probabilities: bool) -> BackendResult<(Tensor, Option<Tensor>)> {
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+        kv_heads: usize,
+        probabilities: bool,
+    ) -> BackendResult<(Tensor, Option<Tensor>)> {
         let (t, width) = q.dims2().map_err(err)?;
         let total = k.dim(0).map_err(err)?;
         let head_dim = width / heads;
@@ -222,27 +227,15 @@ impl Backend for CandleBackend {
             if group == 1 {
                 return Ok(x);
             }
-            x.unsqueeze(1)?
-                .expand((kv_heads, group, total, head_dim))?
-                .reshape((heads, total, head_dim))
+            x.unsqueeze(1)?.expand((kv_heads, group, total, head_dim))?.reshape((heads, total, head_dim))
         };
         let q = split(q, heads, t).map_err(err)?;
         let k = split(k, kv_heads, total).and_then(expand).map_err(err)?;
         let v = split(v, kv_heads, total).and_then(expand).map_err(err)?;
-        let scores = q
-            .matmul(&k.t().map_err(err)?)
-            .and_then(|s| s / (head_dim as f64).sqrt())
-            .map_err(err)?;
+        let scores = q.matmul(&k.t().map_err(err)?).and_then(|s| s / (head_dim as f64).sqrt()).map_err(err)?;
         let mask = self.causal_mask(t, total)?;
-        let probs = scores
-            .broadcast_add(&mask)
-            .and_then(|s| candle_nn::ops::softmax_last_dim(&s))
-            .map_err(err)?;
-        let z = probs
-            .matmul(&v)
-            .and_then(|z| z.transpose(0, 1))
-            .and_then(|z| z.reshape((t, width)))
-            .map_err(err)?;
+        let probs = scores.broadcast_add(&mask).and_then(|s| candle_nn::ops::softmax_last_dim(&s)).map_err(err)?;
+        let z = probs.matmul(&v).and_then(|z| z.transpose(0, 1)).and_then(|z| z.reshape((t, width))).map_err(err)?;
         // The probabilities are made either way: z is their product with v.
         Ok((z, probabilities.then_some(probs)))
     }
@@ -265,7 +258,8 @@ impl Backend for CandleBackend {
 
     fn scale_columns(&self, x: &Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Tensor> {
         let width = x.dim(1).map_err(err)?;
-        let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
+        let scale: Vec<f32> =
+            (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
         let scale = Tensor::from_vec(scale, (1, width), &self.device).map_err(err)?;
         x.broadcast_mul(&scale).map_err(err)
     }

@@ -33,7 +33,13 @@ pub type RopeTableKey = (usize, usize, usize, u32, Option<Vec<u32>>);
 
 impl Rope<'_> {
     pub fn table_key(&self, t: usize, head_dim: usize) -> RopeTableKey {
-        (self.start, t, head_dim, self.theta.to_bits(), self.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()))
+        (
+            self.start,
+            t,
+            head_dim,
+            self.theta.to_bits(),
+            self.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()),
+        )
     }
 
     /// `cos` and `sin` of every angle, `[t, half]` row-major each, for heads of `head_dim`.

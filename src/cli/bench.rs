@@ -69,7 +69,8 @@ pub fn attribution<B: Backend>(
     })?;
     let target = glassbox::interp::ablation::top_token(model, ids).map_err(text)?;
     let heads_s = best(&mut || rank_heads(unembedding, ids, Some(target)).map(drop).map_err(text))?;
-    let attribution_s = best(&mut || attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map(drop).map_err(text))?;
+    let attribution_s =
+        best(&mut || attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map(drop).map_err(text))?;
     let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
     let exact_all = AttributionOptions { exact_all: true, ..Default::default() };
     let exact_all_s = once(&mut || attribute(unembedding, tokenizer, ids, &exact_all).map(drop).map_err(text))?;
@@ -96,30 +97,31 @@ pub fn kernels() -> Result<serde_json::Value, String> {
     let text = |e: glassbox::backend::webgpu::GpuError| e.to_string();
     let random = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect() };
     let quantised = |dtype: GgmlDType, rows: usize, cols: usize| -> Result<Vec<u8>, String> {
-        let w = candle_core::Tensor::from_vec(random(rows * cols), (rows, cols), &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+        let w = candle_core::Tensor::from_vec(random(rows * cols), (rows, cols), &candle_core::Device::Cpu)
+            .map_err(|e| e.to_string())?;
         QTensor::quantize(&w, dtype).and_then(|q| q.data().map(|d| d.to_vec())).map_err(|e| e.to_string())
     };
     const RUNS: usize = 20;
     let mut rows = Vec::new();
-    let mut time = |name: String, bytes: f64, flops: f64, f: &mut dyn FnMut() -> Result<(), String>| -> Result<(), String> {
-        f()?;
-        gpu.wait().map_err(text)?;
-        let start = Instant::now();
-        for _ in 0..RUNS {
+    let mut time =
+        |name: String, bytes: f64, flops: f64, f: &mut dyn FnMut() -> Result<(), String>| -> Result<(), String> {
             f()?;
-        }
-        gpu.wait().map_err(text)?;
-        let seconds = start.elapsed().as_secs_f64() / RUNS as f64;
-        rows.push(serde_json::json!({
-            "kernel": name, "seconds": seconds, "gb_s": bytes / seconds / 1e9, "gflop_s": flops / seconds / 1e9,
-        }));
-        Ok(())
-    };
+            gpu.wait().map_err(text)?;
+            let start = Instant::now();
+            for _ in 0..RUNS {
+                f()?;
+            }
+            gpu.wait().map_err(text)?;
+            let seconds = start.elapsed().as_secs_f64() / RUNS as f64;
+            rows.push(serde_json::json!({
+                "kernel": name, "seconds": seconds, "gb_s": bytes / seconds / 1e9, "gflop_s": flops / seconds / 1e9,
+            }));
+            Ok(())
+        };
     let (width, ffn, vocab, heads, kv_heads, head_dim) = (576, 1536, 49152, 9, 3, 64);
-    for (ggml, dtype, out, name) in [
-        (GgmlType::Q4_1, GgmlDType::Q4_1, ffn, "ffn_up"),
-        (GgmlType::Q8_0, GgmlDType::Q8_0, vocab, "unembedding"),
-    ] {
+    for (ggml, dtype, out, name) in
+        [(GgmlType::Q4_1, GgmlDType::Q4_1, ffn, "ffn_up"), (GgmlType::Q8_0, GgmlDType::Q8_0, vocab, "unembedding")]
+    {
         let bytes = quantised(dtype, out, width)?;
         let w = gpu.matrix(ggml, &bytes, out, width).map_err(text)?;
         // The model projects only the positions it reports onto the vocabulary.
@@ -148,7 +150,8 @@ pub fn kernels() -> Result<serde_json::Value, String> {
     time(format!("rope {t}×{width}, {heads} heads"), (12 * t * width) as f64, (3 * t * width) as f64, &mut || {
         gpu.rope(&x, heads, &rope).map(drop).map_err(text)
     })?;
-    let (gate, up) = (gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?, gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?);
+    let (gate, up) =
+        (gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?, gpu.upload(t, ffn, &random(t * ffn)).map_err(text)?);
     time(format!("silu·mul {t}×{ffn}"), (12 * t * ffn) as f64, (5 * t * ffn) as f64, &mut || {
         gpu.silu_mul(&gate, &up).map(drop).map_err(text)
     })?;
@@ -159,9 +162,14 @@ pub fn kernels() -> Result<serde_json::Value, String> {
         let seen = (0..queries).map(|i| t - queries + i + 1).sum::<usize>();
         let flops = 4.0 * (heads * head_dim * seen) as f64;
         let moved = (4 * (2 * seen * heads * head_dim + 2 * queries * heads * head_dim)) as f64;
-        time(format!("attention {queries} queries over {t} positions, {heads} heads / {kv_heads} KV, d {head_dim}"), moved, flops, &mut || {
-            gpu.attention(&q, &kv, &kv, heads, kv_heads, false).map(drop).map_err(text)
-        })?;
+        time(
+            format!("attention {queries} queries over {t} positions, {heads} heads / {kv_heads} KV, d {head_dim}"),
+            moved,
+            flops,
+            &mut || gpu.attention(&q, &kv, &kv, heads, kv_heads, false).map(drop).map_err(text),
+        )?;
     }
-    Ok(serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "shader_f16": gpu.uses_shader_f16(), "kernels": rows }))
+    Ok(
+        serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "shader_f16": gpu.uses_shader_f16(), "kernels": rows }),
+    )
 }

@@ -87,10 +87,11 @@ impl Loader {
                 Err(cuda) => match open_webgpu(true) {
                     Ok(target) => target,
                     Err(webgpu) => {
-                        let reasons: Vec<&str> = [(cfg!(feature = "cuda"), cuda.as_str()), (cfg!(feature = "webgpu"), webgpu.as_str())]
-                            .into_iter()
-                            .filter_map(|(built, reason)| built.then_some(reason))
-                            .collect();
+                        let reasons: Vec<&str> =
+                            [(cfg!(feature = "cuda"), cuda.as_str()), (cfg!(feature = "webgpu"), webgpu.as_str())]
+                                .into_iter()
+                                .filter_map(|(built, reason)| built.then_some(reason))
+                                .collect();
                         if !reasons.is_empty() {
                             eprintln!("glassbox: using the CPU backend: {}", reasons.join("; "));
                         }
@@ -122,13 +123,20 @@ impl Loader {
         Ok(match self.target()? {
             Target::Candle(device) => {
                 let device = device.clone();
-                let backend = if self.float_weights { CandleBackend::with_float_weights(device) } else { CandleBackend::new(device) };
+                let backend = if self.float_weights {
+                    CandleBackend::with_float_weights(device)
+                } else {
+                    CandleBackend::new(device)
+                };
                 AnyLoaded::Candle(Box::new(Loaded { model: load_weights(backend, config, &file)?, tokenizer }))
             }
             #[cfg(feature = "webgpu")]
             Target::WebGpu(_) => {
                 let gpu = pollster::block_on(GpuDevice::new()).map_err(text_err)?;
-                AnyLoaded::WebGpu(Box::new(Loaded { model: load_weights(WebGpuBackend::new(gpu), config, &file)?, tokenizer }))
+                AnyLoaded::WebGpu(Box::new(Loaded {
+                    model: load_weights(WebGpuBackend::new(gpu), config, &file)?,
+                    tokenizer,
+                }))
             }
         })
     }
@@ -139,7 +147,8 @@ fn load_weights<B: Backend>(backend: B, config: Config, file: &GgufFile) -> Resu
     let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
     let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}").expect("the template is valid"),
+        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}")
+            .expect("the template is valid"),
     );
     let source = ProgressSource { file, bar };
     let model = Model::load(backend, config, &source).map_err(text_err)?;

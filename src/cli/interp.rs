@@ -17,7 +17,6 @@ use glassbox::tokenizer::Tokenizer;
 use super::compute::Loader;
 use super::{print_json, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg, Written};
 
-
 /// A token given as text must be exactly one token.
 fn target_id(tokenizer: &Tokenizer, text: &Option<String>) -> Result<Option<u32>, String> {
     let Some(text) = text else { return Ok(None) };
@@ -240,7 +239,14 @@ pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsA
         return print_json(out, &result);
     }
     Ok(result.tokens.iter().try_for_each(|t| {
-        writeln!(out, "{:>4} {:<16} r = {:+.4}{}", t.position, format!("{:?}", t.token), t.reward, if t.selected { "  *" } else { "" })
+        writeln!(
+            out,
+            "{:>4} {:<16} r = {:+.4}{}",
+            t.position,
+            format!("{:?}", t.token),
+            t.reward,
+            if t.selected { "  *" } else { "" }
+        )
     }))
 }
 
@@ -311,7 +317,9 @@ pub enum Experiment {
 
 pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment) -> Written {
     let (model, max_analysed, scan_prompts, exact_neurons, json) = match experiment {
-        Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } => (model, max_analysed, scan_prompts, exact_neurons, json),
+        Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } => {
+            (model, max_analysed, scan_prompts, exact_neurons, json)
+        }
         Experiment::VqaHeatmap(args) => return super::vision::vqa_experiment(out, loader, args),
     };
     let any = loader.load(model, &TokenizerArg { tokenizer: None })?;

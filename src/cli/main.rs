@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use glassbox::backend::Backend;
 use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
-use glassbox::interp::ablation::Mask;
 use glassbox::inspect::ModelSummary;
-use glassbox::backend::Backend;
+use glassbox::interp::ablation::Mask;
 use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::model::{Config, Model, WeightSource};
 
@@ -281,9 +281,7 @@ pub(crate) struct Loaded<B: Backend> {
 
 pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {
     let text = if args.chat {
-        tokenizer
-            .apply_chat_template(&[ChatMessage::new("user", args.prompt.clone())], true)
-            .map_err(text_err)?
+        tokenizer.apply_chat_template(&[ChatMessage::new("user", args.prompt.clone())], true).map_err(text_err)?
     } else {
         args.prompt.clone()
     };
@@ -433,8 +431,13 @@ fn run(cli: Cli) -> Result<(), String> {
             seed,
             output,
         } => {
-            let weight_type = GgmlType::from_name(&weight_type.to_uppercase()).ok_or_else(|| format!("unknown tensor type {weight_type:?}"))?;
-            let shape = SyntheticLlama { shape: LlamaShape { layers, width, ffn_width, heads, kv_heads, context_length }, weight_type, seed };
+            let weight_type = GgmlType::from_name(&weight_type.to_uppercase())
+                .ok_or_else(|| format!("unknown tensor type {weight_type:?}"))?;
+            let shape = SyntheticLlama {
+                shape: LlamaShape { layers, width, ffn_width, heads, kv_heads, context_length },
+                weight_type,
+                seed,
+            };
             let source = GgufFile::open(&tokenizer_from).map_err(text_err)?;
             let (metadata, tensors) = shape.build(&source.header).map_err(text_err)?;
             write_gguf_file(&output, &metadata, &tensors).map_err(|e| format!("{}: {e}", output.display()))?;

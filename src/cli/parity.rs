@@ -85,14 +85,17 @@ fn last_logits<B: Backend>(loaded: &Loaded<B>, ids: &[u32]) -> Result<(Vec<f32>,
     let mut cache = loaded.model.new_cache();
     let forward = loaded.model.forward(ids, &mut cache, &hooks, &[], &Positions::Last).map_err(text_err)?;
     let resid = (0..layers)
-        .map(|l| forward.recording.get(HookPoint::ResidPost(l)).map(|a| a.data.clone()).ok_or("resid_post was not recorded"))
+        .map(|l| {
+            forward.recording.get(HookPoint::ResidPost(l)).map(|a| a.data.clone()).ok_or("resid_post was not recorded")
+        })
         .collect::<Result<_, _>>()?;
     Ok((forward.logits.data, resid))
 }
 
 fn relative_difference(reference: &[f32], tested: &[f32]) -> f32 {
     let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-    (norm(&mut reference.iter().zip(tested).map(|(a, b)| a - b)) / norm(&mut reference.iter().copied()).max(f64::MIN_POSITIVE)) as f32
+    (norm(&mut reference.iter().zip(tested).map(|(a, b)| a - b))
+        / norm(&mut reference.iter().copied()).max(f64::MIN_POSITIVE)) as f32
 }
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -100,7 +103,8 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, f32, f32) {
-    let score_of = |heads: &[HeadScore], layer, head| heads.iter().find(|h| (h.layer, h.head) == (layer, head)).map(|h| h.score);
+    let score_of =
+        |heads: &[HeadScore], layer, head| heads.iter().find(|h| (h.layer, h.head) == (layer, head)).map(|h| h.score);
     let mut differing = Vec::new();
     let mut gap = 0.0f32;
     for (rank, (r, t)) in reference.iter().zip(tested).take(TOP_HEADS).enumerate() {
@@ -116,10 +120,15 @@ fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, 
     (differing, gap, max_difference)
 }
 
-pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs) -> Result<std::io::Result<()>, String> {
+pub fn compare_backends(
+    out: &mut impl Write,
+    tested: &Loader,
+    args: &CompareArgs,
+) -> Result<std::io::Result<()>, String> {
     let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
     let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let reference_loader = Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights || args.reference_float_weights);
+    let reference_loader =
+        Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights || args.reference_float_weights);
     let none = TokenizerArg { tokenizer: None };
     let reference = reference_loader.load(&args.model, &none)?;
     let candidate = tested.load(&args.model, &none)?;

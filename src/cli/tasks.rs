@@ -72,7 +72,11 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
         match row {
             Some((id, row)) => {
                 if rows.insert(id.clone(), row).is_some() {
-                    eprintln!("{}:{}: id {id:?} repeats an earlier row; the later one counts", path.display(), number + 1);
+                    eprintln!(
+                        "{}:{}: id {id:?} repeats an earlier row; the later one counts",
+                        path.display(),
+                        number + 1
+                    );
                     *problems += 1;
                 }
             }
@@ -155,13 +159,15 @@ impl ResourceArgs {
     fn lexicons(&self) -> Result<Lexicons, String> {
         let read = |name: &str| {
             let path = self.lexicons.join(name);
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (make setup fetches the lexicons)", path.display()))
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e} (make setup fetches the lexicons)", path.display()))
         };
         let nrc = match self.nrc {
             true => {
                 let path = self.lexicons.join("nrc_en.json");
-                let json = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e} (`python3 scripts/fetch_models.py --nrc` fetches it)", path.display()))?;
+                let json = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("{}: {e} (`python3 scripts/fetch_models.py --nrc` fetches it)", path.display())
+                })?;
                 Some(Nrc::new(&json).map_err(text_err)?)
             }
             false => None,
@@ -291,7 +297,8 @@ fn llm_embedder_name(model: &Path) -> String {
 pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<()>, String> {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
-    let mode = Mode::from_name(&args.mode).ok_or_else(|| format!("--mode {:?}: expected score or generate", args.mode))?;
+    let mode =
+        Mode::from_name(&args.mode).ok_or_else(|| format!("--mode {:?}: expected score or generate", args.mode))?;
     if task.instruction.is_none() && args.retrieve.is_none() {
         return Err(format!("task {:?} is a few-shot prompt only: give it examples with --retrieve INDEX", task.name));
     }
@@ -310,7 +317,9 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<
         }
         _ => None,
     };
-    let mut output = std::io::BufWriter::new(std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?);
+    let mut output = std::io::BufWriter::new(
+        std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?,
+    );
     let any = loader.load(&args.model, &args.tokenizer)?;
     let (mut written, mut failed) = (0usize, 0usize);
     with_model!(any, loaded => {
@@ -419,16 +428,17 @@ fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, Str
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let parsed: Result<(Record, String), String> = serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
-            let input = parse_row(line)?;
-            let label = match v["label"].as_str() {
-                Some(label) => label.to_string(),
-                None if need_label => return Err("no string \"label\"".into()),
-                None => String::new(),
-            };
-            let main = input.main_text().map_err(text_err)?.to_string();
-            Ok((Record { id: input.id, fields: input.fields, label, domain: input.domain, intensity: None }, main))
-        });
+        let parsed: Result<(Record, String), String> =
+            serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
+                let input = parse_row(line)?;
+                let label = match v["label"].as_str() {
+                    Some(label) => label.to_string(),
+                    None if need_label => return Err("no string \"label\"".into()),
+                    None => String::new(),
+                };
+                let main = input.main_text().map_err(text_err)?.to_string();
+                Ok((Record { id: input.id, fields: input.fields, label, domain: input.domain, intensity: None }, main))
+            });
         match parsed {
             Ok((record, main)) => rows.push((number + 1, record, main)),
             Err(e) => problems.push(format!("{}:{}: {e}", path.display(), number + 1)),
@@ -458,15 +468,24 @@ fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io
     let mut labels: Vec<String> = index.records.iter().map(|r| r.label.clone()).collect();
     labels.sort();
     labels.dedup();
-    let most_common = labels.iter().max_by_key(|l| (index.records.iter().filter(|r| &r.label == *l).count(), std::cmp::Reverse(*l))).cloned();
-    let mut output = std::io::BufWriter::new(std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?);
+    let most_common = labels
+        .iter()
+        .max_by_key(|l| (index.records.iter().filter(|r| &r.label == *l).count(), std::cmp::Reverse(*l)))
+        .cloned();
+    let mut output = std::io::BufWriter::new(
+        std::fs::File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?,
+    );
     let (mut written, mut fallbacks) = (0, 0);
     for (number, record, text) in read_records(&args.input, false)? {
         let query = minilm.embed(&text).map_err(|e| format!("{}:{number}: {e}", args.input.display()))?;
-        let hits = index.search(&query, args.k, args.min_score, Some(&record.id), record.domain.as_deref()).map_err(text_err)?;
+        let hits = index
+            .search(&query, args.k, args.min_score, Some(&record.id), record.domain.as_deref())
+            .map_err(text_err)?;
         let (label, probs) = match vote(&index, &hits, &labels) {
             Some(shares) => {
-                let best = (0..shares.len()).max_by(|&a, &b| shares[a].total_cmp(&shares[b]).then(b.cmp(&a))).expect("labels exist");
+                let best = (0..shares.len())
+                    .max_by(|&a, &b| shares[a].total_cmp(&shares[b]).then(b.cmp(&a)))
+                    .expect("labels exist");
                 (labels[best].clone(), shares)
             }
             None => {
@@ -477,8 +496,11 @@ fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io
             }
         };
         let retrieved: Vec<Value> = hits.iter().map(|h| json!({ "id": index.records[h.record].id, "label": index.records[h.record].label, "score": h.score })).collect();
-        let probs: serde_json::Map<String, Value> = labels.iter().cloned().zip(probs.into_iter().map(Value::from)).collect();
-        if let Err(e) = writeln!(output, "{}", json!({ "id": record.id, "label": label, "probs": probs, "retrieved": retrieved })) {
+        let probs: serde_json::Map<String, Value> =
+            labels.iter().cloned().zip(probs.into_iter().map(Value::from)).collect();
+        if let Err(e) =
+            writeln!(output, "{}", json!({ "id": record.id, "label": label, "probs": probs, "retrieved": retrieved }))
+        {
             return Ok(Err(e));
         }
         written += 1;
@@ -527,7 +549,11 @@ fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> 
     let count = rows.len();
     let index = Index::new(embedder, rows.into_iter().map(|(_, r, _)| r).collect(), vectors).map_err(text_err)?;
     std::fs::write(&args.output, index.to_bytes()).map_err(|e| format!("{}: {e}", args.output.display()))?;
-    Ok(writeln!(out, "{}", json!({ "output": args.output, "records": count, "dims": index.dims, "embedder": index.embedder })))
+    Ok(writeln!(
+        out,
+        "{}",
+        json!({ "output": args.output, "records": count, "dims": index.dims, "embedder": index.embedder })
+    ))
 }
 
 #[derive(Args)]

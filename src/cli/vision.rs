@@ -6,22 +6,21 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use glassbox::backend::Backend;
+use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::GgufFile;
+use glassbox::interp::lens::Unembedding;
+use glassbox::model::synthetic::LlamaShape;
 use glassbox::model::Model;
 use glassbox::tokenizer::Tokenizer;
-use glassbox::interp::lens::Unembedding;
 use glassbox::vision::clip::{ClipConfig, ClipTower};
+use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
-use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::train::{train, FixtureShape, Schedule};
-use glassbox::gguf::write::write_gguf_file;
-use glassbox::model::synthetic::LlamaShape;
 use serde_json::json;
 
 use super::compute::{AnyLoaded, Loader};
 use super::{print_json, text_err, TokenizerArg, Written};
-
 
 /// What every LLaVA command reads: the two GGUFs, the image and the prompt.
 #[derive(Args)]
@@ -224,16 +223,33 @@ pub fn train_fixture(out: &mut impl Write, args: &TrainFixtureArgs) -> Written {
     let source = GgufFile::open(&args.tokenizer_from).map_err(|e| format!("{}: {e}", args.tokenizer_from.display()))?;
     let defaults = FixtureShape::default();
     let shape = FixtureShape {
-        lm: LlamaShape { layers: args.lm_layers, width: args.lm_width, ffn_width: args.lm_ffn_width, heads: args.lm_heads, kv_heads: args.lm_kv_heads, ..defaults.lm.clone() },
+        lm: LlamaShape {
+            layers: args.lm_layers,
+            width: args.lm_width,
+            ffn_width: args.lm_ffn_width,
+            heads: args.lm_heads,
+            kv_heads: args.lm_kv_heads,
+            ..defaults.lm.clone()
+        },
         ..defaults
     };
-    let schedule = Schedule { steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, seed: args.seed, ..Schedule::default() };
+    let schedule = Schedule {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        ..Schedule::default()
+    };
     let trained = train(&shape, &schedule, &source.header, |entry| eprintln!("{}", json!(entry))).map_err(text_err)?;
     for (path, (metadata, tensors)) in [(&args.mmproj_out, &trained.mmproj), (&args.lm_out, &trained.lm)] {
         write_gguf_file(path, metadata, tensors).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let last = trained.log.last().ok_or("no training steps were run")?;
-    Ok(writeln!(out, "{}", json!({ "mmproj": args.mmproj_out, "lm": args.lm_out, "steps": args.steps, "seconds": last.seconds, "final": last })))
+    Ok(writeln!(
+        out,
+        "{}",
+        json!({ "mmproj": args.mmproj_out, "lm": args.lm_out, "steps": args.steps, "seconds": last.seconds, "final": last })
+    ))
 }
 
 #[derive(Args)]
@@ -287,5 +303,9 @@ pub struct SceneArgs {
 pub fn scene(out: &mut impl Write, args: &SceneArgs) -> Written {
     let drawn = glassbox::vision::shapes::scene(args.seed, args.index, args.size);
     write_png(&args.png, &drawn.image)?;
-    Ok(writeln!(out, "{}", json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes })))
+    Ok(writeln!(
+        out,
+        "{}",
+        json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes })
+    ))
 }

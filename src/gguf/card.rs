@@ -41,17 +41,12 @@ impl ModelCard {
                 expected: "string",
             })?
             .to_string();
-        let arch_u64 = |suffix: &str| {
-            gguf.get(&format!("{architecture}.{suffix}")).and_then(Value::as_u64)
-        };
+        let arch_u64 = |suffix: &str| gguf.get(&format!("{architecture}.{suffix}")).and_then(Value::as_u64);
         let heads = arch_u64("attention.head_count");
         // llama.cpp: a missing head_count_kv means one kv head per query head (no GQA).
         let kv_heads = arch_u64("attention.head_count_kv").or(heads);
-        let vocab_size = arch_u64("vocab_size").or_else(|| {
-            gguf.get("tokenizer.ggml.tokens")
-                .and_then(Value::as_array)
-                .map(|tokens| tokens.len() as u64)
-        });
+        let vocab_size = arch_u64("vocab_size")
+            .or_else(|| gguf.get("tokenizer.ggml.tokens").and_then(Value::as_array).map(|tokens| tokens.len() as u64));
         let mut tensor_types = BTreeMap::new();
         for tensor in &gguf.tensors {
             *tensor_types.entry(tensor.ggml_type.name().to_string()).or_insert(0) += 1;
@@ -66,10 +61,7 @@ impl ModelCard {
             kv_heads,
             embedding_size: arch_u64("embedding_length"),
             vocab_size,
-            tokenizer_model: gguf
-                .get("tokenizer.ggml.model")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            tokenizer_model: gguf.get("tokenizer.ggml.model").and_then(Value::as_str).map(str::to_string),
             parameter_count: gguf.tensors.iter().map(|t| t.element_count()).sum(),
             tensor_count: gguf.tensors.len(),
             tensor_types,
@@ -95,8 +87,7 @@ impl std::fmt::Display for ModelCard {
         writeln!(f, "embedding size:  {}", opt(&self.embedding_size))?;
         writeln!(f, "vocab size:      {}", opt(&self.vocab_size))?;
         writeln!(f, "tokenizer:       {}", opt(&self.tokenizer_model))?;
-        let types: Vec<String> =
-            self.tensor_types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
+        let types: Vec<String> = self.tensor_types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
         write!(f, "tensors:         {} ({})", self.tensor_count, types.join(", "))
     }
 }

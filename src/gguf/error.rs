@@ -13,24 +13,13 @@ pub enum GgufError {
         "GGUF header is cut short: {what} at byte {offset} needs {needed} bytes, \
          but only {available} of the file's {file_len} bytes are available"
     )]
-    Truncated {
-        what: &'static str,
-        offset: u64,
-        needed: u64,
-        available: u64,
-        file_len: u64,
-    },
+    Truncated { what: &'static str, offset: u64, needed: u64, available: u64, file_len: u64 },
 
     #[error(
         "{what} count {count} at byte {offset} is impossible: even at the smallest encoding \
          it needs more than the {remaining} bytes left in the file"
     )]
-    CountTooLarge {
-        what: &'static str,
-        count: u64,
-        offset: u64,
-        remaining: u64,
-    },
+    CountTooLarge { what: &'static str, count: u64, offset: u64, remaining: u64 },
 
     #[error("unknown metadata value type {type_id} at byte {offset}")]
     UnknownValueType { type_id: u32, offset: u64 },
@@ -51,11 +40,7 @@ pub enum GgufError {
     BadAlignment(u64),
 
     #[error("metadata key {key:?} holds a {found}, expected {expected}")]
-    WrongValueType {
-        key: String,
-        found: &'static str,
-        expected: &'static str,
-    },
+    WrongValueType { key: String, found: &'static str, expected: &'static str },
 
     #[error("required metadata key {0:?} is missing")]
     MissingKey(String),
@@ -73,29 +58,13 @@ pub enum GgufError {
         "tensor {name:?}: first dimension {first_dim} is not a multiple of the {block_size}-element \
          block of type {ggml_type}"
     )]
-    NotBlockAligned {
-        name: String,
-        first_dim: u64,
-        block_size: u64,
-        ggml_type: &'static str,
-    },
+    NotBlockAligned { name: String, first_dim: u64, block_size: u64, ggml_type: &'static str },
 
-    #[error(
-        "tensor {name:?}: its data [{start}, {end}) lies outside the file, which ends at byte {file_len}"
-    )]
-    TensorOutOfBounds {
-        name: String,
-        start: u64,
-        end: u64,
-        file_len: u64,
-    },
+    #[error("tensor {name:?}: its data [{start}, {end}) lies outside the file, which ends at byte {file_len}")]
+    TensorOutOfBounds { name: String, start: u64, end: u64, file_len: u64 },
 
     #[error("tensor {name:?}: data offset {offset} is not a multiple of the alignment {alignment}")]
-    MisalignedTensor {
-        name: String,
-        offset: u64,
-        alignment: u64,
-    },
+    MisalignedTensor { name: String, offset: u64, alignment: u64 },
 
     #[error("no tensor named {0:?}")]
     NoSuchTensor(String),

@@ -89,10 +89,7 @@ impl GgmlType {
     }
 
     fn row(self) -> &'static (GgmlType, u32, &'static str, u64, u64) {
-        TABLE
-            .iter()
-            .find(|row| row.0 == self)
-            .expect("every GgmlType variant has a row in TABLE")
+        TABLE.iter().find(|row| row.0 == self).expect("every GgmlType variant has a row in TABLE")
     }
 
     pub fn id(self) -> u32 {

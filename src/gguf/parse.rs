@@ -143,10 +143,7 @@ impl Gguf {
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| GgufError::NoSuchTensor(name.to_string()))
+        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::NoSuchTensor(name.to_string()))
     }
 }
 
@@ -166,8 +163,8 @@ struct RawTensorInfo {
 impl RawTensorInfo {
     fn locate(self, data_offset: u64, alignment: u64, file_len: u64) -> Result<TensorInfo> {
         let RawTensorInfo { name, shape, type_id, relative_offset } = self;
-        let ggml_type = GgmlType::from_id(type_id)
-            .ok_or_else(|| GgufError::UnknownTensorType { name: name.clone(), type_id })?;
+        let ggml_type =
+            GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType { name: name.clone(), type_id })?;
         let too_large = || GgufError::TensorTooLarge { name: name.clone(), shape: shape.clone() };
         let elements = shape
             .iter()
@@ -183,22 +180,17 @@ impl RawTensorInfo {
                 ggml_type: ggml_type.name(),
             });
         }
-        let byte_len = (elements / ggml_type.block_size())
-            .checked_mul(ggml_type.bytes_per_block())
-            .ok_or_else(too_large)?;
+        let byte_len =
+            (elements / ggml_type.block_size()).checked_mul(ggml_type.bytes_per_block()).ok_or_else(too_large)?;
         if relative_offset % alignment != 0 {
             return Err(GgufError::MisalignedTensor { name, offset: relative_offset, alignment });
         }
         let start = data_offset.checked_add(relative_offset);
         let end = start.and_then(|s| s.checked_add(byte_len));
         match (start, end) {
-            (Some(start), Some(end)) if end <= file_len => Ok(TensorInfo {
-                name,
-                ggml_type,
-                shape,
-                file_offset: start,
-                byte_len,
-            }),
+            (Some(start), Some(end)) if end <= file_len => {
+                Ok(TensorInfo { name, ggml_type, shape, file_offset: start, byte_len })
+            }
             _ => Err(GgufError::TensorOutOfBounds {
                 name,
                 start: start.unwrap_or(u64::MAX),
@@ -256,12 +248,7 @@ impl<'a> Cursor<'a> {
     fn check_count(&self, what: &'static str, count: u64, min_len: u64) -> Result<()> {
         let remaining = self.remaining_in_file();
         if count.checked_mul(min_len).is_none_or(|needed| needed > remaining) {
-            return Err(GgufError::CountTooLarge {
-                what,
-                count,
-                offset: self.pos as u64,
-                remaining,
-            });
+            return Err(GgufError::CountTooLarge { what, count, offset: self.pos as u64, remaining });
         }
         Ok(())
     }

@@ -46,8 +46,8 @@ impl ValueType {
             U16 | I16 => 2,
             U32 | I32 | F32 => 4,
             U64 | I64 | F64 => 8,
-            String => 8,       // u64 length, possibly empty
-            Array => 4 + 8,    // element type and u64 length
+            String => 8,    // u64 length, possibly empty
+            Array => 4 + 8, // element type and u64 length
         }
     }
 

@@ -95,7 +95,13 @@ pub fn write_gguf(out: &mut impl Write, metadata: &[(String, Value)], tensors: &
         if t.expected_len() != Some(t.data.len() as u64) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("tensor {}: {} bytes do not hold {:?} values of type {}", t.name, t.data.len(), t.shape, t.ggml_type),
+                format!(
+                    "tensor {}: {} bytes do not hold {:?} values of type {}",
+                    t.name,
+                    t.data.len(),
+                    t.shape,
+                    t.ggml_type
+                ),
             ));
         }
     }

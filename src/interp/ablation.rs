@@ -12,7 +12,12 @@ use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{Config, Model};
 
 /// `p(w)` after the prompt, with `interventions` applied.
-pub fn target_prob<B: Backend>(model: &Model<B>, ids: &[u32], target: u32, interventions: &[Intervention]) -> Result<f32> {
+pub fn target_prob<B: Backend>(
+    model: &Model<B>,
+    ids: &[u32],
+    target: u32,
+    interventions: &[Intervention],
+) -> Result<f32> {
     let mut cache = model.new_cache();
     let run = model.forward(ids, &mut cache, &HookRequest::new(), interventions, &Positions::Last)?;
     let target = choose_target(Some(target), &run.logits.data)?;
@@ -86,13 +91,20 @@ impl Mask {
 
     pub fn interventions(&self) -> Vec<Intervention> {
         let heads = self.heads.iter().map(|h| Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 });
-        let neurons = self.neurons.iter().map(|n| Intervention::ScaleNeuron { layer: n.layer, neuron: n.neuron, factor: 0.0 });
+        let neurons =
+            self.neurons.iter().map(|n| Intervention::ScaleNeuron { layer: n.layer, neuron: n.neuron, factor: 0.0 });
         heads.chain(neurons).collect()
     }
 
     /// Prunes every FFN neuron of layers `from_layer..` except the `keep` best by `scores`
     /// (`[layers · f]`), as in "prune all but the top-k neurons of the deep layers".
-    pub fn keep_top_neurons(layers: usize, ffn_width: usize, from_layer: usize, scores: &[f32], keep: usize) -> Result<Mask> {
+    pub fn keep_top_neurons(
+        layers: usize,
+        ffn_width: usize,
+        from_layer: usize,
+        scores: &[f32],
+        keep: usize,
+    ) -> Result<Mask> {
         if scores.len() != layers * ffn_width || from_layer > layers {
             return Err(InterpError::BadRequest(format!(
                 "{} scores for {layers} layers × {ffn_width} neurons, from layer {from_layer}",
@@ -100,11 +112,8 @@ impl Mask {
             )));
         }
         let deep = from_layer * ffn_width..layers * ffn_width;
-        let kept: BTreeSet<usize> = rank_descending(&scores[deep.clone()])
-            .into_iter()
-            .take(keep)
-            .map(|i| i + deep.start)
-            .collect();
+        let kept: BTreeSet<usize> =
+            rank_descending(&scores[deep.clone()]).into_iter().take(keep).map(|i| i + deep.start).collect();
         let neurons = deep
             .filter(|i| !kept.contains(i))
             .map(|i| NeuronId { layer: i / ffn_width, neuron: i % ffn_width })

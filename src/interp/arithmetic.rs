@@ -92,7 +92,9 @@ pub fn prompt_set(tokenizer: &Tokenizer) -> Result<Vec<Labelled>> {
             let ids = tokenizer.encode(&item.prompt, true, false)?;
             match tokenizer.encode(&item.answer, false, false)?.as_slice() {
                 [answer] => Ok(Labelled { ids, answer: *answer }),
-                other => Err(InterpError::BadRequest(format!("answer {:?} is {} tokens, not one", item.answer, other.len()))),
+                other => {
+                    Err(InterpError::BadRequest(format!("answer {:?} is {} tokens, not one", item.answer, other.len())))
+                }
             }
         })
         .collect()
@@ -157,7 +159,9 @@ pub fn run_arithmetic<B: Backend>(
             }
         }
         let p = attribution.target.logprob.exp();
-        let zeroed = |neurons: Vec<NeuronId>| Mask { neurons: neurons.into_iter().collect(), ..Default::default() }.interventions();
+        let zeroed = |neurons: Vec<NeuronId>| {
+            Mask { neurons: neurons.into_iter().collect(), ..Default::default() }.interventions()
+        };
         let top = zeroed(attribution.neurons.iter().take(100).map(|s| s.id()).collect());
         top_drop += relative_drop(p, target_prob(model, &item.ids, item.answer, &top)?) / n;
         for _ in 0..draws {
@@ -171,14 +175,21 @@ pub fn run_arithmetic<B: Backend>(
         }
     }
 
-    let (lpi_top10, scan_top10) = if scanned > 0 { (top10(&scan_lpi, head), top10(&head_drop, head)) } else { (vec![], vec![]) };
+    let (lpi_top10, scan_top10) =
+        if scanned > 0 { (top10(&scan_lpi, head), top10(&head_drop, head)) } else { (vec![], vec![]) };
     let overlap = lpi_top10.iter().filter(|h| scan_top10.contains(h)).count();
 
     let important = head(rank_descending(&head_lpi)[0]);
     let mut cna = vec![0.0f32; all_neurons];
     let cna_options = CnaOptions { exact_neurons: options.exact_neurons, ..Default::default() };
     for item in &analysed {
-        let scores = cna_scores(unembedding, tokenizer, &item.ids, &[important], &CnaOptions { target: Some(item.answer), ..cna_options.clone() })?;
+        let scores = cna_scores(
+            unembedding,
+            tokenizer,
+            &item.ids,
+            &[important],
+            &CnaOptions { target: Some(item.answer), ..cna_options.clone() },
+        )?;
         cna.iter_mut().zip(scores.scores).for_each(|(total, s)| *total += s / n);
     }
 

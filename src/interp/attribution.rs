@@ -162,9 +162,8 @@ pub(crate) struct Pass {
 impl Pass {
     /// Runs `ids` with `interventions` (head ablations, or LLaVA's image embeddings patched in).
     pub fn run<B: Backend>(model: &Model<B>, ids: &[u32], interventions: &[Intervention]) -> Result<Pass> {
-        let mut hooks = HookRequest::new()
-            .with(HookPoint::Embed, Positions::Last)
-            .with(HookPoint::LnFinalScale, Positions::Last);
+        let mut hooks =
+            HookRequest::new().with(HookPoint::Embed, Positions::Last).with(HookPoint::LnFinalScale, Positions::Last);
         for l in 0..model.config().layers {
             for point in [HookPoint::ResidPre(l), HookPoint::AttnV(l), HookPoint::MlpPost(l)] {
                 hooks = hooks.with(point, Positions::All);
@@ -255,7 +254,12 @@ pub(crate) fn weight_vectors<B: Backend>(
 }
 
 /// `x · W` for one vector `x` in `W`'s output space: `Wᵀ x`, one value per column.
-pub(crate) fn pull_through<B: Backend>(model: &Model<B>, layer: usize, which: LayerWeight, x: &[f32]) -> Result<Vec<f32>> {
+pub(crate) fn pull_through<B: Backend>(
+    model: &Model<B>,
+    layer: usize,
+    which: LayerWeight,
+    x: &[f32],
+) -> Result<Vec<f32>> {
     let be = model.backend();
     let x = be.upload(x.len() / model.config().width, model.config().width, x)?;
     Ok(be.download(&be.linear_transposed(&x, model.weight(layer, which))?)?.1)
@@ -368,7 +372,13 @@ pub(crate) fn exact_at(len: usize, chosen: &[usize]) -> Vec<bool> {
 
 /// The neurons to report: the top `top` (exact scores first, then first-order ones), plus
 /// every neuron in `always`.
-pub(crate) fn report_neurons(scores: &[f32], is_exact: &[bool], f: usize, top: usize, always: &[usize]) -> Vec<NeuronScore> {
+pub(crate) fn report_neurons(
+    scores: &[f32],
+    is_exact: &[bool],
+    f: usize,
+    top: usize,
+    always: &[usize],
+) -> Vec<NeuronScore> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| is_exact[b].cmp(&is_exact[a]).then(scores[b].total_cmp(&scores[a])).then(a.cmp(&b)));
     first_n_and(order, top, always)
@@ -380,7 +390,10 @@ pub(crate) fn report_neurons(scores: &[f32], is_exact: &[bool], f: usize, top: u
 fn flat_neuron<B: Backend>(model: &Model<B>, n: NeuronId) -> Result<usize> {
     let c = model.config();
     if n.layer >= c.layers || n.neuron >= c.ffn_width {
-        return Err(InterpError::BadRequest(format!("neuron {n} does not exist ({} layers × {})", c.layers, c.ffn_width)));
+        return Err(InterpError::BadRequest(format!(
+            "neuron {n} does not exist ({} layers × {})",
+            c.layers, c.ffn_width
+        )));
     }
     Ok(n.layer * c.ffn_width + n.neuron)
 }
@@ -391,7 +404,11 @@ pub(crate) fn flat_neurons<B: Backend>(model: &Model<B>, neurons: &[NeuronId]) -
 
 /// Only the heads: `LPI(x_l, H_{l,h})` for every head, highest first, from a forward pass
 /// that records just `resid_pre`, `attn.hook_result` and the final scale at the last position.
-pub fn rank_heads<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: Option<u32>) -> Result<Vec<HeadScore>> {
+pub fn rank_heads<B: Backend>(
+    unembedding: &Unembedding<B>,
+    ids: &[u32],
+    target: Option<u32>,
+) -> Result<Vec<HeadScore>> {
     let model = unembedding.model();
     let c = model.config();
     let mut hooks = HookRequest::new().with(HookPoint::LnFinalScale, Positions::Last);
@@ -405,18 +422,28 @@ pub fn rank_heads<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target:
     let lpi = Lpi { unembedding, scale: get(HookPoint::LnFinalScale)[0], target };
     let resid: Vec<f32> = (0..c.layers).flat_map(|l| get(HookPoint::ResidPre(l)).clone()).collect();
     let bases = lpi.bases(&resid)?;
-    let deltas: Vec<_> = (0..c.layers).flat_map(|l| get(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec()))).collect();
+    let deltas: Vec<_> = (0..c.layers)
+        .flat_map(|l| get(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec())))
+        .collect();
     Ok(ranked_heads(&lpi.exact(&bases, &deltas)?, c.heads))
 }
 
 /// Head scores `[layers · heads]`, highest first.
 fn ranked_heads(scores: &[f32], heads: usize) -> Vec<HeadScore> {
-    rank_descending(scores).into_iter().map(|i| HeadScore { layer: i / heads, head: i % heads, score: scores[i] }).collect()
+    rank_descending(scores)
+        .into_iter()
+        .map(|i| HeadScore { layer: i / heads, head: i % heads, score: scores[i] })
+        .collect()
 }
 
 /// Every FFN neuron's LPI for `target` at the last position, `[layers · f]`: exact for the
 /// best `exact_neurons` by the first-order score, first-order elsewhere.
-pub fn ffn_neuron_lpi<B: Backend>(unembedding: &Unembedding<B>, ids: &[u32], target: u32, exact_neurons: usize) -> Result<Vec<f32>> {
+pub fn ffn_neuron_lpi<B: Backend>(
+    unembedding: &Unembedding<B>,
+    ids: &[u32],
+    target: u32,
+    exact_neurons: usize,
+) -> Result<Vec<f32>> {
     let pass = Pass::run(unembedding.model(), ids, &[])?;
     let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
     let neurons = FfnNeurons::new(&lpi, &pass)?;
@@ -474,7 +501,13 @@ pub fn attribute<B: Backend>(
     let all: Vec<usize> = (0..pass.len).collect();
     let positions = through_heads(&lpi, &pass, &x_bases, &top_heads, &all)?
         .into_iter()
-        .map(|(layer, head, position, score)| PositionScore { layer, head, position, token: tokens[position].clone(), score })
+        .map(|(layer, head, position, score)| PositionScore {
+            layer,
+            head,
+            position,
+            token: tokens[position].clone(),
+            score,
+        })
         .collect();
 
     // Attention value neurons: first-order for all, exact for the best few. Scored a layer at a
@@ -493,7 +526,9 @@ pub fn attribute<B: Backend>(
                 }
             }
         }
-        best.extend(rank_descending(&layer_scores).into_iter().take(keep).map(|i| (layer_scores[i], l * per_layer + i)));
+        best.extend(
+            rank_descending(&layer_scores).into_iter().take(keep).map(|i| (layer_scores[i], l * per_layer + i)),
+        );
     }
     best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let candidates: Vec<usize> = best.into_iter().take(keep).map(|(_, k)| k).collect();
@@ -547,7 +582,13 @@ pub fn attribute<B: Backend>(
 
 /// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each of `positions` through each of
 /// `heads`: `(layer, head, position, score)`, grouped by head in the order given.
-fn through_heads<B: Backend>(lpi: &Lpi<B>, pass: &Pass, x_bases: &[LpiBase], heads: &[HeadId], positions: &[usize]) -> Result<Vec<(usize, usize, usize, f32)>> {
+fn through_heads<B: Backend>(
+    lpi: &Lpi<B>,
+    pass: &Pass,
+    x_bases: &[LpiBase],
+    heads: &[HeadId],
+    positions: &[usize],
+) -> Result<Vec<(usize, usize, usize, f32)>> {
     let model = lpi.unembedding.model();
     let c = model.config();
     let hd = c.head_dim;
@@ -597,7 +638,9 @@ pub fn position_scores<B: Backend>(
     let lpi = Lpi { unembedding, scale: pass.scale(), target: choose_target(Some(target), &pass.logits)? };
     let resid_pre: Vec<f32> = (0..c.layers).flat_map(|l| pass.last(HookPoint::ResidPre(l)).to_vec()).collect();
     let x_bases = lpi.bases(&resid_pre)?;
-    let deltas: Vec<_> = (0..c.layers).flat_map(|l| pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec()))).collect();
+    let deltas: Vec<_> = (0..c.layers)
+        .flat_map(|l| pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(move |h| (l, h.to_vec())))
+        .collect();
     let mut ranked = ranked_heads(&lpi.exact(&x_bases, &deltas)?, c.heads);
     ranked.truncate(heads);
 
@@ -612,8 +655,11 @@ pub fn position_scores<B: Backend>(
         }
     }
     let approximate: Vec<f32> = totals.iter().map(|t| t.score).collect();
-    let chosen: Vec<usize> =
-        rank_descending(&approximate).into_iter().filter(|t| eligible.is_none_or(|e| e.contains(t))).take(exact).collect();
+    let chosen: Vec<usize> = rank_descending(&approximate)
+        .into_iter()
+        .filter(|t| eligible.is_none_or(|e| e.contains(t)))
+        .take(exact)
+        .collect();
     for t in &chosen {
         totals[*t] = PositionTotal { score: 0.0, exact: true };
     }
@@ -665,7 +711,9 @@ fn query_neurons<B: Backend>(
         .into_iter()
         .map(|((layer, neuron, position), score)| QueryNeuronScore { layer, neuron, position, score })
         .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.layer, a.neuron, a.position).cmp(&(b.layer, b.neuron, b.position))));
+    out.sort_by(|a, b| {
+        b.score.total_cmp(&a.score).then((a.layer, a.neuron, a.position).cmp(&(b.layer, b.neuron, b.position)))
+    });
     out.truncate(top);
     Ok(out)
 }
@@ -712,7 +760,9 @@ pub fn decompose_logit<B: Backend>(
     let direction: Vec<f32> = w_row.iter().zip(model.final_norm_weight()).map(|(w, g)| g * w / s).collect();
     let embedding = dot(&direction, pass.last(HookPoint::Embed));
     let heads = (0..c.layers)
-        .flat_map(|l| pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(|h| dot(&direction, h)).collect::<Vec<_>>())
+        .flat_map(|l| {
+            pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(|h| dot(&direction, h)).collect::<Vec<_>>()
+        })
         .collect();
     let mut neurons = Vec::with_capacity(c.layers * c.ffn_width);
     for l in 0..c.layers {

@@ -74,12 +74,16 @@ pub(crate) fn cna_scores<B: Backend>(
     let model = unembedding.model();
     let c = model.config();
     if let Some(bad) = heads.iter().find(|h| h.layer >= c.layers || h.head >= c.heads) {
-        return Err(super::InterpError::BadRequest(format!("head {bad} does not exist ({} layers × {} heads)", c.layers, c.heads)));
+        return Err(super::InterpError::BadRequest(format!(
+            "head {bad} does not exist ({} layers × {} heads)",
+            c.layers, c.heads
+        )));
     }
     let always = flat_neurons(model, &options.always_exact)?;
     let original_pass = Pass::run(model, ids, &[])?;
     let target = original_pass.target(options.target, tokenizer)?;
-    let ablations: Vec<Intervention> = heads.iter().map(|h| Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 }).collect();
+    let ablations: Vec<Intervention> =
+        heads.iter().map(|h| Intervention::ScaleHead { layer: h.layer, head: h.head, factor: 0.0 }).collect();
     let ablated_pass = Pass::run(model, ids, &ablations)?;
     let lpi = Lpi { unembedding, scale: original_pass.scale(), target: target.id };
     let original_neurons = FfnNeurons::new(&lpi, &original_pass)?;

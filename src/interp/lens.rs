@@ -238,10 +238,8 @@ pub fn logit_lens_with<B: Backend>(
     let run = model.forward(ids, &mut cache, &hooks, interventions, &Positions::Last)?;
     let final_scale = run.recording.get(HookPoint::LnFinalScale).expect("requested").data.clone();
 
-    let cells_at: Vec<(usize, usize, usize)> = layers
-        .iter()
-        .flat_map(|&l| positions.iter().enumerate().map(move |(i, &p)| (l, i, p)))
-        .collect();
+    let cells_at: Vec<(usize, usize, usize)> =
+        layers.iter().flat_map(|&l| positions.iter().enumerate().map(move |(i, &p)| (l, i, p))).collect();
     let mut cells = Vec::with_capacity(cells_at.len());
     for chunk in cells_at.chunks(PROJECT_CHUNK) {
         let mut rows = Vec::with_capacity(chunk.len() * c.width);

@@ -66,7 +66,10 @@ pub fn select_tokens(rewards: &[f32], k: f32, rejected: bool) -> Vec<usize> {
 }
 
 /// Whether two models read token ids the same way: the same vocabulary, token by token.
-pub fn check_shared_tokenizer<O: Backend, R: Backend>(oracle: (&Model<O>, &Tokenizer), reference: (&Model<R>, &Tokenizer)) -> Result<()> {
+pub fn check_shared_tokenizer<O: Backend, R: Backend>(
+    oracle: (&Model<O>, &Tokenizer),
+    reference: (&Model<R>, &Tokenizer),
+) -> Result<()> {
     let n = oracle.0.config().vocab_size;
     let vocabulary = |t: &Tokenizer| t.token_texts(&(0..n as u32).collect::<Vec<_>>());
     if reference.0.config().vocab_size != n || vocabulary(oracle.1)? != vocabulary(reference.1)? {

@@ -136,7 +136,11 @@ pub struct Forward {
 
 fn f32_values(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     if info.ggml_type != GgmlType::F32 {
-        return Err(ModelError::WrongTensorType { name: info.name.clone(), found: info.ggml_type.name(), expected: "F32" });
+        return Err(ModelError::WrongTensorType {
+            name: info.name.clone(),
+            found: info.ggml_type.name(),
+            expected: "F32",
+        });
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
@@ -151,7 +155,11 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
     fn info(&self, name: &str, expected: &[u64]) -> Result<&'a TensorInfo> {
         let info = *self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
         if info.shape != expected {
-            return Err(ModelError::WrongShape { name: name.into(), expected: expected.to_vec(), found: info.shape.clone() });
+            return Err(ModelError::WrongShape {
+                name: name.into(),
+                expected: expected.to_vec(),
+                found: info.shape.clone(),
+            });
         }
         Ok(info)
     }
@@ -279,10 +287,12 @@ impl<B: Backend> Model<B> {
                 Intervention::ScaleHead { layer, head, .. } if layer >= c.layers || head >= c.heads => {
                     Some(format!("head {layer}.{head} does not exist ({} layers × {} heads)", c.layers, c.heads))
                 }
-                Intervention::ScaleNeuron { layer, neuron, .. } if layer >= c.layers || neuron >= c.ffn_width => {
-                    Some(format!("neuron {layer}.{neuron} does not exist ({} layers × {} neurons)", c.layers, c.ffn_width))
-                }
-                Intervention::PatchResidPre { layer, ref values, .. } if layer >= c.layers || values.len() != c.width => {
+                Intervention::ScaleNeuron { layer, neuron, .. } if layer >= c.layers || neuron >= c.ffn_width => Some(
+                    format!("neuron {layer}.{neuron} does not exist ({} layers × {} neurons)", c.layers, c.ffn_width),
+                ),
+                Intervention::PatchResidPre { layer, ref values, .. }
+                    if layer >= c.layers || values.len() != c.width =>
+                {
                     Some(format!("a patch of layer {layer} needs {} values, got {}", c.width, values.len()))
                 }
                 _ => None,
@@ -314,7 +324,13 @@ impl<B: Backend> Model<B> {
 
     /// The `k` most likely next tokens after `ids` (run after `cache`, appended to it) and the
     /// logits' `log Σ exp`, so their log-probabilities: on a GPU only these cross to the host.
-    pub fn next_token_top_k(&self, ids: &[u32], cache: &mut KvCache<B>, interventions: &[Intervention], k: usize) -> Result<TopK> {
+    pub fn next_token_top_k(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache<B>,
+        interventions: &[Intervention],
+        k: usize,
+    ) -> Result<TopK> {
         let (x, _) = self.residual_stream(ids, cache, &HookRequest::new(), interventions)?;
         let logits = self.logits(&x, &[ids.len() - 1])?;
         Ok(self.backend.top_k(&logits, k.min(self.config.vocab_size))?)
@@ -425,7 +441,8 @@ impl<B: Backend> Model<B> {
                 for h in 0..c.heads {
                     // Head h's output: o_proj applied to z with every other head zeroed.
                     let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
-                    let only_h = be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
+                    let only_h =
+                        be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
                     per_head.push(be.download(&be.linear(&only_h, &layer.wo)?)?.1);
                 }
                 for r in 0..rows.len() {
@@ -470,10 +487,9 @@ impl<B: Backend> Model<B> {
         if let Some(positions) = hooks.positions(HookPoint::LnFinalScale) {
             let rows = positions.resolve(t);
             let (_, data) = be.download(&be.rms(&be.select_rows(&x, &rows)?, c.norm_eps)?)?;
-            recording.activations.insert(
-                HookPoint::LnFinalScale,
-                Activation { shape: vec![rows.len(), 1], positions: rows, data },
-            );
+            recording
+                .activations
+                .insert(HookPoint::LnFinalScale, Activation { shape: vec![rows.len(), 1], positions: rows, data });
         }
         Ok((x, recording))
     }

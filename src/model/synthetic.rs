@@ -4,7 +4,7 @@
 
 use crate::generate::Rng;
 use crate::gguf::write::{Metadata, NewTensor};
-use crate::gguf::{Gguf, GgmlType, Value};
+use crate::gguf::{GgmlType, Gguf, Value};
 
 /// A llama model's hyperparameters. The vocabulary is the tokenizer's.
 #[derive(Clone, Debug)]
@@ -36,7 +36,11 @@ impl LlamaShape {
             ("llama.vocab_size".to_string(), u32_value(vocab)),
         ];
         metadata.extend(
-            tokenizer_source.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).map(|(k, v)| (k.clone(), v.clone())),
+            tokenizer_source
+                .metadata
+                .iter()
+                .filter(|(k, _)| k.starts_with("tokenizer."))
+                .map(|(k, v)| (k.clone(), v.clone())),
         );
         Ok(metadata)
     }
@@ -77,7 +81,13 @@ impl SyntheticLlama {
             return Err(SyntheticError::UnsupportedType(self.weight_type));
         }
         let block = self.weight_type.block_size() as usize;
-        let fits = heads > 0 && kv_heads > 0 && width % heads == 0 && (width / heads) % 2 == 0 && heads % kv_heads == 0 && width % block == 0 && ffn_width % block == 0;
+        let fits = heads > 0
+            && kv_heads > 0
+            && width % heads == 0
+            && (width / heads) % 2 == 0
+            && heads % kv_heads == 0
+            && width % block == 0
+            && ffn_width % block == 0;
         if !fits {
             return Err(SyntheticError::BadShape { width, heads, kv_heads, block: block as u64 });
         }
@@ -90,7 +100,8 @@ impl SyntheticLlama {
     /// layers; the embedding is tied.
     pub fn build(&self, tokenizer_source: &Gguf) -> Result<(Metadata, Vec<NewTensor>), SyntheticError> {
         self.check()?;
-        let metadata = self.shape.metadata(format!("glassbox synthetic llama (seed {})", self.seed), tokenizer_source)?;
+        let metadata =
+            self.shape.metadata(format!("glassbox synthetic llama (seed {})", self.seed), tokenizer_source)?;
         let vocab = vocab_size(tokenizer_source)?;
         let LlamaShape { layers, width, ffn_width, heads, kv_heads, .. } = self.shape;
         let kv_width = width / heads * kv_heads;
@@ -108,7 +119,8 @@ impl SyntheticLlama {
             shape: vec![n as u64],
             data: 1.0f32.to_le_bytes().repeat(n),
         };
-        let mut tensors = vec![matrix("token_embd.weight".into(), width, vocab), ones("output_norm.weight".into(), width)];
+        let mut tensors =
+            vec![matrix("token_embd.weight".into(), width, vocab), ones("output_norm.weight".into(), width)];
         for l in 0..layers {
             let name = |part: &str| format!("blk.{l}.{part}.weight");
             tensors.push(ones(name("attn_norm"), width));

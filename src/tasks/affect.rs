@@ -59,20 +59,17 @@ const ALPHA: f64 = 15.0;
 /// The two-word entries only ever match in `special_idioms`, as tokens hold no spaces.
 fn booster(word: &str) -> Option<f64> {
     match word {
-        "absolutely" | "amazingly" | "awfully" | "completely" | "considerable" | "considerably"
-        | "decidedly" | "deeply" | "effing" | "enormous" | "enormously" | "entirely"
-        | "especially" | "exceptional" | "exceptionally" | "extreme" | "extremely"
-        | "fabulously" | "flipping" | "flippin" | "frackin" | "fracking" | "fricking"
-        | "frickin" | "frigging" | "friggin" | "fully" | "fuckin" | "fucking" | "fuggin"
-        | "fugging" | "greatly" | "hella" | "highly" | "hugely" | "incredible" | "incredibly"
-        | "intensely" | "major" | "majorly" | "more" | "most" | "particularly" | "purely"
-        | "quite" | "really" | "remarkably" | "so" | "substantially" | "thoroughly" | "total"
-        | "totally" | "tremendous" | "tremendously" | "uber" | "unbelievably" | "unusually"
-        | "utter" | "utterly" | "very" => Some(B_INCR),
-        "almost" | "barely" | "hardly" | "just enough" | "kind of" | "kinda" | "kindof"
-        | "kind-of" | "less" | "little" | "marginal" | "marginally" | "occasional"
-        | "occasionally" | "partly" | "scarce" | "scarcely" | "slight" | "slightly"
-        | "somewhat" | "sort of" | "sorta" | "sortof" | "sort-of" => Some(-B_INCR),
+        "absolutely" | "amazingly" | "awfully" | "completely" | "considerable" | "considerably" | "decidedly"
+        | "deeply" | "effing" | "enormous" | "enormously" | "entirely" | "especially" | "exceptional"
+        | "exceptionally" | "extreme" | "extremely" | "fabulously" | "flipping" | "flippin" | "frackin"
+        | "fracking" | "fricking" | "frickin" | "frigging" | "friggin" | "fully" | "fuckin" | "fucking" | "fuggin"
+        | "fugging" | "greatly" | "hella" | "highly" | "hugely" | "incredible" | "incredibly" | "intensely"
+        | "major" | "majorly" | "more" | "most" | "particularly" | "purely" | "quite" | "really" | "remarkably"
+        | "so" | "substantially" | "thoroughly" | "total" | "totally" | "tremendous" | "tremendously" | "uber"
+        | "unbelievably" | "unusually" | "utter" | "utterly" | "very" => Some(B_INCR),
+        "almost" | "barely" | "hardly" | "just enough" | "kind of" | "kinda" | "kindof" | "kind-of" | "less"
+        | "little" | "marginal" | "marginally" | "occasional" | "occasionally" | "partly" | "scarce" | "scarcely"
+        | "slight" | "slightly" | "somewhat" | "sort of" | "sorta" | "sortof" | "sort-of" => Some(-B_INCR),
         _ => None,
     }
 }
@@ -167,10 +164,7 @@ impl Vader {
                 emojis.insert(c, description.to_owned());
             }
         }
-        Ok(Vader {
-            lexicon: words,
-            emojis,
-        })
+        Ok(Vader { lexicon: words, emojis })
     }
 
     /// vaderSentiment 3.3.2's `polarity_scores(text)`, including its rounding: neg, neu and pos
@@ -236,11 +230,7 @@ impl Vader {
         };
         let mut valence = base;
         // "no" before another lexicon word negates it rather than counting itself.
-        if item == "no"
-            && lower
-                .get(i + 1)
-                .is_some_and(|w| self.lexicon.contains_key(w))
-        {
+        if item == "no" && lower.get(i + 1).is_some_and(|w| self.lexicon.contains_key(w)) {
             valence = 0.0;
         }
         let back = |k: usize| i.checked_sub(k).map(|j| lower[j].as_str());
@@ -259,18 +249,14 @@ impl Vader {
             if self.lexicon.contains_key(&lower[j]) {
                 continue;
             }
-            valence +=
-                scalar_inc_dec(words[j], &lower[j], valence, cap_diff) * [1.0, 0.95, 0.9][start_i];
+            valence += scalar_inc_dec(words[j], &lower[j], valence, cap_diff) * [1.0, 0.95, 0.9][start_i];
             valence = negation_check(valence, lower, start_i, i);
             if start_i == 2 {
                 valence = special_idioms(valence, lower, i);
             }
         }
         // "least" before a word negates it, except in "at least" and "very least".
-        if back(1) == Some("least")
-            && !self.lexicon.contains_key("least")
-            && !matches!(back(2), Some("at" | "very"))
-        {
+        if back(1) == Some("least") && !self.lexicon.contains_key("least") && !matches!(back(2), Some("at" | "very")) {
             valence *= N_SCALAR;
         }
         valence
@@ -316,14 +302,13 @@ fn strip_punc_if_word(token: &str) -> &str {
 /// `negated([word])` on one lower-case word: vaderSentiment's `NEGATE` list, or any "n't".
 fn negated(word: &str) -> bool {
     match word {
-        "aint" | "arent" | "cannot" | "cant" | "couldnt" | "darent" | "didnt" | "doesnt"
-        | "ain't" | "aren't" | "can't" | "couldn't" | "daren't" | "didn't" | "doesn't" | "dont"
-        | "hadnt" | "hasnt" | "havent" | "isnt" | "mightnt" | "mustnt" | "neither" | "don't"
-        | "hadn't" | "hasn't" | "haven't" | "isn't" | "mightn't" | "mustn't" | "neednt"
-        | "needn't" | "never" | "none" | "nope" | "nor" | "not" | "nothing" | "nowhere"
-        | "oughtnt" | "shant" | "shouldnt" | "uhuh" | "wasnt" | "werent" | "oughtn't"
-        | "shan't" | "shouldn't" | "uh-uh" | "wasn't" | "weren't" | "without" | "wont"
-        | "wouldnt" | "won't" | "wouldn't" | "rarely" | "seldom" | "despite" => true,
+        "aint" | "arent" | "cannot" | "cant" | "couldnt" | "darent" | "didnt" | "doesnt" | "ain't" | "aren't"
+        | "can't" | "couldn't" | "daren't" | "didn't" | "doesn't" | "dont" | "hadnt" | "hasnt" | "havent" | "isnt"
+        | "mightnt" | "mustnt" | "neither" | "don't" | "hadn't" | "hasn't" | "haven't" | "isn't" | "mightn't"
+        | "mustn't" | "neednt" | "needn't" | "never" | "none" | "nope" | "nor" | "not" | "nothing" | "nowhere"
+        | "oughtnt" | "shant" | "shouldnt" | "uhuh" | "wasnt" | "werent" | "oughtn't" | "shan't" | "shouldn't"
+        | "uh-uh" | "wasn't" | "weren't" | "without" | "wont" | "wouldnt" | "won't" | "wouldn't" | "rarely"
+        | "seldom" | "despite" => true,
         _ => word.contains("n't"),
     }
 }
@@ -367,25 +352,13 @@ fn negation_check(valence: f64, lower: &[String], start_i: usize, i: usize) -> f
 /// a two-word booster such as "kind of" right before it adds to it.
 fn special_idioms(mut valence: f64, lower: &[String], i: usize) -> f64 {
     let [w3, w2, w1, w0] = [&lower[i - 3], &lower[i - 2], &lower[i - 1], &lower[i]];
-    let (threetwoone, threetwo, twoone) = (
-        format!("{w3} {w2} {w1}"),
-        format!("{w3} {w2}"),
-        format!("{w2} {w1}"),
-    );
-    let before = [
-        format!("{w1} {w0}"),
-        format!("{w2} {w1} {w0}"),
-        twoone.clone(),
-        threetwoone.clone(),
-        threetwo.clone(),
-    ];
+    let (threetwoone, threetwo, twoone) = (format!("{w3} {w2} {w1}"), format!("{w3} {w2}"), format!("{w2} {w1}"));
+    let before =
+        [format!("{w1} {w0}"), format!("{w2} {w1} {w0}"), twoone.clone(), threetwoone.clone(), threetwo.clone()];
     if let Some(v) = before.iter().find_map(|p| special_case(p)) {
         valence = v;
     }
-    if let Some(v) = lower
-        .get(i + 1)
-        .and_then(|w| special_case(&format!("{w0} {w}")))
-    {
+    if let Some(v) = lower.get(i + 1).and_then(|w| special_case(&format!("{w0} {w}"))) {
         valence = v;
     }
     if let (Some(a), Some(b)) = (lower.get(i + 1), lower.get(i + 2)) {
@@ -434,12 +407,7 @@ fn but_check(lower: &[String], sentiments: &mut [f64]) {
 /// `score_valence` and `normalize`, rounded as `polarity_scores` returns them.
 fn score_valence(sentiments: &[f64], text: &str) -> VaderScores {
     if sentiments.is_empty() {
-        return VaderScores {
-            neg: 0.0,
-            neu: 0.0,
-            pos: 0.0,
-            compound: 0.0,
-        };
+        return VaderScores { neg: 0.0, neu: 0.0, pos: 0.0, compound: 0.0 };
     }
     // Python <= 3.11's sum(): left to right from int 0 (Rust's f64 sum starts at -0.0). Python
     // 3.12's compensated sum() differs where scores cancel exactly: "good fine hate!" sums to 0
@@ -501,11 +469,7 @@ impl Empath {
     /// without terms defines nothing; a name on several lines gets all their terms, and a term
     /// listed on two of them counts twice.
     pub fn new(categories_tsv: &str) -> Result<Empath, AffectError> {
-        let mut empath = Empath {
-            names: Vec::new(),
-            ids: HashMap::new(),
-            terms: HashMap::new(),
-        };
+        let mut empath = Empath { names: Vec::new(), ids: HashMap::new(), terms: HashMap::new() };
         for line in categories_tsv.split(['\n', '\r']) {
             let Some((name, terms)) = py_strip(line).split_once('\t') else {
                 continue;
@@ -548,10 +512,7 @@ impl Empath {
         match categories {
             Some(names) if !names.is_empty() => {
                 for name in names {
-                    let id = self
-                        .ids
-                        .get(*name)
-                        .ok_or_else(|| AffectError::UnknownCategory(name.to_string()))?;
+                    let id = self.ids.get(*name).ok_or_else(|| AffectError::UnknownCategory(name.to_string()))?;
                     times[*id] += 1;
                 }
             }
@@ -594,27 +555,16 @@ mod tests {
     }
 
     fn scores(neg: f64, neu: f64, pos: f64, compound: f64) -> VaderScores {
-        VaderScores {
-            neg,
-            neu,
-            pos,
-            compound,
-        }
+        VaderScores { neg, neu, pos, compound }
     }
 
     #[test]
     fn one_lexicon_word() {
         // "good" alone: sum = 1.9; compound = 1.9 / sqrt(1.9² + 15) = 1.9 / sqrt(18.61)
         // = 1.9 / 4.313931 = 0.440433 -> 0.4404. pos_sum = 1.9 + 1 is the whole total: pos = 1.
-        assert_eq!(
-            vader().polarity_scores("good"),
-            scores(0.0, 0.0, 1.0, 0.4404)
-        );
+        assert_eq!(vader().polarity_scores("good"), scores(0.0, 0.0, 1.0, 0.4404));
         // Punctuation is stripped off words longer than 2 characters; case does not matter.
-        assert_eq!(
-            vader().polarity_scores("(GOOD)"),
-            scores(0.0, 0.0, 1.0, 0.4404)
-        );
+        assert_eq!(vader().polarity_scores("(GOOD)"), scores(0.0, 0.0, 1.0, 0.4404));
     }
 
     #[test]
@@ -622,17 +572,11 @@ mod tests {
         // "not good": 1.9 · -0.74 = -1.406; compound = -1.406 / sqrt(1.976836 + 15)
         // = -1.406 / 4.120296 = -0.341238 -> -0.3412. neg_sum = -2.406, plus "not" neutral:
         // total 3.406, neg = 0.70640 -> 0.706, neu = 0.29360 -> 0.294.
-        assert_eq!(
-            vader().polarity_scores("not good"),
-            scores(0.706, 0.294, 0.0, -0.3412)
-        );
+        assert_eq!(vader().polarity_scores("not good"), scores(0.706, 0.294, 0.0, -0.3412));
         // "very good": 1.9 + 0.293 = 2.193; compound = 2.193 / sqrt(4.809249 + 15)
         // = 2.193 / 4.450758 = 0.492725 -> 0.4927. "very" scores 0 (neutral): total = 3.193 + 1,
         // pos = 3.193 / 4.193 = 0.76151 -> 0.762, neu = 1 / 4.193 = 0.23849 -> 0.238.
-        assert_eq!(
-            vader().polarity_scores("very good"),
-            scores(0.0, 0.238, 0.762, 0.4927)
-        );
+        assert_eq!(vader().polarity_scores("very good"), scores(0.0, 0.238, 0.762, 0.4927));
         // "good!!": + 2 · 0.292 -> x = 2.484; compound = 2.484 / sqrt(6.170256 + 15)
         // = 2.484 / 4.601114 = 0.539869 -> 0.5399.
         assert_eq!(vader().polarity_scores("good!!").compound, 0.5399);
@@ -642,10 +586,7 @@ mod tests {
     fn emoji_are_scored_by_description() {
         // "\u{1F600}" -> "grinning face": compound = 1.5 / sqrt(2.25 + 15) = 1.5 / 4.153312
         // = 0.361158 -> 0.3612; "face" is neutral: pos = 2.5 / 3.5 = 0.714, neu = 1 / 3.5 = 0.286.
-        assert_eq!(
-            vader().polarity_scores("\u{1F600}"),
-            scores(0.0, 0.286, 0.714, 0.3612)
-        );
+        assert_eq!(vader().polarity_scores("\u{1F600}"), scores(0.0, 0.286, 0.714, 0.3612));
     }
 
     #[test]
@@ -662,10 +603,7 @@ mod tests {
         assert!(py_isupper("ABC1") && py_isupper("\u{3a3}\u{39f}") && !py_isupper("123"));
         // A titlecase letter makes the word not upper case.
         assert!(!py_isupper("\u{1c5}A"));
-        assert_eq!(
-            py_split(" a\u{1f}b\u{a0}c\n").collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
+        assert_eq!(py_split(" a\u{1f}b\u{a0}c\n").collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(strip_punc_if_word(":)"), ":)");
         assert_eq!(strip_punc_if_word("'ok'!"), "'ok'!");
         assert_eq!(strip_punc_if_word("...good,"), "good");
@@ -681,15 +619,7 @@ mod tests {
         let huge = "good but bad no least kind of \u{1F600}\u{1F494} NOT ".repeat(20_000);
         let s = v.polarity_scores(&huge);
         assert!(s.compound.abs() <= 1.0 && (s.neg + s.neu + s.pos - 1.0).abs() < 0.01);
-        for text in [
-            "\u{0}",
-            "ǅ",
-            "\u{1F468}\u{200D}\u{1F469}",
-            "no",
-            "no no",
-            "but",
-            "least",
-        ] {
+        for text in ["\u{0}", "ǅ", "\u{1F468}\u{200D}\u{1F469}", "no", "no no", "but", "least"] {
             v.polarity_scores(text);
         }
     }
@@ -706,61 +636,35 @@ mod tests {
         // The Python reads an empty emoji lexicon as one line without a tab.
         assert_eq!(line(Vader::new(LEXICON, "")), 1);
         assert!(Vader::new("", EMOJI).is_ok());
-        assert!(matches!(
-            Empath::new("<html>\n</html>\n"),
-            Err(AffectError::NoCategories)
-        ));
+        assert!(matches!(Empath::new("<html>\n</html>\n"), Err(AffectError::NoCategories)));
     }
 
     #[test]
     fn empath_counts_exact_tokens() {
-        let e = Empath::new("money\tcash\tmoney\tcash\r\nbank\tcash\nempty\nbank\tcash\n")
-            .expect("tsv");
+        let e = Empath::new("money\tcash\tmoney\tcash\r\nbank\tcash\nempty\nbank\tcash\n").expect("tsv");
         assert_eq!(e.categories(), ["money", "bank"]);
         // 4 tokens; "Cash" and "money," are not terms. "bank" lists "cash" on two lines.
-        let got = e
-            .analyze("cash money Cash money,", None, true)
-            .expect("analyze");
-        assert_eq!(
-            got,
-            BTreeMap::from([("bank".into(), 0.5), ("money".into(), 0.5)])
-        );
-        let twice = e
-            .analyze("cash", Some(&["money", "money"]), false)
-            .expect("analyze");
+        let got = e.analyze("cash money Cash money,", None, true).expect("analyze");
+        assert_eq!(got, BTreeMap::from([("bank".into(), 0.5), ("money".into(), 0.5)]));
+        let twice = e.analyze("cash", Some(&["money", "money"]), false).expect("analyze");
         assert_eq!(twice, BTreeMap::from([("money".into(), 2.0)]));
-        assert_eq!(
-            e.analyze("", Some(&[]), true).expect("analyze"),
-            BTreeMap::new()
-        );
+        assert_eq!(e.analyze("", Some(&[]), true).expect("analyze"), BTreeMap::new());
         assert_eq!(e.analyze("", None, false).expect("analyze")["money"], 0.0);
         let unknown = e.analyze("cash", Some(&["empty"]), true);
         assert!(matches!(unknown, Err(AffectError::UnknownCategory(n)) if n == "empty"));
     }
 
     fn close(what: &str, got: f64, want: &Value, tol: f64) {
-        let want = want
-            .as_f64()
-            .unwrap_or_else(|| panic!("{what}: not a number: {want}"));
-        assert!(
-            (got - want).abs() <= tol,
-            "{what}: got {got}, Python {want}"
-        );
+        let want = want.as_f64().unwrap_or_else(|| panic!("{what}: not a number: {want}"));
+        assert!((got - want).abs() <= tol, "{what}: got {got}, Python {want}");
     }
 
     fn same_map(what: &str, got: &BTreeMap<String, f64>, want: &Value) -> usize {
         let Some(want) = want.as_object() else {
-            assert!(
-                want.is_null() && got.is_empty(),
-                "{what}: got {got:?}, Python {want}"
-            );
+            assert!(want.is_null() && got.is_empty(), "{what}: got {got:?}, Python {want}");
             return 1;
         };
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{what}"
-        );
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}");
         for (k, v) in want {
             close(&format!("{what} {k}"), got[k], v, 1e-12);
         }
@@ -772,11 +676,9 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = root.join("models/lexicons");
         let read = |name: &str| std::fs::read_to_string(dir.join(name));
-        let (Ok(lexicon), Ok(emoji), Ok(tsv)) = (
-            read("vader_lexicon.txt"),
-            read("emoji_utf8_lexicon.txt"),
-            read("empath_categories.tsv"),
-        ) else {
+        let (Ok(lexicon), Ok(emoji), Ok(tsv)) =
+            (read("vader_lexicon.txt"), read("emoji_utf8_lexicon.txt"), read("empath_categories.tsv"))
+        else {
             eprintln!("skipping: the lexicons are not in {}", dir.display());
             return;
         };
@@ -784,25 +686,14 @@ mod tests {
         let empath = Empath::new(&tsv).expect("empath categories");
         let path = root.join("tests/reference/affect-python.json");
         let reference: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("reference json"))
-                .expect("json");
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("reference json")).expect("json");
         let (mut texts, mut values) = (0, 0);
         for row in reference["sentences"].as_array().expect("sentences") {
             let text = row["text"].as_str().expect("text");
             let got = vader.polarity_scores(text);
             let want = &row["vader"];
-            for (name, value) in [
-                ("neg", got.neg),
-                ("neu", got.neu),
-                ("pos", got.pos),
-                ("compound", got.compound),
-            ] {
-                close(
-                    &format!("vader {name} of {text:?}"),
-                    value,
-                    &want[name],
-                    1e-9,
-                );
+            for (name, value) in [("neg", got.neg), ("neu", got.neu), ("pos", got.pos), ("compound", got.compound)] {
+                close(&format!("vader {name} of {text:?}"), value, &want[name], 1e-9);
             }
             let all = empath.analyze(text, None, true).expect("empath");
             values += 4 + same_map(&format!("empath of {text:?}"), &all, &row["empath"]);
@@ -814,21 +705,11 @@ mod tests {
         }
         for call in reference["empath_calls"].as_array().expect("empath_calls") {
             let text = call["text"].as_str().expect("text");
-            let names: Vec<&str> = call["categories"]
-                .as_array()
-                .expect("categories")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let names: Vec<&str> =
+                call["categories"].as_array().expect("categories").iter().filter_map(Value::as_str).collect();
             let normalize = call["normalize"].as_bool().expect("normalize");
-            let got = empath
-                .analyze(text, Some(&names), normalize)
-                .expect("empath");
-            values += same_map(
-                &format!("empath {names:?} of {text:?}"),
-                &got,
-                &call["result"],
-            );
+            let got = empath.analyze(text, Some(&names), normalize).expect("empath");
+            values += same_map(&format!("empath {names:?} of {text:?}"), &got, &call["result"]);
         }
         assert!(texts >= 40, "only {texts} reference sentences");
         eprintln!("{texts} texts, {values} values match vaderSentiment 3.3.2 and empath 0.89");

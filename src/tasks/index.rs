@@ -85,7 +85,12 @@ impl Index {
             return Err(IndexError::BadDims(dims as u32));
         }
         if dims * records.len() != vectors.len() {
-            return Err(IndexError::Shape { count: records.len(), dims, found: vectors.len(), expected: dims * records.len() });
+            return Err(IndexError::Shape {
+                count: records.len(),
+                dims,
+                found: vectors.len(),
+                expected: dims * records.len(),
+            });
         }
         Ok(Index { embedder, dims, records, vectors })
     }
@@ -128,12 +133,18 @@ impl Index {
             return Err(IndexError::BadLength { expected, found: bytes.len() as u64 });
         }
         let metadata_end = HEADER_LEN + metadata_len as usize;
-        let metadata: Metadata =
-            serde_json::from_slice(&bytes[HEADER_LEN..metadata_end]).map_err(|e| IndexError::BadMetadata(e.to_string()))?;
+        let metadata: Metadata = serde_json::from_slice(&bytes[HEADER_LEN..metadata_end])
+            .map_err(|e| IndexError::BadMetadata(e.to_string()))?;
         if metadata.records.len() != count as usize {
-            return Err(IndexError::BadMetadata(format!("{} records listed, the header says {count}", metadata.records.len())));
+            return Err(IndexError::BadMetadata(format!(
+                "{} records listed, the header says {count}",
+                metadata.records.len()
+            )));
         }
-        let vectors = bytes[metadata_end..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("four bytes"))).collect();
+        let vectors = bytes[metadata_end..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("four bytes")))
+            .collect();
         Ok(Index { embedder: metadata.embedder, dims: dims as usize, records: metadata.records, vectors })
     }
 
@@ -144,7 +155,14 @@ impl Index {
     /// RAEmoLLM's retrieval: the `k` most cosine-similar records with score ≥ `min_score`,
     /// best first, skipping the query's own id and, leave-one-domain-out, every record of the
     /// query's domain.
-    pub fn search(&self, query: &[f32], k: usize, min_score: f32, own_id: Option<&str>, own_domain: Option<&str>) -> Result<Vec<Hit>, IndexError> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        min_score: f32,
+        own_id: Option<&str>,
+        own_domain: Option<&str>,
+    ) -> Result<Vec<Hit>, IndexError> {
         if query.len() != self.dims && !self.records.is_empty() {
             return Err(IndexError::QueryDims { expected: self.dims, found: query.len() });
         }
@@ -173,7 +191,10 @@ pub fn vote(index: &Index, hits: &[Hit], labels: &[String]) -> Option<Vec<f64>> 
     Some(
         labels
             .iter()
-            .map(|label| hits.iter().filter(|h| &index.records[h.record].label == label).map(|h| h.score as f64).sum::<f64>() / total)
+            .map(|label| {
+                hits.iter().filter(|h| &index.records[h.record].label == label).map(|h| h.score as f64).sum::<f64>()
+                    / total
+            })
             .collect(),
     )
 }
@@ -183,7 +204,13 @@ mod tests {
     use super::*;
 
     fn record(id: &str, label: &str, domain: &str) -> Record {
-        Record { id: id.into(), fields: BTreeMap::from([("text".into(), id.into())]), label: label.into(), domain: Some(domain.into()), intensity: None }
+        Record {
+            id: id.into(),
+            fields: BTreeMap::from([("text".into(), id.into())]),
+            label: label.into(),
+            domain: Some(domain.into()),
+            intensity: None,
+        }
     }
 
     fn sample() -> Index {
@@ -216,7 +243,11 @@ mod tests {
         let hits = index.search(&[1.0, 0.0], 4, 0.2, None, None).unwrap();
         let shares = vote(&index, &hits, &["0".into(), "1".into(), "2".into()]).unwrap();
         let expected_one = 1.0 / (1.0 + 3f64.sqrt() / 2.0);
-        assert!((shares[1] - expected_one).abs() < 1e-6 && (shares[0] - (1.0 - expected_one)).abs() < 1e-6 && shares[2] == 0.0);
+        assert!(
+            (shares[1] - expected_one).abs() < 1e-6
+                && (shares[0] - (1.0 - expected_one)).abs() < 1e-6
+                && shares[2] == 0.0
+        );
         assert_eq!(vote(&index, &[], &["0".into()]), None);
     }
 
@@ -225,7 +256,10 @@ mod tests {
         let index = sample();
         let bytes = index.to_bytes();
         assert_eq!(Index::from_bytes(&bytes).unwrap(), index);
-        assert_eq!(Index::from_bytes(&bytes[..bytes.len() - 1]), Err(IndexError::BadLength { expected: bytes.len() as u64, found: bytes.len() as u64 - 1 }));
+        assert_eq!(
+            Index::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(IndexError::BadLength { expected: bytes.len() as u64, found: bytes.len() as u64 - 1 })
+        );
         assert_eq!(Index::from_bytes(b"GGUF\x03\0\0\0 and more bytes here"), Err(IndexError::BadMagic));
         assert!(matches!(Index::from_bytes(&bytes[..10]), Err(IndexError::BadLength { .. })));
         let mut version = bytes.clone();

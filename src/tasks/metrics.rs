@@ -62,7 +62,8 @@ fn f1(precision: f64, recall: f64) -> f64 {
 /// The metrics of `predicted` against `gold`, item by item. Empty input gives zeros.
 pub fn classification(gold: &[&str], predicted: &[&str]) -> Classification {
     assert_eq!(gold.len(), predicted.len(), "one prediction per gold label");
-    let labels: Vec<String> = gold.iter().chain(predicted).map(|s| s.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+    let labels: Vec<String> =
+        gold.iter().chain(predicted).map(|s| s.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
     let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let mut confusion = vec![vec![0; labels.len()]; labels.len()];
     for (g, p) in gold.iter().zip(predicted) {
@@ -88,8 +89,13 @@ pub fn classification(gold: &[&str], predicted: &[&str]) -> Classification {
             per_class.iter().map(|(_, s, n)| pick(s) * *n as f64).sum::<f64>() / total as f64
         }
     };
-    let weighted = Scores { precision: weighted_mean(|s| s.precision), recall: weighted_mean(|s| s.recall), f1: weighted_mean(|s| s.f1) };
-    let macro_f1 = if labels.is_empty() { 0.0 } else { per_class.iter().map(|(_, s, _)| s.f1).sum::<f64>() / labels.len() as f64 };
+    let weighted = Scores {
+        precision: weighted_mean(|s| s.precision),
+        recall: weighted_mean(|s| s.recall),
+        f1: weighted_mean(|s| s.f1),
+    };
+    let macro_f1 =
+        if labels.is_empty() { 0.0 } else { per_class.iter().map(|(_, s, _)| s.f1).sum::<f64>() / labels.len() as f64 };
     // Every wrong item is one false positive and one false negative, so P_μ = R_μ = accuracy.
     let micro = ratio(correct, total);
     Classification {
@@ -165,7 +171,11 @@ pub fn rouge(pairs: &[(&str, &str)]) -> Rouge {
             pairs.iter().map(|(p, r)| score(p, r)).sum::<f64>() / pairs.len() as f64
         }
     };
-    Rouge { rouge1: mean(&|p, r| rouge_n(p, r, 1)), rouge2: mean(&|p, r| rouge_n(p, r, 2)), rouge_l: mean(&|p, r| rouge_l(p, r)) }
+    Rouge {
+        rouge1: mean(&|p, r| rouge_n(p, r, 1)),
+        rouge2: mean(&|p, r| rouge_n(p, r, 2)),
+        rouge_l: mean(&|p, r| rouge_l(p, r)),
+    }
 }
 
 /// The FinFact/FMD challenge score: `(micro-F1 + ROUGE-1) / 2`.

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::affect::AffectError;
 
 /// NRCLex's `EMOTION_ORDER`.
-pub const EMOTIONS: [&str; 10] = ["fear", "anger", "anticipation", "trust", "surprise", "positive", "negative", "sadness", "disgust", "joy"];
+pub const EMOTIONS: [&str; 10] =
+    ["fear", "anger", "anticipation", "trust", "surprise", "positive", "negative", "sadness", "disgust", "joy"];
 
 pub struct Nrc {
     lexicon: HashMap<String, Vec<String>>,
@@ -22,8 +23,11 @@ pub struct Nrc {
 impl Nrc {
     /// From NRCLex's `nrc_en.json`: `{word: [emotion, ...]}`.
     pub fn new(json: &str) -> Result<Nrc, AffectError> {
-        let lexicon: HashMap<String, Vec<String>> = serde_json::from_str(json)
-            .map_err(|e| AffectError::BadLine { lexicon: "nrc_en.json", line: e.line(), reason: e.to_string() })?;
+        let lexicon: HashMap<String, Vec<String>> = serde_json::from_str(json).map_err(|e| AffectError::BadLine {
+            lexicon: "nrc_en.json",
+            line: e.line(),
+            reason: e.to_string(),
+        })?;
         Ok(Nrc { lexicon })
     }
 
@@ -41,7 +45,8 @@ impl Nrc {
 
     pub fn analyze(&self, text: &str) -> BTreeMap<String, f64> {
         let lower = text.to_lowercase();
-        let tokens: Vec<&str> = lower.split(|c: char| !(c.is_alphabetic() || c == '\'')).filter(|t| !t.is_empty()).collect();
+        let tokens: Vec<&str> =
+            lower.split(|c: char| !(c.is_alphabetic() || c == '\'')).filter(|t| !t.is_empty()).collect();
         self.frequencies(&tokens)
     }
 }

@@ -20,8 +20,18 @@ use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
 /// The Empath categories reported with the affect features.
-pub const EMPATH_CATEGORIES: &[&str] =
-    &["deception", "fear", "anger", "sadness", "disgust", "negative_emotion", "positive_emotion", "trust", "optimism", "money"];
+pub const EMPATH_CATEGORIES: &[&str] = &[
+    "deception",
+    "fear",
+    "anger",
+    "sadness",
+    "disgust",
+    "negative_emotion",
+    "positive_emotion",
+    "trust",
+    "optimism",
+    "money",
+];
 
 /// One input: an id, the task's fields (`claim`, `context`, `text`, ...) and, for retrieval,
 /// its domain.
@@ -179,8 +189,23 @@ pub struct Classifier<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> Classifier<'a, B> {
-    pub fn new(model: &'a Model<B>, tokenizer: &'a Tokenizer, table: &'a Table, task: &'a Task, options: Options) -> Self {
-        Classifier { model, tokenizer, table, task, lexicons: None, retrieval: None, options, unembedding: OnceCell::new() }
+    pub fn new(
+        model: &'a Model<B>,
+        tokenizer: &'a Tokenizer,
+        table: &'a Table,
+        task: &'a Task,
+        options: Options,
+    ) -> Self {
+        Classifier {
+            model,
+            tokenizer,
+            table,
+            task,
+            lexicons: None,
+            retrieval: None,
+            options,
+            unembedding: OnceCell::new(),
+        }
     }
 
     /// The row's output; the explanation (or the free generation) streams through `on_text`.
@@ -196,7 +221,10 @@ impl<'a, B: Backend> Classifier<'a, B> {
                 index: retrieval.index,
                 hits,
                 // RAEmoLLM's affect variant: when the examples carry their intensities too.
-                target_intensity: affect.as_ref().map(|a| a.llm_intensity).filter(|_| retrieval.index.records.iter().all(|r| r.intensity.is_some())),
+                target_intensity: affect
+                    .as_ref()
+                    .map(|a| a.llm_intensity)
+                    .filter(|_| retrieval.index.records.iter().all(|r| r.intensity.is_some())),
             }),
             _ => None,
         };
@@ -212,12 +240,21 @@ impl<'a, B: Backend> Classifier<'a, B> {
         let mut generation = None;
         let mut explanation = None;
         if self.options.mode == Mode::Generate {
-            let free = generate_freely(self.model, self.tokenizer, self.task, &prompt, self.options.max_new_tokens, on_text)?;
+            let free =
+                generate_freely(self.model, self.tokenizer, self.task, &prompt, self.options.max_new_tokens, on_text)?;
             label = free.label;
             explanation = free.explanation.filter(|_| self.options.explain);
             generation = Some(free.text);
         } else if self.options.explain {
-            explanation = Some(explain(self.model, self.tokenizer, self.task, &prompt, &scores.labels[scores.best], self.options.max_new_tokens, on_text)?);
+            explanation = Some(explain(
+                self.model,
+                self.tokenizer,
+                self.task,
+                &prompt,
+                &scores.labels[scores.best],
+                self.options.max_new_tokens,
+                on_text,
+            )?);
         }
         let evidence = if self.options.evidence {
             if self.unembedding.get().is_none() {
@@ -225,7 +262,15 @@ impl<'a, B: Backend> Classifier<'a, B> {
                 let _ = self.unembedding.set(made);
             }
             let unembedding = self.unembedding.get().expect("set just above");
-            Some(evidence(unembedding, self.tokenizer, &prompt, &scored, scores.target_token, self.options.evidence_heads, self.options.evidence_top)?)
+            Some(evidence(
+                unembedding,
+                self.tokenizer,
+                &prompt,
+                &scored,
+                scores.target_token,
+                self.options.evidence_heads,
+                self.options.evidence_top,
+            )?)
         } else {
             None
         };
@@ -244,8 +289,13 @@ impl<'a, B: Backend> Classifier<'a, B> {
     }
 
     pub fn affect(&self, text: &str) -> Result<Affect> {
-        let lexicons = self.lexicons.ok_or_else(|| TaskError::BadInput("affect features need the VADER and Empath lexicons".into()))?;
-        let empath = lexicons.empath.analyze(text, Some(EMPATH_CATEGORIES), true).map_err(|e| TaskError::BadInput(e.to_string()))?;
+        let lexicons = self
+            .lexicons
+            .ok_or_else(|| TaskError::BadInput("affect features need the VADER and Empath lexicons".into()))?;
+        let empath = lexicons
+            .empath
+            .analyze(text, Some(EMPATH_CATEGORIES), true)
+            .map_err(|e| TaskError::BadInput(e.to_string()))?;
         Ok(Affect {
             vader: lexicons.vader.polarity_scores(text),
             empath,
@@ -261,7 +311,13 @@ impl<'a, B: Backend> Classifier<'a, B> {
             Embedder::Llm => llm_embedding(self.model, self.tokenizer, self.table, text)?,
         };
         let id = (!input.id.is_empty()).then_some(input.id.as_str());
-        Ok(retrieval.index.search(&query, self.options.retrieve_k, self.options.retrieve_min_score, id, input.domain.as_deref())?)
+        Ok(retrieval.index.search(
+            &query,
+            self.options.retrieve_k,
+            self.options.retrieve_min_score,
+            id,
+            input.domain.as_deref(),
+        )?)
     }
 }
 
@@ -276,6 +332,11 @@ pub fn llm_intensity<B: Backend>(model: &Model<B>, tokenizer: &Tokenizer, table:
         .labels
         .iter()
         .zip(&scores.probs)
-        .map(|(value, p)| value.parse::<f64>().map(|v| v * p).map_err(|_| TaskError::BadInput(format!("vreg label {value:?} is not a number"))))
+        .map(|(value, p)| {
+            value
+                .parse::<f64>()
+                .map(|v| v * p)
+                .map_err(|_| TaskError::BadInput(format!("vreg label {value:?} is not a number")))
+        })
         .sum()
 }

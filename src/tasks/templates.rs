@@ -138,7 +138,8 @@ fn fill_spanned(text: &str, values: &BTreeMap<&str, &Spanned>) -> Spanned {
             Some((name, close)) if values.contains_key(name) => {
                 let value = values[name];
                 let at = out.text.len();
-                out.spans.extend(value.spans.iter().map(|(field, range)| (field.clone(), range.start + at..range.end + at)));
+                out.spans
+                    .extend(value.spans.iter().map(|(field, range)| (field.clone(), range.start + at..range.end + at)));
                 out.text.push_str(&value.text);
                 rest = &after[close + 1..];
             }
@@ -158,10 +159,17 @@ fn fill(text: &str, values: &BTreeMap<&str, &str>) -> String {
 }
 
 /// `template` with every one of `names` filled from `fields` (all required), as spans.
-fn fill_fields(task: &str, template: &str, names: &[String], fields: &BTreeMap<&str, &str>) -> Result<Spanned, TemplateError> {
+fn fill_fields(
+    task: &str,
+    template: &str,
+    names: &[String],
+    fields: &BTreeMap<&str, &str>,
+) -> Result<Spanned, TemplateError> {
     let mut values = BTreeMap::new();
     for name in names {
-        let value = fields.get(name.as_str()).ok_or_else(|| TemplateError::MissingField { task: task.to_string(), field: name.clone() })?;
+        let value = fields
+            .get(name.as_str())
+            .ok_or_else(|| TemplateError::MissingField { task: task.to_string(), field: name.clone() })?;
         values.insert(name.as_str(), Spanned::field(name, value));
     }
     Ok(fill_spanned(template, &values.iter().map(|(&k, v)| (k, v)).collect()))
@@ -221,7 +229,8 @@ impl Task {
         let mut from = 0;
         while let Some(at) = generation[from..].find(prefix) {
             let start = from + at + prefix.len();
-            let word_len: usize = generation[start..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+            let word_len: usize =
+                generation[start..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
             if word_len > 0 {
                 return Some(&generation[start..start + word_len]);
             }
@@ -240,7 +249,11 @@ impl Task {
             Some(_) => self.parse_label(generation)?,
             None => {
                 let start = generation.trim_start();
-                self.labels.iter().flat_map(|l| &l.words).filter(|w| start.starts_with(w.as_str())).max_by_key(|w| w.len())?
+                self.labels
+                    .iter()
+                    .flat_map(|l| &l.words)
+                    .filter(|w| start.starts_with(w.as_str()))
+                    .max_by_key(|w| w.len())?
             }
         };
         self.labels.iter().find(|l| l.name == named || l.words.iter().any(|w| w == named))
@@ -250,7 +263,8 @@ impl Task {
 impl Table {
     /// The table shipped with glassbox.
     pub fn builtin() -> Table {
-        Table::parse(include_str!("templates.json")).expect("the shipped template table is valid (a unit test parses it)")
+        Table::parse(include_str!("templates.json"))
+            .expect("the shipped template table is valid (a unit test parses it)")
     }
 
     pub fn parse(json: &str) -> Result<Table, TemplateError> {
@@ -270,10 +284,9 @@ impl Table {
     }
 
     pub fn task(&self, name: &str) -> Result<&Task, TemplateError> {
-        self.tasks
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| TemplateError::NoSuchTask(name.to_string(), self.tasks.iter().map(|t| t.name.clone()).collect()))
+        self.tasks.iter().find(|t| t.name == name).ok_or_else(|| {
+            TemplateError::NoSuchTask(name.to_string(), self.tasks.iter().map(|t| t.name.clone()).collect())
+        })
     }
 
     /// RAEmoLLM's prompt: `{task_prompt}Target text: {t}\nHere are a few examples:\n` then
@@ -285,7 +298,13 @@ impl Table {
     }
 
     /// [`Table::few_shot`], carrying the target's field spans.
-    pub fn few_shot_spanned(&self, task_prompt: &str, target: &Spanned, target_intensity: Option<f64>, examples: &[(Shot, &str)]) -> Spanned {
+    pub fn few_shot_spanned(
+        &self,
+        task_prompt: &str,
+        target: &Spanned,
+        target_intensity: Option<f64>,
+        examples: &[(Shot, &str)],
+    ) -> Spanned {
         let affect = |intensity: Option<f64>| match intensity {
             Some(score) => fill(&self.few_shot.affect, &BTreeMap::from([("score", score.to_string().as_str())])),
             None => String::new(),
@@ -300,7 +319,10 @@ impl Table {
         let mut target = target.clone();
         target.text.push_str(&affect(target_intensity));
         let (task_prompt, examples) = (Spanned::plain(task_prompt), Spanned::plain(&examples));
-        fill_spanned(&self.few_shot.prompt, &BTreeMap::from([("task_prompt", &task_prompt), ("t", &target), ("examples", &examples)]))
+        fill_spanned(
+            &self.few_shot.prompt,
+            &BTreeMap::from([("task_prompt", &task_prompt), ("t", &target), ("examples", &examples)]),
+        )
     }
 
     /// The objectives named by `keys`, in that order.
@@ -308,7 +330,10 @@ impl Table {
         keys.iter()
             .map(|key| {
                 self.align.objectives.iter().find(|o| o.key == *key).ok_or_else(|| {
-                    TemplateError::NoSuchObjective(key.to_string(), self.align.objectives.iter().map(|o| o.key.clone()).collect())
+                    TemplateError::NoSuchObjective(
+                        key.to_string(),
+                        self.align.objectives.iter().map(|o| o.key.clone()).collect(),
+                    )
                 })
             })
             .collect()
@@ -319,10 +344,15 @@ impl Table {
     pub fn align(&self, aspects: &[(&str, &str)], question: &str, answer: &str) -> String {
         let aspects: Vec<String> = aspects
             .iter()
-            .map(|(name, description)| fill(&self.align.aspect, &BTreeMap::from([("name", *name), ("description", *description)])))
+            .map(|(name, description)| {
+                fill(&self.align.aspect, &BTreeMap::from([("name", *name), ("description", *description)]))
+            })
             .collect();
         let aspects = aspects.join(&self.align.separator);
-        fill(&self.align.prompt, &BTreeMap::from([("aspects", aspects.as_str()), ("question", question), ("answer", answer)]))
+        fill(
+            &self.align.prompt,
+            &BTreeMap::from([("aspects", aspects.as_str()), ("question", question), ("answer", answer)]),
+        )
     }
 
     /// `instruction` in the seeds' chat wrapper, `Human: \n{instr}\n\nAssistant:\n`.
@@ -410,14 +440,22 @@ mod tests {
     fn the_few_shot_prompt_is_raemollms() {
         let table = Table::builtin();
         let pheme = &table.task("pheme").unwrap().retrieval.as_ref().unwrap().task_prompt;
-        let plain = table.few_shot(pheme, &Shot { text: "T", intensity: None }, &[(Shot { text: "A", intensity: None }, "1"), (Shot { text: "B", intensity: None }, "0")]);
+        let plain = table.few_shot(
+            pheme,
+            &Shot { text: "T", intensity: None },
+            &[(Shot { text: "A", intensity: None }, "1"), (Shot { text: "B", intensity: None }, "0")],
+        );
         assert_eq!(
             plain,
             "Task: Determine if the target text is 0. non-rumours or 1. rumours. Please answer the question directly without \
              explanation. You must provide a specific answer. Target text: T\nHere are a few examples:\n Text: A The label of \
              this text: 1.\n Text: B The label of this text: 0.\n \nAccording to the above information, the label of target text:"
         );
-        let affect = table.few_shot("P ", &Shot { text: "T", intensity: Some(0.25) }, &[(Shot { text: "A", intensity: Some(0.5) }, "1")]);
+        let affect = table.few_shot(
+            "P ",
+            &Shot { text: "T", intensity: Some(0.25) },
+            &[(Shot { text: "A", intensity: Some(0.5) }, "1")],
+        );
         assert_eq!(
             affect,
             "P Target text: T Sentiment intensity: 0.25\nHere are a few examples:\n Text: A Sentiment intensity: 0.5 The label \
@@ -428,7 +466,10 @@ mod tests {
     #[test]
     fn the_align_prompt_is_metaaligners() {
         let prompt = Table::builtin().align(
-            &[("Harmlessness", "The response should avoid content that is offensive, discriminatory, or harmful"), ("Humour", "Be funny")],
+            &[
+                ("Harmlessness", "The response should avoid content that is offensive, discriminatory, or harmful"),
+                ("Humour", "Be funny"),
+            ],
             "Q?",
             "A.",
         );

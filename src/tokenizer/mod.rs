@@ -125,7 +125,8 @@ impl Tokenizer {
     /// `add_special` prepends BOS where the model asks for it; `parse_special` lets control
     /// tokens written in the text (`<|im_start|>`) become their ids instead of plain text.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
-        let encoding = self.encoder(parse_special).encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let encoding =
+            self.encoder(parse_special).encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(self.bos_for(add_special).into_iter().chain(encoding.get_ids().iter().copied()).collect())
     }
 
@@ -138,12 +139,22 @@ impl Tokenizer {
         }
     }
 
-    pub fn encode_with_offsets(&self, text: &str, add_special: bool, parse_special: bool) -> Result<(Vec<u32>, Vec<Range<usize>>)> {
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<(Vec<u32>, Vec<Range<usize>>)> {
         // `encode` (unlike `encode_fast`) tracks offsets, in bytes.
-        let encoding = self.encoder(parse_special).encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let encoding =
+            self.encoder(parse_special).encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let bos = self.bos_for(add_special);
         let ids = bos.into_iter().chain(encoding.get_ids().iter().copied()).collect();
-        let offsets = bos.map(|_| 0..0).into_iter().chain(encoding.get_offsets().iter().map(|&(start, end)| start..end)).collect();
+        let offsets = bos
+            .map(|_| 0..0)
+            .into_iter()
+            .chain(encoding.get_offsets().iter().map(|&(start, end)| start..end))
+            .collect();
         Ok((ids, offsets))
     }
 

@@ -12,9 +12,27 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 
 /// The `tokenizer.ggml.pre` values glassbox reads.
 pub const SUPPORTED_PRE_TOKENIZERS: &[&str] = &[
-    "default", "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "smollm", "starcoder", "refact",
-    "command-r", "codeshell", "exaone", "minerva-7b", "llama-bpe", "llama3", "llama-v3",
-    "falcon3", "qwen2", "stablelm2", "deepseek-r1-qwen",
+    "default",
+    "gpt2",
+    "gpt-2",
+    "phi-2",
+    "mpt",
+    "olmo",
+    "jais",
+    "smollm",
+    "starcoder",
+    "refact",
+    "command-r",
+    "codeshell",
+    "exaone",
+    "minerva-7b",
+    "llama-bpe",
+    "llama3",
+    "llama-v3",
+    "falcon3",
+    "qwen2",
+    "stablelm2",
+    "deepseek-r1-qwen",
 ];
 
 /// How one pre-tokenizer family splits text.
@@ -26,10 +44,7 @@ pub struct PreTokenizer {
 
 pub fn for_name(name: &str) -> Result<PreTokenizer> {
     let (regexes, ignore_merges): (&'static [&'static str], bool) = match name {
-        "default" => (
-            &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"],
-            false,
-        ),
+        "default" => (&[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"], false),
         "gpt2" | "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" => (&[GPT2], false),
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             (&[r"\p{N}", GPT2], false)

@@ -22,10 +22,7 @@ const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 pub const SUPPORTED_MODELS: &[&str] = &["gpt2", "llama"];
 
 fn strings<'a>(gguf: &'a Gguf, key: &'static str) -> Result<&'a [String]> {
-    gguf.get(key)
-        .and_then(Value::as_array)
-        .and_then(Array::as_strings)
-        .ok_or(TokenizerError::MissingKey(key))
+    gguf.get(key).and_then(Value::as_array).and_then(Array::as_strings).ok_or(TokenizerError::MissingKey(key))
 }
 
 fn build_error(e: impl std::fmt::Display) -> TokenizerError {
@@ -53,10 +50,7 @@ pub fn build(gguf: &Gguf) -> Result<tokenizers::Tokenizer> {
         "gpt2" => byte_level_bpe(gguf, tokens)?,
         "llama" => sentencepiece_bpe(gguf, tokens)?,
         other => {
-            return Err(TokenizerError::UnsupportedModel {
-                found: other.to_string(),
-                supported: SUPPORTED_MODELS,
-            })
+            return Err(TokenizerError::UnsupportedModel { found: other.to_string(), supported: SUPPORTED_MODELS })
         }
     };
     let added = |wanted: i32, special: bool| -> Vec<AddedToken> {
@@ -163,11 +157,8 @@ fn sentencepiece_bpe(gguf: &Gguf, tokens: &[String]) -> Result<tokenizers::Token
 
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
     tokenizer.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(build_error)?;
-    let mut decoders: Vec<DecoderWrapper> = vec![
-        Replace::new("▁", " ").map_err(build_error)?.into(),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-    ];
+    let mut decoders: Vec<DecoderWrapper> =
+        vec![Replace::new("▁", " ").map_err(build_error)?.into(), ByteFallback::new().into(), Fuse::new().into()];
     if add_space_prefix {
         decoders.push(Strip::new(' ', 1, 0).into());
     }

@@ -64,13 +64,17 @@ impl ClipConfig {
             let value = gguf.get(key).ok_or(VisionError::MissingKey(key))?;
             match value.as_u64() {
                 Some(n) if (1..=MAX_DIM).contains(&n) => Ok(n as usize),
-                _ => Err(VisionError::BadValue { key, value: format!("{value:?}"), why: "expected a positive integer" }),
+                _ => {
+                    Err(VisionError::BadValue { key, value: format!("{value:?}"), why: "expected a positive integer" })
+                }
             }
         };
         let triple = |key: &'static str| -> Result<[f32; 3]> {
             match gguf.get(key) {
                 Some(Value::Array(Array::F32(v))) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
-                Some(other) => Err(VisionError::BadValue { key, value: format!("{other:?}"), why: "expected three f32" }),
+                Some(other) => {
+                    Err(VisionError::BadValue { key, value: format!("{other:?}"), why: "expected three f32" })
+                }
                 None => Err(VisionError::MissingKey(key)),
             }
         };
@@ -92,17 +96,30 @@ impl ClipConfig {
             std: triple("clip.vision.image_std")?,
         };
         if config.image_size % config.patch_size != 0 {
-            return Err(VisionError::BadValue { key: "clip.vision.patch_size", value: config.patch_size.to_string(), why: "it does not divide the image size" });
+            return Err(VisionError::BadValue {
+                key: "clip.vision.patch_size",
+                value: config.patch_size.to_string(),
+                why: "it does not divide the image size",
+            });
         }
         if config.width % config.heads != 0 {
-            return Err(VisionError::BadValue { key: "clip.vision.attention.head_count", value: config.heads.to_string(), why: "it does not divide the width" });
+            return Err(VisionError::BadValue {
+                key: "clip.vision.attention.head_count",
+                value: config.heads.to_string(),
+                why: "it does not divide the width",
+            });
         }
         Ok(config)
     }
 
     /// The tower's preprocessing: its size, mean and std, padded to a square first or not.
     pub fn preprocess(&self, pad_to_square: bool) -> super::preprocess::Preprocess {
-        super::preprocess::Preprocess { image_size: self.image_size as u32, mean: self.mean, std: self.std, pad_to_square }
+        super::preprocess::Preprocess {
+            image_size: self.image_size as u32,
+            mean: self.mean,
+            std: self.std,
+            pad_to_square,
+        }
     }
 
     /// Patches per side: 24 for llava-1.5 (336 / 14), so 576 image embeddings.
@@ -164,20 +181,29 @@ impl<S: WeightSource> Loader<'_, S> {
         let info = self.find(name).ok_or_else(|| VisionError::MissingTensor(name.to_string()))?;
         let found: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         // A vector may be stored with trailing unit dimensions.
-        let squeezed: Vec<usize> = found.iter().copied().skip_while(|&d| d == 1 && found.len() > expected.len()).collect();
+        let squeezed: Vec<usize> =
+            found.iter().copied().skip_while(|&d| d == 1 && found.len() > expected.len()).collect();
         if squeezed != expected {
             return Err(VisionError::BadShape { name: name.to_string(), found, expected: expected.to_vec() });
         }
         let bytes = self.source.read(info).map_err(compute)?;
-        dequantize_to_f32(info, &bytes).and_then(|t| t.reshape(expected).map_err(|e| crate::backend::BackendError(e.to_string()))).map_err(compute)
+        dequantize_to_f32(info, &bytes)
+            .and_then(|t| t.reshape(expected).map_err(|e| crate::backend::BackendError(e.to_string())))
+            .map_err(compute)
     }
 
     fn linear(&self, name: &str, out: usize, input: usize) -> Result<Linear> {
-        Ok(Linear { weight: self.tensor(&format!("{name}.weight"), &[out, input])?, bias: self.tensor(&format!("{name}.bias"), &[out])? })
+        Ok(Linear {
+            weight: self.tensor(&format!("{name}.weight"), &[out, input])?,
+            bias: self.tensor(&format!("{name}.bias"), &[out])?,
+        })
     }
 
     fn norm(&self, name: &str, width: usize) -> Result<Norm> {
-        Ok(Norm { weight: self.tensor(&format!("{name}.weight"), &[width])?, bias: self.tensor(&format!("{name}.bias"), &[width])? })
+        Ok(Norm {
+            weight: self.tensor(&format!("{name}.weight"), &[width])?,
+            bias: self.tensor(&format!("{name}.bias"), &[width])?,
+        })
     }
 
     /// fc1 (width → ffn) and fc2 (ffn → width). llama.cpp's legacy converter stores fc1 as
@@ -185,7 +211,10 @@ impl<S: WeightSource> Loader<'_, S> {
     /// which is which; when they cannot (ffn = width), the legacy naming holds.
     fn mlp(&self, block: &str, width: usize, ffn: usize) -> Result<(Linear, Linear)> {
         let (down, up) = (format!("{block}.ffn_down"), format!("{block}.ffn_up"));
-        let expands = |name: &str| self.find(&format!("{name}.weight")).is_some_and(|t| t.shape.first() == Some(&(width as u64)) && t.shape.get(1) == Some(&(ffn as u64)));
+        let expands = |name: &str| {
+            self.find(&format!("{name}.weight"))
+                .is_some_and(|t| t.shape.first() == Some(&(width as u64)) && t.shape.get(1) == Some(&(ffn as u64)))
+        };
         let (first, second) = if expands(&down) || !expands(&up) { (down, up) } else { (up, down) };
         Ok((self.linear(&first, ffn, width)?, self.linear(&second, width, ffn)?))
     }
@@ -219,7 +248,10 @@ impl ClipTower {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let hidden = l.find("mm.0.bias").map(|t| t.shape[0] as usize).ok_or_else(|| VisionError::MissingTensor("mm.0.bias".into()))?;
+        let hidden = l
+            .find("mm.0.bias")
+            .map(|t| t.shape[0] as usize)
+            .ok_or_else(|| VisionError::MissingTensor("mm.0.bias".into()))?;
         Ok(ClipTower {
             patch,
             patch_bias,
@@ -247,7 +279,9 @@ impl ClipTower {
         }
         let run = || -> candle_core::Result<Tensor> {
             // [3, g, p, g, p] → [g, g, 3, p, p]: one row per patch, in the conv weight's order.
-            let patches = Tensor::from_slice(pixels, (3, g, p, g, p), &Device::Cpu)?.permute((1, 3, 0, 2, 4))?.reshape((g * g, 3 * p * p))?;
+            let patches = Tensor::from_slice(pixels, (3, g, p, g, p), &Device::Cpu)?
+                .permute((1, 3, 0, 2, 4))?
+                .reshape((g * g, 3 * p * p))?;
             let mut x = patches.matmul(&self.patch.t()?)?;
             if let Some(bias) = &self.patch_bias {
                 x = x.broadcast_add(bias)?;
@@ -260,7 +294,8 @@ impl ClipTower {
         let (h, dh) = (c.heads, d / c.heads);
         for block in &self.blocks {
             let normed = self.layer_norm(&x, &block.ln1)?;
-            let split = |t: Tensor| t.reshape((g * g + 1, h, dh)).and_then(|t| t.transpose(0, 1)).and_then(|t| t.contiguous());
+            let split =
+                |t: Tensor| t.reshape((g * g + 1, h, dh)).and_then(|t| t.transpose(0, 1)).and_then(|t| t.contiguous());
             let (q, k, v) = (
                 split(block.q.forward(&normed)?).map_err(compute)?,
                 split(block.k.forward(&normed)?).map_err(compute)?,
@@ -274,7 +309,9 @@ impl ClipTower {
             .map_err(compute)?;
             x = x.add(&block.out.forward(&attended)?).map_err(compute)?;
             let hidden = block.fc1.forward(&self.layer_norm(&x, &block.ln2)?)?;
-            let quick_gelu = (&hidden * candle_nn::ops::sigmoid(&(&hidden * 1.702).map_err(compute)?).map_err(compute)?).map_err(compute)?;
+            let quick_gelu = (&hidden
+                * candle_nn::ops::sigmoid(&(&hidden * 1.702).map_err(compute)?).map_err(compute)?)
+            .map_err(compute)?;
             x = x.add(&block.fc2.forward(&quick_gelu)?).map_err(compute)?;
         }
         let patches = x.narrow(0, 1, g * g).map_err(compute)?;

@@ -19,7 +19,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::clip::ClipTower;
-use super::llava::{answer_token, attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt, LlavaError};
+use super::llava::{
+    answer_token, attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt,
+    LlavaError,
+};
 use super::preprocess::Preprocess;
 use super::shapes::{scene, Scene};
 use crate::backend::Backend;
@@ -91,7 +94,13 @@ struct SceneResult {
     seconds: [f64; 3],
 }
 
-fn one_scene<B: Backend>(tower: &ClipTower, unembedding: &Unembedding<B>, tokenizer: &Tokenizer, preprocess: &Preprocess, scene: &Scene) -> Result<SceneResult> {
+fn one_scene<B: Backend>(
+    tower: &ClipTower,
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    preprocess: &Preprocess,
+    scene: &Scene,
+) -> Result<SceneResult> {
     let model = unembedding.model();
     let prompt = ImagePrompt::new(tower, model, tokenizer, &scene.prompt(), &preprocess.apply(&scene.image))?;
     let answer = answer_token(tokenizer, scene.answer())?;
@@ -113,7 +122,11 @@ fn one_scene<B: Backend>(tower: &ClipTower, unembedding: &Unembedding<B>, tokeni
     Ok(SceneResult {
         correct: argmax(&logprobs) == answer,
         pointing: maps.map(|m| points_at(m, patch, target.bbox)),
-        deletion: [deletion_auc(model, &prompt, &lpi, answer as usize)?, deletion_auc(model, &prompt, &attention, answer as usize)?, deletion_auc(model, &prompt, &occlusion, answer as usize)?],
+        deletion: [
+            deletion_auc(model, &prompt, &lpi, answer as usize)?,
+            deletion_auc(model, &prompt, &attention, answer as usize)?,
+            deletion_auc(model, &prompt, &occlusion, answer as usize)?,
+        ],
         seconds: [forward, lpi_seconds / forward, occlusion_seconds / forward],
     })
 }
@@ -140,7 +153,11 @@ pub fn vqa_heatmap_experiment<B: Backend>(
         n,
         accuracy: mean(&|r| f64::from(u8::from(r.correct))),
         pointing: PerMethod { lpi: share(0), attention: share(1), occlusion: share(2) },
-        deletion_auc: PerMethod { lpi: mean(&|r| r.deletion[0]), attention: mean(&|r| r.deletion[1]), occlusion: mean(&|r| r.deletion[2]) },
+        deletion_auc: PerMethod {
+            lpi: mean(&|r| r.deletion[0]),
+            attention: mean(&|r| r.deletion[1]),
+            occlusion: mean(&|r| r.deletion[2]),
+        },
         time_vs_forward: TimeVsForward { lpi: mean(&|r| r.seconds[1]), occlusion: mean(&|r| r.seconds[2]) },
     })
 }

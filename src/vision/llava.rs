@@ -56,7 +56,13 @@ pub struct ImagePrompt {
 
 impl ImagePrompt {
     /// `<image>` expanded: the text before it with BOS, one placeholder per patch, the text after.
-    pub fn new<B: Backend>(tower: &ClipTower, model: &Model<B>, tokenizer: &Tokenizer, prompt: &str, pixels: &[f32]) -> Result<ImagePrompt> {
+    pub fn new<B: Backend>(
+        tower: &ClipTower,
+        model: &Model<B>,
+        tokenizer: &Tokenizer,
+        prompt: &str,
+        pixels: &[f32],
+    ) -> Result<ImagePrompt> {
         let patches = tower.config.grid() * tower.config.grid();
         let (ids, image) = image_prompt_ids(tokenizer, prompt, patches, model.config().context_length)?;
         let embeddings = tower.embed(pixels)?;
@@ -106,7 +112,12 @@ impl ImagePrompt {
 
 /// The prompt's ids with `<image>` expanded (the text before it with BOS, one placeholder per
 /// patch, the text after), and where the placeholders lie.
-pub fn image_prompt_ids(tokenizer: &Tokenizer, prompt: &str, patches: usize, context_length: usize) -> Result<(Vec<u32>, Range<usize>)> {
+pub fn image_prompt_ids(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    patches: usize,
+    context_length: usize,
+) -> Result<(Vec<u32>, Range<usize>)> {
     let parts: Vec<&str> = prompt.split(IMAGE_PLACEHOLDER).collect();
     let [before, after] = parts[..] else {
         return Err(LlavaError::Placeholders(parts.len() - 1));
@@ -137,8 +148,13 @@ pub fn next_token_logprobs<B: Backend>(model: &Model<B>, prompt: &ImagePrompt) -
 
 /// The next token's log-probabilities after the prompt's ids with `interventions` (the image,
 /// possibly altered).
-fn logprobs_with<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, interventions: &[Intervention]) -> Result<Vec<f32>> {
-    let run = model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
+fn logprobs_with<B: Backend>(
+    model: &Model<B>,
+    prompt: &ImagePrompt,
+    interventions: &[Intervention],
+) -> Result<Vec<f32>> {
+    let run =
+        model.forward(&prompt.ids, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)?;
     Ok(log_softmax(&run.logits.data))
 }
 
@@ -171,7 +187,8 @@ pub fn visual_lens<B: Backend>(
     layers: Option<Vec<usize>>,
     top_k: usize,
 ) -> Result<VisualLens> {
-    let request = LensRequest { layers, positions: Some(prompt.image.clone().collect()), top_k, scale: LensScale::Fixed };
+    let request =
+        LensRequest { layers, positions: Some(prompt.image.clone().collect()), top_k, scale: LensScale::Fixed };
     let lens = logit_lens_with(unembedding, tokenizer, &prompt.ids, &request, &prompt.interventions())?;
     let cells = lens
         .cells
@@ -214,7 +231,8 @@ impl Heatmap {
     /// (Catmull-Rom) filtering, row-major.
     pub fn upsampled(&self, size: u32) -> Vec<f32> {
         let grid = self.grid as u32;
-        let cells = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(grid, grid, self.cells.clone()).expect("grid × grid cells");
+        let cells = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(grid, grid, self.cells.clone())
+            .expect("grid × grid cells");
         image::imageops::resize(&cells, size, size, image::imageops::FilterType::CatmullRom).into_raw()
     }
 
@@ -251,14 +269,33 @@ fn heatmap(method: Method, raw: Vec<f32>, heads: Vec<HeadScore>) -> Heatmap {
 
 /// Steps 1–4 of the seed's method, summed over the `heads` top heads (1 is the seed's own):
 /// `s_t = Σ_{(l,h)} LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each image position t, exactly.
-pub fn lpi_heatmap<B: Backend>(unembedding: &Unembedding<B>, prompt: &ImagePrompt, target: u32, heads: usize) -> Result<Heatmap> {
+pub fn lpi_heatmap<B: Backend>(
+    unembedding: &Unembedding<B>,
+    prompt: &ImagePrompt,
+    target: u32,
+    heads: usize,
+) -> Result<Heatmap> {
     let image: Vec<usize> = prompt.image.clone().collect();
-    let (totals, used) = position_scores(unembedding, &prompt.ids, target, heads.max(1), image.len(), Some(&image), &prompt.interventions())?;
+    let (totals, used) = position_scores(
+        unembedding,
+        &prompt.ids,
+        target,
+        heads.max(1),
+        image.len(),
+        Some(&image),
+        &prompt.interventions(),
+    )?;
     Ok(heatmap(Method::Lpi, image.iter().map(|&t| totals[t].score).collect(), used))
 }
 
 /// The heatmap of `method` explaining `target` (`heads`: how many top heads the LPI map sums).
-pub fn heatmap_by<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, method: Method, target: u32, heads: usize) -> Result<Heatmap> {
+pub fn heatmap_by<B: Backend>(
+    model: &Model<B>,
+    prompt: &ImagePrompt,
+    method: Method,
+    target: u32,
+    heads: usize,
+) -> Result<Heatmap> {
     match method {
         Method::Lpi => lpi_heatmap(&Unembedding::new(model)?, prompt, target, heads),
         Method::Attention => attention_heatmap(model, prompt),
@@ -292,9 +329,13 @@ pub fn occlusion_heatmap<B: Backend>(model: &Model<B>, prompt: &ImagePrompt, tar
         return Err(ModelError::BadTokenId { id: target, vocab_size: vocab }.into());
     }
     let mean = prompt.mean_patch();
-    let p = |interventions: &[Intervention]| -> Result<f32> { Ok(logprobs_with(model, prompt, interventions)?[target as usize].exp()) };
+    let p = |interventions: &[Intervention]| -> Result<f32> {
+        Ok(logprobs_with(model, prompt, interventions)?[target as usize].exp())
+    };
     let base = p(&prompt.interventions())?;
-    let raw = (0..prompt.image.len()).map(|i| Ok(base - p(&prompt.with_replaced(&[i], &mean))?)).collect::<Result<Vec<f32>>>()?;
+    let raw = (0..prompt.image.len())
+        .map(|i| Ok(base - p(&prompt.with_replaced(&[i], &mean))?))
+        .collect::<Result<Vec<f32>>>()?;
     Ok(heatmap(Method::Occlusion, raw, Vec::new()))
 }
 

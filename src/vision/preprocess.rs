@@ -31,7 +31,9 @@ pub enum ImageError {
 
 /// A PNG or JPEG as 8-bit RGB, its size checked against `limits` before any pixel is decoded.
 pub fn decode(bytes: &[u8], limits: ImageLimits) -> Result<RgbImage, ImageError> {
-    let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     match reader.format() {
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
         other => return Err(ImageError::Decode(format!("format {other:?}"))),
@@ -44,7 +46,9 @@ pub fn decode(bytes: &[u8], limits: ImageLimits) -> Result<RgbImage, ImageError>
     if width == 0 || height == 0 {
         return Err(ImageError::Empty);
     }
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let mut caps = Limits::default();
     caps.max_image_width = Some(limits.max_side);
     caps.max_image_height = Some(limits.max_side);
@@ -87,7 +91,8 @@ impl Preprocess {
             for x in 0..s {
                 let Rgb(p) = *resized.get_pixel(x0 + x, y0 + y);
                 for c in 0..3 {
-                    out[c * (s * s) as usize + (y * s + x) as usize] = (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
+                    out[c * (s * s) as usize + (y * s + x) as usize] =
+                        (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
                 }
             }
         }
@@ -99,7 +104,12 @@ impl Preprocess {
         // LLaVA's `tuple(int(x * 255) for x in image_mean)`: truncated, (122, 116, 104) for CLIP.
         let fill = Rgb(self.mean.map(|m| (m * 255.0).clamp(0.0, 255.0) as u8));
         let mut canvas = RgbImage::from_pixel(side, side, fill);
-        imageops::replace(&mut canvas, image, ((side - image.width()) / 2) as i64, ((side - image.height()) / 2) as i64);
+        imageops::replace(
+            &mut canvas,
+            image,
+            ((side - image.width()) / 2) as i64,
+            ((side - image.height()) / 2) as i64,
+        );
         canvas
     }
 }
@@ -154,13 +164,22 @@ mod tests {
     fn preprocessing_matches_pillow_and_clip_image_processor() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let reference: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(root.join("tests/reference/preprocess-pil.json")).unwrap()).unwrap();
-        let image = decode(&std::fs::read(root.join("tests/fixtures/preprocess-input.png")).unwrap(), ImageLimits::default()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(root.join("tests/reference/preprocess-pil.json")).unwrap())
+                .unwrap();
+        let image =
+            decode(&std::fs::read(root.join("tests/fixtures/preprocess-input.png")).unwrap(), ImageLimits::default())
+                .unwrap();
         let triple = |key: &str| -> [f32; 3] { std::array::from_fn(|c| reference[key][c].as_f64().unwrap() as f32) };
         for case in reference["cases"].as_array().unwrap() {
-            let p = Preprocess { image_size: 14, mean: triple("mean"), std: triple("std"), pad_to_square: case["pad_to_square"].as_bool().unwrap() };
+            let p = Preprocess {
+                image_size: 14,
+                mean: triple("mean"),
+                std: triple("std"),
+                pad_to_square: case["pad_to_square"].as_bool().unwrap(),
+            };
             let ours = p.apply(&image);
-            let theirs: Vec<f32> = case["tensor"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let theirs: Vec<f32> =
+                case["tensor"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
             assert_eq!(ours.len(), theirs.len());
             let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst <= PIL_TOLERANCE, "pad {}: largest difference {worst}", p.pad_to_square);

@@ -97,7 +97,8 @@ fn below(rng: &mut Rng, n: u64) -> u64 {
 /// colour (so the question has one answer and the others are distractors) and do not overlap.
 pub fn scene(seed: u64, index: u64, size: u32) -> Scene {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    let background = [200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8];
+    let background =
+        [200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8];
     let noise = if below(&mut rng, 2) == 0 { 0 } else { 24 };
     let mut image = RgbImage::from_fn(size, size, |_, _| {
         let jitter = |c: u8| (c as i32 + below(&mut rng, noise as u64 * 2 + 1) as i32 - noise).clamp(0, 255) as u8;
@@ -114,9 +115,15 @@ pub fn scene(seed: u64, index: u64, size: u32) -> Scene {
         // Rejection sampling of a free spot; three shapes of at most 2/5 of the side always fit.
         let bbox = loop {
             let side = min_side + below(&mut rng, (max_side - min_side + 1) as u64) as u32;
-            let (x0, y0) = (below(&mut rng, (size - side + 1) as u64) as u32, below(&mut rng, (size - side + 1) as u64) as u32);
+            let (x0, y0) =
+                (below(&mut rng, (size - side + 1) as u64) as u32, below(&mut rng, (size - side + 1) as u64) as u32);
             let candidate = [x0, y0, x0 + side, y0 + side];
-            let apart = |b: &[u32; 4]| candidate[2] + 2 <= b[0] || b[2] + 2 <= candidate[0] || candidate[3] + 2 <= b[1] || b[3] + 2 <= candidate[1];
+            let apart = |b: &[u32; 4]| {
+                candidate[2] + 2 <= b[0]
+                    || b[2] + 2 <= candidate[0]
+                    || candidate[3] + 2 <= b[1]
+                    || b[3] + 2 <= candidate[1]
+            };
             if shapes.iter().all(|s| apart(&s.bbox)) {
                 break candidate;
             }
@@ -168,12 +175,17 @@ mod tests {
                 // Every pixel of the shape's colour lies in its box, and a point two thirds down its
                 // middle (inside all three kinds) has it.
                 let colour = Rgb(COLOURS[p.colour].1);
-                let inside = |x: u32, y: u32| (p.bbox[0]..p.bbox[2]).contains(&x) && (p.bbox[1]..p.bbox[3]).contains(&y);
+                let inside =
+                    |x: u32, y: u32| (p.bbox[0]..p.bbox[2]).contains(&x) && (p.bbox[1]..p.bbox[3]).contains(&y);
                 assert!(s.image.enumerate_pixels().all(|(x, y, px)| *px != colour || inside(x, y)));
                 let centre = ((p.bbox[0] + p.bbox[2]) / 2, p.bbox[1] + (p.bbox[3] - p.bbox[1]) * 2 / 3);
                 assert_eq!(*s.image.get_pixel(centre.0, centre.1), colour, "scene {index} shape {i}");
             }
-            assert!(s.prompt().ends_with(&format!("{}?\nASSISTANT: The color of the {} is", s.shapes[s.target].shape.word(), s.shapes[s.target].shape.word())));
+            assert!(s.prompt().ends_with(&format!(
+                "{}?\nASSISTANT: The color of the {} is",
+                s.shapes[s.target].shape.word(),
+                s.shapes[s.target].shape.word()
+            )));
         }
     }
 }

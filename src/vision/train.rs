@@ -194,7 +194,8 @@ impl Params {
     fn normal(&mut self, name: String, dims: &[usize], std: f32, storage: Storage) -> Result<Tensor> {
         let n: usize = dims.iter().product();
         let mut uniform = || ((self.rng.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32;
-        let values = (0..n).map(|_| std * (-2.0 * uniform().ln()).sqrt() * (std::f32::consts::TAU * uniform()).cos()).collect();
+        let values =
+            (0..n).map(|_| std * (-2.0 * uniform().ln()).sqrt() * (std::f32::consts::TAU * uniform()).cos()).collect();
         self.add(name, dims, values, storage)
     }
 
@@ -210,7 +211,10 @@ impl Params {
     }
 
     fn layer_norm(&mut self, name: &str, width: usize) -> Result<LayerNorm> {
-        Ok(LayerNorm { weight: self.constant(format!("{name}.weight"), &[width], 1.0)?, bias: self.constant(format!("{name}.bias"), &[width], 0.0)? })
+        Ok(LayerNorm {
+            weight: self.constant(format!("{name}.weight"), &[width], 1.0)?,
+            bias: self.constant(format!("{name}.bias"), &[width], 0.0)?,
+        })
     }
 }
 
@@ -229,7 +233,8 @@ fn sincos_positions(grid: usize, width: usize) -> Vec<f32> {
     let mut rows = vec![0f32; width];
     for cell in 0..grid * grid {
         for coordinate in [(cell % grid) as f32, (cell / grid) as f32] {
-            let angles: Vec<f32> = (0..quarter).map(|i| coordinate / 10_000f32.powf(i as f32 / quarter as f32)).collect();
+            let angles: Vec<f32> =
+                (0..quarter).map(|i| coordinate / 10_000f32.powf(i as f32 / quarter as f32)).collect();
             rows.extend(angles.iter().map(|a| a.sin()));
             rows.extend(angles.iter().map(|a| a.cos()));
         }
@@ -269,7 +274,10 @@ impl LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        centred
+            .broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -353,7 +361,12 @@ impl Network {
         let kernel = params.normal("v.patch_embd.weight".into(), &[d, 3, p, p], INIT_STD, Storage::F16)?;
         let patch = Linear { weight: kernel.reshape((d, 3 * p * p))?, bias: None };
         let class = params.normal("v.class_embd".into(), &[d], INIT_STD, Storage::F32)?;
-        let position = params.add("v.position_embd.weight".into(), &[grid * grid + 1, d], sincos_positions(grid, d), Storage::F16)?;
+        let position = params.add(
+            "v.position_embd.weight".into(),
+            &[grid * grid + 1, d],
+            sincos_positions(grid, d),
+            Storage::F16,
+        )?;
         let pre_ln = params.layer_norm("v.pre_ln", d)?;
         let vit = (0..shape.vit_layers)
             .map(|i| {
@@ -372,7 +385,8 @@ impl Network {
             })
             .collect::<Result<Vec<_>>>()?;
         let shape_probe = params.linear(&format!("{PROBE}.patch_shape"), SHAPES.len() + 1, d, true, Storage::F32)?;
-        let question_probe = params.linear(&format!("{PROBE}.asked_shape"), SHAPES.len(), lm.width, true, Storage::F32)?;
+        let question_probe =
+            params.linear(&format!("{PROBE}.asked_shape"), SHAPES.len(), lm.width, true, Storage::F32)?;
         let mm0 = params.linear("mm.0", lm.width, d, true, Storage::F16)?;
         let mm2 = params.linear("mm.2", lm.width, lm.width, true, Storage::F16)?;
         let token_embd = params.normal("token_embd.weight".into(), &[used, lm.width], INIT_STD, Storage::Q8_0)?;
@@ -393,7 +407,21 @@ impl Network {
             })
             .collect::<Result<Vec<_>>>()?;
         let output_norm = params.constant("output_norm.weight".into(), &[lm.width], 1.0)?;
-        Ok(Network { shape: shape.clone(), patch, class, position, pre_ln, vit, mm0, mm2, shape_probe, question_probe, token_embd, layers, output_norm })
+        Ok(Network {
+            shape: shape.clone(),
+            patch,
+            class,
+            position,
+            pre_ln,
+            vit,
+            mm0,
+            mm2,
+            shape_probe,
+            question_probe,
+            token_embd,
+            layers,
+            output_norm,
+        })
     }
 
     /// The projected image embeddings `[B, grid², lm width]` of preprocessed pixels
@@ -402,14 +430,22 @@ impl Network {
         let (p, g) = (self.shape.patch_size, self.shape.image_size / self.shape.patch_size);
         let b = pixels.dim(0)?;
         // [B, 3, g, p, g, p] → [B, g, g, 3, p, p]: one row per patch, in the conv weight's order.
-        let patches = pixels.reshape((b, 3, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((b, g * g, 3 * p * p))?;
+        let patches = pixels.reshape((b, 3, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((
+            b,
+            g * g,
+            3 * p * p,
+        ))?;
         let embedded = self.patch.forward(&patches)?;
         let class = self.class.reshape((1, 1, self.shape.vit_width))?.broadcast_as((b, 1, self.shape.vit_width))?;
         let mut x = self.pre_ln.forward(&Tensor::cat(&[&class, &embedded], 1)?.broadcast_add(&self.position)?)?;
         let heads = self.shape.vit_heads;
         for block in &self.vit {
             let normed = block.ln1.forward(&x)?;
-            let (q, k, v) = (split_heads(&block.q.forward(&normed)?, heads)?, split_heads(&block.k.forward(&normed)?, heads)?, split_heads(&block.v.forward(&normed)?, heads)?);
+            let (q, k, v) = (
+                split_heads(&block.q.forward(&normed)?, heads)?,
+                split_heads(&block.k.forward(&normed)?, heads)?,
+                split_heads(&block.v.forward(&normed)?, heads)?,
+            );
             x = (x + block.out.forward(&merge_heads(&attend(&q, &k, &v, None)?)?)?)?;
             let hidden = block.fc1.forward(&block.ln2.forward(&x)?)?;
             let sigmoid = ((hidden.affine(-1.702, 0.0)?.exp()? + 1.0)?).recip()?;
@@ -449,7 +485,8 @@ impl Network {
         let angles: Vec<f32> = (0..t).flat_map(|pos| inverse_frequencies.iter().map(move |f| pos as f32 * f)).collect();
         let angles = Tensor::from_vec(angles, (t, dh / 2, 1), &Device::Cpu)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
-        let mask: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let mask: Vec<f32> =
+            (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
         let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu)?;
         let repeat = lm.heads / lm.kv_heads;
         let expand_kv = |x: Tensor| -> candle_core::Result<Tensor> {
@@ -521,11 +558,20 @@ impl Prompts {
         }
         let answers = COLOURS.iter().map(|(word, _)| answer_token(tokenizer, word)).collect::<Result<Vec<u32>, _>>()?;
         let image = prompts[0].1.clone();
-        let mut used: Vec<u32> = prompts.iter().flat_map(|(ids, _)| ids[..image.start].iter().chain(&ids[image.end..]).copied()).chain(answers.iter().copied()).collect();
+        let mut used: Vec<u32> = prompts
+            .iter()
+            .flat_map(|(ids, _)| ids[..image.start].iter().chain(&ids[image.end..]).copied())
+            .chain(answers.iter().copied())
+            .collect();
         used.sort_unstable();
         used.dedup();
         let rank = |id: &u32| used.binary_search(id).expect("every task token is among the used ones") as u32;
-        let ranks = prompts.iter().map(|(ids, _)| ids.iter().enumerate().map(|(i, id)| if image.contains(&i) { 0 } else { rank(id) }).collect()).collect();
+        let ranks = prompts
+            .iter()
+            .map(|(ids, _)| {
+                ids.iter().enumerate().map(|(i, id)| if image.contains(&i) { 0 } else { rank(id) }).collect()
+            })
+            .collect();
         let answers = answers.iter().map(rank).collect();
         Ok(Prompts { length: prompts[0].0.len(), image, ranks, answers, used })
     }
@@ -570,12 +616,23 @@ fn patch_shapes(scene: &Scene, patch: u32) -> Vec<u32> {
 }
 
 /// Trains the model; `progress` sees every logged step.
-pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf, mut progress: impl FnMut(&StepLog)) -> Result<Trained> {
+pub fn train(
+    shape: &FixtureShape,
+    schedule: &Schedule,
+    tokenizer_source: &Gguf,
+    mut progress: impl FnMut(&StepLog),
+) -> Result<Trained> {
     if shape.image_size % shape.patch_size != 0 || shape.vit_width % shape.vit_heads != 0 {
         return Err(TrainError::BadShape("the patch size must divide the image and the heads the ViT width"));
     }
     let lm = &shape.lm;
-    if lm.layers == 0 || lm.width % lm.heads != 0 || (lm.width / lm.heads) % 2 != 0 || lm.heads % lm.kv_heads != 0 || lm.width % 32 != 0 || lm.ffn_width % 32 != 0 {
+    if lm.layers == 0
+        || lm.width % lm.heads != 0
+        || (lm.width / lm.heads) % 2 != 0
+        || lm.heads % lm.kv_heads != 0
+        || lm.width % 32 != 0
+        || lm.ffn_width % 32 != 0
+    {
         return Err(TrainError::BadShape("the language model needs a layer, even head widths, KV heads dividing the heads, and widths in whole 32-value blocks"));
     }
     let tokenizer = Tokenizer::from_gguf(tokenizer_source)?;
@@ -583,7 +640,8 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
     let grid = shape.image_size / shape.patch_size;
     let prompts = Prompts::new(&tokenizer, grid * grid, lm.context_length)?;
     // Scenes are square: no padding.
-    let preprocess = Preprocess { image_size: shape.image_size as u32, mean: CLIP_MEAN, std: CLIP_STD, pad_to_square: false };
+    let preprocess =
+        Preprocess { image_size: shape.image_size as u32, mean: CLIP_MEAN, std: CLIP_STD, pad_to_square: false };
 
     let mut params = Params { rng: Rng(schedule.seed), list: Vec::new() };
     let network = Network::new(shape, prompts.used.len(), &mut params)?;
@@ -592,13 +650,16 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
         ParamsAdamW { lr: schedule.learning_rate, weight_decay: schedule.weight_decay, ..ParamsAdamW::default() },
     )?;
     let batch_at = |step: usize| -> Result<Batch> {
-        let scenes: Vec<Scene> = (0..schedule.batch).map(|i| scene(schedule.seed, (step * schedule.batch + i) as u64, shape.image_size as u32)).collect();
+        let scenes: Vec<Scene> = (0..schedule.batch)
+            .map(|i| scene(schedule.seed, (step * schedule.batch + i) as u64, shape.image_size as u32))
+            .collect();
         let asked: Vec<usize> = scenes.iter().map(|s| s.shapes[s.target].shape.index()).collect();
         let ids: Vec<u32> = asked.iter().flat_map(|&a| prompts.ranks[a].iter().copied()).collect();
         let pixels: Vec<f32> = scenes.iter().flat_map(|s| preprocess.apply(&s.image)).collect();
         let patch_shapes: Vec<u32> = scenes.iter().flat_map(|s| patch_shapes(s, shape.patch_size as u32)).collect();
         let answers: Vec<u32> = scenes.iter().map(|s| prompts.answers[s.shapes[s.target].colour]).collect();
-        let next: Vec<u32> = asked.iter().flat_map(|&a| prompts.ranks[a][prompts.image.end + 1..].iter().copied()).collect();
+        let next: Vec<u32> =
+            asked.iter().flat_map(|&a| prompts.ranks[a][prompts.image.end + 1..].iter().copied()).collect();
         let (b, s) = (schedule.batch, shape.image_size);
         Ok(Batch {
             ids: Tensor::from_vec(ids, (b, prompts.length), &Device::Cpu)?,
@@ -635,7 +696,9 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
         optimiser.set_learning_rate(schedule.learning_rate_at(step));
         optimiser.backward_step(&loss)?;
         if step % 25 == 0 || step + 1 == schedule.steps {
-            let share = |predicted: Tensor, truth: &Tensor| predicted.eq(truth)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>();
+            let share = |predicted: Tensor, truth: &Tensor| {
+                predicted.eq(truth)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()
+            };
             let entry = StepLog {
                 step,
                 loss: loss.to_scalar::<f32>()?,
@@ -652,7 +715,11 @@ pub fn train(shape: &FixtureShape, schedule: &Schedule, tokenizer_source: &Gguf,
             log.push(entry);
         }
     }
-    Ok(Trained { mmproj: mmproj_file(shape, &params.list)?, lm: lm_file(shape, &params.list, &prompts.used, vocab, tokenizer_source)?, log })
+    Ok(Trained {
+        mmproj: mmproj_file(shape, &params.list)?,
+        lm: lm_file(shape, &params.list, &prompts.used, vocab, tokenizer_source)?,
+        log,
+    })
 }
 
 fn encode(param: &Param) -> Result<NewTensor> {
@@ -698,7 +765,8 @@ fn mmproj_file(shape: &FixtureShape, params: &[Param]) -> Result<(Metadata, Vec<
         ("clip.vision.image_mean".into(), Value::Array(Array::F32(CLIP_MEAN.to_vec()))),
         ("clip.vision.image_std".into(), Value::Array(Array::F32(CLIP_STD.to_vec()))),
     ];
-    let mut tensors = params.iter().filter(|p| p.file() == Some(File::Mmproj)).map(encode).collect::<Result<Vec<_>>>()?;
+    let mut tensors =
+        params.iter().filter(|p| p.file() == Some(File::Mmproj)).map(encode).collect::<Result<Vec<_>>>()?;
     // The identity block: unit norms, and zero output projections so the residual passes through.
     let (d, f) = (shape.vit_width as u64, shape.vit_ffn_width as u64);
     let b = format!("v.blk.{}", shape.vit_layers);
@@ -725,7 +793,13 @@ fn mmproj_file(shape: &FixtureShape, params: &[Param]) -> Result<(Metadata, Vec<
 
 /// The llama GGUF: hyperparameters, SmolLM2's tokenizer, the trained weights, with the tied
 /// embedding's `used` rows trained and the other rows of the `vocab` zero.
-fn lm_file(shape: &FixtureShape, params: &[Param], used: &[u32], vocab: usize, tokenizer_source: &Gguf) -> Result<(Metadata, Vec<NewTensor>)> {
+fn lm_file(
+    shape: &FixtureShape,
+    params: &[Param],
+    used: &[u32],
+    vocab: usize,
+    tokenizer_source: &Gguf,
+) -> Result<(Metadata, Vec<NewTensor>)> {
     let metadata = shape.lm.metadata("glassbox shapes LLaVA (language model)".into(), tokenizer_source)?;
     let width = shape.lm.width;
     let tensors = params

@@ -89,7 +89,14 @@ impl Engine {
     /// explanation?, evidence?, affect?, retrieved? }`. With `index` (a `.gbx` file's bytes) the
     /// prompt is RAEmoLLM's few-shot prompt of retrieved examples. `onText(piece)` receives the
     /// explanation as it is generated.
-    pub fn classify(&self, task: &str, input: JsValue, options: JsValue, index: Option<Vec<u8>>, on_text: Option<js_sys::Function>) -> Result<Task, JsValue> {
+    pub fn classify(
+        &self,
+        task: &str,
+        input: JsValue,
+        options: JsValue,
+        index: Option<Vec<u8>>,
+        on_text: Option<js_sys::Function>,
+    ) -> Result<Task, JsValue> {
         let given: ClassifyOptions = self::options(options)?;
         let table = Table::builtin();
         let task = match task.trim_start().starts_with('{') {
@@ -99,22 +106,40 @@ impl Engine {
         let input = parse_input(input, &task)?;
         let index = index.map(|bytes| Index::from_bytes(&bytes)).transpose().map_err(task_error)?;
         if task.instruction.is_none() && index.is_none() {
-            return Err(js_error("InputError", format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name)));
+            return Err(js_error(
+                "InputError",
+                format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name),
+            ));
         }
-        let mode = Mode::from_name(given.mode.as_deref().unwrap_or("score"))
-            .ok_or_else(|| js_error("InputError", format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default())))?;
-        let lexicons = match given.affect {
-            true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| js_error("InputError", "affect features need the lexicons: call useLexicons first"))?),
-            false => None,
-        };
+        let mode = Mode::from_name(given.mode.as_deref().unwrap_or("score")).ok_or_else(|| {
+            js_error(
+                "InputError",
+                format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default()),
+            )
+        })?;
+        let lexicons =
+            match given.affect {
+                true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| {
+                    js_error("InputError", "affect features need the lexicons: call useLexicons first")
+                })?),
+                false => None,
+            };
         let minilm = match &index {
             Some(index) if index.embedder == "minilm" => {
-                Some(self.resources.minilm.borrow().clone().ok_or_else(|| js_error("InputError", "this index was built with MiniLM: call useEmbedder first"))?)
+                Some(self.resources.minilm.borrow().clone().ok_or_else(|| {
+                    js_error("InputError", "this index was built with MiniLM: call useEmbedder first")
+                })?)
             }
-            Some(index) if Some(index.embedder.as_str()) != given.model_name.as_deref().map(llm_embedder_name).as_deref() => {
+            Some(index)
+                if Some(index.embedder.as_str()) != given.model_name.as_deref().map(llm_embedder_name).as_deref() =>
+            {
                 return Err(js_error(
                     "InputError",
-                    format!("the index was built with the embedder {:?}, not MiniLM or this model ({:?})", index.embedder, given.model_name.unwrap_or_default()),
+                    format!(
+                        "the index was built with the embedder {:?}, not MiniLM or this model ({:?})",
+                        index.embedder,
+                        given.model_name.unwrap_or_default()
+                    ),
                 ));
             }
             _ => None,
@@ -153,7 +178,14 @@ impl Engine {
     /// the oracle and `reference` as the reference: `token-rewards --json`'s object (`k`,
     /// `rejected`, `selected_count`, `tokens`). Both models must share a tokenizer.
     #[wasm_bindgen(js_name = tokenRewards)]
-    pub fn token_rewards(&self, reference: &Engine, prompt: &str, response: &str, k: f32, rejected: bool) -> Result<Task, JsValue> {
+    pub fn token_rewards(
+        &self,
+        reference: &Engine,
+        prompt: &str,
+        response: &str,
+        k: f32,
+        rejected: bool,
+    ) -> Result<Task, JsValue> {
         let tokenizer = |e| js_error("TokenizerError", e);
         let prompt = self.state.tokenizer.encode(prompt, true, true).map_err(tokenizer)?;
         let response = self.state.tokenizer.encode(response, false, false).map_err(tokenizer)?;

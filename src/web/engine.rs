@@ -18,8 +18,8 @@ use crate::backend::candle::CandleBackend;
 use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
 use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
-use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::gguf::ModelCard;
+use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
@@ -72,14 +72,20 @@ pub(super) struct State {
 /// `{ backend: "auto" | "webgpu" | "cpu", onProgress(loaded, total) }`, both optional.
 pub(super) fn load_options(options: &JsValue) -> Result<(Option<js_sys::Function>, String), JsValue> {
     let field = |name: &str| {
-        if options.is_object() { js_sys::Reflect::get(options, &name.into()).unwrap_or(JsValue::UNDEFINED) } else { JsValue::UNDEFINED }
+        if options.is_object() {
+            js_sys::Reflect::get(options, &name.into()).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            JsValue::UNDEFINED
+        }
     };
     let on_progress = field("onProgress").dyn_into::<js_sys::Function>().ok();
     let backend = field("backend");
     let choice = if backend.is_undefined() {
         "auto".to_string()
     } else {
-        backend.as_string().ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
+        backend
+            .as_string()
+            .ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
     };
     Ok((on_progress, choice))
 }
@@ -95,7 +101,11 @@ impl State {
     }
 
     /// Loads the GGUF model in `source` onto the backend `choice` names.
-    pub(super) fn open(source: web_sys::Blob, on_progress: Option<js_sys::Function>, choice: &str) -> Result<State, JsValue> {
+    pub(super) fn open(
+        source: web_sys::Blob,
+        on_progress: Option<js_sys::Function>,
+        choice: &str,
+    ) -> Result<State, JsValue> {
         let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
@@ -117,7 +127,8 @@ impl State {
         let source = BlobGguf::open(self.source.clone(), None).map_err(|e| js_error("GgufError", e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let mut on_cpu = load("cpu", config, &source)?;
-        on_cpu.fallback_reason = Some(format!("the WebGPU device was lost ({reason}); the model was reloaded onto the CPU"));
+        on_cpu.fallback_reason =
+            Some(format!("the WebGPU device was lost ({reason}); the model was reloaded onto the CPU"));
         *self.placement.borrow_mut() = on_cpu;
         work(&self.placement.borrow().model)
     }
@@ -185,8 +196,10 @@ pub(super) struct BlobGguf {
 
 impl BlobGguf {
     pub(super) fn open(blob: web_sys::Blob, on_progress: Option<js_sys::Function>) -> Result<BlobGguf, GgufError> {
-        let read_error = |message: String| GgufError::Io { path: "the chosen file".into(), source: std::io::Error::other(message) };
-        let file_len = super::file_length(blob.size()).map_err(|_| read_error(format!("a Blob of {} bytes", blob.size())))?;
+        let read_error =
+            |message: String| GgufError::Io { path: "the chosen file".into(), source: std::io::Error::other(message) };
+        let file_len =
+            super::file_length(blob.size()).map_err(|_| read_error(format!("a Blob of {} bytes", blob.size())))?;
         let header = Gguf::read_header(file_len, |len| jspi::read_blob(&blob, 0, len).map_err(read_error))?;
         let total = header.tensors.iter().map(|t| t.byte_len).sum();
         Ok(BlobGguf { blob, header, on_progress, loaded: Cell::new(0), total })
@@ -344,7 +357,9 @@ impl Engine {
         let given: AttributeOptions = self::options(options)?;
         let defaults = AttributionOptions::default();
         let target = match given.target {
-            Some(TokenChoice::Text(text)) => Some(self.state.tokenizer.single_token(&text).map_err(|e| js_error("TokenizerError", e))?),
+            Some(TokenChoice::Text(text)) => {
+                Some(self.state.tokenizer.single_token(&text).map_err(|e| js_error("TokenizerError", e))?)
+            }
             Some(TokenChoice::Id(id)) => Some(id),
             None => None,
         };
@@ -372,9 +387,12 @@ impl Engine {
         let scale = match given.scale.as_deref() {
             None | Some("fixed") => LensScale::Fixed,
             Some("own_rms") => LensScale::OwnRms,
-            Some(other) => return Err(js_error("InputError", format!("scale {other:?} is neither \"fixed\" nor \"own_rms\""))),
+            Some(other) => {
+                return Err(js_error("InputError", format!("scale {other:?} is neither \"fixed\" nor \"own_rms\"")))
+            }
         };
-        let request = LensRequest { layers: given.layers, positions: given.positions, top_k: given.top_k.unwrap_or(5), scale };
+        let request =
+            LensRequest { layers: given.layers, positions: given.positions, top_k: given.top_k.unwrap_or(5), scale };
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
@@ -390,7 +408,14 @@ impl Engine {
     /// stop_reason }`. Temperature 0 is greedy; `seed` makes sampling repeatable. `onToken(text,
     /// id)`, when given, is called after each new token with the text generated so far and the
     /// token's id; returning `false` from it stops the generation.
-    pub fn generate(&self, prompt: &str, max_tokens: usize, temperature: f32, seed: u32, on_token: Option<js_sys::Function>) -> Result<Task, JsValue> {
+    pub fn generate(
+        &self,
+        prompt: &str,
+        max_tokens: usize,
+        temperature: f32,
+        seed: u32,
+        on_token: Option<js_sys::Function>,
+    ) -> Result<Task, JsValue> {
         let ids = self.tokenize(prompt)?;
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
@@ -403,10 +428,13 @@ impl Engine {
             state.compute(|loaded| {
                 let report = |id: u32, text: &str| match &on_token {
                     // A throwing callback stops the generation, as `false` does.
-                    Some(callback) => callback.call2(&JsValue::NULL, &text.into(), &id.into()).is_ok_and(|go_on| go_on != JsValue::FALSE),
+                    Some(callback) => callback
+                        .call2(&JsValue::NULL, &text.into(), &id.into())
+                        .is_ok_and(|go_on| go_on != JsValue::FALSE),
                     None => true,
                 };
-                let generation = with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, report));
+                let generation =
+                    with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, report));
                 to_js(&generation.map_err(model_error)?)
             })
         }))

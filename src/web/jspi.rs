@@ -98,9 +98,7 @@ impl Task {
 /// The staged task's value, or its error thrown (called by `runTask` after the task ends).
 #[wasm_bindgen(js_name = takeTaskOutcome)]
 pub fn take_task_outcome() -> Result<JsValue, JsValue> {
-    OUTCOME
-        .with_borrow_mut(Option::take)
-        .unwrap_or_else(|| Err(super::js_error("InputError", "no task has finished")))
+    OUTCOME.with_borrow_mut(Option::take).unwrap_or_else(|| Err(super::js_error("InputError", "no task has finished")))
 }
 
 /// Runs the staged task. `suspendable` is 1 when `runTask` entered through

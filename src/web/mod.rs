@@ -43,15 +43,16 @@ fn file_length(value: f64) -> Result<u64, JsValue> {
 /// `header` is the start of the file (all of it, or enough to hold the header) and `fileLength`
 /// its full size, so tensor bounds are checked against the real file.
 #[wasm_bindgen(js_name = inspectGguf)]
-pub fn inspect_gguf(header: &[u8], #[wasm_bindgen(js_name = fileLength)] file_length_bytes: f64) -> Result<JsValue, JsValue> {
+pub fn inspect_gguf(
+    header: &[u8],
+    #[wasm_bindgen(js_name = fileLength)] file_length_bytes: f64,
+) -> Result<JsValue, JsValue> {
     let gguf = Gguf::parse(header, file_length(file_length_bytes)?).map_err(|e| js_error("GgufError", e))?;
     to_js(&ModelSummary::from_gguf(&gguf).map_err(|e| js_error("GgufError", e))?)
 }
 
 fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| js_error("InputError", e))
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| js_error("InputError", e))
 }
 
 /// An options object, or the defaults when JavaScript passed nothing.
@@ -88,7 +89,9 @@ impl WebGpu {
     #[wasm_bindgen(js_name = checkKernels)]
     pub fn check_kernels() -> Task {
         Task::new(|| {
-            let gpu = jspi::wait_for(GpuDevice::new()).map_err(|e| js_error("GpuError", e))?.map_err(|e| js_error("GpuError", e))?;
+            let gpu = jspi::wait_for(GpuDevice::new())
+                .map_err(|e| js_error("GpuError", e))?
+                .map_err(|e| js_error("GpuError", e))?;
             let checks = check_kernels(&WebGpuBackend::new(gpu)).map_err(|e| js_error("GpuError", e))?;
             to_js(&checks)
         })

@@ -12,9 +12,9 @@ use super::jspi::Task;
 use super::{js_error, options, to_js};
 use crate::backend::Backend;
 use crate::generate::{argmax, top_k};
+use crate::interp::lens::Unembedding;
 use crate::model::Model;
 use crate::vision::clip::{ClipConfig, ClipTower};
-use crate::interp::lens::Unembedding;
 use crate::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use crate::vision::preprocess::{decode, ImageLimits, Preprocess};
 use crate::vision::shapes::scene;
@@ -65,7 +65,8 @@ impl VisionEngine {
     /// `image` decoded, preprocessed and embedded into `prompt` for `model`.
     fn prompt<B: Backend>(&self, model: &Model<B>, image: &[u8], prompt: &str) -> Result<ImagePrompt, JsValue> {
         let decoded = decode(image, ImageLimits::default()).map_err(|e| js_error("ImageError", e))?;
-        ImagePrompt::new(&self.tower, model, &self.language.tokenizer, prompt, &self.preprocess.apply(&decoded)).map_err(vision_error)
+        ImagePrompt::new(&self.tower, model, &self.language.tokenizer, prompt, &self.preprocess.apply(&decoded))
+            .map_err(vision_error)
     }
 
     fn answer_of(&self, id: u32, logprobs: &[f32]) -> Result<Answer, JsValue> {
@@ -85,7 +86,9 @@ pub fn draw_scene(seed: u32, index: u32, size: u32) -> Result<JsValue, JsValue> 
     let drawn = scene(seed.into(), index.into(), size);
     let mut png = std::io::Cursor::new(Vec::new());
     drawn.image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| js_error("ImageError", e))?;
-    let report = to_js(&serde_json::json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes }))?;
+    let report = to_js(
+        &serde_json::json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes }),
+    )?;
     js_sys::Reflect::set(&report, &"png".into(), &js_sys::Uint8Array::from(png.get_ref().as_slice()))?;
     Ok(report)
 }
@@ -175,6 +178,10 @@ impl VisionEngine {
 impl VisionEngine {
     /// A handle for a task, which must own what it uses.
     fn share(&self) -> VisionEngine {
-        VisionEngine { language: Rc::clone(&self.language), tower: Rc::clone(&self.tower), preprocess: self.preprocess.clone() }
+        VisionEngine {
+            language: Rc::clone(&self.language),
+            tower: Rc::clone(&self.tower),
+            preprocess: self.preprocess.clone(),
+        }
     }
 }

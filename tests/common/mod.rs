@@ -15,11 +15,7 @@ pub fn model_path(file: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let path = dir.join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make setup` to download the default models",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `make setup` to download the default models", path.display());
     path
 }
 

@@ -70,7 +70,9 @@ impl Backend for WebGpuBackend {
             [cols] => (*cols as usize, 1),
             other => return Err(BackendError(format!("tensor {} has shape {other:?}, not a matrix", info.name))),
         };
-        self.gpu.matrix(info.ggml_type, bytes, rows, cols).map_err(|e| BackendError(format!("tensor {}: {e}", info.name)))
+        self.gpu
+            .matrix(info.ggml_type, bytes, rows, cols)
+            .map_err(|e| BackendError(format!("tensor {}: {e}", info.name)))
     }
 
     fn vector(&self, values: &[f32]) -> BackendResult<WebGpuValue> {
@@ -159,7 +161,10 @@ impl Backend for WebGpuBackend {
 
     fn query_rows(&self, probabilities: &WebGpuValue, rows: &[usize]) -> BackendResult<WebGpuValue> {
         let [heads, t, total] = probabilities.dims[..] else {
-            return Err(BackendError(format!("query rows of a {:?} tensor, not [H, t, T] probabilities", probabilities.dims)));
+            return Err(BackendError(format!(
+                "query rows of a {:?} tensor, not [H, t, T] probabilities",
+                probabilities.dims
+            )));
         };
         let tensor = self.gpu.query_rows(&probabilities.tensor, t, rows)?;
         Ok(WebGpuValue { tensor, dims: vec![heads, rows.len(), total] })
@@ -167,7 +172,8 @@ impl Backend for WebGpuBackend {
 
     fn scale_columns(&self, x: &WebGpuValue, start: usize, len: usize, factor: f32) -> BackendResult<WebGpuValue> {
         let width = x.tensor.shape().1;
-        let scale: Vec<f32> = (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
+        let scale: Vec<f32> =
+            (0..width).map(|c| if (start..start + len).contains(&c) { factor } else { 1.0 }).collect();
         let scale = self.gpu.upload(1, width, &scale)?;
         value(self.gpu.mul(&x.tensor, &scale))
     }

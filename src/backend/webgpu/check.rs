@@ -118,7 +118,8 @@ fn product_error(got: &[f32], x: &[f32], w: &[f32], rows: usize, cols: usize, tr
 pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
     let cpu = CandleBackend::cpu();
     let mut checks = Vec::new();
-    let mut record = |kernel, case: String, max_error, bound| checks.push(KernelCheck { kernel, case, max_error, bound });
+    let mut record =
+        |kernel, case: String, max_error, bound| checks.push(KernelCheck { kernel, case, max_error, bound });
     let on_gpu = |rows, cols, v: &[f32]| gpu.upload(rows, cols, v);
     let on_cpu = |rows, cols, v: &[f32]| cpu.upload(rows, cols, v);
     let from_gpu = |t: &<WebGpuBackend as Backend>::Tensor| gpu.download(t).map(|(_, v)| v);
@@ -154,19 +155,29 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
             let back = pseudo_random(tokens * rows, 9 + tokens as u64);
             let z = from_gpu(&gpu.linear_transposed(&on_gpu(tokens, rows, &back)?, &matrix)?)?;
-            record("matmul transposed", case.clone(), product_error(&z, &back, &w.dequantised, rows, cols, true), PRODUCT_BOUND);
+            record(
+                "matmul transposed",
+                case.clone(),
+                product_error(&z, &back, &w.dequantised, rows, cols, true),
+                PRODUCT_BOUND,
+            );
 
             let scale = largest(&w.dequantised);
             let whole = from_gpu(&gpu.dequantize(&matrix)?)?;
             record("dequantize", case.clone(), relative_error(&whole, &w.dequantised, scale), ELEMENTWISE_BOUND);
 
             let ids: Vec<u32> = [0, rows - 1, rows / 2, rows / 2].into_iter().map(|i| i as u32).collect();
-            let expected: Vec<f32> = ids.iter().flat_map(|&i| w.dequantised[i as usize * cols..(i as usize + 1) * cols].to_vec()).collect();
+            let expected: Vec<f32> =
+                ids.iter().flat_map(|&i| w.dequantised[i as usize * cols..(i as usize + 1) * cols].to_vec()).collect();
             let embedded = from_gpu(&gpu.embed(&matrix, &ids)?)?;
             record("embedding rows", case.clone(), relative_error(&embedded, &expected, scale), ELEMENTWISE_BOUND);
 
             let wanted = [cols - 1, 0, cols / 2];
-            let expected: Vec<f32> = wanted.iter().flat_map(|&c| (0..rows).map(move |r| (r, c))).map(|(r, c)| w.dequantised[r * cols + c]).collect();
+            let expected: Vec<f32> = wanted
+                .iter()
+                .flat_map(|&c| (0..rows).map(move |r| (r, c)))
+                .map(|(r, c)| w.dequantised[r * cols + c])
+                .collect();
             let columns = from_gpu(&gpu.columns(&matrix, &wanted)?)?;
             record("columns", case, relative_error(&columns, &expected, scale), ELEMENTWISE_BOUND);
         }
@@ -194,7 +205,12 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
         let weight = pseudo_random(cols, 22);
         let got = from_gpu(&gpu.rms_norm(&on_gpu(rows, cols, &x)?, &on_gpu(1, cols, &weight)?, 1e-5)?)?;
         let expected = from_cpu(&cpu.rms_norm(&on_cpu(rows, cols, &x)?, &on_cpu(1, cols, &weight)?, 1e-5)?)?;
-        record("rms_norm", format!("{rows}×{cols}"), relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
+        record(
+            "rms_norm",
+            format!("{rows}×{cols}"),
+            relative_error(&got, &expected, largest(&expected)),
+            ELEMENTWISE_BOUND,
+        );
     }
 
     let factors: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 * 0.5).collect();
@@ -205,23 +221,50 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             let x = pseudo_random(t * heads * head_dim, 31);
             let got = from_gpu(&gpu.rope(&on_gpu(t, heads * head_dim, &x)?, heads, &rope)?)?;
             let expected = from_cpu(&cpu.rope(&on_cpu(t, heads * head_dim, &x)?, heads, &rope)?)?;
-            let case = format!("{} layout, frequency factors {}", if interleaved { "interleaved" } else { "neox" }, freq_factors.is_some());
+            let case = format!(
+                "{} layout, frequency factors {}",
+                if interleaved { "interleaved" } else { "neox" },
+                freq_factors.is_some()
+            );
             record("rope", case, relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
         }
     }
 
     // (queries, positions, heads, kv heads, head size): prefill, decode after a cache, GQA, MHA.
     for (t, total, heads, kv_heads, d) in [(6, 6, 4, 2, 8), (1, 9, 4, 2, 8), (3, 70, 6, 6, 64), (5, 5, 9, 3, 64)] {
-        let (q, k, v) = (pseudo_random(t * heads * d, 41), pseudo_random(total * kv_heads * d, 42), pseudo_random(total * kv_heads * d, 43));
-        let (gz, gp) = gpu.attention(&on_gpu(t, heads * d, &q)?, &on_gpu(total, kv_heads * d, &k)?, &on_gpu(total, kv_heads * d, &v)?, heads, kv_heads, true)?;
-        let (cz, cp) = cpu.attention(&on_cpu(t, heads * d, &q)?, &on_cpu(total, kv_heads * d, &k)?, &on_cpu(total, kv_heads * d, &v)?, heads, kv_heads, true)?;
+        let (q, k, v) = (
+            pseudo_random(t * heads * d, 41),
+            pseudo_random(total * kv_heads * d, 42),
+            pseudo_random(total * kv_heads * d, 43),
+        );
+        let (gz, gp) = gpu.attention(
+            &on_gpu(t, heads * d, &q)?,
+            &on_gpu(total, kv_heads * d, &k)?,
+            &on_gpu(total, kv_heads * d, &v)?,
+            heads,
+            kv_heads,
+            true,
+        )?;
+        let (cz, cp) = cpu.attention(
+            &on_cpu(t, heads * d, &q)?,
+            &on_cpu(total, kv_heads * d, &k)?,
+            &on_cpu(total, kv_heads * d, &v)?,
+            heads,
+            kv_heads,
+            true,
+        )?;
         let case = format!("t={t} T={total} H={heads} KV={kv_heads} d={d}");
         let (z, expected_z) = (from_gpu(&gz)?, from_cpu(&cz)?);
         record("attention z", case.clone(), relative_error(&z, &expected_z, largest(&expected_z)), ATTENTION_BOUND);
         let missing = || BackendError("attention returned no probabilities".into());
         let (gp, cp) = (gp.ok_or_else(missing)?, cp.ok_or_else(missing)?);
         let (p, expected_p) = (from_gpu(&gp)?, from_cpu(&cp)?);
-        record("attention probabilities", case.clone(), relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
+        record(
+            "attention probabilities",
+            case.clone(),
+            relative_error(&p, &expected_p, largest(&expected_p)),
+            ATTENTION_BOUND,
+        );
         let rows = [t - 1, 0];
         let (p, expected_p) = (from_gpu(&gpu.query_rows(&gp, &rows)?)?, from_cpu(&cpu.query_rows(&cp, &rows)?)?);
         record("attention query rows", case, relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);

@@ -138,7 +138,10 @@ impl GpuDevice {
     /// `log Σ exp(x)`: `2k + 1` numbers cross to the host, not the row.
     pub async fn top_k(&self, x: &GpuTensor, k: usize) -> Result<TopK, GpuError> {
         if x.rows != 1 || k == 0 || k > x.cols {
-            return Err(bad_shape(format!("top {k} of a {}×{} tensor: one row and 1 ≤ k ≤ its length", x.rows, x.cols)));
+            return Err(bad_shape(format!(
+                "top {k} of a {}×{} tensor: one row and 1 ≤ k ≤ its length",
+                x.rows, x.cols
+            )));
         }
         let out = self.output(1, 2 * k + 1)?;
         let params = self.uniform(&[x.cols as u32, k as u32]);
@@ -160,7 +163,14 @@ impl GpuDevice {
     }
 
     /// [`matrix`](Self::matrix) with parts of at most `max_part_bytes` (and at most a binding).
-    pub fn matrix_in_parts(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize, max_part_bytes: usize) -> Result<GpuMatrix, GpuError> {
+    pub fn matrix_in_parts(
+        &self,
+        ggml_type: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        max_part_bytes: usize,
+    ) -> Result<GpuMatrix, GpuError> {
         let kind = kernel_kind(ggml_type)?;
         let block = ggml_type.block_size() as usize;
         let expected = ((rows * cols) as u64 / block as u64) * ggml_type.bytes_per_block();
@@ -191,7 +201,16 @@ impl GpuDevice {
 
     /// The uniform block of matmul.wgsl and columns.wgsl for one part of `w`.
     fn part_params(&self, w: &GpuMatrix, part: &MatrixPart, count: usize, accumulate: bool) -> Rc<Pooled> {
-        self.uniform(&[part.rows as u32, w.cols as u32, count as u32, w.kind, w.rows as u32, part.first_row as u32, u32::from(accumulate), 0])
+        self.uniform(&[
+            part.rows as u32,
+            w.cols as u32,
+            count as u32,
+            w.kind,
+            w.rows as u32,
+            part.first_row as u32,
+            u32::from(accumulate),
+            0,
+        ])
     }
 
     /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`, by the kernel that suits
@@ -199,7 +218,8 @@ impl GpuDevice {
     /// otherwise, and always on a software adapter, whose CPU threads run a row each fastest
     /// (on lavapipe the matrix-vector kernel took 5× as long for one token).
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
-        let kernel = if x.rows <= MATVEC_MAX_TOKENS && !self.is_software() { MatmulKernel::MatVec } else { MatmulKernel::Tiled };
+        let kernel =
+            if x.rows <= MATVEC_MAX_TOKENS && !self.is_software() { MatmulKernel::MatVec } else { MatmulKernel::Tiled };
         self.linear_with(kernel, x, w)
     }
 
@@ -216,7 +236,12 @@ impl GpuDevice {
             match kernel {
                 MatmulKernel::MatVec => {
                     let (across, down) = (part.rows.min(max), part.rows.div_ceil(max));
-                    self.dispatch("matmul", "matvec", &buffers, (across as u32, self.check_groups(down)?, self.check_groups(x.rows)?));
+                    self.dispatch(
+                        "matmul",
+                        "matvec",
+                        &buffers,
+                        (across as u32, self.check_groups(down)?, self.check_groups(x.rows)?),
+                    );
                 }
                 MatmulKernel::Tiled => {
                     let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
@@ -238,7 +263,12 @@ impl GpuDevice {
         let y = self.output(x.rows, w.cols)?;
         for (i, part) in w.parts.iter().enumerate() {
             let params = self.part_params(w, part, x.rows, i > 0);
-            self.dispatch("matmul", "transposed", &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()], (groups, tokens, 1));
+            self.dispatch(
+                "matmul",
+                "transposed",
+                &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()],
+                (groups, tokens, 1),
+            );
         }
         Ok(y)
     }
@@ -258,7 +288,12 @@ impl GpuDevice {
         for part in &w.parts {
             let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
             let params = self.part_params(w, part, columns.len(), false);
-            self.dispatch("columns", "main", &[params.buffer(), part.storage.buffer(), indices.buffer(), out.buffer()], (groups, count, 1));
+            self.dispatch(
+                "columns",
+                "main",
+                &[params.buffer(), part.storage.buffer(), indices.buffer(), out.buffer()],
+                (groups, count, 1),
+            );
         }
         Ok(out)
     }
@@ -312,7 +347,13 @@ impl GpuDevice {
         let row_bytes = (4 * x.cols) as u64;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         for (i, &r) in rows.iter().enumerate() {
-            encoder.copy_buffer_to_buffer(x.buffer(), r as u64 * row_bytes, out.buffer(), i as u64 * row_bytes, row_bytes);
+            encoder.copy_buffer_to_buffer(
+                x.buffer(),
+                r as u64 * row_bytes,
+                out.buffer(),
+                i as u64 * row_bytes,
+                row_bytes,
+            );
         }
         self.queue.submit([encoder.finish()]);
         Ok(out)
@@ -365,9 +406,27 @@ impl GpuDevice {
         let out = self.output(ids.len(), table.cols)?;
         let id_buffer = self.filled(bytemuck::cast_slice(ids), wgpu::BufferUsages::STORAGE);
         // Each part writes the rows it holds.
-        for part in table.parts.iter().filter(|p| ids.iter().any(|&id| (p.first_row..p.first_row + p.rows).contains(&(id as usize)))) {
-            let params = self.uniform(&[table.cols as u32, ids.len() as u32, table.kind, part.first_row as u32, part.rows as u32, 0, 0, 0]);
-            self.dispatch("embed", "main", &[params.buffer(), part.storage.buffer(), id_buffer.buffer(), out.buffer()], (groups, count, 1));
+        for part in table
+            .parts
+            .iter()
+            .filter(|p| ids.iter().any(|&id| (p.first_row..p.first_row + p.rows).contains(&(id as usize))))
+        {
+            let params = self.uniform(&[
+                table.cols as u32,
+                ids.len() as u32,
+                table.kind,
+                part.first_row as u32,
+                part.rows as u32,
+                0,
+                0,
+                0,
+            ]);
+            self.dispatch(
+                "embed",
+                "main",
+                &[params.buffer(), part.storage.buffer(), id_buffer.buffer(), out.buffer()],
+                (groups, count, 1),
+            );
         }
         Ok(out)
     }
@@ -422,7 +481,8 @@ impl GpuDevice {
         let head_dim = x.cols / heads;
         let half = head_dim / 2;
         let key = rope.table_key(x.rows, head_dim);
-        let cached = self.rope_table.borrow().as_ref().filter(|(k, _, _)| *k == key).map(|(_, c, s)| (c.clone(), s.clone()));
+        let cached =
+            self.rope_table.borrow().as_ref().filter(|(k, _, _)| *k == key).map(|(_, c, s)| (c.clone(), s.clone()));
         let (cos, sin) = match cached {
             Some(table) => table,
             None => {

@@ -89,9 +89,7 @@ impl GpuDevice {
         // `navigator.gpu`; ask first so that the answer is an error, not a trap.
         #[cfg(target_arch = "wasm32")]
         if !wgpu::util::is_browser_webgpu_supported().await {
-            return Err(GpuError::NoAdapter(
-                "this browser exposes no navigator.gpu adapter here".into(),
-            ));
+            return Err(GpuError::NoAdapter("this browser exposes no navigator.gpu adapter here".into()));
         }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
@@ -123,7 +121,8 @@ impl GpuDevice {
                 limits.max_compute_workgroup_storage_size
             )));
         }
-        let max_binding = usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
+        let max_binding =
+            usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
         let shader_f16 = device.features().contains(wgpu::Features::SHADER_F16);
         let lost = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&lost);
@@ -215,7 +214,8 @@ impl GpuDevice {
         let params: [u32; 2] = [a.to_bits(), len];
         let params = self.buffer("saxpy params", bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
         let x_buf = self.buffer("saxpy x", bytemuck::cast_slice(x), wgpu::BufferUsages::STORAGE);
-        let y_buf = self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+        let y_buf =
+            self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
         self.dispatch("saxpy", "main", &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1, 1));
         self.read_back(&y_buf, 4 * x.len() as u64).await
     }
@@ -223,7 +223,14 @@ impl GpuDevice {
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
     /// Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantised in registers, never into an f32 copy. Uploads both and
     /// reads the product back: the self-contained form of [`GpuDevice::linear`].
-    pub async fn matmul(&self, ggml_type: GgmlType, weights: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+    pub async fn matmul(
+        &self,
+        ggml_type: GgmlType,
+        weights: &[u8],
+        rows: usize,
+        cols: usize,
+        x: &[f32],
+    ) -> Result<Vec<f32>, GpuError> {
         let w = self.matrix(ggml_type, weights, rows, cols)?;
         if x.len() % cols != 0 {
             return Err(GpuError::BadShape(format!("{} inputs are not whole rows of {cols}", x.len())));
@@ -299,7 +306,8 @@ impl GpuDevice {
 
     /// `shader`'s whole WGSL source.
     fn source(&self, shader: &str) -> String {
-        let (_, reads_blocks, body) = SHADERS.iter().find(|(name, _, _)| *name == shader).expect("every shader is in SHADERS");
+        let (_, reads_blocks, body) =
+            SHADERS.iter().find(|(name, _, _)| *name == shader).expect("every shader is in SHADERS");
         if !reads_blocks {
             return body.to_string();
         }
@@ -314,7 +322,13 @@ impl GpuDevice {
 
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
     /// workgroups.
-    fn dispatch(&self, shader: &'static str, entry: &'static str, buffers: &[&wgpu::Buffer], (x, y, z): (u32, u32, u32)) {
+    fn dispatch(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        buffers: &[&wgpu::Buffer],
+        (x, y, z): (u32, u32, u32),
+    ) {
         let pipeline = self.pipeline(shader, entry);
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -322,7 +336,8 @@ impl GpuDevice {
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         if self.shader_f16 && Self::reads_blocks(shader) {
-            entries.push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: buffers[1].as_entire_binding() });
+            entries
+                .push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: buffers[1].as_entire_binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -355,17 +370,12 @@ impl GpuDevice {
         });
         // Natively the map callback fires only while the device is polled; in a browser the
         // event loop drives it and this returns at once.
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
         receiver
             .await
             .map_err(|_| GpuError::Readback("the device was lost before mapping finished".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let view = staging
-            .slice(..bytes)
-            .get_mapped_range()
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let view = staging.slice(..bytes).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
         let values = bytemuck::cast_slice(&view).to_vec();
         drop(view);
         staging.unmap();
