@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{KvCache, Model, ModelError};
+use crate::numeric::{argmax, log_softmax, top_k, Rng};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,24 +53,6 @@ impl Sampling {
             return bad(format!("repetition penalty {} must be a finite number > 0", self.repetition_penalty));
         }
         Ok(())
-    }
-}
-
-/// SplitMix64: small, seedable and the same on every platform, so a seed reproduces a sample
-/// natively and in the browser.
-pub(crate) struct Rng(pub u64);
-
-impl Rng {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -126,37 +109,6 @@ impl Sampler {
         }
         *order.last().expect("top_k ≥ 1 and the vocabulary is not empty") as u32
     }
-}
-
-/// Indices of the `k` largest values, largest first (lower index first on ties).
-pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_unstable_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    order.truncate(k);
-    order
-}
-
-/// The index of the largest value (the first, on ties): greedy decoding's choice.
-pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// `log softmax(logits)`, computed stably.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let log_total = log_sum_exp(logits);
-    logits.iter().map(|l| l - log_total).collect()
-}
-
-/// `log Σ exp(values)`, by way of the maximum so that nothing overflows.
-pub fn log_sum_exp(values: &[f32]) -> f32 {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    values.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max
 }
 
 #[derive(Clone, Debug)]
@@ -327,13 +279,5 @@ mod tests {
         ] {
             assert!(matches!(Sampler::new(bad), Err(GenerateError::BadSampling(_))));
         }
-    }
-
-    #[test]
-    fn log_softmax_matches_the_hand_computation() {
-        // log softmax([0, ln 3]) = [ln 1/4, ln 3/4].
-        let out = log_softmax(&[0.0, 3f32.ln()]);
-        assert!((out[0] - 0.25f32.ln()).abs() < 1e-6);
-        assert!((out[1] - 0.75f32.ln()).abs() < 1e-6);
     }
 }

@@ -132,6 +132,18 @@ impl Positions {
 }
 
 /// The hooks a forward pass records, each at its own positions.
+///
+/// ```
+/// use glassbox::hooks::{HookPoint, HookRequest, Positions};
+///
+/// let request = HookRequest::new()
+///     .with(HookPoint::parse("blocks.5.attn.hook_pattern").unwrap(), Positions::Last)
+///     .with(HookPoint::ResidPost(29), Positions::Only(vec![0, 3]));
+/// assert_eq!(request.positions(HookPoint::AttnPattern(5)), Some(&Positions::Last));
+/// // Positions resolve against the prompt's length; those past its end are dropped.
+/// assert_eq!(request.positions(HookPoint::ResidPost(29)).unwrap().resolve(3), vec![0]);
+/// assert_eq!(request.positions(HookPoint::Embed), None);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct HookRequest {
     points: BTreeMap<HookPoint, Positions>,

@@ -11,7 +11,10 @@ pub mod gguf;
 pub mod hooks;
 pub mod inspect;
 pub mod interp;
+#[cfg(target_arch = "wasm32")]
+pub mod jspi;
 pub mod model;
+pub mod numeric;
 pub mod tasks;
 pub mod tokenizer;
 pub mod vision;

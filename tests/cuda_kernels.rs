@@ -5,7 +5,7 @@
 
 use candle_core::quantized::{cuda::set_force_dmmv, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use glassbox::backend::pseudo_random as values;
+use glassbox::numeric::pseudo_random as values;
 
 /// f32 sums of products of f32 values: 1e-5 of the sum of |terms| covers the summation order.
 const F32_TOLERANCE: f64 = 1e-5;

@@ -205,7 +205,7 @@ fn continuation_scores_are_sums_of_next_token_log_probabilities() {
         for j in 0..candidate.len() {
             let context: Vec<u32> = prompt.iter().chain(&candidate[..j]).copied().collect();
             let logits = last_logits(&context, &HookRequest::new(), &[]);
-            expected += glassbox::generate::log_softmax(&logits)[candidate[j] as usize];
+            expected += glassbox::numeric::log_softmax(&logits)[candidate[j] as usize];
         }
         assert!((score - expected).abs() < 1e-3, "{candidate:?}: {score} vs {expected}");
     }

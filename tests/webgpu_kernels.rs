@@ -48,7 +48,7 @@ fn shader_f16_reads_change_no_result() {
     }
     let without = device().without_shader_f16();
     for (ggml, rows, cols) in [(GgmlType::F16, 5, 40), (GgmlType::Q4_1, 5, 64), (GgmlType::Q6K, 3, 256)] {
-        let bytes: Vec<u8> = glassbox::backend::pseudo_random(
+        let bytes: Vec<u8> = glassbox::numeric::pseudo_random(
             rows * cols / ggml.block_size() as usize * ggml.bytes_per_block() as usize,
             3,
         )
@@ -56,7 +56,7 @@ fn shader_f16_reads_change_no_result() {
         // Small bytes keep every f16 finite.
         .map(|v| (v.abs() * 50.0) as u8)
         .collect();
-        let x = glassbox::backend::pseudo_random(2 * cols, 4);
+        let x = glassbox::numeric::pseudo_random(2 * cols, 4);
         let product = |gpu: &GpuDevice| pollster::block_on(gpu.matmul(ggml, &bytes, rows, cols, &x)).unwrap();
         assert_eq!(product(&with), product(&without), "{ggml}");
     }

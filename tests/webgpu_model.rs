@@ -58,7 +58,7 @@ fn smollm2_on_webgpu_matches_the_cpu() {
         let max_logit = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         eprintln!("{prompt:?}: resid_post relative difference ≤ {worst:.1e}, logits ≤ {max_logit:.1e}");
         assert!(max_logit <= 1e-3, "{prompt:?}: logits differ by up to {max_logit}");
-        let top = |l: &[f32]| glassbox::generate::argmax(l);
+        let top = |l: &[f32]| glassbox::numeric::argmax(l);
         assert_eq!(top(&gpu_logits), top(&cpu_logits), "{prompt:?}");
         if i % 10 != 0 {
             continue;
@@ -86,7 +86,7 @@ fn decoding_again_creates_no_buffers() {
         let mut logits =
             model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
         for _ in 0..6 {
-            let next = glassbox::generate::argmax(&logits);
+            let next = glassbox::numeric::argmax(&logits);
             logits = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
         }
     };
@@ -118,7 +118,7 @@ fn a_model_split_over_small_bindings_computes_the_same() {
     let last = whole_resid.last().unwrap();
     let (u_whole, u_split) = (Unembedding::new(&whole).unwrap(), Unembedding::new(&split).unwrap());
     assert_eq!(u_whole.project(last, &[1.0]).unwrap(), u_split.project(last, &[1.0]).unwrap());
-    let target = glassbox::generate::argmax(&whole_logits) as u32;
+    let target = glassbox::numeric::argmax(&whole_logits) as u32;
     let gradient = |u: &Unembedding<WebGpuBackend>| {
         let lpi = Lpi { unembedding: u, scale: 1.0, target };
         lpi.gradients(&lpi.bases(last).unwrap()).unwrap().remove(0)

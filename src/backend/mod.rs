@@ -79,25 +79,13 @@ pub struct TopK {
 impl TopK {
     /// Computed on the host from the whole row.
     pub fn of(row: &[f32], k: usize) -> TopK {
-        let order = crate::generate::top_k(row, k);
+        let order = crate::numeric::top_k(row, k);
         TopK {
             ids: order.iter().map(|&i| i as u32).collect(),
             values: order.iter().map(|&i| row[i]).collect(),
-            log_sum_exp: crate::generate::log_sum_exp(row),
+            log_sum_exp: crate::numeric::log_sum_exp(row),
         }
     }
-}
-
-/// A fixed pseudo-random sequence in [-1, 1), the same on every platform: the data of the device
-/// checks that compare a backend with the CPU.
-pub fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// The operations the transformer needs. Activations are row-major `[positions, width]` matrices

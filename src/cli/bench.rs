@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use glassbox::backend::Backend;
 use glassbox::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
-use glassbox::generate::argmax;
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::model::Model;
+use glassbox::numeric::argmax;
 
 /// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps; returns tokens/s of
 /// the steps alone.

@@ -1,5 +1,5 @@
 //! Which device the commands compute on: `--backend cpu|cuda|webgpu|auto`, and the model
-//! loader that uses it. A command body runs once per backend type through [`with_model!`].
+//! loader that uses it. A command body runs once per backend type through `glassbox::with_model!`.
 
 use std::cell::OnceCell;
 use std::path::Path;
@@ -11,9 +11,9 @@ use glassbox::backend::candle::CandleBackend;
 use glassbox::backend::webgpu::{GpuDevice, WebGpuBackend};
 use glassbox::backend::Backend;
 use glassbox::gguf::GgufFile;
-use glassbox::model::{Config, Model};
+use glassbox::model::{AnyLoaded, Config, Loaded, Model};
 
-use super::{text_err, Loaded, ProgressSource, TokenizerArg};
+use super::{text_err, ProgressSource, TokenizerArg};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -25,25 +25,6 @@ pub enum BackendChoice {
     Cuda,
     /// The WGSL kernels on the wgpu adapter (Vulkan, Metal, DX12; needs `--features webgpu`).
     Webgpu,
-}
-
-/// A loaded model on whichever backend was chosen.
-pub enum AnyLoaded {
-    Candle(Box<Loaded<CandleBackend>>),
-    #[cfg(feature = "webgpu")]
-    WebGpu(Box<Loaded<WebGpuBackend>>),
-}
-
-/// Runs `$body` with `$loaded` bound to the [`Loaded`] inside an [`AnyLoaded`], whatever its
-/// backend type.
-macro_rules! with_model {
-    ($any:expr, $loaded:ident => $body:expr) => {
-        match $any {
-            $crate::compute::AnyLoaded::Candle($loaded) => $body,
-            #[cfg(feature = "webgpu")]
-            $crate::compute::AnyLoaded::WebGpu($loaded) => $body,
-        }
-    };
 }
 
 /// Where models go: a candle device (CPU or CUDA), or the wgpu adapter (one device per model).
@@ -128,15 +109,12 @@ impl Loader {
                 } else {
                     CandleBackend::new(device)
                 };
-                AnyLoaded::Candle(Box::new(Loaded { model: load_weights(backend, config, &file)?, tokenizer }))
+                Loaded { model: load_weights(backend, config, &file)?, tokenizer }.into()
             }
             #[cfg(feature = "webgpu")]
             Target::WebGpu(_) => {
                 let gpu = pollster::block_on(GpuDevice::new()).map_err(text_err)?;
-                AnyLoaded::WebGpu(Box::new(Loaded {
-                    model: load_weights(WebGpuBackend::new(gpu), config, &file)?,
-                    tokenizer,
-                }))
+                Loaded { model: load_weights(WebGpuBackend::new(gpu), config, &file)?, tokenizer }.into()
             }
         })
     }

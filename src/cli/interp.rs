@@ -13,6 +13,7 @@ use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
 use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
+use glassbox::with_model;
 
 use super::compute::Loader;
 use super::{print_json, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg, Written};

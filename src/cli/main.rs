@@ -2,7 +2,6 @@
 //! contract that scripts rely on.
 
 mod bench;
-#[macro_use]
 mod compute;
 mod interp;
 mod parity;
@@ -14,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use glassbox::backend::Backend;
 use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
 use glassbox::inspect::ModelSummary;
 use glassbox::interp::ablation::Mask;
 use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
-use glassbox::model::{Config, Model, WeightSource};
+use glassbox::model::{Config, WeightSource};
+use glassbox::with_model;
 
 use compute::{BackendChoice, Loader};
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
@@ -272,11 +271,6 @@ impl WeightSource for ProgressSource<'_> {
         self.bar.inc(bytes.len() as u64);
         Ok(bytes)
     }
-}
-
-pub(crate) struct Loaded<B: Backend> {
-    pub model: Model<B>,
-    pub tokenizer: Tokenizer,
 }
 
 pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {

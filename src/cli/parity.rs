@@ -7,16 +7,19 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use glassbox::generate::argmax;
 use glassbox::hooks::{HookPoint, HookRequest, Positions};
 use glassbox::interp::attribution::{rank_heads, HeadScore};
 use glassbox::interp::lens::Unembedding;
+use glassbox::numeric::argmax;
+use glassbox::with_model;
 use serde::Serialize;
 
 use super::compute::{BackendChoice, Loader};
 use glassbox::backend::Backend;
 
-use super::{text_err, Loaded, TokenizerArg};
+use glassbox::model::Loaded;
+
+use super::{text_err, TokenizerArg};
 
 /// Heads compared by rank.
 const TOP_HEADS: usize = 10;

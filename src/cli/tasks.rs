@@ -15,6 +15,7 @@ use glassbox::tasks::metrics::{classification, fmd_score, rouge};
 use glassbox::tasks::nrc::Nrc;
 use glassbox::tasks::pipeline::{self, llm_intensity, Classifier, Input, Lexicons, Mode, Options, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
+use glassbox::with_model;
 use serde_json::{json, Value};
 
 use super::compute::Loader;

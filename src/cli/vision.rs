@@ -17,9 +17,12 @@ use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
 use glassbox::vision::train::{train, FixtureShape, Schedule};
+use glassbox::with_model;
 use serde_json::json;
 
-use super::compute::{AnyLoaded, Loader};
+use glassbox::model::AnyLoaded;
+
+use super::compute::Loader;
 use super::{print_json, text_err, TokenizerArg, Written};
 
 /// What every LLaVA command reads: the two GGUFs, the image and the prompt.
@@ -78,7 +81,7 @@ pub fn vqa(out: &mut impl Write, loader: &Loader, args: &ImageArgs, top_k: usize
     with_model!(any, loaded => {
         let prompt = vision.prompt(&loaded.model, &loaded.tokenizer, &args.prompt)?;
         let logprobs = next_token_logprobs(&loaded.model, &prompt).map_err(text_err)?;
-        let top = glassbox::generate::top_k(&logprobs, top_k.max(1));
+        let top = glassbox::numeric::top_k(&logprobs, top_k.max(1));
         let ids: Vec<u32> = top.iter().map(|&i| i as u32).collect();
         let tokens = loaded.tokenizer.token_texts(&ids).map_err(text_err)?;
         let answers: Vec<_> = ids.iter().zip(&tokens).map(|(&id, token)| json!({ "id": id, "token": token, "prob": logprobs[id as usize].exp() })).collect();
@@ -128,7 +131,7 @@ pub fn heatmap(out: &mut impl Write, loader: &Loader, args: &HeatmapArgs) -> Wri
                 [id] => *id,
                 ids => return Err(format!("--target {text:?} is {} tokens; name a single token", ids.len())),
             },
-            None => glassbox::generate::argmax(&logprobs),
+            None => glassbox::numeric::argmax(&logprobs),
         };
         let method = match args.method {
             MethodArg::Lpi => Method::Lpi,

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::{choose_target, parse_pair, rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
-use crate::generate::{argmax, log_softmax};
 use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{Config, Model};
+use crate::numeric::{argmax, log_softmax};
 
 /// `p(w)` after the prompt, with `interventions` applied.
 pub fn target_prob<B: Backend>(

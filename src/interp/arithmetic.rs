@@ -17,8 +17,8 @@ use super::cna::{cna_scores, CnaOptions};
 use super::lens::Unembedding;
 use super::{rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
-use crate::generate::{argmax, Rng};
 use crate::hooks::{HookRequest, Positions};
+use crate::numeric::{argmax, Rng};
 use crate::tokenizer::Tokenizer;
 
 /// The committed prompt set.

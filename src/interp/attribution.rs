@@ -24,9 +24,9 @@ use serde::Serialize;
 use super::lens::{Lpi, LpiBase, Unembedding};
 use super::{choose_target, first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
 use crate::backend::Backend;
-use crate::generate::log_softmax;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions, Recording};
 use crate::model::{Config, LayerWeight, Model};
+use crate::numeric::log_softmax;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]

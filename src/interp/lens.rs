@@ -257,8 +257,8 @@ pub fn logit_lens_with<B: Backend>(
         }
         let logits = unembedding.project(&rows, &scales)?;
         for (&(layer, _, position), row) in chunk.iter().zip(logits.chunks(c.vocab_size)) {
-            let logprobs = crate::generate::log_softmax(row);
-            let ids: Vec<u32> = crate::generate::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
+            let logprobs = crate::numeric::log_softmax(row);
+            let ids: Vec<u32> = crate::numeric::top_k(&logprobs, top_k).into_iter().map(|i| i as u32).collect();
             let texts = tokenizer.token_texts(&ids)?;
             let tokens = ids
                 .iter()

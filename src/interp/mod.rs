@@ -99,7 +99,7 @@ pub(crate) fn choose_target(requested: Option<u32>, logits: &[f32]) -> Result<u3
             Err(InterpError::BadRequest(format!("target id {id} is outside the {}-token vocabulary", logits.len())))
         }
         Some(id) => Ok(id),
-        None => Ok(crate::generate::argmax(logits)),
+        None => Ok(crate::numeric::argmax(logits)),
     }
 }
 

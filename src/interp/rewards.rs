@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::{InterpError, Result};
 use crate::backend::Backend;
-use crate::generate::log_softmax;
 use crate::hooks::{HookRequest, Positions};
 use crate::model::Model;
+use crate::numeric::log_softmax;
 use crate::tokenizer::Tokenizer;
 
 pub const DEFAULT_FRACTION: f32 = 0.3;

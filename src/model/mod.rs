@@ -6,6 +6,7 @@
 //! `m = silu(W_gate·n₂(r)) ⊙ (W_up·n₂(r))`, `f = W_down · m`, `x' = r + f`,
 //! where `nᵢ(v) = gᵢ ⊙ v / sqrt(mean(v²) + ε)` (RMSNorm). Logits are `W_U · n_final(x_L)`.
 
+mod any;
 mod config;
 pub mod synthetic;
 
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+pub use any::{AnyLoaded, Loaded};
 pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
 
 use crate::backend::{Backend, BackendError, Rope, TopK};
@@ -23,6 +25,8 @@ use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, 
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("architecture {found:?} is not supported; glassbox runs {supported:?}")]
     UnsupportedArchitecture { found: String, supported: &'static [&'static str] },
     #[error("metadata key {0:?} is missing")]
@@ -189,6 +193,31 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
 }
 
 impl<B: Backend> Model<B> {
+    /// Opens the GGUF file at `path` onto `backend`: its configuration, its tokenizer and every
+    /// weight, read a tensor at a time.
+    ///
+    /// ```
+    /// use glassbox::backend::candle::CandleBackend;
+    /// use glassbox::hooks::{HookPoint, HookRequest, Positions};
+    /// use glassbox::model::Model;
+    ///
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    /// let loaded = Model::open(path, CandleBackend::cpu())?;
+    /// let ids = loaded.tokenizer.encode("The capital of France is", true, false)?;
+    /// let hooks = HookRequest::new().with(HookPoint::parse("blocks.3.hook_resid_post").ok_or("no such hook")?, Positions::Last);
+    /// let out = loaded.model.forward(&ids, &mut loaded.model.new_cache(), &hooks, &[], &Positions::Last)?;
+    /// let resid = &out.recording.activations[&HookPoint::ResidPost(3)];
+    /// assert_eq!(resid.shape, vec![1, loaded.model.config().width]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: impl AsRef<std::path::Path>, backend: B) -> Result<Loaded<B>> {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let config = Config::from_gguf(&file.header)?;
+        let tokenizer = crate::tokenizer::Tokenizer::from_gguf(&file.header)?;
+        Ok(Loaded { model: Model::load(backend, config, &file)?, tokenizer })
+    }
+
     /// Loads the weights named as llama.cpp names them, checking each shape against `config`.
     pub fn load<S: WeightSource>(backend: B, config: Config, source: &S) -> Result<Self> {
         let loader = Loader {

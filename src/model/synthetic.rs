@@ -2,9 +2,9 @@
 //! larger than any real one this project can fetch. The tokenizer is copied from a real GGUF so
 //! the same prompts tokenise; the outputs mean nothing.
 
-use crate::generate::Rng;
 use crate::gguf::write::{Metadata, NewTensor};
 use crate::gguf::{GgmlType, Gguf, Value};
+use crate::numeric::Rng;
 
 /// A llama model's hyperparameters. The vocabulary is the tokenizer's.
 #[derive(Clone, Debug)]

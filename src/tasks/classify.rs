@@ -10,10 +10,11 @@ use super::index::Index;
 use super::templates::{Label, Shot, Spanned, Table, Task};
 use super::{Result, TaskError};
 use crate::backend::Backend;
-use crate::generate::{generate, log_sum_exp, score_continuations, GenerateRequest, Sampling};
+use crate::generate::{generate, score_continuations, GenerateRequest, Sampling};
 use crate::interp::attribution::position_scores;
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
+use crate::numeric::log_sum_exp;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// What goes around a task's instruction.

@@ -26,9 +26,9 @@ use super::llava::{
 use super::preprocess::Preprocess;
 use super::shapes::{scene, Scene};
 use crate::backend::Backend;
-use crate::generate::{argmax, top_k};
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
+use crate::numeric::{argmax, top_k};
 use crate::tokenizer::Tokenizer;
 
 type Result<T, E = LlavaError> = std::result::Result<T, E>;

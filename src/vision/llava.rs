@@ -14,12 +14,12 @@ use serde::Serialize;
 
 use super::clip::{ClipTower, VisionError};
 use crate::backend::Backend;
-use crate::generate::log_softmax;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
 use crate::interp::attribution::{position_scores, HeadScore};
 use crate::interp::lens::{logit_lens_with, LensRequest, LensScale, LensToken, Unembedding};
 use crate::interp::InterpError;
 use crate::model::{Model, ModelError};
+use crate::numeric::log_softmax;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 pub const IMAGE_PLACEHOLDER: &str = "<image>";

@@ -6,7 +6,7 @@
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
-use crate::generate::Rng;
+use crate::numeric::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

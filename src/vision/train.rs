@@ -38,10 +38,10 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use super::llava::{answer_token, image_prompt_ids, LlavaError};
 use super::preprocess::Preprocess;
 use super::shapes::{scene, Scene, COLOURS, SHAPES};
-use crate::generate::Rng;
 use crate::gguf::write::{Metadata, NewTensor};
 use crate::gguf::{Array, GgmlType, Gguf, Value};
 use crate::model::synthetic::{vocab_size, LlamaShape, SyntheticError};
+use crate::numeric::Rng;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// OpenAI CLIP's normalisation, which llava-1.5's mmproj carries.

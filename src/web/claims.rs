@@ -1,14 +1,13 @@
 //! The claim tasks and SePO token rewards on an [`Engine`], as `glassbox classify` and
 //! `glassbox token-rewards` run them natively.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::engine::{with_model, Engine};
-use super::jspi::Task;
+use super::engine::Engine;
+use super::task::Task;
 use super::{js_error, options, to_js};
 use crate::interp::rewards::{check_shared_tokenizer, token_rewards};
 use crate::tasks::affect::{Empath, Vader};
@@ -18,14 +17,7 @@ use crate::tasks::index::Index;
 use crate::tasks::nrc::Nrc;
 use crate::tasks::pipeline::{llm_embedder_name, Classifier, Input, Lexicons, Mode, Options, Retrieval};
 use crate::tasks::templates::Table;
-
-/// What `classify` may need beyond the model, given once by the caller. Shared with running
-/// tasks, so replacing one never disturbs a classification in flight.
-#[derive(Default)]
-pub(super) struct Resources {
-    lexicons: RefCell<Option<Rc<Lexicons>>>,
-    minilm: RefCell<Option<Rc<MiniLm>>>,
-}
+use crate::with_model;
 
 /// `classify`'s options, all optional: `{ explain, evidence, affect, mode: "score" | "generate",
 /// chat, maxNewTokens, k, modelName }`.
@@ -158,8 +150,8 @@ impl Engine {
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let mut classifier = Classifier::new(model, &state.tokenizer, &table, &task, options.clone());
+                with_model!(loaded, loaded => {
+                    let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options.clone());
                     classifier.lexicons = lexicons.as_deref();
                     classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_deref()));
                     let mut stream = |piece: &str| {
@@ -187,16 +179,16 @@ impl Engine {
         rejected: bool,
     ) -> Result<Task, JsValue> {
         let tokenizer = |e| js_error("TokenizerError", e);
-        let prompt = self.state.tokenizer.encode(prompt, true, true).map_err(tokenizer)?;
-        let response = self.state.tokenizer.encode(response, false, false).map_err(tokenizer)?;
+        let prompt = self.state.tokenizer().encode(prompt, true, true).map_err(tokenizer)?;
+        let response = self.state.tokenizer().encode(response, false, false).map_err(tokenizer)?;
         let (oracle, reference) = (Rc::clone(&self.state), Rc::clone(&reference.state));
         Ok(Task::new(move || {
             oracle.compute(|oracle_model| {
                 reference.compute(|reference_model| {
                     with_model!(oracle_model, o => with_model!(reference_model, r => {
                         let interp = |e| js_error("InterpError", e);
-                        check_shared_tokenizer((o, &oracle.tokenizer), (r, &reference.tokenizer)).map_err(interp)?;
-                        to_js(&token_rewards(o, r, &oracle.tokenizer, &prompt, &response, k, rejected).map_err(interp)?)
+                        check_shared_tokenizer((&o.model, &o.tokenizer), (&r.model, &r.tokenizer)).map_err(interp)?;
+                        to_js(&token_rewards(&o.model, &r.model, &o.tokenizer, &prompt, &response, k, rejected).map_err(interp)?)
                     }))
                 })
             })

@@ -10,8 +10,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::claims::Resources;
-use super::jspi::{self, Task};
+use super::task::Task;
 use super::{js_error, options, to_js};
 use crate::backend::candle::CandleBackend;
 #[cfg(feature = "webgpu")]
@@ -24,31 +23,16 @@ use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
-use crate::model::{Config, Model, ModelError, WeightSource};
+use crate::jspi;
+use crate::model::{AnyLoaded, Config, Loaded, Model, ModelError, WeightSource};
+use crate::tasks::embed::MiniLm;
+use crate::tasks::pipeline::Lexicons;
 use crate::tokenizer::{ChatMessage, Tokenizer};
-
-/// The model on whichever backend it was loaded onto.
-pub(super) enum Loaded {
-    Cpu(Box<Model<CandleBackend>>),
-    #[cfg(feature = "webgpu")]
-    Gpu(Box<Model<WebGpuBackend>>),
-}
-
-/// Runs `$body` with `$model` bound to the [`Model`] inside a [`Loaded`], whatever its backend.
-macro_rules! with_model {
-    ($loaded:expr, $model:ident => $body:expr) => {
-        match $loaded {
-            $crate::web::engine::Loaded::Cpu($model) => $body,
-            #[cfg(feature = "webgpu")]
-            $crate::web::engine::Loaded::Gpu($model) => $body,
-        }
-    };
-}
-pub(super) use with_model;
+use crate::with_model;
 
 /// Where the model runs.
 pub(super) struct Placement {
-    pub(super) model: Loaded,
+    pub(super) model: AnyLoaded,
     /// A line naming the device, for people choosing a backend.
     device: String,
     /// Why the model runs on the CPU when WebGPU was wanted: `auto` found no usable adapter, or
@@ -61,7 +45,6 @@ pub(super) struct State {
     pub(super) placement: RefCell<Placement>,
     /// The file, kept to reload the weights onto the CPU if the GPU is lost.
     source: web_sys::Blob,
-    pub(super) tokenizer: Tokenizer,
     /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
     /// only for a moment, so `setMask` works while a task waits on the GPU.
     mask: RefCell<Mask>,
@@ -94,10 +77,16 @@ impl State {
     /// `"webgpu"` or `"cpu"`: where the model computes now.
     pub(super) fn backend_name(&self) -> &'static str {
         match self.placement.borrow().model {
-            Loaded::Cpu(_) => "cpu",
+            AnyLoaded::Candle(_) => "cpu",
             #[cfg(feature = "webgpu")]
-            Loaded::Gpu(_) => "webgpu",
+            AnyLoaded::WebGpu(_) => "webgpu",
         }
+    }
+
+    /// The model's tokenizer, borrowed for a moment (the placement changes only between
+    /// computations).
+    pub(super) fn tokenizer(&self) -> std::cell::Ref<'_, Tokenizer> {
+        std::cell::Ref::map(self.placement.borrow(), |p| p.model.tokenizer())
     }
 
     /// Loads the GGUF model in `source` onto the backend `choice` names.
@@ -108,19 +97,18 @@ impl State {
     ) -> Result<State, JsValue> {
         let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
-        let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e))?;
         let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error("GgufError", e))?.card;
         let placement = RefCell::new(load(choice, config, &source)?);
-        Ok(State { placement, source: source.blob, tokenizer, mask: RefCell::default(), card })
+        Ok(State { placement, source: source.blob, mask: RefCell::default(), card })
     }
 
     /// Runs `work` on the model. When it fails because the WebGPU device was lost, reloads the
     /// weights onto the CPU from the file, says why in `fallbackReason`, and runs it again.
-    pub(super) fn compute(&self, work: impl Fn(&Loaded) -> Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+    pub(super) fn compute(&self, work: impl Fn(&AnyLoaded) -> Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
         let outcome = work(&self.placement.borrow().model);
         let lost = match &self.placement.borrow().model {
             #[cfg(feature = "webgpu")]
-            Loaded::Gpu(model) if outcome.is_err() => model.backend().device().lost(),
+            AnyLoaded::WebGpu(loaded) if outcome.is_err() => loaded.model.backend().device().lost(),
             _ => None,
         };
         let Some(reason) = lost else { return outcome };
@@ -132,6 +120,14 @@ impl State {
         *self.placement.borrow_mut() = on_cpu;
         work(&self.placement.borrow().model)
     }
+}
+
+/// What `classify` may need beyond the model, given once by the caller. Shared with running
+/// tasks, so replacing one never disturbs a classification in flight.
+#[derive(Default)]
+pub(super) struct Resources {
+    pub(super) lexicons: RefCell<Option<Rc<Lexicons>>>,
+    pub(super) minilm: RefCell<Option<Rc<MiniLm>>>,
 }
 
 /// A language model in the browser.
@@ -230,9 +226,11 @@ pub(super) fn model_error(e: impl std::fmt::Display) -> JsValue {
 /// Loads onto the backend `choice` names; `auto` takes WebGPU when an adapter opens and this
 /// browser can wait for it, else the CPU with the reason.
 fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, JsValue> {
+    let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e));
     let cpu = |fallback_reason| -> Result<_, JsValue> {
         let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
-        Ok(Placement { model: Loaded::Cpu(Box::new(model)), device: "CPU (wasm)".to_string(), fallback_reason })
+        let loaded = Loaded { model, tokenizer: tokenizer()? };
+        Ok(Placement { model: loaded.into(), device: "CPU (wasm)".to_string(), fallback_reason })
     };
     match choice {
         "cpu" => cpu(None),
@@ -241,7 +239,8 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
             Ok(gpu) => {
                 let device = format!("WebGPU: {}", gpu.description());
                 let model = Model::load(WebGpuBackend::new(gpu), config.clone(), source).map_err(model_error)?;
-                Ok(Placement { model: Loaded::Gpu(Box::new(model)), device, fallback_reason: None })
+                let loaded = Loaded { model, tokenizer: tokenizer()? };
+                Ok(Placement { model: loaded.into(), device, fallback_reason: None })
             }
             Err(reason) if choice == "auto" => cpu(Some(reason)),
             Err(reason) => Err(js_error("GpuError", reason)),
@@ -260,15 +259,16 @@ fn open_gpu() -> Result<std::convert::Infallible, String> {
     Err("this glassbox build has no WebGPU backend".to_string())
 }
 
-fn top_tokens<B: Backend>(model: &Model<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
+fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
     let interventions = state.mask.borrow().interventions();
+    let model = &loaded.model;
     let top = model.next_token_top_k(ids, &mut model.new_cache(), &interventions, k).map_err(model_error)?;
     let tokens = top
         .ids
         .iter()
         .zip(&top.values)
         .map(|(&id, value)| {
-            let token = state.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+            let token = loaded.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
             Ok(TopToken { id, token, logprob: value - top.log_sum_exp })
         })
         .collect::<Result<Vec<_>, JsValue>>()?;
@@ -318,7 +318,7 @@ impl Engine {
     #[wasm_bindgen(js_name = setMask)]
     pub fn set_mask(&self, mask: JsValue) -> Result<(), JsValue> {
         let spec: MaskSpec = options(mask)?;
-        let parsed = with_model!(&self.state.placement.borrow().model, model => Mask::parse(&spec.heads, &spec.neurons, model.config()))
+        let parsed = Mask::parse(&spec.heads, &spec.neurons, self.state.placement.borrow().model.config())
             .map_err(|e| js_error("InterpError", e))?;
         self.state.mask.replace(parsed);
         Ok(())
@@ -331,14 +331,14 @@ impl Engine {
 
     /// Token ids of `text`, with special tokens such as `<|im_start|>` recognised.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
-        self.state.tokenizer.encode(text, true, true).map_err(|e| js_error("TokenizerError", e))
+        self.state.tokenizer().encode(text, true, true).map_err(|e| js_error("TokenizerError", e))
     }
 
     /// The chat template applied to one user message, ready for `tokenize`.
     #[wasm_bindgen(js_name = chatPrompt)]
     pub fn chat_prompt(&self, user_message: &str) -> Result<String, JsValue> {
         self.state
-            .tokenizer
+            .tokenizer()
             .apply_chat_template(&[ChatMessage::new("user", user_message)], true)
             .map_err(|e| js_error("TokenizerError", e))
     }
@@ -347,7 +347,7 @@ impl Engine {
     #[wasm_bindgen(js_name = topTokens)]
     pub fn top_tokens(&self, ids: Vec<u32>, k: usize) -> Task {
         let state = Rc::clone(&self.state);
-        Task::new(move || state.compute(|loaded| with_model!(loaded, model => top_tokens(model, &state, &ids, k))))
+        Task::new(move || state.compute(|loaded| with_model!(loaded, loaded => top_tokens(loaded, &state, &ids, k))))
     }
 
     /// A task resolving to the log-probability-increase attribution at the last position of
@@ -358,7 +358,7 @@ impl Engine {
         let defaults = AttributionOptions::default();
         let target = match given.target {
             Some(TokenChoice::Text(text)) => {
-                Some(self.state.tokenizer.single_token(&text).map_err(|e| js_error("TokenizerError", e))?)
+                Some(self.state.tokenizer().single_token(&text).map_err(|e| js_error("TokenizerError", e))?)
             }
             Some(TokenChoice::Id(id)) => Some(id),
             None => None,
@@ -373,9 +373,9 @@ impl Engine {
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let unembedding = Unembedding::new(model).map_err(model_error)?;
-                    to_js(&attribute(&unembedding, &state.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+                with_model!(loaded, loaded => {
+                    let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
+                    to_js(&attribute(&unembedding, &loaded.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
                 })
             })
         }))
@@ -396,9 +396,9 @@ impl Engine {
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let unembedding = Unembedding::new(model).map_err(model_error)?;
-                    to_js(&logit_lens(&unembedding, &state.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
+                with_model!(loaded, loaded => {
+                    let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
+                    to_js(&logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
                 })
             })
         }))
@@ -434,7 +434,7 @@ impl Engine {
                     None => true,
                 };
                 let generation =
-                    with_model!(loaded, model => generate(model, &state.tokenizer, &ids, &request, report));
+                    with_model!(loaded, loaded => generate(&loaded.model, &loaded.tokenizer, &ids, &request, report));
                 to_js(&generation.map_err(model_error)?)
             })
         }))

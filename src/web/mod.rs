@@ -5,7 +5,7 @@
 
 mod claims;
 mod engine;
-pub mod jspi;
+mod task;
 mod vision;
 
 #[cfg(feature = "webgpu")]
@@ -19,7 +19,7 @@ use crate::backend::webgpu::{check::check_kernels, GpuDevice, WebGpuBackend};
 use crate::gguf::Gguf;
 use crate::inspect::ModelSummary;
 pub use engine::Engine;
-pub use jspi::Task;
+pub use task::Task;
 pub use vision::VisionEngine;
 
 fn js_error(name: &str, error: impl std::fmt::Display) -> JsValue {
@@ -89,7 +89,7 @@ impl WebGpu {
     #[wasm_bindgen(js_name = checkKernels)]
     pub fn check_kernels() -> Task {
         Task::new(|| {
-            let gpu = jspi::wait_for(GpuDevice::new())
+            let gpu = crate::jspi::wait_for(GpuDevice::new())
                 .map_err(|e| js_error("GpuError", e))?
                 .map_err(|e| js_error("GpuError", e))?;
             let checks = check_kernels(&WebGpuBackend::new(gpu)).map_err(|e| js_error("GpuError", e))?;

@@ -7,17 +7,18 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::engine::{load_options, with_model, BlobGguf, State};
-use super::jspi::Task;
+use super::engine::{load_options, BlobGguf, State};
+use super::task::Task;
 use super::{js_error, options, to_js};
 use crate::backend::Backend;
-use crate::generate::{argmax, top_k};
 use crate::interp::lens::Unembedding;
-use crate::model::Model;
+use crate::model::Loaded;
+use crate::numeric::{argmax, top_k};
 use crate::vision::clip::{ClipConfig, ClipTower};
 use crate::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use crate::vision::preprocess::{decode, ImageLimits, Preprocess};
 use crate::vision::shapes::scene;
+use crate::with_model;
 
 #[wasm_bindgen]
 pub struct VisionEngine {
@@ -63,14 +64,14 @@ fn vision_error(e: impl std::fmt::Display) -> JsValue {
 
 impl VisionEngine {
     /// `image` decoded, preprocessed and embedded into `prompt` for `model`.
-    fn prompt<B: Backend>(&self, model: &Model<B>, image: &[u8], prompt: &str) -> Result<ImagePrompt, JsValue> {
+    fn prompt<B: Backend>(&self, loaded: &Loaded<B>, image: &[u8], prompt: &str) -> Result<ImagePrompt, JsValue> {
         let decoded = decode(image, ImageLimits::default()).map_err(|e| js_error("ImageError", e))?;
-        ImagePrompt::new(&self.tower, model, &self.language.tokenizer, prompt, &self.preprocess.apply(&decoded))
+        ImagePrompt::new(&self.tower, &loaded.model, &loaded.tokenizer, prompt, &self.preprocess.apply(&decoded))
             .map_err(vision_error)
     }
 
     fn answer_of(&self, id: u32, logprobs: &[f32]) -> Result<Answer, JsValue> {
-        let token = self.language.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+        let token = self.language.tokenizer().decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
         Ok(Answer { id, token, prob: logprobs[id as usize].exp() })
     }
 }
@@ -104,7 +105,7 @@ impl VisionEngine {
             let language = State::open(model, on_progress, &choice)?;
             let mmproj = BlobGguf::open(mmproj, None).map_err(|e| js_error("GgufError", e))?;
             let config = ClipConfig::from_gguf(&mmproj.header).map_err(vision_error)?;
-            let width = with_model!(&language.placement.borrow().model, model => model.config().width);
+            let width = language.placement.borrow().model.config().width;
             let preprocess = config.preprocess(false);
             let tower = ClipTower::load(config, &mmproj, width).map_err(vision_error)?;
             Ok(VisionEngine { language: Rc::new(language), tower: Rc::new(tower), preprocess }.into())
@@ -123,8 +124,9 @@ impl VisionEngine {
         let this = self.share();
         Task::new(move || {
             this.language.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let logprobs = next_token_logprobs(model, &this.prompt(model, &image, &prompt)?).map_err(vision_error)?;
+                with_model!(loaded, loaded => {
+                    let model = &loaded.model;
+                    let logprobs = next_token_logprobs(model, &this.prompt(loaded, &image, &prompt)?).map_err(vision_error)?;
                     let top = top_k(&logprobs, k.max(1)).into_iter().map(|id| this.answer_of(id as u32, &logprobs)).collect::<Result<Vec<_>, JsValue>>()?;
                     to_js(&serde_json::json!({ "answer": top[0], "top": top }))
                 })
@@ -140,8 +142,9 @@ impl VisionEngine {
         let this = self.share();
         Ok(Task::new(move || {
             this.language.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let image_prompt = this.prompt(model, &image, &prompt)?;
+                with_model!(loaded, loaded => {
+                    let model = &loaded.model;
+                    let image_prompt = this.prompt(loaded, &image, &prompt)?;
                     let logprobs = next_token_logprobs(model, &image_prompt).map_err(vision_error)?;
                     let target = given.target.unwrap_or_else(|| argmax(&logprobs));
                     if target as usize >= logprobs.len() {
@@ -164,10 +167,10 @@ impl VisionEngine {
         let this = self.share();
         Ok(Task::new(move || {
             this.language.compute(|loaded| {
-                with_model!(loaded, model => {
-                    let image_prompt = this.prompt(model, &image, &prompt)?;
-                    let unembedding = Unembedding::new(model).map_err(vision_error)?;
-                    let lens = visual_lens(&unembedding, &this.language.tokenizer, &image_prompt, this.tower.config.grid(), given.layers.clone(), given.top_k.unwrap_or(5));
+                with_model!(loaded, loaded => {
+                    let image_prompt = this.prompt(loaded, &image, &prompt)?;
+                    let unembedding = Unembedding::new(&loaded.model).map_err(vision_error)?;
+                    let lens = visual_lens(&unembedding, &loaded.tokenizer, &image_prompt, this.tower.config.grid(), given.layers.clone(), given.top_k.unwrap_or(5));
                     to_js(&lens.map_err(vision_error)?)
                 })
             })

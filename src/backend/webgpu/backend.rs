@@ -3,7 +3,7 @@
 //!
 //! `Backend::download` returns at once. Natively it blocks on the device; in a browser, which
 //! maps GPU memory only from its event loop, it suspends the wasm task until the map settles
-//! (`web::jspi`).
+//! ([`crate::jspi`]).
 
 use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
 use crate::backend::{Backend, BackendError, BackendResult, Rope, TopK};
@@ -56,7 +56,7 @@ fn wait<T>(read: impl std::future::Future<Output = Result<T, GpuError>>) -> Back
     #[cfg(not(target_arch = "wasm32"))]
     let result = pollster::block_on(read);
     #[cfg(target_arch = "wasm32")]
-    let result = crate::web::jspi::wait_for(read).map_err(BackendError)?;
+    let result = crate::jspi::wait_for(read).map_err(BackendError)?;
     Ok(result?)
 }
 

@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use super::{MatmulKernel, WebGpuBackend};
 use crate::backend::candle::CandleBackend;
-use crate::backend::{pseudo_random, Backend, BackendError, BackendResult, Rope, TopK};
+use crate::backend::{Backend, BackendError, BackendResult, Rope, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
+use crate::numeric::pseudo_random;
 
 /// One kernel on one shape: the largest error seen and the bound it must stay within.
 #[derive(Clone, Debug, Serialize)]

@@ -5,11 +5,10 @@
 //! an import wrapped in `WebAssembly.Suspending`: its wasm stack is set aside until the import's
 //! promise settles, and the event loop runs meanwhile. `scripts/jspi-glue.mjs` adds both wrappers
 //! to wasm-bindgen's glue: every import whose JS name starts with `glassboxSuspending`, and the
-//! exported `runTask(task)`, which enters [`glassbox_run_task`].
+//! exported `runTask(task)`, which enters `web::task`'s `glassbox_run_task`.
 //!
-//! Tasks run one at a time (`runTask` queues them). Rust keeps part of its stack in linear memory
-//! below a global stack pointer; a suspended task's frames lie below that pointer, and a second
-//! task finishing first would hand them out again.
+//! This module sits below both the WebGPU backend (which waits for buffer maps) and the
+//! JavaScript API (which runs tasks and reads file slices), so neither imports the other.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -53,11 +52,7 @@ extern "C" {
     fn take_chunk() -> JsValue;
 }
 
-type Work = Box<dyn FnOnce() -> Result<JsValue, JsValue>>;
-
 thread_local! {
-    static STAGED: RefCell<Option<Work>> = const { RefCell::new(None) };
-    static OUTCOME: RefCell<Option<Result<JsValue, JsValue>>> = const { RefCell::new(None) };
     /// True while a task runs on a stack that `WebAssembly.promising` entered.
     static SUSPENDABLE: Cell<bool> = const { Cell::new(false) };
     /// The resolve function of the promise `wait_for` waits on.
@@ -73,48 +68,13 @@ pub fn can_suspend() -> bool {
     SUSPENDABLE.get()
 }
 
-/// A computation an `Engine` method prepared; `runTask(task)` runs it and resolves to its value.
-#[wasm_bindgen]
-pub struct Task {
-    work: Option<Work>,
-}
-
-impl Task {
-    pub fn new(work: impl FnOnce() -> Result<JsValue, JsValue> + 'static) -> Task {
-        Task { work: Some(Box::new(work)) }
-    }
-}
-
-#[wasm_bindgen]
-impl Task {
-    /// Hands the work to `glassbox_run_task` (called by `runTask`; a task runs once).
-    pub fn stage(&mut self) -> Result<(), JsValue> {
-        let work = self.work.take().ok_or_else(|| super::js_error("InputError", "this task has already run"))?;
-        STAGED.with_borrow_mut(|staged| *staged = Some(work));
-        Ok(())
-    }
-}
-
-/// The staged task's value, or its error thrown (called by `runTask` after the task ends).
-#[wasm_bindgen(js_name = takeTaskOutcome)]
-pub fn take_task_outcome() -> Result<JsValue, JsValue> {
-    OUTCOME.with_borrow_mut(Option::take).unwrap_or_else(|| Err(super::js_error("InputError", "no task has finished")))
-}
-
-/// Runs the staged task. `suspendable` is 1 when `runTask` entered through
-/// `WebAssembly.promising`, so that waits may suspend.
-#[no_mangle]
-pub extern "C" fn glassbox_run_task(suspendable: u32) {
-    let outcome = match STAGED.with_borrow_mut(Option::take) {
-        Some(work) => {
-            SUSPENDABLE.set(suspendable == 1);
-            let outcome = work();
-            SUSPENDABLE.set(false);
-            outcome
-        }
-        None => Err(super::js_error("InputError", "no task was staged")),
-    };
-    OUTCOME.with_borrow_mut(|slot| *slot = Some(outcome));
+/// Runs `work`, letting it wait on promises when `suspendable` (its stack was entered through
+/// `WebAssembly.promising`).
+pub fn run_suspendable<R>(suspendable: bool, work: impl FnOnce() -> R) -> R {
+    SUSPENDABLE.set(suspendable);
+    let outcome = work();
+    SUSPENDABLE.set(false);
+    outcome
 }
 
 /// Resolves the promise `wait_for` is suspended on, so that it polls its future again.

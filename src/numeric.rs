@@ -1,0 +1,89 @@
+//! Numeric helpers every layer may use: ranking, stable log-softmax, and the seedable random
+//! sequences that make samples, synthetic weights and device checks the same on every platform.
+
+/// Indices of the `k` largest values, largest first (lower index first on ties).
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_unstable_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// The index of the largest value (the first, on ties): greedy decoding's choice.
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// `log softmax(logits)`, computed stably.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let log_total = log_sum_exp(logits);
+    logits.iter().map(|l| l - log_total).collect()
+}
+
+/// `log Σ exp(values)`, by way of the maximum so that nothing overflows.
+pub fn log_sum_exp(values: &[f32]) -> f32 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    values.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max
+}
+
+/// SplitMix64: small, seedable and the same on every platform, so a seed reproduces a sample
+/// natively and in the browser.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), from the top 24 bits.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A fixed pseudo-random sequence in [-1, 1), the same on every platform: the data of the device
+/// checks that compare a backend with the CPU.
+pub fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_matches_the_hand_computation() {
+        // log softmax([0, ln 3]) = [ln 1/4, ln 3/4].
+        let out = log_softmax(&[0.0, 3f32.ln()]);
+        assert!((out[0] - 0.25f32.ln()).abs() < 1e-6);
+        assert!((out[1] - 0.75f32.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ranking_puts_the_lower_index_first_on_ties() {
+        assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0], 3), vec![1, 2, 3]);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+    }
+
+    #[test]
+    fn splitmix_starts_with_its_published_value() {
+        // SplitMix64 seeded with 0: the first output is 0xe220a8397b1dcdaf (Vigna's reference).
+        assert_eq!(Rng(0).next_u64(), 0xe220_a839_7b1d_cdaf);
+    }
+}
