@@ -4,10 +4,12 @@ SHELL := /bin/bash
 PORT ?= 8080
 # The demo and the npm package are built optimised; tests use the quicker dev build.
 WASM_PROFILE ?= release
-WEBGPU := --features webgpu
+# Native builds for tests, lint and the browser tests' CLI share one feature set, so they share
+# one build; `lab` adds the research commands (experiments, the fixture trainer, benchmarks).
+NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint lint-wasm check-cuda test-web bench pkg web fixtures reference clean
+.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -15,6 +17,7 @@ help:
 	@echo "make setup   install toolchains, browsers and the default models (idempotent)"
 	@echo "make pkg     build the npm package into pkg/"
 	@echo "make bench   benchmarks against peer engines"
+	@echo "make interp-report  rewrites docs/interp.md's tables from the arithmetic experiment"
 
 setup:
 	scripts/setup.sh
@@ -34,35 +37,50 @@ web: pkg
 demo: web
 	cd www && node serve.mjs $(PORT)
 
-# check-cuda lints the native code with every feature, so the test run lints wasm32 separately.
+# Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run).
+# check-cuda lints the native code with every feature, so the lint phase adds wasm32 and rustfmt.
 test: $(SETUP_STAMP)
-	$(MAKE) test-native lint-wasm check-cuda
-	$(MAKE) WASM_PROFILE=dev test-web
+	@rm -f .tools/phase-times
+	scripts/phase.sh "native tests" $(MAKE) test-native
+	scripts/phase.sh "lint" $(MAKE) fmt-check lint-wasm check-cuda
+	scripts/phase.sh "wasm build" $(MAKE) WASM_PROFILE=dev web
+	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
+	@cat .tools/phase-times
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
 	mkdir -p -m 700 .tools/xdg-runtime
-	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(WEBGPU)
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE)
 
-lint: lint-wasm
-	cargo clippy --all-targets $(WEBGPU) -- -D warnings
+lint: fmt-check lint-wasm
+	cargo clippy --all-targets $(NATIVE) -- -D warnings
+
+fmt-check:
+	cargo fmt --check
 
 lint-wasm:
-	scripts/wasm-cargo.sh clippy --lib $(WEBGPU) -- -D warnings
+	scripts/wasm-cargo.sh clippy --lib --features webgpu -- -D warnings
 
 # Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc, and
 # with WebGPU too, every native line; no GPU or CUDA libraries are needed, so nothing is linked.
 check-cuda:
-	scripts/cuda-env.sh cargo clippy --features cuda,webgpu --all-targets -- -D warnings
+	scripts/cuda-env.sh cargo clippy --features cuda,webgpu,lab --all-targets -- -D warnings
 
-# The browser tests compare the wasm engine with the native CLI's numbers.
-test-web: web
-	cargo build --bin glassbox $(WEBGPU)
+# The browser tests compare the wasm engine with the native CLI's numbers: the CLI is the one
+# test-native built (the same profile and features), so this builds nothing new natively.
+test-web: web browser-tests
+
+browser-tests:
+	cargo build --bin glassbox $(NATIVE)
 	cd www && npx tsc --noEmit
 	cd www && node --test tests/
 
 bench: $(SETUP_STAMP)
 	python3 scripts/bench.py
+
+# The arithmetic experiment's tables in docs/interp.md (about 10 minutes on 2 cores).
+interp-report: $(SETUP_STAMP)
+	python3 scripts/interp_report.py
 
 REFERENCE_PY := .venv-reference/bin/python
 $(REFERENCE_PY):
@@ -78,7 +96,7 @@ fixtures: $(REFERENCE_PY) $(SETUP_STAMP)
 	$(REFERENCE_PY) scripts/make_fixtures.py
 	$(REFERENCE_PY) scripts/make_tokenizer_fixtures.py
 	$(REFERENCE_PY) scripts/make_reward_fixture.py
-	cargo run --release --bin glassbox -- train-vqa-fixture --tokenizer-from $(SMOLLM2) \
+	cargo run --release --features lab --bin glassbox -- train-vqa-fixture --tokenizer-from $(SMOLLM2) \
 		--mmproj-out tests/fixtures/shapes-llava-mmproj.gguf --lm-out tests/fixtures/shapes-llava-lm.gguf
 
 # Regenerates the committed references with independent tools: the PyPI gguf package and

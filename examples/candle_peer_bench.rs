@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use glassbox::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::gguf::GgufFile;
+use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::tokenizer::Tokenizer;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

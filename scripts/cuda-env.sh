@@ -8,4 +8,6 @@ nvcc=$(find .venv-cuda -path '*/nvidia/cu13/bin/nvcc' -type f 2>/dev/null | head
 [ -n "$nvcc" ] || { echo "cuda-env: no nvcc in .venv-cuda; run make setup" >&2; exit 1; }
 export PATH="$PWD/$(dirname "$nvcc"):$PATH"
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
+# candle-kernels' build compiles its kernels with cudaforge, which uses half the cores unless told.
+export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
 exec "$@"

@@ -7,7 +7,7 @@
 # The GPU machine has no Rust toolchain and reaches no registry, so the binaries are built here
 # and travel in .gpu/ with the model (split in two: one transfer is limited to 64 MiB):
 #
-#   scripts/gpu-check.sh prepare   here: builds with --features cuda,webgpu, linking against
+#   scripts/gpu-check.sh prepare   here: builds with --features cuda,webgpu,lab, linking against
 #                                  stubs of the CUDA libraries (scripts/cuda-stubs.sh), and packs
 #                                  .gpu/bin.tar.xz, .gpu/inputs/ and .gpu/model-a, .gpu/model-b
 #   scripts/gpu-check.sh run [all|webgpu]
@@ -25,12 +25,12 @@ prepare() {
   scripts/cuda-stubs.sh .tools/cuda-stubs
   local target=target/gpu
   export CARGO_TARGET_DIR=$target RUSTFLAGS="-L native=$PWD/.tools/cuda-stubs"
-  scripts/cuda-env.sh cargo build --release --features cuda,webgpu --bin glassbox
+  scripts/cuda-env.sh cargo build --release --features cuda,webgpu,lab --bin glassbox
   rm -rf .gpu && mkdir -p .gpu/inputs .gpu/stage
   cp "$target/release/glassbox" .gpu/stage/glassbox
   local test
   for test in webgpu_kernels cuda_kernels; do
-    scripts/cuda-env.sh cargo test --release --features cuda,webgpu --test $test --no-run --message-format json |
+    scripts/cuda-env.sh cargo test --release --features cuda,webgpu,lab --test $test --no-run --message-format json |
       python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

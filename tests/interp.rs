@@ -8,8 +8,7 @@ use std::collections::HashSet;
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
-use glassbox::interp::ablation::{evaluate_mask, Mask};
-use glassbox::interp::arithmetic::{prompt_set, run_arithmetic, ExperimentOptions};
+use glassbox::interp::ablation::{evaluate_mask, prompt_set, Mask};
 use glassbox::interp::attribution::{attribute, decompose_logit, AttributionOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::rewards::token_rewards;
@@ -170,8 +169,10 @@ fn the_lens_at_the_last_layer_is_the_model_output() {
     assert!(matches!(logit_lens(&unembedding, &loaded.tokenizer, &ids, &bad), Err(InterpError::BadRequest(_))));
 }
 
+#[cfg(feature = "lab")]
 #[test]
 fn top_lpi_neurons_matter_far_more_than_random_ones() {
+    use glassbox::lab::arithmetic::{run_arithmetic, ExperimentOptions};
     let loaded = load();
     let unembedding = Unembedding::new(&loaded.model).unwrap();
     let options = ExperimentOptions { max_analysed: Some(2), scan_prompts: 0, ..Default::default() };

@@ -221,17 +221,18 @@ mod cli {
 }
 
 /// The project's own LLaVA-architecture model, trained on the shapes task by
-/// `glassbox train-vqa-fixture` (`make fixtures`).
+/// `glassbox train-vqa-fixture` (`make fixtures`); its trainer and experiment are `lab` code.
+#[cfg(feature = "lab")]
 mod trained_fixture {
     use super::common;
     use glassbox::backend::candle::CandleBackend;
     use glassbox::gguf::{GgufFile, Value};
     use glassbox::interp::lens::Unembedding;
+    use glassbox::lab::train_fixture::{train, FixtureShape, Schedule};
+    use glassbox::lab::vqa_heatmap::vqa_heatmap_experiment;
     use glassbox::model::{Config, Model};
     use glassbox::tokenizer::Tokenizer;
     use glassbox::vision::clip::{ClipConfig, ClipTower};
-    use glassbox::vision::experiment::vqa_heatmap_experiment;
-    use glassbox::vision::train::{train, FixtureShape, Schedule};
 
     pub const MMPROJ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shapes-llava-mmproj.gguf");
     pub const LM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shapes-llava-lm.gguf");
@@ -294,7 +295,7 @@ mod trained_fixture {
         );
     }
 
-    /// The goals on fresh scenes (stream 2; the fixture trained on stream 1): answers
+    /// What the fixture must do on fresh scenes (stream 2; it trained on stream 1): answers
     /// right at least 95% of the time, the seed's LPI heatmap's top cell on the asked-about
     /// shape for at least 90% of images, and a lower deletion AUC than attention-mean's.
     #[test]

@@ -9,7 +9,8 @@
  * ```
  */
 import { ModelCache } from "./cache.js";
-import type { Reply } from "./protocol.js";
+import { glassboxError } from "./errors.js";
+import type { ArgsOf, ErrorInfo, ImageOperation, ModelOperation, Operation, OperationEvent, Reply, RequestOf, ResultOf } from "./protocol.js";
 import { bytesOf, imageBytes, sourceName, textOf, toBlob, type FetchOptions, type ModelSource } from "./source.js";
 import type {
   Attribution,
@@ -28,6 +29,7 @@ import type {
 } from "./types.js";
 
 export * from "./types.js";
+export { glassboxErrorNames, type GlassboxErrorName } from "./errors.js";
 export { ModelCache, type CachedModel, type CacheStore } from "./cache.js";
 export { LoadError, type CachePolicy, type LoadProgress, type ModelSource } from "./source.js";
 
@@ -119,10 +121,12 @@ export interface HeatmapOptions {
 
 export type ImageSource = Blob | ImageData | string | URL;
 
+type Listener<K extends Operation> = (event: OperationEvent<K>) => void;
+
 interface Pending {
-  resolve: (value: unknown) => void;
+  resolve: (value: ResultOf<Operation>) => void;
   reject: (error: Error) => void;
-  onEvent: ((event: string, data: unknown) => void) | undefined;
+  onEvent: Listener<Operation> | undefined;
 }
 
 /** One worker; every model loaded through it lives there, so two models can be used together. */
@@ -145,7 +149,7 @@ class Connection {
 
   #stop(reason: string): void {
     this.#stopped = reason;
-    for (const pending of this.#pending.values()) pending.reject(named("InternalError", reason));
+    for (const pending of this.#pending.values()) pending.reject(glassboxError("InternalError", reason));
     this.#pending.clear();
     this.#worker.terminate();
   }
@@ -155,7 +159,7 @@ class Connection {
     if (pending === undefined) return;
     if (reply.kind === "event") {
       try {
-        pending.onEvent?.(reply.event, reply.data);
+        pending.onEvent?.(reply.event);
       } catch (e) {
         // A caller's callback that throws must not take the computation down with it.
         console.error(e);
@@ -166,22 +170,30 @@ class Connection {
     if (reply.kind === "value") {
       pending.resolve(reply.value);
     } else {
-      pending.reject(named(reply.error.name, reply.error.message));
+      pending.reject(rebuilt(reply.error));
       if (reply.fatal) this.#stop(reply.error.message);
     }
   }
 
-  call<T>(op: string, args: Record<string, unknown>, onEvent?: (event: string, data: unknown) => void, transfer: Transferable[] = []): Promise<T> {
-    if (this.#stopped !== null) return Promise.reject(named("InternalError", this.#stopped));
+  call<K extends Operation>(op: K, args: ArgsOf<K>, onEvent?: NoInfer<Listener<K>>, transfer: Transferable[] = []): Promise<ResultOf<K>> {
+    if (this.#stopped !== null) return Promise.reject(glassboxError("InternalError", this.#stopped));
     const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, onEvent });
-      this.#worker.postMessage({ id, op, args: { ...args, wasmUrl: this.#wasmUrl } }, transfer);
+    const request: RequestOf<K> = { id, op, args, wasmUrl: this.#wasmUrl };
+    return new Promise<ResultOf<K>>((resolve, reject) => {
+      // The worker answers `id` with op's own result and events; the map of pending calls
+      // holds every operation, so it keeps them by their widest types.
+      this.#pending.set(id, {
+        resolve: resolve as (value: ResultOf<Operation>) => void,
+        reject,
+        onEvent: onEvent as Listener<Operation> | undefined,
+      });
+      this.#worker.postMessage(request, transfer);
     });
   }
 }
 
-function named(name: string, message: string): Error {
+/** The worker's error as an `Error` of the page's realm, name and message kept. */
+function rebuilt({ name, message }: ErrorInfo): Error {
   const error = new Error(message);
   error.name = name;
   return error;
@@ -199,10 +211,8 @@ function connection(options: LoadOptions): Connection {
 
 const cache = new ModelCache();
 
-function forwardProgress(options: LoadOptions) {
-  return (event: string, data: unknown) => {
-    if (event === "progress") options.onProgress?.(data as Parameters<NonNullable<LoadOptions["onProgress"]>>[0]);
-  };
+function forwardProgress(options: LoadOptions): Listener<"load" | "loadVision"> {
+  return (event) => options.onProgress?.(event.data);
 }
 
 /** A language model loaded in the glassbox worker. */
@@ -230,11 +240,7 @@ export class Glassbox {
   static async load(source: ModelSource, options: LoadOptions = {}): Promise<Glassbox> {
     const blob = await toBlob(source, cache, options);
     const worker = connection(options);
-    const loaded = await worker.call<{ handle: number; card: ModelCard; backend: BackendInfo }>(
-      "load",
-      { blob, backend: options.backend ?? "auto" },
-      forwardProgress(options),
-    );
+    const loaded = await worker.call("load", { blob, backend: options.backend ?? "auto" }, forwardProgress(options));
     return new Glassbox(worker, loaded.handle, loaded.card, loaded.backend, sourceName(source));
   }
 
@@ -243,9 +249,10 @@ export class Glassbox {
     return GlassboxVision.load(mmproj, languageModel, options);
   }
 
-  #call<T>(op: string, args: Record<string, unknown> = {}, onEvent?: (event: string, data: unknown) => void): Promise<T> {
-    if (this.#disposed) return Promise.reject(named("InputError", "this model has been disposed"));
-    return this.#connection.call<T>(op, { handle: this.#handle, ...args }, onEvent);
+  #call<K extends Exclude<ModelOperation, ImageOperation>>(op: K, args: Omit<ArgsOf<K>, "handle">, onEvent?: Listener<K>): Promise<ResultOf<K>> {
+    if (this.#disposed) return Promise.reject(glassboxError("InputError", "this model has been disposed"));
+    // With the handle back these are K's arguments: the compiler cannot follow Omit for a generic K.
+    return this.#connection.call(op, { ...args, handle: this.#handle } as ArgsOf<K>, onEvent);
   }
 
   /** The model card, as the file describes the model. */
@@ -280,16 +287,15 @@ export class Glassbox {
 
   async generate(prompt: string, options: GenerateOptions = {}): Promise<Generation> {
     let previous = "";
-    const onEvent = (event: string, data: unknown) => {
-      if (event !== "token" || options.onToken === undefined) return;
-      const { text } = data as { text: string };
+    const onEvent: Listener<"generate"> = ({ data: { text } }) => {
+      if (options.onToken === undefined) return;
       const piece = text.startsWith(previous) ? text.slice(previous.length) : text;
       previous = text;
       options.onToken(piece, text);
     };
     const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
     if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
-    const generation = await this.#call<Generation>(
+    const generation = await this.#call(
       "generate",
       { prompt, maxTokens: options.maxTokens ?? 64, temperature: options.temperature ?? 0, seed: options.seed ?? 0, stop },
       onEvent,
@@ -333,9 +339,12 @@ export class Glassbox {
 
   /** The lexicons `classify(..., { affect: true })` reads, as URLs or `Blob`s. */
   async useLexicons(lexicons: Lexicons): Promise<void> {
-    const [vader, emoji, empath, nrc] = await Promise.all(
-      [lexicons.vader, lexicons.emoji, lexicons.empath, lexicons.nrc].map((source) => (source === undefined ? undefined : textOf(source))),
-    );
+    const [vader, emoji, empath, nrc] = await Promise.all([
+      textOf(lexicons.vader),
+      textOf(lexicons.emoji),
+      textOf(lexicons.empath),
+      lexicons.nrc === undefined ? undefined : textOf(lexicons.nrc),
+    ]);
     await this.#call("useLexicons", { vader, emoji, empath, nrc });
   }
 
@@ -349,9 +358,7 @@ export class Glassbox {
   async classify(task: string, input: TaskInput, options: ClassifyOptions = {}): Promise<Classification> {
     const { index, onText, ...rest } = options;
     const indexBytes = index === undefined ? undefined : await bytesOf(index);
-    const onEvent = (event: string, data: unknown) => {
-      if (event === "text") onText?.(data as string);
-    };
+    const onEvent: Listener<"classify"> = ({ data }) => onText?.(data);
     return this.#after(this.#call("classify", { task, input, options: { ...rest, modelName: this.#name }, index: indexBytes }, onEvent));
   }
 
@@ -361,7 +368,7 @@ export class Glassbox {
    */
   async tokenRewards(reference: Glassbox, prompt: string, response: string, options: { k?: number; rejected?: boolean } = {}): Promise<TokenRewards> {
     if (reference.#connection !== this.#connection) {
-      throw named("InputError", "the reference model was loaded with other workerUrl or wasmUrl options; load both alike");
+      throw glassboxError("InputError", "the reference model was loaded with other workerUrl or wasmUrl options; load both alike");
     }
     return this.#after(this.#call("tokenRewards", { reference: reference.#handle, prompt, response, k: options.k ?? 0.3, rejected: options.rejected ?? false }));
   }
@@ -381,7 +388,7 @@ export class Glassbox {
   }
 
   async #refreshBackend(): Promise<void> {
-    this.#backend = await this.#call<BackendInfo>("backend");
+    this.#backend = await this.#call("backend", {});
   }
 }
 
@@ -394,7 +401,7 @@ export interface Scene {
 
 /** Scene `index` of the stream `seed`, `size` pixels square (the fixture is trained on stream 1 at 96). */
 export async function drawScene(seed: number, index: number, size = 96, options: Pick<LoadOptions, "workerUrl" | "wasmUrl"> = {}): Promise<Scene> {
-  const drawn = await connection(options).call<{ png: Uint8Array<ArrayBuffer>; prompt: string; answer: string }>("scene", { seed, index, size });
+  const drawn = await connection(options).call("scene", { seed, index, size });
   return { png: new Blob([drawn.png], { type: "image/png" }), prompt: drawn.prompt, answer: drawn.answer };
 }
 
@@ -416,18 +423,15 @@ export class GlassboxVision {
   static async load(mmproj: ModelSource, languageModel: ModelSource, options: LoadOptions = {}): Promise<GlassboxVision> {
     const [mmprojBlob, lmBlob] = [await toBlob(mmproj, cache, options), await toBlob(languageModel, cache, options)];
     const worker = connection(options);
-    const loaded = await worker.call<{ handle: number; backend: BackendName }>(
-      "loadVision",
-      { mmproj: mmprojBlob, lm: lmBlob, backend: options.backend ?? "auto" },
-      forwardProgress(options),
-    );
+    const loaded = await worker.call("loadVision", { mmproj: mmprojBlob, lm: lmBlob, backend: options.backend ?? "auto" }, forwardProgress(options));
     return new GlassboxVision(worker, loaded.handle, loaded.backend);
   }
 
-  async #call<T>(op: string, image: ImageSource, args: Record<string, unknown>): Promise<T> {
-    if (this.#disposed) throw named("InputError", "this model has been disposed");
+  async #call<K extends ImageOperation>(op: K, image: ImageSource, args: Omit<ArgsOf<K>, "handle" | "image">): Promise<ResultOf<K>> {
+    if (this.#disposed) throw glassboxError("InputError", "this model has been disposed");
     const bytes = await imageBytes(image);
-    return this.#connection.call<T>(op, { handle: this.#handle, image: bytes, ...args }, undefined, [bytes.buffer]);
+    // With the handle and image back these are K's arguments: the compiler cannot follow Omit for a generic K.
+    return this.#connection.call(op, { ...args, handle: this.#handle, image: bytes } as ArgsOf<K>, undefined, [bytes.buffer]);
   }
 
   /** The `k` most likely answers to `prompt` (with one `<image>`) about `image`. */

@@ -1,6 +1,7 @@
 /** Turning what a caller hands in (a URL, a file, bytes, parts) into a `Blob`, with progress. */
 
 import type { ModelCache } from "./cache.js";
+import type { GlassboxErrorName } from "./errors.js";
 
 /** A model: a URL, a `File` or `Blob`, bytes, or the parts of a file over 2 GB in order. */
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView | ModelSource[];
@@ -30,7 +31,7 @@ export interface FetchOptions {
 }
 
 export class LoadError extends Error {
-  override name = "LoadError";
+  override name: GlassboxErrorName = "LoadError";
 }
 
 /** A readable name: a URL's last path segment or a file's name. */

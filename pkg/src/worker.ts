@@ -2,29 +2,35 @@
  * The glassbox worker: the wasm engine runs here, so the page's thread never waits on a model.
  * Models are kept by handle; every request is answered with a value or a readable error.
  */
-import init, { drawScene, Engine, runTask, VisionEngine } from "../glassbox.js";
-import type { ErrorInfo, Reply, Request } from "./protocol.js";
+import init, { drawScene, Engine, type ErrorName, runTask, VisionEngine } from "../glassbox.js";
+import { glassboxError, type EngineErrorName, type GlassboxErrorName } from "./errors.js";
+import type { ArgsOf, ErrorInfo, Operation, OperationEvent, Reply, Request, RequestOf, ResultOf } from "./protocol.js";
+import type { BackendInfo, BackendName, NextToken } from "./types.js";
 
-type Emit = (event: string, data: unknown) => void;
-type Args = Record<string, unknown>;
+/** True only when errors.ts lists exactly the names the Rust engine throws; else a type error. */
+type SameNames = [ErrorName] extends [EngineErrorName] ? ([EngineErrorName] extends [ErrorName] ? true : never) : never;
+export const engineErrorNamesMatchRust: SameNames = true;
+
+type Emit<K extends Operation> = (event: OperationEvent<K>) => void;
+type Handler<K extends Operation> = (args: ArgsOf<K>, emit: Emit<K>) => ResultOf<K> | Promise<ResultOf<K>>;
 
 const models = new Map<number, Engine | VisionEngine>();
 let nextHandle = 1;
 let ready: Promise<unknown> | null = null;
 
-function post(reply: Reply, transfer: Transferable[] = []): void {
+function post<K extends Operation>(reply: Reply<K>, transfer: Transferable[] = []): void {
   (self as unknown as Worker).postMessage(reply, transfer);
 }
 
-function engine(args: Args): Engine {
-  const found = models.get(args["handle"] as number);
-  if (!(found instanceof Engine)) throw new Error("this model has been disposed");
+function engine(handle: number): Engine {
+  const found = models.get(handle);
+  if (!(found instanceof Engine)) throw glassboxError("InputError", "this model has been disposed");
   return found;
 }
 
-function vision(args: Args): VisionEngine {
-  const found = models.get(args["handle"] as number);
-  if (!(found instanceof VisionEngine)) throw new Error("this vision model has been disposed");
+function vision(handle: number): VisionEngine {
+  const found = models.get(handle);
+  if (!(found instanceof VisionEngine)) throw glassboxError("InputError", "this vision model has been disposed");
   return found;
 }
 
@@ -34,111 +40,110 @@ function keep(model: Engine | VisionEngine): number {
   return handle;
 }
 
-function backendOf(model: Engine): { name: string; device: string; fallbackReason: string | null } {
-  return { name: model.backend, device: model.device, fallbackReason: model.fallbackReason ?? null };
+// The glue types the backend's name as any string; the engine names only these two.
+const backendName = (model: Engine | VisionEngine) => model.backend as BackendName;
+
+function backendOf(model: Engine): BackendInfo {
+  return { name: backendName(model), device: model.device, fallbackReason: model.fallbackReason ?? null };
 }
 
-const progress = (emit: Emit) => (loaded: number, total: number) => emit("progress", { phase: "load", loaded, total });
+const progress = (emit: Emit<"load" | "loadVision">) => (loaded: number, total: number) =>
+  emit({ name: "progress", data: { phase: "load", loaded, total } });
 
-const operations: Record<string, (args: Args, emit: Emit) => Promise<unknown> | unknown> = {
-  async load(args, emit) {
-    const model = await runTask<Engine>(Engine.open(args["blob"] as Blob, { backend: args["backend"], onProgress: progress(emit) }));
+const handlers: { [K in Operation]: Handler<K> } = {
+  async load({ blob, backend }, emit) {
+    const model = await runTask<Engine>(Engine.open(blob, { backend, onProgress: progress(emit) }));
     return { handle: keep(model), card: model.card, backend: backendOf(model) };
   },
 
-  async loadVision(args, emit) {
-    const model = await runTask<VisionEngine>(
-      VisionEngine.open(args["mmproj"] as Blob, args["lm"] as Blob, { backend: args["backend"], onProgress: progress(emit) }),
-    );
-    return { handle: keep(model), backend: model.backend };
+  async loadVision({ mmproj, lm, backend }, emit) {
+    const model = await runTask<VisionEngine>(VisionEngine.open(mmproj, lm, { backend, onProgress: progress(emit) }));
+    return { handle: keep(model), backend: backendName(model) };
   },
 
-  dispose(args) {
-    const model = models.get(args["handle"] as number);
-    models.delete(args["handle"] as number);
+  dispose({ handle }) {
+    const model = models.get(handle);
+    models.delete(handle);
     model?.free();
     return null;
   },
 
-  backend(args) {
-    return backendOf(engine(args));
+  backend({ handle }) {
+    return backendOf(engine(handle));
   },
 
-  tokenize(args) {
-    return Array.from(engine(args).tokenize(args["text"] as string));
+  tokenize({ handle, text }) {
+    return Array.from(engine(handle).tokenize(text));
   },
 
-  chatPrompt(args) {
-    return engine(args).chatPrompt(args["message"] as string);
+  chatPrompt({ handle, message }) {
+    return engine(handle).chatPrompt(message);
   },
 
-  async logits(args) {
-    const model = engine(args);
-    const top = await runTask<{ id: number; token: string; logprob: number }[]>(model.topTokens(model.tokenize(args["prompt"] as string), args["topK"] as number));
+  async logits({ handle, prompt, topK }) {
+    const model = engine(handle);
+    const top = await runTask<Omit<NextToken, "prob">[]>(model.topTokens(model.tokenize(prompt), topK));
     return top.map((t) => ({ ...t, prob: Math.exp(t.logprob) }));
   },
 
-  async generate(args, emit) {
-    const model = engine(args);
-    // Set by the page to stop early: the generation holds this thread, so no message could.
-    const stop = typeof SharedArrayBuffer !== "undefined" && args["stop"] instanceof SharedArrayBuffer ? new Int32Array(args["stop"]) : null;
+  async generate({ handle, prompt, maxTokens, temperature, seed, stop }, emit) {
+    const model = engine(handle);
+    const flag = stop === undefined ? null : new Int32Array(stop);
     const onToken = (text: string, id: number) => {
-      emit("token", { text, id });
-      return stop === null || Atomics.load(stop, 0) === 0;
+      emit({ name: "token", data: { text, id } });
+      return flag === null || Atomics.load(flag, 0) === 0;
     };
-    return runTask(model.generate(args["prompt"] as string, args["maxTokens"] as number, args["temperature"] as number, args["seed"] as number, onToken));
+    return runTask(model.generate(prompt, maxTokens, temperature, seed, onToken));
   },
 
-  async attribute(args) {
-    const model = engine(args);
-    return runTask(model.attribute(model.tokenize(args["prompt"] as string), args["options"]));
+  async attribute({ handle, prompt, options }) {
+    const model = engine(handle);
+    return runTask(model.attribute(model.tokenize(prompt), options));
   },
 
-  async lens(args) {
-    const model = engine(args);
-    return runTask(model.lens(model.tokenize(args["prompt"] as string), args["options"]));
+  async lens({ handle, prompt, options }) {
+    const model = engine(handle);
+    return runTask(model.lens(model.tokenize(prompt), options));
   },
 
-  setMask(args) {
-    engine(args).setMask({ heads: args["heads"], neurons: args["neurons"] });
+  setMask({ handle, heads, neurons }) {
+    engine(handle).setMask({ heads, neurons });
     return null;
   },
 
-  useLexicons(args) {
-    engine(args).useLexicons(args["vader"] as string, args["emoji"] as string, args["empath"] as string, args["nrc"] as string | undefined);
+  useLexicons({ handle, vader, emoji, empath, nrc }) {
+    engine(handle).useLexicons(vader, emoji, empath, nrc);
     return null;
   },
 
-  useEmbedder(args) {
-    engine(args).useEmbedder(args["model"] as Uint8Array, args["tokenizer"] as Uint8Array, args["config"] as Uint8Array);
+  useEmbedder({ handle, model, tokenizer, config }) {
+    engine(handle).useEmbedder(model, tokenizer, config);
     return null;
   },
 
-  async classify(args, emit) {
-    const onText = (piece: string) => emit("text", piece);
-    const task = engine(args).classify(args["task"] as string, args["input"], args["options"], args["index"] as Uint8Array | undefined, onText);
-    return runTask(task);
+  async classify({ handle, task, input, options, index }, emit) {
+    const onText = (piece: string) => emit({ name: "text", data: piece });
+    return runTask(engine(handle).classify(task, input, options, index, onText));
   },
 
-  async tokenRewards(args) {
-    const reference = engine({ handle: args["reference"] });
-    return runTask(engine(args).tokenRewards(reference, args["prompt"] as string, args["response"] as string, args["k"] as number, args["rejected"] as boolean));
+  async tokenRewards({ handle, reference, prompt, response, k, rejected }) {
+    return runTask(engine(handle).tokenRewards(engine(reference), prompt, response, k, rejected));
   },
 
-  scene(args) {
-    return drawScene(args["seed"] as number, args["index"] as number, args["size"] as number);
+  scene({ seed, index, size }) {
+    return drawScene(seed, index, size);
   },
 
-  async answer(args) {
-    return runTask(vision(args).answer(args["image"] as Uint8Array, args["prompt"] as string, args["k"] as number));
+  async answer({ handle, image, prompt, k }) {
+    return runTask(vision(handle).answer(image, prompt, k));
   },
 
-  async heatmap(args) {
-    return runTask(vision(args).heatmap(args["image"] as Uint8Array, args["prompt"] as string, args["options"]));
+  async heatmap({ handle, image, prompt, options }) {
+    return runTask(vision(handle).heatmap(image, prompt, options));
   },
 
-  async visualLens(args) {
-    return runTask(vision(args).lens(args["image"] as Uint8Array, args["prompt"] as string, args["options"]));
+  async visualLens({ handle, image, prompt, options }) {
+    return runTask(vision(handle).lens(image, prompt, options));
   },
 };
 
@@ -150,7 +155,7 @@ function isFatal(e: unknown): boolean {
 function describe(e: unknown): ErrorInfo {
   if (isFatal(e)) {
     const message = e instanceof Error ? e.message : String(e);
-    return { name: "InternalError", message: `glassbox stopped (${message}); load the model again` };
+    return { name: "InternalError" satisfies GlassboxErrorName, message: `glassbox stopped (${message}); load the model again` };
   }
   if (e instanceof Error) return { name: e.name, message: e.message };
   return { name: "Error", message: String(e) };
@@ -171,18 +176,19 @@ function transferables(value: unknown): Transferable[] {
   return found;
 }
 
-self.onmessage = async (event: MessageEvent<Request>) => {
-  const { id, op, args } = event.data;
-  const emit: Emit = (name, data) => post({ id, kind: "event", event: name, data });
+async function run<K extends Operation>({ id, op, args, wasmUrl }: RequestOf<K>): Promise<void> {
   try {
-    const operation = operations[op];
-    if (operation === undefined) throw new Error(`unknown operation ${op}`);
-    ready ??= init({ module_or_path: (args["wasmUrl"] as string | undefined) ?? new URL("glassbox_bg.wasm", import.meta.url) });
+    // A worker.js from another build than the page's index.js may lack an operation.
+    if (!Object.hasOwn(handlers, op)) throw glassboxError("InternalError", `unknown operation ${op}`);
+    const handler: Handler<K> = handlers[op];
+    ready ??= init({ module_or_path: wasmUrl ?? new URL("glassbox_bg.wasm", import.meta.url) });
     await ready;
-    const value = await operation(args, emit);
-    post({ id, kind: "value", value }, transferables(value));
+    const value = await handler(args, (event) => post<K>({ id, kind: "event", event }));
+    post<K>({ id, kind: "value", value }, transferables(value));
   } catch (e) {
-    post({ id, kind: "error", error: describe(e), fatal: isFatal(e) });
+    post<K>({ id, kind: "error", error: describe(e), fatal: isFatal(e) });
     if (isFatal(e)) self.close();
   }
-};
+}
+
+self.onmessage = (event: MessageEvent<Request>) => void run(event.data);

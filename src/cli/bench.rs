@@ -1,13 +1,66 @@
-//! `glassbox bench`: prefill and decode speed and peak memory, measured the way
-//! shared/peers/llamacpp_bench.py measures llama.cpp, so the two can sit in one table.
+//! The benchmark commands (feature `lab`): `glassbox bench`, prefill and decode speed and peak
+//! memory measured the way shared/peers/llamacpp_bench.py measures llama.cpp, so the two can sit
+//! in one table; `bench-attribution`; `bench-kernels`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Args;
 use glassbox::backend::Backend;
-use glassbox::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::hooks::{HookRequest, Positions};
+use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::model::Model;
 use glassbox::numeric::argmax;
+use glassbox::with_model;
+use serde_json::json;
+
+use super::compute::Loader;
+use super::{text_err, TokenizerArg, Written};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    model: PathBuf,
+    /// Text whose tokens are prefilled before the timed decode steps.
+    #[arg(long)]
+    short: PathBuf,
+    /// Text prefilled in one timed batch.
+    #[arg(long)]
+    long: PathBuf,
+}
+
+/// Prints the [`BenchReport`] as JSON, with the backend it ran on.
+pub fn bench(out: &mut impl Write, loader: &Loader, args: &BenchArgs) -> Written {
+    let start = Instant::now();
+    let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
+    with_model!(any, loaded => {
+        let load_s = start.elapsed().as_secs_f64();
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+        // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
+        let short = loaded.tokenizer.encode(read(&args.short)?.trim(), true, false).map_err(text_err)?;
+        let long = loaded.tokenizer.encode(read(&args.long)?.trim(), true, false).map_err(text_err)?;
+        let report = run(&loaded.model, load_s, &short, &long)?;
+        let mut report = serde_json::to_value(&report).map_err(text_err)?;
+        report["backend"] = json!(loader.backend_name()?);
+        Ok(writeln!(out, "{report}"))
+    })
+}
+
+#[derive(Args)]
+pub struct BenchAttributionArgs {
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+}
+
+pub fn bench_attribution(out: &mut impl Write, loader: &Loader, args: &BenchAttributionArgs) -> Written {
+    let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
+    with_model!(any, loaded => {
+        let ids = loaded.tokenizer.encode(&args.prompt, true, false).map_err(text_err)?;
+        let unembedding = glassbox::interp::lens::Unembedding::new(&loaded.model).map_err(text_err)?;
+        Ok(writeln!(out, "{}", attribution(&unembedding, &loaded.tokenizer, &ids)?))
+    })
+}
 
 /// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps; returns tokens/s of
 /// the steps alone.
@@ -31,7 +84,7 @@ fn prefill_once<B: Backend>(model: &Model<B>, long: &[u32]) -> Result<f64, Strin
     Ok(long.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32]) -> Result<BenchReport, String> {
+fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32]) -> Result<BenchReport, String> {
     decode_once(model, short)?; // warm-up, as the llama.cpp harness does
     let decode: Vec<f64> = (0..REPETITIONS).map(|_| decode_once(model, short)).collect::<Result<_, _>>()?;
     let prefill: Vec<f64> = (0..REPETITIONS).map(|_| prefill_once(model, long)).collect::<Result<_, _>>()?;
@@ -40,7 +93,7 @@ pub fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32
 
 /// `glassbox bench-attribution`: the cost of attribution in plain forward passes of the same
 /// prompt, each timing the best of [`REPETITIONS`] (one run for the slow scan and exact-all).
-pub fn attribution<B: Backend>(
+fn attribution<B: Backend>(
     unembedding: &glassbox::interp::lens::Unembedding<B>,
     tokenizer: &glassbox::tokenizer::Tokenizer,
     ids: &[u32],

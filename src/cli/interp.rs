@@ -4,9 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand, ValueEnum};
-use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, Mask};
-use glassbox::interp::arithmetic::{prompt_set, run_arithmetic, ExperimentOptions};
+use clap::{Args, ValueEnum};
+use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, prompt_set, Mask};
 use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
@@ -51,11 +50,9 @@ pub struct AttributeArgs {
     /// Neurons always scored exactly and listed, as LAYER.NEURON.
     #[arg(long, value_delimiter = ',')]
     neurons: Vec<String>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs) -> Written {
+pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
@@ -69,7 +66,7 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs) ->
         };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let result = run_attribution(&unembedding, &loaded.tokenizer, &ids, &options).map_err(text_err)?;
-        if args.json {
+        if json {
             return print_json(out, &result);
         }
         let t = &result.target;
@@ -111,11 +108,9 @@ pub struct LensArgs {
     top_k: usize,
     #[arg(long, value_enum, default_value_t = ScaleArg::Fixed)]
     scale: ScaleArg,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn lens(out: &mut impl Write, loader: &Loader, args: &LensArgs) -> Written {
+pub fn lens(out: &mut impl Write, loader: &Loader, args: &LensArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
@@ -130,7 +125,7 @@ pub fn lens(out: &mut impl Write, loader: &Loader, args: &LensArgs) -> Written {
         };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let result = logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(text_err)?;
-        if args.json {
+        if json {
             return print_json(out, &result);
         }
         Ok(result.cells.iter().try_for_each(|cell| {
@@ -147,11 +142,9 @@ pub struct AblationScanArgs {
     prompt: PromptArgs,
     #[arg(long)]
     target: Option<String>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn ablation_scan(out: &mut impl Write, loader: &Loader, args: &AblationScanArgs) -> Written {
+pub fn ablation_scan(out: &mut impl Write, loader: &Loader, args: &AblationScanArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
@@ -160,7 +153,7 @@ pub fn ablation_scan(out: &mut impl Write, loader: &Loader, args: &AblationScanA
             None => glassbox::interp::ablation::top_token(&loaded.model, &ids).map_err(text_err)?,
         };
         let scan = head_ablation_scan(&loaded.model, &ids, target).map_err(text_err)?;
-        if args.json {
+        if json {
             return print_json(out, &scan);
         }
         Ok((|| {
@@ -180,11 +173,9 @@ pub struct CnaArgs {
     heads: Vec<String>,
     #[command(flatten)]
     scoring: ScoringArgs,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn cna(out: &mut impl Write, loader: &Loader, args: &CnaArgs) -> Written {
+pub fn cna(out: &mut impl Write, loader: &Loader, args: &CnaArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
@@ -198,7 +189,7 @@ pub fn cna(out: &mut impl Write, loader: &Loader, args: &CnaArgs) -> Written {
         };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let result = comparative_neuron_analysis(&unembedding, &loaded.tokenizer, &ids, &heads, &options).map_err(text_err)?;
-        if args.json {
+        if json {
             return print_json(out, &result);
         }
         Ok(result.neurons.iter().take(20).try_for_each(|n| {
@@ -221,11 +212,9 @@ pub struct TokenRewardsArgs {
     /// The response is a rejected one: select the lowest rewards.
     #[arg(long)]
     rejected: bool,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsArgs) -> Written {
+pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsArgs, json: bool) -> Written {
     let none = TokenizerArg { tokenizer: None };
     let oracle = loader.load(&args.oracle, &none)?;
     let reference = loader.load(&args.reference, &none)?;
@@ -236,7 +225,7 @@ pub fn token_rewards(out: &mut impl Write, loader: &Loader, args: &TokenRewardsA
         run_token_rewards(&oracle.model, &reference.model, &oracle.tokenizer, &prompt, &response, args.k, args.rejected)
             .map_err(text_err)?
     }));
-    if args.json {
+    if json {
         return print_json(out, &result);
     }
     Ok(result.tokens.iter().try_for_each(|t| {
@@ -262,11 +251,9 @@ pub struct MaskEvalArgs {
     keep_top_neurons: Option<usize>,
     #[arg(long)]
     from_layer: Option<usize>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs) -> Written {
+pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
     with_model!(any, loaded => {
         let items = prompt_set(&loaded.tokenizer).map_err(text_err)?;
@@ -283,7 +270,7 @@ pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs) -> 
             mask.neurons.extend(pruned.neurons);
         }
         let result = evaluate_mask(&loaded.model, &items, &mask).map_err(text_err)?;
-        if args.json {
+        if json {
             return print_json(out, &result);
         }
         Ok(writeln!(
@@ -291,51 +278,5 @@ pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs) -> 
             "accuracy {:.3} -> {:.3} on {} prompts ({} heads, {} neurons masked)",
             result.before, result.after, result.n, result.masked_heads, result.masked_neurons
         ))
-    })
-}
-
-#[derive(Subcommand)]
-pub enum Experiment {
-    /// Single-digit additions: accuracy, head agreement (LPI vs ablation scan), neuron
-    /// faithfulness and CNA.
-    Arithmetic {
-        model: PathBuf,
-        /// Analyse at most this many correctly answered prompts.
-        #[arg(long)]
-        max_analysed: Option<usize>,
-        /// Run the head-ablation scan (271 forward passes each) on this many analysed prompts.
-        #[arg(long, default_value_t = 5)]
-        scan_prompts: usize,
-        #[arg(long, default_value_t = 1000)]
-        exact_neurons: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// LLaVA on fresh scenes of the shapes task: answer accuracy, and the pointing game,
-    /// deletion AUC and cost of the LPI heatmap, the attention-mean and occlusion baselines.
-    VqaHeatmap(super::vision::VqaExperimentArgs),
-}
-
-pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment) -> Written {
-    let (model, max_analysed, scan_prompts, exact_neurons, json) = match experiment {
-        Experiment::Arithmetic { model, max_analysed, scan_prompts, exact_neurons, json } => {
-            (model, max_analysed, scan_prompts, exact_neurons, json)
-        }
-        Experiment::VqaHeatmap(args) => return super::vision::vqa_experiment(out, loader, args),
-    };
-    let any = loader.load(model, &TokenizerArg { tokenizer: None })?;
-    with_model!(any, loaded => {
-        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-        let options = ExperimentOptions {
-            max_analysed: *max_analysed,
-            scan_prompts: *scan_prompts,
-            exact_neurons: *exact_neurons,
-            ..Default::default()
-        };
-        let report = run_arithmetic(&unembedding, &loaded.tokenizer, &options).map_err(text_err)?;
-        if *json {
-            return print_json(out, &report);
-        }
-        Ok(writeln!(out, "{}", serde_json::to_string_pretty(&report).map_err(text_err)?))
     })
 }

@@ -19,7 +19,7 @@ use glassbox::backend::Backend;
 
 use glassbox::model::Loaded;
 
-use super::{text_err, TokenizerArg};
+use super::{text_err, TokenizerArg, Written};
 
 /// Heads compared by rank.
 const TOP_HEADS: usize = 10;
@@ -42,8 +42,6 @@ pub struct CompareArgs {
     /// kernels read their input unrounded (CUDA's).
     #[arg(long, conflicts_with = "float_weights")]
     reference_float_weights: bool,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Serialize)]
@@ -123,11 +121,7 @@ fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, 
     (differing, gap, max_difference)
 }
 
-pub fn compare_backends(
-    out: &mut impl Write,
-    tested: &Loader,
-    args: &CompareArgs,
-) -> Result<std::io::Result<()>, String> {
+pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs, json: bool) -> Written {
     let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
     let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let reference_loader =
@@ -182,7 +176,7 @@ pub fn compare_backends(
         passed: results.iter().all(|r| r.passed),
         prompts: results,
     };
-    let written = if args.json {
+    let written = if json {
         writeln!(out, "{}", serde_json::to_string(&comparison).map_err(text_err)?)
     } else {
         writeln!(

@@ -19,7 +19,7 @@ use glassbox::with_model;
 use serde_json::{json, Value};
 
 use super::compute::Loader;
-use super::{text_err, TokenizerArg};
+use super::{text_err, TokenizerArg, Written};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -92,7 +92,7 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
 
 /// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
 /// matched by id, plus ROUGE when both sides have explanations, and the FMD challenge score.
-pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Result<std::io::Result<()>, String> {
+pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
     let mut problems = 0;
     let gold = read_rows(&args.gold, false, &mut problems)?;
     let pred = read_rows(&args.pred, true, &mut problems)?;
@@ -295,7 +295,7 @@ fn llm_embedder_name(model: &Path) -> String {
 
 /// Classifies every row of the input, writing each result as it finishes. A bad row is
 /// reported on stderr with its line number; the run goes on, and fails at the end if any did.
-pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Result<std::io::Result<()>, String> {
+pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
     let mode =
@@ -451,7 +451,7 @@ fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, Str
     Ok(rows)
 }
 
-pub fn index(out: &mut impl Write, loader: &Loader, command: &IndexCommand) -> Result<std::io::Result<()>, String> {
+pub fn index(out: &mut impl Write, loader: &Loader, command: &IndexCommand) -> Written {
     match command {
         IndexCommand::Build(args) => build_index(out, loader, args),
         IndexCommand::Vote(args) => vote_with_index(out, args),
@@ -460,7 +460,7 @@ pub fn index(out: &mut impl Write, loader: &Loader, command: &IndexCommand) -> R
 
 /// Each row's label by [`vote`], leave-one-domain-out like the retrieval for prompts; a row
 /// with no hit above the threshold takes the index's most common label.
-fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io::Result<()>, String> {
+fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Written {
     let index = read_index(&args.index)?;
     if index.embedder != "minilm" {
         return Err(format!("index vote reads MiniLM indexes; this one was built with {:?}", index.embedder));
@@ -512,7 +512,7 @@ fn vote_with_index(out: &mut impl Write, args: &IndexVoteArgs) -> Result<std::io
     Ok(writeln!(out, "{}", json!({ "output": args.output, "rows": written, "without_hits": fallbacks })))
 }
 
-fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> Result<std::io::Result<()>, String> {
+fn build_index(out: &mut impl Write, loader: &Loader, args: &IndexBuildArgs) -> Written {
     let table = Table::builtin();
     let mut rows = read_records(&args.input, true)?;
     if let Some(model) = &args.affect_model {
@@ -570,15 +570,13 @@ pub struct AlignArgs {
     aspects: Vec<String>,
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     tokenizer: TokenizerArg,
 }
 
 /// MetaAligner: the model edits `answer` for the chosen objectives; greedy, as the seed's
 /// inference script generates.
-pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs) -> Result<std::io::Result<()>, String> {
+pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs, json: bool) -> Written {
     let table = Table::builtin();
     let mut aspects: Vec<(String, String)> = Vec::new();
     for aspect in &args.aspects {
@@ -598,7 +596,7 @@ pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs) -> Result<
         let request = GenerateRequest { max_tokens: args.max_new_tokens, sampling: Sampling::default(), stop_strings: Vec::new(), interventions: Vec::new() };
         let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, _| true).map_err(text_err)?;
         let edit = generation.text.trim();
-        if args.json {
+        if json {
             Ok(writeln!(out, "{}", json!({ "prompt": prompt, "aspects": aspects, "edit": edit, "stop_reason": generation.stop_reason })))
         } else {
             Ok(writeln!(out, "{edit}"))

@@ -6,17 +6,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use glassbox::backend::Backend;
-use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::lens::Unembedding;
-use glassbox::model::synthetic::LlamaShape;
 use glassbox::model::Model;
 use glassbox::tokenizer::Tokenizer;
 use glassbox::vision::clip::{ClipConfig, ClipTower};
-use glassbox::vision::experiment::vqa_heatmap_experiment;
 use glassbox::vision::llava::{heatmap_by, next_token_logprobs, visual_lens, ImagePrompt, Method};
 use glassbox::vision::preprocess::{decode, ImageLimits, Preprocess};
-use glassbox::vision::train::{train, FixtureShape, Schedule};
 use glassbox::with_model;
 use serde_json::json;
 
@@ -76,7 +72,17 @@ fn read_vision(args: &ImageArgs) -> Result<Vision, String> {
     Ok(Vision { tower_config, mmproj, preprocess, pixels })
 }
 
-pub fn vqa(out: &mut impl Write, loader: &Loader, args: &ImageArgs, top_k: usize, json_out: bool) -> Written {
+#[derive(Args)]
+pub struct VqaArgs {
+    #[command(flatten)]
+    input: ImageArgs,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+}
+
+pub fn vqa(out: &mut impl Write, loader: &Loader, args: &VqaArgs, json: bool) -> Written {
+    let top_k = args.top_k;
+    let args = &args.input;
     let (vision, any) = open(loader, args)?;
     with_model!(any, loaded => {
         let prompt = vision.prompt(&loaded.model, &loaded.tokenizer, &args.prompt)?;
@@ -85,7 +91,7 @@ pub fn vqa(out: &mut impl Write, loader: &Loader, args: &ImageArgs, top_k: usize
         let ids: Vec<u32> = top.iter().map(|&i| i as u32).collect();
         let tokens = loaded.tokenizer.token_texts(&ids).map_err(text_err)?;
         let answers: Vec<_> = ids.iter().zip(&tokens).map(|(&id, token)| json!({ "id": id, "token": token, "prob": logprobs[id as usize].exp() })).collect();
-        if json_out {
+        if json {
             Ok(writeln!(out, "{}", json!({ "answer": answers[0], "top": answers, "image_positions": [prompt.image.start, prompt.image.end] })))
         } else {
             Ok(writeln!(out, "{:?} (p = {:.4})", tokens[0], logprobs[ids[0] as usize].exp()))
@@ -117,11 +123,9 @@ pub struct HeatmapArgs {
     png: Option<PathBuf>,
     #[arg(long, default_value_t = 0.6)]
     opacity: f32,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn heatmap(out: &mut impl Write, loader: &Loader, args: &HeatmapArgs) -> Written {
+pub fn heatmap(out: &mut impl Write, loader: &Loader, args: &HeatmapArgs, json: bool) -> Written {
     let (vision, any) = open(loader, &args.input)?;
     with_model!(any, loaded => {
         let prompt = vision.prompt(&loaded.model, &loaded.tokenizer, &args.input.prompt)?;
@@ -143,7 +147,7 @@ pub fn heatmap(out: &mut impl Write, loader: &Loader, args: &HeatmapArgs) -> Wri
             write_png(path, &map.overlay(&vision.pixels, vision.preprocess.image_size, vision.preprocess.mean, vision.preprocess.std, args.opacity))?;
         }
         let token = loaded.tokenizer.token_texts(&[target]).map_err(text_err)?.remove(0);
-        if args.json {
+        if json {
             let report = json!({ "target": { "id": target, "token": token, "prob": logprobs[target as usize].exp() }, "heatmap": map });
             Ok(writeln!(out, "{report}"))
         } else {
@@ -165,19 +169,17 @@ pub struct LensImageArgs {
     layers: Option<Vec<usize>>,
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    #[arg(long)]
-    json: bool,
 }
 
 /// The seed's projection of visual embeddings into the word-embedding space: the top tokens of
 /// each image position's residual stream at each chosen layer.
-pub fn lens_image(out: &mut impl Write, loader: &Loader, args: &LensImageArgs) -> Written {
+pub fn lens_image(out: &mut impl Write, loader: &Loader, args: &LensImageArgs, json: bool) -> Written {
     let (vision, any) = open(loader, &args.input)?;
     with_model!(any, loaded => {
         let prompt = vision.prompt(&loaded.model, &loaded.tokenizer, &args.input.prompt)?;
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let lens = visual_lens(&unembedding, &loaded.tokenizer, &prompt, vision.tower_config.grid(), args.layers.clone(), args.top_k).map_err(text_err)?;
-        if args.json {
+        if json {
             print_json(out, &lens)
         } else {
             Ok(lens.cells.iter().try_for_each(|cell| {
@@ -185,105 +187,6 @@ pub fn lens_image(out: &mut impl Write, loader: &Loader, args: &LensImageArgs) -
                 writeln!(out, "layer {:>2} patch {:>3}: {}", cell.layer, cell.patch, tokens.join(", "))
             }))
         }
-    })
-}
-
-/// Where the trained fixture goes, and how it is trained.
-#[derive(Args)]
-pub struct TrainFixtureArgs {
-    /// The GGUF whose tokenizer the language model takes (SmolLM2's).
-    #[arg(long)]
-    tokenizer_from: PathBuf,
-    #[arg(long)]
-    mmproj_out: PathBuf,
-    #[arg(long)]
-    lm_out: PathBuf,
-    #[arg(long, default_value_t = Schedule::default().steps)]
-    steps: usize,
-    #[arg(long, default_value_t = Schedule::default().batch)]
-    batch: usize,
-    #[arg(long, default_value_t = Schedule::default().learning_rate)]
-    learning_rate: f64,
-    #[arg(long, default_value_t = Schedule::default().seed)]
-    seed: u64,
-    /// The language model's shape (SmolLM2's is 30 layers, 576 wide, 1536 FFN, 9 heads, 3 KV
-    /// heads: a few steps at that shape time what training through it would cost).
-    #[arg(long, default_value_t = FixtureShape::default().lm.layers)]
-    lm_layers: usize,
-    #[arg(long, default_value_t = FixtureShape::default().lm.width)]
-    lm_width: usize,
-    #[arg(long, default_value_t = FixtureShape::default().lm.ffn_width)]
-    lm_ffn_width: usize,
-    #[arg(long, default_value_t = FixtureShape::default().lm.heads)]
-    lm_heads: usize,
-    #[arg(long, default_value_t = FixtureShape::default().lm.kv_heads)]
-    lm_kv_heads: usize,
-}
-
-/// Trains the LLaVA-architecture fixture and writes its mmproj and language model; the log goes
-/// to stderr as JSON lines.
-pub fn train_fixture(out: &mut impl Write, args: &TrainFixtureArgs) -> Written {
-    let source = GgufFile::open(&args.tokenizer_from).map_err(|e| format!("{}: {e}", args.tokenizer_from.display()))?;
-    let defaults = FixtureShape::default();
-    let shape = FixtureShape {
-        lm: LlamaShape {
-            layers: args.lm_layers,
-            width: args.lm_width,
-            ffn_width: args.lm_ffn_width,
-            heads: args.lm_heads,
-            kv_heads: args.lm_kv_heads,
-            ..defaults.lm.clone()
-        },
-        ..defaults
-    };
-    let schedule = Schedule {
-        steps: args.steps,
-        batch: args.batch,
-        learning_rate: args.learning_rate,
-        seed: args.seed,
-        ..Schedule::default()
-    };
-    let trained = train(&shape, &schedule, &source.header, |entry| eprintln!("{}", json!(entry))).map_err(text_err)?;
-    for (path, (metadata, tensors)) in [(&args.mmproj_out, &trained.mmproj), (&args.lm_out, &trained.lm)] {
-        write_gguf_file(path, metadata, tensors).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let last = trained.log.last().ok_or("no training steps were run")?;
-    Ok(writeln!(
-        out,
-        "{}",
-        json!({ "mmproj": args.mmproj_out, "lm": args.lm_out, "steps": args.steps, "seconds": last.seconds, "final": last })
-    ))
-}
-
-#[derive(Args)]
-pub struct VqaExperimentArgs {
-    mmproj: PathBuf,
-    model: PathBuf,
-    /// The scene stream: scenes `0..n` of this seed (the fixture trained on seed 1).
-    #[arg(long, default_value_t = 2)]
-    seed: u64,
-    #[arg(long, default_value_t = 100)]
-    n: usize,
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn vqa_experiment(out: &mut impl Write, loader: &Loader, args: &VqaExperimentArgs) -> Written {
-    let mmproj = GgufFile::open(&args.mmproj).map_err(|e| format!("{}: {e}", args.mmproj.display()))?;
-    let tower_config = ClipConfig::from_gguf(&mmproj.header).map_err(text_err)?;
-    let preprocess = tower_config.preprocess(false);
-    let any = loader.load(&args.model, &TokenizerArg { tokenizer: None })?;
-    with_model!(any, loaded => {
-        let tower = ClipTower::load(tower_config.clone(), &mmproj, loaded.model.config().width).map_err(text_err)?;
-        let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
-        let report = vqa_heatmap_experiment(&tower, &unembedding, &loaded.tokenizer, &preprocess, args.seed, args.n, |i| {
-            if !args.json && i % 10 == 0 {
-                eprintln!("scene {i} of {}", args.n);
-            }
-        })
-        .map_err(text_err)?;
-        let text = if args.json { serde_json::to_string(&report) } else { serde_json::to_string_pretty(&report) };
-        Ok(writeln!(out, "{}", text.map_err(text_err)?))
     })
 }
 

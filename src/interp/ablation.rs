@@ -3,13 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{choose_target, parse_pair, rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
 use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{Config, Model};
 use crate::numeric::{argmax, log_softmax};
+use crate::tokenizer::Tokenizer;
 
 /// `p(w)` after the prompt, with `interventions` applied.
 pub fn target_prob<B: Backend>(
@@ -160,4 +161,36 @@ pub fn evaluate_mask<B: Backend>(model: &Model<B>, items: &[Labelled], mask: &Ma
         masked_heads: mask.heads.len(),
         masked_neurons: mask.neurons.len(),
     })
+}
+
+/// The committed arithmetic prompt set (`a+b=` after a few-shot prefix), which `mask-eval`
+/// scores and the arithmetic experiment analyses.
+pub const PROMPTS_JSON: &str = include_str!("arithmetic_prompts.json");
+
+#[derive(Deserialize)]
+struct PromptSet {
+    items: Vec<PromptItem>,
+}
+
+#[derive(Deserialize)]
+struct PromptItem {
+    prompt: String,
+    answer: String,
+}
+
+/// The prompt set, tokenised; every answer must be one token.
+pub fn prompt_set(tokenizer: &Tokenizer) -> Result<Vec<Labelled>> {
+    let set: PromptSet = serde_json::from_str(PROMPTS_JSON).expect("the committed prompt set parses");
+    set.items
+        .iter()
+        .map(|item| {
+            let ids = tokenizer.encode(&item.prompt, true, false)?;
+            match tokenizer.encode(&item.answer, false, false)?.as_slice() {
+                [answer] => Ok(Labelled { ids, answer: *answer }),
+                other => {
+                    Err(InterpError::BadRequest(format!("answer {:?} is {} tokens, not one", item.answer, other.len())))
+                }
+            }
+        })
+        .collect()
 }

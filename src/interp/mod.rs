@@ -16,7 +16,6 @@
 //! - [`arithmetic`]: the arithmetic experiment that checks all of the above on a real model.
 
 pub mod ablation;
-pub mod arithmetic;
 pub mod attribution;
 pub mod cna;
 pub mod lens;

@@ -309,30 +309,6 @@ impl<B: Backend> Model<B> {
         KvCache { keys: vec![None; self.config.layers], values: vec![None; self.config.layers], len: 0 }
     }
 
-    fn check_interventions(&self, interventions: &[Intervention]) -> Result<()> {
-        let c = &self.config;
-        for i in interventions {
-            let problem = match *i {
-                Intervention::ScaleHead { layer, head, .. } if layer >= c.layers || head >= c.heads => {
-                    Some(format!("head {layer}.{head} does not exist ({} layers × {} heads)", c.layers, c.heads))
-                }
-                Intervention::ScaleNeuron { layer, neuron, .. } if layer >= c.layers || neuron >= c.ffn_width => Some(
-                    format!("neuron {layer}.{neuron} does not exist ({} layers × {} neurons)", c.layers, c.ffn_width),
-                ),
-                Intervention::PatchResidPre { layer, ref values, .. }
-                    if layer >= c.layers || values.len() != c.width =>
-                {
-                    Some(format!("a patch of layer {layer} needs {} values, got {}", c.width, values.len()))
-                }
-                _ => None,
-            };
-            if let Some(p) = problem {
-                return Err(ModelError::BadIntervention(p));
-            }
-        }
-        Ok(())
-    }
-
     /// Runs `ids` after the positions already in `cache`, appending them to it.
     ///
     /// Records the hooks in `hooks`, applies `interventions`, and returns logits at
@@ -382,7 +358,6 @@ impl<B: Backend> Model<B> {
         interventions: &[Intervention],
     ) -> Result<(B::Tensor, Recording)> {
         let c = &self.config;
-        let be = &self.backend;
         if ids.is_empty() {
             return Err(ModelError::EmptyPrompt);
         }
@@ -393,134 +368,220 @@ impl<B: Backend> Model<B> {
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(ModelError::BadTokenId { id, vocab_size: c.vocab_size });
         }
-        self.check_interventions(interventions)?;
+        let plans = self.plan(interventions, cache.len, ids.len())?;
+        let mut recorder = Recorder { backend: &self.backend, hooks, t: ids.len(), recording: Recording::default() };
 
-        let t = ids.len();
-        let mut recording = Recording::default();
-        let record = |recording: &mut Recording, point: HookPoint, x: &B::Tensor| -> Result<()> {
-            let Some(positions) = hooks.positions(point) else { return Ok(()) };
-            let rows = positions.resolve(t);
-            let (shape, data) = if matches!(point, HookPoint::AttnPattern(_)) {
-                pattern_rows(be, x, &rows)?
-            } else {
-                be.download(&be.select_rows(x, &rows)?)?
-            };
-            recording.activations.insert(point, Activation { positions: rows, shape, data });
-            Ok(())
+        let mut x = self.backend.embed(&self.embedding, ids)?;
+        recorder.record(HookPoint::Embed, &x)?;
+        for (l, (layer, plan)) in self.layers.iter().zip(&plans).enumerate() {
+            for (row, values) in &plan.patches {
+                x = self.backend.set_row(&x, *row, values)?;
+            }
+            recorder.record(HookPoint::ResidPre(l), &x)?;
+            let attn_out = self.attention(l, layer, plan, &x, cache, &mut recorder)?;
+            x = self.backend.add(&x, &attn_out)?;
+            recorder.record(HookPoint::ResidMid(l), &x)?;
+            let mlp_out = self.mlp(l, layer, plan, &x, &mut recorder)?;
+            x = self.backend.add(&x, &mlp_out)?;
+            recorder.record(HookPoint::ResidPost(l), &x)?;
+        }
+        cache.len = total;
+        self.record_final_scale(&x, &mut recorder)?;
+        Ok((x, recorder.recording))
+    }
+
+    /// Every intervention, checked against the model and gathered into one plan per layer, for a
+    /// call of `t` positions after `start` cached ones.
+    fn plan<'a>(&self, interventions: &'a [Intervention], start: usize, t: usize) -> Result<Vec<LayerPlan<'a>>> {
+        let c = &self.config;
+        let mut plans: Vec<LayerPlan> = (0..c.layers).map(|_| LayerPlan::default()).collect();
+        for intervention in interventions {
+            let bad = |problem: String| Err(ModelError::BadIntervention(problem));
+            match *intervention {
+                Intervention::ScaleHead { layer, head, factor } => {
+                    if layer >= c.layers || head >= c.heads {
+                        return bad(format!(
+                            "head {layer}.{head} does not exist ({} layers × {} heads)",
+                            c.layers, c.heads
+                        ));
+                    }
+                    plans[layer].head_factors.get_or_insert_with(|| vec![1.0; c.heads])[head] *= factor;
+                }
+                Intervention::ScaleNeuron { layer, neuron, factor } => {
+                    if layer >= c.layers || neuron >= c.ffn_width {
+                        return bad(format!(
+                            "neuron {layer}.{neuron} does not exist ({} layers × {} neurons)",
+                            c.layers, c.ffn_width
+                        ));
+                    }
+                    plans[layer].neuron_factors.get_or_insert_with(|| vec![1.0; c.ffn_width])[neuron] *= factor;
+                }
+                Intervention::PatchResidPre { layer, position, ref values } => {
+                    if layer >= c.layers || values.len() != c.width {
+                        return bad(format!("a patch of layer {layer} needs {} values, got {}", c.width, values.len()));
+                    }
+                    // A patch applies in the call that processes its position.
+                    if (start..start + t).contains(&position) {
+                        plans[layer].patches.push((position - start, values));
+                    }
+                }
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Layer `l`'s attention on `x`: `W_O · attn(q, k, v)`, its keys and values appended to
+    /// `cache`, heads scaled as `plan` says.
+    fn attention(
+        &self,
+        l: usize,
+        layer: &Layer<B>,
+        plan: &LayerPlan,
+        x: &B::Tensor,
+        cache: &mut KvCache<B>,
+        recorder: &mut Recorder<B>,
+    ) -> Result<B::Tensor> {
+        let (c, be) = (&self.config, &self.backend);
+        let normed = be.rms_norm(x, &layer.attn_norm, c.norm_eps)?;
+        let with_bias = |m: &B::Matrix, bias: &Option<B::Tensor>| -> Result<B::Tensor> {
+            let y = be.linear(&normed, m)?;
+            Ok(match bias {
+                Some(b) => be.add(&y, b)?,
+                None => y,
+            })
         };
-
-        let mut x = be.embed(&self.embedding, ids)?;
-        record(&mut recording, HookPoint::Embed, &x)?;
-        let rope = |start| Rope {
-            start,
+        let rope = Rope {
+            start: cache.len,
             theta: c.rope_theta,
             freq_factors: self.rope_freq_factors.as_deref(),
             interleaved: c.rope_style == RopeStyle::Interleaved,
         };
-        for (l, layer) in self.layers.iter().enumerate() {
-            for i in interventions {
-                if let Intervention::PatchResidPre { layer: pl, position, values } = i {
-                    if *pl == l && *position >= cache.len && *position < total {
-                        x = be.set_row(&x, position - cache.len, values)?;
-                    }
-                }
-            }
-            record(&mut recording, HookPoint::ResidPre(l), &x)?;
+        let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope)?;
+        let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope)?;
+        let v = with_bias(&layer.wv, &layer.v_bias)?;
+        recorder.record(HookPoint::AttnV(l), &v)?;
+        let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
+            (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
+            _ => (k, v),
+        };
+        let wanted = recorder.wants(HookPoint::AttnPattern(l));
+        let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads, wanted)?;
+        cache.keys[l] = Some(k_all);
+        cache.values[l] = Some(v_all);
+        if let Some(pattern) = pattern {
+            recorder.record(HookPoint::AttnPattern(l), &pattern)?;
+        }
+        for (head, &factor) in plan.head_factors.iter().flatten().enumerate().filter(|(_, &f)| f != 1.0) {
+            z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
+        }
+        recorder.record(HookPoint::AttnZ(l), &z)?;
+        if recorder.wants(HookPoint::AttnResult(l)) {
+            self.record_head_results(l, layer, &z, recorder)?;
+        }
+        let attn_out = be.linear(&z, &layer.wo)?;
+        recorder.record(HookPoint::AttnOut(l), &attn_out)?;
+        Ok(attn_out)
+    }
 
-            let normed = be.rms_norm(&x, &layer.attn_norm, c.norm_eps)?;
-            let with_bias = |m: &B::Matrix, bias: &Option<B::Tensor>| -> Result<B::Tensor> {
-                let y = be.linear(&normed, m)?;
-                Ok(match bias {
-                    Some(b) => be.add(&y, b)?,
-                    None => y,
-                })
-            };
-            let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope(cache.len))?;
-            let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope(cache.len))?;
-            let v = with_bias(&layer.wv, &layer.v_bias)?;
-            record(&mut recording, HookPoint::AttnV(l), &v)?;
-            let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
-                (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
-                _ => (k, v),
-            };
-            let wanted = hooks.positions(HookPoint::AttnPattern(l)).is_some();
-            let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads, wanted)?;
-            cache.keys[l] = Some(k_all);
-            cache.values[l] = Some(v_all);
-            if let Some(pattern) = pattern {
-                record(&mut recording, HookPoint::AttnPattern(l), &pattern)?;
+    /// `attn.hook_result`: each head's output, o_proj applied to z with every other head zeroed,
+    /// `[t, H, d]`.
+    fn record_head_results(&self, l: usize, layer: &Layer<B>, z: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
+        let (c, be) = (&self.config, &self.backend);
+        let point = HookPoint::AttnResult(l);
+        let Some(rows) = recorder.rows(point) else { return Ok(()) };
+        let z_rows = be.select_rows(z, &rows)?;
+        let mut per_head = Vec::with_capacity(c.heads);
+        for h in 0..c.heads {
+            let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
+            let only_h = be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
+            per_head.push(be.download(&be.linear(&only_h, &layer.wo)?)?.1);
+        }
+        let mut data = Vec::with_capacity(rows.len() * c.heads * c.width);
+        for r in 0..rows.len() {
+            for head in &per_head {
+                data.extend_from_slice(&head[r * c.width..(r + 1) * c.width]);
             }
-            let mut head_factors = vec![1.0f32; c.heads];
-            for i in interventions {
-                if let Intervention::ScaleHead { layer: hl, head, factor } = *i {
-                    if hl == l {
-                        head_factors[head] *= factor;
-                    }
-                }
-            }
-            for (head, &factor) in head_factors.iter().enumerate().filter(|(_, &f)| f != 1.0) {
-                z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
-            }
-            record(&mut recording, HookPoint::AttnZ(l), &z)?;
-            if let Some(positions) = hooks.positions(HookPoint::AttnResult(l)) {
-                let rows = positions.resolve(t);
-                let z_rows = be.select_rows(&z, &rows)?;
-                let mut data = Vec::with_capacity(rows.len() * c.heads * c.width);
-                let mut per_head = Vec::with_capacity(c.heads);
-                for h in 0..c.heads {
-                    // Head h's output: o_proj applied to z with every other head zeroed.
-                    let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
-                    let only_h =
-                        be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
-                    per_head.push(be.download(&be.linear(&only_h, &layer.wo)?)?.1);
-                }
-                for r in 0..rows.len() {
-                    for head in &per_head {
-                        data.extend_from_slice(&head[r * c.width..(r + 1) * c.width]);
-                    }
-                }
-                recording.activations.insert(
-                    HookPoint::AttnResult(l),
-                    Activation { shape: vec![rows.len(), c.heads, c.width], positions: rows, data },
-                );
-            }
-            let attn_out = be.linear(&z, &layer.wo)?;
-            record(&mut recording, HookPoint::AttnOut(l), &attn_out)?;
-            x = be.add(&x, &attn_out)?;
-            record(&mut recording, HookPoint::ResidMid(l), &x)?;
+        }
+        let activation = Activation { shape: vec![rows.len(), c.heads, c.width], positions: rows, data };
+        recorder.recording.activations.insert(point, activation);
+        Ok(())
+    }
 
-            let normed = be.rms_norm(&x, &layer.ffn_norm, c.norm_eps)?;
-            let gate = be.linear(&normed, &layer.gate)?;
-            record(&mut recording, HookPoint::MlpPre(l), &gate)?;
-            let mut m = be.mul(&be.silu(&gate)?, &be.linear(&normed, &layer.up)?)?;
+    /// Layer `l`'s MLP on the residual `x`: `W_down · (silu(W_gate·n(x)) ⊙ W_up·n(x))`, neurons
+    /// scaled as `plan` says.
+    fn mlp(
+        &self,
+        l: usize,
+        layer: &Layer<B>,
+        plan: &LayerPlan,
+        x: &B::Tensor,
+        recorder: &mut Recorder<B>,
+    ) -> Result<B::Tensor> {
+        let (c, be) = (&self.config, &self.backend);
+        let normed = be.rms_norm(x, &layer.ffn_norm, c.norm_eps)?;
+        let gate = be.linear(&normed, &layer.gate)?;
+        recorder.record(HookPoint::MlpPre(l), &gate)?;
+        let mut m = be.mul(&be.silu(&gate)?, &be.linear(&normed, &layer.up)?)?;
+        if let Some(factors) = &plan.neuron_factors {
             // One product per layer, however many neurons a mask touches.
-            let mut neuron_factors: Option<Vec<f32>> = None;
-            for i in interventions {
-                if let Intervention::ScaleNeuron { layer: nl, neuron, factor } = *i {
-                    if nl == l {
-                        neuron_factors.get_or_insert_with(|| vec![1.0; c.ffn_width])[neuron] *= factor;
-                    }
-                }
-            }
-            if let Some(factors) = neuron_factors {
-                m = be.mul(&m, &be.vector(&factors)?)?;
-            }
-            record(&mut recording, HookPoint::MlpPost(l), &m)?;
-            let mlp_out = be.linear(&m, &layer.down)?;
-            record(&mut recording, HookPoint::MlpOut(l), &mlp_out)?;
-            x = be.add(&x, &mlp_out)?;
-            record(&mut recording, HookPoint::ResidPost(l), &x)?;
+            m = be.mul(&m, &be.vector(factors)?)?;
         }
-        cache.len = total;
+        recorder.record(HookPoint::MlpPost(l), &m)?;
+        let mlp_out = be.linear(&m, &layer.down)?;
+        recorder.record(HookPoint::MlpOut(l), &mlp_out)?;
+        Ok(mlp_out)
+    }
 
-        if let Some(positions) = hooks.positions(HookPoint::LnFinalScale) {
-            let rows = positions.resolve(t);
-            let (_, data) = be.download(&be.rms(&be.select_rows(&x, &rows)?, c.norm_eps)?)?;
-            recording
-                .activations
-                .insert(HookPoint::LnFinalScale, Activation { shape: vec![rows.len(), 1], positions: rows, data });
-        }
-        Ok((x, recording))
+    /// `ln_final.hook_scale`: the final RMSNorm's divisor at each recorded position, `[t, 1]`.
+    fn record_final_scale(&self, x: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
+        let be = &self.backend;
+        let Some(rows) = recorder.rows(HookPoint::LnFinalScale) else { return Ok(()) };
+        let (_, data) = be.download(&be.rms(&be.select_rows(x, &rows)?, self.config.norm_eps)?)?;
+        let activation = Activation { shape: vec![rows.len(), 1], positions: rows, data };
+        recorder.recording.activations.insert(HookPoint::LnFinalScale, activation);
+        Ok(())
+    }
+}
+
+/// The interventions that touch one layer.
+#[derive(Default)]
+struct LayerPlan<'a> {
+    /// Rows of this call's residual replaced before the layer, with their new values.
+    patches: Vec<(usize, &'a [f32])>,
+    /// Each head's factor on its slice of z; `None` when no head is scaled.
+    head_factors: Option<Vec<f32>>,
+    /// Each neuron's factor on its coefficient m; `None` when no neuron is scaled.
+    neuron_factors: Option<Vec<f32>>,
+}
+
+/// Copies the activations a [`HookRequest`] asks for off the device, at the positions it asks.
+struct Recorder<'a, B: Backend> {
+    backend: &'a B,
+    hooks: &'a HookRequest,
+    /// Positions in this call.
+    t: usize,
+    recording: Recording,
+}
+
+impl<B: Backend> Recorder<'_, B> {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.hooks.positions(point).is_some()
+    }
+
+    /// The rows of this call that `point` records, if it is requested.
+    fn rows(&self, point: HookPoint) -> Option<Vec<usize>> {
+        self.hooks.positions(point).map(|positions| positions.resolve(self.t))
+    }
+
+    fn record(&mut self, point: HookPoint, x: &B::Tensor) -> Result<()> {
+        let Some(rows) = self.rows(point) else { return Ok(()) };
+        let (shape, data) = if matches!(point, HookPoint::AttnPattern(_)) {
+            pattern_rows(self.backend, x, &rows)?
+        } else {
+            self.backend.download(&self.backend.select_rows(x, &rows)?)?
+        };
+        self.recording.activations.insert(point, Activation { positions: rows, shape, data });
+        Ok(())
     }
 }
 

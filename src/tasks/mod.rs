@@ -1,5 +1,9 @@
 //! The claim and misinformation tasks (FMDLlama, RAEmoLLM, ConspEmoLLM, MetaAligner): plain
 //! consumers of the engine and the interpretability core.
+//!
+//! Here a *seed* is one of those four papers together with its released code: "the seed's
+//! prompt" or "the seed's regex" is what that code writes or reads, character for character (it
+//! has nothing to do with a random seed).
 
 pub mod affect;
 pub mod classify;

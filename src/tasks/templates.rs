@@ -368,7 +368,7 @@ impl Table {
 mod tests {
     use super::*;
 
-    // The expected prompts are issue 7's quotations of the seeds' code, written out here.
+    // The expected prompts are the seeds' released code's templates, written out here by hand.
 
     #[test]
     fn the_fmd_prompt_is_the_seeds_to_the_character() {

@@ -112,10 +112,6 @@ impl Tokenizer {
         self.vocab_size
     }
 
-    pub fn bos_id(&self) -> Option<u32> {
-        self.bos
-    }
-
     pub fn eos_id(&self) -> Option<u32> {
         self.eos
     }

@@ -1,12 +1,9 @@
-//! LLaVA's image side (issue 5, in progress): image decoding and CLIP preprocessing, and the
-//! synthetic shapes task the project's own LLaVA-architecture fixture is trained on.
-//! docs/llava-mmproj.md describes the mmproj GGUF layout the tower will load.
+//! LLaVA's image side: image decoding and CLIP preprocessing (preprocess.rs), the CLIP tower and
+//! projector (clip.rs), the image prompt and patch heatmaps (llava.rs), and the synthetic shapes
+//! task (shapes.rs) the project's own LLaVA-architecture fixture is trained on (`lab`).
+//! docs/llava-mmproj.md describes the mmproj GGUF layout clip.rs reads.
 
 pub mod clip;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod experiment;
 pub mod llava;
 pub mod preprocess;
 pub mod shapes;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::engine::Engine;
 use super::task::Task;
-use super::{js_error, options, to_js};
+use super::{js_error, options, to_js, ErrorName};
 use crate::interp::rewards::{check_shared_tokenizer, token_rewards};
 use crate::tasks::affect::{Empath, Vader};
 use crate::tasks::classify::Wrapping;
@@ -36,7 +36,7 @@ struct ClassifyOptions {
 }
 
 fn task_error(e: impl std::fmt::Display) -> JsValue {
-    js_error("TaskError", e)
+    js_error(ErrorName::TaskError, e)
 }
 
 /// `{ id?, domain?, <field>: text, ... }` as a task input; every field the task names must be
@@ -46,7 +46,7 @@ fn parse_input(value: JsValue, task: &crate::tasks::templates::Task) -> Result<I
     let id = fields.remove("id").unwrap_or_default();
     let domain = fields.remove("domain");
     if let Some(missing) = task.fields.iter().find(|f| !fields.contains_key(f.as_str())) {
-        return Err(js_error("InputError", format!("task {:?} needs the field {missing:?}", task.name)));
+        return Err(js_error(ErrorName::InputError, format!("task {:?} needs the field {missing:?}", task.name)));
     }
     Ok(Input { id, fields, domain })
 }
@@ -109,17 +109,16 @@ impl Engine {
                 format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default()),
             )
         })?;
-        let lexicons =
-            match given.affect {
-                true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| {
-                    js_error("InputError", "affect features need the lexicons: call useLexicons first")
-                })?),
-                false => None,
-            };
+        let lexicons = match given.affect {
+            true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| {
+                js_error(ErrorName::InputError, "affect features need the lexicons: call useLexicons first")
+            })?),
+            false => None,
+        };
         let minilm = match &index {
             Some(index) if index.embedder == "minilm" => {
                 Some(self.resources.minilm.borrow().clone().ok_or_else(|| {
-                    js_error("InputError", "this index was built with MiniLM: call useEmbedder first")
+                    js_error(ErrorName::InputError, "this index was built with MiniLM: call useEmbedder first")
                 })?)
             }
             Some(index)
@@ -178,7 +177,7 @@ impl Engine {
         k: f32,
         rejected: bool,
     ) -> Result<Task, JsValue> {
-        let tokenizer = |e| js_error("TokenizerError", e);
+        let tokenizer = |e| js_error(ErrorName::TokenizerError, e);
         let prompt = self.state.tokenizer().encode(prompt, true, true).map_err(tokenizer)?;
         let response = self.state.tokenizer().encode(response, false, false).map_err(tokenizer)?;
         let (oracle, reference) = (Rc::clone(&self.state), Rc::clone(&reference.state));
@@ -186,7 +185,7 @@ impl Engine {
             oracle.compute(|oracle_model| {
                 reference.compute(|reference_model| {
                     with_model!(oracle_model, o => with_model!(reference_model, r => {
-                        let interp = |e| js_error("InterpError", e);
+                        let interp = |e| js_error(ErrorName::InterpError, e);
                         check_shared_tokenizer((&o.model, &o.tokenizer), (&r.model, &r.tokenizer)).map_err(interp)?;
                         to_js(&token_rewards(&o.model, &r.model, &o.tokenizer, &prompt, &response, k, rejected).map_err(interp)?)
                     }))

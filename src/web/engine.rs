@@ -11,7 +11,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::task::Task;
-use super::{js_error, options, to_js};
+use super::{js_error, options, to_js, ErrorName};
 use crate::backend::candle::CandleBackend;
 #[cfg(feature = "webgpu")]
 use crate::backend::webgpu::{GpuDevice, WebGpuBackend};
@@ -68,7 +68,7 @@ pub(super) fn load_options(options: &JsValue) -> Result<(Option<js_sys::Function
     } else {
         backend
             .as_string()
-            .ok_or_else(|| js_error("InputError", "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
+            .ok_or_else(|| js_error(ErrorName::InputError, "options.backend must be \"auto\", \"webgpu\" or \"cpu\""))?
     };
     Ok((on_progress, choice))
 }
@@ -95,9 +95,9 @@ impl State {
         on_progress: Option<js_sys::Function>,
         choice: &str,
     ) -> Result<State, JsValue> {
-        let source = BlobGguf::open(source, on_progress).map_err(|e| js_error("GgufError", e))?;
+        let source = BlobGguf::open(source, on_progress).map_err(|e| js_error(ErrorName::GgufError, e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
-        let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error("GgufError", e))?.card;
+        let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error(ErrorName::GgufError, e))?.card;
         let placement = RefCell::new(load(choice, config, &source)?);
         Ok(State { placement, source: source.blob, mask: RefCell::default(), card })
     }
@@ -112,7 +112,7 @@ impl State {
             _ => None,
         };
         let Some(reason) = lost else { return outcome };
-        let source = BlobGguf::open(self.source.clone(), None).map_err(|e| js_error("GgufError", e))?;
+        let source = BlobGguf::open(self.source.clone(), None).map_err(|e| js_error(ErrorName::GgufError, e))?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let mut on_cpu = load("cpu", config, &source)?;
         on_cpu.fallback_reason =
@@ -220,13 +220,13 @@ impl WeightSource for BlobGguf {
 }
 
 pub(super) fn model_error(e: impl std::fmt::Display) -> JsValue {
-    js_error("ModelError", e)
+    js_error(ErrorName::ModelError, e)
 }
 
 /// Loads onto the backend `choice` names; `auto` takes WebGPU when an adapter opens and this
 /// browser can wait for it, else the CPU with the reason.
 fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, JsValue> {
-    let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error("TokenizerError", e));
+    let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e));
     let cpu = |fallback_reason| -> Result<_, JsValue> {
         let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
         let loaded = Loaded { model, tokenizer: tokenizer()? };
@@ -243,9 +243,11 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
                 Ok(Placement { model: loaded.into(), device, fallback_reason: None })
             }
             Err(reason) if choice == "auto" => cpu(Some(reason)),
-            Err(reason) => Err(js_error("GpuError", reason)),
+            Err(reason) => Err(js_error(ErrorName::GpuError, reason)),
         },
-        other => Err(js_error("InputError", format!("backend {other:?} is not \"auto\", \"webgpu\" or \"cpu\""))),
+        other => {
+            Err(js_error(ErrorName::InputError, format!("backend {other:?} is not \"auto\", \"webgpu\" or \"cpu\"")))
+        }
     }
 }
 
@@ -268,7 +270,7 @@ fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usi
         .iter()
         .zip(&top.values)
         .map(|(&id, value)| {
-            let token = loaded.tokenizer.decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+            let token = loaded.tokenizer.decode(&[id]).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
             Ok(TopToken { id, token, logprob: value - top.log_sum_exp })
         })
         .collect::<Result<Vec<_>, JsValue>>()?;
@@ -319,7 +321,7 @@ impl Engine {
     pub fn set_mask(&self, mask: JsValue) -> Result<(), JsValue> {
         let spec: MaskSpec = options(mask)?;
         let parsed = Mask::parse(&spec.heads, &spec.neurons, self.state.placement.borrow().model.config())
-            .map_err(|e| js_error("InterpError", e))?;
+            .map_err(|e| js_error(ErrorName::InterpError, e))?;
         self.state.mask.replace(parsed);
         Ok(())
     }
@@ -331,7 +333,7 @@ impl Engine {
 
     /// Token ids of `text`, with special tokens such as `<|im_start|>` recognised.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
-        self.state.tokenizer().encode(text, true, true).map_err(|e| js_error("TokenizerError", e))
+        self.state.tokenizer().encode(text, true, true).map_err(|e| js_error(ErrorName::TokenizerError, e))
     }
 
     /// The chat template applied to one user message, ready for `tokenize`.
@@ -340,7 +342,7 @@ impl Engine {
         self.state
             .tokenizer()
             .apply_chat_template(&[ChatMessage::new("user", user_message)], true)
-            .map_err(|e| js_error("TokenizerError", e))
+            .map_err(|e| js_error(ErrorName::TokenizerError, e))
     }
 
     /// A task resolving to the `k` most likely next tokens after `ids`: `[{ id, token, logprob }]`.
@@ -358,7 +360,7 @@ impl Engine {
         let defaults = AttributionOptions::default();
         let target = match given.target {
             Some(TokenChoice::Text(text)) => {
-                Some(self.state.tokenizer().single_token(&text).map_err(|e| js_error("TokenizerError", e))?)
+                Some(self.state.tokenizer().single_token(&text).map_err(|e| js_error(ErrorName::TokenizerError, e))?)
             }
             Some(TokenChoice::Id(id)) => Some(id),
             None => None,
@@ -375,7 +377,7 @@ impl Engine {
             state.compute(|loaded| {
                 with_model!(loaded, loaded => {
                     let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
-                    to_js(&attribute(&unembedding, &loaded.tokenizer, &ids, &options).map_err(|e| js_error("InterpError", e))?)
+                    to_js(&attribute(&unembedding, &loaded.tokenizer, &ids, &options).map_err(|e| js_error(ErrorName::InterpError, e))?)
                 })
             })
         }))
@@ -388,7 +390,10 @@ impl Engine {
             None | Some("fixed") => LensScale::Fixed,
             Some("own_rms") => LensScale::OwnRms,
             Some(other) => {
-                return Err(js_error("InputError", format!("scale {other:?} is neither \"fixed\" nor \"own_rms\"")))
+                return Err(js_error(
+                    ErrorName::InputError,
+                    format!("scale {other:?} is neither \"fixed\" nor \"own_rms\""),
+                ))
             }
         };
         let request =
@@ -398,7 +403,7 @@ impl Engine {
             state.compute(|loaded| {
                 with_model!(loaded, loaded => {
                     let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
-                    to_js(&logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(|e| js_error("InterpError", e))?)
+                    to_js(&logit_lens(&unembedding, &loaded.tokenizer, &ids, &request).map_err(|e| js_error(ErrorName::InterpError, e))?)
                 })
             })
         }))

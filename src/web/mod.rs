@@ -22,9 +22,26 @@ pub use engine::Engine;
 pub use task::Task;
 pub use vision::VisionEngine;
 
-fn js_error(name: &str, error: impl std::fmt::Display) -> JsValue {
+/// The `name` of every error the JavaScript API throws: which part failed. wasm-bindgen writes
+/// this list into glassbox.d.ts as a union type, which pkg/src/errors.ts checks its own list
+/// against, so the two cannot drift apart.
+#[wasm_bindgen]
+#[derive(Clone, Copy)]
+pub enum ErrorName {
+    GgufError = "GgufError",
+    GpuError = "GpuError",
+    ImageError = "ImageError",
+    InputError = "InputError",
+    InterpError = "InterpError",
+    ModelError = "ModelError",
+    TaskError = "TaskError",
+    TokenizerError = "TokenizerError",
+    VisionError = "VisionError",
+}
+
+fn js_error(name: ErrorName, error: impl std::fmt::Display) -> JsValue {
     let e = js_sys::Error::new(&error.to_string());
-    e.set_name(name);
+    e.set_name(name.to_str());
     e.into()
 }
 
@@ -34,7 +51,7 @@ fn file_length(value: f64) -> Result<u64, JsValue> {
     if (0.0..=MAX_SAFE).contains(&value) && value.fract() == 0.0 {
         Ok(value as u64)
     } else {
-        Err(js_error("InputError", format!("file length {value} is not a whole number of bytes")))
+        Err(js_error(ErrorName::InputError, format!("file length {value} is not a whole number of bytes")))
     }
 }
 
@@ -47,12 +64,12 @@ pub fn inspect_gguf(
     header: &[u8],
     #[wasm_bindgen(js_name = fileLength)] file_length_bytes: f64,
 ) -> Result<JsValue, JsValue> {
-    let gguf = Gguf::parse(header, file_length(file_length_bytes)?).map_err(|e| js_error("GgufError", e))?;
-    to_js(&ModelSummary::from_gguf(&gguf).map_err(|e| js_error("GgufError", e))?)
+    let gguf = Gguf::parse(header, file_length(file_length_bytes)?).map_err(|e| js_error(ErrorName::GgufError, e))?;
+    to_js(&ModelSummary::from_gguf(&gguf).map_err(|e| js_error(ErrorName::GgufError, e))?)
 }
 
 fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| js_error("InputError", e))
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| js_error(ErrorName::InputError, e))
 }
 
 /// An options object, or the defaults when JavaScript passed nothing.
@@ -60,7 +77,7 @@ fn options<T: serde::de::DeserializeOwned + Default>(value: JsValue) -> Result<T
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| js_error("InputError", e))
+    serde_wasm_bindgen::from_value(value).map_err(|e| js_error(ErrorName::InputError, e))
 }
 
 /// A WebGPU device opened through wgpu.
@@ -75,7 +92,7 @@ pub struct WebGpu {
 impl WebGpu {
     /// Opens the browser's default adapter. Rejects with a `GpuError` where WebGPU is missing.
     pub async fn open() -> Result<WebGpu, JsValue> {
-        let device = GpuDevice::new().await.map_err(|e| js_error("GpuError", e))?;
+        let device = GpuDevice::new().await.map_err(|e| js_error(ErrorName::GpuError, e))?;
         Ok(WebGpu { device: Rc::new(device) })
     }
 
@@ -90,9 +107,9 @@ impl WebGpu {
     pub fn check_kernels() -> Task {
         Task::new(|| {
             let gpu = crate::jspi::wait_for(GpuDevice::new())
-                .map_err(|e| js_error("GpuError", e))?
-                .map_err(|e| js_error("GpuError", e))?;
-            let checks = check_kernels(&WebGpuBackend::new(gpu)).map_err(|e| js_error("GpuError", e))?;
+                .map_err(|e| js_error(ErrorName::GpuError, e))?
+                .map_err(|e| js_error(ErrorName::GpuError, e))?;
+            let checks = check_kernels(&WebGpuBackend::new(gpu)).map_err(|e| js_error(ErrorName::GpuError, e))?;
             to_js(&checks)
         })
     }
@@ -105,8 +122,9 @@ impl WebGpu {
         let ggml_type = ggml_type.to_string();
         wasm_bindgen_futures::future_to_promise(async move {
             let kind = crate::gguf::GgmlType::from_name(&ggml_type)
-                .ok_or_else(|| js_error("InputError", format!("{ggml_type:?} is not a GGUF tensor type")))?;
-            let out = device.matmul(kind, &weights, rows, cols, &x).await.map_err(|e| js_error("GpuError", e))?;
+                .ok_or_else(|| js_error(ErrorName::InputError, format!("{ggml_type:?} is not a GGUF tensor type")))?;
+            let out =
+                device.matmul(kind, &weights, rows, cols, &x).await.map_err(|e| js_error(ErrorName::GpuError, e))?;
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })
     }
@@ -115,7 +133,7 @@ impl WebGpu {
     pub fn saxpy(&self, a: f32, x: Vec<f32>, y: Vec<f32>) -> js_sys::Promise {
         let device = Rc::clone(&self.device);
         wasm_bindgen_futures::future_to_promise(async move {
-            let out = device.saxpy(a, &x, &y).await.map_err(|e| js_error("GpuError", e))?;
+            let out = device.saxpy(a, &x, &y).await.map_err(|e| js_error(ErrorName::GpuError, e))?;
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })
     }

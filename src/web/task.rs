@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
 
-use super::js_error;
+use super::{js_error, ErrorName};
 
 type Work = Box<dyn FnOnce() -> Result<JsValue, JsValue>>;
 
@@ -34,7 +34,7 @@ impl Task {
 impl Task {
     /// Hands the work to `glassbox_run_task` (called by `runTask`; a task runs once).
     pub fn stage(&mut self) -> Result<(), JsValue> {
-        let work = self.work.take().ok_or_else(|| js_error("InputError", "this task has already run"))?;
+        let work = self.work.take().ok_or_else(|| js_error(ErrorName::InputError, "this task has already run"))?;
         STAGED.with_borrow_mut(|staged| *staged = Some(work));
         Ok(())
     }
@@ -43,7 +43,9 @@ impl Task {
 /// The staged task's value, or its error thrown (called by `runTask` after the task ends).
 #[wasm_bindgen(js_name = takeTaskOutcome)]
 pub fn take_task_outcome() -> Result<JsValue, JsValue> {
-    OUTCOME.with_borrow_mut(Option::take).unwrap_or_else(|| Err(js_error("InputError", "no task has finished")))
+    OUTCOME
+        .with_borrow_mut(Option::take)
+        .unwrap_or_else(|| Err(js_error(ErrorName::InputError, "no task has finished")))
 }
 
 /// Runs the staged task. `suspendable` is 1 when `runTask` entered through
@@ -52,7 +54,7 @@ pub fn take_task_outcome() -> Result<JsValue, JsValue> {
 pub extern "C" fn glassbox_run_task(suspendable: u32) {
     let outcome = match STAGED.with_borrow_mut(Option::take) {
         Some(work) => crate::jspi::run_suspendable(suspendable == 1, work),
-        None => Err(js_error("InputError", "no task was staged")),
+        None => Err(js_error(ErrorName::InputError, "no task was staged")),
     };
     OUTCOME.with_borrow_mut(|slot| *slot = Some(outcome));
 }

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 
 use super::engine::{load_options, BlobGguf, State};
 use super::task::Task;
-use super::{js_error, options, to_js};
+use super::{js_error, options, to_js, ErrorName};
 use crate::backend::Backend;
 use crate::interp::lens::Unembedding;
 use crate::model::Loaded;
@@ -59,19 +59,19 @@ struct Answer {
 }
 
 fn vision_error(e: impl std::fmt::Display) -> JsValue {
-    js_error("VisionError", e)
+    js_error(ErrorName::VisionError, e)
 }
 
 impl VisionEngine {
     /// `image` decoded, preprocessed and embedded into `prompt` for `model`.
     fn prompt<B: Backend>(&self, loaded: &Loaded<B>, image: &[u8], prompt: &str) -> Result<ImagePrompt, JsValue> {
-        let decoded = decode(image, ImageLimits::default()).map_err(|e| js_error("ImageError", e))?;
+        let decoded = decode(image, ImageLimits::default()).map_err(|e| js_error(ErrorName::ImageError, e))?;
         ImagePrompt::new(&self.tower, &loaded.model, &loaded.tokenizer, prompt, &self.preprocess.apply(&decoded))
             .map_err(vision_error)
     }
 
     fn answer_of(&self, id: u32, logprobs: &[f32]) -> Result<Answer, JsValue> {
-        let token = self.language.tokenizer().decode(&[id]).map_err(|e| js_error("TokenizerError", e))?;
+        let token = self.language.tokenizer().decode(&[id]).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
         Ok(Answer { id, token, prob: logprobs[id as usize].exp() })
     }
 }
@@ -82,11 +82,14 @@ impl VisionEngine {
 #[wasm_bindgen(js_name = drawScene)]
 pub fn draw_scene(seed: u32, index: u32, size: u32) -> Result<JsValue, JsValue> {
     if !(32..=1024).contains(&size) {
-        return Err(js_error("InputError", format!("a scene of {size} pixels: the generator draws 32 to 1024")));
+        return Err(js_error(
+            ErrorName::InputError,
+            format!("a scene of {size} pixels: the generator draws 32 to 1024"),
+        ));
     }
     let drawn = scene(seed.into(), index.into(), size);
     let mut png = std::io::Cursor::new(Vec::new());
-    drawn.image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| js_error("ImageError", e))?;
+    drawn.image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| js_error(ErrorName::ImageError, e))?;
     let report = to_js(
         &serde_json::json!({ "prompt": drawn.prompt(), "answer": drawn.answer(), "target": drawn.target, "shapes": drawn.shapes }),
     )?;
@@ -103,7 +106,7 @@ impl VisionEngine {
         let (on_progress, choice) = load_options(&options)?;
         Ok(Task::new(move || {
             let language = State::open(model, on_progress, &choice)?;
-            let mmproj = BlobGguf::open(mmproj, None).map_err(|e| js_error("GgufError", e))?;
+            let mmproj = BlobGguf::open(mmproj, None).map_err(|e| js_error(ErrorName::GgufError, e))?;
             let config = ClipConfig::from_gguf(&mmproj.header).map_err(vision_error)?;
             let width = language.placement.borrow().model.config().width;
             let preprocess = config.preprocess(false);
@@ -148,7 +151,7 @@ impl VisionEngine {
                     let logprobs = next_token_logprobs(model, &image_prompt).map_err(vision_error)?;
                     let target = given.target.unwrap_or_else(|| argmax(&logprobs));
                     if target as usize >= logprobs.len() {
-                        return Err(js_error("InputError", format!("target {target} is not a token id of this model")));
+                        return Err(js_error(ErrorName::InputError, format!("target {target} is not a token id of this model")));
                     }
                     let map = heatmap_by(model, &image_prompt, given.method, target, given.heads).map_err(vision_error)?;
                     let report = to_js(&serde_json::json!({ "target": this.answer_of(target, &logprobs)?, "heatmap": map }))?;

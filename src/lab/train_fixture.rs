@@ -1,8 +1,8 @@
-//! Trains glassbox's own LLaVA-architecture model on the shapes task ([`super::shapes`]), the
+//! Trains glassbox's own LLaVA-architecture model on the shapes task ([`crate::vision::shapes`]), the
 //! fixture whose ground truth (which shape, which colour, where) the heatmaps are checked
 //! against. No vision weights can be fetched here, so the project makes its own.
 //!
-//! The model is LLaVA's: a CLIP ViT computed as [`super::clip`] computes it (pre-LN, quick-GELU
+//! The model is LLaVA's: a CLIP ViT computed as [`crate::vision::clip`] computes it (pre-LN, quick-GELU
 //! MLPs, class token first and dropped at the end), the two-layer erf-GELU projector, and a
 //! llama language model reading `USER: <image>\n…` with the image's 64 embeddings in place of
 //! `<image>`. The language model is small and trained from scratch with SmolLM2's tokenizer,
@@ -35,14 +35,14 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use super::llava::{answer_token, image_prompt_ids, LlavaError};
-use super::preprocess::Preprocess;
-use super::shapes::{scene, Scene, COLOURS, SHAPES};
 use crate::gguf::write::{Metadata, NewTensor};
 use crate::gguf::{Array, GgmlType, Gguf, Value};
 use crate::model::synthetic::{vocab_size, LlamaShape, SyntheticError};
 use crate::numeric::Rng;
 use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::vision::llava::{answer_token, image_prompt_ids, LlavaError};
+use crate::vision::preprocess::Preprocess;
+use crate::vision::shapes::{scene, Scene, COLOURS, SHAPES};
 
 /// OpenAI CLIP's normalisation, which llava-1.5's mmproj carries.
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];

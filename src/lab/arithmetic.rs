@@ -9,31 +9,17 @@
 //!    mean of `random_draws` draws).
 //! 4. CNA of the most important head (top-1 by mean LPI), averaged over the analysis set.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::ablation::{head_ablation_scan, target_prob, Labelled, Mask};
-use super::attribution::{attribute, AttributionOptions};
-use super::cna::{cna_scores, CnaOptions};
-use super::lens::Unembedding;
-use super::{rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::backend::Backend;
 use crate::hooks::{HookRequest, Positions};
+use crate::interp::ablation::{head_ablation_scan, prompt_set, target_prob, Labelled, Mask};
+use crate::interp::attribution::{attribute, AttributionOptions};
+use crate::interp::cna::{cna_scores, CnaOptions};
+use crate::interp::lens::Unembedding;
+use crate::interp::{rank_descending, HeadId, InterpError, NeuronId, Result};
 use crate::numeric::{argmax, Rng};
 use crate::tokenizer::Tokenizer;
-
-/// The committed prompt set.
-pub const PROMPTS_JSON: &str = include_str!("arithmetic_prompts.json");
-
-#[derive(Deserialize)]
-struct PromptSet {
-    items: Vec<PromptItem>,
-}
-
-#[derive(Deserialize)]
-struct PromptItem {
-    prompt: String,
-    answer: String,
-}
 
 #[derive(Clone, Debug)]
 pub struct ExperimentOptions {
@@ -81,23 +67,6 @@ pub struct ArithmeticReport {
     pub neuron_ablation: NeuronAblation,
     pub cna_head: String,
     pub cna_top10: Vec<String>,
-}
-
-/// The prompt set, tokenised; every answer must be one token.
-pub fn prompt_set(tokenizer: &Tokenizer) -> Result<Vec<Labelled>> {
-    let set: PromptSet = serde_json::from_str(PROMPTS_JSON).expect("the committed prompt set parses");
-    set.items
-        .iter()
-        .map(|item| {
-            let ids = tokenizer.encode(&item.prompt, true, false)?;
-            match tokenizer.encode(&item.answer, false, false)?.as_slice() {
-                [answer] => Ok(Labelled { ids, answer: *answer }),
-                other => {
-                    Err(InterpError::BadRequest(format!("answer {:?} is {} tokens, not one", item.answer, other.len())))
-                }
-            }
-        })
-        .collect()
 }
 
 fn top10<T: ToString>(scores: &[f32], name: impl Fn(usize) -> T) -> Vec<String> {

@@ -18,18 +18,18 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::clip::ClipTower;
-use super::llava::{
-    answer_token, attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt,
-    LlavaError,
-};
-use super::preprocess::Preprocess;
-use super::shapes::{scene, Scene};
 use crate::backend::Backend;
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
 use crate::numeric::{argmax, top_k};
 use crate::tokenizer::Tokenizer;
+use crate::vision::clip::ClipTower;
+use crate::vision::llava::{
+    answer_token, attention_heatmap, lpi_heatmap, next_token_logprobs, occlusion_heatmap, Heatmap, ImagePrompt,
+    LlavaError,
+};
+use crate::vision::preprocess::Preprocess;
+use crate::vision::shapes::{scene, Scene};
 
 type Result<T, E = LlavaError> = std::result::Result<T, E>;
 
@@ -47,7 +47,7 @@ pub struct TimeVsForward {
     pub occlusion: f64,
 }
 
-/// The experiment's report; its JSON keys are the contract.
+/// The experiment's report; its JSON keys are a contract (scripts/bench.py reads them).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct VqaReport {
     pub n: usize,
