@@ -99,13 +99,13 @@ impl Engine {
         let index = index.map(|bytes| Index::from_bytes(&bytes)).transpose().map_err(task_error)?;
         if task.instruction.is_none() && index.is_none() {
             return Err(js_error(
-                "InputError",
+                ErrorName::InputError,
                 format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name),
             ));
         }
         let mode = Mode::from_name(given.mode.as_deref().unwrap_or("score")).ok_or_else(|| {
             js_error(
-                "InputError",
+                ErrorName::InputError,
                 format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default()),
             )
         })?;
@@ -125,7 +125,7 @@ impl Engine {
                 if Some(index.embedder.as_str()) != given.model_name.as_deref().map(llm_embedder_name).as_deref() =>
             {
                 return Err(js_error(
-                    "InputError",
+                    ErrorName::InputError,
                     format!(
                         "the index was built with the embedder {:?}, not MiniLM or this model ({:?})",
                         index.embedder,
