@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::tasks::affect::{Empath, Vader};
-use glassbox::tasks::classify::Wrapping;
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge};
 use glassbox::tasks::nrc::Nrc;
-use glassbox::tasks::pipeline::{self, llm_intensity, Classifier, Input, Lexicons, Mode, Options, Retrieval};
+use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
 use glassbox::with_model;
 use serde_json::{json, Value};
@@ -289,8 +288,13 @@ fn read_index(path: &Path) -> Result<Index, String> {
 }
 
 /// The embedder name an index records for the LLM embedding of `model`.
+/// The model file's name, which an index built with its LLM embedding records.
+fn file_name(model: &Path) -> String {
+    model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 fn llm_embedder_name(model: &Path) -> String {
-    pipeline::llm_embedder_name(&model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    pipeline::llm_embedder_name(&file_name(model))
 }
 
 /// Classifies every row of the input, writing each result as it finishes. A bad row is
@@ -298,24 +302,22 @@ fn llm_embedder_name(model: &Path) -> String {
 pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
-    let mode =
-        Mode::from_name(&args.mode).ok_or_else(|| format!("--mode {:?}: expected score or generate", args.mode))?;
-    if task.instruction.is_none() && args.retrieve.is_none() {
-        return Err(format!("task {:?} is a few-shot prompt only: give it examples with --retrieve INDEX", task.name));
-    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let text = std::fs::read_to_string(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
-    let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
     let index = args.retrieve.as_deref().map(read_index).transpose()?;
-    let minilm = match &index {
-        Some(index) if index.embedder == "minilm" => Some(args.resources.minilm()?),
-        Some(index) if index.embedder != llm_embedder_name(&args.model) => {
-            return Err(format!(
-                "the index was built with the embedder {:?}; classify can query it with minilm or {:?}",
-                index.embedder,
-                llm_embedder_name(&args.model)
-            ))
-        }
+    let choices = Choices {
+        explain: args.explain,
+        evidence: args.evidence,
+        affect: args.affect,
+        mode: Some(args.mode.clone()),
+        chat: args.chat,
+        max_new_tokens: Some(args.max_new_tokens),
+        k: Some(args.k),
+    };
+    let (options, embedder) = choices.check(&task, index.as_ref(), &file_name(&args.model)).map_err(text_err)?;
+    let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
+    let minilm = match embedder {
+        Some(QueryEmbedder::MiniLm) => Some(args.resources.minilm()?),
         _ => None,
     };
     let mut output = std::io::BufWriter::new(
@@ -324,16 +326,6 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let any = loader.load(&args.model, &args.tokenizer)?;
     let (mut written, mut failed) = (0usize, 0usize);
     with_model!(any, loaded => {
-        let options = Options {
-            wrapping: if args.chat { Wrapping::Chat } else { Wrapping::Seed },
-            mode,
-            explain: args.explain,
-            evidence: args.evidence,
-            affect: args.affect,
-            max_new_tokens: args.max_new_tokens,
-            retrieve_k: args.k,
-            ..Default::default()
-        };
         let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options);
         classifier.lexicons = lexicons.as_ref();
         classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_ref()));

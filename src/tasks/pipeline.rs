@@ -5,7 +5,7 @@
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::affect::{Empath, Vader, VaderScores};
 use super::classify::{evidence, explain, generate_freely, prompt, score_labels, Evidence, Examples, Wrapping};
@@ -102,6 +102,79 @@ impl Default for Options {
             retrieve_k: 4,
             retrieve_min_score: 0.2,
         }
+    }
+}
+
+/// What a caller chooses for a classification, from the CLI's flags or the browser's options
+/// object (`{ explain, evidence, affect, mode, chat, maxNewTokens, k }`, all optional):
+/// [`Choices::check`] turns it into [`Options`] for both, the same way.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Choices {
+    pub explain: bool,
+    pub evidence: bool,
+    pub affect: bool,
+    /// `score` (the default) or `generate`.
+    pub mode: Option<String>,
+    /// The model's chat template instead of the seeds' `Human:` wrapper.
+    pub chat: bool,
+    pub max_new_tokens: Option<usize>,
+    /// RAEmoLLM's k.
+    pub k: Option<usize>,
+}
+
+/// Which sentence embedder a retrieval index must be queried with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryEmbedder {
+    MiniLm,
+    /// The classifying model itself (the seed's LLM embedding).
+    Model,
+}
+
+impl Choices {
+    /// The options for `task`, with `index` (when given) built for MiniLM or for the model whose
+    /// file is named `model_file_name`; the embedder the index needs comes with them. An error
+    /// says what does not fit: an unknown mode, a few-shot-only task without an index, an index
+    /// of another model.
+    pub fn check(
+        &self,
+        task: &Task,
+        index: Option<&Index>,
+        model_file_name: &str,
+    ) -> Result<(Options, Option<QueryEmbedder>)> {
+        let mode_name = self.mode.as_deref().unwrap_or("score");
+        let mode = Mode::from_name(mode_name)
+            .ok_or_else(|| TaskError::BadInput(format!("mode {mode_name:?} is neither \"score\" nor \"generate\"")))?;
+        if task.instruction.is_none() && index.is_none() {
+            return Err(TaskError::BadInput(format!(
+                "task {:?} is a few-shot prompt only: give it an index of examples",
+                task.name
+            )));
+        }
+        let embedder = match index {
+            None => None,
+            Some(index) if index.embedder == "minilm" => Some(QueryEmbedder::MiniLm),
+            Some(index) if index.embedder == llm_embedder_name(model_file_name) => Some(QueryEmbedder::Model),
+            Some(index) => {
+                return Err(TaskError::BadInput(format!(
+                    "the index was built with the embedder {:?}; it can be queried with minilm or {:?}",
+                    index.embedder,
+                    llm_embedder_name(model_file_name)
+                )))
+            }
+        };
+        let defaults = Options::default();
+        let options = Options {
+            wrapping: if self.chat { Wrapping::Chat } else { Wrapping::Seed },
+            mode,
+            explain: self.explain,
+            evidence: self.evidence,
+            affect: self.affect,
+            max_new_tokens: self.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+            retrieve_k: self.k.unwrap_or(defaults.retrieve_k),
+            ..defaults
+        };
+        Ok((options, embedder))
     }
 }
 

@@ -15,23 +15,15 @@ use crate::tasks::classify::Wrapping;
 use crate::tasks::embed::MiniLm;
 use crate::tasks::index::Index;
 use crate::tasks::nrc::Nrc;
-use crate::tasks::pipeline::{llm_embedder_name, Classifier, Input, Lexicons, Mode, Options, Retrieval};
+use crate::tasks::pipeline::{Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
 use crate::tasks::templates::Table;
 use crate::with_model;
 
-/// `classify`'s options, all optional: `{ explain, evidence, affect, mode: "score" | "generate",
-/// chat, maxNewTokens, k, modelName }`.
+/// The model's file name, which `classify` needs beside its [`Choices`]: an index built with
+/// `--embedder llm` records it.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct ClassifyOptions {
-    explain: bool,
-    evidence: bool,
-    affect: bool,
-    mode: Option<String>,
-    chat: bool,
-    max_new_tokens: Option<usize>,
-    k: Option<usize>,
-    /// The model's file name: an index built with `--embedder llm` records it.
+struct ModelName {
     model_name: Option<String>,
 }
 
@@ -89,7 +81,8 @@ impl Engine {
         index: Option<Vec<u8>>,
         on_text: Option<js_sys::Function>,
     ) -> Result<Task, JsValue> {
-        let given: ClassifyOptions = self::options(options)?;
+        let choices: Choices = self::options(options.clone())?;
+        let model_name = self::options::<ModelName>(options)?.model_name.unwrap_or_default();
         let table = Table::builtin();
         let task = match task.trim_start().starts_with('{') {
             true => Table::parse_task(task).map_err(task_error)?,
@@ -97,54 +90,19 @@ impl Engine {
         };
         let input = parse_input(input, &task)?;
         let index = index.map(|bytes| Index::from_bytes(&bytes)).transpose().map_err(task_error)?;
-        if task.instruction.is_none() && index.is_none() {
-            return Err(js_error(
-                ErrorName::InputError,
-                format!("task {:?} is a few-shot prompt only: give it an index of examples", task.name),
-            ));
-        }
-        let mode = Mode::from_name(given.mode.as_deref().unwrap_or("score")).ok_or_else(|| {
-            js_error(
-                ErrorName::InputError,
-                format!("mode {:?} is neither \"score\" nor \"generate\"", given.mode.unwrap_or_default()),
-            )
-        })?;
-        let lexicons = match given.affect {
+        let (options, embedder) =
+            choices.check(&task, index.as_ref(), &model_name).map_err(|e| js_error(ErrorName::InputError, e))?;
+        let lexicons = match choices.affect {
             true => Some(self.resources.lexicons.borrow().clone().ok_or_else(|| {
                 js_error(ErrorName::InputError, "affect features need the lexicons: call useLexicons first")
             })?),
             false => None,
         };
-        let minilm = match &index {
-            Some(index) if index.embedder == "minilm" => {
-                Some(self.resources.minilm.borrow().clone().ok_or_else(|| {
-                    js_error(ErrorName::InputError, "this index was built with MiniLM: call useEmbedder first")
-                })?)
-            }
-            Some(index)
-                if Some(index.embedder.as_str()) != given.model_name.as_deref().map(llm_embedder_name).as_deref() =>
-            {
-                return Err(js_error(
-                    ErrorName::InputError,
-                    format!(
-                        "the index was built with the embedder {:?}, not MiniLM or this model ({:?})",
-                        index.embedder,
-                        given.model_name.unwrap_or_default()
-                    ),
-                ));
-            }
+        let minilm = match embedder {
+            Some(QueryEmbedder::MiniLm) => Some(self.resources.minilm.borrow().clone().ok_or_else(|| {
+                js_error(ErrorName::InputError, "this index was built with MiniLM: call useEmbedder first")
+            })?),
             _ => None,
-        };
-        let defaults = Options::default();
-        let options = Options {
-            wrapping: if given.chat { Wrapping::Chat } else { Wrapping::Seed },
-            mode,
-            explain: given.explain,
-            evidence: given.evidence,
-            affect: given.affect,
-            max_new_tokens: given.max_new_tokens.unwrap_or(defaults.max_new_tokens),
-            retrieve_k: given.k.unwrap_or(defaults.retrieve_k),
-            ..defaults
         };
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
