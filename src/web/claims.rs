@@ -11,7 +11,6 @@ use super::task::Task;
 use super::{js_error, options, to_js, ErrorName};
 use crate::interp::rewards::{check_shared_tokenizer, token_rewards};
 use crate::tasks::affect::{Empath, Vader};
-use crate::tasks::classify::Wrapping;
 use crate::tasks::embed::MiniLm;
 use crate::tasks::index::Index;
 use crate::tasks::nrc::Nrc;

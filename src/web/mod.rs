@@ -39,6 +39,26 @@ pub enum ErrorName {
     VisionError = "VisionError",
 }
 
+impl ErrorName {
+    const ALL: [ErrorName; 9] = [
+        ErrorName::GgufError,
+        ErrorName::GpuError,
+        ErrorName::ImageError,
+        ErrorName::InputError,
+        ErrorName::InterpError,
+        ErrorName::ModelError,
+        ErrorName::TaskError,
+        ErrorName::TokenizerError,
+        ErrorName::VisionError,
+    ];
+}
+
+/// Every `name` the engine's errors carry.
+#[wasm_bindgen(js_name = errorNames)]
+pub fn error_names() -> Vec<ErrorName> {
+    ErrorName::ALL.to_vec()
+}
+
 fn js_error(name: ErrorName, error: impl std::fmt::Display) -> JsValue {
     let e = js_sys::Error::new(&error.to_string());
     e.set_name(name.to_str());
