@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests bench interp-report pkg web fixtures reference clean
+.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -37,15 +37,22 @@ web: pkg
 demo: web
 	cd www && node serve.mjs $(PORT)
 
-# Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run).
-# check-cuda lints the native code with every feature, so the lint phase adds wasm32 and rustfmt.
+# Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run). The
+# wasm build lints the crate for wasm32 as it compiles it (WASM_LINT). The browser tests and the
+# native lints (rustfmt, clippy with every feature, whose CUDA kernels nvcc compiles on one or two
+# threads) run side by side: neither keeps both cores busy.
 test: $(SETUP_STAMP)
 	@rm -f .tools/phase-times
 	scripts/phase.sh "native tests" $(MAKE) test-native
-	scripts/phase.sh "lint" $(MAKE) fmt-check lint-wasm check-cuda
-	scripts/phase.sh "wasm build" $(MAKE) WASM_PROFILE=dev web
-	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
+	WASM_LINT=1 scripts/phase.sh "wasm build+lint" $(MAKE) WASM_PROFILE=dev web
+	$(MAKE) -j2 --output-sync=recurse browser-tests-phase native-lint-phase
 	@cat .tools/phase-times
+
+browser-tests-phase:
+	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
+
+native-lint-phase:
+	scripts/phase.sh "native lint" $(MAKE) fmt-check check-cuda
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
@@ -63,8 +70,9 @@ lint-wasm:
 
 # Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc, and
 # with WebGPU too, every native line; no GPU or CUDA libraries are needed, so nothing is linked.
+# Its own target directory, so that it never waits on (or for) the build the browser tests use.
 check-cuda:
-	scripts/cuda-env.sh cargo clippy --features cuda,webgpu,lab --all-targets -- -D warnings
+	scripts/cuda-env.sh cargo clippy --target-dir target/cuda --features cuda,webgpu,lab --all-targets -- -D warnings
 
 # The browser tests compare the wasm engine with the native CLI's numbers: the CLI is the one
 # test-native built (the same profile and features), so this builds nothing new natively.

@@ -3,6 +3,8 @@
 # rustup's target if installed, else Debian's rustc-web with -Zbuild-std (see `make setup`).
 # Both paths build into target/wasm, so the output's place does not depend on the toolchain.
 # Usage: scripts/wasm-cargo.sh build|clippy [cargo args...]
+# With WASM_LINT=1, `build` also lints the crate with clippy (-D warnings) as it compiles it, so a
+# test run needs no second, check-only pass over the dependencies.
 set -euo pipefail
 subcommand="$1"
 shift
@@ -10,6 +12,10 @@ export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128"
 # GLASSBOX_WASM_TOOLCHAIN=debian forces the fallback, to test it on a machine that has both.
 if [ "${GLASSBOX_WASM_TOOLCHAIN:-}" != debian ] \
   && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  if [ "${WASM_LINT:-}" = 1 ] && [ "$subcommand" = build ]; then
+    RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver)
+    export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+  fi
   exec cargo "$subcommand" --target wasm32-unknown-unknown --target-dir target/wasm "$@"
 elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
   export PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1
@@ -21,6 +27,9 @@ elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
     args=()
     for a in "$@"; do [ "$a" = -- ] && break; args+=("$a"); done
     set -- "${args[@]}"
+  fi
+  if [ "${WASM_LINT:-}" = 1 ] && [ "$subcommand" = build ]; then
+    echo "wasm-cargo: no clippy for Debian's toolchain; the build type-checks the wasm-only code" >&2
   fi
   exec /usr/bin/cargo "$subcommand" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
     --target-dir target/wasm "$@"
