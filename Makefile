@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
+.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build native-tests-phase browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -38,21 +38,31 @@ demo: web
 	cd www && node serve.mjs $(PORT)
 
 # Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run). The
-# wasm build lints the crate for wasm32 as it compiles it (WASM_LINT). The browser tests and the
-# native lints (rustfmt, clippy with every feature, whose CUDA kernels nvcc compiles on one or two
-# threads) run side by side: neither keeps both cores busy.
+# builds come first; then the native tests, the browser tests and the native lints run side by
+# side, since none of them keeps both cores busy throughout (test set-up, the browser's single
+# wasm thread, nvcc on CUDA kernels one file at a time). The wasm build lints the crate for wasm32
+# as it compiles it (WASM_LINT).
 test: $(SETUP_STAMP)
 	@rm -f .tools/phase-times
-	scripts/phase.sh "native tests" $(MAKE) test-native
+	scripts/phase.sh "native build" $(MAKE) native-build
 	WASM_LINT=1 scripts/phase.sh "wasm build+lint" $(MAKE) WASM_PROFILE=dev web
-	$(MAKE) -j2 --output-sync=recurse browser-tests-phase native-lint-phase
+	$(MAKE) -j3 --output-sync=recurse native-tests-phase browser-tests-phase native-lint-phase
+	@echo "make test: phase times (the last three ran side by side)"
 	@cat .tools/phase-times
+
+native-tests-phase:
+	scripts/phase.sh "native tests" $(MAKE) test-native
 
 browser-tests-phase:
 	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
 
 native-lint-phase:
 	scripts/phase.sh "native lint" $(MAKE) fmt-check check-cuda
+
+# The test binaries and the CLI the browser tests compare against: one build, one profile.
+native-build:
+	mkdir -p -m 700 .tools/xdg-runtime
+	cargo test $(NATIVE) --no-run
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
@@ -75,11 +85,10 @@ check-cuda:
 	scripts/cuda-env.sh cargo clippy --target-dir target/cuda --features cuda,webgpu,lab --all-targets -- -D warnings
 
 # The browser tests compare the wasm engine with the native CLI's numbers: the CLI is the one
-# test-native built (the same profile and features), so this builds nothing new natively.
-test-web: web browser-tests
+# native-build makes for the native tests (the same profile and features).
+test-web: web native-build browser-tests
 
 browser-tests:
-	cargo build --bin glassbox $(NATIVE)
 	cd www && npx tsc --noEmit
 	cd www && node --test tests/
 

@@ -2,7 +2,8 @@
 // same model file, plus the wasm's WebGPU kernel against arithmetic done here in Node.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -128,12 +129,8 @@ test("a WGSL kernel runs through wgpu on the browser's WebGPU adapter", { timeou
 test("the wasm engine's next tokens agree with the native build and with llama.cpp", { timeout: 900_000 }, async () => {
   const logitsReference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-logits-llamacpp.json"), "utf8"));
   const cases = logitsReference.next_token;
-  const native = cases.map((c) => {
-    const out = execFileSync(here("../../target/debug/glassbox"), [
-      "logits", here("../../" + MODEL_PATH), "--prompt", c.prompt, "--top-k", "10", "--json",
-    ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    return JSON.parse(out).top;
-  });
+  // The CLI answers beside the browser, one prompt after another.
+  const nativeTops = inTurn(cases, (c) => nativeTop(c.prompt, "cpu"));
 
   const { page } = await open("/?model=");
   const wasm = await page.evaluate(async ({ modelPath, idLists }) => {
@@ -146,6 +143,7 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
     return tops;
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
+  const native = await nativeTops;
   // As in the native parity test: a top-1 may differ only where the other engine was nearly tied.
   const NEAR_TIE = 0.5;
   let worst = 0;
@@ -220,19 +218,35 @@ test("the wasm LLaVA heatmaps of the shapes fixture equal the native CLI's", { t
   await page.close();
 });
 
+const run = promisify(execFile);
+
 /** The native CLI's top-10 next tokens for `prompt`, on the backend named. */
-function nativeTop(prompt, backend) {
-  const out = execFileSync(here("../../target/debug/glassbox"), [
+async function nativeTop(prompt, backend) {
+  const { stdout } = await run(here("../../target/debug/glassbox"), [
     "logits", here("../../" + MODEL_PATH), "--prompt", prompt, "--top-k", "10", "--json", "--backend", backend,
-  ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, XDG_RUNTIME_DIR: here("../../.tools/xdg-runtime") } });
-  return JSON.parse(out).top;
+  ], { encoding: "utf8", env: { ...process.env, XDG_RUNTIME_DIR: here("../../.tools/xdg-runtime") } });
+  return JSON.parse(stdout).top;
+}
+
+/**
+ * `work` on each item, one after another, while the caller goes on (it drives the browser
+ * meanwhile); a failure is reported where the results are awaited.
+ */
+function inTurn(items, work) {
+  const results = (async () => {
+    const out = [];
+    for (const item of items) out.push(await work(item));
+    return out;
+  })();
+  results.catch(() => {});
+  return results;
 }
 
 test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and agrees with native WebGPU and llama.cpp", { timeout: 900_000 }, async () => {
   // Five of the twenty prompts: SwiftShader takes seconds a prompt, and the native tests check all
   // twenty on lavapipe through the same kernels.
   const cases = JSON.parse(readFileSync(here("../../tests/reference/smollm2-logits-llamacpp.json"), "utf8")).next_token.slice(0, 5);
-  const native = cases.map((c) => nativeTop(c.prompt, "webgpu"));
+  const nativeTops = inTurn(cases, (c) => nativeTop(c.prompt, "webgpu"));
 
   const { page } = await open("/?model=");
   const browser = await page.evaluate(async ({ modelPath, idLists }) => {
@@ -247,6 +261,7 @@ test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and 
     return { backend: engine.backend, device: engine.device, memoryAfterLoad, memoryAfterRuns: wasm.memory.buffer.byteLength, fileSize: model.size, tops };
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
+  const native = await nativeTops;
   assert.equal(browser.backend, "webgpu");
   console.log(`# ${browser.device}`);
   // The file is 94 MiB; the weights pass through wasm memory one tensor at a time, so the peak
@@ -305,7 +320,7 @@ test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 
   assert.equal(result.backend, "cpu");
   assert.match(result.reason, /navigator\.gpu/);
   assert.match(result.forced, /^GpuError: .*navigator\.gpu/);
-  assert.equal(result.top, nativeTop("The capital of France is", "cpu")[0].token);
+  assert.equal(result.top, (await nativeTop("The capital of France is", "cpu"))[0].token);
   await page.close();
 });
 
@@ -337,7 +352,7 @@ test("when the GPU is lost, the model reloads onto the CPU and says why", { time
   assert.equal(result.before.backend, "webgpu");
   assert.equal(result.after.backend, "cpu");
   assert.match(result.after.reason, /WebGPU device was lost .*reloaded onto the CPU/);
-  const native = nativeTop("The capital of France is", "cpu")[0].token;
+  const native = (await nativeTop("The capital of France is", "cpu"))[0].token;
   assert.equal(result.before.top, native);
   assert.equal(result.after.top, native);
   await page.close();

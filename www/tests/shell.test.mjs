@@ -3,7 +3,8 @@
 // panel goes to artifacts/e2e/. The whole session's requests are recorded for the privacy check.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,10 +28,17 @@ const requests = [];
 const dialogs = [];
 const browsers = [];
 
-/** The native CLI's JSON output for `args` (on the CPU, as the wasm computes). */
+const run = promisify(execFile);
+
+/**
+ * The native CLI's JSON output for `args` (on the CPU, as the wasm computes). It runs beside the
+ * browser: callers start it before driving the page and await it after.
+ */
 function cli(args) {
-  const out = execFileSync(CLI, ["--backend", "cpu", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
-  return JSON.parse(out);
+  const output = run(CLI, ["--backend", "cpu", ...args], { encoding: "utf8", maxBuffer: 64 << 20 }).then(({ stdout }) => JSON.parse(stdout));
+  // A failure is reported where the output is awaited; until then it is not an unhandled rejection.
+  output.catch(() => {});
+  return output;
 }
 
 const model = here("../../" + MODEL);
@@ -75,12 +83,14 @@ async function waitFor(page, selector, timeout = 600_000) {
 
 const shot = (page, panel, name) => page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 
-/** `classify --json`'s row for one input, with the CLI's flags `extra`. */
+/** `classify`'s output row for one input, with the CLI's flags `extra`; started as `cli` is. */
 function classifyNatively(task, row, extra) {
   const work = mkdtempSync(join(tmpdir(), "glassbox-classify-"));
   writeFileSync(join(work, "in.jsonl"), JSON.stringify(row) + "\n");
-  execFileSync(CLI, ["--backend", "cpu", "classify", model, "--task", task, "--input", join(work, "in.jsonl"), "--output", join(work, "out.jsonl"), ...extra], { stdio: "ignore" });
-  return JSON.parse(readFileSync(join(work, "out.jsonl"), "utf8"));
+  const args = ["--backend", "cpu", "classify", model, "--task", task, "--input", join(work, "in.jsonl"), "--output", join(work, "out.jsonl"), ...extra];
+  const output = run(CLI, args).then(() => JSON.parse(readFileSync(join(work, "out.jsonl"), "utf8")));
+  output.catch(() => {});
+  return output;
 }
 
 /** The shown top tokens `[{ id, prob }]` agree with the CLI's: the same top-1 unless the CLI's was nearly tied. */
@@ -95,15 +105,17 @@ function assertSameTop(shown, native) {
 
 /** The Look inside panel's next tokens and logit lens for `prompt`, against the CLI's. */
 async function checkNextTokensAndLens(page, prompt) {
+  const nativeNext = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--json"]);
+  const nativeLens = cli(["lens", model, "--prompt", prompt, "--top-k", "3", "--json"]);
   await page.fill("#inside-prompt", prompt);
   await page.click("#inside-form button");
   await waitFor(page, "#lens-grid");
   const shown = await page.$$eval("#next-tokens tr", (rows) => rows.map((r) => ({ id: Number(r.dataset.id), prob: Number(r.cells[2].textContent) })));
-  const native = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--json"]).top;
+  const native = (await nativeNext).top;
   assert.equal(shown.length, 10);
   assertSameTop(shown, native);
 
-  const lens = cli(["lens", model, "--prompt", prompt, "--top-k", "3", "--json"]);
+  const lens = await nativeLens;
   const cells = await page.$$eval("#lens-grid td", (tds) => tds.map((td) => ({ layer: Number(td.dataset.layer), position: Number(td.dataset.position), token: td.dataset.token })));
   assert.equal(cells.length, lens.cells.length);
   const nativeTop = new Map(lens.cells.map((c) => [`${c.layer}.${c.position}`, c.tokens]));
@@ -175,9 +187,10 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
 
 test("Look inside: next tokens, lens, head importance, positions and ablation match the CLI", { timeout: 900_000 }, async () => {
   const prompt = "The capital of France is";
+  const nativeAttribution = cli(["attribute", model, "--prompt", prompt, "--json"]);
   await checkNextTokensAndLens(page, prompt);
   await waitFor(page, "#head-grid");
-  const native = cli(["attribute", model, "--prompt", prompt, "--json"]);
+  const native = await nativeAttribution;
   const heads = await page.$$eval("#head-grid td[data-head]", (tds) => tds.map((td) => ({ id: td.dataset.head, score: Number(td.dataset.score) })));
   assert.equal(heads.length, native.heads.length);
   const nativeScore = new Map(native.heads.map((h) => [`${h.layer}.${h.head}`, h.score]));
@@ -200,10 +213,11 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   await shot(page, "inside-panel", "look-inside");
 
   // One click ablates the head; the next tokens change as the CLI's ablation changes them.
+  const nativeAblatedTop = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--ablate-heads", top, "--json"]);
   await page.click("#ablate-head");
   await waitFor(page, "#ablated-tokens");
   const ablated = await page.$$eval("#ablated-tokens tr", (rows) => rows.map((r) => ({ id: Number(r.dataset.id), prob: Number(r.cells[2].textContent) })));
-  const nativeAblated = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--ablate-heads", top, "--json"]).top;
+  const nativeAblated = (await nativeAblatedTop).top;
   assertSameTop(ablated, nativeAblated);
   // The ablation changed the distribution.
   assert.ok(Math.abs(ablated[0].prob - (await page.$eval("#next-tokens tr", (r) => Number(r.cells[2].textContent)))) > 0.1);
@@ -221,12 +235,15 @@ test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI"
   await page.waitForFunction((prompt) => document.querySelector("#image-prompt").value === prompt, scene.prompt, { timeout: 120_000 });
   assert.equal(await page.getAttribute("#image-view", "data-answer"), scene.answer);
 
+  const heatmapArgs = (method) => ["heatmap", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--method", method, "--json"];
+  const nativeHeatmaps = Object.fromEntries(["lpi", "attention", "occlusion"].map((method) => [method, cli(heatmapArgs(method))]));
+  const nativeLens = cli(["lens-image", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--top-k", "3", "--json"]);
   for (const method of ["lpi", "attention", "occlusion"]) {
     await page.check(`input[name=method][value=${method}]`);
     if (method === "lpi") await page.click("#question-form button");
     await page.waitForSelector(`#heatmap-overlay[data-method=${method}][data-state=ready]`, { timeout: 300_000 });
     await page.waitForSelector("#image-status[data-state=ready]", { timeout: 300_000 });
-    const native = cli(["heatmap", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--method", method, "--json"]);
+    const native = await nativeHeatmaps[method];
     const cells = JSON.parse(await page.getAttribute("#heatmap-overlay", "data-cells"));
     const worst = Math.max(...cells.map((v, i) => Math.abs(v - native.heatmap.cells[i])));
     console.log(`# ${method} heatmap, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
@@ -237,7 +254,7 @@ test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI"
   }
 
   // Hover the target shape's centre: the lens rows of that patch, as `lens-image` reads them.
-  const lens = cli(["lens-image", mmproj, lm, "--image", png, "--prompt", scene.prompt, "--top-k", "3", "--json"]);
+  const lens = await nativeLens;
   const [x0, y0, x1, y1] = scene.shapes[scene.target].bbox;
   const box = await page.locator("#heatmap-overlay").boundingBox();
   await page.mouse.move(box.x + (((x0 + x1) / 2) / 96) * box.width, box.y + (((y0 + y1) / 2) / 96) * box.height);
@@ -252,7 +269,7 @@ test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI"
 test("Check a claim: verdict, streamed explanation, evidence and affect match the CLI", { timeout: 900_000 }, async () => {
   const [first] = readFileSync(here("../../tests/data/fmd_claims.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   const row = { id: first.id, claim: `${first.claim} ${PAYLOAD}`, context: first.context };
-  const native = classifyNatively("fmd", row, ["--explain", "--evidence", "--affect", "--lexicons", here("../../models/lexicons")]);
+  const nativeClassification = classifyNatively("fmd", row, ["--explain", "--evidence", "--affect", "--lexicons", here("../../models/lexicons")]);
 
   await page.selectOption("#claim-task", "fmd");
   await page.fill("#claim-text", row.claim);
@@ -263,6 +280,7 @@ test("Check a claim: verdict, streamed explanation, evidence and affect match th
   await page.waitForFunction(() => document.querySelector("#claim-explanation").textContent.length > 0, null, { timeout: 600_000 });
   assert.equal(await page.getAttribute("#claim-verdict", "data-state"), "working");
   await waitFor(page, "#claim-verdict");
+  const native = await nativeClassification;
 
   assert.equal(await page.getAttribute("#claim-verdict", "data-label"), native.label);
   const probs = await page.$$eval("#claim-probs .bar", (bars) => Object.fromEntries(bars.map((b) => [b.dataset.label, Number(b.dataset.value)])));
@@ -293,7 +311,7 @@ test("Check a claim with a retrieval index: the retrieved examples and verdict m
   writeFileSync(examples, rows.slice(1, 6).map((r) => JSON.stringify(r)).join("\n") + "\n");
   execFileSync(CLI, ["--backend", "cpu", "index", "build", model, "--embedder", "llm", "--input", examples, "--output", index], { stdio: "ignore" });
   const row = { id: rows[0].id, text: rows[0].text };
-  const native = classifyNatively("conspiracy", row, ["--retrieve", index]);
+  const nativeClassification = classifyNatively("conspiracy", row, ["--retrieve", index]);
 
   await page.selectOption("#claim-task", "conspiracy");
   await page.fill("#claim-text", row.text);
@@ -301,6 +319,7 @@ test("Check a claim with a retrieval index: the retrieved examples and verdict m
   await page.setInputFiles("#claim-index", index);
   await page.click("#claim-form button[type=submit]");
   await waitFor(page, "#claim-verdict");
+  const native = await nativeClassification;
   assert.equal(await page.getAttribute("#claim-verdict", "data-label"), native.label);
   const retrieved = await page.$$eval("#claim-retrieved li", (items) => items.map((li) => li.dataset.id));
   assert.deepEqual(retrieved, native.retrieved.map((r) => r.id));
@@ -310,12 +329,13 @@ test("Check a claim with a retrieval index: the retrieved examples and verdict m
 test("Token rewards: the rewards and SePO's selection match the CLI", { timeout: 600_000 }, async () => {
   const prompt = "Question: What is the capital of France? Answer:";
   const response = ` The capital of France is Paris. ${PAYLOAD}`;
+  const nativeRewards = cli(["token-rewards", model, here(`../../tests/${REFERENCE_MODEL}`), "--prompt", prompt, "--response", response, "--json"]);
   await page.fill("#reference-url", REFERENCE_MODEL);
   await page.fill("#rewards-prompt", prompt);
   await page.fill("#rewards-response", response);
   await page.click("#rewards-form button");
   await waitFor(page, "#rewards-tokens");
-  const native = cli(["token-rewards", model, here(`../../tests/${REFERENCE_MODEL}`), "--prompt", prompt, "--response", response, "--json"]);
+  const native = await nativeRewards;
   const shown = await page.$$eval("#rewards-tokens .token", (chips) => chips.map((c) => ({ reward: Number(c.dataset.reward), selected: c.dataset.selected === "true" })));
   assert.equal(shown.length, native.tokens.length);
   const worst = Math.max(...shown.map((s, i) => Math.abs(s.reward - native.tokens[i].reward)));
@@ -348,7 +368,7 @@ test("the custom elements, with one import, give the CLI's heatmap answer and cl
   const image = here("../../tests/fixtures/shapes-scene-2-3.png");
   const [mmproj, lm] = ["mmproj", "lm"].map((part) => here(`../../tests/fixtures/shapes-llava-${part}.gguf`));
   const prompt = await widgets.$eval("#heatmap", (e) => e.getAttribute("prompt").replaceAll("\\n", "\n"));
-  const native = cli(["heatmap", mmproj, lm, "--image", image, "--prompt", prompt, "--method", "lpi", "--json"]);
+  const native = await cli(["heatmap", mmproj, lm, "--image", image, "--prompt", prompt, "--method", "lpi", "--json"]);
   await widgets.waitForFunction(() => globalThis.glassboxResults.length > 0, null, { timeout: 300_000 });
   const heatmap = await widgets.evaluate(() => {
     const r = globalThis.glassboxResults[0];
@@ -359,12 +379,13 @@ test("the custom elements, with one import, give the CLI's heatmap answer and cl
   assert.equal(await widgets.locator("#heatmap [part=answer]").textContent(), `${native.target.token.trim()} (p = ${native.target.prob.toFixed(3)})`);
 
   const row = JSON.parse(readFileSync(here("../../tests/data/fmd_claims.jsonl"), "utf8").split("\n")[1]);
-  const verdict = classifyNatively("fmd", { id: row.id, claim: row.claim, context: row.context }, []);
+  const nativeVerdict = classifyNatively("fmd", { id: row.id, claim: row.claim, context: row.context }, []);
   await widgets.locator("#claim textarea[aria-label=claim]").fill(row.claim);
   await widgets.locator("#claim textarea[aria-label=context]").fill(row.context);
   await widgets.locator("#claim button").click();
   await widgets.waitForFunction(() => globalThis.glassboxResults.length > 1, null, { timeout: 300_000 });
   const claim = await widgets.evaluate(() => globalThis.glassboxResults[1]);
+  const verdict = await nativeVerdict;
   assert.equal(claim.label, verdict.label);
   assert.equal(await widgets.locator("#claim [part=verdict]").textContent(), verdict.label);
   for (const [label, p] of Object.entries(verdict.probs)) assert.ok(Math.abs(Math.log(claim.probs[label]) - Math.log(p)) <= TOLERANCE);
