@@ -72,7 +72,7 @@ mod llava {
     }
 
     fn setup() -> Setup {
-        let common::Loaded { model, tokenizer } = common::load_smollm2();
+        let glassbox::model::Loaded { model, tokenizer } = common::load_smollm2();
         let mmproj =
             GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mmproj-tiny-576.gguf")).unwrap();
         let tower = ClipTower::load(ClipConfig::from_gguf(&mmproj.header).unwrap(), &mmproj, 576).unwrap();

@@ -475,9 +475,7 @@ impl<B: Backend> Model<B> {
             z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
         }
         recorder.record(HookPoint::AttnZ(l), &z)?;
-        if recorder.wants(HookPoint::AttnResult(l)) {
-            self.record_head_results(l, layer, &z, recorder)?;
-        }
+        self.record_head_results(l, layer, &z, recorder)?;
         let attn_out = be.linear(&z, &layer.wo)?;
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
         Ok(attn_out)

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 
 use glassbox::backend::candle::CandleBackend;
-use glassbox::gguf::GgufFile;
-use glassbox::model::{Config, Model};
-use glassbox::tokenizer::Tokenizer;
+use glassbox::model::{Loaded, Model};
 
 /// `models/` at the repository root, or `$GLASSBOX_MODELS`. `make setup` fills it.
 pub fn model_path(file: &str) -> PathBuf {
@@ -28,13 +26,6 @@ pub fn reference(name: &str) -> serde_json::Value {
 }
 
 /// SmolLM2 on the CPU backend, with its tokenizer.
-pub struct Loaded {
-    pub model: Model<CandleBackend>,
-    pub tokenizer: Tokenizer,
-}
-
-pub fn load_smollm2() -> Loaded {
-    let file = GgufFile::open(model_path(SMOLLM2)).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
-    Loaded { model, tokenizer: Tokenizer::from_gguf(&file.header).unwrap() }
+pub fn load_smollm2() -> Loaded<CandleBackend> {
+    Model::open(model_path(SMOLLM2), CandleBackend::cpu()).unwrap()
 }
