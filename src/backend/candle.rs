@@ -1,17 +1,22 @@
 //! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
-//! on the `Device` it was created with.
+//! on the `Device` it was created with. On the CPU the weight products run on glassbox's kernels
+//! (`super::kernels`), and candle computes the rest (norms, rotations, attention); on CUDA,
+//! candle computes everything.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::kernels::{Format, QuantizedMatrix, ThreadPool};
 use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
     device: Device,
     float_weights: bool,
+    /// The threads of the CPU kernels.
+    pool: Arc<ThreadPool>,
     /// The last rotary table and causal mask made: every layer of a forward pass uses the same
     /// ones, so a GPU receives each once per pass instead of once per layer.
     rope_table: Mutex<Option<(RopeTableKey, Tensor, Tensor)>>,
@@ -31,10 +36,27 @@ impl CandleBackend {
         if device.is_cuda() {
             candle_core::quantized::cuda::set_force_dmmv(true);
         }
-        CandleBackend { device, float_weights: false, rope_table: Mutex::new(None), causal_mask: Mutex::new(None) }
+        CandleBackend {
+            device,
+            float_weights: false,
+            pool: ThreadPool::shared(),
+            rope_table: Mutex::new(None),
+            causal_mask: Mutex::new(None),
+        }
     }
 
-    /// Every weight matrix dequantised to f32 at load: products then round nothing (the CPU's
+    /// The CPU kernels on `pool` instead of the process's shared one (one thread per physical
+    /// core).
+    pub fn with_pool(self, pool: Arc<ThreadPool>) -> Self {
+        CandleBackend { pool, ..self }
+    }
+
+    /// How many threads the CPU kernels use.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Every weight matrix dequantised to f32 at load: products then round nothing (the
     /// quantised kernels round their input to 8 bits). Four bytes a weight.
     pub fn with_float_weights(device: Device) -> Self {
         CandleBackend { float_weights: true, ..Self::new(device) }
@@ -116,10 +138,37 @@ fn candle_dtype(t: GgmlType) -> Option<GgmlDType> {
     })
 }
 
-/// A weight matrix: candle's quantised matmul, plus the quantised tensor for row lookups.
-pub struct CandleMatrix {
-    matmul: QMatMul,
-    table: std::sync::Arc<candle_core::quantized::QTensor>,
+/// A weight matrix.
+pub enum CandleMatrix {
+    /// On the CPU: the GGUF encoding, multiplied by glassbox's kernels.
+    Kernel(QuantizedMatrix),
+    /// On CUDA, or a type without a CPU kernel (Q2_K, Q3_K, BF16): candle's quantised matmul,
+    /// and the quantised tensor for row lookups.
+    Candle { matmul: QMatMul, table: Arc<QTensor> },
+}
+
+impl CandleBackend {
+    fn kernel_matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+        let matrix = QuantizedMatrix::new(&info.name, info.ggml_type, rows, cols, bytes)
+            .map_err(|e| BackendError(e.to_string()))?;
+        if !self.float_weights || matrix.format() == Format::F32 {
+            return Ok(CandleMatrix::Kernel(matrix));
+        }
+        QuantizedMatrix::from_f32(&info.name, rows, cols, &matrix.dequantize())
+            .map(CandleMatrix::Kernel)
+            .map_err(|e| BackendError(e.to_string()))
+    }
+
+    /// A kernel's `[t, rows]` output as a tensor.
+    fn kernel_output(&self, values: Vec<f32>, rows: usize) -> BackendResult<Tensor> {
+        let t = values.len().checked_div(rows).unwrap_or(0);
+        Tensor::from_vec(values, (t, rows), &self.device).map_err(err)
+    }
+}
+
+/// The f32 values of a CPU tensor, row-major.
+fn host_values(x: &Tensor) -> BackendResult<Vec<f32>> {
+    x.flatten_all().and_then(|f| f.to_dtype(DType::F32)).and_then(|f| f.to_vec1()).map_err(err)
 }
 
 impl Backend for CandleBackend {
@@ -127,20 +176,25 @@ impl Backend for CandleBackend {
     type Matrix = CandleMatrix;
 
     fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+        let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
+        if let ([rows, cols], true) = (dims.as_slice(), self.device.is_cpu()) {
+            if Format::of(info.ggml_type).is_some() {
+                return self.kernel_matrix(info, *rows, *cols, bytes);
+            }
+        }
         let dtype = candle_dtype(info.ggml_type).ok_or_else(|| {
             BackendError(format!(
                 "tensor {} has type {}, which the candle backend cannot compute with",
                 info.name, info.ggml_type
             ))
         })?;
-        let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
-        let table = std::sync::Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
+        let table = Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
         let matmul = if self.float_weights {
             QMatMul::Tensor(table.dequantize(&self.device).map_err(err)?)
         } else {
             QMatMul::from_arc(table.clone()).map_err(err)?
         };
-        Ok(CandleMatrix { matmul, table })
+        Ok(CandleMatrix::Candle { matmul, table })
     }
 
     fn vector(&self, values: &[f32]) -> BackendResult<Tensor> {
@@ -152,17 +206,35 @@ impl Backend for CandleBackend {
     }
 
     fn download(&self, x: &Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)> {
-        let values = x.flatten_all().and_then(|f| f.to_dtype(DType::F32)).and_then(|f| f.to_vec1()).map_err(err)?;
-        Ok((x.dims().to_vec(), values))
+        Ok((x.dims().to_vec(), host_values(x)?))
     }
 
     fn embed(&self, table: &CandleMatrix, ids: &[u32]) -> BackendResult<Tensor> {
-        let ids = Tensor::from_slice(ids, ids.len(), &self.device).map_err(err)?;
-        table.table.embedding(&ids).map_err(err)
+        match table {
+            CandleMatrix::Kernel(m) => {
+                let rows = m.dequantize_rows(ids).ok_or_else(|| {
+                    BackendError(format!("a token id in {ids:?} is outside the embedding's {} rows", m.rows()))
+                })?;
+                Tensor::from_vec(rows, (ids.len(), m.cols()), &self.device).map_err(err)
+            }
+            CandleMatrix::Candle { table, .. } => {
+                let ids = Tensor::from_slice(ids, ids.len(), &self.device).map_err(err)?;
+                table.embedding(&ids).map_err(err)
+            }
+        }
     }
 
     fn linear(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
-        w.matmul.forward(x).map_err(err)
+        match w {
+            CandleMatrix::Kernel(m) => {
+                let cols = x.dim(D::Minus1).map_err(err)?;
+                if cols != m.cols() {
+                    return Err(BackendError(format!("a product of {cols}-wide rows with a {}-wide matrix", m.cols())));
+                }
+                self.kernel_output(m.matmul(&host_values(x)?, &self.pool), m.rows())
+            }
+            CandleMatrix::Candle { matmul, .. } => matmul.forward(x).map_err(err),
+        }
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {
@@ -271,16 +343,26 @@ impl Backend for CandleBackend {
     }
 
     fn dequantize(&self, w: &CandleMatrix) -> BackendResult<Tensor> {
-        match &w.matmul {
-            QMatMul::Tensor(t) => Ok(t.clone()),
-            QMatMul::TensorF16(t) => t.to_dtype(DType::F32).map_err(err),
-            QMatMul::QTensor(q) => q.dequantize(&self.device).map_err(err),
+        match w {
+            CandleMatrix::Kernel(m) => {
+                Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &self.device).map_err(err)
+            }
+            CandleMatrix::Candle { matmul: QMatMul::Tensor(t), .. } => Ok(t.clone()),
+            CandleMatrix::Candle { matmul: QMatMul::TensorF16(t), .. } => t.to_dtype(DType::F32).map_err(err),
+            CandleMatrix::Candle { matmul: QMatMul::QTensor(q), .. } => q.dequantize(&self.device).map_err(err),
         }
     }
 
     fn dequantized(&self, w: &CandleMatrix) -> BackendResult<CandleMatrix> {
-        // Row lookups read the same values from the quantised table.
-        Ok(CandleMatrix { matmul: QMatMul::Tensor(self.dequantize(w)?), table: w.table.clone() })
+        match w {
+            CandleMatrix::Kernel(m) => QuantizedMatrix::from_f32("dequantized", m.rows(), m.cols(), &m.dequantize())
+                .map(CandleMatrix::Kernel)
+                .map_err(|e| BackendError(e.to_string())),
+            // Row lookups read the same values from the quantised table.
+            CandleMatrix::Candle { table, .. } => {
+                Ok(CandleMatrix::Candle { matmul: QMatMul::Tensor(self.dequantize(w)?), table: table.clone() })
+            }
+        }
     }
 
     fn columns(&self, w: &CandleMatrix, cols: &[usize]) -> BackendResult<Tensor> {
@@ -299,10 +381,15 @@ impl Backend for CandleBackend {
     }
 
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
-        let quantised = match &w.matmul {
-            QMatMul::Tensor(_) => return Ok(x.clone()),
-            QMatMul::TensorF16(_) => return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err),
-            QMatMul::QTensor(q) => q,
+        let quantised = match w {
+            CandleMatrix::Kernel(m) => {
+                return Tensor::from_vec(m.read_as(&host_values(x)?), x.shape(), &self.device).map_err(err)
+            }
+            CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
+            CandleMatrix::Candle { matmul: QMatMul::TensorF16(_), .. } => {
+                return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err)
+            }
+            CandleMatrix::Candle { matmul: QMatMul::QTensor(q), .. } => q,
         };
         let Some(read_as) = activation_type(&self.device, quantised.dtype()) else { return Ok(x.clone()) };
         // The rounding is the same wherever it runs; candle quantises on the CPU.

@@ -1,11 +1,12 @@
 //! Compute backends. The transformer in `model/` is written once over [`Backend`]; each backend
 //! supplies the operations on its own tensor type.
 //!
-//! - `candle`: CPU (and CUDA with the `cuda` feature), quantised weights through candle's
-//!   `QMatMul`;
+//! - `candle`: CPU (and CUDA with the `cuda` feature); on the CPU its weight products run on
+//!   glassbox's own quantised kernels (`kernels`), on CUDA on candle's `QMatMul`;
 //! - `webgpu` (feature `webgpu`): the wgpu device, WebGPU in browsers, Vulkan/Metal/DX12 natively.
 
 pub mod candle;
+pub mod kernels;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
+use glassbox::backend::kernels::Isa;
 use glassbox::backend::Backend;
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
@@ -42,6 +43,8 @@ pub fn bench(out: &mut impl Write, loader: &Loader, args: &BenchArgs) -> Written
         let report = run(&loaded.model, load_s, &short, &long)?;
         let mut report = serde_json::to_value(&report).map_err(text_err)?;
         report["backend"] = json!(loader.backend_name()?);
+        report["kernel"] = json!(Isa::detected().name());
+        report["threads"] = json!(loader.kernel_threads());
         Ok(writeln!(out, "{report}"))
     })
 }

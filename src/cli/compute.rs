@@ -3,10 +3,12 @@
 
 use std::cell::OnceCell;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::Device;
 use clap::ValueEnum;
 use glassbox::backend::candle::CandleBackend;
+use glassbox::backend::kernels::ThreadPool;
 #[cfg(feature = "webgpu")]
 use glassbox::backend::webgpu::{GpuDevice, WebGpuBackend};
 use glassbox::backend::Backend;
@@ -39,11 +41,24 @@ pub struct Loader {
     choice: BackendChoice,
     target: OnceCell<Target>,
     float_weights: bool,
+    /// The CPU kernels' threads, when not the process's shared pool (one per physical core).
+    pool: Option<Arc<ThreadPool>>,
 }
 
 impl Loader {
     pub fn new(choice: BackendChoice) -> Self {
-        Loader { choice, target: OnceCell::new(), float_weights: false }
+        Loader { choice, target: OnceCell::new(), float_weights: false, pool: None }
+    }
+
+    /// The CPU kernels' threads.
+    pub fn kernel_threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(|| ThreadPool::shared().threads(), |pool| pool.threads())
+    }
+
+    /// Every model this loads runs its CPU kernels on one pool of `threads` threads.
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.pool = threads.map(|n| Arc::new(ThreadPool::new(n)));
+        self
     }
 
     /// Loads every weight matrix dequantised to f32 (see `CandleBackend::with_float_weights`;
@@ -104,11 +119,14 @@ impl Loader {
         Ok(match self.target()? {
             Target::Candle(device) => {
                 let device = device.clone();
-                let backend = if self.float_weights {
+                let mut backend = if self.float_weights {
                     CandleBackend::with_float_weights(device)
                 } else {
                     CandleBackend::new(device)
                 };
+                if let Some(pool) = &self.pool {
+                    backend = backend.with_pool(pool.clone());
+                }
                 Loaded { model: load_weights(backend, config, &file)?, tokenizer }.into()
             }
             #[cfg(feature = "webgpu")]

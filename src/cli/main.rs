@@ -33,6 +33,9 @@ struct Cli {
     /// Print the result as JSON (the commands that always print JSON ignore it).
     #[arg(long, global = true)]
     json: bool,
+    /// Threads of the CPU kernels (default: one per physical core).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -203,7 +206,8 @@ pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec
 /// Runs one command: a dispatch to the function that implements it.
 fn run(cli: Cli) -> Result<(), String> {
     let out = &mut std::io::stdout().lock();
-    let loader = Loader::new(cli.backend);
+    let threads = cli.threads.map(usize::from);
+    let loader = Loader::new(cli.backend).with_threads(threads);
     let json = cli.json;
     let written = match cli.command {
         Command::Info(args) => model::info(out, &args, json)?,
@@ -217,7 +221,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::TokenRewards(args) => interp::token_rewards(out, &loader, &args, json)?,
         Command::MaskEval(args) => interp::mask_eval(out, &loader, &args, json)?,
         Command::CompareBackends(args) => {
-            let tested = Loader::new(cli.backend).with_float_weights(args.float_weights);
+            let tested = Loader::new(cli.backend).with_threads(threads).with_float_weights(args.float_weights);
             parity::compare_backends(out, &tested, &args, json)?
         }
         Command::Evaluate(args) => tasks::evaluate(out, &args)?,

@@ -1,0 +1,454 @@
+//! GGUF block layouts (as ggml defines them), the 8-bit activation blocks the quantised products
+//! read, and the portable dot products and dequantisation of every supported weight format.
+//!
+//! A product of a weight row with an activation row sums, block by block, an exact integer dot
+//! product of the quantised values scaled by the blocks' factors (llama.cpp's scheme):
+//! - Q4_0, Q5_0, Q8_0 weights read activations rounded to Q8_0 (`d · q`, 32 values a block);
+//! - Q4_1, Q5_1 weights read Q8_1, which adds `s = d · Σq` for the weights' offset `m`;
+//! - the K-quants read Q8_K (256 values, one f32 scale, and the sums of each 16 values).
+
+use half::f16;
+
+pub const QK: usize = 32;
+pub const QK_K: usize = 256;
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// 32 activations rounded to 8 bits: value `i` reads as `d · qs[i]`. `d` holds an f16's value
+/// (the scale is rounded to half precision, as ggml does) and `s` is `d · Σ qs`, which Q4_1 and
+/// Q5_1 weights multiply by their offset. ggml stores `s` as an f16 too; kept in f32 here, the
+/// product equals the rounded input times the dequantised weights up to float summation order,
+/// which is what lets attribution's per-neuron parts add up to the layer's output.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Q8Block {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+}
+
+impl Q8Block {
+    pub const ZERO: Q8Block = Q8Block { d: 0.0, s: 0.0, qs: [0; QK] };
+
+    /// ggml's `quantize_row_q8_1` reference (which rounds as Q8_0 does): the scale is the
+    /// largest magnitude over 127, and the values are rounded half away from zero by its f32
+    /// inverse, before the scale itself is rounded to f16.
+    pub fn quantize(x: &[f32]) -> Q8Block {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut qs = [0i8; QK];
+        let mut sum = 0i32;
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        let d = f16::from_f32(d).to_f32();
+        Q8Block { d, s: d * sum as f32, qs }
+    }
+}
+
+/// 256 activations rounded to 8 bits for the K-quants: value `i` reads as `d · qs[i]`;
+/// `bsums[j]` is the sum of `qs[16j .. 16j + 16]`.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Q8KBlock {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Q8KBlock {
+    pub const ZERO: Q8KBlock = Q8KBlock { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+
+    /// ggml's `quantize_row_q8_K` reference: the value of largest magnitude maps to −127.
+    pub fn quantize(x: &[f32]) -> Q8KBlock {
+        let mut max = 0f32;
+        let mut amax = 0f32;
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            return Q8KBlock::ZERO;
+        }
+        let iscale = -127.0 / max;
+        let mut block = Q8KBlock::ZERO;
+        for (q, &v) in block.qs.iter_mut().zip(x) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+            *sum = group.iter().map(|&q| q as i16).sum();
+        }
+        block.d = 1.0 / iscale;
+        block
+    }
+}
+
+// ---- Q4_0: d (f16), 16 bytes of nibbles: value j is low nibble j, value j + 16 high nibble j.
+
+pub const Q4_0_BYTES: usize = 18;
+
+#[inline(always)]
+pub fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q4_0_BYTES).zip(act) {
+        let qs = &block[2..18];
+        let mut sumi = 0i32;
+        for (j, &q) in qs.iter().enumerate() {
+            sumi += ((q & 0x0F) as i32 - 8) * a.qs[j] as i32 + ((q >> 4) as i32 - 8) * a.qs[j + 16] as i32;
+        }
+        sum += sumi as f32 * (f16_at(block, 0) * a.d);
+    }
+    sum
+}
+
+fn dequantize_q4_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for j in 0..16 {
+        out[j] = ((block[2 + j] & 0x0F) as i32 - 8) as f32 * d;
+        out[j + 16] = ((block[2 + j] >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+// ---- Q4_1: d, m (f16), nibbles as Q4_0, value = d · q + m.
+
+pub const Q4_1_BYTES: usize = 20;
+
+#[inline(always)]
+pub fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q4_1_BYTES).zip(act) {
+        let qs = &block[4..20];
+        let mut sumi = 0i32;
+        for (j, &q) in qs.iter().enumerate() {
+            sumi += (q & 0x0F) as i32 * a.qs[j] as i32 + (q >> 4) as i32 * a.qs[j + 16] as i32;
+        }
+        sum += sumi as f32 * (f16_at(block, 0) * a.d) + f16_at(block, 2) * a.s;
+    }
+    sum
+}
+
+fn dequantize_q4_1(block: &[u8], out: &mut [f32]) {
+    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+    for j in 0..16 {
+        out[j] = (block[4 + j] & 0x0F) as f32 * d + m;
+        out[j + 16] = (block[4 + j] >> 4) as f32 * d + m;
+    }
+}
+
+// ---- Q5_0: d, 32 high bits (bit j is value j's fifth bit), nibbles as Q4_0; q − 16.
+
+pub const Q5_0_BYTES: usize = 22;
+
+#[inline(always)]
+fn fifth_bits(block: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
+}
+
+#[inline(always)]
+fn q5_values(qh: u32, qs: &[u8], j: usize) -> (i32, i32) {
+    let low = (qs[j] & 0x0F) as i32 | (((qh >> j) & 1) << 4) as i32;
+    let high = (qs[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+    (low, high)
+}
+
+#[inline(always)]
+pub fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q5_0_BYTES).zip(act) {
+        let qh = fifth_bits(block, 2);
+        let qs = &block[6..22];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let (low, high) = q5_values(qh, qs, j);
+            sumi += (low - 16) * a.qs[j] as i32 + (high - 16) * a.qs[j + 16] as i32;
+        }
+        sum += sumi as f32 * (f16_at(block, 0) * a.d);
+    }
+    sum
+}
+
+fn dequantize_q5_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let qh = fifth_bits(block, 2);
+    for j in 0..16 {
+        let (low, high) = q5_values(qh, &block[6..22], j);
+        out[j] = (low - 16) as f32 * d;
+        out[j + 16] = (high - 16) as f32 * d;
+    }
+}
+
+// ---- Q5_1: d, m, 32 high bits, nibbles; value = d · q + m.
+
+pub const Q5_1_BYTES: usize = 24;
+
+#[inline(always)]
+pub fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q5_1_BYTES).zip(act) {
+        let qh = fifth_bits(block, 4);
+        let qs = &block[8..24];
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let (low, high) = q5_values(qh, qs, j);
+            sumi += low * a.qs[j] as i32 + high * a.qs[j + 16] as i32;
+        }
+        sum += sumi as f32 * (f16_at(block, 0) * a.d) + f16_at(block, 2) * a.s;
+    }
+    sum
+}
+
+fn dequantize_q5_1(block: &[u8], out: &mut [f32]) {
+    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+    let qh = fifth_bits(block, 4);
+    for j in 0..16 {
+        let (low, high) = q5_values(qh, &block[8..24], j);
+        out[j] = low as f32 * d + m;
+        out[j + 16] = high as f32 * d + m;
+    }
+}
+
+// ---- Q8_0: d, 32 signed bytes.
+
+pub const Q8_0_BYTES: usize = 34;
+
+#[inline(always)]
+pub fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q8_0_BYTES).zip(act) {
+        let mut sumi = 0i32;
+        for j in 0..QK {
+            sumi += block[2 + j] as i8 as i32 * a.qs[j] as i32;
+        }
+        sum += sumi as f32 * (f16_at(block, 0) * a.d);
+    }
+    sum
+}
+
+fn dequantize_q8_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for j in 0..QK {
+        out[j] = block[2 + j] as i8 as f32 * d;
+    }
+}
+
+// ---- Q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins for 8 groups of 32, 128 bytes of
+// nibbles: each 32 bytes hold values [64c, 64c + 32) low and [64c + 32, 64c + 64) high.
+
+pub const Q4_K_BYTES: usize = 144;
+pub const Q5_K_BYTES: usize = 176;
+
+/// Group `j`'s 6-bit scale and min from the 12 packed bytes (ggml's `get_scale_min_k4`).
+#[inline(always)]
+fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
+    if j < 4 {
+        ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
+    } else {
+        (((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4)) as i32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as i32)
+    }
+}
+
+#[inline(always)]
+pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q4_K_BYTES).zip(act) {
+        let scales = &block[4..16];
+        let qs = &block[16..144];
+        let mut sumi = 0i32;
+        let mut mins = 0i32;
+        for c in 0..4 {
+            let (scale_low, min_low) = scale_min_k4(2 * c, scales);
+            let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+            let (mut low, mut high) = (0i32, 0i32);
+            for l in 0..32 {
+                let q = qs[32 * c + l];
+                low += (q & 0x0F) as i32 * a.qs[64 * c + l] as i32;
+                high += (q >> 4) as i32 * a.qs[64 * c + 32 + l] as i32;
+            }
+            sumi += scale_low * low + scale_high * high;
+            mins += min_low * (a.bsums[4 * c] as i32 + a.bsums[4 * c + 1] as i32)
+                + min_high * (a.bsums[4 * c + 2] as i32 + a.bsums[4 * c + 3] as i32);
+        }
+        sum += f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32;
+    }
+    sum
+}
+
+fn dequantize_q4_k(block: &[u8], out: &mut [f32]) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let scales = &block[4..16];
+    for c in 0..4 {
+        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
+        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1, d2, m2) =
+            (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
+        for l in 0..32 {
+            let q = block[16 + 32 * c + l];
+            out[64 * c + l] = d1 * (q & 0x0F) as f32 - m1;
+            out[64 * c + 32 + l] = d2 * (q >> 4) as f32 - m2;
+        }
+    }
+}
+
+// ---- Q5_K: Q4_K plus 32 bytes of fifth bits: bit 2c of byte l is value 64c + l's, bit 2c + 1
+// value 64c + 32 + l's.
+
+#[inline(always)]
+pub fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q5_K_BYTES).zip(act) {
+        let scales = &block[4..16];
+        let qh = &block[16..48];
+        let qs = &block[48..176];
+        let mut sumi = 0i32;
+        let mut mins = 0i32;
+        for c in 0..4 {
+            let (scale_low, min_low) = scale_min_k4(2 * c, scales);
+            let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+            let (mut low, mut high) = (0i32, 0i32);
+            for l in 0..32 {
+                let q = qs[32 * c + l];
+                let h = qh[l] >> (2 * c);
+                low += ((q & 0x0F) | ((h & 1) << 4)) as i32 * a.qs[64 * c + l] as i32;
+                high += ((q >> 4) | ((h & 2) << 3)) as i32 * a.qs[64 * c + 32 + l] as i32;
+            }
+            sumi += scale_low * low + scale_high * high;
+            mins += min_low * (a.bsums[4 * c] as i32 + a.bsums[4 * c + 1] as i32)
+                + min_high * (a.bsums[4 * c + 2] as i32 + a.bsums[4 * c + 3] as i32);
+        }
+        sum += f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32;
+    }
+    sum
+}
+
+fn dequantize_q5_k(block: &[u8], out: &mut [f32]) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let scales = &block[4..16];
+    let qh = &block[16..48];
+    for c in 0..4 {
+        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
+        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1, d2, m2) =
+            (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
+        for l in 0..32 {
+            let q = block[48 + 32 * c + l];
+            let h = qh[l] >> (2 * c);
+            out[64 * c + l] = d1 * ((q & 0x0F) | ((h & 1) << 4)) as f32 - m1;
+            out[64 * c + 32 + l] = d2 * ((q >> 4) | ((h & 2) << 3)) as f32 - m2;
+        }
+    }
+}
+
+// ---- Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed 8-bit scales (one per
+// 16 values), d (f16); value = d · scale · (q − 32). Each half of 128 values takes 64 low bytes,
+// 32 high bytes and 8 scales: byte l serves values l, l + 32, l + 64 and l + 96.
+
+pub const Q6_K_BYTES: usize = 210;
+
+/// The four 6-bit values byte `l` of a half serves, each minus 32, in value order.
+#[inline(always)]
+fn q6_values(ql: &[u8], qh: &[u8], l: usize) -> [i32; 4] {
+    let h = qh[l];
+    [
+        ((ql[l] & 0x0F) | ((h & 3) << 4)) as i32 - 32,
+        ((ql[l + 32] & 0x0F) | (((h >> 2) & 3) << 4)) as i32 - 32,
+        ((ql[l] >> 4) | (((h >> 4) & 3) << 4)) as i32 - 32,
+        ((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) as i32 - 32,
+    ]
+}
+
+#[inline(always)]
+pub fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(Q6_K_BYTES).zip(act) {
+        let mut sumi = 0i32;
+        for half in 0..2 {
+            let ql = &block[64 * half..64 * half + 64];
+            let qh = &block[128 + 32 * half..128 + 32 * half + 32];
+            let scales = &block[192 + 8 * half..192 + 8 * half + 8];
+            let x = &a.qs[128 * half..128 * half + 128];
+            // groups[g]: the integer dot of the 16 values scale g covers
+            let mut groups = [0i32; 8];
+            for l in 0..32 {
+                let q = q6_values(ql, qh, l);
+                let g = l / 16;
+                groups[g] += q[0] * x[l] as i32;
+                groups[g + 2] += q[1] * x[l + 32] as i32;
+                groups[g + 4] += q[2] * x[l + 64] as i32;
+                groups[g + 6] += q[3] * x[l + 96] as i32;
+            }
+            for (g, &dot) in groups.iter().enumerate() {
+                sumi += scales[g] as i8 as i32 * dot;
+            }
+        }
+        sum += f16_at(block, 208) * a.d * sumi as f32;
+    }
+    sum
+}
+
+fn dequantize_q6_k(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 208);
+    for half in 0..2 {
+        let ql = &block[64 * half..64 * half + 64];
+        let qh = &block[128 + 32 * half..128 + 32 * half + 32];
+        let scales = &block[192 + 8 * half..192 + 8 * half + 8];
+        let out = &mut out[128 * half..128 * half + 128];
+        for l in 0..32 {
+            let q = q6_values(ql, qh, l);
+            let g = l / 16;
+            for (k, &v) in q.iter().enumerate() {
+                out[l + 32 * k] = d * scales[g + 2 * k] as i8 as f32 * v as f32;
+            }
+        }
+    }
+}
+
+// ---- Float weights read the activations unrounded.
+
+#[inline(always)]
+pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (w, &v) in row.chunks_exact(4).zip(x) {
+        sum += f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * v;
+    }
+    sum
+}
+
+#[inline(always)]
+pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (w, &v) in row.chunks_exact(2).zip(x) {
+        sum += f16::from_le_bytes([w[0], w[1]]).to_f32() * v;
+    }
+    sum
+}
+
+fn dequantize_f32(block: &[u8], out: &mut [f32]) {
+    out[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+}
+
+fn dequantize_f16(block: &[u8], out: &mut [f32]) {
+    out[0] = f16_at(block, 0);
+}
+
+/// The dequantiser of one block of `format`.
+pub fn block_dequantizer(format: super::Format) -> fn(&[u8], &mut [f32]) {
+    use super::Format::*;
+    match format {
+        F32 => dequantize_f32,
+        F16 => dequantize_f16,
+        Q4_0 => dequantize_q4_0,
+        Q4_1 => dequantize_q4_1,
+        Q5_0 => dequantize_q5_0,
+        Q5_1 => dequantize_q5_1,
+        Q8_0 => dequantize_q8_0,
+        Q4K => dequantize_q4_k,
+        Q5K => dequantize_q5_k,
+        Q6K => dequantize_q6_k,
+    }
+}

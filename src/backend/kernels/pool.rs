@@ -1,0 +1,215 @@
+//! A pool of threads that lives as long as the backend and splits each product into tasks (runs
+//! of output rows) that every thread, the caller's included, claims with one atomic
+//! compare-and-swap. A decoded token runs a few hundred products, so waking threads per product
+//! has to cost microseconds: idle workers spin briefly on the job counter before they sleep.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
+/// How many times an idle worker checks for a new job before it sleeps (tens of microseconds).
+const SPINS_BEFORE_SLEEP: usize = 4000;
+
+type Task = dyn Fn(usize) + Sync;
+
+/// The task of the running job, its lifetime erased: [`ThreadPool::run`] does not return before
+/// every claimed task has finished, and a worker calls it only after claiming one.
+#[derive(Clone, Copy)]
+struct TaskPointer(*const Task);
+// SAFETY: the pointee is `Sync`, and it outlives every use (see above).
+unsafe impl Send for TaskPointer {}
+
+struct Job {
+    generation: u32,
+    task: Option<TaskPointer>,
+    tasks: usize,
+    sleepers: usize,
+}
+
+struct Shared {
+    job: Mutex<Job>,
+    wake: Condvar,
+    /// The running job's generation (high 32 bits) and its next unclaimed task (low 32 bits):
+    /// a claim from a worker still holding an older job fails on the generation.
+    cursor: AtomicU64,
+    /// Tasks of the running job not yet finished.
+    unfinished: AtomicUsize,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+impl Shared {
+    fn job(&self) -> MutexGuard<'_, Job> {
+        self.job.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims and runs tasks of job `generation` until none is left.
+    fn work(&self, generation: u32, tasks: usize, task: TaskPointer) {
+        loop {
+            let cursor = self.cursor.load(Ordering::Acquire);
+            let index = (cursor & u32::MAX as u64) as usize;
+            if (cursor >> 32) as u32 != generation || index >= tasks {
+                return;
+            }
+            if self.cursor.compare_exchange_weak(cursor, cursor + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                // SAFETY: the claimed task has not finished, so `run` is still waiting and the
+                // task it lent is alive.
+                let task = unsafe { &*task.0 };
+                if catch_unwind(AssertUnwindSafe(|| task(index))).is_err() {
+                    self.panicked.store(true, Ordering::Relaxed);
+                }
+                self.unfinished.fetch_sub(1, Ordering::Release);
+            }
+        }
+    }
+}
+
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// One job at a time; a second caller meanwhile runs its tasks on its own thread.
+    running: Mutex<()>,
+}
+
+impl ThreadPool {
+    /// `threads` in all: the caller and `threads − 1` workers.
+    pub fn new(threads: usize) -> ThreadPool {
+        let shared = Arc::new(Shared {
+            job: Mutex::new(Job { generation: 0, task: None, tasks: 0, sleepers: 0 }),
+            wake: Condvar::new(),
+            cursor: AtomicU64::new(0),
+            unfinished: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let workers = (1..threads.max(1))
+            .filter_map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new().name(format!("glassbox-kernel-{i}")).spawn(move || worker(&shared)).ok()
+            })
+            .collect();
+        ThreadPool { shared, workers, running: Mutex::new(()) }
+    }
+
+    /// The pool every CPU backend shares unless given its own: one thread per physical core.
+    pub fn shared() -> Arc<ThreadPool> {
+        static SHARED: OnceLock<Arc<ThreadPool>> = OnceLock::new();
+        SHARED.get_or_init(|| Arc::new(ThreadPool::new(physical_cores()))).clone()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `task(0)`, …, `task(tasks − 1)` across the pool and returns when all have finished.
+    pub fn run(&self, tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        let guard = match self.running.try_lock() {
+            Ok(guard) if !self.workers.is_empty() && tasks > 1 => guard,
+            _ => return (0..tasks).for_each(task),
+        };
+        assert!(tasks <= u32::MAX as usize, "a product split into more than 2^32 tasks");
+        // SAFETY: erases the borrow's lifetime only; see `TaskPointer`.
+        let pointer = TaskPointer(unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Task>(task as *const _)
+        });
+        let generation = {
+            let mut job = self.shared.job();
+            job.generation = job.generation.wrapping_add(1);
+            job.task = Some(pointer);
+            job.tasks = tasks;
+            self.shared.unfinished.store(tasks, Ordering::Relaxed);
+            self.shared.cursor.store((job.generation as u64) << 32, Ordering::Release);
+            if job.sleepers > 0 {
+                self.shared.wake.notify_all();
+            }
+            job.generation
+        };
+        self.shared.work(generation, tasks, pointer);
+        let mut spins = 0usize;
+        while self.shared.unfinished.load(Ordering::Acquire) != 0 {
+            spins += 1;
+            if spins < SPINS_BEFORE_SLEEP {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.shared.job().task = None;
+        drop(guard);
+        if self.shared.panicked.swap(false, Ordering::Relaxed) {
+            panic!("a kernel task panicked on a pool thread");
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        {
+            let _job = self.shared.job();
+            self.shared.wake.notify_all();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut seen = 0u32;
+    loop {
+        let mut spins = 0usize;
+        let (generation, tasks, task) = loop {
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            if (shared.cursor.load(Ordering::Acquire) >> 32) as u32 != seen {
+                let job = shared.job();
+                match job.task {
+                    Some(task) if job.generation != seen => break (job.generation, job.tasks, task),
+                    _ => seen = job.generation,
+                }
+                continue;
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_SLEEP {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut job = shared.job();
+            job.sleepers += 1;
+            while job.generation == seen && !shared.shutdown.load(Ordering::Acquire) {
+                job = shared.wake.wait(job).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            job.sleepers -= 1;
+            spins = 0;
+        };
+        shared.work(generation, tasks, task);
+        seen = generation;
+    }
+}
+
+/// Physical cores this process may use: the logical CPUs it may run on, less SMT siblings where
+/// the system says which they are (Linux).
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[cfg(target_os = "linux")]
+    {
+        let siblings: std::collections::BTreeSet<String> = std::fs::read_dir("/sys/devices/system/cpu")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name.strip_prefix("cpu").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("topology/thread_siblings_list")).ok())
+            .collect();
+        if !siblings.is_empty() {
+            return logical.min(siblings.len());
+        }
+    }
+    logical
+}

@@ -1,0 +1,178 @@
+//! AVX2 + FMA dot products, chosen at run time when the CPU has them.
+//!
+//! Each 32-value block is widened to 32 bytes in one register and multiplied with the 32 8-bit
+//! activations by `maddubs` (unsigned × signed byte pairs into 16 bits) and `madd` (pairs into 32
+//! bits): the block's integer dot product is exact, as in the portable path; only the order in
+//! which the blocks' scaled sums are added differs (eight lanes, then across them).
+//! The K-quants' portable loops are compiled here again with AVX2 enabled, for the compiler to
+//! vectorise: their results equal the portable path's bit for bit.
+
+use std::arch::x86_64::*;
+
+use super::blocks::{self, Q8Block, Q8KBlock};
+
+/// Whether this CPU runs the functions of this module.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+#[inline(always)]
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn horizontal_sum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// 16 bytes of nibbles as 32 bytes in value order: the low nibbles (values 0..16), then the
+/// high ones (values 16..32).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn nibbles(qs: *const u8) -> __m256i {
+    let packed = _mm_loadu_si128(qs as *const __m128i);
+    let mask = _mm_set1_epi8(0x0F);
+    let low = _mm_and_si128(packed, mask);
+    let high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    _mm256_inserti128_si256(_mm256_castsi128_si256(low), high, 1)
+}
+
+/// Byte `j` is 0x10 where bit `j` of `bits` is set, else 0: the fifth bits of a Q5 block.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fifth_bits(bits: u32) -> __m256i {
+    // Byte j takes byte j / 8 of `bits`, then keeps bit j % 8 of it.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        ),
+    );
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// The 32-bit lanes of `x · y` summed in fours, `x` unsigned bytes, `y` signed, as floats.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn products_unsigned(x: __m256i, y: __m256i) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(x, y);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// As [`products_unsigned`] for signed `x`: `|x| · (y with x's sign)` keeps `maddubs` exact.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn products_signed(x: __m256i, y: __m256i) -> __m256 {
+    products_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn activations(a: &Q8Block) -> __m256i {
+    _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let eight = _mm256_set1_epi8(8);
+    for (block, a) in row.chunks_exact(blocks::Q4_0_BYTES).zip(act) {
+        let x = _mm256_sub_epi8(nibbles(block.as_ptr().add(2)), eight);
+        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+    }
+    horizontal_sum(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut offsets = 0f32;
+    for (block, a) in row.chunks_exact(blocks::Q4_1_BYTES).zip(act) {
+        let x = nibbles(block.as_ptr().add(4));
+        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
+        offsets += f16_at(block, 2) * a.s;
+    }
+    horizontal_sum(acc) + offsets
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let sixteen = _mm256_set1_epi8(16);
+    for (block, a) in row.chunks_exact(blocks::Q5_0_BYTES).zip(act) {
+        let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        let x = _mm256_sub_epi8(_mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits)), sixteen);
+        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+    }
+    horizontal_sum(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut offsets = 0f32;
+    for (block, a) in row.chunks_exact(blocks::Q5_1_BYTES).zip(act) {
+        let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+        let x = _mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits));
+        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
+        offsets += f16_at(block, 2) * a.s;
+    }
+    horizontal_sum(acc) + offsets
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (block, a) in row.chunks_exact(blocks::Q8_0_BYTES).zip(act) {
+        let x = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
+        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+    }
+    horizontal_sum(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(row.len() / 4);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let w = _mm256_loadu_ps(row.as_ptr().add(4 * i) as *const f32);
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+        i += 8;
+    }
+    horizontal_sum(acc) + blocks::dot_f32(&row[4 * i..4 * n], &x[i..n])
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(row.len() / 2);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let w = _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(2 * i) as *const __m128i));
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+        i += 8;
+    }
+    horizontal_sum(acc) + blocks::dot_f16(&row[2 * i..2 * n], &x[i..n])
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    blocks::dot_q4_k(row, act)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    blocks::dot_q5_k(row, act)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    blocks::dot_q6_k(row, act)
+}
