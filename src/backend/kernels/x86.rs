@@ -16,9 +16,17 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-#[inline(always)]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+/// `[d · a.d, m · a.s, …]` for a block that starts with its f16 scale `d` and (Q4_1, Q5_1) its
+/// f16 offset `m`; lane 1 means nothing for the other formats. The four bytes are moved in
+/// whole (`movd` zeroes the rest of the register): a 16-bit insert would merge into whatever
+/// register the compiler picks, chaining each block's conversion to the previous block's sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_factors(block: &[u8], a: &Q8Block) -> __m128 {
+    let halves = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([block[0], block[1], block[2], block[3]])));
+    // `d` then `s`: the first eight bytes of the `repr(C)` block.
+    let activation = _mm_castsi128_ps(_mm_loadl_epi64(a as *const Q8Block as *const __m128i));
+    _mm_mul_ps(halves, activation)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -73,64 +81,69 @@ unsafe fn activations(a: &Q8Block) -> __m256i {
     _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
     for (block, a) in row.chunks_exact(blocks::Q4_0_BYTES).zip(act) {
         let x = _mm256_sub_epi8(nibbles(block.as_ptr().add(2)), eight);
-        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        let factors = block_factors(block, a);
+        let scale = _mm256_broadcastss_ps(factors);
         acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
     }
     horizontal_sum(acc)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut offsets = 0f32;
+    let mut offsets = _mm_setzero_ps();
     for (block, a) in row.chunks_exact(blocks::Q4_1_BYTES).zip(act) {
         let x = nibbles(block.as_ptr().add(4));
-        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        let factors = block_factors(block, a);
+        let scale = _mm256_broadcastss_ps(factors);
         acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
-        offsets += f16_at(block, 2) * a.s;
+        offsets = _mm_add_ps(offsets, factors);
     }
-    horizontal_sum(acc) + offsets
+    horizontal_sum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(offsets))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let sixteen = _mm256_set1_epi8(16);
     for (block, a) in row.chunks_exact(blocks::Q5_0_BYTES).zip(act) {
         let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
         let x = _mm256_sub_epi8(_mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits)), sixteen);
-        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        let factors = block_factors(block, a);
+        let scale = _mm256_broadcastss_ps(factors);
         acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
     }
     horizontal_sum(acc)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut offsets = 0f32;
+    let mut offsets = _mm_setzero_ps();
     for (block, a) in row.chunks_exact(blocks::Q5_1_BYTES).zip(act) {
         let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
         let x = _mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits));
-        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        let factors = block_factors(block, a);
+        let scale = _mm256_broadcastss_ps(factors);
         acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
-        offsets += f16_at(block, 2) * a.s;
+        offsets = _mm_add_ps(offsets, factors);
     }
-    horizontal_sum(acc) + offsets
+    horizontal_sum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(offsets))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (block, a) in row.chunks_exact(blocks::Q8_0_BYTES).zip(act) {
         let x = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
-        let scale = _mm256_set1_ps(f16_at(block, 0) * a.d);
+        let factors = block_factors(block, a);
+        let scale = _mm256_broadcastss_ps(factors);
         acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
     }
     horizontal_sum(acc)
@@ -162,17 +175,17 @@ pub unsafe fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
     horizontal_sum(acc) + blocks::dot_f16(&row[2 * i..2 * n], &x[i..n])
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
     blocks::dot_q4_k(row, act)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
     blocks::dot_q5_k(row, act)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
     blocks::dot_q6_k(row, act)
 }
