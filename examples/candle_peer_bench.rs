@@ -55,7 +55,8 @@ fn main() -> Result<()> {
         model.forward(&input(&long)?, 0)?;
         prefill.push(long.len() as f64 / start.elapsed().as_secs_f64());
     }
-    let report = BenchReport::new(load_s, short.len(), long.len(), decode, prefill);
+    let threads = candle_core::utils::get_num_threads();
+    let report = BenchReport::new(threads, load_s, short.len(), long.len(), decode, prefill);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -1,53 +1,26 @@
 //! The CPU kernels (src/backend/kernels) on random blocks of every format they compute with:
 //! their dequantisation against the PyPI `gguf` package's (tests/fixtures/kernel-blocks.gguf,
 //! written by scripts/make_kernel_fixture.py), their rounding of the input against candle's
-//! implementation of llama.cpp's Q8_0 / Q8_1 / Q8_K, and their products, on every instruction
-//! set this machine runs and on one to three threads, against an f64 product of the two.
+//! implementation of llama.cpp's Q8_0 / Q8_1 / Q8_K, their products on every instruction set
+//! this machine runs and on one to three threads against an f64 product of the two, the thread
+//! pool, and bad shapes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glassbox::backend::candle::CandleBackend;
+use glassbox::backend::kernels::check::{check_kernels, fixture_input as input, fixture_matrix, FORMATS, TOKENS};
 use glassbox::backend::kernels::{Format, Isa, MatrixError, QuantizedMatrix, ThreadPool};
 use glassbox::backend::Backend;
-use glassbox::gguf::{GgmlType, GgufFile, TensorInfo};
+use glassbox::gguf::{GgmlType, TensorInfo};
 
-const FORMATS: [&str; 10] = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F32", "F16"];
-
-fn fixture() -> GgufFile {
-    GgufFile::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kernel-blocks.gguf")).unwrap()
+fn fixture() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kernel-blocks.gguf")).unwrap()
 }
 
-/// The matrix stored as `name` and the `gguf` package's dequantisation of it.
-fn matrix(file: &GgufFile, name: &str) -> (QuantizedMatrix, Vec<f32>) {
-    let info = file.header.tensor(name).unwrap();
-    let (cols, rows) = (info.shape[0] as usize, info.shape[1] as usize);
-    let m = QuantizedMatrix::new(name, info.ggml_type, rows, cols, &file.read_tensor(info).unwrap()).unwrap();
-    let reference = file.read_tensor(file.header.tensor(&format!("{name}.dequantized")).unwrap()).unwrap();
-    let reference = reference.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    (m, reference)
-}
-
-/// `t` rows of `cols` inputs in about [−1, 1], one large value a row (an outlier sets the
-/// rounding's scale), from a fixed linear congruential sequence.
-fn input(t: usize, cols: usize) -> Vec<f32> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..t * cols)
-        .map(|i| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let v = ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-            if i % cols == 7 {
-                v * 6.0
-            } else {
-                v
-            }
-        })
-        .collect()
-}
-
-fn instruction_sets() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2, Isa::Simd128].into_iter().filter(|isa| isa.available()).collect()
+fn matrix(fixture: &[u8], name: &str) -> (QuantizedMatrix, Vec<f32>) {
+    fixture_matrix(fixture, name).unwrap()
 }
 
 #[test]
@@ -80,47 +53,38 @@ fn inputs_are_rounded_as_candle_rounds_them() {
     assert_eq!(m.read_as(&x), x, "float weights read their input unrounded");
 }
 
+/// The suite the browser runs too (`checkCpuKernels`), on one to three threads, each thread
+/// count giving the same bits.
 #[test]
 fn products_match_an_f64_product_on_every_instruction_set_and_thread_count() {
     let file = fixture();
     let pools = [ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)];
+    let isas = [Isa::Scalar, Isa::Avx2, Isa::Simd128].iter().filter(|isa| isa.available()).count();
+    for pool in &pools {
+        let checks = check_kernels(&file, pool).unwrap();
+        assert_eq!(checks.len(), FORMATS.len() * isas * TOKENS.len());
+        for check in &checks {
+            assert!(check.passed(), "{check:?}");
+        }
+    }
     for name in FORMATS {
-        for isa in instruction_sets() {
-            let (m, weights) = matrix(&file, name);
-            let m = m.with_isa(isa).unwrap();
-            let (rows, cols) = (m.rows(), m.cols());
-            for t in [1, 3, 5] {
-                let x = input(t, cols);
-                let read = m.read_as(&x);
-                let out = m.matmul(&x, &pools[0]);
-                for pool in &pools[1..] {
-                    assert_eq!(m.matmul(&x, pool), out, "{name} {isa:?}: threads change nothing");
-                }
-                for i in 0..t {
-                    for r in 0..rows {
-                        let (w, a) = (&weights[r * cols..(r + 1) * cols], &read[i * cols..(i + 1) * cols]);
-                        let exact: f64 = w.iter().zip(a).map(|(&w, &a)| w as f64 * a as f64).sum();
-                        let magnitude: f64 = w.iter().zip(a).map(|(&w, &a)| (w as f64 * a as f64).abs()).sum();
-                        let got = out[i * rows + r] as f64;
-                        assert!(
-                            (got - exact).abs() <= 1e-5 * magnitude + 1e-7,
-                            "{name} {isa:?} t={t} token {i} row {r}: {got} against {exact} (scale {magnitude})"
-                        );
-                    }
-                }
-            }
+        let (m, _) = matrix(&file, name);
+        let x = input(5, m.cols());
+        let out = m.matmul(&x, &pools[0]);
+        for pool in &pools[1..] {
+            assert_eq!(m.matmul(&x, pool), out, "{name} on {} threads", pool.threads());
         }
     }
 }
 
 #[test]
-fn the_k_quants_give_the_same_bits_on_every_instruction_set() {
+fn every_format_gives_the_same_bits_on_every_instruction_set() {
     let file = fixture();
     let pool = ThreadPool::new(2);
-    for name in ["Q4_K", "Q5_K", "Q6_K"] {
-        let x = input(3, 512);
+    for name in FORMATS {
+        let x = input(3, matrix(&file, name).0.cols());
         let scalar = matrix(&file, name).0.with_isa(Isa::Scalar).unwrap().matmul(&x, &pool);
-        for isa in instruction_sets() {
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Simd128].into_iter().filter(|isa| isa.available()) {
             assert_eq!(matrix(&file, name).0.with_isa(isa).unwrap().matmul(&x, &pool), scalar, "{name} {isa:?}");
         }
     }

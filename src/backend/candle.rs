@@ -15,8 +15,8 @@ use crate::gguf::{GgmlType, TensorInfo};
 pub struct CandleBackend {
     device: Device,
     float_weights: bool,
-    /// The threads of the CPU kernels.
-    pool: Arc<ThreadPool>,
+    /// The threads of the CPU kernels; `None`: the process's shared pool.
+    pool: Option<Arc<ThreadPool>>,
     /// The last rotary table and causal mask made: every layer of a forward pass uses the same
     /// ones, so a GPU receives each once per pass instead of once per layer.
     rope_table: Mutex<Option<(RopeTableKey, Tensor, Tensor)>>,
@@ -39,7 +39,7 @@ impl CandleBackend {
         CandleBackend {
             device,
             float_weights: false,
-            pool: ThreadPool::shared(),
+            pool: None,
             rope_table: Mutex::new(None),
             causal_mask: Mutex::new(None),
         }
@@ -48,12 +48,14 @@ impl CandleBackend {
     /// The CPU kernels on `pool` instead of the process's shared one (one thread per physical
     /// core).
     pub fn with_pool(self, pool: Arc<ThreadPool>) -> Self {
-        CandleBackend { pool, ..self }
+        CandleBackend { pool: Some(pool), ..self }
     }
 
-    /// How many threads the CPU kernels use.
-    pub fn threads(&self) -> usize {
-        self.pool.threads()
+    fn pool(&self) -> &ThreadPool {
+        match &self.pool {
+            Some(pool) => pool,
+            None => ThreadPool::shared(),
+        }
     }
 
     /// Every weight matrix dequantised to f32 at load: products then round nothing (the
@@ -142,21 +144,28 @@ fn candle_dtype(t: GgmlType) -> Option<GgmlDType> {
 pub enum CandleMatrix {
     /// On the CPU: the GGUF encoding, multiplied by glassbox's kernels.
     Kernel(QuantizedMatrix),
+    /// f32 weights `[rows, cols]` (F32 tensors, dequantised copies, `with_float_weights`),
+    /// multiplied by candle's cache-blocked GEMM, which wins once the input has many rows.
+    Float(Tensor),
     /// On CUDA, or a type without a CPU kernel (Q2_K, Q3_K, BF16): candle's quantised matmul,
     /// and the quantised tensor for row lookups.
     Candle { matmul: QMatMul, table: Arc<QTensor> },
 }
 
 impl CandleBackend {
-    fn kernel_matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+    fn cpu_matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: &[u8]) -> BackendResult<CandleMatrix> {
         let matrix = QuantizedMatrix::new(&info.name, info.ggml_type, rows, cols, bytes)
             .map_err(|e| BackendError(e.to_string()))?;
-        if !self.float_weights || matrix.format() == Format::F32 {
-            return Ok(CandleMatrix::Kernel(matrix));
+        if self.float_weights || matrix.format() == Format::F32 {
+            return self.float_matrix(&matrix);
         }
-        QuantizedMatrix::from_f32(&info.name, rows, cols, &matrix.dequantize())
-            .map(CandleMatrix::Kernel)
-            .map_err(|e| BackendError(e.to_string()))
+        Ok(CandleMatrix::Kernel(matrix))
+    }
+
+    fn float_matrix(&self, matrix: &QuantizedMatrix) -> BackendResult<CandleMatrix> {
+        Tensor::from_vec(matrix.dequantize(), (matrix.rows(), matrix.cols()), &self.device)
+            .map(CandleMatrix::Float)
+            .map_err(err)
     }
 
     /// A kernel's `[t, rows]` output as a tensor.
@@ -179,7 +188,7 @@ impl Backend for CandleBackend {
         let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         if let ([rows, cols], true) = (dims.as_slice(), self.device.is_cpu()) {
             if Format::of(info.ggml_type).is_some() {
-                return self.kernel_matrix(info, *rows, *cols, bytes);
+                return self.cpu_matrix(info, *rows, *cols, bytes);
             }
         }
         let dtype = candle_dtype(info.ggml_type).ok_or_else(|| {
@@ -217,6 +226,10 @@ impl Backend for CandleBackend {
                 })?;
                 Tensor::from_vec(rows, (ids.len(), m.cols()), &self.device).map_err(err)
             }
+            CandleMatrix::Float(w) => {
+                let ids = Tensor::from_slice(ids, ids.len(), &self.device).map_err(err)?;
+                w.index_select(&ids, 0).map_err(err)
+            }
             CandleMatrix::Candle { table, .. } => {
                 let ids = Tensor::from_slice(ids, ids.len(), &self.device).map_err(err)?;
                 table.embedding(&ids).map_err(err)
@@ -231,8 +244,9 @@ impl Backend for CandleBackend {
                 if cols != m.cols() {
                     return Err(BackendError(format!("a product of {cols}-wide rows with a {}-wide matrix", m.cols())));
                 }
-                self.kernel_output(m.matmul(&host_values(x)?, &self.pool), m.rows())
+                self.kernel_output(m.matmul(&host_values(x)?, self.pool()), m.rows())
             }
+            CandleMatrix::Float(w) => x.matmul(&w.t().map_err(err)?).map_err(err),
             CandleMatrix::Candle { matmul, .. } => matmul.forward(x).map_err(err),
         }
     }
@@ -347,6 +361,7 @@ impl Backend for CandleBackend {
             CandleMatrix::Kernel(m) => {
                 Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &self.device).map_err(err)
             }
+            CandleMatrix::Float(w) => Ok(w.clone()),
             CandleMatrix::Candle { matmul: QMatMul::Tensor(t), .. } => Ok(t.clone()),
             CandleMatrix::Candle { matmul: QMatMul::TensorF16(t), .. } => t.to_dtype(DType::F32).map_err(err),
             CandleMatrix::Candle { matmul: QMatMul::QTensor(q), .. } => q.dequantize(&self.device).map_err(err),
@@ -355,9 +370,8 @@ impl Backend for CandleBackend {
 
     fn dequantized(&self, w: &CandleMatrix) -> BackendResult<CandleMatrix> {
         match w {
-            CandleMatrix::Kernel(m) => QuantizedMatrix::from_f32("dequantized", m.rows(), m.cols(), &m.dequantize())
-                .map(CandleMatrix::Kernel)
-                .map_err(|e| BackendError(e.to_string())),
+            CandleMatrix::Kernel(m) => self.float_matrix(m),
+            CandleMatrix::Float(w) => Ok(CandleMatrix::Float(w.clone())),
             // Row lookups read the same values from the quantised table.
             CandleMatrix::Candle { table, .. } => {
                 Ok(CandleMatrix::Candle { matmul: QMatMul::Tensor(self.dequantize(w)?), table: table.clone() })
@@ -385,7 +399,7 @@ impl Backend for CandleBackend {
             CandleMatrix::Kernel(m) => {
                 return Tensor::from_vec(m.read_as(&host_values(x)?), x.shape(), &self.device).map_err(err)
             }
-            CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
+            CandleMatrix::Float(_) | CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
             CandleMatrix::Candle { matmul: QMatMul::TensorF16(_), .. } => {
                 return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err)
             }

@@ -40,11 +40,13 @@ pub fn bench(out: &mut impl Write, loader: &Loader, args: &BenchArgs) -> Written
         // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
         let short = loaded.tokenizer.encode(read(&args.short)?.trim(), true, false).map_err(text_err)?;
         let long = loaded.tokenizer.encode(read(&args.long)?.trim(), true, false).map_err(text_err)?;
-        let report = run(&loaded.model, load_s, &short, &long)?;
+        let report = run(&loaded.model, loader.kernel_threads(), load_s, &short, &long)?;
         let mut report = serde_json::to_value(&report).map_err(text_err)?;
-        report["backend"] = json!(loader.backend_name()?);
-        report["kernel"] = json!(Isa::detected().name());
-        report["threads"] = json!(loader.kernel_threads());
+        let backend = loader.backend_name()?;
+        if backend == "cpu" {
+            report["kernel"] = json!(Isa::detected().name());
+        }
+        report["backend"] = json!(backend);
         Ok(writeln!(out, "{report}"))
     })
 }
@@ -87,11 +89,17 @@ fn prefill_once<B: Backend>(model: &Model<B>, long: &[u32]) -> Result<f64, Strin
     Ok(long.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-fn run<B: Backend>(model: &Model<B>, load_s: f64, short: &[u32], long: &[u32]) -> Result<BenchReport, String> {
+fn run<B: Backend>(
+    model: &Model<B>,
+    threads: usize,
+    load_s: f64,
+    short: &[u32],
+    long: &[u32],
+) -> Result<BenchReport, String> {
     decode_once(model, short)?; // warm-up, as the llama.cpp harness does
     let decode: Vec<f64> = (0..REPETITIONS).map(|_| decode_once(model, short)).collect::<Result<_, _>>()?;
     let prefill: Vec<f64> = (0..REPETITIONS).map(|_| prefill_once(model, long)).collect::<Result<_, _>>()?;
-    Ok(BenchReport::new(load_s, short.len(), long.len(), decode, prefill))
+    Ok(BenchReport::new(threads, load_s, short.len(), long.len(), decode, prefill))
 }
 
 /// `glassbox bench-attribution`: the cost of attribution in plain forward passes of the same

@@ -10,6 +10,7 @@ pub const REPETITIONS: usize = 3;
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
+    /// The threads of the weight products.
     pub threads: usize,
     pub load_s: f64,
     pub n_short: usize,
@@ -20,17 +21,16 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// Fills in the thread count candle uses and this process's peak memory.
-    pub fn new(load_s: f64, n_short: usize, n_long: usize, decode_tok_s: Vec<f64>, prefill_tok_s: Vec<f64>) -> Self {
-        BenchReport {
-            threads: candle_core::utils::get_num_threads(),
-            load_s,
-            n_short,
-            n_long,
-            decode_tok_s,
-            prefill_tok_s,
-            peak_rss_mb: peak_rss_mb(),
-        }
+    /// Fills in this process's peak memory.
+    pub fn new(
+        threads: usize,
+        load_s: f64,
+        n_short: usize,
+        n_long: usize,
+        decode_tok_s: Vec<f64>,
+        prefill_tok_s: Vec<f64>,
+    ) -> Self {
+        BenchReport { threads, load_s, n_short, n_long, decode_tok_s, prefill_tok_s, peak_rss_mb: peak_rss_mb() }
     }
 }
 

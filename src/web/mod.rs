@@ -88,6 +88,16 @@ pub fn inspect_gguf(
     to_js(&ModelSummary::from_gguf(&gguf).map_err(|e| js_error(ErrorName::GgufError, e))?)
 }
 
+/// Runs the CPU kernels of this wasm build (simd128 and the portable path) against a fixture of
+/// GGUF blocks and their `gguf`-package values (tests/fixtures/kernel-blocks.gguf; see
+/// `backend::kernels::check`): `[{ format, isa, tokens, dequantised_exact, worst_error_ratio }]`.
+#[wasm_bindgen(js_name = checkCpuKernels)]
+pub fn check_cpu_kernels(fixture: &[u8]) -> Result<JsValue, JsValue> {
+    let checks = crate::backend::kernels::check::check_kernels(fixture, &crate::backend::kernels::ThreadPool::new(1))
+        .map_err(|e| js_error(ErrorName::InputError, e))?;
+    to_js(&checks)
+}
+
 fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| js_error(ErrorName::InputError, e))
 }

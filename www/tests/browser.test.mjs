@@ -358,6 +358,24 @@ test("when the GPU is lost, the model reloads onto the CPU and says why", { time
   await page.close();
 });
 
+test("the CPU kernels match the gguf package's values and an f64 product in wasm, on simd128 and the portable path", async () => {
+  const { page } = await open("/?model=");
+  const checks = await page.evaluate(async () => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const fixture = new Uint8Array(await (await fetch("/fixtures/kernel-blocks.gguf")).arrayBuffer());
+    return glassbox.checkCpuKernels(fixture);
+  });
+  // The suite and its bound are src/backend/kernels/check.rs, the same natively (tests/kernels.rs).
+  assert.deepEqual([...new Set(checks.map((c) => c.isa))].sort(), ["scalar", "simd128"]);
+  assert.equal(checks.length, 10 * 2 * 3);
+  for (const c of checks) {
+    assert.ok(c.dequantised_exact, `${c.format} ${c.isa}: dequantised values differ from the gguf package's`);
+    assert.ok(c.worst_error_ratio <= 1, `${c.format} ${c.isa} ${c.tokens} tokens: error ${c.worst_error_ratio} × the bound`);
+  }
+  await page.close();
+});
+
 test("every WGSL kernel matches the CPU on Chromium's WebGPU, for every weight type and odd shapes", { timeout: 300_000 }, async () => {
   const { page } = await open("/?model=");
   const checks = await page.evaluate(async () => {

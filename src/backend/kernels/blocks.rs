@@ -408,24 +408,54 @@ fn dequantize_q6_k(block: &[u8], out: &mut [f32]) {
     }
 }
 
-// ---- Float weights read the activations unrounded.
+// ---- Float weights read the activations unrounded. Eight partial sums (value i goes to sum
+// i mod 8), reduced as an 8-lane SIMD register is, then the values past the last 8 in order:
+// every instruction set computes this same order.
 
+pub fn f32_at(w: &[u8]) -> f32 {
+    f32::from_le_bytes([w[0], w[1], w[2], w[3]])
+}
+
+pub fn f16_value(w: &[u8]) -> f32 {
+    f16::from_le_bytes([w[0], w[1]]).to_f32()
+}
+
+/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
 #[inline(always)]
-pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
-    let mut sum = 0f32;
-    for (w, &v) in row.chunks_exact(4).zip(x) {
-        sum += f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * v;
+pub fn reduce_lanes(l: [f32; 8]) -> f32 {
+    let s = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// `sum` plus the products of the values past the last full eight, in order; `width` bytes a
+/// weight.
+#[inline(always)]
+pub fn add_tail(mut sum: f32, row: &[u8], x: &[f32], width: usize, value: fn(&[u8]) -> f32) -> f32 {
+    for (w, &v) in row.chunks_exact(width).zip(x) {
+        sum += value(w) * v;
     }
     sum
 }
 
 #[inline(always)]
-pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
-    let mut sum = 0f32;
-    for (w, &v) in row.chunks_exact(2).zip(x) {
-        sum += f16::from_le_bytes([w[0], w[1]]).to_f32() * v;
+fn dot_float(row: &[u8], x: &[f32], width: usize, value: fn(&[u8]) -> f32) -> f32 {
+    let n = x.len().min(row.len() / width);
+    let whole = n / 8 * 8;
+    let mut lanes = [0f32; 8];
+    for (i, (w, &v)) in row.chunks_exact(width).zip(&x[..whole]).enumerate() {
+        lanes[i % 8] += value(w) * v;
     }
-    sum
+    add_tail(reduce_lanes(lanes), &row[whole * width..n * width], &x[whole..n], width, value)
+}
+
+#[inline(always)]
+pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    dot_float(row, x, 4, f32_at)
+}
+
+#[inline(always)]
+pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    dot_float(row, x, 2, f16_value)
 }
 
 fn dequantize_f32(block: &[u8], out: &mut [f32]) {

@@ -3,10 +3,12 @@
 //! (AVX2 on x86-64; simd128 in wasm, where it is a build feature), split by output rows over a
 //! [`ThreadPool`] that lives across calls.
 //!
-//! Every path computes each block's integer dot product exactly; the SIMD paths add the blocks'
-//! scaled sums in another order than the portable one, so results agree to float rounding.
+//! Every path computes each block's integer dot product exactly and adds the blocks' scaled
+//! sums in the same order, so a product gives the same bits natively and in the browser, on
+//! every instruction set and thread count.
 
 pub mod blocks;
+pub mod check;
 mod pool;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -268,12 +270,6 @@ impl QuantizedMatrix {
             return Err(MatrixError::Size { name: name.into(), format, rows, cols, expected, got: bytes.len() });
         }
         Ok(QuantizedMatrix { format, rows, cols, row_bytes, bytes: bytes.to_vec(), isa: Isa::detected() })
-    }
-
-    /// An f32 matrix of `values`, `[rows, cols]` row-major.
-    pub fn from_f32(name: &str, rows: usize, cols: usize, values: &[f32]) -> Result<Self, MatrixError> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self::new(name, GgmlType::F32, rows, cols, &bytes)
     }
 
     /// The same matrix computing with `isa` instead of the detected one.

@@ -92,10 +92,11 @@ impl ThreadPool {
         ThreadPool { shared, workers, running: Mutex::new(()) }
     }
 
-    /// The pool every CPU backend shares unless given its own: one thread per physical core.
-    pub fn shared() -> Arc<ThreadPool> {
-        static SHARED: OnceLock<Arc<ThreadPool>> = OnceLock::new();
-        SHARED.get_or_init(|| Arc::new(ThreadPool::new(physical_cores()))).clone()
+    /// The pool every CPU backend shares unless given its own: one thread per physical core,
+    /// started on first use.
+    pub fn shared() -> &'static ThreadPool {
+        static SHARED: OnceLock<ThreadPool> = OnceLock::new();
+        SHARED.get_or_init(|| ThreadPool::new(physical_cores()))
     }
 
     pub fn threads(&self) -> usize {

@@ -2,10 +2,11 @@
 //!
 //! Each 32-value block is widened to 32 bytes in one register and multiplied with the 32 8-bit
 //! activations by `maddubs` (unsigned × signed byte pairs into 16 bits) and `madd` (pairs into 32
-//! bits): the block's integer dot product is exact, as in the portable path; only the order in
-//! which the blocks' scaled sums are added differs (eight lanes, then across them).
-//! The K-quants' portable loops are compiled here again with AVX2 enabled, for the compiler to
-//! vectorise: their results equal the portable path's bit for bit.
+//! bits), then summed across the register: the block's integer dot product, exact. It is then
+//! scaled and added in the portable path's order, without fused multiply-adds, so every result
+//! equals the portable path's (and so the wasm build's) bit for bit. The K-quants' portable loops
+//! are compiled here again with AVX2 enabled, for the compiler to vectorise; the float formats
+//! keep eight partial sums, as the portable path does.
 
 use std::arch::x86_64::*;
 
@@ -27,14 +28,6 @@ unsafe fn block_factors(block: &[u8], a: &Q8Block) -> __m128 {
     // `d` then `s`: the first eight bytes of the `repr(C)` block.
     let activation = _mm_castsi128_ps(_mm_loadl_epi64(a as *const Q8Block as *const __m128i));
     _mm_mul_ps(halves, activation)
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn horizontal_sum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
 }
 
 /// 16 bytes of nibbles as 32 bytes in value order: the low nibbles (values 0..16), then the
@@ -63,17 +56,27 @@ unsafe fn fifth_bits(bits: u32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// The 32-bit lanes of `x · y` summed in fours, `x` unsigned bytes, `y` signed, as floats.
+/// `Σ x[i] · y[i]` over 32 bytes, `x` unsigned (each below 128), `y` signed; exact.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn products_unsigned(x: __m256i, y: __m256i) -> __m256 {
-    let pairs = _mm256_maddubs_epi16(x, y);
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+unsafe fn dot_unsigned(x: __m256i, y: __m256i) -> i32 {
+    let lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+    let s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
 }
 
-/// As [`products_unsigned`] for signed `x`: `|x| · (y with x's sign)` keeps `maddubs` exact.
+/// As [`dot_unsigned`] for signed `x`: `|x| · (y with x's sign)` keeps `maddubs` exact.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn products_signed(x: __m256i, y: __m256i) -> __m256 {
-    products_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+unsafe fn dot_signed(x: __m256i, y: __m256i) -> i32 {
+    dot_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// `(d · a.d, m · a.s)` of [`block_factors`] as two floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_and_offset(block: &[u8], a: &Q8Block) -> (f32, f32) {
+    let factors = block_factors(block, a);
+    (_mm_cvtss_f32(factors), _mm_cvtss_f32(_mm_movehdup_ps(factors)))
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -83,96 +86,96 @@ unsafe fn activations(a: &Q8Block) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    let mut sum = 0f32;
     let eight = _mm256_set1_epi8(8);
     for (block, a) in row.chunks_exact(blocks::Q4_0_BYTES).zip(act) {
         let x = _mm256_sub_epi8(nibbles(block.as_ptr().add(2)), eight);
-        let factors = block_factors(block, a);
-        let scale = _mm256_broadcastss_ps(factors);
-        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+        let (scale, _) = scale_and_offset(block, a);
+        sum += dot_signed(x, activations(a)) as f32 * scale;
     }
-    horizontal_sum(acc)
+    sum
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut offsets = _mm_setzero_ps();
+    let mut sum = 0f32;
     for (block, a) in row.chunks_exact(blocks::Q4_1_BYTES).zip(act) {
         let x = nibbles(block.as_ptr().add(4));
-        let factors = block_factors(block, a);
-        let scale = _mm256_broadcastss_ps(factors);
-        acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
-        offsets = _mm_add_ps(offsets, factors);
+        let (scale, offset) = scale_and_offset(block, a);
+        sum += dot_unsigned(x, activations(a)) as f32 * scale + offset;
     }
-    horizontal_sum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(offsets))
+    sum
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    let mut sum = 0f32;
     let sixteen = _mm256_set1_epi8(16);
     for (block, a) in row.chunks_exact(blocks::Q5_0_BYTES).zip(act) {
         let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
         let x = _mm256_sub_epi8(_mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits)), sixteen);
-        let factors = block_factors(block, a);
-        let scale = _mm256_broadcastss_ps(factors);
-        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+        let (scale, _) = scale_and_offset(block, a);
+        sum += dot_signed(x, activations(a)) as f32 * scale;
     }
-    horizontal_sum(acc)
+    sum
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut offsets = _mm_setzero_ps();
+    let mut sum = 0f32;
     for (block, a) in row.chunks_exact(blocks::Q5_1_BYTES).zip(act) {
         let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
         let x = _mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits));
-        let factors = block_factors(block, a);
-        let scale = _mm256_broadcastss_ps(factors);
-        acc = _mm256_fmadd_ps(scale, products_unsigned(x, activations(a)), acc);
-        offsets = _mm_add_ps(offsets, factors);
+        let (scale, offset) = scale_and_offset(block, a);
+        sum += dot_unsigned(x, activations(a)) as f32 * scale + offset;
     }
-    horizontal_sum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(offsets))
+    sum
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    let mut sum = 0f32;
     for (block, a) in row.chunks_exact(blocks::Q8_0_BYTES).zip(act) {
         let x = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
-        let factors = block_factors(block, a);
-        let scale = _mm256_broadcastss_ps(factors);
-        acc = _mm256_fmadd_ps(scale, products_signed(x, activations(a)), acc);
+        let (scale, _) = scale_and_offset(block, a);
+        sum += dot_signed(x, activations(a)) as f32 * scale;
     }
-    horizontal_sum(acc)
+    sum
+}
+
+/// The eight partial sums reduced as [`blocks::reduce_lanes`] does.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn reduce_lanes(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
 }
 
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
     let n = x.len().min(row.len() / 4);
-    let mut acc = _mm256_setzero_ps();
+    let mut lanes = _mm256_setzero_ps();
     let mut i = 0;
     while i + 8 <= n {
         let w = _mm256_loadu_ps(row.as_ptr().add(4 * i) as *const f32);
-        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+        lanes = _mm256_add_ps(lanes, _mm256_mul_ps(w, _mm256_loadu_ps(x.as_ptr().add(i))));
         i += 8;
     }
-    horizontal_sum(acc) + blocks::dot_f32(&row[4 * i..4 * n], &x[i..n])
+    blocks::add_tail(reduce_lanes(lanes), &row[4 * i..4 * n], &x[i..n], 4, blocks::f32_at)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
     let n = x.len().min(row.len() / 2);
-    let mut acc = _mm256_setzero_ps();
+    let mut lanes = _mm256_setzero_ps();
     let mut i = 0;
     while i + 8 <= n {
         let w = _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(2 * i) as *const __m128i));
-        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+        lanes = _mm256_add_ps(lanes, _mm256_mul_ps(w, _mm256_loadu_ps(x.as_ptr().add(i))));
         i += 8;
     }
-    horizontal_sum(acc) + blocks::dot_f16(&row[2 * i..2 * n], &x[i..n])
+    blocks::add_tail(reduce_lanes(lanes), &row[2 * i..2 * n], &x[i..n], 2, blocks::f16_value)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
