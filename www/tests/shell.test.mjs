@@ -322,7 +322,16 @@ test("Check a claim with a retrieval index: the retrieved examples and verdict m
   const native = await nativeClassification;
   assert.equal(await page.getAttribute("#claim-verdict", "data-label"), native.label);
   const retrieved = await page.$$eval("#claim-retrieved li", (items) => items.map((li) => li.dataset.id));
-  assert.deepEqual(retrieved, native.retrieved.map((r) => r.id));
+  // The same examples in the same order, except that two whose native similarities are within
+  // 1e-4 may trade places (candle's attention products sum in another order in wasm; here two
+  // examples score 0.98911 and 0.98910).
+  assert.deepEqual([...retrieved].sort(), native.retrieved.map((r) => r.id).sort());
+  const score = new Map(native.retrieved.map((r) => [r.id, r.score]));
+  retrieved.forEach((id, i) => {
+    const expected = native.retrieved[i];
+    assert.ok(id === expected.id || Math.abs(score.get(id) - expected.score) <= 1e-4,
+      `rank ${i}: ${id} (${score.get(id)}) where the CLI ranks ${expected.id} (${expected.score})`);
+  });
   await page.setInputFiles("#claim-index", []);
 });
 
