@@ -56,22 +56,6 @@ unsafe fn fifth_bits(bits: u32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// `Σ x[i] · y[i]` over 32 bytes, `x` unsigned (each below 128), `y` signed; exact.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_unsigned(x: __m256i, y: __m256i) -> i32 {
-    let lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
-    let s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
-}
-
-/// As [`dot_unsigned`] for signed `x`: `|x| · (y with x's sign)` keeps `maddubs` exact.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_signed(x: __m256i, y: __m256i) -> i32 {
-    dot_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
-}
-
 /// `(d · a.d, m · a.s)` of [`block_factors`] as two floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scale_and_offset(block: &[u8], a: &Q8Block) -> (f32, f32) {
@@ -84,63 +68,144 @@ unsafe fn activations(a: &Q8Block) -> __m256i {
     _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
+/// One 32-value format: its block size, whether it has an offset `m`, and its block's products
+/// with 32 activations as eight 32-bit lanes (each the sum of four products).
+trait Blocks {
+    const BYTES: usize;
+    const OFFSET: bool;
+    /// # Safety
+    /// Runs only inlined into an `avx2` function.
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i;
+}
+
+#[inline(always)]
+unsafe fn lanes_unsigned(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+/// `|x| · (y with x's sign)` keeps `maddubs` (unsigned × signed) exact for signed `x`.
+#[inline(always)]
+unsafe fn lanes_signed(x: __m256i, y: __m256i) -> __m256i {
+    lanes_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+struct Q4_0;
+impl Blocks for Q4_0 {
+    const BYTES: usize = blocks::Q4_0_BYTES;
+    const OFFSET: bool = false;
+    #[inline(always)]
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+        lanes_signed(_mm256_sub_epi8(nibbles(block.as_ptr().add(2)), _mm256_set1_epi8(8)), activations(a))
+    }
+}
+
+struct Q4_1;
+impl Blocks for Q4_1 {
+    const BYTES: usize = blocks::Q4_1_BYTES;
+    const OFFSET: bool = true;
+    #[inline(always)]
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+        lanes_unsigned(nibbles(block.as_ptr().add(4)), activations(a))
+    }
+}
+
+struct Q5_0;
+impl Blocks for Q5_0 {
+    const BYTES: usize = blocks::Q5_0_BYTES;
+    const OFFSET: bool = false;
+    #[inline(always)]
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+        let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        let x = _mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits));
+        lanes_signed(_mm256_sub_epi8(x, _mm256_set1_epi8(16)), activations(a))
+    }
+}
+
+struct Q5_1;
+impl Blocks for Q5_1 {
+    const BYTES: usize = blocks::Q5_1_BYTES;
+    const OFFSET: bool = true;
+    #[inline(always)]
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+        let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+        lanes_unsigned(_mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits)), activations(a))
+    }
+}
+
+struct Q8_0;
+impl Blocks for Q8_0 {
+    const BYTES: usize = blocks::Q8_0_BYTES;
+    const OFFSET: bool = false;
+    #[inline(always)]
+    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+        lanes_signed(_mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i), activations(a))
+    }
+}
+
+/// A block's scaled sum as the portable path computes it: `Σ · (d · a.d)`, plus `m · a.s`
+/// where the format has an offset.
+#[inline(always)]
+unsafe fn scaled<B: Blocks>(sum: i32, block: &[u8], a: &Q8Block) -> f32 {
+    let (scale, offset) = scale_and_offset(block, a);
+    if B::OFFSET {
+        sum as f32 * scale + offset
+    } else {
+        sum as f32 * scale
+    }
+}
+
+/// A row's product. Four blocks at a time, their eight lanes are summed together (three
+/// horizontal adds for four blocks instead of a reduction each); each block's exact sum is then
+/// scaled and added in order, as the portable path does.
+#[inline(always)]
+unsafe fn dot<B: Blocks>(row: &[u8], act: &[Q8Block]) -> f32 {
     let mut sum = 0f32;
-    let eight = _mm256_set1_epi8(8);
-    for (block, a) in row.chunks_exact(blocks::Q4_0_BYTES).zip(act) {
-        let x = _mm256_sub_epi8(nibbles(block.as_ptr().add(2)), eight);
-        let (scale, _) = scale_and_offset(block, a);
-        sum += dot_signed(x, activations(a)) as f32 * scale;
+    let groups = row.chunks_exact(4 * B::BYTES).zip(act.chunks_exact(4));
+    let whole = groups.len();
+    for (blocks, a) in groups {
+        let block = |k: usize| &blocks[k * B::BYTES..(k + 1) * B::BYTES];
+        let pairs01 = _mm256_hadd_epi32(B::lanes(block(0), &a[0]), B::lanes(block(1), &a[1]));
+        let pairs23 = _mm256_hadd_epi32(B::lanes(block(2), &a[2]), B::lanes(block(3), &a[3]));
+        let quads = _mm256_hadd_epi32(pairs01, pairs23);
+        let sums = _mm_add_epi32(_mm256_castsi256_si128(quads), _mm256_extracti128_si256(quads, 1));
+        let sums: [i32; 4] = std::mem::transmute(sums);
+        for (k, &s) in sums.iter().enumerate() {
+            sum += scaled::<B>(s, block(k), &a[k]);
+        }
+    }
+    for (block, a) in row[whole * 4 * B::BYTES..].chunks_exact(B::BYTES).zip(&act[whole * 4..]) {
+        let lanes = B::lanes(block, a);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        sum += scaled::<B>(_mm_cvtsi128_si32(s), block, a);
     }
     sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    dot::<Q4_0>(row, act)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q4_1_BYTES).zip(act) {
-        let x = nibbles(block.as_ptr().add(4));
-        let (scale, offset) = scale_and_offset(block, a);
-        sum += dot_unsigned(x, activations(a)) as f32 * scale + offset;
-    }
-    sum
+    dot::<Q4_1>(row, act)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    let sixteen = _mm256_set1_epi8(16);
-    for (block, a) in row.chunks_exact(blocks::Q5_0_BYTES).zip(act) {
-        let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-        let x = _mm256_sub_epi8(_mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits)), sixteen);
-        let (scale, _) = scale_and_offset(block, a);
-        sum += dot_signed(x, activations(a)) as f32 * scale;
-    }
-    sum
+    dot::<Q5_0>(row, act)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q5_1_BYTES).zip(act) {
-        let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
-        let x = _mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits));
-        let (scale, offset) = scale_and_offset(block, a);
-        sum += dot_unsigned(x, activations(a)) as f32 * scale + offset;
-    }
-    sum
+    dot::<Q5_1>(row, act)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q8_0_BYTES).zip(act) {
-        let x = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
-        let (scale, _) = scale_and_offset(block, a);
-        sum += dot_signed(x, activations(a)) as f32 * scale;
-    }
-    sum
+    dot::<Q8_0>(row, act)
 }
 
 /// The eight partial sums reduced as [`blocks::reduce_lanes`] does.
