@@ -111,6 +111,7 @@ fixtures: $(REFERENCE_PY) $(SETUP_STAMP)
 	$(REFERENCE_PY) scripts/make_fixtures.py
 	$(REFERENCE_PY) scripts/make_tokenizer_fixtures.py
 	$(REFERENCE_PY) scripts/make_reward_fixture.py
+	$(REFERENCE_PY) scripts/make_kernel_fixture.py
 	cargo run --release --features lab --bin glassbox -- train-vqa-fixture --tokenizer-from $(SMOLLM2) \
 		--mmproj-out tests/fixtures/shapes-llava-mmproj.gguf --lm-out tests/fixtures/shapes-llava-lm.gguf
 
