@@ -253,12 +253,24 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
     }
 }
 
+/// Values `64c + l` and `64c + 32 + l` of a Q4_K block, or with `fifth_bits` of a Q5_K block.
 #[inline(always)]
-pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+fn k_values(block: &[u8], fifth_bits: bool, c: usize, l: usize) -> (i32, i32) {
+    if fifth_bits {
+        let q = block[48 + 32 * c + l];
+        let h = block[16 + l] >> (2 * c);
+        (((q & 0x0F) | ((h & 1) << 4)) as i32, ((q >> 4) | ((h & 2) << 3)) as i32)
+    } else {
+        let q = block[16 + 32 * c + l];
+        ((q & 0x0F) as i32, (q >> 4) as i32)
+    }
+}
+
+#[inline(always)]
+fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth_bits: bool) -> f32 {
     let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q4_K_BYTES).zip(act) {
+    for (block, a) in row.chunks_exact(block_bytes).zip(act) {
         let scales = &block[4..16];
-        let qs = &block[16..144];
         let mut sumi = 0i32;
         let mut mins = 0i32;
         for c in 0..4 {
@@ -266,9 +278,9 @@ pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
             let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
             let (mut low, mut high) = (0i32, 0i32);
             for l in 0..32 {
-                let q = qs[32 * c + l];
-                low += (q & 0x0F) as i32 * a.qs[64 * c + l] as i32;
-                high += (q >> 4) as i32 * a.qs[64 * c + 32 + l] as i32;
+                let (q_low, q_high) = k_values(block, fifth_bits, c, l);
+                low += q_low * a.qs[64 * c + l] as i32;
+                high += q_high * a.qs[64 * c + 32 + l] as i32;
             }
             sumi += scale_low * low + scale_high * high;
             mins += min_low * (a.bsums[4 * c] as i32 + a.bsums[4 * c + 1] as i32)
@@ -277,71 +289,43 @@ pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
         sum += f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32;
     }
     sum
+}
+
+fn dequantize_k(block: &[u8], out: &mut [f32], fifth_bits: bool) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let scales = &block[4..16];
+    for c in 0..4 {
+        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
+        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1, d2, m2) =
+            (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
+        for l in 0..32 {
+            let (q_low, q_high) = k_values(block, fifth_bits, c, l);
+            out[64 * c + l] = d1 * q_low as f32 - m1;
+            out[64 * c + 32 + l] = d2 * q_high as f32 - m2;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    dot_k(row, act, Q4_K_BYTES, false)
 }
 
 fn dequantize_q4_k(block: &[u8], out: &mut [f32]) {
-    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
-    let scales = &block[4..16];
-    for c in 0..4 {
-        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
-        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
-        let (d1, m1, d2, m2) =
-            (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
-        for l in 0..32 {
-            let q = block[16 + 32 * c + l];
-            out[64 * c + l] = d1 * (q & 0x0F) as f32 - m1;
-            out[64 * c + 32 + l] = d2 * (q >> 4) as f32 - m2;
-        }
-    }
+    dequantize_k(block, out, false)
 }
 
-// ---- Q5_K: Q4_K plus 32 bytes of fifth bits: bit 2c of byte l is value 64c + l's, bit 2c + 1
-// value 64c + 32 + l's.
+// ---- Q5_K: Q4_K with 32 bytes of fifth bits before the nibbles: bit 2c of byte l is value
+// 64c + l's, bit 2c + 1 value 64c + 32 + l's.
 
 #[inline(always)]
 pub fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q5_K_BYTES).zip(act) {
-        let scales = &block[4..16];
-        let qh = &block[16..48];
-        let qs = &block[48..176];
-        let mut sumi = 0i32;
-        let mut mins = 0i32;
-        for c in 0..4 {
-            let (scale_low, min_low) = scale_min_k4(2 * c, scales);
-            let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
-            let (mut low, mut high) = (0i32, 0i32);
-            for l in 0..32 {
-                let q = qs[32 * c + l];
-                let h = qh[l] >> (2 * c);
-                low += ((q & 0x0F) | ((h & 1) << 4)) as i32 * a.qs[64 * c + l] as i32;
-                high += ((q >> 4) | ((h & 2) << 3)) as i32 * a.qs[64 * c + 32 + l] as i32;
-            }
-            sumi += scale_low * low + scale_high * high;
-            mins += min_low * (a.bsums[4 * c] as i32 + a.bsums[4 * c + 1] as i32)
-                + min_high * (a.bsums[4 * c + 2] as i32 + a.bsums[4 * c + 3] as i32);
-        }
-        sum += f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32;
-    }
-    sum
+    dot_k(row, act, Q5_K_BYTES, true)
 }
 
 fn dequantize_q5_k(block: &[u8], out: &mut [f32]) {
-    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
-    let scales = &block[4..16];
-    let qh = &block[16..48];
-    for c in 0..4 {
-        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
-        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
-        let (d1, m1, d2, m2) =
-            (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
-        for l in 0..32 {
-            let q = block[48 + 32 * c + l];
-            let h = qh[l] >> (2 * c);
-            out[64 * c + l] = d1 * ((q & 0x0F) | ((h & 1) << 4)) as f32 - m1;
-            out[64 * c + 32 + l] = d2 * ((q >> 4) | ((h & 2) << 3)) as f32 - m2;
-        }
-    }
+    dequantize_k(block, out, true)
 }
 
 // ---- Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed 8-bit scales (one per
