@@ -189,6 +189,8 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
         Isa::Simd128 => match format {
             Q4_0 => RowDot::Q8(wasm::dot_q4_0),
             Q4_1 => RowDot::Q8(wasm::dot_q4_1),
+            Q5_0 => RowDot::Q8(wasm::dot_q5_0),
+            Q5_1 => RowDot::Q8(wasm::dot_q5_1),
             Q8_0 => RowDot::Q8(wasm::dot_q8_0),
             _ => row_dot(format, Isa::Scalar),
         },

@@ -45,43 +45,64 @@ fn as_bytes(qs: &[i8; 32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(qs.as_ptr() as *const u8, qs.len()) }
 }
 
-/// A block's 32 nibbles in value order (low nibbles, then high), `offset` subtracted.
+/// A block's 32 nibbles in value order (low nibbles, then high).
 #[inline(always)]
-fn nibbles(block: &[u8], at: usize, offset: i8) -> (v128, v128) {
+fn nibbles(block: &[u8], at: usize) -> (v128, v128) {
     let packed = load(block, at);
-    let mask = u8x16_splat(0x0F);
-    let offset = i8x16_splat(offset);
-    (i8x16_sub(v128_and(packed, mask), offset), i8x16_sub(u8x16_shr(packed, 4), offset))
+    (v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4))
+}
+
+/// 0x10 in the bytes of the values whose fifth bit is set in the block's 32 bits at `at`.
+#[inline(always)]
+fn fifth_bits(block: &[u8], at: usize) -> (v128, v128) {
+    let word = u32x4_splat(u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]));
+    let select = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let set = |spread: v128| v128_and(i8x16_eq(v128_and(spread, select), select), u8x16_splat(0x10));
+    (
+        set(i8x16_swizzle(word, u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))),
+        set(i8x16_swizzle(word, u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3))),
+    )
+}
+
+/// A row's product for a 32-value format whose block starts with its f16 scale (and, with
+/// `offset`, its f16 offset `m`) and whose 32 values `values` reads: each block's exact integer
+/// sum, scaled and added as the portable path does.
+#[inline(always)]
+fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: impl Fn(&[u8]) -> (v128, v128)) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(block_bytes).zip(act) {
+        let (x0, x1) = values(block);
+        let (y0, y1) = activations(a);
+        let scaled = lanes_sum(i32x4_add(dot_bytes(x0, y0), dot_bytes(x1, y1))) as f32 * (f16_at(block, 0) * a.d);
+        sum += if offset { scaled + f16_at(block, 2) * a.s } else { scaled };
+    }
+    sum
+}
+
+fn minus(offset: i8, (low, high): (v128, v128)) -> (v128, v128) {
+    (i8x16_sub(low, i8x16_splat(offset)), i8x16_sub(high, i8x16_splat(offset)))
+}
+
+fn with_fifth((low, high): (v128, v128), (fifth_low, fifth_high): (v128, v128)) -> (v128, v128) {
+    (v128_or(low, fifth_low), v128_or(high, fifth_high))
 }
 
 pub fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q4_0_BYTES).zip(act) {
-        let (low, high) = nibbles(block, 2, 8);
-        let (y0, y1) = activations(a);
-        let sumi = lanes_sum(i32x4_add(dot_bytes(low, y0), dot_bytes(high, y1)));
-        sum += sumi as f32 * (f16_at(block, 0) * a.d);
-    }
-    sum
+    dot(row, act, blocks::Q4_0_BYTES, false, |block| minus(8, nibbles(block, 2)))
 }
 
 pub fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q4_1_BYTES).zip(act) {
-        let (low, high) = nibbles(block, 4, 0);
-        let (y0, y1) = activations(a);
-        let sumi = lanes_sum(i32x4_add(dot_bytes(low, y0), dot_bytes(high, y1)));
-        sum += sumi as f32 * (f16_at(block, 0) * a.d) + f16_at(block, 2) * a.s;
-    }
-    sum
+    dot(row, act, blocks::Q4_1_BYTES, true, |block| nibbles(block, 4))
+}
+
+pub fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    dot(row, act, blocks::Q5_0_BYTES, false, |block| minus(16, with_fifth(nibbles(block, 6), fifth_bits(block, 2))))
+}
+
+pub fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    dot(row, act, blocks::Q5_1_BYTES, true, |block| with_fifth(nibbles(block, 8), fifth_bits(block, 4)))
 }
 
 pub fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(blocks::Q8_0_BYTES).zip(act) {
-        let (y0, y1) = activations(a);
-        let sumi = lanes_sum(i32x4_add(dot_bytes(load(block, 2), y0), dot_bytes(load(block, 18), y1)));
-        sum += sumi as f32 * (f16_at(block, 0) * a.d);
-    }
-    sum
+    dot(row, act, blocks::Q8_0_BYTES, false, |block| (load(block, 2), load(block, 18)))
 }
