@@ -51,6 +51,7 @@ impl Loader {
     }
 
     /// The CPU kernels' threads.
+    #[cfg(feature = "lab")]
     pub fn kernel_threads(&self) -> usize {
         self.pool.as_ref().map_or_else(|| ThreadPool::shared().threads(), |pool| pool.threads())
     }

@@ -89,152 +89,173 @@ impl Q8KBlock {
     }
 }
 
-// ---- Q4_0: d (f16), 16 bytes of nibbles: value j is low nibble j, value j + 16 high nibble j.
+// ---- The 32-value formats. Each block starts with its f16 scale `d` (Q4_1 and Q5_1 then
+// with an f16 offset `m`); its 32 integers `q` read as `d · q (+ m)`.
 
+/// A row's product with activations rounded to Q8_0 or Q8_1, in the one order every
+/// instruction set follows, so that all of them give the same bits:
+/// - lane `l` (of eight) of block `k` is the exact integer `Σ q[i] · a.qs[i]` over values
+///   `4l .. 4l + 4`; the lanes accumulate `lane as f32 · (d · a.d)` across blocks, and are
+///   reduced as [`reduce_lanes`] does;
+/// - with an offset, `m · a.s` of block `k` accumulates in partial sum `k % 4`; the four are
+///   added as `(p0 + p2) + (p1 + p3)` and then to the lanes' total.
+///
+/// Eight independent lanes and four offset sums let SIMD code keep the accumulators in
+/// registers instead of reducing every block.
+#[inline(always)]
+fn dot_blocks32(
+    row: &[u8],
+    act: &[Q8Block],
+    block_bytes: usize,
+    offset: bool,
+    values: impl Fn(&[u8]) -> [i32; QK],
+) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut offsets = [0f32; 4];
+    for (k, (block, a)) in row.chunks_exact(block_bytes).zip(act).enumerate() {
+        let q = values(block);
+        let scale = f16_at(block, 0) * a.d;
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let sum: i32 = (4 * l..4 * l + 4).map(|i| q[i] * a.qs[i] as i32).sum();
+            *lane += sum as f32 * scale;
+        }
+        if offset {
+            offsets[k % 4] += f16_at(block, 2) * a.s;
+        }
+    }
+    let sum = reduce_lanes(lanes);
+    if offset {
+        sum + reduce_offsets(offsets)
+    } else {
+        sum
+    }
+}
+
+/// The offsets' partial sums added as SIMD code adds a register's halves, then its two lanes.
+#[inline(always)]
+pub fn reduce_offsets(p: [f32; 4]) -> f32 {
+    (p[0] + p[2]) + (p[1] + p[3])
+}
+
+#[inline(always)]
+fn dequantize_blocks32(block: &[u8], out: &mut [f32], offset: bool, q: [i32; QK]) {
+    let d = f16_at(block, 0);
+    let m = if offset { f16_at(block, 2) } else { 0.0 };
+    for (o, &q) in out.iter_mut().zip(&q) {
+        *o = if offset { q as f32 * d + m } else { q as f32 * d };
+    }
+}
+
+/// 16 bytes of nibbles: value `j` is low nibble `j`, value `j + 16` high nibble `j`.
+#[inline(always)]
+fn nibbles(qs: &[u8]) -> [i32; QK] {
+    let mut q = [0; QK];
+    for (j, &byte) in qs[..16].iter().enumerate() {
+        q[j] = (byte & 0x0F) as i32;
+        q[j + 16] = (byte >> 4) as i32;
+    }
+    q
+}
+
+/// Nibbles with a fifth bit each from the 32 bits at `at` (bit `j` is value `j`'s).
+#[inline(always)]
+fn five_bits(block: &[u8], at: usize) -> [i32; QK] {
+    let high = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+    let mut q = nibbles(&block[at + 4..]);
+    for (j, v) in q.iter_mut().enumerate() {
+        *v |= (((high >> j) & 1) << 4) as i32;
+    }
+    q
+}
+
+fn minus(offset: i32, mut q: [i32; QK]) -> [i32; QK] {
+    q.iter_mut().for_each(|v| *v -= offset);
+    q
+}
+
+// Q4_0: d, nibbles; q − 8.
 pub const Q4_0_BYTES: usize = 18;
 
 #[inline(always)]
+fn q4_0_values(block: &[u8]) -> [i32; QK] {
+    minus(8, nibbles(&block[2..]))
+}
+
+#[inline(always)]
 pub fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q4_0_BYTES).zip(act) {
-        let qs = &block[2..18];
-        let mut sumi = 0i32;
-        for (j, &q) in qs.iter().enumerate() {
-            sumi += ((q & 0x0F) as i32 - 8) * a.qs[j] as i32 + ((q >> 4) as i32 - 8) * a.qs[j + 16] as i32;
-        }
-        sum += sumi as f32 * (f16_at(block, 0) * a.d);
-    }
-    sum
+    dot_blocks32(row, act, Q4_0_BYTES, false, q4_0_values)
 }
 
 fn dequantize_q4_0(block: &[u8], out: &mut [f32]) {
-    let d = f16_at(block, 0);
-    for j in 0..16 {
-        out[j] = ((block[2 + j] & 0x0F) as i32 - 8) as f32 * d;
-        out[j + 16] = ((block[2 + j] >> 4) as i32 - 8) as f32 * d;
-    }
+    dequantize_blocks32(block, out, false, q4_0_values(block))
 }
 
-// ---- Q4_1: d, m (f16), nibbles as Q4_0, value = d · q + m.
-
+// Q4_1: d, m, nibbles.
 pub const Q4_1_BYTES: usize = 20;
 
 #[inline(always)]
+fn q4_1_values(block: &[u8]) -> [i32; QK] {
+    nibbles(&block[4..])
+}
+
+#[inline(always)]
 pub fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q4_1_BYTES).zip(act) {
-        let qs = &block[4..20];
-        let mut sumi = 0i32;
-        for (j, &q) in qs.iter().enumerate() {
-            sumi += (q & 0x0F) as i32 * a.qs[j] as i32 + (q >> 4) as i32 * a.qs[j + 16] as i32;
-        }
-        sum += sumi as f32 * (f16_at(block, 0) * a.d) + f16_at(block, 2) * a.s;
-    }
-    sum
+    dot_blocks32(row, act, Q4_1_BYTES, true, q4_1_values)
 }
 
 fn dequantize_q4_1(block: &[u8], out: &mut [f32]) {
-    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-    for j in 0..16 {
-        out[j] = (block[4 + j] & 0x0F) as f32 * d + m;
-        out[j + 16] = (block[4 + j] >> 4) as f32 * d + m;
-    }
+    dequantize_blocks32(block, out, true, q4_1_values(block))
 }
 
-// ---- Q5_0: d, 32 high bits (bit j is value j's fifth bit), nibbles as Q4_0; q − 16.
-
+// Q5_0: d, 32 fifth bits, nibbles; q − 16.
 pub const Q5_0_BYTES: usize = 22;
 
 #[inline(always)]
-fn fifth_bits(block: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
-}
-
-#[inline(always)]
-fn q5_values(qh: u32, qs: &[u8], j: usize) -> (i32, i32) {
-    let low = (qs[j] & 0x0F) as i32 | (((qh >> j) & 1) << 4) as i32;
-    let high = (qs[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
-    (low, high)
+fn q5_0_values(block: &[u8]) -> [i32; QK] {
+    minus(16, five_bits(block, 2))
 }
 
 #[inline(always)]
 pub fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q5_0_BYTES).zip(act) {
-        let qh = fifth_bits(block, 2);
-        let qs = &block[6..22];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let (low, high) = q5_values(qh, qs, j);
-            sumi += (low - 16) * a.qs[j] as i32 + (high - 16) * a.qs[j + 16] as i32;
-        }
-        sum += sumi as f32 * (f16_at(block, 0) * a.d);
-    }
-    sum
+    dot_blocks32(row, act, Q5_0_BYTES, false, q5_0_values)
 }
 
 fn dequantize_q5_0(block: &[u8], out: &mut [f32]) {
-    let d = f16_at(block, 0);
-    let qh = fifth_bits(block, 2);
-    for j in 0..16 {
-        let (low, high) = q5_values(qh, &block[6..22], j);
-        out[j] = (low - 16) as f32 * d;
-        out[j + 16] = (high - 16) as f32 * d;
-    }
+    dequantize_blocks32(block, out, false, q5_0_values(block))
 }
 
-// ---- Q5_1: d, m, 32 high bits, nibbles; value = d · q + m.
-
+// Q5_1: d, m, 32 fifth bits, nibbles.
 pub const Q5_1_BYTES: usize = 24;
 
 #[inline(always)]
+fn q5_1_values(block: &[u8]) -> [i32; QK] {
+    five_bits(block, 4)
+}
+
+#[inline(always)]
 pub fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q5_1_BYTES).zip(act) {
-        let qh = fifth_bits(block, 4);
-        let qs = &block[8..24];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let (low, high) = q5_values(qh, qs, j);
-            sumi += low * a.qs[j] as i32 + high * a.qs[j + 16] as i32;
-        }
-        sum += sumi as f32 * (f16_at(block, 0) * a.d) + f16_at(block, 2) * a.s;
-    }
-    sum
+    dot_blocks32(row, act, Q5_1_BYTES, true, q5_1_values)
 }
 
 fn dequantize_q5_1(block: &[u8], out: &mut [f32]) {
-    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-    let qh = fifth_bits(block, 4);
-    for j in 0..16 {
-        let (low, high) = q5_values(qh, &block[8..24], j);
-        out[j] = low as f32 * d + m;
-        out[j + 16] = high as f32 * d + m;
-    }
+    dequantize_blocks32(block, out, true, q5_1_values(block))
 }
 
-// ---- Q8_0: d, 32 signed bytes.
-
+// Q8_0: d, 32 signed bytes.
 pub const Q8_0_BYTES: usize = 34;
 
 #[inline(always)]
+fn q8_0_values(block: &[u8]) -> [i32; QK] {
+    std::array::from_fn(|i| block[2 + i] as i8 as i32)
+}
+
+#[inline(always)]
 pub fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(Q8_0_BYTES).zip(act) {
-        let mut sumi = 0i32;
-        for j in 0..QK {
-            sumi += block[2 + j] as i8 as i32 * a.qs[j] as i32;
-        }
-        sum += sumi as f32 * (f16_at(block, 0) * a.d);
-    }
-    sum
+    dot_blocks32(row, act, Q8_0_BYTES, false, q8_0_values)
 }
 
 fn dequantize_q8_0(block: &[u8], out: &mut [f32]) {
-    let d = f16_at(block, 0);
-    for j in 0..QK {
-        out[j] = block[2 + j] as i8 as f32 * d;
-    }
+    dequantize_blocks32(block, out, false, q8_0_values(block))
 }
 
 // ---- Q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins for 8 groups of 32, 128 bytes of

@@ -1,7 +1,7 @@
 //! wasm32 SIMD dot products (the module is built with `+simd128`, so there is nothing to detect).
-//! Bytes are widened to 16 bits and multiplied in adjacent pairs into 32-bit lanes; each block's
-//! integer sum is exact and is scaled and added in the portable path's order, so the results
-//! equal the portable path's bit for bit.
+//! Bytes are widened to 16 bits and multiplied in adjacent pairs into 32-bit lanes, then added in
+//! fours; each block's eight integer sums are exact, and are scaled and accumulated in the
+//! portable path's order, so the results equal the portable path's bit for bit.
 #![cfg(target_feature = "simd128")]
 
 use std::arch::wasm32::*;
@@ -13,18 +13,12 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
-/// Σ x[i]·y[i] over 16 signed bytes each.
+/// The four sums of `x[i]·y[i]` over each four consecutive of 16 signed bytes.
 #[inline(always)]
-fn dot_bytes(x: v128, y: v128) -> v128 {
-    i32x4_add(
-        i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), i16x8_extend_low_i8x16(y)),
-        i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), i16x8_extend_high_i8x16(y)),
-    )
-}
-
-#[inline(always)]
-fn lanes_sum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
+fn quads(x: v128, y: v128) -> v128 {
+    let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), i16x8_extend_low_i8x16(y));
+    let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), i16x8_extend_high_i8x16(y));
+    i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(low, high), i32x4_shuffle::<1, 3, 5, 7>(low, high))
 }
 
 /// 16 bytes at `at`.
@@ -65,18 +59,35 @@ fn fifth_bits(block: &[u8], at: usize) -> (v128, v128) {
 }
 
 /// A row's product for a 32-value format whose block starts with its f16 scale (and, with
-/// `offset`, its f16 offset `m`) and whose 32 values `values` reads: each block's exact integer
-/// sum, scaled and added as the portable path does.
+/// `offset`, its f16 offset `m`) and whose 32 values `values` reads, in
+/// `blocks::dot_blocks32`'s order: eight float lanes (two registers) across blocks, and the
+/// offsets in four partial sums.
 #[inline(always)]
 fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: impl Fn(&[u8]) -> (v128, v128)) -> f32 {
-    let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(block_bytes).zip(act) {
+    let mut low = f32x4_splat(0.0);
+    let mut high = f32x4_splat(0.0);
+    let mut offsets = [0f32; 4];
+    for (k, (block, a)) in row.chunks_exact(block_bytes).zip(act).enumerate() {
         let (x0, x1) = values(block);
         let (y0, y1) = activations(a);
-        let scaled = lanes_sum(i32x4_add(dot_bytes(x0, y0), dot_bytes(x1, y1))) as f32 * (f16_at(block, 0) * a.d);
-        sum += if offset { scaled + f16_at(block, 2) * a.s } else { scaled };
+        let scale = f32x4_splat(f16_at(block, 0) * a.d);
+        low = f32x4_add(low, f32x4_mul(f32x4_convert_i32x4(quads(x0, y0)), scale));
+        high = f32x4_add(high, f32x4_mul(f32x4_convert_i32x4(quads(x1, y1)), scale));
+        if offset {
+            offsets[k % 4] += f16_at(block, 2) * a.s;
+        }
     }
-    sum
+    let halves = f32x4_add(low, high);
+    let pairs = [
+        f32x4_extract_lane::<0>(halves) + f32x4_extract_lane::<2>(halves),
+        f32x4_extract_lane::<1>(halves) + f32x4_extract_lane::<3>(halves),
+    ];
+    let sum = pairs[0] + pairs[1];
+    if offset {
+        sum + blocks::reduce_offsets(offsets)
+    } else {
+        sum
+    }
 }
 
 fn minus(offset: i8, (low, high): (v128, v128)) -> (v128, v128) {

@@ -17,19 +17,6 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// `[d · a.d, m · a.s, …]` for a block that starts with its f16 scale `d` and (Q4_1, Q5_1) its
-/// f16 offset `m`; lane 1 means nothing for the other formats. The four bytes are moved in
-/// whole (`movd` zeroes the rest of the register): a 16-bit insert would merge into whatever
-/// register the compiler picks, chaining each block's conversion to the previous block's sums.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn block_factors(block: &[u8], a: &Q8Block) -> __m128 {
-    let halves = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([block[0], block[1], block[2], block[3]])));
-    // `d` then `s`: the first eight bytes of the `repr(C)` block.
-    let activation = _mm_castsi128_ps(_mm_loadl_epi64(a as *const Q8Block as *const __m128i));
-    _mm_mul_ps(halves, activation)
-}
-
 /// 16 bytes of nibbles as 32 bytes in value order: the low nibbles (values 0..16), then the
 /// high ones (values 16..32).
 #[target_feature(enable = "avx2,fma")]
@@ -54,13 +41,6 @@ unsafe fn fifth_bits(bits: u32) -> __m256i {
     let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
-}
-
-/// `(d · a.d, m · a.s)` of [`block_factors`] as two floats.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_and_offset(block: &[u8], a: &Q8Block) -> (f32, f32) {
-    let factors = block_factors(block, a);
-    (_mm_cvtss_f32(factors), _mm_cvtss_f32(_mm_movehdup_ps(factors)))
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -142,45 +122,63 @@ impl Blocks for Q8_0 {
     }
 }
 
-/// A block's scaled sum as the portable path computes it: `Σ · (d · a.d)`, plus `m · a.s`
-/// where the format has an offset.
+/// The first four bytes of a block: its f16 `d`, then `m` where the format has one.
 #[inline(always)]
-unsafe fn scaled<B: Blocks>(sum: i32, block: &[u8], a: &Q8Block) -> f32 {
-    let (scale, offset) = scale_and_offset(block, a);
-    if B::OFFSET {
-        sum as f32 * scale + offset
-    } else {
-        sum as f32 * scale
-    }
+fn head(block: &[u8]) -> i32 {
+    i32::from_le_bytes([block[0], block[1], block[2], block[3]])
 }
 
-/// A row's product. Four blocks at a time, their eight lanes are summed together (three
-/// horizontal adds for four blocks instead of a reduction each); each block's exact sum is then
-/// scaled and added in order, as the portable path does.
+/// `[d · a.d, m · a.s]` of four blocks, interleaved as eight floats; the odd lanes mean nothing
+/// for formats without an offset.
+#[inline(always)]
+unsafe fn factors(blocks: &[u8], bytes: usize, a: &[Q8Block]) -> __m256 {
+    let halves =
+        _mm_setr_epi32(head(blocks), head(&blocks[bytes..]), head(&blocks[2 * bytes..]), head(&blocks[3 * bytes..]));
+    // `d` then `s`: the first eight bytes of each `repr(C)` activation block.
+    let pair = |k: usize| _mm_loadl_epi64(&a[k] as *const Q8Block as *const __m128i);
+    let activation = _mm256_set_m128i(_mm_unpacklo_epi64(pair(2), pair(3)), _mm_unpacklo_epi64(pair(0), pair(1)));
+    _mm256_mul_ps(_mm256_cvtph_ps(halves), _mm256_castsi256_ps(activation))
+}
+
+/// `lanes + block lanes · scale`, without a fused multiply-add (the portable path rounds twice).
+#[inline(always)]
+unsafe fn accumulate(lanes: __m256, block: __m256i, scale: __m256) -> __m256 {
+    _mm256_add_ps(lanes, _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale))
+}
+
+/// A row's product in [`blocks::dot_blocks32`]'s order: eight float lanes across blocks, and four
+/// offset sums (block `k` into `k % 4`), which four blocks at a time fill one register.
 #[inline(always)]
 unsafe fn dot<B: Blocks>(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
+    let mut lanes = _mm256_setzero_ps();
+    let mut offsets = _mm_setzero_ps();
     let groups = row.chunks_exact(4 * B::BYTES).zip(act.chunks_exact(4));
     let whole = groups.len();
     for (blocks, a) in groups {
-        let block = |k: usize| &blocks[k * B::BYTES..(k + 1) * B::BYTES];
-        let pairs01 = _mm256_hadd_epi32(B::lanes(block(0), &a[0]), B::lanes(block(1), &a[1]));
-        let pairs23 = _mm256_hadd_epi32(B::lanes(block(2), &a[2]), B::lanes(block(3), &a[3]));
-        let quads = _mm256_hadd_epi32(pairs01, pairs23);
-        let sums = _mm_add_epi32(_mm256_castsi256_si128(quads), _mm256_extracti128_si256(quads, 1));
-        let sums: [i32; 4] = std::mem::transmute(sums);
-        for (k, &s) in sums.iter().enumerate() {
-            sum += scaled::<B>(s, block(k), &a[k]);
+        let factors = factors(blocks, B::BYTES, a);
+        for k in 0..4 {
+            let scale = _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * k as i32));
+            lanes = accumulate(lanes, B::lanes(&blocks[k * B::BYTES..], &a[k]), scale);
+        }
+        if B::OFFSET {
+            let odd = _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+            offsets = _mm_add_ps(offsets, _mm256_castps256_ps128(odd));
         }
     }
-    for (block, a) in row[whole * 4 * B::BYTES..].chunks_exact(B::BYTES).zip(&act[whole * 4..]) {
-        let lanes = B::lanes(block, a);
-        let s = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        sum += scaled::<B>(_mm_cvtsi128_si32(s), block, a);
+    let mut tail_offsets: [f32; 4] = std::mem::transmute(offsets);
+    for (k, (block, a)) in row[whole * 4 * B::BYTES..].chunks_exact(B::BYTES).zip(&act[whole * 4..]).enumerate() {
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(head(block))));
+        lanes = accumulate(lanes, B::lanes(block, a), _mm256_set1_ps(d * a.d));
+        if B::OFFSET {
+            tail_offsets[k] += blocks::f16_value(&block[2..4]) * a.s;
+        }
     }
-    sum
+    let sum = reduce_lanes(lanes);
+    if B::OFFSET {
+        sum + blocks::reduce_offsets(tail_offsets)
+    } else {
+        sum
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
