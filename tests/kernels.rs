@@ -3,13 +3,14 @@
 //! written by scripts/make_kernel_fixture.py), their rounding of the input against candle's
 //! implementation of llama.cpp's Q8_0 / Q8_1 / Q8_K, their products on every instruction set
 //! this machine runs and on one to three threads against an f64 product of the two, the thread
-//! pool, and bad shapes.
+//! pool, causal attention against a case worked by hand, and bad shapes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glassbox::backend::candle::CandleBackend;
+use glassbox::backend::kernels::attention::{attention, AttentionShape};
 use glassbox::backend::kernels::check::{check_kernels, fixture_input as input, fixture_matrix, FORMATS, TOKENS};
 use glassbox::backend::kernels::{Format, Isa, MatrixError, QuantizedMatrix, ThreadPool};
 use glassbox::backend::Backend;
@@ -136,4 +137,33 @@ fn a_panicking_task_panics_the_caller_and_leaves_the_pool_working() {
         count.fetch_add(1, Ordering::Relaxed);
     });
     assert_eq!(count.load(Ordering::Relaxed), 16);
+}
+
+/// Two query heads sharing one key/value head of width 1, two queries after one cached position:
+/// query 0 sits at position 1 and sees keys 0–1, query 1 sees keys 0–2. With keys 0, 1, 2, values
+/// 1, 2, 4 and the scale 1/√1, each output is the values' softmax-weighted mean:
+/// - query 0: head 0 (q = 1) weighs e⁰, e¹; head 1 (q = 0) weighs both alike;
+/// - query 1: head 0 (q = 0) weighs all three alike; head 1 (q = 2) weighs e⁰, e², e⁴.
+#[test]
+fn attention_matches_a_case_worked_by_hand() {
+    let e = std::f32::consts::E;
+    let shape = AttentionShape { t: 2, total: 3, heads: 2, kv_heads: 1, head_dim: 1 };
+    let (q, k, v) = ([1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 2.0], [1.0, 2.0, 4.0]);
+    let weights_00 = [1.0 / (1.0 + e), e / (1.0 + e), 0.0];
+    let weights_01 = [1.0 / 3.0; 3];
+    let sum_11 = 1.0 + e * e + e.powi(4);
+    let weights_10 = [0.5, 0.5, 0.0];
+    let weights_11 = [1.0 / sum_11, e * e / sum_11, e.powi(4) / sum_11];
+    let z = [(1.0 + 2.0 * e) / (1.0 + e), 1.5, 7.0 / 3.0, (1.0 + 2.0 * e * e + 4.0 * e.powi(4)) / sum_11];
+    // [heads, t, total]: head 0's two queries, then head 1's.
+    let weights: Vec<f32> = [weights_00, weights_01, weights_10, weights_11].concat();
+    for threads in 1..=3 {
+        let (got_z, got_weights) = attention(&q, &k, &v, shape, true, &ThreadPool::new(threads));
+        for (got, want) in got_z.iter().zip(&z).chain(got_weights.unwrap().iter().zip(&weights)) {
+            assert!((got - want).abs() < 1e-6, "{threads} threads: {got} against {want}");
+        }
+        let (without, none) = attention(&q, &k, &v, shape, false, &ThreadPool::new(threads));
+        assert_eq!(without, got_z);
+        assert!(none.is_none());
+    }
 }

@@ -1,13 +1,14 @@
 //! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
-//! on the `Device` it was created with. On the CPU the weight products run on glassbox's kernels
-//! (`super::kernels`), and candle computes the rest (norms, rotations, attention); on CUDA,
-//! candle computes everything.
+//! on the `Device` it was created with. On the CPU the weight products and attention run on
+//! glassbox's kernels (`super::kernels`), and candle computes the rest (norms, rotations,
+//! element-wise operations); on CUDA, candle computes everything.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
 
+use super::kernels::attention::{attention, AttentionShape};
 use super::kernels::{Format, QuantizedMatrix, ThreadPool};
 use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -169,15 +170,50 @@ impl CandleBackend {
     }
 
     /// A kernel's `[t, rows]` output as a tensor.
+    fn cpu_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shape: AttentionShape,
+        probabilities: bool,
+    ) -> BackendResult<(Tensor, Option<Tensor>)> {
+        let kv_width = shape.kv_heads * shape.head_dim;
+        let expected = [(shape.total, kv_width); 2];
+        let got = [k.dims2().map_err(err)?, v.dims2().map_err(err)?];
+        if got != expected || shape.kv_heads == 0 || shape.heads % shape.kv_heads != 0 || shape.t > shape.total {
+            return Err(BackendError(format!(
+                "attention of {} queries over keys and values {got:?} with {} heads in {} groups",
+                shape.t, shape.heads, shape.kv_heads
+            )));
+        }
+        let (z, weights) = with_host_values(q, |q| {
+            with_host_values(k, |k| with_host_values(v, |v| attention(q, k, v, shape, probabilities, self.pool())))
+        })???;
+        let z = Tensor::from_vec(z, (shape.t, shape.heads * shape.head_dim), &self.device).map_err(err)?;
+        let weights = weights
+            .map(|w| Tensor::from_vec(w, (shape.heads, shape.t, shape.total), &self.device).map_err(err))
+            .transpose()?;
+        Ok((z, weights))
+    }
+
     fn kernel_output(&self, values: Vec<f32>, rows: usize) -> BackendResult<Tensor> {
         let t = values.len().checked_div(rows).unwrap_or(0);
         Tensor::from_vec(values, (t, rows), &self.device).map_err(err)
     }
 }
 
-/// The f32 values of a CPU tensor, row-major.
-fn host_values(x: &Tensor) -> BackendResult<Vec<f32>> {
-    x.flatten_all().and_then(|f| f.to_dtype(DType::F32)).and_then(|f| f.to_vec1()).map_err(err)
+/// `f` of the f32 values of a CPU tensor, row-major: read in place when the tensor is contiguous
+/// f32, else copied.
+fn with_host_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> BackendResult<R> {
+    {
+        let (storage, layout) = x.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(f(&data[start..end]));
+        }
+    }
+    let values = x.flatten_all().and_then(|f| f.to_dtype(DType::F32)).and_then(|f| f.to_vec1()).map_err(err)?;
+    Ok(f(&values))
 }
 
 impl Backend for CandleBackend {
@@ -215,7 +251,7 @@ impl Backend for CandleBackend {
     }
 
     fn download(&self, x: &Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)> {
-        Ok((x.dims().to_vec(), host_values(x)?))
+        Ok((x.dims().to_vec(), with_host_values(x, <[f32]>::to_vec)?))
     }
 
     fn embed(&self, table: &CandleMatrix, ids: &[u32]) -> BackendResult<Tensor> {
@@ -244,7 +280,7 @@ impl Backend for CandleBackend {
                 if cols != m.cols() {
                     return Err(BackendError(format!("a product of {cols}-wide rows with a {}-wide matrix", m.cols())));
                 }
-                self.kernel_output(m.matmul(&host_values(x)?, self.pool()), m.rows())
+                self.kernel_output(with_host_values(x, |x| m.matmul(x, self.pool()))?, m.rows())
             }
             CandleMatrix::Float(w) => x.matmul(&w.t().map_err(err)?).map_err(err),
             CandleMatrix::Candle { matmul, .. } => matmul.forward(x).map_err(err),
@@ -304,6 +340,9 @@ impl Backend for CandleBackend {
         let (t, width) = q.dims2().map_err(err)?;
         let total = k.dim(0).map_err(err)?;
         let head_dim = width / heads;
+        if self.device.is_cpu() {
+            return self.cpu_attention(q, k, v, AttentionShape { t, total, heads, kv_heads, head_dim }, probabilities);
+        }
         let group = heads / kv_heads;
         let split = |x: &Tensor, n: usize, rows: usize| {
             x.reshape((rows, n, head_dim)).and_then(|x| x.transpose(0, 1)).and_then(|x| x.contiguous())
@@ -397,7 +436,7 @@ impl Backend for CandleBackend {
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
         let quantised = match w {
             CandleMatrix::Kernel(m) => {
-                return Tensor::from_vec(m.read_as(&host_values(x)?), x.shape(), &self.device).map_err(err)
+                return Tensor::from_vec(with_host_values(x, |x| m.read_as(x))?, x.shape(), &self.device).map_err(err)
             }
             CandleMatrix::Float(_) | CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
             CandleMatrix::Candle { matmul: QMatMul::TensorF16(_), .. } => {

@@ -7,6 +7,7 @@
 //! sums in the same order, so a product gives the same bits natively and in the browser, on
 //! every instruction set and thread count.
 
+pub mod attention;
 pub mod blocks;
 pub mod check;
 mod pool;
