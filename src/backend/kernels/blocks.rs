@@ -12,8 +12,24 @@ use half::f16;
 pub const QK: usize = 32;
 pub const QK_K: usize = 256;
 
+#[inline]
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// `v.round() as i8` (halves away from zero, saturating, NaN to 0) without a call to libm's
+/// `roundf`, which the baseline x86-64 and wasm targets would make for every value.
+#[inline(always)]
+fn round_to_i8(v: f32) -> i8 {
+    let magnitude = v.abs();
+    if magnitude < 128.0 {
+        // Exact: `magnitude − whole` is the fraction of a float below 2^23.
+        let whole = magnitude as i32;
+        let rounded = whole + (magnitude - whole as f32 >= 0.5) as i32;
+        (if v < 0.0 { -rounded } else { rounded }).clamp(-128, 127) as i8
+    } else {
+        v.round() as i8
+    }
 }
 
 /// 32 activations rounded to 8 bits: value `i` reads as `d · qs[i]`. `d` holds an f16's value
@@ -42,7 +58,7 @@ impl Q8Block {
         let mut qs = [0i8; QK];
         let mut sum = 0i32;
         for (q, &v) in qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
+            *q = round_to_i8(v * id);
             sum += *q as i32;
         }
         let d = f16::from_f32(d).to_f32();
@@ -79,7 +95,7 @@ impl Q8KBlock {
         let iscale = -127.0 / max;
         let mut block = Q8KBlock::ZERO;
         for (q, &v) in block.qs.iter_mut().zip(x) {
-            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+            *q = round_to_i8(iscale * v);
         }
         for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
             *sum = group.iter().map(|&q| q as i16).sum();
@@ -421,6 +437,7 @@ pub fn f32_at(w: &[u8]) -> f32 {
     f32::from_le_bytes([w[0], w[1], w[2], w[3]])
 }
 
+#[inline]
 pub fn f16_value(w: &[u8]) -> f32 {
     f16::from_le_bytes([w[0], w[1]]).to_f32()
 }
@@ -485,5 +502,24 @@ pub fn block_dequantizer(format: super::Format) -> fn(&[u8], &mut [f32]) {
         Q4K => dequantize_q4_k,
         Q5K => dequantize_q5_k,
         Q6K => dequantize_q6_k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_to_i8;
+
+    /// Against the standard library's `round`, at every half and its neighbours, and beyond.
+    #[test]
+    fn rounding_to_i8_matches_round() {
+        let mut values = vec![0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.49999997];
+        for half in -300..300 {
+            let v = half as f32 * 0.5;
+            values.extend([v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().saturating_sub(1))]);
+        }
+        values.extend((0..100_000).map(|i| (i as f32 - 50_000.0) * 0.00271));
+        for v in values {
+            assert_eq!(round_to_i8(v), v.round() as i8, "{v}");
+        }
     }
 }

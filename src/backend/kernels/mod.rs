@@ -235,17 +235,39 @@ impl Prepared<'_> {
     }
 }
 
-/// The output of a product, written by the pool's threads at disjoint indices.
-struct Output(*mut f32);
-// SAFETY: each task writes only the cells of its own rows.
-unsafe impl Sync for Output {}
+/// A buffer the pool's threads write at disjoint indices.
+struct Output<T>(*mut T);
+// SAFETY: each task writes only its own cells.
+unsafe impl<T: Send> Sync for Output<T> {}
 
-impl Output {
+impl<T> Output<T> {
     /// # Safety
     /// `index` lies in the buffer, and no other thread writes it.
-    unsafe fn write(&self, index: usize, value: f32) {
+    unsafe fn write(&self, index: usize, value: T) {
         *self.0.add(index) = value;
     }
+}
+
+/// Each `values`-long chunk of `x` rounded by `quantize`, split across the pool when there are
+/// enough of them (a prefill's input) for that to pay.
+fn quantize_chunks<T: Copy + Send>(
+    x: &[f32],
+    values: usize,
+    zero: T,
+    quantize: fn(&[f32]) -> T,
+    pool: &ThreadPool,
+) -> Vec<T> {
+    const CHUNKS_PER_TASK: usize = 256;
+    let chunks = x.len() / values;
+    let mut out = vec![zero; chunks];
+    let output = Output(out.as_mut_ptr());
+    pool.run(chunks.div_ceil(CHUNKS_PER_TASK), &|task| {
+        for c in task * CHUNKS_PER_TASK..((task + 1) * CHUNKS_PER_TASK).min(chunks) {
+            // SAFETY: chunk c belongs to this task alone and lies in `out`.
+            unsafe { output.write(c, quantize(&x[c * values..(c + 1) * values])) };
+        }
+    });
+    out
 }
 
 /// A `[rows, cols]` weight matrix in its GGUF encoding (GGUF shape `[cols, rows]`).
@@ -333,18 +355,20 @@ impl QuantizedMatrix {
         out
     }
 
-    fn prepare<'a>(&self, x: &'a [f32]) -> Prepared<'a> {
+    fn prepare<'a>(&self, x: &'a [f32], pool: &ThreadPool) -> Prepared<'a> {
         match row_dot(self.format, self.isa) {
             RowDot::Float(f) => Prepared::Float(x, f),
-            RowDot::Q8(f) => Prepared::Q8(x.chunks_exact(blocks::QK).map(Q8Block::quantize).collect(), f),
-            RowDot::Q8K(f) => Prepared::Q8K(x.chunks_exact(blocks::QK_K).map(Q8KBlock::quantize).collect(), f),
+            RowDot::Q8(f) => Prepared::Q8(quantize_chunks(x, blocks::QK, Q8Block::ZERO, Q8Block::quantize, pool), f),
+            RowDot::Q8K(f) => {
+                Prepared::Q8K(quantize_chunks(x, blocks::QK_K, Q8KBlock::ZERO, Q8KBlock::quantize, pool), f)
+            }
         }
     }
 
     /// `x: [t, cols]` as the products read it (rounded to 8 bits for quantised weights), so that
     /// `matmul(x) = read_as(x) · dequantize()ᵀ` up to float summation order.
     pub fn read_as(&self, x: &[f32]) -> Vec<f32> {
-        match self.prepare(x) {
+        match self.prepare(x, ThreadPool::shared()) {
             Prepared::Float(x, _) => x.to_vec(),
             Prepared::Q8(blocks, _) => blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect(),
             Prepared::Q8K(blocks, _) => blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect(),
@@ -359,7 +383,7 @@ impl QuantizedMatrix {
         if t == 0 || self.rows == 0 {
             return out;
         }
-        let input = self.prepare(x);
+        let input = self.prepare(x, pool);
         // Enough tasks for the threads to even out, few enough that claiming them costs nothing.
         let rows_per_task = self.rows.div_ceil(pool.threads() * 8).max(8);
         let tasks = self.rows.div_ceil(rows_per_task);
