@@ -3,7 +3,8 @@
 values as the PyPI `gguf` package (llama.cpp's own Python reader) dequantises them: the
 independent reference for the block layouts in src/backend/kernels/blocks.rs (tests/kernels.rs).
 
-Each matrix has 7 rows; the 32-value formats 3 blocks a row, the K-quants 2, the float formats
+Each matrix has 7 rows; the 32-value formats 7 blocks a row (a SIMD group of four and three
+left over), the K-quants 2, the float formats
 45 values (not a multiple of any SIMD width). The block bytes are random except the f16 scales,
 which are drawn so that the values stay in a weight's usual range.
 Output (committed): tests/fixtures/kernel-blocks.gguf, tensors NAME and NAME.dequantized (F32).
@@ -19,11 +20,11 @@ ROWS = 7
 
 # format: (values a row, bytes a block, byte offsets of the block's f16 scales)
 FORMATS = {
-    "Q4_0": (96, 18, [0]),
-    "Q4_1": (96, 20, [0, 2]),
-    "Q5_0": (96, 22, [0]),
-    "Q5_1": (96, 24, [0, 2]),
-    "Q8_0": (96, 34, [0]),
+    "Q4_0": (224, 18, [0]),
+    "Q4_1": (224, 20, [0, 2]),
+    "Q5_0": (224, 22, [0]),
+    "Q5_1": (224, 24, [0, 2]),
+    "Q8_0": (224, 34, [0]),
     "Q4_K": (512, 144, [0, 2]),
     "Q5_K": (512, 176, [0, 2]),
     "Q6_K": (512, 210, [208]),

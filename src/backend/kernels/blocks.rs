@@ -17,6 +17,20 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
+/// The largest `|v|` (0 for none; NaNs ignored), in eight running maxima so that the compiler can
+/// keep them in one register instead of a chain of dependent comparisons.
+#[inline(always)]
+fn largest_magnitude(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let whole = x.len() / 8 * 8;
+    for chunk in x[..whole].chunks_exact(8) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(v.abs());
+        }
+    }
+    x[whole..].iter().chain(&lanes).fold(0f32, |m, v| m.max(v.abs()))
+}
+
 /// `v.round() as i8` (halves away from zero, saturating, NaN to 0) without a call to libm's
 /// `roundf`, which the baseline x86-64 and wasm targets would make for every value.
 #[inline(always)]
@@ -52,8 +66,7 @@ impl Q8Block {
     /// largest magnitude over 127, and the values are rounded half away from zero by its f32
     /// inverse, before the scale itself is rounded to f16.
     pub fn quantize(x: &[f32]) -> Q8Block {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
+        let d = largest_magnitude(x) / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut qs = [0i8; QK];
         let mut sum = 0i32;

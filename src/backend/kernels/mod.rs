@@ -149,11 +149,15 @@ pub enum MatrixError {
     IsaUnavailable { isa: Isa },
 }
 
-/// One row's product with one row of activations in the weights' activation format.
+/// One weight row's products with four rows of activations, each equal to the one-row product's.
+type FourRows = fn(&[u8], [&[Q8Block]; 4]) -> [f32; 4];
+
+/// One row's product with one row of activations in the weights' activation format, and where an
+/// instruction set has one, with four rows at once (a prefill's tile of tokens).
 #[derive(Clone, Copy)]
 enum RowDot {
     Float(fn(&[u8], &[f32]) -> f32),
-    Q8(fn(&[u8], &[Q8Block]) -> f32),
+    Q8(fn(&[u8], &[Q8Block]) -> f32, Option<FourRows>),
     Q8K(fn(&[u8], &[Q8KBlock]) -> f32),
 }
 
@@ -170,6 +174,18 @@ macro_rules! checked {
     }};
 }
 
+/// [`checked`] for the four-row products.
+#[cfg(target_arch = "x86_64")]
+macro_rules! checked_four {
+    ($module:ident :: $f:ident) => {{
+        fn dot(row: &[u8], act: [&[Q8Block]; 4]) -> [f32; 4] {
+            // SAFETY: as in `checked`.
+            unsafe { $module::$f(row, act) }
+        }
+        Some(dot as FourRows)
+    }};
+}
+
 fn row_dot(format: Format, isa: Isa) -> RowDot {
     use Format::*;
     match isa {
@@ -177,32 +193,32 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
         Isa::Avx2 => match format {
             F32 => RowDot::Float(checked!(x86::dot_f32, &[f32])),
             F16 => RowDot::Float(checked!(x86::dot_f16, &[f32])),
-            Q4_0 => RowDot::Q8(checked!(x86::dot_q4_0, &[Q8Block])),
-            Q4_1 => RowDot::Q8(checked!(x86::dot_q4_1, &[Q8Block])),
-            Q5_0 => RowDot::Q8(checked!(x86::dot_q5_0, &[Q8Block])),
-            Q5_1 => RowDot::Q8(checked!(x86::dot_q5_1, &[Q8Block])),
-            Q8_0 => RowDot::Q8(checked!(x86::dot_q8_0, &[Q8Block])),
+            Q4_0 => RowDot::Q8(checked!(x86::dot_q4_0, &[Q8Block]), checked_four!(x86::dot4_q4_0)),
+            Q4_1 => RowDot::Q8(checked!(x86::dot_q4_1, &[Q8Block]), checked_four!(x86::dot4_q4_1)),
+            Q5_0 => RowDot::Q8(checked!(x86::dot_q5_0, &[Q8Block]), checked_four!(x86::dot4_q5_0)),
+            Q5_1 => RowDot::Q8(checked!(x86::dot_q5_1, &[Q8Block]), checked_four!(x86::dot4_q5_1)),
+            Q8_0 => RowDot::Q8(checked!(x86::dot_q8_0, &[Q8Block]), checked_four!(x86::dot4_q8_0)),
             Q4K => RowDot::Q8K(checked!(x86::dot_q4_k, &[Q8KBlock])),
             Q5K => RowDot::Q8K(checked!(x86::dot_q5_k, &[Q8KBlock])),
             Q6K => RowDot::Q8K(checked!(x86::dot_q6_k, &[Q8KBlock])),
         },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => match format {
-            Q4_0 => RowDot::Q8(wasm::dot_q4_0),
-            Q4_1 => RowDot::Q8(wasm::dot_q4_1),
-            Q5_0 => RowDot::Q8(wasm::dot_q5_0),
-            Q5_1 => RowDot::Q8(wasm::dot_q5_1),
-            Q8_0 => RowDot::Q8(wasm::dot_q8_0),
+            Q4_0 => RowDot::Q8(wasm::dot_q4_0, None),
+            Q4_1 => RowDot::Q8(wasm::dot_q4_1, None),
+            Q5_0 => RowDot::Q8(wasm::dot_q5_0, None),
+            Q5_1 => RowDot::Q8(wasm::dot_q5_1, None),
+            Q8_0 => RowDot::Q8(wasm::dot_q8_0, None),
             _ => row_dot(format, Isa::Scalar),
         },
         _ => match format {
             F32 => RowDot::Float(blocks::dot_f32),
             F16 => RowDot::Float(blocks::dot_f16),
-            Q4_0 => RowDot::Q8(blocks::dot_q4_0),
-            Q4_1 => RowDot::Q8(blocks::dot_q4_1),
-            Q5_0 => RowDot::Q8(blocks::dot_q5_0),
-            Q5_1 => RowDot::Q8(blocks::dot_q5_1),
-            Q8_0 => RowDot::Q8(blocks::dot_q8_0),
+            Q4_0 => RowDot::Q8(blocks::dot_q4_0, None),
+            Q4_1 => RowDot::Q8(blocks::dot_q4_1, None),
+            Q5_0 => RowDot::Q8(blocks::dot_q5_0, None),
+            Q5_1 => RowDot::Q8(blocks::dot_q5_1, None),
+            Q8_0 => RowDot::Q8(blocks::dot_q8_0, None),
             Q4K => RowDot::Q8K(blocks::dot_q4_k),
             Q5K => RowDot::Q8K(blocks::dot_q5_k),
             Q6K => RowDot::Q8K(blocks::dot_q6_k),
@@ -214,16 +230,31 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
 /// product that reads it.
 enum Prepared<'a> {
     Float(&'a [f32], fn(&[u8], &[f32]) -> f32),
-    Q8(Vec<Q8Block>, fn(&[u8], &[Q8Block]) -> f32),
+    Q8(Vec<Q8Block>, fn(&[u8], &[Q8Block]) -> f32, Option<FourRows>),
     Q8K(Vec<Q8KBlock>, fn(&[u8], &[Q8KBlock]) -> f32),
 }
 
 impl Prepared<'_> {
+    fn has_four_rows(&self) -> bool {
+        matches!(self, Prepared::Q8(_, _, Some(_)))
+    }
+
+    /// Weight row `w` times input rows `i .. i + 4`, where [`Prepared::has_four_rows`].
+    fn dot_four(&self, w: &[u8], i: usize, cols: usize) -> [f32; 4] {
+        match self {
+            Prepared::Q8(a, _, Some(four)) => {
+                let per_row = cols / blocks::QK;
+                four(w, std::array::from_fn(|k| &a[(i + k) * per_row..(i + k + 1) * per_row]))
+            }
+            _ => std::array::from_fn(|k| self.dot(w, i + k, cols)),
+        }
+    }
+
     /// Weight row `w` times input row `i`.
     fn dot(&self, w: &[u8], i: usize, cols: usize) -> f32 {
         match self {
             Prepared::Float(x, f) => f(w, &x[i * cols..(i + 1) * cols]),
-            Prepared::Q8(a, f) => {
+            Prepared::Q8(a, f, _) => {
                 let per_row = cols / blocks::QK;
                 f(w, &a[i * per_row..(i + 1) * per_row])
             }
@@ -358,7 +389,9 @@ impl QuantizedMatrix {
     fn prepare<'a>(&self, x: &'a [f32], pool: &ThreadPool) -> Prepared<'a> {
         match row_dot(self.format, self.isa) {
             RowDot::Float(f) => Prepared::Float(x, f),
-            RowDot::Q8(f) => Prepared::Q8(quantize_chunks(x, blocks::QK, Q8Block::ZERO, Q8Block::quantize, pool), f),
+            RowDot::Q8(f, four) => {
+                Prepared::Q8(quantize_chunks(x, blocks::QK, Q8Block::ZERO, Q8Block::quantize, pool), f, four)
+            }
             RowDot::Q8K(f) => {
                 Prepared::Q8K(quantize_chunks(x, blocks::QK_K, Q8KBlock::ZERO, Q8KBlock::quantize, pool), f)
             }
@@ -370,7 +403,9 @@ impl QuantizedMatrix {
     pub fn read_as(&self, x: &[f32]) -> Vec<f32> {
         match self.prepare(x, ThreadPool::shared()) {
             Prepared::Float(x, _) => x.to_vec(),
-            Prepared::Q8(blocks, _) => blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect(),
+            Prepared::Q8(blocks, _, _) => {
+                blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
+            }
             Prepared::Q8K(blocks, _) => blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect(),
         }
     }
@@ -392,13 +427,23 @@ impl QuantizedMatrix {
         pool.run(tasks, &|task| {
             let first = task * rows_per_task;
             let last = (first + rows_per_task).min(rows);
-            // Each tile of rows stays in the L1 cache while every input row passes over it.
+            // Each tile of rows stays in the L1 cache while every input row passes over it, four
+            // at a time where the kernel unpacks a weight block once for four.
+            let fours = if input.has_four_rows() { t / 4 * 4 } else { 0 };
             for tile in (first..last).step_by(16) {
-                for i in 0..t {
+                for i in (0..fours).step_by(4) {
+                    for r in tile..(tile + 16).min(last) {
+                        for (k, value) in input.dot_four(self.row(r), i, cols).into_iter().enumerate() {
+                            // SAFETY: cell (i + k, r) lies in `out` (i + k < t, r < rows), and
+                            // row r belongs to this task alone.
+                            unsafe { output.write((i + k) * rows + r, value) };
+                        }
+                    }
+                }
+                for i in fours..t {
                     for r in tile..(tile + 16).min(last) {
                         let value = input.dot(self.row(r), i, cols);
-                        // SAFETY: cell (i, r) lies in `out` (i < t, r < rows), and row r belongs
-                        // to this task alone.
+                        // SAFETY: as above.
                         unsafe { output.write(i * rows + r, value) };
                     }
                 }

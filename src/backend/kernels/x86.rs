@@ -48,14 +48,19 @@ unsafe fn activations(a: &Q8Block) -> __m256i {
     _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
 }
 
-/// One 32-value format: its block size, whether it has an offset `m`, and its block's products
-/// with 32 activations as eight 32-bit lanes (each the sum of four products).
+/// One 32-value format: its block size, whether it has an offset `m`, its block's 32 values as
+/// bytes in value order, and their products with 32 activations as eight 32-bit lanes (each the
+/// sum of four products). The values are read once per block however many activation rows
+/// multiply them.
 trait Blocks {
     const BYTES: usize;
     const OFFSET: bool;
     /// # Safety
     /// Runs only inlined into an `avx2` function.
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i;
+    unsafe fn values(block: &[u8]) -> __m256i;
+    /// # Safety
+    /// As [`Blocks::values`].
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i;
 }
 
 #[inline(always)]
@@ -74,8 +79,12 @@ impl Blocks for Q4_0 {
     const BYTES: usize = blocks::Q4_0_BYTES;
     const OFFSET: bool = false;
     #[inline(always)]
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
-        lanes_signed(_mm256_sub_epi8(nibbles(block.as_ptr().add(2)), _mm256_set1_epi8(8)), activations(a))
+    unsafe fn values(block: &[u8]) -> __m256i {
+        _mm256_sub_epi8(nibbles(block.as_ptr().add(2)), _mm256_set1_epi8(8))
+    }
+    #[inline(always)]
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i {
+        lanes_signed(values, activations(a))
     }
 }
 
@@ -84,8 +93,12 @@ impl Blocks for Q4_1 {
     const BYTES: usize = blocks::Q4_1_BYTES;
     const OFFSET: bool = true;
     #[inline(always)]
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
-        lanes_unsigned(nibbles(block.as_ptr().add(4)), activations(a))
+    unsafe fn values(block: &[u8]) -> __m256i {
+        nibbles(block.as_ptr().add(4))
+    }
+    #[inline(always)]
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i {
+        lanes_unsigned(values, activations(a))
     }
 }
 
@@ -94,10 +107,13 @@ impl Blocks for Q5_0 {
     const BYTES: usize = blocks::Q5_0_BYTES;
     const OFFSET: bool = false;
     #[inline(always)]
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+    unsafe fn values(block: &[u8]) -> __m256i {
         let bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-        let x = _mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits));
-        lanes_signed(_mm256_sub_epi8(x, _mm256_set1_epi8(16)), activations(a))
+        _mm256_sub_epi8(_mm256_or_si256(nibbles(block.as_ptr().add(6)), fifth_bits(bits)), _mm256_set1_epi8(16))
+    }
+    #[inline(always)]
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i {
+        lanes_signed(values, activations(a))
     }
 }
 
@@ -106,9 +122,13 @@ impl Blocks for Q5_1 {
     const BYTES: usize = blocks::Q5_1_BYTES;
     const OFFSET: bool = true;
     #[inline(always)]
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
+    unsafe fn values(block: &[u8]) -> __m256i {
         let bits = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
-        lanes_unsigned(_mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits)), activations(a))
+        _mm256_or_si256(nibbles(block.as_ptr().add(8)), fifth_bits(bits))
+    }
+    #[inline(always)]
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i {
+        lanes_unsigned(values, activations(a))
     }
 }
 
@@ -117,8 +137,12 @@ impl Blocks for Q8_0 {
     const BYTES: usize = blocks::Q8_0_BYTES;
     const OFFSET: bool = false;
     #[inline(always)]
-    unsafe fn lanes(block: &[u8], a: &Q8Block) -> __m256i {
-        lanes_signed(_mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i), activations(a))
+    unsafe fn values(block: &[u8]) -> __m256i {
+        _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i)
+    }
+    #[inline(always)]
+    unsafe fn lanes(values: __m256i, a: &Q8Block) -> __m256i {
+        lanes_signed(values, activations(a))
     }
 }
 
@@ -128,16 +152,25 @@ fn head(block: &[u8]) -> i32 {
     i32::from_le_bytes([block[0], block[1], block[2], block[3]])
 }
 
-/// `[d · a.d, m · a.s]` of four blocks, interleaved as eight floats; the odd lanes mean nothing
-/// for formats without an offset.
+/// `[d, m]` of four blocks, interleaved as eight floats; the odd lanes mean nothing for formats
+/// without an offset.
 #[inline(always)]
-unsafe fn factors(blocks: &[u8], bytes: usize, a: &[Q8Block]) -> __m256 {
-    let halves =
-        _mm_setr_epi32(head(blocks), head(&blocks[bytes..]), head(&blocks[2 * bytes..]), head(&blocks[3 * bytes..]));
+unsafe fn weight_factors(blocks: &[u8], bytes: usize) -> __m256 {
+    _mm256_cvtph_ps(_mm_setr_epi32(
+        head(blocks),
+        head(&blocks[bytes..]),
+        head(&blocks[2 * bytes..]),
+        head(&blocks[3 * bytes..]),
+    ))
+}
+
+/// `[d · a.d, m · a.s]` of four blocks and their activations, interleaved as eight floats.
+#[inline(always)]
+unsafe fn factors(weights: __m256, a: &[Q8Block]) -> __m256 {
     // `d` then `s`: the first eight bytes of each `repr(C)` activation block.
     let pair = |k: usize| _mm_loadl_epi64(&a[k] as *const Q8Block as *const __m128i);
     let activation = _mm256_set_m128i(_mm_unpacklo_epi64(pair(2), pair(3)), _mm_unpacklo_epi64(pair(0), pair(1)));
-    _mm256_mul_ps(_mm256_cvtph_ps(halves), _mm256_castsi256_ps(activation))
+    _mm256_mul_ps(weights, _mm256_castsi256_ps(activation))
 }
 
 /// `lanes + block lanes · scale`, without a fused multiply-add (the portable path rounds twice).
@@ -146,65 +179,75 @@ unsafe fn accumulate(lanes: __m256, block: __m256i, scale: __m256) -> __m256 {
     _mm256_add_ps(lanes, _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale))
 }
 
-/// A row's product in [`blocks::dot_blocks32`]'s order: eight float lanes across blocks, and four
-/// offset sums (block `k` into `k % 4`), which four blocks at a time fill one register.
+/// A row's products with `N` rows of activations, each in [`blocks::dot_blocks32`]'s order:
+/// eight float lanes across blocks, and four offset sums (block `k` into `k % 4`), which four
+/// blocks at a time fill one register. Each weight block is unpacked once for the `N` rows.
 #[inline(always)]
-unsafe fn dot<B: Blocks>(row: &[u8], act: &[Q8Block]) -> f32 {
-    let mut lanes = _mm256_setzero_ps();
-    let mut offsets = _mm_setzero_ps();
-    let groups = row.chunks_exact(4 * B::BYTES).zip(act.chunks_exact(4));
-    let whole = groups.len();
-    for (blocks, a) in groups {
-        let factors = factors(blocks, B::BYTES, a);
-        for k in 0..4 {
-            let scale = _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * k as i32));
-            lanes = accumulate(lanes, B::lanes(&blocks[k * B::BYTES..], &a[k]), scale);
-        }
-        if B::OFFSET {
-            let odd = _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
-            offsets = _mm_add_ps(offsets, _mm256_castps256_ps128(odd));
+unsafe fn dot<B: Blocks, const N: usize>(row: &[u8], act: [&[Q8Block]; N]) -> [f32; N] {
+    let mut lanes = [_mm256_setzero_ps(); N];
+    let mut offsets = [_mm_setzero_ps(); N];
+    let group_bytes = 4 * B::BYTES;
+    let whole = row.len() / group_bytes;
+    for g in 0..whole {
+        let blocks = &row[g * group_bytes..(g + 1) * group_bytes];
+        let weights = weight_factors(blocks, B::BYTES);
+        let values: [__m256i; 4] = std::array::from_fn(|k| B::values(&blocks[k * B::BYTES..]));
+        for j in 0..N {
+            let a = &act[j][4 * g..4 * g + 4];
+            let factors = factors(weights, a);
+            for k in 0..4 {
+                let scale = _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * k as i32));
+                lanes[j] = accumulate(lanes[j], B::lanes(values[k], &a[k]), scale);
+            }
+            if B::OFFSET {
+                let odd = _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+                offsets[j] = _mm_add_ps(offsets[j], _mm256_castps256_ps128(odd));
+            }
         }
     }
-    let mut tail_offsets: [f32; 4] = std::mem::transmute(offsets);
-    for (k, (block, a)) in row[whole * 4 * B::BYTES..].chunks_exact(B::BYTES).zip(&act[whole * 4..]).enumerate() {
+    let mut tail_offsets: [[f32; 4]; N] = std::mem::transmute_copy(&offsets);
+    for (k, block) in row[whole * group_bytes..].chunks_exact(B::BYTES).enumerate() {
         let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(head(block))));
-        lanes = accumulate(lanes, B::lanes(block, a), _mm256_set1_ps(d * a.d));
-        if B::OFFSET {
-            tail_offsets[k] += blocks::f16_value(&block[2..4]) * a.s;
+        let m = if B::OFFSET { blocks::f16_value(&block[2..4]) } else { 0.0 };
+        let values = B::values(block);
+        for j in 0..N {
+            let a = &act[j][4 * whole + k];
+            lanes[j] = accumulate(lanes[j], B::lanes(values, a), _mm256_set1_ps(d * a.d));
+            if B::OFFSET {
+                tail_offsets[j][k] += m * a.s;
+            }
         }
     }
-    let sum = reduce_lanes(lanes);
-    if B::OFFSET {
-        sum + blocks::reduce_offsets(tail_offsets)
-    } else {
-        sum
-    }
+    std::array::from_fn(|j| {
+        let sum = reduce_lanes(lanes[j]);
+        if B::OFFSET {
+            sum + blocks::reduce_offsets(tail_offsets[j])
+        } else {
+            sum
+        }
+    })
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    dot::<Q4_0>(row, act)
+/// The product of one weight row with one row of activations, and with four.
+macro_rules! row_products {
+    ($format:ty, $one:ident, $four:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $one(row: &[u8], act: &[Q8Block]) -> f32 {
+            dot::<$format, 1>(row, [act])[0]
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $four(row: &[u8], act: [&[Q8Block]; 4]) -> [f32; 4] {
+            dot::<$format, 4>(row, act)
+        }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    dot::<Q4_1>(row, act)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q5_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    dot::<Q5_0>(row, act)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
-    dot::<Q5_1>(row, act)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
-    dot::<Q8_0>(row, act)
-}
+row_products!(Q4_0, dot_q4_0, dot4_q4_0);
+row_products!(Q4_1, dot_q4_1, dot4_q4_1);
+row_products!(Q5_0, dot_q5_0, dot4_q5_0);
+row_products!(Q5_1, dot_q5_1, dot4_q5_1);
+row_products!(Q8_0, dot_q8_0, dot4_q8_0);
 
 /// The eight partial sums reduced as [`blocks::reduce_lanes`] does.
 #[target_feature(enable = "avx2,fma")]
