@@ -32,18 +32,22 @@ fn largest_magnitude(x: &[f32]) -> f32 {
 }
 
 /// `v.round() as i8` (halves away from zero, saturating, NaN to 0) without a call to libm's
-/// `roundf`, which the baseline x86-64 and wasm targets would make for every value.
+/// `roundf`, which the baseline x86-64 and wasm targets would make for every value, and without
+/// branches, so that the compiler can round a block's values in SIMD registers.
 #[inline(always)]
 fn round_to_i8(v: f32) -> i8 {
     let magnitude = v.abs();
-    if magnitude < 128.0 {
-        // Exact: `magnitude − whole` is the fraction of a float below 2^23.
-        let whole = magnitude as i32;
-        let rounded = whole + (magnitude - whole as f32 >= 0.5) as i32;
-        (if v < 0.0 { -rounded } else { rounded }).clamp(-128, 127) as i8
+    let bounded = if magnitude < 128.0 {
+        magnitude
+    } else if magnitude >= 128.0 {
+        128.0
     } else {
-        v.round() as i8
-    }
+        0.0
+    };
+    // Exact: `bounded − whole` is the fraction of a float below 2^23.
+    let whole = bounded as i32;
+    let rounded = whole + (bounded - whole as f32 >= 0.5) as i32;
+    (if v < 0.0 { -rounded } else { rounded }).clamp(-128, 127) as i8
 }
 
 /// 32 activations rounded to 8 bits: value `i` reads as `d · qs[i]`. `d` holds an f16's value
