@@ -401,7 +401,7 @@ def native_section(rows, ours, note=""):
         NATIVE_TITLE,
         "",
         f"{note}Builds: glassbox and candle as `cargo build --release` makes them, with no target-cpu flags "
-        f"(glassbox chose its {ours['kernel']} kernels at run time); llama.cpp with `-DGGML_NATIVE=ON`. "
+        f"(glassbox chose its {ours['kernel']} kernels at run time); llama.cpp built by llama-cpp-python with `{LLAMA_CPP_CMAKE_ARGS}`. "
         "`--threads` (glassbox) and `RAYON_NUM_THREADS` (candle) set the threads. GGUF size "
         f"{MODEL.stat().st_size / 1e6:.0f} MB.",
         "",
@@ -466,8 +466,9 @@ def main():
         *kept_gpu_section,
         "## Notes",
         "",
-        "glassbox's weight products run on its own kernels (src/backend/kernels: 8-bit activations,",
-        "AVX2 chosen at run time, a persistent thread pool); candle computes the rest of the layer.",
+        "glassbox's weight products and attention run on its own kernels (src/backend/kernels: 8-bit",
+        "activations, AVX2 chosen at run time, prefill tokens in tiles of four, a persistent thread pool);",
+        "candle computes the rest of the layer (norms, rope, element-wise operations).",
         "candle's `quantized_llama` picks its SIMD paths at compile time, so the plain release build runs",
         "its portable loops.",
         "",

@@ -1,7 +1,7 @@
 //! glassbox's CPU kernels for GGUF weights: products of quantised weight rows with activations
 //! rounded to 8 bits (llama.cpp's scheme, see [`blocks`]), the SIMD path chosen at run time
 //! (AVX2 on x86-64; simd128 in wasm, where it is a build feature), split by output rows over a
-//! [`ThreadPool`] that lives across calls.
+//! [`ThreadPool`] that lives across calls; and causal attention ([`attention`]) on that pool.
 //!
 //! Every path computes each block's integer dot product exactly and adds the blocks' scaled
 //! sums in the same order, so a product gives the same bits natively and in the browser, on
