@@ -3,7 +3,8 @@
 //! written by scripts/make_kernel_fixture.py), their rounding of the input against candle's
 //! implementation of llama.cpp's Q8_0 / Q8_1 / Q8_K, their products on every instruction set
 //! this machine runs and on one to three threads against an f64 product of the two, the thread
-//! pool, causal attention against a case worked by hand, and bad shapes.
+//! pool, causal attention against a case worked by hand, rotary embedding against candle's, and
+//! bad shapes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,6 +13,7 @@ use candle_core::{Device, Tensor};
 use glassbox::backend::candle::CandleBackend;
 use glassbox::backend::kernels::attention::{attention, AttentionShape};
 use glassbox::backend::kernels::check::{check_kernels, fixture_input as input, fixture_matrix, FORMATS, TOKENS};
+use glassbox::backend::kernels::rope::rotate;
 use glassbox::backend::kernels::{Format, Isa, MatrixError, QuantizedMatrix, ThreadPool};
 use glassbox::backend::Backend;
 use glassbox::gguf::{GgmlType, TensorInfo};
@@ -166,5 +168,33 @@ fn attention_matches_a_case_worked_by_hand() {
         let (without, none) = attention(&q, &k, &v, shape, false, &ThreadPool::new(threads));
         assert_eq!(without, got_z);
         assert!(none.is_none());
+    }
+}
+
+/// The same bits as candle_nn's rotary kernels, which take heads in their own layout
+/// `[1, heads, t, head_dim]`, in both pairings.
+#[test]
+fn rotation_matches_candles_kernels() {
+    let (t, heads, head_dim) = (3, 2, 8);
+    let x = input(t, heads * head_dim);
+    let angles: Vec<f32> = (0..t * head_dim / 2).map(|i| 0.37 * i as f32).collect();
+    let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+    let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+    let device = Device::Cpu;
+    let table = |v: &[f32]| Tensor::from_slice(v, (t, head_dim / 2), &device).unwrap();
+    let by_head = Tensor::from_slice(&x, (1, t, heads, head_dim), &device)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    for interleaved in [false, true] {
+        let candle = if interleaved {
+            candle_nn::rotary_emb::rope_i(&by_head, &table(&cos), &table(&sin))
+        } else {
+            candle_nn::rotary_emb::rope(&by_head, &table(&cos), &table(&sin))
+        };
+        let candle: Vec<f32> = candle.unwrap().transpose(1, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(rotate(&x, &cos, &sin, heads, head_dim, interleaved), candle, "interleaved: {interleaved}");
     }
 }

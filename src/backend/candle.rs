@@ -9,6 +9,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, Q
 use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
 
 use super::kernels::attention::{attention, AttentionShape};
+use super::kernels::rope::rotate;
 use super::kernels::{Format, QuantizedMatrix, ThreadPool};
 use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -314,6 +315,14 @@ impl Backend for CandleBackend {
         let head_dim = width / heads;
         let half = head_dim / 2;
         let (cos, sin) = self.rope_table(t, half, head_dim, rope)?;
+        if self.device.is_cpu() && heads * head_dim == width && head_dim % 2 == 0 {
+            let rotated = with_host_values(x, |x| {
+                with_host_values(&cos, |cos| {
+                    with_host_values(&sin, |sin| rotate(x, cos, sin, heads, head_dim, rope.interleaved))
+                })
+            })???;
+            return Tensor::from_vec(rotated, (t, width), &self.device).map_err(err);
+        }
         let by_head = x
             .reshape((1, t, heads, head_dim))
             .and_then(|x| x.transpose(1, 2))

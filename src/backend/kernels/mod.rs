@@ -11,6 +11,7 @@ pub mod attention;
 pub mod blocks;
 pub mod check;
 mod pool;
+pub mod rope;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
