@@ -359,7 +359,7 @@ test("when the GPU is lost, the model reloads onto the CPU and says why", { time
   await page.close();
 });
 
-test("the CPU kernels match the gguf package's values and an f64 product in wasm, on simd128 and the portable path", async () => {
+test("the CPU kernels match the gguf package's values and an f64 product in wasm, on simd128 and the portable path, with the same bits", async () => {
   const { page } = await open("/?model=");
   const checks = await page.evaluate(async () => {
     const glassbox = await import("/glassbox.js");
@@ -373,6 +373,7 @@ test("the CPU kernels match the gguf package's values and an f64 product in wasm
   for (const c of checks) {
     assert.ok(c.dequantised_exact, `${c.format} ${c.isa}: dequantised values differ from the gguf package's`);
     assert.ok(c.worst_error_ratio <= 1, `${c.format} ${c.isa} ${c.tokens} tokens: error ${c.worst_error_ratio} × the bound`);
+    assert.ok(c.same_bits_as_portable, `${c.format} ${c.isa} ${c.tokens} tokens: other bits than the portable path's`);
   }
   await page.close();
 });

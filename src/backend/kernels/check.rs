@@ -25,11 +25,14 @@ pub struct KernelCheck {
     /// The largest `|product − f64 product| / bound` over the outputs, where the bound is
     /// `1e-5 · Σ|w·x| + 1e-7` (f32 sums over a few hundred terms); at most 1 passes.
     pub worst_error_ratio: f64,
+    /// Whether the products have the portable path's bits exactly (every instruction set sums
+    /// in one order).
+    pub same_bits_as_portable: bool,
 }
 
 impl KernelCheck {
     pub fn passed(&self) -> bool {
-        self.dequantised_exact && self.worst_error_ratio <= 1.0
+        self.dequantised_exact && self.worst_error_ratio <= 1.0 && self.same_bits_as_portable
     }
 }
 
@@ -83,6 +86,9 @@ pub fn check_kernels(fixture: &[u8], pool: &ThreadPool) -> Result<Vec<KernelChec
                 let x = fixture_input(tokens, cols);
                 let read = matrix.read_as(&x);
                 let out = matrix.matmul(&x, pool);
+                let portable = fixture_matrix(fixture, format)?.0.with_isa(Isa::Scalar).map_err(|e| e.to_string())?;
+                let same_bits_as_portable =
+                    portable.matmul(&x, pool).iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
                 let mut worst_error_ratio = 0f64;
                 for i in 0..tokens {
                     let a = &read[i * cols..(i + 1) * cols];
@@ -94,7 +100,14 @@ pub fn check_kernels(fixture: &[u8], pool: &ThreadPool) -> Result<Vec<KernelChec
                         worst_error_ratio = worst_error_ratio.max(error / (1e-5 * magnitude + 1e-7));
                     }
                 }
-                checks.push(KernelCheck { format, isa: isa.name(), tokens, dequantised_exact, worst_error_ratio });
+                checks.push(KernelCheck {
+                    format,
+                    isa: isa.name(),
+                    tokens,
+                    dequantised_exact,
+                    worst_error_ratio,
+                    same_bits_as_portable,
+                });
             }
         }
     }

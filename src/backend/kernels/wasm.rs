@@ -10,7 +10,7 @@ use super::blocks::{self, Q8Block};
 
 #[inline(always)]
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+    blocks::f16_bits_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
 }
 
 /// The four sums of `x[i]·y[i]` over each four consecutive of 16 signed bytes.
@@ -61,20 +61,47 @@ fn fifth_bits(block: &[u8], at: usize) -> (v128, v128) {
 /// A row's product for a 32-value format whose block starts with its f16 scale (and, with
 /// `offset`, its f16 offset `m`) and whose 32 values `values` reads, in
 /// `blocks::dot_blocks32`'s order: eight float lanes (two registers) across blocks, and the
-/// offsets in four partial sums.
+/// offsets in four partial sums, one register filled by four blocks at a time.
 #[inline(always)]
 fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: impl Fn(&[u8]) -> (v128, v128)) -> f32 {
     let mut low = f32x4_splat(0.0);
     let mut high = f32x4_splat(0.0);
-    let mut offsets = [0f32; 4];
-    for (k, (block, a)) in row.chunks_exact(block_bytes).zip(act).enumerate() {
+    let mut add_block = |block: &[u8], a: &Q8Block| {
         let (x0, x1) = values(block);
         let (y0, y1) = activations(a);
         let scale = f32x4_splat(f16_at(block, 0) * a.d);
         low = f32x4_add(low, f32x4_mul(f32x4_convert_i32x4(quads(x0, y0)), scale));
         high = f32x4_add(high, f32x4_mul(f32x4_convert_i32x4(quads(x1, y1)), scale));
+    };
+    let offset_of = |block: &[u8], a: &Q8Block| f16_at(block, 2) * a.s;
+    let mut offsets = f32x4_splat(0.0);
+    let group_bytes = 4 * block_bytes;
+    let whole = row.len() / group_bytes;
+    for (blocks, a) in row.chunks_exact(group_bytes).zip(act.chunks_exact(4)) {
+        let block = |k: usize| &blocks[k * block_bytes..(k + 1) * block_bytes];
+        for k in 0..4 {
+            add_block(block(k), &a[k]);
+        }
         if offset {
-            offsets[k % 4] += f16_at(block, 2) * a.s;
+            let group = f32x4(
+                offset_of(block(0), &a[0]),
+                offset_of(block(1), &a[1]),
+                offset_of(block(2), &a[2]),
+                offset_of(block(3), &a[3]),
+            );
+            offsets = f32x4_add(offsets, group);
+        }
+    }
+    let mut tail_offsets = [
+        f32x4_extract_lane::<0>(offsets),
+        f32x4_extract_lane::<1>(offsets),
+        f32x4_extract_lane::<2>(offsets),
+        f32x4_extract_lane::<3>(offsets),
+    ];
+    for (k, (block, a)) in row[whole * group_bytes..].chunks_exact(block_bytes).zip(&act[whole * 4..]).enumerate() {
+        add_block(block, a);
+        if offset {
+            tail_offsets[k] += offset_of(block, a);
         }
     }
     let halves = f32x4_add(low, high);
@@ -84,7 +111,7 @@ fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: im
     ];
     let sum = pairs[0] + pairs[1];
     if offset {
-        sum + blocks::reduce_offsets(offsets)
+        sum + blocks::reduce_offsets(tail_offsets)
     } else {
         sum
     }
