@@ -1,6 +1,6 @@
 //! The candle backend: CPU, and CUDA with the `cuda` feature. Device-generic: every tensor lives
-//! on the `Device` it was created with. On the CPU the weight products and attention run on
-//! glassbox's kernels (`super::kernels`), and candle computes the rest (norms, rotations,
+//! on the `Device` it was created with. On the CPU the weight products, attention and rotary
+//! embedding run on glassbox's kernels (`super::kernels`), and candle computes the rest (norms,
 //! element-wise operations); on CUDA, candle computes everything.
 
 use std::sync::{Arc, Mutex};

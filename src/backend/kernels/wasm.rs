@@ -79,8 +79,8 @@ fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: im
     let whole = row.len() / group_bytes;
     for (blocks, a) in row.chunks_exact(group_bytes).zip(act.chunks_exact(4)) {
         let block = |k: usize| &blocks[k * block_bytes..(k + 1) * block_bytes];
-        for k in 0..4 {
-            add_block(block(k), &a[k]);
+        for (k, a) in a.iter().enumerate() {
+            add_block(block(k), a);
         }
         if offset {
             let group = f32x4(
