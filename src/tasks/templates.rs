@@ -227,14 +227,17 @@ impl Task {
     pub fn parse_label<'t>(&self, generation: &'t str) -> Option<&'t str> {
         let prefix = self.answer_prefix.as_deref()?;
         let mut from = 0;
-        while let Some(at) = generation[from..].find(prefix) {
-            let start = from + at + prefix.len();
+        // `get` ends the search past the text's end, which an empty prefix reaches.
+        while let Some(at) = generation.get(from..).and_then(|rest| rest.find(prefix)) {
+            let found = from + at;
+            let start = found + prefix.len();
             let word_len: usize =
                 generation[start..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
             if word_len > 0 {
                 return Some(&generation[start..start + word_len]);
             }
-            from = from + at + 1;
+            // The next search starts one character on, never inside a multi-byte one.
+            from = found + generation[found..].chars().next().map_or(1, char::len_utf8);
         }
         None
     }
@@ -420,6 +423,21 @@ mod tests {
         assert_eq!(fmd.parse_label("Prediction: [x]\nPrediction: NEI"), Some("NEI"));
         assert_eq!(fmd.parse_label("Prediction: Wahr_1!"), Some("Wahr_1"));
         assert_eq!(fmd.parse_label("no verdict"), None);
+    }
+
+    /// Python's `re.search(prefix + r"(\w+)", text)` by hand: an empty prefix finds the first
+    /// word anywhere (or nothing), and a prefix of multi-byte characters is searched past a
+    /// failed match without splitting a character.
+    #[test]
+    fn any_prefix_reads_the_generation_without_a_panic() {
+        let with_prefix =
+            |prefix: &str| Task { answer_prefix: Some(prefix.into()), ..Table::builtin().task("fmd").unwrap().clone() };
+        assert_eq!(with_prefix("").parse_label("  ¿é_1? x"), Some("é_1"));
+        assert_eq!(with_prefix("").parse_label(" !? "), None);
+        assert_eq!(with_prefix("").parse_label(""), None);
+        assert_eq!(with_prefix("→ ").parse_label("→ ! → → yes"), Some("yes"));
+        assert_eq!(with_prefix("→").parse_label("→→→"), None);
+        assert_eq!(with_prefix("é").parse_label("éé"), Some("é"));
     }
 
     #[test]
