@@ -52,6 +52,14 @@ fn a_wrong_projection_width_or_projector_is_refused() {
     assert!(matches!(ClipConfig::from_gguf(&header), Err(VisionError::MissingKey("clip.vision.patch_size"))));
 }
 
+#[test]
+fn a_projector_bias_without_dimensions_is_refused() {
+    let mut file = fixture();
+    let config = ClipConfig::from_gguf(&file.header).unwrap();
+    file.header.tensors.iter_mut().find(|t| t.name == "mm.0.bias").unwrap().shape.clear();
+    assert!(matches!(ClipTower::load(config, &file, 48), Err(VisionError::BadValue { key: "mm.0.bias", .. })));
+}
+
 mod llava {
     use super::*;
     use glassbox::backend::candle::CandleBackend;

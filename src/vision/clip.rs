@@ -250,8 +250,15 @@ impl ClipTower {
             .collect::<Result<Vec<_>>>()?;
         let hidden = l
             .find("mm.0.bias")
-            .map(|t| t.shape[0] as usize)
-            .ok_or_else(|| VisionError::MissingTensor("mm.0.bias".into()))?;
+            .ok_or_else(|| VisionError::MissingTensor("mm.0.bias".into()))?
+            .shape
+            .first()
+            .map(|&h| h as usize)
+            .ok_or(VisionError::BadValue {
+                key: "mm.0.bias",
+                value: "a tensor with no dimensions".into(),
+                why: "its length is the projector's hidden width",
+            })?;
         Ok(ClipTower {
             patch,
             patch_bias,
