@@ -80,3 +80,41 @@ fn a_synthetic_model_loads_and_gives_finite_logits() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A tokenizer with more tokens than the output layer has rows would index past the logits
+/// wherever a token's logit is read (rewards, label scoring): the load refuses the pair.
+#[test]
+fn a_tokenizer_larger_than_the_output_layer_is_refused_at_load() {
+    use glassbox::gguf::{Array, Value};
+    use glassbox::model::ModelError;
+    let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let shape = SyntheticLlama {
+        shape: LlamaShape { layers: 1, width: 64, ffn_width: 128, heads: 2, kv_heads: 1, context_length: 64 },
+        weight_type: GgmlType::Q8_0,
+        seed: 3,
+    };
+    let (mut metadata, tensors) = shape.build(&source.header).unwrap();
+    let vocab = 49152;
+    // Four more tokens in every per-token array of the tokenizer.
+    for (key, value) in metadata.iter_mut().filter(|(key, _)| key.starts_with("tokenizer.ggml.")) {
+        match value {
+            Value::Array(Array::String(tokens)) if tokens.len() == vocab && key.ends_with(".tokens") => {
+                tokens.extend((0..4).map(|i| format!("<extra_{i}>")))
+            }
+            Value::Array(Array::I32(types)) if types.len() == vocab => types.extend([1; 4]),
+            Value::Array(Array::F32(scores)) if scores.len() == vocab => scores.extend([0.0; 4]),
+            _ => {}
+        }
+    }
+    let mut bytes = Vec::new();
+    write_gguf(&mut bytes, &metadata, &tensors).unwrap();
+    let path = std::env::temp_dir().join("glassbox-tokenizer-larger-than-model.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let loaded = Model::open(&path, CandleBackend::cpu());
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        matches!(loaded, Err(ModelError::TokenizerLargerThanModel { tokens: 49156, vocab_size: 49152 })),
+        "{:?}",
+        loaded.err()
+    );
+}

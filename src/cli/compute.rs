@@ -128,12 +128,12 @@ impl Loader {
                 if let Some(pool) = &self.pool {
                     backend = backend.with_pool(pool.clone());
                 }
-                Loaded { model: load_weights(backend, config, &file)?, tokenizer }.into()
+                Loaded::new(load_weights(backend, config, &file)?, tokenizer).map_err(text_err)?.into()
             }
             #[cfg(feature = "webgpu")]
             Target::WebGpu(_) => {
                 let gpu = pollster::block_on(GpuDevice::new()).map_err(text_err)?;
-                Loaded { model: load_weights(WebGpuBackend::new(gpu), config, &file)?, tokenizer }.into()
+                Loaded::new(load_weights(WebGpuBackend::new(gpu), config, &file)?, tokenizer).map_err(text_err)?.into()
             }
         })
     }

@@ -1,7 +1,7 @@
 //! A model with its tokenizer, on whichever backend it was loaded onto: the one switch the CLI
 //! and the browser share. Code generic over [`Backend`] runs on it through [`crate::with_model!`].
 
-use super::Model;
+use super::{Model, ModelError};
 use crate::backend::candle::CandleBackend;
 #[cfg(feature = "webgpu")]
 use crate::backend::webgpu::WebGpuBackend;
@@ -12,6 +12,18 @@ use crate::tokenizer::Tokenizer;
 pub struct Loaded<B: Backend> {
     pub model: Model<B>,
     pub tokenizer: Tokenizer,
+}
+
+impl<B: Backend> Loaded<B> {
+    /// The pair, if every token the tokenizer can produce has a row of logits: a larger
+    /// vocabulary would index past the output layer wherever a token's logit is read.
+    pub fn new(model: Model<B>, tokenizer: Tokenizer) -> Result<Self, ModelError> {
+        let vocab_size = model.config().vocab_size;
+        if tokenizer.vocab_size() > vocab_size {
+            return Err(ModelError::TokenizerLargerThanModel { tokens: tokenizer.vocab_size(), vocab_size });
+        }
+        Ok(Loaded { model, tokenizer })
+    }
 }
 
 /// A [`Loaded`] model on candle (CPU, or CUDA with the `cuda` feature) or on the wgpu device.

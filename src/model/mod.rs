@@ -43,6 +43,8 @@ pub enum ModelError {
     EmptyPrompt,
     #[error("{len} tokens exceed the model's context of {max}")]
     PromptTooLong { len: usize, max: usize },
+    #[error("the tokenizer has {tokens} tokens but the model's output layer only {vocab_size}")]
+    TokenizerLargerThanModel { tokens: usize, vocab_size: usize },
     #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
     BadTokenId { id: u32, vocab_size: usize },
     #[error("invalid intervention: {0}")]
@@ -215,7 +217,7 @@ impl<B: Backend> Model<B> {
         let file = crate::gguf::GgufFile::open(path)?;
         let config = Config::from_gguf(&file.header)?;
         let tokenizer = crate::tokenizer::Tokenizer::from_gguf(&file.header)?;
-        Ok(Loaded { model: Model::load(backend, config, &file)?, tokenizer })
+        Loaded::new(Model::load(backend, config, &file)?, tokenizer)
     }
 
     /// Loads the weights named as llama.cpp names them, checking each shape against `config`.

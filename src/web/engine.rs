@@ -229,7 +229,7 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
     let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e));
     let cpu = |fallback_reason| -> Result<_, JsValue> {
         let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
-        let loaded = Loaded { model, tokenizer: tokenizer()? };
+        let loaded = Loaded::new(model, tokenizer()?).map_err(model_error)?;
         Ok(Placement { model: loaded.into(), device: "CPU (wasm)".to_string(), fallback_reason })
     };
     match choice {
@@ -239,7 +239,7 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
             Ok(gpu) => {
                 let device = format!("WebGPU: {}", gpu.description());
                 let model = Model::load(WebGpuBackend::new(gpu), config.clone(), source).map_err(model_error)?;
-                let loaded = Loaded { model, tokenizer: tokenizer()? };
+                let loaded = Loaded::new(model, tokenizer()?).map_err(model_error)?;
                 Ok(Placement { model: loaded.into(), device, fallback_reason: None })
             }
             Err(reason) if choice == "auto" => cpu(Some(reason)),
