@@ -49,11 +49,11 @@ fn inputs_are_rounded_as_candle_rounds_them() {
         let tensor = Tensor::from_slice(&x, (3, m.cols()), &Device::Cpu).unwrap();
         let candle = QTensor::quantize(&tensor, candle_type).unwrap().dequantize(&Device::Cpu).unwrap();
         let candle: Vec<f32> = candle.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(m.read_as(&x), candle, "{name}");
+        assert_eq!(m.read_as(&x, &ThreadPool::new(1)), candle, "{name}");
     }
     let (m, _) = matrix(&file, "F16");
     let x = input(2, m.cols());
-    assert_eq!(m.read_as(&x), x, "float weights read their input unrounded");
+    assert_eq!(m.read_as(&x, &ThreadPool::new(1)), x, "float weights read their input unrounded");
 }
 
 /// The suite the browser runs too (`checkCpuKernels`), on one to three threads, each thread

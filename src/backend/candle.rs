@@ -170,7 +170,8 @@ impl CandleBackend {
             .map_err(err)
     }
 
-    /// A kernel's `[t, rows]` output as a tensor.
+    /// [`attention`] on the kernels' pool, with the shapes checked first (the kernel panics on
+    /// mismatched ones).
     fn cpu_attention(
         &self,
         q: &Tensor,
@@ -198,6 +199,7 @@ impl CandleBackend {
         Ok((z, weights))
     }
 
+    /// A kernel's `[t, rows]` output as a tensor.
     fn kernel_output(&self, values: Vec<f32>, rows: usize) -> BackendResult<Tensor> {
         let t = values.len().checked_div(rows).unwrap_or(0);
         Tensor::from_vec(values, (t, rows), &self.device).map_err(err)
@@ -445,7 +447,8 @@ impl Backend for CandleBackend {
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
         let quantised = match w {
             CandleMatrix::Kernel(m) => {
-                return Tensor::from_vec(with_host_values(x, |x| m.read_as(x))?, x.shape(), &self.device).map_err(err)
+                return Tensor::from_vec(with_host_values(x, |x| m.read_as(x, self.pool()))?, x.shape(), &self.device)
+                    .map_err(err)
             }
             CandleMatrix::Float(_) | CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
             CandleMatrix::Candle { matmul: QMatMul::TensorF16(_), .. } => {

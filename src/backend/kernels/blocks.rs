@@ -13,8 +13,8 @@ pub const QK: usize = 32;
 pub const QK_K: usize = 256;
 
 #[inline]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16_bits_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
+pub fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16_value(&bytes[at..])
 }
 
 /// An f16's value, exactly: its exponent and mantissa bits shifted into an f32's and scaled by

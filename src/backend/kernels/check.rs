@@ -84,7 +84,7 @@ pub fn check_kernels(fixture: &[u8], pool: &ThreadPool) -> Result<Vec<KernelChec
             let (rows, cols) = (matrix.rows(), matrix.cols());
             for tokens in TOKENS {
                 let x = fixture_input(tokens, cols);
-                let read = matrix.read_as(&x);
+                let read = matrix.read_as(&x, pool);
                 let out = matrix.matmul(&x, pool);
                 let portable = fixture_matrix(fixture, format)?.0.with_isa(Isa::Scalar).map_err(|e| e.to_string())?;
                 let same_bits_as_portable =

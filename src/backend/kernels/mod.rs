@@ -236,11 +236,8 @@ enum Prepared<'a> {
 }
 
 impl Prepared<'_> {
-    fn has_four_rows(&self) -> bool {
-        matches!(self, Prepared::Q8(_, _, Some(_)))
-    }
-
-    /// Weight row `w` times input rows `i .. i + 4`, where [`Prepared::has_four_rows`].
+    /// Weight row `w` times input rows `i .. i + 4`: in one pass over the row where the
+    /// instruction set has a four-row product, else row by row.
     fn dot_four(&self, w: &[u8], i: usize, cols: usize) -> [f32; 4] {
         match self {
             Prepared::Q8(a, _, Some(four)) => {
@@ -401,8 +398,8 @@ impl QuantizedMatrix {
 
     /// `x: [t, cols]` as the products read it (rounded to 8 bits for quantised weights), so that
     /// `matmul(x) = read_as(x) · dequantize()ᵀ` up to float summation order.
-    pub fn read_as(&self, x: &[f32]) -> Vec<f32> {
-        match self.prepare(x, ThreadPool::shared()) {
+    pub fn read_as(&self, x: &[f32], pool: &ThreadPool) -> Vec<f32> {
+        match self.prepare(x, pool) {
             Prepared::Float(x, _) => x.to_vec(),
             Prepared::Q8(blocks, _, _) => {
                 blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
@@ -429,8 +426,8 @@ impl QuantizedMatrix {
             let first = task * rows_per_task;
             let last = (first + rows_per_task).min(rows);
             // Each tile of rows stays in the L1 cache while every input row passes over it, four
-            // at a time where the kernel unpacks a weight block once for four.
-            let fours = if input.has_four_rows() { t / 4 * 4 } else { 0 };
+            // at a time (where the kernel has it, a weight block is unpacked once for four).
+            let fours = t / 4 * 4;
             for tile in (first..last).step_by(16) {
                 for i in (0..fours).step_by(4) {
                     for r in tile..(tile + 16).min(last) {

@@ -6,12 +6,7 @@
 
 use std::arch::wasm32::*;
 
-use super::blocks::{self, Q8Block};
-
-#[inline(always)]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    blocks::f16_bits_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
-}
+use super::blocks::{self, f16_at, Q8Block};
 
 /// The four sums of `x[i]·y[i]` over each four consecutive of 16 signed bytes.
 #[inline(always)]
@@ -104,12 +99,16 @@ fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: im
             tail_offsets[k] += offset_of(block, a);
         }
     }
-    let halves = f32x4_add(low, high);
-    let pairs = [
-        f32x4_extract_lane::<0>(halves) + f32x4_extract_lane::<2>(halves),
-        f32x4_extract_lane::<1>(halves) + f32x4_extract_lane::<3>(halves),
-    ];
-    let sum = pairs[0] + pairs[1];
+    let sum = blocks::reduce_lanes([
+        f32x4_extract_lane::<0>(low),
+        f32x4_extract_lane::<1>(low),
+        f32x4_extract_lane::<2>(low),
+        f32x4_extract_lane::<3>(low),
+        f32x4_extract_lane::<0>(high),
+        f32x4_extract_lane::<1>(high),
+        f32x4_extract_lane::<2>(high),
+        f32x4_extract_lane::<3>(high),
+    ]);
     if offset {
         sum + blocks::reduce_offsets(tail_offsets)
     } else {

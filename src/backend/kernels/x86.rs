@@ -207,8 +207,8 @@ unsafe fn dot<B: Blocks, const N: usize>(row: &[u8], act: [&[Q8Block]; N]) -> [f
     }
     let mut tail_offsets: [[f32; 4]; N] = std::mem::transmute_copy(&offsets);
     for (k, block) in row[whole * group_bytes..].chunks_exact(B::BYTES).enumerate() {
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(head(block))));
-        let m = if B::OFFSET { blocks::f16_value(&block[2..4]) } else { 0.0 };
+        let d = blocks::f16_at(block, 0);
+        let m = if B::OFFSET { blocks::f16_at(block, 2) } else { 0.0 };
         let values = B::values(block);
         for j in 0..N {
             let a = &act[j][4 * whole + k];
