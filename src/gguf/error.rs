@@ -63,6 +63,9 @@ pub enum GgufError {
     #[error("tensor {name:?}: its data [{start}, {end}) lies outside the file, which ends at byte {file_len}")]
     TensorOutOfBounds { name: String, start: u64, end: u64, file_len: u64 },
 
+    #[error("tensors {first:?} and {second:?} share the bytes at {offset}: each tensor needs its own data")]
+    OverlappingTensors { first: String, second: String, offset: u64 },
+
     #[error("tensor {name:?}: data offset {offset} is not a multiple of the alignment {alignment}")]
     MisalignedTensor { name: String, offset: u64, alignment: u64 },
 

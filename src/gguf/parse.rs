@@ -135,6 +135,7 @@ impl Gguf {
             }
             tensors.push(raw.locate(data_offset, alignment, file_len)?);
         }
+        refuse_overlaps(&tensors)?;
         Ok(Gguf { version, file_len, alignment, data_offset, metadata, tensors })
     }
 
@@ -145,6 +146,24 @@ impl Gguf {
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::NoSuchTensor(name.to_string()))
     }
+}
+
+/// Tensors that share bytes would let a small file declare any number of weights (and the loader
+/// allocate them all); with no overlap, the weights a file declares fit in the file.
+fn refuse_overlaps(tensors: &[TensorInfo]) -> Result<()> {
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.byte_len > 0).collect();
+    by_offset.sort_unstable_by_key(|t| t.file_offset);
+    for pair in by_offset.windows(2) {
+        let (first, second) = (pair[0], pair[1]);
+        if first.file_offset + first.byte_len > second.file_offset {
+            return Err(GgufError::OverlappingTensors {
+                first: first.name.clone(),
+                second: second.name.clone(),
+                offset: second.file_offset,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn to_usize(count: u64) -> usize {
@@ -391,6 +410,25 @@ mod tests {
         let t = &gguf.tensors[0];
         assert_eq!((t.file_offset, t.byte_len, t.element_count()), (192, 512, 128));
         assert_eq!(t.ggml_type, GgmlType::F32);
+    }
+
+    #[test]
+    fn tensors_sharing_bytes_are_refused() {
+        let table = |second_offset: u64| {
+            let mut w = Writer::header(2, 0);
+            w.str("a").u32(1).u64(64).u32(0).u64(0);
+            w.str("b").u32(1).u64(64).u32(0).u64(second_offset);
+            w.0
+        };
+        let file_len = 4096;
+        // "a" holds bytes [0, 256) of the data section; "b" starting at 224 shares its last 32.
+        match Gguf::parse(&table(224), file_len) {
+            Err(GgufError::OverlappingTensors { first, second, .. }) => assert_eq!((first, second), ("a".into(), "b".into())),
+            other => panic!("expected overlapping tensors, got {other:?}"),
+        }
+        assert!(matches!(Gguf::parse(&table(0), file_len), Err(GgufError::OverlappingTensors { .. })));
+        let gguf = Gguf::parse(&table(256), file_len).unwrap();
+        assert_eq!(gguf.tensors[1].file_offset - gguf.tensors[0].file_offset, 256);
     }
 
     #[test]
