@@ -60,6 +60,16 @@ fn a_projector_bias_without_dimensions_is_refused() {
     assert!(matches!(ClipTower::load(config, &file, 48), Err(VisionError::BadValue { key: "mm.0.bias", .. })));
 }
 
+#[test]
+fn an_image_size_past_the_cap_is_refused_before_any_pixel_is_made() {
+    let mut header = fixture().header;
+    header.metadata.insert("clip.vision.image_size".into(), glassbox::gguf::Value::U32(65536));
+    assert!(matches!(
+        ClipConfig::from_gguf(&header),
+        Err(VisionError::BadValue { key: "clip.vision.image_size", .. })
+    ));
+}
+
 mod llava {
     use super::*;
     use glassbox::backend::candle::CandleBackend;

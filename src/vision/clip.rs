@@ -58,6 +58,10 @@ pub struct ClipConfig {
 /// Larger than any CLIP glassbox could hold in memory; only guards the arithmetic below.
 const MAX_DIM: u64 = 1 << 16;
 
+/// The largest tower input side accepted: real towers take 224 to 896 pixels, and an image this
+/// size is already 48 MB of normalised floats, made before the tower's weights are read.
+pub const MAX_IMAGE_SIZE: usize = 2048;
+
 impl ClipConfig {
     pub fn from_gguf(gguf: &Gguf) -> Result<ClipConfig> {
         let dim = |key: &'static str| -> Result<usize> {
@@ -95,6 +99,13 @@ impl ClipConfig {
             mean: triple("clip.vision.image_mean")?,
             std: triple("clip.vision.image_std")?,
         };
+        if config.image_size > MAX_IMAGE_SIZE {
+            return Err(VisionError::BadValue {
+                key: "clip.vision.image_size",
+                value: config.image_size.to_string(),
+                why: "it is larger than the 2048 pixels glassbox accepts",
+            });
+        }
         if config.image_size % config.patch_size != 0 {
             return Err(VisionError::BadValue {
                 key: "clip.vision.patch_size",

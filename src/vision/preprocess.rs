@@ -79,21 +79,12 @@ impl Preprocess {
             image
         };
         let s = self.image_size;
-        let (w, h) = (source.width(), source.height());
-        // Shortest edge to S, the other in proportion, truncated as CLIPImageProcessor's
-        // `int(size * long / short)` does.
-        let long = |long: u32, short: u32| ((s as f64 * long as f64 / short as f64) as u32).max(s);
-        let (rw, rh) = if w <= h { (s, long(h, w)) } else { (long(w, h), s) };
-        let resized = imageops::resize(source, rw, rh, imageops::FilterType::CatmullRom);
-        let (x0, y0) = ((rw - s) / 2, (rh - s) / 2);
-        let mut out = vec![0f32; 3 * (s * s) as usize];
-        for y in 0..s {
-            for x in 0..s {
-                let Rgb(p) = *resized.get_pixel(x0 + x, y0 + y);
-                for c in 0..3 {
-                    out[c * (s * s) as usize + (y * s + x) as usize] =
-                        (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
-                }
+        let cropped = resize_and_centre_crop(source, s);
+        let plane = (s * s) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, Rgb(p)) in cropped.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
             }
         }
         out
@@ -111,6 +102,43 @@ impl Preprocess {
             ((side - image.height()) / 2) as i64,
         );
         canvas
+    }
+}
+
+/// Past this ratio of the resized long side to the crop, only the band of the source that reaches
+/// the crop is resized: a 1 × 8192 image would otherwise resize to 336 × 2.7 million pixels.
+/// Below it (every photograph, panoramas included) the whole image is resized, as CLIP does.
+const MAX_RESIZED_OVER_CROP: u32 = 16;
+
+/// CLIP's resize and centre crop: the shortest edge to `s`, the other in proportion, truncated as
+/// CLIPImageProcessor's `int(size * long / short)` does, then the central `s × s`.
+fn resize_and_centre_crop(source: &RgbImage, s: u32) -> RgbImage {
+    let (w, h) = (source.width(), source.height());
+    let long = |long: u32, short: u32| ((s as f64 * long as f64 / short as f64) as u32).max(s);
+    let (rw, rh) = if w <= h { (s, long(h, w)) } else { (long(w, h), s) };
+    let filter = imageops::FilterType::CatmullRom;
+    if rw.max(rh) <= MAX_RESIZED_OVER_CROP * s {
+        let resized = imageops::resize(source, rw, rh, filter);
+        return imageops::crop_imm(&resized, (rw - s) / 2, (rh - s) / 2, s, s).to_image();
+    }
+    // The band of source pixels the crop reads, widened by the filter's reach (two taps, scaled
+    // when shrinking), resized to a whole number of pixels at nearly the same scale: the crop
+    // lands within a fraction of a source pixel of the full resize's.
+    let vertical = rh > rw;
+    let (source_long, resized_long) = if vertical { (h, rh) } else { (w, rw) };
+    let scale = source_long as f64 / resized_long as f64;
+    let crop_start = (resized_long - s) / 2;
+    let reach = 2.0 * scale.max(1.0) + 1.0;
+    let first = (crop_start as f64 * scale - reach).floor().max(0.0) as u32;
+    let end = ((crop_start + s) as f64 * scale + reach).ceil().min(source_long as f64) as u32;
+    let band_resized = (((end - first) as f64 / scale).round() as u32).max(s);
+    let offset = ((crop_start as f64 - first as f64 / scale).round().max(0.0) as u32).min(band_resized - s);
+    if vertical {
+        let band = imageops::crop_imm(source, 0, first, w, end - first).to_image();
+        imageops::crop_imm(&imageops::resize(&band, s, band_resized, filter), 0, offset, s, s).to_image()
+    } else {
+        let band = imageops::crop_imm(source, first, 0, end - first, h).to_image();
+        imageops::crop_imm(&imageops::resize(&band, band_resized, s, filter), offset, 0, s, s).to_image()
     }
 }
 
@@ -184,6 +212,35 @@ mod tests {
             let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst <= PIL_TOLERANCE, "pad {}: largest difference {worst}", p.pad_to_square);
         }
+    }
+
+    #[test]
+    fn a_very_long_image_is_cropped_as_the_full_resize_would_crop_it() {
+        // Gradients along the long side, so a misplaced band shows; both orientations, past the
+        // ratio where only the band is resized. The reference is the whole image resized and then
+        // cropped, as CLIPImageProcessor does; measured, they part by at most one level.
+        for (w, h) in [(3u32, 160u32), (160, 3), (2, 97), (97, 2), (5, 400)] {
+            let image = RgbImage::from_fn(w, h, |x, y| {
+                let (along, across) = if w < h { (y * 255 / h, x) } else { (x * 255 / w, y) };
+                Rgb([along as u8, (255 - along) as u8, (along / 2 + across * 40) as u8])
+            });
+            let s = 14;
+            let long = |long: u32, short: u32| (s as f64 * long as f64 / short as f64) as u32;
+            let (rw, rh) = if w <= h { (s, long(h, w)) } else { (long(w, h), s) };
+            let full = imageops::resize(&image, rw, rh, imageops::FilterType::CatmullRom);
+            let reference = imageops::crop_imm(&full, (rw - s) / 2, (rh - s) / 2, s, s).to_image();
+            let ours = resize_and_centre_crop(&image, s);
+            let worst = ours.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 1, "{w}×{h}: largest difference {worst} levels");
+        }
+    }
+
+    #[test]
+    fn a_one_pixel_wide_image_resizes_within_a_bounded_band() {
+        let p = Preprocess { image_size: 336, mean: [0.5; 3], std: [0.25; 3], pad_to_square: false };
+        let out = p.apply(&RgbImage::from_pixel(1, 8192, Rgb([51, 51, 51])));
+        assert_eq!(out.len(), 3 * 336 * 336);
+        assert!(out.iter().all(|&v| (v + 1.2).abs() < 1e-6));
     }
 
     #[test]
