@@ -118,3 +118,34 @@ fn a_tokenizer_larger_than_the_output_layer_is_refused_at_load() {
         loaded.err()
     );
 }
+
+/// A file may claim any context; a prompt that fits it but whose attention would not fit in
+/// memory is a typed error before anything is allocated.
+#[test]
+fn a_prompt_whose_attention_would_exhaust_memory_is_refused() {
+    use glassbox::hooks::HookPoint;
+    use glassbox::model::ModelError;
+    let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let shape = SyntheticLlama {
+        shape: LlamaShape { layers: 1, width: 64, ffn_width: 128, heads: 2, kv_heads: 1, context_length: 65536 },
+        weight_type: GgmlType::Q8_0,
+        seed: 5,
+    };
+    let (metadata, tensors) = shape.build(&source.header).unwrap();
+    let mut bytes = Vec::new();
+    write_gguf(&mut bytes, &metadata, &tensors).unwrap();
+    let path = std::env::temp_dir().join("glassbox-long-context.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let hooks = HookRequest::new().with(HookPoint::AttnPattern(0), Positions::All);
+    let ids = vec![1u32; 60_000];
+    // The recorded pattern alone is 2 heads × 60000² × 4 bytes = 28.8 GB.
+    match model.forward(&ids, &mut model.new_cache(), &hooks, &[], &Positions::Last) {
+        Err(ModelError::OverMemoryBudget { positions: 60_000, context: 60_000, bytes, budget }) => {
+            assert!(bytes > 28_800_000_000 && budget < bytes, "{bytes} over {budget}")
+        }
+        other => panic!("expected the working-memory budget to refuse the call, got {:?}", other.err()),
+    }
+}

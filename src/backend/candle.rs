@@ -339,6 +339,10 @@ impl Backend for CandleBackend {
         rotated.transpose(1, 2).and_then(|x| x.reshape((t, width))).map_err(err)
     }
 
+    fn holds_all_scores(&self) -> bool {
+        !self.device.is_cpu()
+    }
+
     fn attention(
         &self,
         q: &Tensor,

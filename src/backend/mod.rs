@@ -130,6 +130,11 @@ pub trait Backend {
         kv_heads: usize,
         probabilities: bool,
     ) -> BackendResult<(Self::Tensor, Option<Self::Tensor>)>;
+    /// Whether `attention` holds every score and probability `[H, t, T]` at once even when no
+    /// hook asks for them (a kernel that walks one query at a time does not).
+    fn holds_all_scores(&self) -> bool {
+        true
+    }
     /// Query rows `rows` of each head of attention probabilities `[H, t, T]`: `[H, rows.len(),
     /// T]`, so that a hook copies back only the positions it asked for.
     fn query_rows(&self, probabilities: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;

@@ -43,6 +43,11 @@ pub enum ModelError {
     EmptyPrompt,
     #[error("{len} tokens exceed the model's context of {max}")]
     PromptTooLong { len: usize, max: usize },
+    #[error(
+        "{positions} positions over a context of {context} need about {bytes} bytes of working memory \
+         (KV cache, activations, attention scores), past the budget of {budget}: shorten the prompt"
+    )]
+    OverMemoryBudget { positions: usize, context: usize, bytes: u64, budget: u64 },
     #[error("the tokenizer has {tokens} tokens but the model's output layer only {vocab_size}")]
     TokenizerLargerThanModel { tokens: usize, vocab_size: usize },
     #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
@@ -56,6 +61,10 @@ pub enum ModelError {
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// The most working memory one forward call may need besides the weights: half of what a wasm32
+/// page can address, and room for 8k-token prompts on the models glassbox runs.
+pub const WORKING_MEMORY_BUDGET: u64 = 2 << 30;
 
 /// Where the weights come from: a GGUF header plus a way to read one tensor's bytes.
 pub trait WeightSource {
@@ -370,6 +379,7 @@ impl<B: Backend> Model<B> {
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(ModelError::BadTokenId { id, vocab_size: c.vocab_size });
         }
+        self.check_working_memory(ids.len(), total, hooks)?;
         let plans = self.plan(interventions, cache.len, ids.len())?;
         let mut recorder = Recorder { backend: &self.backend, hooks, t: ids.len(), recording: Recording::default() };
 
@@ -390,6 +400,25 @@ impl<B: Backend> Model<B> {
         cache.len = total;
         self.record_final_scale(&x, &mut recorder)?;
         Ok((x, recorder.recording))
+    }
+
+    /// Refuses a call whose working memory would pass [`WORKING_MEMORY_BUDGET`]: a file may
+    /// claim any context length, and attention grows with the square of the prompt.
+    fn check_working_memory(&self, t: usize, total: usize, hooks: &HookRequest) -> Result<()> {
+        let c = &self.config;
+        let (t64, total64, float) = (t as u64, total as u64, 4u64);
+        let kv_cache = (c.layers * 2 * c.kv_heads * c.head_dim) as u64 * total64 * float;
+        // The residual stream, its norm, q, k, v and z, and the MLP's gate, up and product.
+        let activations = t64 * (6 * c.width + 3 * c.ffn_width) as u64 * float;
+        let one_layer_scores = c.heads as u64 * t64 * total64 * float;
+        let recorded_patterns =
+            hooks.points().filter(|(point, _)| matches!(point, HookPoint::AttnPattern(_))).count() as u64;
+        let held_scores = if self.backend.holds_all_scores() { 2 } else { 0 } + recorded_patterns;
+        let bytes = kv_cache.saturating_add(activations).saturating_add(one_layer_scores.saturating_mul(held_scores));
+        if bytes > WORKING_MEMORY_BUDGET {
+            return Err(ModelError::OverMemoryBudget { positions: t, context: total, bytes, budget: WORKING_MEMORY_BUDGET });
+        }
+        Ok(())
     }
 
     /// Every intervention, checked against the model and gathered into one plan per layer, for a
