@@ -185,3 +185,40 @@ fn evaluate_counts_an_unnamed_label_as_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("gold.jsonl:1: not a JSON object"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A line with an invalid UTF-8 byte is one reported row; an explanation too long for ROUGE's
+/// quadratic LCS is left out of ROUGE with a report; the rest of each file is scored.
+#[test]
+fn evaluate_reads_past_a_bad_byte_and_an_overlong_explanation() {
+    let dir = std::env::temp_dir().join(format!("glassbox-evaluate-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gold, pred) = (dir.join("gold.jsonl"), dir.join("pred.jsonl"));
+    let long = "word ".repeat(80_000);
+    std::fs::write(
+        &gold,
+        format!(
+            "{{\"id\": \"a\", \"label\": \"True\", \"explanation\": \"the cat\"}}\n\
+             {{\"id\": \"b\", \"label\": \"False\", \"explanation\": \"{long}\"}}\n\
+             {{\"id\": \"c\", \"label\": \"False\"}}\n"
+        ),
+    )
+    .unwrap();
+    let mut predictions = b"{\"id\": \"a\", \"label\": \"True\", \"explanation\": \"the cat\"}\n".to_vec();
+    predictions.extend_from_slice(b"{\"id\": \"c\", \"label\": \"\xff\"}\r\n");
+    predictions.extend_from_slice(format!("{{\"id\": \"b\", \"label\": \"False\", \"explanation\": \"{long}\"}}\n").as_bytes());
+    std::fs::write(&pred, predictions).unwrap();
+    let out =
+        glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("pred.jsonl:2: not UTF-8"), "{stderr}");
+    assert!(stderr.contains("gold.jsonl:2: the explanation is 80000 words"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // a and b are scored (both right); c has no readable prediction. Only a's explanation is
+    // compared, and it matches: ROUGE-1 = 1.
+    assert_eq!((report["count"].as_u64(), report["accuracy"].as_f64()), (Some(2), Some(1.0)));
+    assert_eq!(report["missing"], serde_json::json!(["c"]));
+    assert_eq!((report["explained"].as_u64(), report["rouge"]["rouge1"].as_f64()), (Some(1), Some(1.0)));
+    assert_eq!(report["problems"], 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

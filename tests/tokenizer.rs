@@ -87,3 +87,18 @@ fn the_chat_template_renders_as_transformers_would() {
          <|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
     );
 }
+
+#[test]
+fn text_past_the_cap_is_refused_before_tokenising() {
+    use glassbox::tokenizer::{TokenizerError, MAX_TEXT_BYTES};
+    let tokenizer = smollm2();
+    let long = "word ".repeat(2_000_000);
+    assert!(matches!(
+        tokenizer.encode(&long, true, false),
+        Err(TokenizerError::TextTooLong { bytes: 10_000_000, max: MAX_TEXT_BYTES })
+    ));
+    assert!(matches!(tokenizer.encode_with_offsets(&long, true, false), Err(TokenizerError::TextTooLong { .. })));
+    // At the cap itself the text still tokenises: one token per " word" after the first.
+    let at_cap = "word ".repeat(MAX_TEXT_BYTES / 5);
+    assert_eq!(tokenizer.encode(at_cap.trim_end(), false, false).unwrap().len(), MAX_TEXT_BYTES / 5);
+}

@@ -10,7 +10,7 @@ use glassbox::generate::{generate, GenerateRequest, Sampling};
 use glassbox::tasks::affect::{Empath, Vader};
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
-use glassbox::tasks::metrics::{classification, fmd_score, rouge};
+use glassbox::tasks::metrics::{classification, fmd_score, rouge, rouge_tokens, MAX_ROUGE_TOKENS};
 use glassbox::tasks::nrc::Nrc;
 use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
 use glassbox::tasks::templates::{Table, Task};
@@ -56,10 +56,17 @@ const NO_LABEL: &str = "(none)";
 /// and a string `label` (or, where `null_allowed`, `null`) is reported on stderr with its line
 /// number, and skipped.
 fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<HashMap<String, Row>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = HashMap::new();
-    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let parsed: Result<Value, _> = serde_json::from_str(line);
+    for (number, line) in read_jsonl(path)? {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("{}:{number}: {e}", path.display());
+                *problems += 1;
+                continue;
+            }
+        };
+        let parsed: Result<Value, _> = serde_json::from_str(&line);
         let row = parsed.ok().and_then(|v| {
             let id = row_id(&v["id"])?;
             let label = match &v["label"] {
@@ -70,23 +77,44 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
             Some((id, Row { label, explanation: v["explanation"].as_str().map(str::to_string) }))
         });
         match row {
-            Some((id, row)) => {
-                if rows.insert(id.clone(), row).is_some() {
+            Some((id, mut row)) => {
+                let explanation_tokens = row.explanation.as_deref().map_or(0, |e| rouge_tokens(e).len());
+                if explanation_tokens > MAX_ROUGE_TOKENS {
                     eprintln!(
-                        "{}:{}: id {id:?} repeats an earlier row; the later one counts",
-                        path.display(),
-                        number + 1
+                        "{}:{number}: the explanation is {explanation_tokens} words; ROUGE compares at most \
+                         {MAX_ROUGE_TOKENS}, so this row is scored without it",
+                        path.display()
                     );
+                    row.explanation = None;
+                    *problems += 1;
+                }
+                if rows.insert(id.clone(), row).is_some() {
+                    eprintln!("{}:{number}: id {id:?} repeats an earlier row; the later one counts", path.display());
                     *problems += 1;
                 }
             }
             None => {
-                eprintln!("{}:{}: not a JSON object with an \"id\" and a string \"label\"", path.display(), number + 1);
+                eprintln!("{}:{number}: not a JSON object with an \"id\" and a string \"label\"", path.display());
                 *problems += 1;
             }
         }
     }
     Ok(rows)
+}
+
+/// The non-blank lines of a JSONL file, numbered from 1, each decoded on its own: an invalid
+/// UTF-8 byte spoils its row, not the file.
+fn read_jsonl(path: &Path) -> Result<Vec<(usize, Result<String, String>)>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (i + 1, String::from_utf8(line.to_vec()).map_err(|e| format!("not UTF-8: {e}")))
+        })
+        .filter(|(_, line)| !matches!(line, Ok(l) if l.trim().is_empty()))
+        .collect())
 }
 
 /// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
@@ -303,7 +331,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
-    let text = std::fs::read_to_string(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let lines = read_jsonl(&args.input)?;
     let index = args.retrieve.as_deref().map(read_index).transpose()?;
     let choices = Choices {
         explain: args.explain,
@@ -329,11 +357,11 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
         let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options);
         classifier.lexicons = lexicons.as_ref();
         classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_ref()));
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() || shard.is_some_and(|(i, n)| number % n != i) {
+        for (number, line) in lines {
+            if shard.is_some_and(|(i, n)| (number - 1) % n != i) {
                 continue;
             }
-            let result = parse_input(line, &task).and_then(|input| {
+            let result = line.and_then(|line| parse_input(&line, &task)).and_then(|input| {
                 let mut stream = |piece: &str| {
                     if args.stream {
                         eprint!("{piece}");
@@ -354,7 +382,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
                     written += 1;
                 }
                 Err(e) => {
-                    eprintln!("{}:{}: {e}", args.input.display(), number + 1);
+                    eprintln!("{}:{number}: {e}", args.input.display());
                     failed += 1;
                 }
             }
@@ -417,13 +445,12 @@ pub struct IndexBuildArgs {
 /// JSONL rows as index records, with each one's text to embed and line number; without
 /// `need_label`, an absent label is empty.
 fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let parsed: Result<(Record, String), String> =
-            serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
-                let input = parse_row(line)?;
+    for (number, line) in read_jsonl(path)? {
+        let parsed: Result<(Record, String), String> = line.and_then(|line| {
+            serde_json::from_str::<Value>(&line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
+                let input = parse_row(&line)?;
                 let label = match v["label"].as_str() {
                     Some(label) => label.to_string(),
                     None if need_label => return Err("no string \"label\"".into()),
@@ -431,10 +458,11 @@ fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, Str
                 };
                 let main = input.main_text().map_err(text_err)?.to_string();
                 Ok((Record { id: input.id, fields: input.fields, label, domain: input.domain, intensity: None }, main))
-            });
+            })
+        });
         match parsed {
-            Ok((record, main)) => rows.push((number + 1, record, main)),
-            Err(e) => problems.push(format!("{}:{}: {e}", path.display(), number + 1)),
+            Ok((record, main)) => rows.push((number, record, main)),
+            Err(e) => problems.push(format!("{}:{number}: {e}", path.display())),
         }
     }
     if !problems.is_empty() {

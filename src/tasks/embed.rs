@@ -44,6 +44,7 @@ impl MiniLm {
 
     /// `e = m / ‖m‖` with `m = (1/T) Σ_t h_t`, `h` BERT's last layer, over `[CLS] text [SEP]`.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        crate::tokenizer::check_text_length(text)?;
         let encoding = self.tokenizer.encode(text, true).map_err(embed_error)?;
         let ids = Tensor::new(encoding.get_ids(), &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(embed_error)?;
         let types = ids.zeros_like().map_err(embed_error)?;

@@ -48,11 +48,25 @@ pub enum TokenizerError {
     NotOneToken { text: String, count: usize },
     #[error("this model has no chat template (tokenizer.chat_template)")]
     NoChatTemplate,
+    #[error("the text is {bytes} bytes; glassbox tokenises at most {max}")]
+    TextTooLong { bytes: usize, max: usize },
     #[error("the chat template failed: {0}")]
     Template(String),
 }
 
 pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
+
+/// The longest text glassbox tokenises: about 250k tokens, past the context of every model it
+/// runs, and a bound on the tokenizer's working memory (a few hundred bytes per input byte).
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// Refuses text past [`MAX_TEXT_BYTES`] before the tokenizer sees it.
+pub fn check_text_length(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(TokenizerError::TextTooLong { bytes: text.len(), max: MAX_TEXT_BYTES });
+    }
+    Ok(())
+}
 
 /// A model's tokenizer with the special tokens and chat template from its GGUF.
 pub struct Tokenizer {
@@ -121,12 +135,12 @@ impl Tokenizer {
     /// `add_special` prepends BOS where the model asks for it; `parse_special` lets control
     /// tokens written in the text (`<|im_start|>`) become their ids instead of plain text.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
+        check_text_length(text)?;
         let encoding =
             self.encoder(parse_special).encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(self.bos_for(add_special).into_iter().chain(encoding.get_ids().iter().copied()).collect())
     }
 
-    /// [`Tokenizer::encode`], with each token's byte range in `text` (BOS gets `0..0`).
     /// The id of `text` when it is exactly one token (special tokens recognised).
     pub fn single_token(&self, text: &str) -> Result<u32> {
         match self.encode(text, false, true)?[..] {
@@ -135,12 +149,14 @@ impl Tokenizer {
         }
     }
 
+    /// [`Tokenizer::encode`], with each token's byte range in `text` (BOS gets `0..0`).
     pub fn encode_with_offsets(
         &self,
         text: &str,
         add_special: bool,
         parse_special: bool,
     ) -> Result<(Vec<u32>, Vec<Range<usize>>)> {
+        check_text_length(text)?;
         // `encode` (unlike `encode_fast`) tracks offsets, in bytes.
         let encoding =
             self.encoder(parse_special).encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
