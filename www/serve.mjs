@@ -20,6 +20,27 @@ const TYPES = {
   ".gbx": "application/octet-stream",
 };
 
+/**
+ * Sent with every response, so the worker script, whose own response sets its policy, is covered
+ * as well as the pages (whose meta policies narrow this one further).
+ */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  // The engine is WebAssembly, compiled in the page and in the worker.
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "worker-src 'self'",
+  // The widgets style their shadow roots with a <style> element.
+  "style-src 'self' 'unsafe-inline'",
+  // The image panel shows the chosen image from a blob: URL; the pages' icon is a data: URL.
+  "img-src 'self' blob: data:",
+  // The shell loads a model from any URL the user pastes, when its server allows it (CORS).
+  "connect-src 'self' https:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
 /** Maps a URL path under one of `mounts` ({ prefix: directory }) to a file, refusing escapes. */
 function locate(mounts, urlPath) {
   let path;
@@ -42,6 +63,7 @@ export function startServer({ port = 0, root, models, fixtures }) {
   const server = createServer(async (request, response) => {
     const file = locate(mounts, request.url ?? "/");
     const info = file && (await stat(file).catch(() => null));
+    response.setHeader("Content-Security-Policy", CONTENT_SECURITY_POLICY);
     if (!info || !info.isFile() || !(extname(file) in TYPES)) {
       response.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
       return;

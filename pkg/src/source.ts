@@ -24,7 +24,8 @@ export type CachePolicy = "ask" | "always" | "never";
 export interface FetchOptions {
   onProgress?: ((progress: LoadProgress) => void) | undefined;
   cache?: CachePolicy | undefined;
-  askToCache?: ((model: { url: string; bytes: number }) => boolean | Promise<boolean>) | undefined;
+  /** `name` is `url` as it may be shown: without its query, fragment or credentials. */
+  askToCache?: ((model: { url: string; name: string; bytes: number }) => boolean | Promise<boolean>) | undefined;
   /** Called once a downloaded model has been stored in the cache. */
   onCached?: ((url: string) => void) | undefined;
   signal?: AbortSignal | undefined;
@@ -32,6 +33,22 @@ export interface FetchOptions {
 
 export class LoadError extends Error {
   override name: GlassboxErrorName = "LoadError";
+}
+
+/** A URL without what may hold a signed URL's secrets (its query, fragment and credentials). */
+export function shownUrl(url: string | URL): string {
+  let shown: URL;
+  try {
+    shown = new URL(String(url), globalThis.location?.href);
+  } catch {
+    // Text that is no URL is named in an error message, still without what follows a `?` or `#`.
+    return String(url).replace(/[?#].*$/s, "");
+  }
+  shown.search = "";
+  shown.hash = "";
+  shown.username = "";
+  shown.password = "";
+  return shown.href;
 }
 
 /** A readable name: a URL's last path segment or a file's name. */
@@ -50,15 +67,15 @@ async function fetchOk(url: string, signal?: AbortSignal): Promise<Response> {
   try {
     response = await fetch(url, signal ? { signal } : {});
   } catch (e) {
-    throw new LoadError(`could not fetch ${url}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new LoadError(`could not fetch ${shownUrl(url)}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (!response.ok) throw new LoadError(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`.trimEnd());
+  if (!response.ok) throw new LoadError(`could not fetch ${shownUrl(url)}: HTTP ${response.status} ${response.statusText}`.trimEnd());
   return response;
 }
 
 async function download(url: string, options: FetchOptions): Promise<Blob> {
   const response = await fetchOk(url, options.signal);
-  if (response.body === null) throw new LoadError(`${url} has no body`);
+  if (response.body === null) throw new LoadError(`${shownUrl(url)} has no body`);
   const header = response.headers.get("Content-Length");
   const total = header === null ? null : Number(header);
   const reader = response.body.getReader();
@@ -71,7 +88,7 @@ async function download(url: string, options: FetchOptions): Promise<Blob> {
     loaded += value.byteLength;
     options.onProgress?.({ phase: "download", loaded, total });
   }
-  if (total !== null && loaded !== total) throw new LoadError(`${url} ended after ${loaded} of ${total} bytes`);
+  if (total !== null && loaded !== total) throw new LoadError(`${shownUrl(url)} ended after ${loaded} of ${total} bytes`);
   return new Blob(chunks as BlobPart[]);
 }
 
@@ -103,7 +120,7 @@ export async function toBlob(source: ModelSource, cache: ModelCache, options: Fe
     await store();
   } else if (policy === "ask" && options.askToCache !== undefined) {
     // The model loads while the user decides.
-    const answer = Promise.resolve(options.askToCache({ url, bytes: blob.size }));
+    const answer = Promise.resolve(options.askToCache({ url, name: shownUrl(url), bytes: blob.size }));
     void answer.then((yes) => (yes ? store() : undefined)).catch((e: unknown) => console.error("glassbox: caching failed", e));
   }
   return blob;

@@ -178,8 +178,6 @@ function transferables(value: unknown): Transferable[] {
 
 async function run<K extends Operation>({ id, op, args, wasmUrl }: RequestOf<K>): Promise<void> {
   try {
-    // A worker.js from another build than the page's index.js may lack an operation.
-    if (!Object.hasOwn(handlers, op)) throw glassboxError("InternalError", `unknown operation ${op}`);
     const handler: Handler<K> = handlers[op];
     ready ??= init({ module_or_path: wasmUrl ?? new URL("glassbox_bg.wasm", import.meta.url) });
     await ready;
@@ -191,4 +189,24 @@ async function run<K extends Operation>({ id, op, args, wasmUrl }: RequestOf<K>)
   }
 }
 
-self.onmessage = (event: MessageEvent<Request>) => void run(event.data);
+/**
+ * Whether a message is a request for one of this worker's operations. Anything else (another
+ * script's message, or a request from a build with other operations) is not answered: a reply
+ * would carry its content back, and an id it made up could settle a call the page waits on.
+ */
+function isRequest(message: unknown): message is Request {
+  if (typeof message !== "object" || message === null) return false;
+  const { id, op, args, wasmUrl } = message as Record<string, unknown>;
+  return (
+    Number.isSafeInteger(id) &&
+    typeof op === "string" &&
+    Object.hasOwn(handlers, op) &&
+    typeof args === "object" &&
+    args !== null &&
+    (wasmUrl === undefined || typeof wasmUrl === "string")
+  );
+}
+
+self.onmessage = (event: MessageEvent<unknown>) => {
+  if (isRequest(event.data)) void run(event.data);
+};

@@ -1,6 +1,7 @@
 /** The Model panel: load from a URL or a file, progress, the card, the backend, the cache. */
 
 import { Glassbox, type LoadProgress } from "../../pkg/src/index.js";
+import { shownUrl } from "../../pkg/src/source.js";
 import { progressText } from "../../pkg/src/view.js";
 import { renderCard } from "./card.js";
 import { describe, element, make, say, track } from "./dom.js";
@@ -46,9 +47,9 @@ function showBackend(gb: Glassbox): void {
 }
 
 /** Asks, beside the progress bar, whether to keep a downloaded model; the load goes on meanwhile. */
-function askToCache({ url, bytes }: { url: string; bytes: number }): Promise<boolean> {
+function askToCache({ name, bytes }: { name: string; bytes: number }): Promise<boolean> {
   const box = element<HTMLParagraphElement>("cache-question");
-  element("cache-question-text").textContent = `Keep a copy of ${url} (${(bytes / 1e6).toFixed(1)} MB) on this device, so it loads without downloading next time?`;
+  element("cache-question-text").textContent = `Keep a copy of ${name} (${(bytes / 1e6).toFixed(1)} MB) on this device, so it loads without downloading next time?`;
   box.hidden = false;
   return new Promise((resolve) => {
     const answer = (yes: boolean) => () => {
@@ -94,7 +95,7 @@ async function listCache(): Promise<void> {
         remove.onclick = () => void Glassbox.cache.delete(entry.key).then(listCache);
         const cell = make("td");
         cell.append(remove);
-        row.append(make("td", entry.key), make("td", `${(entry.bytes / 1e6).toFixed(1)} MB`), cell);
+        row.append(make("td", entry.name), make("td", `${(entry.bytes / 1e6).toFixed(1)} MB`), cell);
         return row;
       }),
     );
@@ -107,7 +108,7 @@ export function setUpModelPanel(): Promise<void> {
   element<HTMLFormElement>("url-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const url = urlInput.value.trim();
-    void load(url, url);
+    void load(shownUrl(url), url);
   });
   element<HTMLInputElement>("model-file").addEventListener("change", (event) => {
     const file = (event.target as HTMLInputElement).files?.[0];
@@ -122,5 +123,5 @@ export function setUpModelPanel(): Promise<void> {
   if (choice === "cpu" || choice === "webgpu" || choice === "auto") backendChoice.value = choice;
   // A link can carry any ?model=; only this origin's models load without a click.
   const sameOrigin = new URL(url, location.href).origin === location.origin;
-  return url !== "" && sameOrigin ? load(url, url) : Promise.resolve();
+  return url !== "" && sameOrigin ? load(shownUrl(url), url) : Promise.resolve();
 }
