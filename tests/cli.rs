@@ -222,3 +222,15 @@ fn evaluate_reads_past_a_bad_byte_and_an_overlong_explanation() {
     assert_eq!(report["problems"], 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_scene_side_out_of_range_is_refused() {
+    let png = std::env::temp_dir().join(format!("glassbox-scene-{}.png", std::process::id()));
+    for size in ["1", "100000"] {
+        let out = glassbox(&["scene", "--size", size, "--png", png.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("a scene of {size} pixels a side")), "{stderr}");
+        assert!(!png.exists());
+    }
+}

@@ -207,7 +207,7 @@ pub struct SceneArgs {
 /// Draws scene `index` of stream `seed` of the shapes task and prints its prompt, answer and
 /// shapes (JSON).
 pub fn scene(out: &mut impl Write, args: &SceneArgs) -> Written {
-    let drawn = glassbox::vision::shapes::scene(args.seed, args.index, args.size);
+    let drawn = glassbox::vision::shapes::scene(args.seed, args.index, args.size).map_err(text_err)?;
     write_png(&args.png, &drawn.image)?;
     Ok(writeln!(
         out,

@@ -111,6 +111,8 @@ pub enum TrainError {
     Prompt(#[from] LlavaError),
     #[error(transparent)]
     Shape(#[from] SyntheticError),
+    #[error(transparent)]
+    Scene(#[from] crate::vision::shapes::BadSceneSize),
     #[error("every prompt must tokenise to the same length and image position; {0:?} does not")]
     RaggedPrompts(String),
     #[error("the shape does not fit: {0}")]
@@ -652,7 +654,7 @@ pub fn train(
     let batch_at = |step: usize| -> Result<Batch> {
         let scenes: Vec<Scene> = (0..schedule.batch)
             .map(|i| scene(schedule.seed, (step * schedule.batch + i) as u64, shape.image_size as u32))
-            .collect();
+            .collect::<std::result::Result<_, _>>()?;
         let asked: Vec<usize> = scenes.iter().map(|s| s.shapes[s.target].shape.index()).collect();
         let ids: Vec<u32> = asked.iter().flat_map(|&a| prompts.ranks[a].iter().copied()).collect();
         let pixels: Vec<f32> = scenes.iter().flat_map(|s| preprocess.apply(&s.image)).collect();

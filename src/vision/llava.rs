@@ -34,6 +34,8 @@ pub enum LlavaError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Interp(#[from] InterpError),
+    #[error(transparent)]
+    Scene(#[from] super::shapes::BadSceneSize),
     #[error("the prompt needs exactly one {IMAGE_PLACEHOLDER}; it has {0}")]
     Placeholders(usize),
     #[error("the answer {0:?} is not one token")]

@@ -93,9 +93,20 @@ fn below(rng: &mut Rng, n: u64) -> u64 {
     rng.next_u64() % n
 }
 
+/// The sides a scene may have: below 32 pixels three shapes two pixels apart may not fit (the
+/// placement would search forever), and above 1024 the image alone is megabytes for nothing.
+pub const SCENE_SIDES: std::ops::RangeInclusive<u32> = 32..=1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("a scene of {0} pixels a side: the generator draws 32 to 1024")]
+pub struct BadSceneSize(pub u32);
+
 /// Scene `index` of the stream `seed`, `size` × `size` pixels. Shapes differ in kind and in
 /// colour (so the question has one answer and the others are distractors) and do not overlap.
-pub fn scene(seed: u64, index: u64, size: u32) -> Scene {
+pub fn scene(seed: u64, index: u64, size: u32) -> Result<Scene, BadSceneSize> {
+    if !SCENE_SIDES.contains(&size) {
+        return Err(BadSceneSize(size));
+    }
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03));
     let background =
         [200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8, 200 + below(&mut rng, 56) as u8];
@@ -139,7 +150,7 @@ pub fn scene(seed: u64, index: u64, size: u32) -> Scene {
         shapes.push(Placed { shape, colour, bbox });
     }
     let target = below(&mut rng, shapes.len() as u64) as usize;
-    Scene { image, shapes, target }
+    Ok(Scene { image, shapes, target })
 }
 
 #[cfg(test)]
@@ -154,18 +165,26 @@ mod tests {
     }
 
     #[test]
+    fn a_side_outside_the_range_is_refused() {
+        for size in [0, 1, 31, 1025, 100_000] {
+            assert!(matches!(scene(1, 0, size), Err(BadSceneSize(s)) if s == size));
+        }
+        assert!(scene(1, 0, 32).is_ok() && scene(1, 0, 1024).is_ok());
+    }
+
+    #[test]
     fn a_scene_is_a_function_of_seed_and_index() {
-        let (a, b) = (scene(7, 3, 112), scene(7, 3, 112));
+        let (a, b) = (scene(7, 3, 112).unwrap(), scene(7, 3, 112).unwrap());
         assert_eq!(a.image, b.image);
         assert_eq!(a.shapes, b.shapes);
-        assert_ne!(scene(7, 4, 112).image, a.image);
-        assert_ne!(scene(8, 3, 112).image, a.image);
+        assert_ne!(scene(7, 4, 112).unwrap().image, a.image);
+        assert_ne!(scene(8, 3, 112).unwrap().image, a.image);
     }
 
     #[test]
     fn shapes_are_distinct_apart_and_drawn_in_their_boxes() {
         for index in 0..200 {
-            let s = scene(1, index, 112);
+            let s = scene(1, index, 112).unwrap();
             assert!((1..=3).contains(&s.shapes.len()));
             for (i, p) in s.shapes.iter().enumerate() {
                 for q in &s.shapes[i + 1..] {

@@ -81,13 +81,7 @@ impl VisionEngine {
 /// as PNG bytes (a `Uint8Array`).
 #[wasm_bindgen(js_name = drawScene)]
 pub fn draw_scene(seed: u32, index: u32, size: u32) -> Result<JsValue, JsValue> {
-    if !(32..=1024).contains(&size) {
-        return Err(js_error(
-            ErrorName::InputError,
-            format!("a scene of {size} pixels: the generator draws 32 to 1024"),
-        ));
-    }
-    let drawn = scene(seed.into(), index.into(), size);
+    let drawn = scene(seed.into(), index.into(), size).map_err(|e| js_error(ErrorName::InputError, e))?;
     let mut png = std::io::Cursor::new(Vec::new());
     drawn.image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| js_error(ErrorName::ImageError, e))?;
     let report = to_js(
