@@ -72,6 +72,12 @@ fn bad_matmul_inputs_are_typed_errors() {
     assert!(matches!(ragged, Err(GpuError::BadShape(_))));
     let unsupported = pollster::block_on(gpu.matmul(GgmlType::Q2K, &[0; 84], 1, 256, &[0.0; 256]));
     assert!(matches!(unsupported, Err(GpuError::UnsupportedType("Q2_K"))));
+    // Sizes whose product wraps a usize (on wasm32 already at 65536 × 65536) are refused, not
+    // wrapped to an empty matrix.
+    let huge = 1usize << (usize::BITS / 2);
+    let wrapped = pollster::block_on(gpu.matmul(GgmlType::F32, &[], huge, huge, &[0.0; 32]));
+    assert!(matches!(wrapped, Err(GpuError::BadShape(ref m)) if m.contains("multiply past")), "{wrapped:?}");
+    assert!(matches!(gpu.upload(huge, huge, &[]), Err(GpuError::BadShape(_))));
 }
 
 #[test]

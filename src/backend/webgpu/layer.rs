@@ -75,6 +75,15 @@ fn bad_shape(message: String) -> GpuError {
     GpuError::BadShape(message)
 }
 
+/// The product of sizes from the caller, refused where it overflows (on wasm32 a usize wraps at
+/// 4 Gi, and a wrapped size of 0 would pass every later check).
+fn product(factors: &[usize]) -> Result<usize, GpuError> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| bad_shape(format!("the sizes {factors:?} multiply past what this machine can address")))
+}
+
 /// Every activation buffer: bound as storage, copied in and out.
 const TENSOR_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
@@ -119,14 +128,14 @@ impl GpuDevice {
 
     /// A new tensor for a kernel to write.
     fn output(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
-        let bytes = 4 * rows * cols;
+        let bytes = product(&[4, rows, cols])?;
         self.check_binding(bytes)?;
         let storage = self.take(bytes as u64, TENSOR_USAGE);
         Ok(GpuTensor { storage, rows, cols })
     }
 
     pub fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> Result<GpuTensor, GpuError> {
-        if values.len() != rows * cols || values.is_empty() {
+        if Some(values.len()) != rows.checked_mul(cols) || values.is_empty() {
             return Err(bad_shape(format!("{} values do not fill a non-empty {rows}×{cols} tensor", values.len())));
         }
         self.check_binding(4 * values.len())?;
@@ -173,7 +182,7 @@ impl GpuDevice {
     ) -> Result<GpuMatrix, GpuError> {
         let kind = kernel_kind(ggml_type)?;
         let block = ggml_type.block_size() as usize;
-        let expected = ((rows * cols) as u64 / block as u64) * ggml_type.bytes_per_block();
+        let expected = (product(&[rows, cols])? / block) as u64 * ggml_type.bytes_per_block();
         if rows == 0 || cols == 0 || cols % block != 0 || bytes.len() as u64 != expected {
             return Err(bad_shape(format!(
                 "{rows}×{cols} {} weights need {expected} bytes and rows of whole {block}-value blocks; got {} bytes",
@@ -531,7 +540,7 @@ impl GpuDevice {
         let groups = self.check_groups(heads.div_ceil(WORKGROUP_SIZE as usize))?;
         let queries = self.check_groups(q.rows)?;
         let z = self.output(q.rows, q.cols)?;
-        let p = if probabilities { self.output(heads, q.rows * k.rows)? } else { self.output(0, 0)? };
+        let p = if probabilities { self.output(heads, product(&[q.rows, k.rows])?)? } else { self.output(0, 0)? };
         let params = self.uniform(&[
             q.rows as u32,
             k.rows as u32,
