@@ -234,3 +234,29 @@ fn a_scene_side_out_of_range_is_refused() {
         assert!(!png.exists());
     }
 }
+
+/// Control characters in a model file's strings reach the terminal escaped; the JSON output
+/// still reads back as the file's exact text.
+#[test]
+fn control_characters_from_a_model_file_are_escaped() {
+    use glassbox::gguf::write::write_gguf;
+    use glassbox::gguf::Value;
+    let name = "evil\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m";
+    let metadata = vec![
+        ("general.architecture".to_string(), Value::String("llama".into())),
+        ("general.name".to_string(), Value::String(name.into())),
+    ];
+    let mut bytes = Vec::new();
+    write_gguf(&mut bytes, &metadata, &[]).unwrap();
+    let path = std::env::temp_dir().join(format!("glassbox-escape-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let human = glassbox(&["info", path.to_str().unwrap()]);
+    let json = glassbox(&["--json", "info", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
+    let printed = String::from_utf8(human.stdout).unwrap();
+    assert!(!printed.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{printed:?}");
+    assert!(printed.contains("evil\\u001b[2J\\u001b]0;owned\\u0007\\u009b31m"), "{printed}");
+    let card: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(card["name"], name);
+}

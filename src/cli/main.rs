@@ -10,6 +10,7 @@ mod lab;
 mod model;
 mod parity;
 mod tasks;
+mod terminal;
 mod vision;
 
 use std::io::Write;
@@ -159,7 +160,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("glassbox: {message}");
+            eprintln!("glassbox: {}", terminal::escape_controls(&message));
             ExitCode::FAILURE
         }
     }
@@ -205,7 +206,7 @@ pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec
 
 /// Runs one command: a dispatch to the function that implements it.
 fn run(cli: Cli) -> Result<(), String> {
-    let out = &mut std::io::stdout().lock();
+    let out = &mut terminal::Escaped::new(std::io::stdout().lock());
     let threads = cli.threads.map(usize::from);
     let loader = Loader::new(cli.backend).with_threads(threads);
     let json = cli.json;

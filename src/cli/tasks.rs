@@ -364,7 +364,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
             let result = line.and_then(|line| parse_input(&line, &task)).and_then(|input| {
                 let mut stream = |piece: &str| {
                     if args.stream {
-                        eprint!("{piece}");
+                        eprint!("{}", super::terminal::escape_controls(piece));
                     }
                 };
                 let row = classifier.run(&input, &mut stream).map_err(|e| format!("id {:?}: {e}", input.id))?;
@@ -382,7 +382,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
                     written += 1;
                 }
                 Err(e) => {
-                    eprintln!("{}:{number}: {e}", args.input.display());
+                    eprintln!("{}:{number}: {}", args.input.display(), super::terminal::escape_controls(&e));
                     failed += 1;
                 }
             }
