@@ -205,7 +205,9 @@ fn evaluate_reads_past_a_bad_byte_and_an_overlong_explanation() {
     .unwrap();
     let mut predictions = b"{\"id\": \"a\", \"label\": \"True\", \"explanation\": \"the cat\"}\n".to_vec();
     predictions.extend_from_slice(b"{\"id\": \"c\", \"label\": \"\xff\"}\r\n");
-    predictions.extend_from_slice(format!("{{\"id\": \"b\", \"label\": \"False\", \"explanation\": \"{long}\"}}\n").as_bytes());
+    predictions.extend_from_slice(
+        format!("{{\"id\": \"b\", \"label\": \"False\", \"explanation\": \"{long}\"}}\n").as_bytes(),
+    );
     std::fs::write(&pred, predictions).unwrap();
     let out =
         glassbox(&["evaluate", "--task", "fmd", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap()]);

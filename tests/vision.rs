@@ -64,10 +64,7 @@ fn a_projector_bias_without_dimensions_is_refused() {
 fn an_image_size_past_the_cap_is_refused_before_any_pixel_is_made() {
     let mut header = fixture().header;
     header.metadata.insert("clip.vision.image_size".into(), glassbox::gguf::Value::U32(65536));
-    assert!(matches!(
-        ClipConfig::from_gguf(&header),
-        Err(VisionError::BadValue { key: "clip.vision.image_size", .. })
-    ));
+    assert!(matches!(ClipConfig::from_gguf(&header), Err(VisionError::BadValue { key: "clip.vision.image_size", .. })));
 }
 
 mod llava {

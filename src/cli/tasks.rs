@@ -13,6 +13,7 @@ use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge, rouge_tokens, MAX_ROUGE_TOKENS};
 use glassbox::tasks::nrc::Nrc;
 use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
+use glassbox::tasks::rows::{jsonl_lines, parse_row, row_id};
 use glassbox::tasks::templates::{Table, Task};
 use glassbox::with_model;
 use serde_json::{json, Value};
@@ -37,15 +38,6 @@ pub struct EvaluateArgs {
 struct Row {
     label: String,
     explanation: Option<String>,
-}
-
-/// A row's id: a string, or a number read as its text.
-fn row_id(id: &Value) -> Option<String> {
-    match id {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// What a prediction of `null` (a free generation that names no label) is scored as: a label
@@ -102,19 +94,10 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
     Ok(rows)
 }
 
-/// The non-blank lines of a JSONL file, numbered from 1, each decoded on its own: an invalid
-/// UTF-8 byte spoils its row, not the file.
+/// The lines of the JSONL file at `path`, as [`jsonl_lines`] numbers and decodes them.
 fn read_jsonl(path: &Path) -> Result<Vec<(usize, Result<String, String>)>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, line)| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            (i + 1, String::from_utf8(line.to_vec()).map_err(|e| format!("not UTF-8: {e}")))
-        })
-        .filter(|(_, line)| !matches!(line, Ok(l) if l.trim().is_empty()))
-        .collect())
+    Ok(jsonl_lines(&bytes).into_iter().map(|(number, line)| (number, line.map(str::to_string))).collect())
 }
 
 /// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
@@ -285,18 +268,6 @@ fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
         return Err(format!("id {:?}: task {:?} needs the field {missing:?}", input.id, task.name));
     }
     Ok(input)
-}
-
-fn parse_row(line: &str) -> Result<Input, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let object = value.as_object().ok_or("not a JSON object")?;
-    let id = object.get("id").and_then(row_id).ok_or("no \"id\" (a string or a number)")?;
-    let fields: std::collections::BTreeMap<String, String> = object
-        .iter()
-        .filter(|(k, _)| !["id", "label", "domain", "explanation"].contains(&k.as_str()))
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect();
-    Ok(Input { id, fields, domain: object.get("domain").and_then(Value::as_str).map(str::to_string) })
 }
 
 fn load_task(table: &Table, name: &str, file: &Option<PathBuf>) -> Result<Task, String> {

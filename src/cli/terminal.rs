@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn controls_are_escaped_and_other_text_is_kept() {
-        assert_eq!(escape_controls("a\u{1b}[2Jb\r\n\tc\u{7f}\u{85}é\u{a0}日"), "a\\u001b[2Jb\\u000d\n\tc\\u007f\\u0085é\u{a0}日");
+        assert_eq!(
+            escape_controls("a\u{1b}[2Jb\r\n\tc\u{7f}\u{85}é\u{a0}日"),
+            "a\\u001b[2Jb\\u000d\n\tc\\u007f\\u0085é\u{a0}日"
+        );
     }
 
     #[test]

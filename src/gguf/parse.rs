@@ -423,7 +423,9 @@ mod tests {
         let file_len = 4096;
         // "a" holds bytes [0, 256) of the data section; "b" starting at 224 shares its last 32.
         match Gguf::parse(&table(224), file_len) {
-            Err(GgufError::OverlappingTensors { first, second, .. }) => assert_eq!((first, second), ("a".into(), "b".into())),
+            Err(GgufError::OverlappingTensors { first, second, .. }) => {
+                assert_eq!((first, second), ("a".into(), "b".into()))
+            }
             other => panic!("expected overlapping tensors, got {other:?}"),
         }
         assert!(matches!(Gguf::parse(&table(0), file_len), Err(GgufError::OverlappingTensors { .. })));

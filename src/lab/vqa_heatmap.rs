@@ -144,7 +144,13 @@ pub fn vqa_heatmap_experiment<B: Backend>(
     let results = (0..n)
         .map(|i| {
             progress(i);
-            one_scene(tower, unembedding, tokenizer, preprocess, &scene(seed, i as u64, tower.config.image_size as u32)?)
+            one_scene(
+                tower,
+                unembedding,
+                tokenizer,
+                preprocess,
+                &scene(seed, i as u64, tower.config.image_size as u32)?,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     let mean = |f: &dyn Fn(&SceneResult) -> f64| results.iter().map(f).sum::<f64>() / n.max(1) as f64;

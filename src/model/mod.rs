@@ -416,7 +416,12 @@ impl<B: Backend> Model<B> {
         let held_scores = if self.backend.holds_all_scores() { 2 } else { 0 } + recorded_patterns;
         let bytes = kv_cache.saturating_add(activations).saturating_add(one_layer_scores.saturating_mul(held_scores));
         if bytes > WORKING_MEMORY_BUDGET {
-            return Err(ModelError::OverMemoryBudget { positions: t, context: total, bytes, budget: WORKING_MEMORY_BUDGET });
+            return Err(ModelError::OverMemoryBudget {
+                positions: t,
+                context: total,
+                bytes,
+                budget: WORKING_MEMORY_BUDGET,
+            });
         }
         Ok(())
     }

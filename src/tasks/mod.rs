@@ -12,6 +12,7 @@ pub mod index;
 pub mod metrics;
 pub mod nrc;
 pub mod pipeline;
+pub mod rows;
 /// The seeds' prompt templates, as data (templates.json).
 pub mod templates;
 
