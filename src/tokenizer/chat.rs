@@ -30,7 +30,7 @@ const FUEL_PER_MESSAGE_BYTE: u64 = 1;
 /// A template comes from the model file, so it is untrusted: its instructions and every byte it
 /// produces (strings built in loops, doubled, repeated) draw on one fuel budget sized by the
 /// messages, and running out is [`TokenizerError::Template`] rather than a hang or an abort.
-pub(super) fn render(
+pub fn render(
     template: &str,
     messages: &[ChatMessage],
     add_generation_prompt: bool,

@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::gguf::{Gguf, GgufError, Value};
 
-pub use chat::ChatMessage;
+pub use chat::{render as render_chat_template, ChatMessage};
 pub use pretokenize::SUPPORTED_PRE_TOKENIZERS;
 
 #[derive(Debug, Error)]
