@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
+.PHONY: fuzz help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup   install toolchains, browsers and the default models (idempotent)"
 	@echo "make pkg     build the npm package into pkg/"
 	@echo "make bench   benchmarks against peer engines"
+	@echo "make fuzz    every fuzz target to 10^6 executions or an hour (see FUZZING.md)"
 	@echo "make interp-report  rewrites docs/interp.md's tables from the arithmetic experiment"
 
 setup:
@@ -92,6 +93,12 @@ browser-tests:
 
 bench: $(SETUP_STAMP)
 	python3 scripts/bench.py
+
+# Every fuzz target to 10^6 executions or an hour (FUZZ_RUNS, FUZZ_SECONDS); nightly + cargo-fuzz.
+fuzz:
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	scripts/fuzz.sh
 
 # The arithmetic experiment's tables in docs/interp.md (about 10 minutes on 2 cores).
 interp-report: $(SETUP_STAMP)

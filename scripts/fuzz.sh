@@ -13,7 +13,7 @@ fixtures=tests/fixtures
 seeds() {
   case "$1" in
     gguf_header) echo "$fixtures"/vocab-*.gguf "$fixtures"/llama3-tiny-q8_0.gguf "$fixtures"/mmproj-tiny.gguf "$fixtures"/kernel-blocks.gguf ;;
-    model_load) echo "$fixtures"/llama3-tiny-q8_0.gguf "$fixtures"/mistral-tiny-f16.gguf ;;
+    model_load) echo "$fixtures"/llama3-tiny-q8_0.gguf "$fixtures"/mistral-tiny-f16.gguf "$fixtures"/qwen2-tiny-f32.gguf ;;
     tokenizer_gguf) echo "$fixtures"/vocab-*.gguf ;;
     tokenizer_json) echo models/all-MiniLM-L6-v2/tokenizer.json ;;
     chat_template) echo "" ;;

@@ -209,3 +209,41 @@ fn random_corruption_never_panics() {
         let _ = Gguf::parse(&bytes, file_len);
     }
 }
+
+/// 150,000 tensors of 2^26 floats over a 64 TiB (sparse) file: all at one offset they declare
+/// 38 TB of weights and are refused; laid end to end they fit, and the card's parameter count is
+/// their exact sum, 150,000 × 2^26.
+#[test]
+fn a_huge_tensor_table_over_a_sparse_file_is_bounded_by_the_file() {
+    let count: u64 = 150_000;
+    let elements: u64 = 1 << 26;
+    let table = |offset_of: &dyn Fn(u64) -> u64| {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(b"GGUF");
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        let key = b"general.architecture";
+        bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(&8u32.to_le_bytes());
+        bytes.extend_from_slice(&5u64.to_le_bytes());
+        bytes.extend_from_slice(b"llama");
+        for i in 0..count {
+            let name = format!("t{i}");
+            bytes.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&elements.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes()); // F32
+            bytes.extend_from_slice(&offset_of(i).to_le_bytes());
+        }
+        bytes
+    };
+    let file_len = 1u64 << 46;
+    let shared = table(&|_| 0);
+    assert!(matches!(Gguf::parse(&shared, file_len), Err(GgufError::OverlappingTensors { .. })));
+    let end_to_end = table(&|i| i * elements * 4);
+    let gguf = Gguf::parse(&end_to_end, file_len).unwrap();
+    assert_eq!(ModelCard::from_gguf(&gguf).unwrap().parameter_count, count * elements);
+}
