@@ -81,35 +81,48 @@ fn a_synthetic_model_loads_and_gives_finite_logits() {
     }
 }
 
+/// A one-layer synthetic llama with SmolLM2's vocabulary and a context of `context_length`,
+/// its metadata changed by `edit`, written to a temporary file called `name`.
+fn tiny_model_file(
+    name: &str,
+    context_length: usize,
+    edit: impl FnOnce(&mut glassbox::gguf::write::Metadata),
+) -> std::path::PathBuf {
+    let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+    let shape = SyntheticLlama {
+        shape: LlamaShape { layers: 1, width: 64, ffn_width: 128, heads: 2, kv_heads: 1, context_length },
+        weight_type: GgmlType::Q8_0,
+        seed: 3,
+    };
+    let (mut metadata, tensors) = shape.build(&source.header).unwrap();
+    edit(&mut metadata);
+    let mut bytes = Vec::new();
+    write_gguf(&mut bytes, &metadata, &tensors).unwrap();
+    let path = std::env::temp_dir().join(format!("glassbox-{name}-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
 /// A tokenizer with more tokens than the output layer has rows would index past the logits
 /// wherever a token's logit is read (rewards, label scoring): the load refuses the pair.
 #[test]
 fn a_tokenizer_larger_than_the_output_layer_is_refused_at_load() {
     use glassbox::gguf::{Array, Value};
     use glassbox::model::ModelError;
-    let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
-    let shape = SyntheticLlama {
-        shape: LlamaShape { layers: 1, width: 64, ffn_width: 128, heads: 2, kv_heads: 1, context_length: 64 },
-        weight_type: GgmlType::Q8_0,
-        seed: 3,
-    };
-    let (mut metadata, tensors) = shape.build(&source.header).unwrap();
     let vocab = 49152;
     // Four more tokens in every per-token array of the tokenizer.
-    for (key, value) in metadata.iter_mut().filter(|(key, _)| key.starts_with("tokenizer.ggml.")) {
-        match value {
-            Value::Array(Array::String(tokens)) if tokens.len() == vocab && key.ends_with(".tokens") => {
-                tokens.extend((0..4).map(|i| format!("<extra_{i}>")))
+    let path = tiny_model_file("tokenizer-larger-than-model", 64, |metadata| {
+        for (key, value) in metadata.iter_mut().filter(|(key, _)| key.starts_with("tokenizer.ggml.")) {
+            match value {
+                Value::Array(Array::String(tokens)) if tokens.len() == vocab && key.ends_with(".tokens") => {
+                    tokens.extend((0..4).map(|i| format!("<extra_{i}>")))
+                }
+                Value::Array(Array::I32(types)) if types.len() == vocab => types.extend([1; 4]),
+                Value::Array(Array::F32(scores)) if scores.len() == vocab => scores.extend([0.0; 4]),
+                _ => {}
             }
-            Value::Array(Array::I32(types)) if types.len() == vocab => types.extend([1; 4]),
-            Value::Array(Array::F32(scores)) if scores.len() == vocab => scores.extend([0.0; 4]),
-            _ => {}
         }
-    }
-    let mut bytes = Vec::new();
-    write_gguf(&mut bytes, &metadata, &tensors).unwrap();
-    let path = std::env::temp_dir().join("glassbox-tokenizer-larger-than-model.gguf");
-    std::fs::write(&path, &bytes).unwrap();
+    });
     let loaded = Model::open(&path, CandleBackend::cpu());
     std::fs::remove_file(&path).unwrap();
     assert!(
@@ -125,17 +138,7 @@ fn a_tokenizer_larger_than_the_output_layer_is_refused_at_load() {
 fn a_prompt_whose_attention_would_exhaust_memory_is_refused() {
     use glassbox::hooks::HookPoint;
     use glassbox::model::ModelError;
-    let source = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
-    let shape = SyntheticLlama {
-        shape: LlamaShape { layers: 1, width: 64, ffn_width: 128, heads: 2, kv_heads: 1, context_length: 65536 },
-        weight_type: GgmlType::Q8_0,
-        seed: 5,
-    };
-    let (metadata, tensors) = shape.build(&source.header).unwrap();
-    let mut bytes = Vec::new();
-    write_gguf(&mut bytes, &metadata, &tensors).unwrap();
-    let path = std::env::temp_dir().join("glassbox-long-context.gguf");
-    std::fs::write(&path, &bytes).unwrap();
+    let path = tiny_model_file("long-context", 65536, |_| {});
     let file = GgufFile::open(&path).unwrap();
     let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
     std::fs::remove_file(&path).unwrap();
