@@ -94,8 +94,11 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
     Ok(rows)
 }
 
+/// A JSONL line's number and its text, or why it cannot be read.
+type NumberedLine = (usize, Result<String, String>);
+
 /// The lines of the JSONL file at `path`, as [`jsonl_lines`] numbers and decodes them.
-fn read_jsonl(path: &Path) -> Result<Vec<(usize, Result<String, String>)>, String> {
+fn read_jsonl(path: &Path) -> Result<Vec<NumberedLine>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(jsonl_lines(&bytes).into_iter().map(|(number, line)| (number, line.map(str::to_string))).collect())
 }
