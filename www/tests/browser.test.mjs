@@ -1,6 +1,6 @@
 // End-to-end: the built page in Debian's Chromium, against the `gguf` package's reading of the
 // same model file, plus the wasm's WebGPU kernel against arithmetic done here in Node.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
@@ -8,8 +8,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launchChromium } from "../chromium.mjs";
-import { startServer } from "../serve.mjs";
+import { serveBuiltSite } from "./built-site.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const reference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-135m-instruct-q4_1.json"), "utf8"));
@@ -20,31 +19,17 @@ const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 // 2026-12-03: max |Δ log p| 0.23 over the native top-10 of the 20 prompts.
 const WASM_NATIVE_TOLERANCE = 0.5;
 
-let server;
-let browser;
-let closeBrowser;
-let origin;
-
-before(async () => {
-  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
-  origin = `http://127.0.0.1:${server.address().port}`;
-  ({ context: browser, close: closeBrowser } = await launchChromium());
-});
-
-after(async () => {
-  await closeBrowser?.();
-  server?.close();
-});
+const site = serveBuiltSite({ sharedBrowser: true });
 
 /** Opens a page and records every request it makes and every error it reports. */
 async function open(path) {
-  const page = await browser.newPage();
+  const page = await site.browser.newPage();
   const requests = [];
   const errors = [];
   page.on("request", (r) => requests.push(r.url()));
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  await page.goto(origin + path);
+  await page.goto(site.origin + path);
   return { page, requests, errors };
 }
 
@@ -214,7 +199,7 @@ test("the wasm LLaVA heatmaps of the shapes fixture equal the native CLI's", { t
   console.log(`# wasm vs native heatmap cells: max |Δ| = ${worst.toExponential(2)}`);
   assert.ok(worst <= 1e-4, `wasm heatmap cells differ from native by ${worst}`);
   assert.match(wasm.corrupt, /^ImageError: the image is not a PNG or JPEG/);
-  for (const url of requests) assert.ok(url.startsWith(origin + "/"), `unexpected request to ${url}`);
+  for (const url of requests) assert.ok(url.startsWith(site.origin + "/"), `unexpected request to ${url}`);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -301,9 +286,9 @@ test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and 
 });
 
 test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 }, async () => {
-  const page = await browser.newPage();
+  const page = await site.browser.newPage();
   await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
-  await page.goto(origin + "/?model=");
+  await page.goto(site.origin + "/?model=");
   const result = await page.evaluate(async (modelPath) => {
     const glassbox = await import("/glassbox.js");
     await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
@@ -326,7 +311,7 @@ test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 
 });
 
 test("when the GPU is lost, the model reloads onto the CPU and says why", { timeout: 300_000 }, async () => {
-  const page = await browser.newPage();
+  const page = await site.browser.newPage();
   // Keep the GPUDevice wgpu asks for, to take it away as a driver reset would.
   await page.addInitScript(() => {
     const requestDevice = GPUAdapter.prototype.requestDevice;
@@ -336,7 +321,7 @@ test("when the GPU is lost, the model reloads onto the CPU and says why", { time
       return device;
     };
   });
-  await page.goto(origin + "/?model=");
+  await page.goto(site.origin + "/?model=");
   const result = await page.evaluate(async (modelPath) => {
     const glassbox = await import("/glassbox.js");
     await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });

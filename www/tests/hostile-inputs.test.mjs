@@ -2,13 +2,12 @@
 // the package's API (and the wasm's own `WebGpu`, which the package does not wrap). Each must be
 // a typed error, and the worker (or device) that refused it must then do ordinary work: a
 // refusal that trapped the wasm would close the worker and fail every later call.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32, deflateSync } from "node:zlib";
-import { launchChromium } from "../chromium.mjs";
-import { startServer } from "../serve.mjs";
+import { serveBuiltSite } from "./built-site.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const fixture = (name) => readFileSync(here(`../../tests/fixtures/${name}`));
@@ -165,28 +164,14 @@ function solidPng(width, height, [r, g, b]) {
 
 // ---- The browser.
 
-let server;
-let origin;
-let browser;
-let closeBrowser;
-
-before(async () => {
-  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
-  origin = `http://127.0.0.1:${server.address().port}`;
-  ({ context: browser, close: closeBrowser } = await launchChromium());
-});
-
-after(async () => {
-  await closeBrowser?.();
-  server?.close();
-});
+const site = serveBuiltSite({ sharedBrowser: true });
 
 /**
  * A page of the shell's origin that serves `files` ({ name: bytes }) at /hostile/<name>, and
  * records the package's workers, those that closed, and the page's errors.
  */
 async function open(t, files = {}) {
-  const page = await browser.newPage();
+  const page = await site.browser.newPage();
   t.after(() => page.close());
   const errors = [];
   const workers = { started: 0, closed: 0 };
@@ -196,13 +181,13 @@ async function open(t, files = {}) {
     workers.started++;
     worker.on("close", () => workers.closed++);
   });
-  await page.route(`${origin}/hostile/*`, (route) => {
+  await page.route(`${site.origin}/hostile/*`, (route) => {
     const name = new URL(route.request().url()).pathname.slice("/hostile/".length);
     const body = files[name];
     return body === undefined ? route.fulfill({ status: 404 }) : route.fulfill({ body, contentType: "application/octet-stream" });
   });
   // A page with no model, so the shell starts no worker of its own.
-  await page.goto(`${origin}/?model=`);
+  await page.goto(`${site.origin}/?model=`);
   return { page, errors, workers };
 }
 

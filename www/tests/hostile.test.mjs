@@ -1,12 +1,12 @@
 // Hostile inputs in Debian's Chromium: a model cache left incomplete by a write cut short, a
 // signed URL's token, a page framing the shell, and messages the worker's page never sent. Each
 // test has a fresh profile, so its cache starts empty.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { launchChromium } from "../chromium.mjs";
-import { startServer } from "../serve.mjs";
+import { serveBuiltSite } from "./built-site.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 /** A small model the engine loads in about a second. */
@@ -15,15 +15,7 @@ const MODEL_BYTES = readFileSync(here(`../../tests/${MODEL}`)).length;
 const SECRET = "SECRET-TOKEN";
 const MARKUP = "<img src=x onerror=alert(1)>";
 
-let server;
-let origin;
-
-before(async () => {
-  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
-  origin = `http://127.0.0.1:${server.address().port}`;
-});
-
-after(() => server?.close());
+const site = serveBuiltSite();
 
 /**
  * The shell at `query` in a fresh Chromium, once its own first look at the cache is done, with
@@ -39,7 +31,7 @@ async function openShell(t, query) {
     globalThis.violations = [];
     document.addEventListener("securitypolicyviolation", (e) => globalThis.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
-  await page.goto(`${origin}/${query}`);
+  await page.goto(`${site.origin}/${query}`);
   await page.waitForSelector("#cache-status[data-state=ready]", { state: "attached" });
   return { page, requests };
 }
@@ -67,7 +59,7 @@ const STORAGE_HELPERS = `
 
 test("a cache entry whose write was cut short is a miss: the model is fetched afresh, loads, and is stored whole", { timeout: 120_000 }, async (t) => {
   const { page, requests } = await openShell(t, "?model=");
-  const url = `${origin}/${MODEL}`;
+  const url = `${site.origin}/${MODEL}`;
   const cuts = ["short", "empty", "truncated"];
   await page.evaluate(STORAGE_HELPERS);
   await page.evaluate(async (url) => {
@@ -128,7 +120,7 @@ test("an incomplete cache entry is not listed and is removed on sight, unless a 
     release();
     const afterwards = { listed: await Glassbox.cache.list(), stored: await storedNames() };
     return { key, whileWritten, afterwards };
-  }, `${origin}/${MODEL}`);
+  }, `${site.origin}/${MODEL}`);
   assert.deepEqual(seen.whileWritten, { listed: [], stored: [seen.key] }, "a file being written is neither listed nor removed");
   assert.deepEqual(seen.afterwards, { listed: [], stored: [] }, "an abandoned file is removed when the list finds it");
 });
@@ -136,7 +128,7 @@ test("an incomplete cache entry is not listed and is removed on sight, unless a 
 test("the cache keeps URLs differing only in their query apart, and shows neither's query or fragment", { timeout: 120_000 }, async (t) => {
   const { page } = await openShell(t, "?model=");
   await page.evaluate(STORAGE_HELPERS);
-  const url = `${origin}/${MODEL}`;
+  const url = `${site.origin}/${MODEL}`;
   const signedA = `${url}?X-Amz-Signature=${SECRET}-A#${SECRET}-F`;
   const signedB = `${url}?X-Amz-Signature=${SECRET}-B`;
   const seen = await page.evaluate(async ({ signedA, signedB }) => {
@@ -171,15 +163,15 @@ test("the shell shows a signed model URL without its token, in its status, quest
   await page.click("#cache-yes");
   await page.click("#cache-panel summary");
   await page.waitForSelector("#cache-list tbody tr");
-  assert.equal(await page.textContent("#load-status"), `Loaded ${origin}/${MODEL}`);
-  assert.match(question, new RegExp(`^Keep a copy of ${origin}/${MODEL} \\(`));
-  assert.equal(await page.textContent("#cache-list tbody td"), `${origin}/${MODEL}`);
+  assert.equal(await page.textContent("#load-status"), `Loaded ${site.origin}/${MODEL}`);
+  assert.match(question, new RegExp(`^Keep a copy of ${site.origin}/${MODEL} \\(`));
+  assert.equal(await page.textContent("#cache-list tbody td"), `${site.origin}/${MODEL}`);
   assert.ok(!(await page.evaluate(() => document.body.textContent)).includes(SECRET));
 });
 
 test("every response carries a Content-Security-Policy that forbids framing, and the shell runs a model under it", { timeout: 120_000 }, async (t) => {
   for (const path of ["/", "/index.html", "/worker.js", "/glassbox_bg.wasm", `/${MODEL}`, "/no-such-file"]) {
-    const response = await fetch(origin + path);
+    const response = await fetch(site.origin + path);
     await response.arrayBuffer();
     const header = response.headers.get("content-security-policy");
     assert.ok(header !== null, `${path} has no Content-Security-Policy`);
@@ -197,7 +189,7 @@ test("every response carries a Content-Security-Policy that forbids framing, and
 
   // A page of another origin (here, none) frames the shell: the frame gets no shell.
   const framing = await page.context().newPage();
-  await framing.setContent(`<iframe src="${origin}/?model="></iframe>`);
+  await framing.setContent(`<iframe src="${site.origin}/?model="></iframe>`);
   const frame = await (await framing.waitForSelector("iframe")).contentFrame();
   await frame.waitForLoadState();
   assert.equal(await frame.$("#model-url"), null);

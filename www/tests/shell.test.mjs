@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchChromium } from "../chromium.mjs";
-import { startServer } from "../serve.mjs";
+import { serveBuiltSite } from "./built-site.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -21,8 +21,7 @@ const CLI = here("../../target/debug/glassbox");
 const TOLERANCE = 0.5;
 const PAYLOAD = "<img src=x onerror=alert(1)>";
 
-let server;
-let origin;
+const site = serveBuiltSite();
 /** Every request of the whole session, from pages and workers alike. */
 const requests = [];
 const dialogs = [];
@@ -45,13 +44,10 @@ const model = here("../../" + MODEL);
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  server = await startServer({ port: 0, root: here("../dist"), models: here("../../models"), fixtures: here("../../tests/fixtures") });
-  origin = `http://127.0.0.1:${server.address().port}`;
 });
 
 after(async () => {
   for (const close of browsers) await close();
-  server?.close();
 });
 
 /** The shell in a fresh Chromium, with every request and dialog recorded. */
@@ -68,7 +64,7 @@ async function openShell(query, { webgpu = true } = {}) {
   });
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.setViewportSize({ width: 1200, height: 900 });
-  await page.goto(`${origin}/${query}`);
+  await page.goto(`${site.origin}/${query}`);
   return { page, errors };
 }
 
@@ -175,8 +171,8 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
   const bytes = readFileSync(model).length;
   await page.waitForFunction((size) => document.querySelector("#cache-list tbody tr")?.cells[1].textContent === size, `${(bytes / 1e6).toFixed(1)} MB`, { timeout: 60_000 });
   const listed = await page.$$eval("#cache-list tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]));
-  assert.deepEqual(listed, [[`${origin}/${MODEL}`, `${(bytes / 1e6).toFixed(1)} MB`]]);
-  const fetched = () => requests.filter((url) => url === `${origin}/${MODEL}`).length;
+  assert.deepEqual(listed, [[`${site.origin}/${MODEL}`, `${(bytes / 1e6).toFixed(1)} MB`]]);
+  const fetched = () => requests.filter((url) => url === `${site.origin}/${MODEL}`).length;
   const before = fetched();
   await page.click("#url-form button");
   await waitFor(page, "#model-card");
@@ -373,7 +369,7 @@ test("the custom elements, with one import, give the CLI's heatmap answer and cl
     globalThis.glassboxResults = [];
     document.addEventListener("glassbox-result", (e) => globalThis.glassboxResults.push(e.detail), true);
   });
-  await widgets.goto(`${origin}/elements.html`);
+  await widgets.goto(`${site.origin}/elements.html`);
   const image = here("../../tests/fixtures/shapes-scene-2-3.png");
   const [mmproj, lm] = ["mmproj", "lm"].map((part) => here(`../../tests/fixtures/shapes-llava-${part}.gguf`));
   const prompt = await widgets.$eval("#heatmap", (e) => e.getAttribute("prompt").replaceAll("\\n", "\n"));
@@ -408,8 +404,8 @@ test("the whole session requested only this origin's assets and the models it ch
   const seen = new Set();
   for (const url of requests) {
     if (url.startsWith("blob:") || url.startsWith("data:")) continue;
-    assert.ok(url.startsWith(origin + "/"), `a request left the origin: ${url}`);
-    const path = url.slice(origin.length + 1);
+    assert.ok(url.startsWith(site.origin + "/"), `a request left the origin: ${url}`);
+    const path = url.slice(site.origin.length + 1);
     assert.ok(chosen.has(path) || assets.test(path), `an unexpected request: ${url}`);
     seen.add(path);
   }
