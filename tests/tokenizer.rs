@@ -102,3 +102,29 @@ fn text_past_the_cap_is_refused_before_tokenising() {
     let at_cap = "word ".repeat(MAX_TEXT_BYTES / 5);
     assert_eq!(tokenizer.encode(at_cap.trim_end(), false, false).unwrap().len(), MAX_TEXT_BYTES / 5);
 }
+
+/// Inputs on which the `tokenizers` crate's own parser panics (found by fuzzing): a decoder that
+/// is not well-formed JSON, and a Precompiled normalizer without its character map, alone or in
+/// a sequence. Each is a typed error.
+#[test]
+fn tokenizer_json_that_panics_the_parser_is_refused() {
+    use glassbox::tokenizer::TokenizerError;
+    let header = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header;
+    let minimal = |normalizer: &str, decoder: &str| {
+        format!(
+            r#"{{"version":"1.0","normalizer":{normalizer},"pre_tokenizer":null,"post_processor":null,
+               "decoder":{decoder},"model":{{"type":"WordLevel","vocab":{{"a":0,"b":1,"c":2,"[UNK]":3}},"unk_token":"[UNK]"}}}}"#
+        )
+    };
+    let well_formed = minimal("null", "null");
+    let accepted = Tokenizer::from_tokenizer_json(well_formed.as_bytes(), &header);
+    assert!(accepted.is_ok(), "{:?}", accepted.err());
+    for broken in [
+        minimal("null", r#"{":type""WordPiece"}"#),
+        minimal(r#"{"type":"Precompiled"}"#, "null"),
+        minimal(r#"{"type":"Sequence","normalizers":[{"type":"NFC"},{"type":"Precompiled"}]}"#, "null"),
+    ] {
+        let result = Tokenizer::from_tokenizer_json(broken.as_bytes(), &header);
+        assert!(matches!(result, Err(TokenizerError::Build(_))), "{broken}: {:?}", result.err());
+    }
+}

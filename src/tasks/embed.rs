@@ -34,7 +34,7 @@ impl MiniLm {
         let weights =
             VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu).map_err(embed_error)?;
         let model = BertModel::load(weights, &config).map_err(embed_error)?;
-        let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(embed_error)?;
+        let mut tokenizer = crate::tokenizer::parse_tokenizer_json(tokenizer_json)?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: MINILM_MAX_TOKENS, ..Default::default() }))

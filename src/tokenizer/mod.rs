@@ -60,6 +60,31 @@ pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
 /// runs, and a bound on the tokenizer's working memory (a few hundred bytes per input byte).
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
+/// A `tokenizer.json` read by the `tokenizers` crate, after the checks that keep its parser from
+/// panicking on hostile input: it `expect`s the decoder to be well-formed JSON and a
+/// `Precompiled` normalizer to be complete (found by fuzz/fuzz_targets/tokenizer_json.rs).
+pub fn parse_tokenizer_json(json: &[u8]) -> Result<tokenizers::Tokenizer> {
+    let build_error = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| build_error(&format!("tokenizer.json is not JSON: {e}")))?;
+    if let Some(normalizer) = value.get("normalizer") {
+        check_precompiled_normalizers(normalizer).map_err(|e| build_error(&e))?;
+    }
+    tokenizers::Tokenizer::from_bytes(json).map_err(|e| build_error(&e))
+}
+
+/// Each `Precompiled` normalizer in `normalizer` (itself or inside a `Sequence`), read on its own.
+fn check_precompiled_normalizers(normalizer: &serde_json::Value) -> std::result::Result<(), String> {
+    if normalizer.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled") {
+        serde_json::from_value::<tokenizers::normalizers::Precompiled>(normalizer.clone())
+            .map_err(|e| format!("the Precompiled normalizer is incomplete: {e}"))?;
+    }
+    for inner in normalizer.get("normalizers").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        check_precompiled_normalizers(inner)?;
+    }
+    Ok(())
+}
+
 /// Refuses text past [`MAX_TEXT_BYTES`] before the tokenizer sees it.
 pub fn check_text_length(text: &str) -> Result<()> {
     if text.len() > MAX_TEXT_BYTES {
@@ -96,7 +121,7 @@ impl Tokenizer {
     /// Uses a `tokenizer.json` for the vocabulary; special ids and the template still come from
     /// the GGUF.
     pub fn from_tokenizer_json(json: &[u8], gguf: &Gguf) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let mut inner = parse_tokenizer_json(json)?;
         // Padding and truncation in a tokenizer.json are training settings: here they would add
         // ids the text does not have, or silently drop ones it does.
         inner.with_padding(None);
