@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs each fuzz target (fuzz/fuzz_targets) under libFuzzer, seeded from the committed fixtures,
-# until FUZZ_RUNS executions or FUZZ_SECONDS seconds, whichever comes first, with a 2 GB memory
-# cap and a 1 s limit per input; prints one summary line per target for FUZZING.md.
+# Runs each fuzz target (fuzz/fuzz_targets) under libFuzzer, seeded from the committed fixtures
+# (and fuzz/seeds where no fixture fits), until FUZZ_RUNS executions or FUZZ_SECONDS seconds,
+# whichever comes first, with a 2 GB memory cap and a 1 s limit per input; prints one summary
+# line per target for FUZZING.md.
 # Usage: scripts/fuzz.sh [target ...]   (default: every target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ seeds() {
     tokenizer_json) echo models/all-MiniLM-L6-v2/tokenizer.json ;;
     chat_template) echo "" ;;
     image) echo "$fixtures"/preprocess-input.png "$fixtures"/shapes-scene-2-3.png ;;
-    gbx_index) echo "" ;;
+    gbx_index) echo fuzz/seeds/gbx_index/*.gbx ;;
     jsonl_rows) echo tests/data/fmd_claims.jsonl ;;
   esac
 }
