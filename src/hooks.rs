@@ -111,6 +111,53 @@ impl Serialize for HookPoint {
     }
 }
 
+/// A hook request naming no hook.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no hook is named {pattern:?}: the names are hook_embed, blocks.L.NAME for L in 0..{layers} and NAME one of \
+     {}, and ln_final.hook_scale; `*` matches any part (blocks.*.hook_resid_post)",
+    LAYER_HOOKS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownHook {
+    pub pattern: String,
+    pub layers: usize,
+}
+
+/// The hook points that `spec` names in a model of `layers` layers: comma-separated
+/// TransformerLens names in which `*` matches any run of characters (`blocks.*.hook_resid_post`,
+/// `blocks.3.*`), in forward order and each once. A name that matches nothing is an error.
+pub fn select_hooks(spec: &str, layers: usize) -> Result<Vec<HookPoint>, UnknownHook> {
+    let all = HookPoint::all(layers);
+    let mut chosen = std::collections::BTreeSet::new();
+    for pattern in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let matching: Vec<HookPoint> =
+            all.iter().copied().filter(|point| glob_matches(pattern, &point.to_string())).collect();
+        if matching.is_empty() {
+            return Err(UnknownHook { pattern: pattern.to_string(), layers });
+        }
+        chosen.extend(matching);
+    }
+    if chosen.is_empty() {
+        return Err(UnknownHook { pattern: spec.to_string(), layers });
+    }
+    Ok(chosen.into_iter().collect())
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else { return pattern == text };
+    let Some(mut remaining) = text.strip_prefix(first) else { return false };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let last = parts.pop().unwrap_or_default();
+    for part in parts {
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
 /// Which sequence positions a hook records. Recording only what is asked keeps memory bounded:
 /// per-head results alone are heads × width per position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +246,37 @@ impl Recording {
     pub fn get(&self, point: HookPoint) -> Option<&Activation> {
         self.activations.get(&point)
     }
+
+    /// The recording as a safetensors file: one little-endian F32 tensor per hook, named by the
+    /// hook and shaped as [`HookPoint`] documents, with each hook's recorded positions in the
+    /// metadata (`positions.<hook>`: `0,3,5`), so that `safetensors`, NumPy or PyTorch read it
+    /// without glassbox.
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut metadata = serde_json::Map::new();
+        let mut offset = 0usize;
+        for (point, activation) in &self.activations {
+            let end = offset + 4 * activation.data.len();
+            header.insert(
+                point.to_string(),
+                serde_json::json!({ "dtype": "F32", "shape": activation.shape, "data_offsets": [offset, end] }),
+            );
+            let positions: Vec<String> = activation.positions.iter().map(usize::to_string).collect();
+            metadata.insert(format!("positions.{point}"), positions.join(",").into());
+            offset = end;
+        }
+        header.insert("__metadata__".into(), metadata.into());
+        let mut header = serde_json::Value::Object(header).to_string().into_bytes();
+        // The data starts on an 8-byte boundary, padded with spaces as the format allows.
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        for activation in self.activations.values() {
+            bytes.extend(activation.data.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        bytes
+    }
 }
 
 /// A change made inside the forward pass.
@@ -226,6 +304,27 @@ mod tests {
         assert_eq!(HookPoint::parse("blocks.x.hook_resid_pre"), None);
         assert_eq!(HookPoint::parse("blocks.2.hook_nothing"), None);
         assert_eq!(HookPoint::all(2).len(), 2 + 2 * 11);
+    }
+
+    #[test]
+    fn hook_globs_select_in_forward_order_and_unknown_names_are_refused() {
+        let names = |spec: &str| -> Vec<String> {
+            select_hooks(spec, 3).unwrap().iter().map(HookPoint::to_string).collect()
+        };
+        assert_eq!(
+            names("blocks.*.hook_resid_post, hook_embed"),
+            ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+        );
+        // attn.hook_v, attn.hook_pattern, attn.hook_z, attn.hook_result (hook_attn_out is not
+        // under attn.).
+        assert_eq!(names("blocks.1.attn.*").len(), 4);
+        assert_eq!(names("*").len(), 2 + 3 * 11);
+        assert_eq!(names("blocks.2.hook_mlp_out,blocks.2.hook_mlp_out"), ["blocks.2.hook_mlp_out"]);
+        assert_eq!(names("*scale"), ["ln_final.hook_scale"]);
+        for bad in ["blocks.3.hook_resid_post", "blocks.*.hook_nothing", "", "resid_post"] {
+            let error = select_hooks(bad, 3).unwrap_err();
+            assert!(error.to_string().contains("hook_resid_post"), "{error}");
+        }
     }
 
     #[test]
