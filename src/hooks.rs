@@ -308,9 +308,8 @@ mod tests {
 
     #[test]
     fn hook_globs_select_in_forward_order_and_unknown_names_are_refused() {
-        let names = |spec: &str| -> Vec<String> {
-            select_hooks(spec, 3).unwrap().iter().map(HookPoint::to_string).collect()
-        };
+        let names =
+            |spec: &str| -> Vec<String> { select_hooks(spec, 3).unwrap().iter().map(HookPoint::to_string).collect() };
         assert_eq!(
             names("blocks.*.hook_resid_post, hook_embed"),
             ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
