@@ -168,6 +168,20 @@ pub enum Positions {
 }
 
 impl Positions {
+    /// `all`, `last`, or comma-separated positions (`0,3,5`).
+    pub fn parse(text: &str) -> Result<Positions, String> {
+        match text.trim() {
+            "all" => Ok(Positions::All),
+            "last" => Ok(Positions::Last),
+            list => list
+                .split(',')
+                .map(|p| p.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map(Positions::Only)
+                .map_err(|_| format!("positions {text:?}: expected all, last, or positions such as 0,3,5")),
+        }
+    }
+
     /// The recorded positions among `0..len`, in order; out-of-range ones are dropped.
     pub fn resolve(&self, len: usize) -> Vec<usize> {
         match self {
@@ -332,5 +346,8 @@ mod tests {
         assert_eq!(Positions::Last.resolve(0), Vec::<usize>::new());
         assert_eq!(Positions::All.resolve(3), vec![0, 1, 2]);
         assert_eq!(Positions::Only(vec![0, 9, 2]).resolve(3), vec![0, 2]);
+        assert_eq!(Positions::parse("last"), Ok(Positions::Last));
+        assert_eq!(Positions::parse(" 0, 3,5"), Ok(Positions::Only(vec![0, 3, 5])));
+        assert!(Positions::parse("first").is_err() && Positions::parse("1,,2").is_err());
     }
 }

@@ -225,6 +225,82 @@ fn evaluate_reads_past_a_bad_byte_and_an_overlong_explanation() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `record` writes the hooks a glob names as safetensors, read here by the `safetensors` crate
+/// (Hugging Face's reader, not glassbox's): one F32 tensor per hook with the values the library's
+/// recording holds (those are checked against NumPy in tests/hooks_numpy.rs), and the positions
+/// in the metadata. Unknown names and recordings past --max-bytes are refused before running.
+#[test]
+fn record_writes_named_hooks_as_safetensors() {
+    use glassbox::backend::candle::CandleBackend;
+    use glassbox::hooks::{HookPoint, HookRequest, Positions};
+    use glassbox::model::Model;
+    let model_path = common::model_path(common::SMOLLM2);
+    let output = std::env::temp_dir().join(format!("glassbox-record-{}.safetensors", std::process::id()));
+    let prompt = "The capital of France is";
+    let out = glassbox(&[
+        "--json",
+        "record",
+        model_path.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--hooks",
+        "blocks.*.hook_resid_post,blocks.3.attn.hook_pattern,blocks.3.attn.hook_z",
+        "--positions",
+        "0,4",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["hooks"].as_object().unwrap().len(), 32);
+    let bytes = std::fs::read(&output).unwrap();
+    std::fs::remove_file(&output).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+
+    let loaded = Model::open(&model_path, CandleBackend::cpu()).unwrap();
+    let ids = loaded.tokenizer.encode(prompt, true, true).unwrap();
+    let (resid, pattern) = (HookPoint::ResidPost(29), HookPoint::AttnPattern(3));
+    let at = Positions::Only(vec![0, 4]);
+    let hooks = HookRequest::new().with(resid, at.clone()).with(pattern, at);
+    let forward = loaded.model.forward(&ids, &mut loaded.model.new_cache(), &hooks, &[], &Positions::Last).unwrap();
+    for point in [resid, pattern] {
+        let ours = forward.recording.get(point).unwrap();
+        let tensor = file.tensor(&point.to_string()).unwrap();
+        assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
+        assert_eq!(tensor.shape(), ours.shape.as_slice(), "{point}");
+        let values: Vec<f32> =
+            tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(values, ours.data, "{point}");
+        assert_eq!(metadata.metadata().as_ref().unwrap()[&format!("positions.{point}")], "0,4");
+    }
+    // The pattern of 9 heads over 2 query rows and every key position; z by position, head and
+    // head dimension.
+    assert_eq!(file.tensor("blocks.3.attn.hook_pattern").unwrap().shape(), [9, 2, ids.len()]);
+    assert_eq!(file.tensor("blocks.3.attn.hook_z").unwrap().shape(), [2, 9, 64]);
+
+    let refused = |hooks: &str, max_bytes: &str| {
+        let out = glassbox(&[
+            "record",
+            model_path.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--hooks",
+            hooks,
+            "--max-bytes",
+            max_bytes,
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        assert!(!output.exists());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused("blocks.*.hook_nothing", "1000000").contains("no hook is named"));
+    // 30 layers × 5 positions × 576 floats × 4 bytes = 345,600 bytes.
+    assert!(refused("blocks.*.hook_resid_post", "345599").contains("345600 bytes, past --max-bytes 345599"));
+}
+
 #[test]
 fn a_scene_side_out_of_range_is_refused() {
     let png = std::env::temp_dir().join(format!("glassbox-scene-{}.png", std::process::id()));

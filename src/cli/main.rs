@@ -51,6 +51,8 @@ enum Command {
     Generate(model::GenerateArgs),
     /// The most likely next tokens after a prompt, with log-probabilities.
     Logits(model::LogitsArgs),
+    /// Record named activations over a prompt into a safetensors file.
+    Record(model::RecordArgs),
     /// Log-probability-increase attribution of layers, heads, positions and neurons.
     Attribute(interp::AttributeArgs),
     /// The logit lens: the top tokens of each layer's residual stream.
@@ -215,6 +217,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Tokenize(args) => model::tokenize(out, &args, json)?,
         Command::Generate(args) => model::generate(out, &loader, &args, json)?,
         Command::Logits(args) => model::logits(out, &loader, &args, json)?,
+        Command::Record(args) => model::record(out, &loader, &args, json)?,
         Command::Attribute(args) => interp::attribute(out, &loader, &args, json)?,
         Command::Lens(args) => interp::lens(out, &loader, &args, json)?,
         Command::AblationScan(args) => interp::ablation_scan(out, &loader, &args, json)?,

@@ -1,4 +1,4 @@
-//! The commands on a model file itself: `info`, `tokenize`, `generate`, `logits` and
+//! The commands on a model file itself: `info`, `tokenize`, `generate`, `logits`, `record` and
 //! `synth-model`.
 
 use std::io::Write;
@@ -8,6 +8,7 @@ use clap::Args;
 use glassbox::generate::{generate as run_generation, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile};
+use glassbox::hooks::{select_hooks, HookRequest, Positions};
 use glassbox::inspect::ModelSummary;
 use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::with_model;
@@ -170,6 +171,67 @@ pub fn logits(out: &mut impl Write, loader: &Loader, args: &LogitsArgs, json: bo
             .zip(&tokens)
             .zip(logprobs)
             .try_for_each(|((&id, token), logprob)| writeln!(out, "{logprob:>9.4} {id:>7} {token:?}")))
+    })
+}
+
+#[derive(Args)]
+pub struct RecordArgs {
+    model: PathBuf,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// The hooks, as TransformerLens names, comma-separated; `*` matches any part:
+    /// `blocks.*.hook_resid_post,blocks.5.attn.hook_pattern`.
+    #[arg(long)]
+    hooks: String,
+    /// The positions each hook records: all, last, or a list such as 0,3,5.
+    #[arg(long, default_value = "all", value_parser = Positions::parse)]
+    positions: Positions,
+    /// The safetensors file to write.
+    #[arg(long)]
+    output: PathBuf,
+    /// The largest recording to make, in bytes: it is held in memory until it is written.
+    #[arg(long, default_value_t = 512 << 20)]
+    max_bytes: u64,
+    #[command(flatten)]
+    ablations: AblationArgs,
+}
+
+/// Records the named hooks over a prompt (with any ablations) into a safetensors file, one F32
+/// tensor per hook named by the hook, and lists what it wrote.
+pub fn record(out: &mut impl Write, loader: &Loader, args: &RecordArgs, json: bool) -> Written {
+    let any = loader.load(&args.model, &args.prompt.tokenizer)?;
+    with_model!(any, loaded => {
+        let model = &loaded.model;
+        let points = select_hooks(&args.hooks, model.config().layers).map_err(text_err)?;
+        let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
+        let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, args.positions.clone()));
+        let bytes = model.recording_bytes(&hooks, ids.len());
+        if bytes > args.max_bytes {
+            return Err(format!(
+                "{} hooks over {} tokens would record {bytes} bytes, past --max-bytes {}",
+                points.len(),
+                ids.len(),
+                args.max_bytes
+            ));
+        }
+        let interventions = args.ablations.mask(model.config())?.interventions();
+        let forward =
+            model.forward(&ids, &mut model.new_cache(), &hooks, &interventions, &Positions::Last).map_err(text_err)?;
+        let file = forward.recording.to_safetensors();
+        std::fs::write(&args.output, &file).map_err(|e| format!("{}: {e}", args.output.display()))?;
+        let shapes: serde_json::Map<String, serde_json::Value> =
+            forward.recording.activations.iter().map(|(point, a)| (point.to_string(), json!(a.shape))).collect();
+        if json {
+            return Ok(writeln!(
+                out,
+                "{}",
+                json!({ "output": args.output, "tokens": ids.len(), "bytes": file.len(), "hooks": shapes })
+            ));
+        }
+        let heading = format!("{} ({} bytes, {} tokens)", args.output.display(), file.len(), ids.len());
+        Ok(std::iter::once(heading)
+            .chain(shapes.iter().map(|(name, shape)| format!("  {name:<32} {shape}")))
+            .try_for_each(|line| writeln!(out, "{line}")))
     })
 }
 

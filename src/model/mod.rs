@@ -402,6 +402,32 @@ impl<B: Backend> Model<B> {
         Ok((x, recorder.recording))
     }
 
+    /// The bytes `hooks` would record over a prompt of `len` tokens (with an empty cache), before
+    /// anything runs: [`HookPoint`]'s shapes times the positions each hook records.
+    pub fn recording_bytes(&self, hooks: &HookRequest, len: usize) -> u64 {
+        let c = &self.config;
+        hooks
+            .points()
+            .map(|(point, positions)| {
+                let per_position = match point {
+                    HookPoint::Embed
+                    | HookPoint::ResidPre(_)
+                    | HookPoint::AttnOut(_)
+                    | HookPoint::ResidMid(_)
+                    | HookPoint::MlpOut(_)
+                    | HookPoint::ResidPost(_) => c.width,
+                    HookPoint::AttnV(_) => c.kv_heads * c.head_dim,
+                    HookPoint::AttnPattern(_) => c.heads * len,
+                    HookPoint::AttnZ(_) => c.heads * c.head_dim,
+                    HookPoint::AttnResult(_) => c.heads * c.width,
+                    HookPoint::MlpPre(_) | HookPoint::MlpPost(_) => c.ffn_width,
+                    HookPoint::LnFinalScale => 1,
+                };
+                (positions.resolve(len).len() * per_position) as u64 * 4
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Refuses a call whose working memory would pass [`WORKING_MEMORY_BUDGET`]: a file may
     /// claim any context length, and attention grows with the square of the prompt.
     fn check_working_memory(&self, t: usize, total: usize, hooks: &HookRequest) -> Result<()> {
@@ -495,7 +521,7 @@ impl<B: Backend> Model<B> {
         let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope)?;
         let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope)?;
         let v = with_bias(&layer.wv, &layer.v_bias)?;
-        recorder.record(HookPoint::AttnV(l), &v)?;
+        recorder.record_by_head(HookPoint::AttnV(l), &v, c.kv_heads)?;
         let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
             (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
             _ => (k, v),
@@ -510,7 +536,7 @@ impl<B: Backend> Model<B> {
         for (head, &factor) in plan.head_factors.iter().flatten().enumerate().filter(|(_, &f)| f != 1.0) {
             z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
         }
-        recorder.record(HookPoint::AttnZ(l), &z)?;
+        recorder.record_by_head(HookPoint::AttnZ(l), &z, c.heads)?;
         self.record_head_results(l, layer, &z, recorder)?;
         let attn_out = be.linear(&z, &layer.wo)?;
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
@@ -615,6 +641,16 @@ impl<B: Backend> Recorder<'_, B> {
             self.backend.download(&self.backend.select_rows(x, &rows)?)?
         };
         self.recording.activations.insert(point, Activation { positions: rows, shape, data });
+        Ok(())
+    }
+
+    /// [`record`](Self::record) of a `[t, heads·size]` activation, shaped `[t, heads, size]`.
+    fn record_by_head(&mut self, point: HookPoint, x: &B::Tensor, heads: usize) -> Result<()> {
+        self.record(point, x)?;
+        if let Some(activation) = self.recording.activations.get_mut(&point) {
+            let width = activation.shape[1];
+            activation.shape = vec![activation.shape[0], heads, width / heads];
+        }
         Ok(())
     }
 }
