@@ -123,6 +123,10 @@ pub struct UnknownHook {
     pub layers: usize,
 }
 
+/// The largest recording made unless the caller sets another: a recording is held in memory
+/// until it is written or handed over.
+pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 512 << 20;
+
 /// The hook points that `spec` names in a model of `layers` layers: comma-separated
 /// TransformerLens names in which `*` matches any run of characters (`blocks.*.hook_resid_post`,
 /// `blocks.3.*`), in forward order and each once. A name that matches nothing is an error.

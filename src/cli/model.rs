@@ -8,7 +8,7 @@ use clap::Args;
 use glassbox::generate::{generate as run_generation, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile};
-use glassbox::hooks::{select_hooks, HookRequest, Positions};
+use glassbox::hooks::{select_hooks, HookRequest, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use glassbox::inspect::ModelSummary;
 use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::with_model;
@@ -190,7 +190,7 @@ pub struct RecordArgs {
     #[arg(long)]
     output: PathBuf,
     /// The largest recording to make, in bytes: it is held in memory until it is written.
-    #[arg(long, default_value_t = 512 << 20)]
+    #[arg(long, default_value_t = DEFAULT_MAX_RECORDING_BYTES)]
     max_bytes: u64,
     #[command(flatten)]
     ablations: AblationArgs,

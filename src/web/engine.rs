@@ -19,6 +19,7 @@ use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::ModelCard;
 use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::hooks::{select_hooks, HookRequest, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
@@ -174,6 +175,24 @@ struct LensOptions {
     scale: Option<String>,
 }
 
+/// `record`'s options: `{ hooks, positions, maxBytes }`. `hooks` names the hooks as the CLI's
+/// `record` does (comma-separated TransformerLens names, `*` globs); `positions` is "all" (the
+/// default), "last" or a list of positions.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RecordOptions {
+    hooks: String,
+    positions: Option<PositionsChoice>,
+    max_bytes: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PositionsChoice {
+    Named(String),
+    List(Vec<usize>),
+}
+
 #[derive(Serialize)]
 struct TopToken {
     id: u32,
@@ -275,6 +294,43 @@ fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usi
         })
         .collect::<Result<Vec<_>, JsValue>>()?;
     to_js(&tokens)
+}
+
+/// The hooks `spec` names over `ids`, as `{ [hook]: { shape, positions, data: Float32Array } }`.
+fn record<B: Backend>(
+    loaded: &Loaded<B>,
+    state: &State,
+    ids: &[u32],
+    spec: &str,
+    positions: &Positions,
+    max_bytes: u64,
+) -> Result<JsValue, JsValue> {
+    let model = &loaded.model;
+    let points = select_hooks(spec, model.config().layers).map_err(|e| js_error(ErrorName::InputError, e))?;
+    let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, positions.clone()));
+    let bytes = model.recording_bytes(&hooks, ids.len());
+    if bytes > max_bytes {
+        return Err(js_error(
+            ErrorName::InputError,
+            format!(
+                "{} hooks over {} tokens would record {bytes} bytes, past maxBytes {max_bytes}",
+                points.len(),
+                ids.len()
+            ),
+        ));
+    }
+    let interventions = state.mask.borrow().interventions();
+    let forward =
+        model.forward(ids, &mut model.new_cache(), &hooks, &interventions, &Positions::Last).map_err(model_error)?;
+    let recorded = js_sys::Object::new();
+    for (point, activation) in &forward.recording.activations {
+        let entry = js_sys::Object::new();
+        js_sys::Reflect::set(&entry, &"shape".into(), &to_js(&activation.shape)?)?;
+        js_sys::Reflect::set(&entry, &"positions".into(), &to_js(&activation.positions)?)?;
+        js_sys::Reflect::set(&entry, &"data".into(), &js_sys::Float32Array::from(activation.data.as_slice()))?;
+        js_sys::Reflect::set(&recorded, &point.to_string().into(), &entry)?;
+    }
+    Ok(recorded.into())
 }
 
 #[wasm_bindgen]
@@ -379,6 +435,29 @@ impl Engine {
                     let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
                     to_js(&attribute(&unembedding, &loaded.tokenizer, &ids, &options).map_err(|e| js_error(ErrorName::InterpError, e))?)
                 })
+            })
+        }))
+    }
+
+    /// A task resolving to the activations that `options.hooks` names over `ids` (see
+    /// `RecordOptions`), with the mask applied: `{ [hook]: { shape, positions, data } }`, each
+    /// `data` a `Float32Array` shaped as `hooks::HookPoint` documents. A name matching no hook, or
+    /// a recording past `maxBytes` (512 MB unless given), rejects with an `InputError` before the
+    /// forward pass runs.
+    pub fn record(&self, ids: Vec<u32>, options: JsValue) -> Result<Task, JsValue> {
+        let given: RecordOptions = self::options(options)?;
+        let positions = match given.positions {
+            None => Positions::All,
+            Some(PositionsChoice::Named(name)) => {
+                Positions::parse(&name).map_err(|e| js_error(ErrorName::InputError, e))?
+            }
+            Some(PositionsChoice::List(list)) => Positions::Only(list),
+        };
+        let max_bytes = given.max_bytes.unwrap_or(DEFAULT_MAX_RECORDING_BYTES);
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            state.compute(|loaded| {
+                with_model!(loaded, loaded => record(loaded, &state, &ids, &given.hooks, &positions, max_bytes))
             })
         }))
     }
