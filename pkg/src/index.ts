@@ -23,6 +23,7 @@ import type {
   ModelCard,
   NextToken,
   PatchHeatmap,
+  Recording,
   TokenRewards,
   VisualAnswer,
   VisualLens,
@@ -71,6 +72,18 @@ export interface LensOptions {
   positions?: number[];
   topK?: number;
   scale?: "fixed" | "own_rms";
+}
+
+export interface RecordOptions {
+  /**
+   * TransformerLens hook names, comma-separated; `*` matches any part:
+   * `"blocks.*.hook_resid_post,blocks.3.attn.hook_pattern"`.
+   */
+  hooks: string;
+  /** The positions each hook records: `"all"` (the default), `"last"` or a list. */
+  positions?: "all" | "last" | number[];
+  /** The largest recording to make, in bytes (512 MiB); a larger one is refused before the model runs. */
+  maxBytes?: number;
 }
 
 export interface Ablations {
@@ -317,6 +330,14 @@ export class Glassbox {
   /** The logit lens: each layer's residual stream read through the unembedding. */
   async lens(prompt: string, options: LensOptions = {}): Promise<LogitLens> {
     return this.#after(this.#call("lens", { prompt, options }));
+  }
+
+  /**
+   * The activations at the hooks `options.hooks` names, with the ablations applied, as the CLI's
+   * `glassbox record` writes them. Each `data` is handed over from the worker, not copied.
+   */
+  async record(prompt: string, options: RecordOptions): Promise<Recording> {
+    return this.#after(this.#call("record", { prompt, options }));
   }
 
   /** Zeroes these heads and neurons in every later `logits` and `generate`, on top of earlier ones. */

@@ -3,7 +3,7 @@
  * answers it once with a value or an error, and may send events (progress, tokens, text) for
  * it before that. `Operations` is the one list both sides compile against.
  */
-import type { AttributeOptions, ClassifyOptions, HeatmapOptions, LensOptions, TaskInput } from "./index.js";
+import type { AttributeOptions, ClassifyOptions, HeatmapOptions, LensOptions, RecordOptions, TaskInput } from "./index.js";
 import type { LoadProgress } from "./source.js";
 import type {
   Attribution,
@@ -15,6 +15,7 @@ import type {
   ModelCard,
   NextToken,
   PatchHeatmap,
+  Recording,
   TokenRewards,
   VisualAnswer,
   VisualLens,
@@ -61,6 +62,7 @@ export interface Operations {
   };
   attribute: { args: OnModel & { prompt: string; options: AttributeOptions }; result: Attribution };
   lens: { args: OnModel & { prompt: string; options: LensOptions }; result: LogitLens };
+  record: { args: OnModel & { prompt: string; options: RecordOptions }; result: Recording };
   setMask: { args: OnModel & { heads: string[]; neurons: string[] }; result: null };
   useLexicons: { args: OnModel & { vader: string; emoji: string; empath: string; nrc: string | undefined }; result: null };
   useEmbedder: { args: OnModel & { model: Uint8Array; tokenizer: Uint8Array; config: Uint8Array }; result: null };

@@ -1,7 +1,8 @@
 /**
  * The values glassbox returns. Each mirrors the JSON of the native CLI's command of the same
  * name (`glassbox logits|attribute|lens|generate|heatmap|lens-image|classify|token-rewards
- * --json`), so results can be compared across the two.
+ * --json`), so results can be compared across the two; a `Recording` holds the tensors that
+ * `glassbox record` writes to a safetensors file.
  */
 
 /** What a model file says about itself (`inspectGguf(...).card`, src/gguf/card.rs). */
@@ -128,6 +129,20 @@ export interface LogitLens {
   input_tokens: string[];
   cells: { layer: number; position: number; tokens: LensToken[] }[];
 }
+
+/**
+ * One hook's activations: `data` is row-major over `shape`, whose first axis (the second for
+ * `attn.hook_pattern`, `[H, t, k]`) runs over `positions`. The shapes are those of src/hooks.rs:
+ * `[t, d]` for the residual hooks, `[t, H, h]` for `attn.hook_z`, `[t, KV, h]` for `attn.hook_v`.
+ */
+export interface Activation {
+  shape: number[];
+  positions: number[];
+  data: Float32Array;
+}
+
+/** The hooks recorded, by TransformerLens name (`blocks.3.attn.hook_pattern`). */
+export type Recording = Record<string, Activation>;
 
 export type HeatmapMethod = "lpi" | "attention" | "occlusion";
 

@@ -106,6 +106,11 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return runTask(model.lens(model.tokenize(prompt), options));
   },
 
+  async record({ handle, prompt, options }) {
+    const model = engine(handle);
+    return runTask(model.record(model.tokenize(prompt), options));
+  },
+
   setMask({ handle, heads, neurons }) {
     engine(handle).setMask({ heads, neurons });
     return null;
@@ -161,7 +166,7 @@ function describe(e: unknown): ErrorInfo {
   return { name: "Error", message: String(e) };
 }
 
-/** Transfers typed-array results (heatmap cells) instead of copying them. */
+/** Transfers typed-array results (heatmap cells, recorded activations) instead of copying them. */
 function transferables(value: unknown): Transferable[] {
   const found: Transferable[] = [];
   const visit = (v: unknown, depth: number): void => {

@@ -1,0 +1,158 @@
+// The package's `record` in Chromium against the native CLI's `glassbox record` for the same
+// request: the same hooks, shapes and positions, values within the wasm/native drift, typed
+// refusals that leave the worker working, and activations handed over from the worker uncopied.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serveBuiltSite } from "./built-site.mjs";
+
+const here = (path) => fileURLToPath(new URL(path, import.meta.url));
+const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const PROMPT = "The capital of France is";
+const HOOKS = "blocks.*.hook_resid_post,blocks.3.attn.hook_pattern,blocks.3.attn.hook_z";
+const POSITIONS = [0, 4];
+// wasm and native CPU round a few candle operations differently (browser.test.mjs says which),
+// and a one-ulp difference can flip an 8-bit activation rounding and grow through 30 layers.
+// Measured 2026-12-03: max |Δ| 1.2e-7, in blocks.3.attn.hook_z (hook_pattern 3.0e-8, from exp);
+// every hook_resid_post came out the same bits, the ulps lost in the 8-bit rounding of the
+// attention output. A flip reaching the residual stream (values up to 2.3e4 here) would show
+// far above this bound.
+const WASM_NATIVE_TOLERANCE = 1e-5;
+
+const site = serveBuiltSite({ sharedBrowser: true });
+
+/** `{ tensors: { name: { shape, data } }, metadata }` of a safetensors file of F32 tensors. */
+function readSafetensors(bytes) {
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
+  const view = new DataView(bytes.buffer, bytes.byteOffset + 8 + headerLength);
+  const { __metadata__: metadata = {}, ...entries } = header;
+  const tensors = {};
+  for (const [name, { dtype, shape, data_offsets: [start, end] }] of Object.entries(entries)) {
+    assert.equal(dtype, "F32", name);
+    const data = new Float32Array((end - start) / 4);
+    for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(start + 4 * i, true);
+    tensors[name] = { shape, data };
+  }
+  return { tensors, metadata };
+}
+
+/** The CLI's recording of `HOOKS` at `POSITIONS` over `PROMPT`, on the CPU. */
+function nativeRecording() {
+  const work = mkdtempSync(join(tmpdir(), "glassbox-record-"));
+  try {
+    const output = join(work, "recording.safetensors");
+    execFileSync(here("../../target/debug/glassbox"), [
+      "--backend", "cpu", "record", here("../../" + MODEL_PATH),
+      "--prompt", PROMPT, "--hooks", HOOKS, "--positions", POSITIONS.join(","), "--output", output,
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    return readSafetensors(readFileSync(output));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+test("record in the browser gives the CLI's hooks, shapes, positions and values; refusals are InputErrors; arrays are transferred", { timeout: 600_000 }, async (t) => {
+  const native = nativeRecording();
+
+  const page = await site.browser.newPage();
+  t.after(() => page.close());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const packageWorker = page.waitForEvent("worker", { predicate: (w) => w.url().endsWith("/worker.js") });
+  // A page with no model, so the shell starts no worker of its own.
+  await page.goto(`${site.origin}/?model=`);
+  const card = await page.evaluate(async ({ modelPath, prompt }) => {
+    const { Glassbox } = await import("/index.js");
+    globalThis.gb = await Glassbox.load(modelPath, { backend: "cpu", cache: "never" });
+    return { ...gb.info(), backend: gb.backend, tokens: (await gb.tokenize(prompt)).length };
+  }, { modelPath: "/" + MODEL_PATH, prompt: PROMPT });
+  assert.equal(card.backend, "cpu");
+
+  // A transferred buffer is detached in the sender once posted; a copied one stays whole. Only
+  // the worker sees its side of the message, so the check wraps the worker's own postMessage.
+  const worker = await packageWorker;
+  await worker.evaluate(() => {
+    const post = self.postMessage.bind(self);
+    globalThis.recordingsPosted = [];
+    self.postMessage = (reply, transfer) => {
+      post(reply, transfer);
+      const value = reply.kind === "value" && typeof reply.value === "object" && reply.value !== null ? reply.value : {};
+      const arrays = Object.values(value).map((entry) => entry?.data).filter((data) => data instanceof Float32Array);
+      if (arrays.length > 0) recordingsPosted.push({ arrays: arrays.length, detached: arrays.filter((data) => data.buffer.detached).length });
+    };
+  });
+
+  const seen = await page.evaluate(async ({ prompt, hooks, positions }) => {
+    const outcome = (promise) => promise.then(() => "resolved", (e) => `${e.name}: ${e.message}`);
+    const recording = await gb.record(prompt, { hooks, positions });
+    const recorded = Object.fromEntries(Object.entries(recording).map(([name, { shape, positions, data }]) => [name, {
+      shape,
+      positions,
+      isFloat32Array: data instanceof Float32Array,
+      // A copy would own its buffer too: this shows no larger buffer came along, the worker's
+      // detached buffers show the transfer.
+      ownsWholeBuffer: data.byteOffset === 0 && data.buffer.byteLength === data.byteLength,
+      data: Array.from(data),
+    }]));
+    const unknownHook = await outcome(gb.record(prompt, { hooks: "blocks.3.hook_nonsense" }));
+    const pastMaxBytes = await outcome(gb.record(prompt, { hooks, positions, maxBytes: 1000 }));
+    const afterRefusals = await gb.record(prompt, { hooks: "blocks.29.hook_resid_post", positions: "last" });
+    return {
+      recorded,
+      unknownHook,
+      pastMaxBytes,
+      afterRefusals: Object.fromEntries(Object.entries(afterRefusals).map(([name, a]) => [name, { ...a, data: Array.from(a.data) }])),
+    };
+  }, { prompt: PROMPT, hooks: HOOKS, positions: POSITIONS });
+
+  const { layers, heads, embedding_size: width, tokens } = card;
+  const expectedShapes = {
+    ...Object.fromEntries(Array.from({ length: layers }, (_, l) => [`blocks.${l}.hook_resid_post`, [POSITIONS.length, width]])),
+    "blocks.3.attn.hook_pattern": [heads, POSITIONS.length, tokens],
+    "blocks.3.attn.hook_z": [POSITIONS.length, heads, width / heads],
+  };
+  const names = Object.keys(expectedShapes).sort();
+  assert.deepEqual(Object.keys(native.tensors).sort(), names);
+  assert.deepEqual(Object.keys(seen.recorded).sort(), names);
+
+  let worst = { difference: 0, at: "" };
+  for (const name of names) {
+    const [ours, theirs] = [seen.recorded[name], native.tensors[name]];
+    assert.deepEqual(ours.shape, expectedShapes[name], name);
+    assert.deepEqual(theirs.shape, expectedShapes[name], name);
+    assert.deepEqual(ours.positions, POSITIONS, name);
+    assert.equal(native.metadata[`positions.${name}`], POSITIONS.join(","), name);
+    assert.ok(ours.isFloat32Array, `${name} arrives as a Float32Array`);
+    assert.ok(ours.ownsWholeBuffer, `${name}'s data is a view into a larger buffer`);
+    assert.equal(ours.data.length, theirs.data.length, name);
+    ours.data.forEach((value, i) => {
+      // Written so that a NaN on either side counts as the worst difference.
+      const difference = Math.abs(value - theirs.data[i]);
+      if (!(difference <= worst.difference)) worst = { difference, at: `${name}[${i}]` };
+    });
+  }
+  console.log(`# wasm vs native record: max |Δ| = ${worst.difference.toExponential(2)} at ${worst.at}`);
+  assert.ok(worst.difference <= WASM_NATIVE_TOLERANCE, `wasm activations drift ${worst.difference} from native at ${worst.at}`);
+
+  assert.match(seen.unknownHook, /^InputError: no hook is named "blocks\.3\.hook_nonsense"/);
+  const nativeBytes = Object.values(native.tensors).reduce((sum, { data }) => sum + data.byteLength, 0);
+  assert.equal(seen.pastMaxBytes, `InputError: ${names.length} hooks over ${tokens} tokens would record ${nativeBytes} bytes, past maxBytes 1000`);
+
+  // The same forward pass as the first call's, so the last position's residual is the same bits.
+  const last = seen.afterRefusals["blocks.29.hook_resid_post"];
+  assert.deepEqual(Object.keys(seen.afterRefusals), ["blocks.29.hook_resid_post"]);
+  assert.deepEqual(last.shape, [1, width]);
+  assert.deepEqual(last.positions, [POSITIONS.at(-1)], "the last position asked for is the prompt's last token");
+  assert.deepEqual(last.data, seen.recorded["blocks.29.hook_resid_post"].data.slice(width));
+
+  assert.deepEqual(await worker.evaluate(() => recordingsPosted), [
+    { arrays: names.length, detached: names.length },
+    { arrays: 1, detached: 1 },
+  ]);
+  assert.deepEqual(errors, []);
+});
