@@ -8,7 +8,7 @@ use clap::Args;
 use glassbox::generate::{generate as run_generation, GenerateRequest, Sampling};
 use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::{GgmlType, GgufFile};
-use glassbox::hooks::{select_hooks, HookRequest, Positions, DEFAULT_MAX_RECORDING_BYTES};
+use glassbox::hooks::{Positions, DEFAULT_MAX_RECORDING_BYTES};
 use glassbox::inspect::ModelSummary;
 use glassbox::model::synthetic::{LlamaShape, SyntheticLlama};
 use glassbox::with_model;
@@ -189,7 +189,8 @@ pub struct RecordArgs {
     /// The safetensors file to write.
     #[arg(long)]
     output: PathBuf,
-    /// The largest recording to make, in bytes: it is held in memory until it is written.
+    /// The largest recording to make, in bytes (the limit): it is held in memory until it is
+    /// written.
     #[arg(long, default_value_t = DEFAULT_MAX_RECORDING_BYTES)]
     max_bytes: u64,
     #[command(flatten)]
@@ -202,25 +203,14 @@ pub fn record(out: &mut impl Write, loader: &Loader, args: &RecordArgs, json: bo
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let model = &loaded.model;
-        let points = select_hooks(&args.hooks, model.config().layers).map_err(text_err)?;
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-        let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, args.positions.clone()));
-        let bytes = model.recording_bytes(&hooks, ids.len());
-        if bytes > args.max_bytes {
-            return Err(format!(
-                "{} hooks over {} tokens would record {bytes} bytes, past --max-bytes {}",
-                points.len(),
-                ids.len(),
-                args.max_bytes
-            ));
-        }
         let interventions = args.ablations.mask(model.config())?.interventions();
-        let forward =
-            model.forward(&ids, &mut model.new_cache(), &hooks, &interventions, &Positions::Last).map_err(text_err)?;
-        let file = forward.recording.to_safetensors();
+        let recording =
+            model.record(&ids, &args.hooks, &args.positions, &interventions, args.max_bytes).map_err(text_err)?;
+        let file = recording.to_safetensors();
         std::fs::write(&args.output, &file).map_err(|e| format!("{}: {e}", args.output.display()))?;
         let shapes: serde_json::Map<String, serde_json::Value> =
-            forward.recording.activations.iter().map(|(point, a)| (point.to_string(), json!(a.shape))).collect();
+            recording.activations.iter().map(|(point, a)| (point.to_string(), json!(a.shape))).collect();
         if json {
             return Ok(writeln!(
                 out,

@@ -48,6 +48,10 @@ pub enum ModelError {
          (KV cache, activations, attention scores), past the budget of {budget}: shorten the prompt"
     )]
     OverMemoryBudget { positions: usize, context: usize, bytes: u64, budget: u64 },
+    #[error(transparent)]
+    UnknownHook(#[from] crate::hooks::UnknownHook),
+    #[error("{hooks} hooks over {tokens} tokens would record {bytes} bytes, past the limit of {limit}")]
+    RecordingTooLarge { hooks: usize, tokens: usize, bytes: u64, limit: u64 },
     #[error("the tokenizer has {tokens} tokens but the model's output layer only {vocab_size}")]
     TokenizerLargerThanModel { tokens: usize, vocab_size: usize },
     #[error("token id {id} is outside the {vocab_size}-token vocabulary")]
@@ -402,9 +406,29 @@ impl<B: Backend> Model<B> {
         Ok((x, recorder.recording))
     }
 
+    /// The hooks that `spec` names ([`crate::hooks::select_hooks`]) over `ids` at `positions`,
+    /// with `interventions`: refused before the forward pass when the recording would pass
+    /// `limit` bytes.
+    pub fn record(
+        &self,
+        ids: &[u32],
+        spec: &str,
+        positions: &Positions,
+        interventions: &[Intervention],
+        limit: u64,
+    ) -> Result<Recording> {
+        let points = crate::hooks::select_hooks(spec, self.config.layers)?;
+        let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, positions.clone()));
+        let bytes = self.recording_bytes(&hooks, ids.len());
+        if bytes > limit {
+            return Err(ModelError::RecordingTooLarge { hooks: points.len(), tokens: ids.len(), bytes, limit });
+        }
+        Ok(self.forward(ids, &mut self.new_cache(), &hooks, interventions, &Positions::Last)?.recording)
+    }
+
     /// The bytes `hooks` would record over a prompt of `len` tokens (with an empty cache), before
     /// anything runs: [`HookPoint`]'s shapes times the positions each hook records.
-    pub fn recording_bytes(&self, hooks: &HookRequest, len: usize) -> u64 {
+    fn recording_bytes(&self, hooks: &HookRequest, len: usize) -> u64 {
         let c = &self.config;
         hooks
             .points()

@@ -19,7 +19,7 @@ use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::ModelCard;
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use crate::hooks::{select_hooks, HookRequest, Positions, DEFAULT_MAX_RECORDING_BYTES};
+use crate::hooks::{Positions, DEFAULT_MAX_RECORDING_BYTES};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
@@ -305,25 +305,13 @@ fn record<B: Backend>(
     positions: &Positions,
     max_bytes: u64,
 ) -> Result<JsValue, JsValue> {
-    let model = &loaded.model;
-    let points = select_hooks(spec, model.config().layers).map_err(|e| js_error(ErrorName::InputError, e))?;
-    let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, positions.clone()));
-    let bytes = model.recording_bytes(&hooks, ids.len());
-    if bytes > max_bytes {
-        return Err(js_error(
-            ErrorName::InputError,
-            format!(
-                "{} hooks over {} tokens would record {bytes} bytes, past maxBytes {max_bytes}",
-                points.len(),
-                ids.len()
-            ),
-        ));
-    }
     let interventions = state.mask.borrow().interventions();
-    let forward =
-        model.forward(ids, &mut model.new_cache(), &hooks, &interventions, &Positions::Last).map_err(model_error)?;
+    let recording = loaded.model.record(ids, spec, positions, &interventions, max_bytes).map_err(|e| match e {
+        ModelError::UnknownHook(_) | ModelError::RecordingTooLarge { .. } => js_error(ErrorName::InputError, e),
+        other => model_error(other),
+    })?;
     let recorded = js_sys::Object::new();
-    for (point, activation) in &forward.recording.activations {
+    for (point, activation) in &recording.activations {
         let entry = js_sys::Object::new();
         js_sys::Reflect::set(&entry, &"shape".into(), &to_js(&activation.shape)?)?;
         js_sys::Reflect::set(&entry, &"positions".into(), &to_js(&activation.positions)?)?;

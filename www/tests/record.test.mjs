@@ -141,7 +141,7 @@ test("record in the browser gives the CLI's hooks, shapes, positions and values;
 
   assert.match(seen.unknownHook, /^InputError: no hook is named "blocks\.3\.hook_nonsense"/);
   const nativeBytes = Object.values(native.tensors).reduce((sum, { data }) => sum + data.byteLength, 0);
-  assert.equal(seen.pastMaxBytes, `InputError: ${names.length} hooks over ${tokens} tokens would record ${nativeBytes} bytes, past maxBytes 1000`);
+  assert.equal(seen.pastMaxBytes, `InputError: ${names.length} hooks over ${tokens} tokens would record ${nativeBytes} bytes, past the limit of 1000`);
 
   // The same forward pass as the first call's, so the last position's residual is the same bits.
   const last = seen.afterRefusals["blocks.29.hook_resid_post"];
