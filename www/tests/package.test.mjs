@@ -56,6 +56,7 @@ test("the packed npm package installs, type-checks, bundles and runs in Chromium
       assert.equal(result.top[0].id, native[0].id);
       assert.equal(result.top[0].token, native[0].token);
       assert.equal(result.layers, 30);
+      assert.deepEqual(result.residShape, [1, 576]);
       assert.equal(result.backend, "cpu");
       assert.deepEqual(result.phases.sort(), ["download", "load"]);
       assert.equal(result.typedError, "InterpError");
