@@ -298,7 +298,7 @@ fn record_writes_named_hooks_as_safetensors() {
     };
     assert!(refused("blocks.*.hook_nothing", "1000000").contains("no hook is named"));
     // 30 layers × 5 positions × 576 floats × 4 bytes = 345,600 bytes.
-    assert!(refused("blocks.*.hook_resid_post", "345599").contains("345600 bytes, past --max-bytes 345599"));
+    assert!(refused("blocks.*.hook_resid_post", "345599").contains("345600 bytes, past the limit of 345599"));
 }
 
 #[test]
@@ -337,4 +337,41 @@ fn control_characters_from_a_model_file_are_escaped() {
     assert!(printed.contains("evil\\u001b[2J\\u001b]0;owned\\u0007\\u009b31m"), "{printed}");
     let card: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(card["name"], name);
+}
+
+/// `patch` on the tiny model with SmolLM2's vocabulary: the grid is layers × the clean prompt's
+/// tokens, the first position (the same token in both prompts, and nothing before it) restores
+/// nothing at any layer, and prompts of different lengths are refused.
+#[test]
+fn patch_prints_a_layers_by_positions_grid() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-vocab-tiny-q8_0.gguf");
+    let run = |corrupt: &str| {
+        glassbox(&[
+            "--json",
+            "patch",
+            model.to_str().unwrap(),
+            "--clean",
+            "When Mary and John went",
+            "--corrupt",
+            corrupt,
+            "--answer",
+            " Mary",
+            "--wrong",
+            " John",
+        ])
+    };
+    let out = run("When John and Mary went");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tokens"], serde_json::json!(["When", " Mary", " and", " John", " went"]));
+    assert_eq!(report["corrupt_tokens"], serde_json::json!(["When", " John", " and", " Mary", " went"]));
+    let grid = report["grid"].as_array().unwrap();
+    assert!(!grid.is_empty());
+    for row in grid {
+        assert_eq!(row.as_array().unwrap().len(), 5);
+        assert_eq!(row[0], 0.0);
+    }
+    let refused = run("When John went");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("patching needs equal lengths"));
 }

@@ -269,3 +269,29 @@ fn token_rewards_agree_with_llama_cpp() {
     eprintln!("largest reward difference from llama.cpp: {worst:.3}");
     assert!(worst <= REWARD_TOLERANCE, "rewards differ from llama.cpp's by {worst}");
 }
+
+/// Activation patching on the tiny llama3 fixture, two prompts differing at position 3 only.
+/// What causality fixes exactly: before position 3 the two runs' residuals are the same at every
+/// layer, so patching there changes nothing (0); entering layer 0 the residual is the token's
+/// embedding, so patching position 3 turns the corrupted run into the clean one (1) and every
+/// other position changes nothing (0).
+#[test]
+fn patching_the_residual_stream_obeys_causality() {
+    use glassbox::interp::patching::patch_residual_stream;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let clean = [5, 17, 42, 9, 77, 3];
+    let corrupt = [5, 17, 42, 100, 77, 3];
+    let (answer, wrong) = (11, 12);
+    let patched = patch_residual_stream(&model, &clean, &corrupt, answer, wrong).unwrap();
+    assert_eq!(patched.grid.len(), model.config().layers);
+    assert_ne!(patched.clean_metric, patched.corrupt_metric);
+    for (layer, row) in patched.grid.iter().enumerate() {
+        assert_eq!(row.len(), clean.len());
+        assert!(row[..3].iter().all(|&v| v == 0.0), "layer {layer}: {row:?}");
+    }
+    assert_eq!(patched.grid[0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    let unequal = patch_residual_stream(&model, &clean, &corrupt[..5], answer, wrong);
+    assert!(matches!(unequal, Err(InterpError::BadRequest(_))));
+}

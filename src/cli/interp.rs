@@ -9,6 +9,7 @@ use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, prompt_set, 
 use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
+use glassbox::interp::patching::patch_residual_stream;
 use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
 use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
@@ -278,5 +279,61 @@ pub fn mask_eval(out: &mut impl Write, loader: &Loader, args: &MaskEvalArgs, jso
             "accuracy {:.3} -> {:.3} on {} prompts ({} heads, {} neurons masked)",
             result.before, result.after, result.n, result.masked_heads, result.masked_neurons
         ))
+    })
+}
+
+#[derive(Args)]
+pub struct PatchArgs {
+    model: PathBuf,
+    /// The prompt whose behaviour is traced.
+    #[arg(long)]
+    clean: String,
+    /// The same prompt with the detail the answer depends on changed; as many tokens as --clean.
+    #[arg(long)]
+    corrupt: String,
+    /// The clean prompt's answer, one token (a leading space is part of it: " Mary").
+    #[arg(long)]
+    answer: String,
+    /// The corrupted prompt's answer, one token.
+    #[arg(long)]
+    wrong: String,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
+}
+
+/// Activation patching of the residual stream: `grid[layer][position]`, 1 where the clean
+/// residual restores the clean logit difference and 0 where it changes nothing.
+pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool) -> Written {
+    let any = loader.load(&args.model, &args.tokenizer)?;
+    with_model!(any, loaded => {
+        let tokenizer = &loaded.tokenizer;
+        let encode = |text: &str| tokenizer.encode(text, true, true).map_err(text_err);
+        let (clean, corrupt) = (encode(&args.clean)?, encode(&args.corrupt)?);
+        let one_token = |flag: &str, text: &str| tokenizer.single_token(text).map_err(|e| format!("{flag}: {e}"));
+        let (answer, wrong) = (one_token("--answer", &args.answer)?, one_token("--wrong", &args.wrong)?);
+        let patched = patch_residual_stream(&loaded.model, &clean, &corrupt, answer, wrong).map_err(text_err)?;
+        let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
+        if json {
+            return print_json(out, &serde_json::json!({
+                "site": "resid_pre",
+                "tokens": tokens,
+                "corrupt_tokens": tokenizer.token_texts(&corrupt).map_err(text_err)?,
+                "answer": args.answer,
+                "wrong": args.wrong,
+                "clean_metric": patched.clean_metric,
+                "corrupt_metric": patched.corrupt_metric,
+                "grid": patched.grid,
+            }));
+        }
+        let heading = format!(
+            "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}; restored fraction by layer (rows) and position",
+            args.answer, args.wrong, patched.clean_metric, patched.corrupt_metric
+        );
+        let columns = tokens.iter().map(|t| format!("{:>8}", format!("{t:?}").chars().take(8).collect::<String>()));
+        let header = format!("{:>5} {}", "layer", columns.collect::<Vec<_>>().join(""));
+        let rows = patched.grid.iter().enumerate().map(|(layer, row)| {
+            format!("{layer:>5} {}", row.iter().map(|v| format!("{v:>8.2}")).collect::<Vec<_>>().join(""))
+        });
+        Ok([heading, header].into_iter().chain(rows).try_for_each(|line| writeln!(out, "{line}")))
     })
 }

@@ -55,6 +55,8 @@ enum Command {
     Record(model::RecordArgs),
     /// Log-probability-increase attribution of layers, heads, positions and neurons.
     Attribute(interp::AttributeArgs),
+    /// Activation patching: how much of the answer each layer's residual at each position carries.
+    Patch(interp::PatchArgs),
     /// The logit lens: the top tokens of each layer's residual stream.
     Lens(interp::LensArgs),
     /// Zero each head in turn and rank heads by the drop in p(target) (slow baseline).
@@ -220,6 +222,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Record(args) => model::record(out, &loader, &args, json)?,
         Command::Attribute(args) => interp::attribute(out, &loader, &args, json)?,
         Command::Lens(args) => interp::lens(out, &loader, &args, json)?,
+        Command::Patch(args) => interp::patch(out, &loader, &args, json)?,
         Command::AblationScan(args) => interp::ablation_scan(out, &loader, &args, json)?,
         Command::Cna(args) => interp::cna(out, &loader, &args, json)?,
         Command::TokenRewards(args) => interp::token_rewards(out, &loader, &args, json)?,

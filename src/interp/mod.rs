@@ -12,6 +12,7 @@
 //! - [`ablation`]: the head-ablation scan, neuron ablation, persistent edit masks and the
 //!   before/after accuracy evaluator;
 //! - [`cna`]: comparative neuron analysis;
+//! - [`patching`]: activation patching of the residual stream, layers × positions;
 //! - [`rewards`]: SePO token-level rewards from two models;
 //! - [`arithmetic`]: the arithmetic experiment that checks all of the above on a real model.
 
@@ -19,6 +20,7 @@ pub mod ablation;
 pub mod attribution;
 pub mod cna;
 pub mod lens;
+pub mod patching;
 pub mod rewards;
 
 use serde::Serialize;
