@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::safetensors::NamedTensor;
+
 /// A place in the forward pass whose activation can be recorded.
 ///
 /// Shapes, with `t` the recorded positions, `k` all key positions, `d` the model width, `H` heads,
@@ -270,30 +272,20 @@ impl Recording {
     /// metadata (`positions.<hook>`: `0,3,5`), so that `safetensors`, NumPy or PyTorch read it
     /// without glassbox.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let mut header = serde_json::Map::new();
-        let mut metadata = serde_json::Map::new();
-        let mut offset = 0usize;
-        for (point, activation) in &self.activations {
-            let end = offset + 4 * activation.data.len();
-            header.insert(
-                point.to_string(),
-                serde_json::json!({ "dtype": "F32", "shape": activation.shape, "data_offsets": [offset, end] }),
-            );
-            let positions: Vec<String> = activation.positions.iter().map(usize::to_string).collect();
-            metadata.insert(format!("positions.{point}"), positions.join(",").into());
-            offset = end;
-        }
-        header.insert("__metadata__".into(), metadata.into());
-        let mut header = serde_json::Value::Object(header).to_string().into_bytes();
-        // The data starts on an 8-byte boundary, padded with spaces as the format allows.
-        header.resize(header.len().next_multiple_of(8), b' ');
-        let mut bytes = Vec::with_capacity(8 + header.len() + offset);
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&header);
-        for activation in self.activations.values() {
-            bytes.extend(activation.data.iter().flat_map(|v| v.to_le_bytes()));
-        }
-        bytes
+        let tensors: Vec<NamedTensor> = self
+            .activations
+            .iter()
+            .map(|(point, a)| NamedTensor { name: point.to_string(), shape: a.shape.clone(), data: a.data.clone() })
+            .collect();
+        let metadata = self
+            .activations
+            .iter()
+            .map(|(point, a)| {
+                let positions: Vec<String> = a.positions.iter().map(usize::to_string).collect();
+                (format!("positions.{point}"), positions.join(","))
+            })
+            .collect();
+        crate::safetensors::write(&tensors, &metadata)
     }
 }
 
@@ -306,6 +298,9 @@ pub enum Intervention {
     ScaleNeuron { layer: usize, neuron: usize, factor: f32 },
     /// Replace the residual entering `layer` at `position` (activation patching).
     PatchResidPre { layer: usize, position: usize, values: Vec<f32> },
+    /// Add `coefficient · vector` to the residual leaving `layer` (`blocks.L.hook_resid_post`)
+    /// at every position (activation steering).
+    Steer { layer: usize, vector: Vec<f32>, coefficient: f32 },
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod jspi;
 pub mod lab;
 pub mod model;
 pub mod numeric;
+pub mod safetensors;
 pub mod tasks;
 pub mod tokenizer;
 pub mod vision;

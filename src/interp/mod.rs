@@ -14,6 +14,7 @@
 //! - [`cna`]: comparative neuron analysis;
 //! - [`patching`]: activation patching of the residual stream, layers × positions;
 //! - [`rewards`]: SePO token-level rewards from two models;
+//! - [`steering`]: contrastive activation addition;
 //! - [`arithmetic`]: the arithmetic experiment that checks all of the above on a real model.
 
 pub mod ablation;
@@ -22,6 +23,7 @@ pub mod cna;
 pub mod lens;
 pub mod patching;
 pub mod rewards;
+pub mod steering;
 
 use serde::Serialize;
 use thiserror::Error;

@@ -399,6 +399,9 @@ impl<B: Backend> Model<B> {
             recorder.record(HookPoint::ResidMid(l), &x)?;
             let mlp_out = self.mlp(l, layer, plan, &x, &mut recorder)?;
             x = self.backend.add(&x, &mlp_out)?;
+            if let Some(shift) = &plan.steering {
+                x = self.backend.add(&x, &self.backend.vector(shift)?)?;
+            }
             recorder.record(HookPoint::ResidPost(l), &x)?;
         }
         cache.len = total;
@@ -509,6 +512,20 @@ impl<B: Backend> Model<B> {
                     // A patch applies in the call that processes its position.
                     if (start..start + t).contains(&position) {
                         plans[layer].patches.push((position - start, values));
+                    }
+                }
+                Intervention::Steer { layer, ref vector, coefficient } => {
+                    if layer >= c.layers || vector.len() != c.width {
+                        return bad(format!(
+                            "a steering vector for layer {layer} of {} needs {} values, got {}",
+                            c.layers,
+                            c.width,
+                            vector.len()
+                        ));
+                    }
+                    let shift = plans[layer].steering.get_or_insert_with(|| vec![0.0; c.width]);
+                    for (s, v) in shift.iter_mut().zip(vector) {
+                        *s += coefficient * v;
                     }
                 }
             }
@@ -636,6 +653,8 @@ struct LayerPlan<'a> {
     head_factors: Option<Vec<f32>>,
     /// Each neuron's factor on its coefficient m; `None` when no neuron is scaled.
     neuron_factors: Option<Vec<f32>>,
+    /// What steering adds to the residual leaving the layer; `None` when nothing steers it.
+    steering: Option<Vec<f32>>,
 }
 
 /// Copies the activations a [`HookRequest`] asks for off the device, at the positions it asks.
