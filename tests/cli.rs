@@ -375,3 +375,54 @@ fn patch_prints_a_layers_by_positions_grid() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("patching needs equal lengths"));
 }
+
+/// `steer-vector` then `--steer`: on the tiny model with SmolLM2's vocabulary, a coefficient of
+/// 0 leaves the logits exactly as they are, a large one changes them, and a bad spec is refused.
+#[test]
+fn a_steering_vector_is_written_and_applied() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-vocab-tiny-q8_0.gguf");
+    let model = model.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("glassbox-steer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (positive, negative, vector) = (dir.join("love.txt"), dir.join("hate.txt"), dir.join("v.safetensors"));
+    std::fs::write(&positive, "I love this\nWhat a wonderful day\n").unwrap();
+    std::fs::write(&negative, "I hate this\nWhat a terrible day\n").unwrap();
+    let made = glassbox(&[
+        "--json",
+        "steer-vector",
+        model,
+        "--positive",
+        positive.to_str().unwrap(),
+        "--negative",
+        negative.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--output",
+        vector.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    assert_eq!((summary["positive"].as_u64(), summary["negative"].as_u64()), (Some(2), Some(2)));
+    assert!(summary["norm"].as_f64().unwrap() > 0.0);
+    let logits = |steer: Option<String>| {
+        let mut args = vec!["--json", "logits", model, "--prompt", "The weather today is", "--top-k", "5"];
+        let spec;
+        if let Some(s) = steer {
+            spec = s;
+            args.extend(["--steer", spec.as_str()]);
+        }
+        let out = glassbox(&args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let plain = logits(None);
+    assert!(plain.0, "{}", plain.2);
+    assert_eq!(logits(Some(format!("{}@1:0", vector.display()))).1, plain.1);
+    assert_ne!(logits(Some(format!("{}@1:50", vector.display()))).1, plain.1);
+    let refused = logits(Some(format!("{}@one:2", vector.display())));
+    assert!(!refused.0 && refused.2.contains("expected FILE@LAYER:COEFFICIENT"), "{}", refused.2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -11,6 +11,7 @@ use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::patching::patch_residual_stream;
 use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
+use glassbox::interp::steering::SteeringVector;
 use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
 use glassbox::with_model;
@@ -335,5 +336,56 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             format!("{layer:>5} {}", row.iter().map(|v| format!("{v:>8.2}")).collect::<Vec<_>>().join(""))
         });
         Ok([heading, header].into_iter().chain(rows).try_for_each(|line| writeln!(out, "{line}")))
+    })
+}
+
+#[derive(Args)]
+pub struct SteerVectorArgs {
+    model: PathBuf,
+    /// Prompts showing the behaviour, one per line.
+    #[arg(long)]
+    positive: PathBuf,
+    /// Prompts showing its opposite, one per line.
+    #[arg(long)]
+    negative: PathBuf,
+    /// The layer whose output (`blocks.L.hook_resid_post`) is contrasted.
+    #[arg(long)]
+    layer: usize,
+    /// The safetensors file to write.
+    #[arg(long)]
+    output: PathBuf,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
+}
+
+/// Contrastive activation addition: the difference of mean last-position residuals leaving
+/// `--layer` over the two prompt sets, for `--steer FILE@LAYER:COEFFICIENT`.
+pub fn steer_vector(out: &mut impl Write, loader: &Loader, args: &SteerVectorArgs, json: bool) -> Written {
+    let any = loader.load(&args.model, &args.tokenizer)?;
+    with_model!(any, loaded => {
+        let read = |path: &PathBuf| -> Result<Vec<Vec<u32>>, String> {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            text.lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| loaded.tokenizer.encode(line, true, true).map_err(text_err))
+                .collect()
+        };
+        let (positive, negative) = (read(&args.positive)?, read(&args.negative)?);
+        let vector = SteeringVector::contrast(&loaded.model, &positive, &negative, args.layer).map_err(text_err)?;
+        std::fs::write(&args.output, vector.to_safetensors()).map_err(|e| format!("{}: {e}", args.output.display()))?;
+        let norm = vector.vector.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        if json {
+            return print_json(out, &serde_json::json!({
+                "output": args.output, "layer": args.layer, "positive": positive.len(), "negative": negative.len(), "norm": norm,
+            }));
+        }
+        Ok(writeln!(
+            out,
+            "{}: layer {}, {} positive and {} negative prompts, norm {norm:.3}",
+            args.output.display(),
+            args.layer,
+            positive.len(),
+            negative.len()
+        ))
     })
 }

@@ -19,7 +19,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use glassbox::gguf::{GgufFile, TensorInfo};
+use glassbox::hooks::Intervention;
 use glassbox::interp::ablation::Mask;
+use glassbox::interp::steering::SteeringVector;
 use glassbox::model::{Config, WeightSource};
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
 
@@ -57,6 +59,8 @@ enum Command {
     Attribute(interp::AttributeArgs),
     /// Activation patching: how much of the answer each layer's residual at each position carries.
     Patch(interp::PatchArgs),
+    /// A steering vector: the difference of mean residuals between two prompt sets.
+    SteerVector(interp::SteerVectorArgs),
     /// The logit lens: the top tokens of each layer's residual stream.
     Lens(interp::LensArgs),
     /// Zero each head in turn and rank heads by the drop in p(target) (slow baseline).
@@ -160,6 +164,34 @@ impl AblationArgs {
     }
 }
 
+/// The changes a command may make inside the forward pass: ablations and steering.
+#[derive(Args)]
+pub(crate) struct InterventionArgs {
+    #[command(flatten)]
+    ablations: AblationArgs,
+    /// Add a steering vector (from `steer-vector`) to the residual leaving a layer, as
+    /// FILE@LAYER:COEFFICIENT (repeatable): `--steer love.safetensors@6:4`.
+    #[arg(long)]
+    steer: Vec<String>,
+}
+
+impl InterventionArgs {
+    pub(crate) fn interventions(&self, config: &Config) -> Result<Vec<Intervention>, String> {
+        let mut interventions = self.ablations.mask(config)?.interventions();
+        for spec in &self.steer {
+            let bad = || format!("--steer {spec:?}: expected FILE@LAYER:COEFFICIENT");
+            let (file, at) = spec.rsplit_once('@').ok_or_else(bad)?;
+            let (layer, coefficient) = at.split_once(':').ok_or_else(bad)?;
+            let (layer, coefficient): (usize, f32) =
+                (layer.parse().map_err(|_| bad())?, coefficient.parse().map_err(|_| bad())?);
+            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let vector = SteeringVector::from_safetensors(&bytes).map_err(|e| format!("{file}: {e}"))?;
+            interventions.push(vector.at(layer, coefficient));
+        }
+        Ok(interventions)
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +255,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Attribute(args) => interp::attribute(out, &loader, &args, json)?,
         Command::Lens(args) => interp::lens(out, &loader, &args, json)?,
         Command::Patch(args) => interp::patch(out, &loader, &args, json)?,
+        Command::SteerVector(args) => interp::steer_vector(out, &loader, &args, json)?,
         Command::AblationScan(args) => interp::ablation_scan(out, &loader, &args, json)?,
         Command::Cna(args) => interp::cna(out, &loader, &args, json)?,
         Command::TokenRewards(args) => interp::token_rewards(out, &loader, &args, json)?,

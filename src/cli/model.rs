@@ -15,7 +15,7 @@ use glassbox::with_model;
 use serde_json::json;
 
 use super::compute::Loader;
-use super::{prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg, Written};
+use super::{prompt_ids, text_err, InterventionArgs, PromptArgs, TokenizerArg, Written};
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -85,7 +85,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     stop: Vec<String>,
     #[command(flatten)]
-    ablations: AblationArgs,
+    interventions: InterventionArgs,
 }
 
 /// Streams the text as it is generated, or prints `{ text, ids, stop_reason }` at the end.
@@ -103,7 +103,7 @@ pub fn generate(out: &mut impl Write, loader: &Loader, args: &GenerateArgs, json
                 seed: args.seed,
             },
             stop_strings: args.stop.clone(),
-            interventions: args.ablations.mask(loaded.model.config())?.interventions(),
+            interventions: args.interventions.interventions(loaded.model.config())?,
         };
         let mut printed = 0;
         let mut stream_error = None;
@@ -143,7 +143,7 @@ pub struct LogitsArgs {
     #[arg(long, default_value_t = 10)]
     top_k: usize,
     #[command(flatten)]
-    ablations: AblationArgs,
+    interventions: InterventionArgs,
 }
 
 pub fn logits(out: &mut impl Write, loader: &Loader, args: &LogitsArgs, json: bool) -> Written {
@@ -151,7 +151,7 @@ pub fn logits(out: &mut impl Write, loader: &Loader, args: &LogitsArgs, json: bo
     with_model!(any, loaded => {
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
         let mut cache = loaded.model.new_cache();
-        let interventions = args.ablations.mask(loaded.model.config())?.interventions();
+        let interventions = args.interventions.interventions(loaded.model.config())?;
         let top = loaded.model.next_token_top_k(&ids, &mut cache, &interventions, args.top_k).map_err(text_err)?;
         let tokens = loaded.tokenizer.token_texts(&top.ids).map_err(text_err)?;
         let logprobs = top.values.iter().map(|v| v - top.log_sum_exp);
@@ -194,17 +194,17 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_RECORDING_BYTES)]
     max_bytes: u64,
     #[command(flatten)]
-    ablations: AblationArgs,
+    interventions: InterventionArgs,
 }
 
-/// Records the named hooks over a prompt (with any ablations) into a safetensors file, one F32
+/// Records the named hooks over a prompt (with any ablations or steering) into a safetensors file, one F32
 /// tensor per hook named by the hook, and lists what it wrote.
 pub fn record(out: &mut impl Write, loader: &Loader, args: &RecordArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.prompt.tokenizer)?;
     with_model!(any, loaded => {
         let model = &loaded.model;
         let ids = prompt_ids(&loaded.tokenizer, &args.prompt)?;
-        let interventions = args.ablations.mask(model.config())?.interventions();
+        let interventions = args.interventions.interventions(model.config())?;
         let recording =
             model.record(&ids, &args.hooks, &args.positions, &interventions, args.max_bytes).map_err(text_err)?;
         let file = recording.to_safetensors();
