@@ -9,9 +9,11 @@ use glassbox::gguf::write::write_gguf_file;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::lens::Unembedding;
 use glassbox::lab::arithmetic::{run_arithmetic, ExperimentOptions};
+use glassbox::lab::steering::steering_experiment;
 use glassbox::lab::train_fixture::{train, FixtureShape, Schedule};
 use glassbox::lab::vqa_heatmap::vqa_heatmap_experiment;
 use glassbox::model::synthetic::LlamaShape;
+use glassbox::tasks::affect::Vader;
 use glassbox::vision::clip::{ClipConfig, ClipTower};
 use glassbox::with_model;
 use serde_json::json;
@@ -37,6 +39,20 @@ pub enum Experiment {
     /// LLaVA on fresh scenes of the shapes task: answer accuracy, and the pointing game,
     /// deletion AUC and cost of the LPI heatmap, the attention-mean and occlusion baselines.
     VqaHeatmap(VqaExperimentArgs),
+    /// Steering with "I love" minus "I hate": VADER compound of continuations of neutral prompts,
+    /// unsteered, steered and pushed by a random vector of the same norm.
+    Steering {
+        model: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        layer: usize,
+        #[arg(long, default_value_t = 8.0)]
+        coefficient: f32,
+        #[arg(long, default_value_t = 24)]
+        max_tokens: usize,
+        /// The folder with vader_lexicon.txt and emoji_utf8_lexicon.txt (`make setup` fills it).
+        #[arg(long, default_value = "models/lexicons")]
+        lexicons: PathBuf,
+    },
 }
 
 pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment, json: bool) -> Written {
@@ -45,6 +61,21 @@ pub fn experiment(out: &mut impl Write, loader: &Loader, experiment: &Experiment
             (model, max_analysed, scan_prompts, exact_neurons)
         }
         Experiment::VqaHeatmap(args) => return vqa_experiment(out, loader, args, json),
+        Experiment::Steering { model, layer, coefficient, max_tokens, lexicons } => {
+            let read = |name: &str| {
+                std::fs::read_to_string(lexicons.join(name))
+                    .map_err(|e| format!("{}: {e}", lexicons.join(name).display()))
+            };
+            let vader = Vader::new(&read("vader_lexicon.txt")?, &read("emoji_utf8_lexicon.txt")?).map_err(text_err)?;
+            let any = loader.load(model, &TokenizerArg { tokenizer: None })?;
+            return with_model!(any, loaded => {
+                let report = steering_experiment(&loaded, &vader, *layer, *coefficient, *max_tokens).map_err(text_err)?;
+                if json {
+                    return print_json(out, &report);
+                }
+                Ok(writeln!(out, "{}", serde_json::to_string_pretty(&report).map_err(text_err)?))
+            });
+        }
     };
     let any = loader.load(model, &TokenizerArg { tokenizer: None })?;
     with_model!(any, loaded => {

@@ -9,5 +9,6 @@
 
 pub mod arithmetic;
 pub mod bench;
+pub mod steering;
 pub mod train_fixture;
 pub mod vqa_heatmap;
