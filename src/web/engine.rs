@@ -19,11 +19,12 @@ use crate::backend::Backend;
 use crate::generate::{generate, GenerateRequest, Sampling};
 use crate::gguf::ModelCard;
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use crate::hooks::{Positions, DEFAULT_MAX_RECORDING_BYTES};
+use crate::hooks::{Intervention, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
 use crate::interp::attribution::{attribute, AttributionOptions};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
+use crate::interp::steering::SteeringVector;
 use crate::jspi;
 use crate::model::{AnyLoaded, Config, Loaded, Model, ModelError, WeightSource};
 use crate::tasks::embed::MiniLm;
@@ -49,6 +50,8 @@ pub(super) struct State {
     /// The persistent edit: heads and neurons zeroed in `topTokens` and `generate`. Borrowed
     /// only for a moment, so `setMask` works while a task waits on the GPU.
     mask: RefCell<Mask>,
+    /// Steering vectors added while the model runs, kept like the mask until cleared.
+    steering: RefCell<Vec<Intervention>>,
     /// What `inspectGguf` says of the file, for `Engine.card`.
     card: ModelCard,
 }
@@ -100,7 +103,14 @@ impl State {
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error(ErrorName::GgufError, e))?.card;
         let placement = RefCell::new(load(choice, config, &source)?);
-        Ok(State { placement, source: source.blob, mask: RefCell::default(), card })
+        Ok(State { placement, source: source.blob, mask: RefCell::default(), steering: RefCell::default(), card })
+    }
+
+    /// The persistent changes every prompt-driven call runs with: the mask, then the steering.
+    fn interventions(&self) -> Vec<Intervention> {
+        let mut interventions = self.mask.borrow().interventions();
+        interventions.extend(self.steering.borrow().iter().cloned());
+        interventions
     }
 
     /// Runs `work` on the model. When it fails because the WebGPU device was lost, reloads the
@@ -281,7 +291,7 @@ fn open_gpu() -> Result<std::convert::Infallible, String> {
 }
 
 fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
-    let interventions = state.mask.borrow().interventions();
+    let interventions = state.interventions();
     let model = &loaded.model;
     let top = model.next_token_top_k(ids, &mut model.new_cache(), &interventions, k).map_err(model_error)?;
     let tokens = top
@@ -305,7 +315,7 @@ fn record<B: Backend>(
     positions: &Positions,
     max_bytes: u64,
 ) -> Result<JsValue, JsValue> {
-    let interventions = state.mask.borrow().interventions();
+    let interventions = state.interventions();
     let recording = loaded.model.record(ids, spec, positions, &interventions, max_bytes).map_err(|e| match e {
         ModelError::UnknownHook(_) | ModelError::RecordingTooLarge { .. } => js_error(ErrorName::InputError, e),
         other => model_error(other),
@@ -332,6 +342,59 @@ impl Engine {
             let state = Rc::new(State::open(source, on_progress, &choice)?);
             Ok(Engine { state, resources: Rc::default() }.into())
         }))
+    }
+
+    /// A task resolving to a steering vector as safetensors bytes (a `Uint8Array`): the mean
+    /// residual leaving `layer` at the last position over the `positive` prompts minus that over
+    /// the `negative` ones.
+    #[wasm_bindgen(js_name = steeringVector)]
+    pub fn steering_vector(&self, positive: Vec<String>, negative: Vec<String>, layer: usize) -> Result<Task, JsValue> {
+        let encode = |prompts: &[String]| -> Result<Vec<Vec<u32>>, JsValue> {
+            prompts
+                .iter()
+                .map(|p| {
+                    self.state.tokenizer().encode(p, true, true).map_err(|e| js_error(ErrorName::TokenizerError, e))
+                })
+                .collect()
+        };
+        let (positive, negative) = (encode(&positive)?, encode(&negative)?);
+        let state = Rc::clone(&self.state);
+        Ok(Task::new(move || {
+            state.compute(|loaded| {
+                with_model!(loaded, loaded => {
+                    let vector = SteeringVector::contrast(&loaded.model, &positive, &negative, layer)
+                        .map_err(|e| js_error(ErrorName::InterpError, e))?;
+                    Ok(js_sys::Uint8Array::from(vector.to_safetensors().as_slice()).into())
+                })
+            })
+        }))
+    }
+
+    /// Adds `coefficient` times the steering vector in `file` (safetensors bytes from
+    /// `steeringVector` or the CLI's `steer-vector`) to the residual leaving `layer`, in every
+    /// later `topTokens`, `generate` and `record` until `clearSteering`.
+    #[wasm_bindgen(js_name = addSteering)]
+    pub fn add_steering(&self, file: &[u8], layer: usize, coefficient: f32) -> Result<(), JsValue> {
+        let vector = SteeringVector::from_safetensors(file).map_err(|e| js_error(ErrorName::InputError, e))?;
+        let config = self.state.placement.borrow().model.config().clone();
+        if layer >= config.layers || vector.vector.len() != config.width {
+            return Err(js_error(
+                ErrorName::InputError,
+                format!(
+                    "a steering vector of {} values at layer {layer}: this model has {} layers of width {}",
+                    vector.vector.len(),
+                    config.layers,
+                    config.width
+                ),
+            ));
+        }
+        self.state.steering.borrow_mut().push(vector.at(layer, coefficient));
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = clearSteering)]
+    pub fn clear_steering(&self) {
+        self.state.steering.borrow_mut().clear();
     }
 
     /// `"webgpu"` or `"cpu"`: where this model computes.
@@ -495,7 +558,7 @@ impl Engine {
                 max_tokens,
                 sampling: Sampling { temperature, seed: seed.into(), ..Sampling::default() },
                 stop_strings: Vec::new(),
-                interventions: state.mask.borrow().interventions(),
+                interventions: state.interventions(),
             };
             state.compute(|loaded| {
                 let report = |id: u32, text: &str| match &on_token {
