@@ -93,6 +93,13 @@ export interface Ablations {
   neurons?: string[];
 }
 
+export interface SteerOptions {
+  /** The layer whose output the vector is added to; it need not be the layer it was taken at. */
+  layer: number;
+  /** How many times the vector is added; negative steers the other way. */
+  coefficient: number;
+}
+
 export interface ClassifyOptions {
   /** Generate the explanation after the verdict. */
   explain?: boolean;
@@ -333,8 +340,9 @@ export class Glassbox {
   }
 
   /**
-   * The activations at the hooks `options.hooks` names, with the ablations applied, as the CLI's
-   * `glassbox record` writes them. Each `data` is handed over from the worker, not copied.
+   * The activations at the hooks `options.hooks` names, with the ablations and steering applied,
+   * as the CLI's `glassbox record` writes them. Each `data` is handed over from the worker, not
+   * copied.
    */
   async record(prompt: string, options: RecordOptions): Promise<Recording> {
     return this.#after(this.#call("record", { prompt, options }));
@@ -356,6 +364,29 @@ export class Glassbox {
   /** The heads and neurons zeroed now. */
   get ablations(): Required<Ablations> {
     return { heads: [...this.#ablations.heads], neurons: [...this.#ablations.neurons] };
+  }
+
+  /**
+   * A steering vector as a safetensors file, the same as the CLI's `glassbox steer-vector`
+   * writes: the mean residual leaving `layer` at the last position over the `positive` prompts
+   * minus that over the `negative` ones, computed without ablations or steering. The bytes are
+   * handed over from the worker, not copied.
+   */
+  async steeringVector(positive: string[], negative: string[], layer: number): Promise<Uint8Array<ArrayBuffer>> {
+    return this.#after(this.#call("steeringVector", { positive, negative, layer }));
+  }
+
+  /**
+   * Adds `coefficient` times the vector in `vector` (from `steeringVector` or the CLI) to the
+   * residual leaving `layer` in every later `logits`, `generate` and `record`, on top of earlier
+   * vectors, until `clearSteering`.
+   */
+  async steer(vector: Uint8Array, options: SteerOptions): Promise<void> {
+    await this.#call("addSteering", { vector, layer: options.layer, coefficient: options.coefficient });
+  }
+
+  async clearSteering(): Promise<void> {
+    await this.#call("clearSteering", {});
   }
 
   /** The lexicons `classify(..., { affect: true })` reads, as URLs or `Blob`s. */

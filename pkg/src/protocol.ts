@@ -64,6 +64,10 @@ export interface Operations {
   lens: { args: OnModel & { prompt: string; options: LensOptions }; result: LogitLens };
   record: { args: OnModel & { prompt: string; options: RecordOptions }; result: Recording };
   setMask: { args: OnModel & { heads: string[]; neurons: string[] }; result: null };
+  /** The vector as a safetensors file, as the CLI's `steer-vector` writes it. */
+  steeringVector: { args: OnModel & { positive: string[]; negative: string[]; layer: number }; result: Uint8Array<ArrayBuffer> };
+  addSteering: { args: OnModel & { vector: Uint8Array; layer: number; coefficient: number }; result: null };
+  clearSteering: { args: OnModel; result: null };
   useLexicons: { args: OnModel & { vader: string; emoji: string; empath: string; nrc: string | undefined }; result: null };
   useEmbedder: { args: OnModel & { model: Uint8Array; tokenizer: Uint8Array; config: Uint8Array }; result: null };
   classify: {

@@ -116,6 +116,20 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return null;
   },
 
+  async steeringVector({ handle, positive, negative, layer }) {
+    return runTask(engine(handle).steeringVector(positive, negative, layer));
+  },
+
+  addSteering({ handle, vector, layer, coefficient }) {
+    engine(handle).addSteering(vector, layer, coefficient);
+    return null;
+  },
+
+  clearSteering({ handle }) {
+    engine(handle).clearSteering();
+    return null;
+  },
+
   useLexicons({ handle, vader, emoji, empath, nrc }) {
     engine(handle).useLexicons(vader, emoji, empath, nrc);
     return null;
@@ -166,7 +180,7 @@ function describe(e: unknown): ErrorInfo {
   return { name: "Error", message: String(e) };
 }
 
-/** Transfers typed-array results (heatmap cells, recorded activations) instead of copying them. */
+/** Transfers typed-array results (heatmap cells, recorded activations, steering vectors) instead of copying them. */
 function transferables(value: unknown): Transferable[] {
   const found: Transferable[] = [];
   const visit = (v: unknown, depth: number): void => {
