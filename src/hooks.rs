@@ -298,6 +298,10 @@ pub enum Intervention {
     ScaleNeuron { layer: usize, neuron: usize, factor: f32 },
     /// Replace the residual entering `layer` at `position` (activation patching).
     PatchResidPre { layer: usize, position: usize, values: Vec<f32> },
+    /// Replace the attention output of `layer` at `position` (`blocks.L.hook_attn_out`).
+    PatchAttnOut { layer: usize, position: usize, values: Vec<f32> },
+    /// Replace the MLP output of `layer` at `position` (`blocks.L.hook_mlp_out`).
+    PatchMlpOut { layer: usize, position: usize, values: Vec<f32> },
     /// Add `coefficient · vector` to the residual leaving `layer` (`blocks.L.hook_resid_post`)
     /// at every position (activation steering).
     Steer { layer: usize, vector: Vec<f32>, coefficient: f32 },

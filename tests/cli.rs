@@ -371,9 +371,29 @@ fn patch_prints_a_layers_by_positions_grid() {
         assert_eq!(row.as_array().unwrap().len(), 5);
         assert_eq!(row[0], 0.0);
     }
+    assert_eq!(report["site"], "resid_pre");
     let refused = run("When John went");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("patching needs equal lengths"));
+    let mlp = glassbox(&[
+        "--json",
+        "patch",
+        model.to_str().unwrap(),
+        "--clean",
+        "When Mary and John went",
+        "--corrupt",
+        "When John and Mary went",
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+        "--site",
+        "mlp-out",
+    ]);
+    assert!(mlp.status.success(), "{}", String::from_utf8_lossy(&mlp.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&mlp.stdout).unwrap();
+    assert_eq!(report["site"], "mlp_out");
+    assert_eq!(report["grid"].as_array().unwrap().len(), grid.len());
 }
 
 /// `steer-vector` then `--steer`: on the tiny model with SmolLM2's vocabulary, a coefficient of

@@ -277,14 +277,14 @@ fn token_rewards_agree_with_llama_cpp() {
 /// other position changes nothing (0).
 #[test]
 fn patching_the_residual_stream_obeys_causality() {
-    use glassbox::interp::patching::patch_residual_stream;
+    use glassbox::interp::patching::{activation_patching, PatchSite};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
     let file = GgufFile::open(path).unwrap();
     let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
     let clean = [5, 17, 42, 9, 77, 3];
     let corrupt = [5, 17, 42, 100, 77, 3];
     let (answer, wrong) = (11, 12);
-    let patched = patch_residual_stream(&model, &clean, &corrupt, answer, wrong).unwrap();
+    let patched = activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong).unwrap();
     assert_eq!(patched.grid.len(), model.config().layers);
     assert_ne!(patched.clean_metric, patched.corrupt_metric);
     for (layer, row) in patched.grid.iter().enumerate() {
@@ -292,8 +292,18 @@ fn patching_the_residual_stream_obeys_causality() {
         assert!(row[..3].iter().all(|&v| v == 0.0), "layer {layer}: {row:?}");
     }
     assert_eq!(patched.grid[0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-    let unequal = patch_residual_stream(&model, &clean, &corrupt[..5], answer, wrong);
+    let unequal = activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt[..5], answer, wrong);
     assert!(matches!(unequal, Err(InterpError::BadRequest(_))));
+    // The attention and MLP outputs before the differing position are the same in both runs too,
+    // so patching them there changes nothing; patching every layer's output at the last position
+    // is not the clean run, so the grid is not all zeros.
+    for site in [PatchSite::AttnOut, PatchSite::MlpOut] {
+        let patched = activation_patching(&model, site, &clean, &corrupt, answer, wrong).unwrap();
+        for (layer, row) in patched.grid.iter().enumerate() {
+            assert!(row[..3].iter().all(|&v| v == 0.0), "{site:?} layer {layer}: {row:?}");
+        }
+        assert!(patched.grid.iter().flatten().any(|&v| v != 0.0), "{site:?}");
+    }
 }
 
 /// Steering on the tiny llama3 fixture: the residual leaving the steered layer is the unsteered

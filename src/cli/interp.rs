@@ -9,7 +9,7 @@ use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, prompt_set, 
 use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
-use glassbox::interp::patching::patch_residual_stream;
+use glassbox::interp::patching::{activation_patching, PatchSite};
 use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
 use glassbox::interp::steering::SteeringVector;
 use glassbox::interp::HeadId;
@@ -298,12 +298,22 @@ pub struct PatchArgs {
     /// The corrupted prompt's answer, one token.
     #[arg(long)]
     wrong: String,
+    /// The activation patched: the residual entering each layer, or its attention or MLP output.
+    #[arg(long, value_enum, default_value_t = Site::ResidPre)]
+    site: Site,
     #[command(flatten)]
     tokenizer: TokenizerArg,
 }
 
-/// Activation patching of the residual stream: `grid[layer][position]`, 1 where the clean
-/// residual restores the clean logit difference and 0 where it changes nothing.
+#[derive(Clone, Copy, ValueEnum)]
+enum Site {
+    ResidPre,
+    AttnOut,
+    MlpOut,
+}
+
+/// Activation patching: `grid[layer][position]`, 1 where the clean activation restores the clean
+/// logit difference and 0 where it changes nothing.
 pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.tokenizer)?;
     with_model!(any, loaded => {
@@ -312,11 +322,16 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
         let (clean, corrupt) = (encode(&args.clean)?, encode(&args.corrupt)?);
         let one_token = |flag: &str, text: &str| tokenizer.single_token(text).map_err(|e| format!("{flag}: {e}"));
         let (answer, wrong) = (one_token("--answer", &args.answer)?, one_token("--wrong", &args.wrong)?);
-        let patched = patch_residual_stream(&loaded.model, &clean, &corrupt, answer, wrong).map_err(text_err)?;
+        let site = match args.site {
+            Site::ResidPre => PatchSite::ResidPre,
+            Site::AttnOut => PatchSite::AttnOut,
+            Site::MlpOut => PatchSite::MlpOut,
+        };
+        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong).map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
         if json {
             return print_json(out, &serde_json::json!({
-                "site": "resid_pre",
+                "site": patched.site,
                 "tokens": tokens,
                 "corrupt_tokens": tokenizer.token_texts(&corrupt).map_err(text_err)?,
                 "answer": args.answer,

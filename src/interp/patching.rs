@@ -1,7 +1,7 @@
 //! Activation patching: how much of a behaviour one activation carries. Two prompts of equal
-//! length, a clean one and a corrupted one, differ in a detail the answer depends on; the
-//! residual stream entering layer `l` at position `p` in the clean run is written into the
-//! corrupted run, and the metric (the logit difference between the answer and a wrong answer at
+//! length, a clean one and a corrupted one, differ in a detail the answer depends on; one
+//! activation of the clean run (the residual stream entering layer `l`, or that layer's
+//! attention or MLP output) at position `p` is written into the corrupted run, and the metric (the logit difference between the answer and a wrong answer at
 //! the last position) is read. Normalised, 1 means the patch restores the clean run's metric and
 //! 0 that it changes nothing.
 
@@ -12,21 +12,53 @@ use crate::backend::Backend;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
 use crate::model::Model;
 
+/// Which activation is patched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchSite {
+    /// `blocks.L.hook_resid_pre`: everything the layer reads at that position.
+    ResidPre,
+    /// `blocks.L.hook_attn_out`: what the layer's attention adds there.
+    AttnOut,
+    /// `blocks.L.hook_mlp_out`: what the layer's MLP adds there.
+    MlpOut,
+}
+
+impl PatchSite {
+    fn hook(self, layer: usize) -> HookPoint {
+        match self {
+            PatchSite::ResidPre => HookPoint::ResidPre(layer),
+            PatchSite::AttnOut => HookPoint::AttnOut(layer),
+            PatchSite::MlpOut => HookPoint::MlpOut(layer),
+        }
+    }
+
+    fn patch(self, layer: usize, position: usize, values: Vec<f32>) -> Intervention {
+        match self {
+            PatchSite::ResidPre => Intervention::PatchResidPre { layer, position, values },
+            PatchSite::AttnOut => Intervention::PatchAttnOut { layer, position, values },
+            PatchSite::MlpOut => Intervention::PatchMlpOut { layer, position, values },
+        }
+    }
+}
+
 /// The layers × positions grid of one patching run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PatchingGrid {
+    pub site: PatchSite,
     /// `logit(answer) − logit(wrong)` at the last position of the clean and corrupted runs.
     pub clean_metric: f32,
     pub corrupt_metric: f32,
     /// `grid[layer][position]`: `(m − corrupt) / (clean − corrupt)`, with `m` the metric of the
-    /// corrupted run whose residual entering `layer` at `position` is the clean run's.
+    /// corrupted run whose activation at `site` of `layer` at `position` is the clean run's.
     pub grid: Vec<Vec<f32>>,
 }
 
-/// Patches the clean run's residual stream entering every layer (`blocks.L.hook_resid_pre`) at
-/// every position into the corrupted run, one patch per forward pass.
-pub fn patch_residual_stream<B: Backend>(
+/// Patches the clean run's activation at `site` of every layer at every position into the
+/// corrupted run, one patch per forward pass.
+pub fn activation_patching<B: Backend>(
     model: &Model<B>,
+    site: PatchSite,
     clean: &[u32],
     corrupt: &[u32],
     answer: u32,
@@ -49,8 +81,7 @@ pub fn patch_residual_stream<B: Backend>(
         let logits = &forward.logits.data;
         Ok::<_, InterpError>((logits[answer as usize] - logits[wrong as usize], forward.recording))
     };
-    let every_layer =
-        (0..layers).fold(HookRequest::new(), |hooks, l| hooks.with(HookPoint::ResidPre(l), Positions::All));
+    let every_layer = (0..layers).fold(HookRequest::new(), |hooks, l| hooks.with(site.hook(l), Positions::All));
     let (clean_metric, clean_run) = metric(clean, &every_layer, &[])?;
     let (corrupt_metric, _) = metric(corrupt, &HookRequest::new(), &[])?;
     let span = clean_metric - corrupt_metric;
@@ -61,14 +92,14 @@ pub fn patch_residual_stream<B: Backend>(
     }
     let mut grid = Vec::with_capacity(layers);
     for layer in 0..layers {
-        let residual = clean_run.get(HookPoint::ResidPre(layer)).expect("every layer's resid_pre was recorded");
+        let recorded = clean_run.get(site.hook(layer)).expect("every layer's activation was recorded");
         let mut row = Vec::with_capacity(clean.len());
         for position in 0..clean.len() {
-            let patch = Intervention::PatchResidPre { layer, position, values: residual.row(position).to_vec() };
+            let patch = site.patch(layer, position, recorded.row(position).to_vec());
             let (patched, _) = metric(corrupt, &HookRequest::new(), &[patch])?;
             row.push((patched - corrupt_metric) / span);
         }
         grid.push(row);
     }
-    Ok(PatchingGrid { clean_metric, corrupt_metric, grid })
+    Ok(PatchingGrid { site, clean_metric, corrupt_metric, grid })
 }

@@ -505,13 +505,20 @@ impl<B: Backend> Model<B> {
                     }
                     plans[layer].neuron_factors.get_or_insert_with(|| vec![1.0; c.ffn_width])[neuron] *= factor;
                 }
-                Intervention::PatchResidPre { layer, position, ref values } => {
+                Intervention::PatchResidPre { layer, position, ref values }
+                | Intervention::PatchAttnOut { layer, position, ref values }
+                | Intervention::PatchMlpOut { layer, position, ref values } => {
                     if layer >= c.layers || values.len() != c.width {
                         return bad(format!("a patch of layer {layer} needs {} values, got {}", c.width, values.len()));
                     }
                     // A patch applies in the call that processes its position.
                     if (start..start + t).contains(&position) {
-                        plans[layer].patches.push((position - start, values));
+                        let patches = match intervention {
+                            Intervention::PatchResidPre { .. } => &mut plans[layer].patches,
+                            Intervention::PatchAttnOut { .. } => &mut plans[layer].attn_out_patches,
+                            _ => &mut plans[layer].mlp_out_patches,
+                        };
+                        patches.push((position - start, values));
                     }
                 }
                 Intervention::Steer { layer, ref vector, coefficient } => {
@@ -579,7 +586,10 @@ impl<B: Backend> Model<B> {
         }
         recorder.record_by_head(HookPoint::AttnZ(l), &z, c.heads)?;
         self.record_head_results(l, layer, &z, recorder)?;
-        let attn_out = be.linear(&z, &layer.wo)?;
+        let mut attn_out = be.linear(&z, &layer.wo)?;
+        for (row, values) in &plan.attn_out_patches {
+            attn_out = be.set_row(&attn_out, *row, values)?;
+        }
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
         Ok(attn_out)
     }
@@ -628,7 +638,10 @@ impl<B: Backend> Model<B> {
             m = be.mul(&m, &be.vector(factors)?)?;
         }
         recorder.record(HookPoint::MlpPost(l), &m)?;
-        let mlp_out = be.linear(&m, &layer.down)?;
+        let mut mlp_out = be.linear(&m, &layer.down)?;
+        for (row, values) in &plan.mlp_out_patches {
+            mlp_out = be.set_row(&mlp_out, *row, values)?;
+        }
         recorder.record(HookPoint::MlpOut(l), &mlp_out)?;
         Ok(mlp_out)
     }
@@ -649,6 +662,9 @@ impl<B: Backend> Model<B> {
 struct LayerPlan<'a> {
     /// Rows of this call's residual replaced before the layer, with their new values.
     patches: Vec<(usize, &'a [f32])>,
+    /// Rows of the attention output and the MLP output replaced, with their new values.
+    attn_out_patches: Vec<(usize, &'a [f32])>,
+    mlp_out_patches: Vec<(usize, &'a [f32])>,
     /// Each head's factor on its slice of z; `None` when no head is scaled.
     head_factors: Option<Vec<f32>>,
     /// Each neuron's factor on its coefficient m; `None` when no neuron is scaled.
