@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::safetensors::NamedTensor;
+use crate::safetensors::TensorView;
 
 /// A place in the forward pass whose activation can be recorded.
 ///
@@ -272,10 +272,11 @@ impl Recording {
     /// metadata (`positions.<hook>`: `0,3,5`), so that `safetensors`, NumPy or PyTorch read it
     /// without glassbox.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let tensors: Vec<NamedTensor> = self
-            .activations
+        let names: Vec<String> = self.activations.keys().map(HookPoint::to_string).collect();
+        let tensors: Vec<TensorView> = names
             .iter()
-            .map(|(point, a)| NamedTensor { name: point.to_string(), shape: a.shape.clone(), data: a.data.clone() })
+            .zip(self.activations.values())
+            .map(|(name, a)| TensorView { name, shape: &a.shape, data: &a.data })
             .collect();
         let metadata = self
             .activations

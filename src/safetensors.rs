@@ -26,14 +26,22 @@ pub enum SafetensorsError {
 /// The largest header read: real headers are a few kilobytes per hundred tensors.
 const MAX_HEADER_BYTES: u64 = 16 << 20;
 
+/// A tensor to write, borrowed from where it lives.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
 /// `tensors` and `metadata` as a safetensors file, the data starting on an 8-byte boundary.
-pub fn write(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+pub fn write(tensors: &[TensorView], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for tensor in tensors {
         let end = offset + 4 * tensor.data.len();
         header.insert(
-            tensor.name.clone(),
+            tensor.name.to_string(),
             serde_json::json!({ "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, end] }),
         );
         offset = end;
@@ -114,7 +122,9 @@ mod tests {
             NamedTensor { name: "a".into(), shape: vec![1], data: vec![-7.25] },
         ];
         let metadata = BTreeMap::from([("layer".to_string(), "3".to_string())]);
-        let bytes = write(&tensors, &metadata);
+        let views: Vec<TensorView> =
+            tensors.iter().map(|t| TensorView { name: &t.name, shape: &t.shape, data: &t.data }).collect();
+        let bytes = write(&views, &metadata);
         assert_eq!((bytes.len() - 8 - 4 * 7) % 8, 0);
         assert_eq!(read(&bytes).unwrap(), (tensors, metadata));
 

@@ -130,7 +130,7 @@ impl TokenizerArg {
         match &self.tokenizer {
             None => Tokenizer::from_gguf(&file.header).map_err(text_err),
             Some(path) => {
-                let json = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let json = read_file(path)?;
                 Tokenizer::from_tokenizer_json(&json, &file.header).map_err(text_err)
             }
         }
@@ -184,7 +184,7 @@ impl InterventionArgs {
             let (layer, coefficient) = at.split_once(':').ok_or_else(bad)?;
             let (layer, coefficient): (usize, f32) =
                 (layer.parse().map_err(|_| bad())?, coefficient.parse().map_err(|_| bad())?);
-            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let bytes = read_file(std::path::Path::new(file))?;
             let vector = SteeringVector::from_safetensors(&bytes).map_err(|e| format!("{file}: {e}"))?;
             interventions.push(vector.at(layer, coefficient));
         }
@@ -200,6 +200,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The bytes of the file at `path`, or an error naming it.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub(crate) fn text_err(e: impl std::fmt::Display) -> String {

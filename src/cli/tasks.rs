@@ -19,7 +19,7 @@ use glassbox::with_model;
 use serde_json::{json, Value};
 
 use super::compute::Loader;
-use super::{text_err, TokenizerArg, Written};
+use super::{read_file, text_err, TokenizerArg, Written};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -49,7 +49,7 @@ const NO_LABEL: &str = "(none)";
 /// number, and skipped.
 fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<HashMap<String, Row>, String> {
     let mut rows = HashMap::new();
-    for (number, line) in read_jsonl(path)? {
+    for (number, line) in jsonl_lines(&read_file(path)?) {
         let line = match line {
             Ok(line) => line,
             Err(e) => {
@@ -58,7 +58,7 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
                 continue;
             }
         };
-        let parsed: Result<Value, _> = serde_json::from_str(&line);
+        let parsed: Result<Value, _> = serde_json::from_str(line);
         let row = parsed.ok().and_then(|v| {
             let id = row_id(&v["id"])?;
             let label = match &v["label"] {
@@ -92,15 +92,6 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
         }
     }
     Ok(rows)
-}
-
-/// A JSONL line's number and its text, or why it cannot be read.
-type NumberedLine = (usize, Result<String, String>);
-
-/// The lines of the JSONL file at `path`, as [`jsonl_lines`] numbers and decodes them.
-fn read_jsonl(path: &Path) -> Result<Vec<NumberedLine>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(jsonl_lines(&bytes).into_iter().map(|(number, line)| (number, line.map(str::to_string))).collect())
 }
 
 /// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
@@ -285,7 +276,7 @@ fn load_task(table: &Table, name: &str, file: &Option<PathBuf>) -> Result<Task, 
 }
 
 fn read_index(path: &Path) -> Result<Index, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_file(path)?;
     Index::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -305,7 +296,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let table = Table::builtin();
     let task = load_task(&table, &args.task, &args.task_file)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
-    let lines = read_jsonl(&args.input)?;
+    let input_file = read_file(&args.input)?;
     let index = args.retrieve.as_deref().map(read_index).transpose()?;
     let choices = Choices {
         explain: args.explain,
@@ -331,11 +322,11 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
         let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options);
         classifier.lexicons = lexicons.as_ref();
         classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_ref()));
-        for (number, line) in lines {
+        for (number, line) in jsonl_lines(&input_file) {
             if shard.is_some_and(|(i, n)| (number - 1) % n != i) {
                 continue;
             }
-            let result = line.and_then(|line| parse_input(&line, &task)).and_then(|input| {
+            let result = line.and_then(|line| parse_input(line, &task)).and_then(|input| {
                 let mut stream = |piece: &str| {
                     if args.stream {
                         eprint!("{}", super::terminal::escape_controls(piece));
@@ -421,10 +412,10 @@ pub struct IndexBuildArgs {
 fn read_records(path: &Path, need_label: bool) -> Result<Vec<(usize, Record, String)>, String> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for (number, line) in read_jsonl(path)? {
+    for (number, line) in jsonl_lines(&read_file(path)?) {
         let parsed: Result<(Record, String), String> = line.and_then(|line| {
-            serde_json::from_str::<Value>(&line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
-                let input = parse_row(&line)?;
+            serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")).and_then(|v| {
+                let input = parse_row(line)?;
                 let label = match v["label"].as_str() {
                     Some(label) => label.to_string(),
                     None if need_label => return Err("no string \"label\"".into()),

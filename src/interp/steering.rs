@@ -8,7 +8,7 @@ use super::{InterpError, Result};
 use crate::backend::Backend;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
 use crate::model::Model;
-use crate::safetensors::{self, NamedTensor};
+use crate::safetensors::{self, NamedTensor, TensorView};
 
 /// The metadata key naming the layer a vector was taken from.
 const LAYER_KEY: &str = "layer";
@@ -57,7 +57,7 @@ impl SteeringVector {
 
     /// As a safetensors file: one `[width]` tensor named `steering`, the layer in the metadata.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let tensor = NamedTensor { name: "steering".into(), shape: vec![self.vector.len()], data: self.vector.clone() };
+        let tensor = TensorView { name: "steering", shape: &[self.vector.len()], data: &self.vector };
         safetensors::write(&[tensor], &BTreeMap::from([(LAYER_KEY.to_string(), self.layer.to_string())]))
     }
 

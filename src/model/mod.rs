@@ -479,6 +479,12 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
+    /// Checks `interventions` against the model as a forward pass would, without running one: for
+    /// changes kept across calls, refused when they are made rather than at the next call.
+    pub fn check_interventions(&self, interventions: &[Intervention]) -> Result<()> {
+        self.plan(interventions, 0, 0).map(|_| ())
+    }
+
     /// Every intervention, checked against the model and gathered into one plan per layer, for a
     /// call of `t` positions after `start` cached ones.
     fn plan<'a>(&self, interventions: &'a [Intervention], start: usize, t: usize) -> Result<Vec<LayerPlan<'a>>> {
@@ -522,13 +528,11 @@ impl<B: Backend> Model<B> {
                     }
                 }
                 Intervention::Steer { layer, ref vector, coefficient } => {
-                    if layer >= c.layers || vector.len() != c.width {
-                        return bad(format!(
-                            "a steering vector for layer {layer} of {} needs {} values, got {}",
-                            c.layers,
-                            c.width,
-                            vector.len()
-                        ));
+                    if layer >= c.layers {
+                        return bad(format!("steering at layer {layer}: the model has {} layers", c.layers));
+                    }
+                    if vector.len() != c.width {
+                        return bad(format!("a steering vector needs {} values, got {}", c.width, vector.len()));
                     }
                     let shift = plans[layer].steering.get_or_insert_with(|| vec![0.0; c.width]);
                     for (s, v) in shift.iter_mut().zip(vector) {

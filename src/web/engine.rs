@@ -376,19 +376,12 @@ impl Engine {
     #[wasm_bindgen(js_name = addSteering)]
     pub fn add_steering(&self, file: &[u8], layer: usize, coefficient: f32) -> Result<(), JsValue> {
         let vector = SteeringVector::from_safetensors(file).map_err(|e| js_error(ErrorName::InputError, e))?;
-        let config = self.state.placement.borrow().model.config().clone();
-        if layer >= config.layers || vector.vector.len() != config.width {
-            return Err(js_error(
-                ErrorName::InputError,
-                format!(
-                    "a steering vector of {} values at layer {layer}: this model has {} layers of width {}",
-                    vector.vector.len(),
-                    config.layers,
-                    config.width
-                ),
-            ));
-        }
-        self.state.steering.borrow_mut().push(vector.at(layer, coefficient));
+        let steering = vector.at(layer, coefficient);
+        with_model!(&self.state.placement.borrow().model, loaded => {
+            loaded.model.check_interventions(std::slice::from_ref(&steering))
+        })
+        .map_err(|e| js_error(ErrorName::InputError, e))?;
+        self.state.steering.borrow_mut().push(steering);
         Ok(())
     }
 

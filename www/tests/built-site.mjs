@@ -29,3 +29,24 @@ export function serveBuiltSite({ sharedBrowser = false } = {}) {
   });
   return site;
 }
+
+/**
+ * A page of the site with no model of the shell's own, holding `globalThis.gb`: `modelPath`
+ * loaded through the package on the CPU. Returns the page (closed after test `t`), the page
+ * errors seen so far, the package's worker, and the model's `info()` with its `backend`.
+ */
+export async function loadPackageOnCpu(site, t, modelPath) {
+  const page = await site.browser.newPage();
+  t.after(() => page.close());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const packageWorker = page.waitForEvent("worker", { predicate: (w) => w.url().endsWith("/worker.js") });
+  // A page with no model, so the shell starts no worker of its own.
+  await page.goto(`${site.origin}/?model=`);
+  const card = await page.evaluate(async (modelPath) => {
+    const { Glassbox } = await import("/index.js");
+    globalThis.gb = await Glassbox.load(modelPath, { backend: "cpu", cache: "never" });
+    return { ...gb.info(), backend: gb.backend };
+  }, modelPath);
+  return { page, errors, worker: await packageWorker, card };
+}

@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { serveBuiltSite } from "./built-site.mjs";
+import { loadPackageOnCpu, serveBuiltSite } from "./built-site.mjs";
+import { readSafetensors } from "./safetensors.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -24,22 +25,6 @@ const POSITIONS = [0, 4];
 const WASM_NATIVE_TOLERANCE = 1e-5;
 
 const site = serveBuiltSite({ sharedBrowser: true });
-
-/** `{ tensors: { name: { shape, data } }, metadata }` of a safetensors file of F32 tensors. */
-function readSafetensors(bytes) {
-  const headerLength = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
-  const view = new DataView(bytes.buffer, bytes.byteOffset + 8 + headerLength);
-  const { __metadata__: metadata = {}, ...entries } = header;
-  const tensors = {};
-  for (const [name, { dtype, shape, data_offsets: [start, end] }] of Object.entries(entries)) {
-    assert.equal(dtype, "F32", name);
-    const data = new Float32Array((end - start) / 4);
-    for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(start + 4 * i, true);
-    tensors[name] = { shape, data };
-  }
-  return { tensors, metadata };
-}
 
 /** The CLI's recording of `HOOKS` at `POSITIONS` over `PROMPT`, on the CPU. */
 function nativeRecording() {
@@ -59,23 +44,12 @@ function nativeRecording() {
 test("record in the browser gives the CLI's hooks, shapes, positions and values; refusals are InputErrors; arrays are transferred", { timeout: 600_000 }, async (t) => {
   const native = nativeRecording();
 
-  const page = await site.browser.newPage();
-  t.after(() => page.close());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  const packageWorker = page.waitForEvent("worker", { predicate: (w) => w.url().endsWith("/worker.js") });
-  // A page with no model, so the shell starts no worker of its own.
-  await page.goto(`${site.origin}/?model=`);
-  const card = await page.evaluate(async ({ modelPath, prompt }) => {
-    const { Glassbox } = await import("/index.js");
-    globalThis.gb = await Glassbox.load(modelPath, { backend: "cpu", cache: "never" });
-    return { ...gb.info(), backend: gb.backend, tokens: (await gb.tokenize(prompt)).length };
-  }, { modelPath: "/" + MODEL_PATH, prompt: PROMPT });
+  const { page, errors, worker, card } = await loadPackageOnCpu(site, t, "/" + MODEL_PATH);
+  const tokens = await page.evaluate((prompt) => gb.tokenize(prompt).then((ids) => ids.length), PROMPT);
   assert.equal(card.backend, "cpu");
 
   // A transferred buffer is detached in the sender once posted; a copied one stays whole. Only
   // the worker sees its side of the message, so the check wraps the worker's own postMessage.
-  const worker = await packageWorker;
   await worker.evaluate(() => {
     const post = self.postMessage.bind(self);
     globalThis.recordingsPosted = [];
@@ -110,7 +84,7 @@ test("record in the browser gives the CLI's hooks, shapes, positions and values;
     };
   }, { prompt: PROMPT, hooks: HOOKS, positions: POSITIONS });
 
-  const { layers, heads, embedding_size: width, tokens } = card;
+  const { layers, heads, embedding_size: width } = card;
   const expectedShapes = {
     ...Object.fromEntries(Array.from({ length: layers }, (_, l) => [`blocks.${l}.hook_resid_post`, [POSITIONS.length, width]])),
     "blocks.3.attn.hook_pattern": [heads, POSITIONS.length, tokens],

@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { serveBuiltSite } from "./built-site.mjs";
+import { loadPackageOnCpu, serveBuiltSite } from "./built-site.mjs";
+import { readSafetensors, writeSafetensors } from "./safetensors.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const MODEL_PATH = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -28,30 +29,17 @@ const LOGPROB_TOLERANCE = 1e-4;
 
 const site = serveBuiltSite({ sharedBrowser: true });
 
-/** The values of a steering vector file's one F32 tensor, and its metadata. */
+/** The values of a steering vector file's one F32 tensor, `steering`, and its metadata. */
 function readSteeringVector(bytes) {
-  const buffer = Buffer.from(bytes);
-  const headerLength = Number(buffer.readBigUInt64LE(0));
-  const { __metadata__: metadata, ...tensors } = JSON.parse(buffer.subarray(8, 8 + headerLength).toString("utf8"));
+  const { tensors, metadata } = readSafetensors(bytes);
   assert.deepEqual(Object.keys(tensors), ["steering"]);
-  const { dtype, shape, data_offsets: [start, end] } = tensors.steering;
-  assert.equal(dtype, "F32");
-  const view = new DataView(buffer.buffer, buffer.byteOffset + 8 + headerLength + start, end - start);
-  const values = Array.from({ length: shape[0] }, (_, i) => view.getFloat32(4 * i, true));
-  return { shape, values, metadata };
+  const { shape, data } = tensors.steering;
+  return { shape, values: Array.from(data), metadata };
 }
 
 /** A steering vector file as the CLI writes one: `values` as a `[length]` F32 tensor, `layer` in the metadata. */
 function steeringVectorFile(values, layer) {
-  const header = Buffer.from(JSON.stringify({
-    __metadata__: { layer: String(layer) },
-    steering: { dtype: "F32", shape: [values.length], data_offsets: [0, 4 * values.length] },
-  }));
-  const file = Buffer.alloc(8 + header.length + 4 * values.length);
-  file.writeBigUInt64LE(BigInt(header.length), 0);
-  header.copy(file, 8);
-  values.forEach((value, i) => file.writeFloatLE(value, 8 + header.length + 4 * i));
-  return file;
+  return writeSafetensors({ steering: { shape: [values.length], values } }, { layer: String(layer) });
 }
 
 /** The CLI's vector for the prompt sets at `LAYER`, and its top tokens for `PROMPT` steered by it. */
@@ -87,23 +75,11 @@ function maxDifference(a, b) {
 test("steering in the browser matches the CLI's vector and steered logits, clears exactly, and refuses bad vectors and layers harmlessly", { timeout: 600_000 }, async (t) => {
   const native = nativeSteering();
 
-  const page = await site.browser.newPage();
-  t.after(() => page.close());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  const packageWorker = page.waitForEvent("worker", { predicate: (w) => w.url().endsWith("/worker.js") });
-  // A page with no model, so the shell starts no worker of its own.
-  await page.goto(`${site.origin}/?model=`);
-  const card = await page.evaluate(async ({ modelPath }) => {
-    const { Glassbox } = await import("/index.js");
-    globalThis.gb = await Glassbox.load(modelPath, { backend: "cpu", cache: "never" });
-    return { ...gb.info(), backend: gb.backend };
-  }, { modelPath: "/" + MODEL_PATH });
+  const { page, errors, worker, card } = await loadPackageOnCpu(site, t, "/" + MODEL_PATH);
   assert.equal(card.backend, "cpu");
 
   // Only the worker sees its side of the message, so the check that the vector's bytes are
   // transferred, not copied, wraps the worker's own postMessage: a transferred buffer is detached.
-  const worker = await packageWorker;
   await worker.evaluate(() => {
     const post = self.postMessage.bind(self);
     globalThis.bytesPosted = [];
@@ -168,8 +144,8 @@ test("steering in the browser matches the CLI's vector and steered logits, clear
   assert.deepEqual(seen.cleared, seen.before, "clearSteering restores the unsteered result exactly");
 
   const width = card.embedding_size;
-  assert.equal(seen.refusals.narrower, `InputError: a steering vector of ${width - 1} values at layer ${LAYER}: this model has ${card.layers} layers of width ${width}`);
-  assert.equal(seen.refusals.pastLastLayer, `InputError: a steering vector of ${width} values at layer ${card.layers}: this model has ${card.layers} layers of width ${width}`);
+  assert.equal(seen.refusals.narrower, `InputError: invalid intervention: a steering vector needs ${width} values, got ${width - 1}`);
+  assert.equal(seen.refusals.pastLastLayer, `InputError: invalid intervention: steering at layer ${card.layers}: the model has ${card.layers} layers`);
   assert.equal(seen.refusals.notSafetensors, "InputError: invalid request: a steering vector file: not a safetensors file: shorter than 8 bytes");
   // A refused vector must not have been kept: the model answers as it did unsteered.
   assert.deepEqual(seen.afterRefusals, seen.before);
