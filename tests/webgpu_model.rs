@@ -75,26 +75,38 @@ fn smollm2_on_webgpu_matches_the_cpu() {
     }
 }
 
-/// The buffer pool: a generation run a second time, with the same prompt, creates no buffers.
+/// What a decoded token costs the device, counted: one submit and one read-back (the logits),
+/// and, once a generation has run, no new buffers (the pool reuses them).
 #[test]
-fn decoding_again_creates_no_buffers() {
+fn a_decoded_token_is_one_submit_and_one_read_back() {
+    const STEPS: u64 = 6;
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
     let model = load(WebGpuBackend::new(gpu));
+    let counts = || model.backend().device_counts().unwrap();
     let decode = || {
         let mut cache = model.new_cache();
         let none = HookRequest::new();
         let mut logits =
             model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
-        for _ in 0..6 {
+        let before = counts();
+        for _ in 0..STEPS {
             let next = glassbox::numeric::argmax(&logits);
             logits = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
         }
+        counts().since(&before)
     };
-    decode();
-    let after_first = model.backend().device().buffers_created();
-    decode();
-    assert_eq!(model.backend().device().buffers_created(), after_first, "the second run created buffers");
-    assert!(after_first > 0);
+    let first = decode();
+    let created = counts().buffers_created;
+    let again = decode();
+    assert_eq!(counts().buffers_created, created, "the second run created buffers");
+    assert!(created > 0);
+    for steps in [first, again] {
+        assert_eq!(steps.submits, STEPS, "{steps:?}");
+        assert_eq!(steps.readbacks, STEPS, "{steps:?}");
+        let vocab = model.config().vocab_size as u64;
+        assert_eq!(steps.readback_bytes, STEPS * 4 * vocab, "{steps:?}");
+    }
+    assert_eq!(again.buffers_created, 0);
 }
 
 /// An adapter whose bindings hold 8 MiB: the 29 MiB embedding table (also the tied unembedding)

@@ -89,6 +89,45 @@ impl TopK {
     }
 }
 
+/// Work a device backend has done since it was made, counted rather than timed: what a decoded
+/// token or an attribution costs in round trips to the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounts {
+    /// Command buffers handed to the device's queue.
+    pub submits: u64,
+    /// Kernels run.
+    pub dispatches: u64,
+    /// Values copied back to the host, each a wait for the device.
+    pub readbacks: u64,
+    pub readback_bytes: u64,
+    pub buffers_created: u64,
+}
+
+impl DeviceCounts {
+    /// What was done after `earlier` was taken.
+    pub fn since(&self, earlier: &DeviceCounts) -> DeviceCounts {
+        DeviceCounts {
+            submits: self.submits - earlier.submits,
+            dispatches: self.dispatches - earlier.dispatches,
+            readbacks: self.readbacks - earlier.readbacks,
+            readback_bytes: self.readback_bytes - earlier.readback_bytes,
+            buffers_created: self.buffers_created - earlier.buffers_created,
+        }
+    }
+
+    /// Each count divided by `n` (per token, per step).
+    pub fn per(&self, n: u64) -> serde_json::Value {
+        let each = |v: u64| v as f64 / n.max(1) as f64;
+        serde_json::json!({
+            "submits": each(self.submits),
+            "dispatches": each(self.dispatches),
+            "readbacks": each(self.readbacks),
+            "readback_bytes": each(self.readback_bytes),
+            "buffers_created": each(self.buffers_created),
+        })
+    }
+}
+
 /// The operations the transformer needs. Activations are row-major `[positions, width]` matrices
 /// of f32; weights keep their GGUF encoding where the backend can compute with it.
 pub trait Backend {
@@ -164,4 +203,9 @@ pub trait Backend {
     /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
     /// what makes per-neuron contributions add up to the layer's output exactly.
     fn as_read_by(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// The device work done so far, for backends that queue work on a device (none for the
+    /// host, where every operation runs when called).
+    fn device_counts(&self) -> Option<DeviceCounts> {
+        None
+    }
 }

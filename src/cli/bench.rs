@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use glassbox::backend::kernels::Isa;
-use glassbox::backend::Backend;
+use glassbox::backend::{Backend, DeviceCounts};
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::model::Model;
@@ -40,8 +40,11 @@ pub fn bench(out: &mut impl Write, loader: &Loader, args: &BenchArgs) -> Written
         // Tokenised as the llama.cpp harness does: BOS where the model asks, no special tokens.
         let short = loaded.tokenizer.encode(read(&args.short)?.trim(), true, false).map_err(text_err)?;
         let long = loaded.tokenizer.encode(read(&args.long)?.trim(), true, false).map_err(text_err)?;
-        let report = run(&loaded.model, loader.kernel_threads(), load_s, &short, &long)?;
+        let (report, per_token) = run(&loaded.model, loader.kernel_threads(), load_s, &short, &long)?;
         let mut report = serde_json::to_value(&report).map_err(text_err)?;
+        if let Some(counts) = per_token {
+            report["per_token"] = counts.per(DECODE_STEPS as u64);
+        }
         let backend = loader.backend_name()?;
         if backend == "cpu" {
             report["kernel"] = json!(Isa::detected().name());
@@ -68,18 +71,21 @@ pub fn bench_attribution(out: &mut impl Write, loader: &Loader, args: &BenchAttr
 }
 
 /// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps; returns tokens/s of
-/// the steps alone.
-fn decode_once<B: Backend>(model: &Model<B>, short: &[u32]) -> Result<f64, String> {
+/// the steps alone, and the device work they did where the backend counts it.
+fn decode_once<B: Backend>(model: &Model<B>, short: &[u32]) -> Result<(f64, Option<DeviceCounts>), String> {
     let none = HookRequest::new();
     let mut cache = model.new_cache();
     let logits = model.forward(short, &mut cache, &none, &[], &Positions::Last).map_err(|e| e.to_string())?;
     let mut next = argmax(&logits.logits.data);
+    let before = model.backend().device_counts();
     let start = Instant::now();
     for _ in 0..DECODE_STEPS {
         let out = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).map_err(|e| e.to_string())?;
         next = argmax(&out.logits.data);
     }
-    Ok(DECODE_STEPS as f64 / start.elapsed().as_secs_f64())
+    let speed = DECODE_STEPS as f64 / start.elapsed().as_secs_f64();
+    let counts = model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before));
+    Ok((speed, counts))
 }
 
 fn prefill_once<B: Backend>(model: &Model<B>, long: &[u32]) -> Result<f64, String> {
@@ -95,11 +101,14 @@ fn run<B: Backend>(
     load_s: f64,
     short: &[u32],
     long: &[u32],
-) -> Result<BenchReport, String> {
+) -> Result<(BenchReport, Option<DeviceCounts>), String> {
     decode_once(model, short)?; // warm-up, as the llama.cpp harness does
-    let decode: Vec<f64> = (0..REPETITIONS).map(|_| decode_once(model, short)).collect::<Result<_, _>>()?;
+    let runs: Vec<(f64, Option<DeviceCounts>)> =
+        (0..REPETITIONS).map(|_| decode_once(model, short)).collect::<Result<_, _>>()?;
+    let per_token = runs.last().and_then(|(_, counts)| *counts);
+    let decode = runs.into_iter().map(|(speed, _)| speed).collect();
     let prefill: Vec<f64> = (0..REPETITIONS).map(|_| prefill_once(model, long)).collect::<Result<_, _>>()?;
-    Ok(BenchReport::new(threads, load_s, short.len(), long.len(), decode, prefill))
+    Ok((BenchReport::new(threads, load_s, short.len(), long.len(), decode, prefill), per_token))
 }
 
 /// `glassbox bench-attribution`: the cost of attribution in plain forward passes of the same

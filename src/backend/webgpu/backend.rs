@@ -6,7 +6,7 @@
 //! ([`crate::jspi`]).
 
 use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
-use crate::backend::{Backend, BackendError, BackendResult, Rope, TopK};
+use crate::backend::{Backend, BackendError, BackendResult, DeviceCounts, Rope, TopK};
 use crate::gguf::TensorInfo;
 
 /// A device tensor with its logical shape: `[rows, cols]`, or `[H, t, T]` for attention
@@ -205,5 +205,9 @@ impl Backend for WebGpuBackend {
     fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {
         // The WGSL matmul reads its f32 input as it is.
         Ok(x.clone())
+    }
+
+    fn device_counts(&self) -> Option<DeviceCounts> {
+        Some(self.gpu.counts())
     }
 }

@@ -337,10 +337,8 @@ impl GpuDevice {
         }
         let out = self.output(a.rows + b.rows, a.cols)?;
         let (a_bytes, b_bytes) = ((4 * a.rows * a.cols) as u64, (4 * b.rows * b.cols) as u64);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(a.buffer(), 0, out.buffer(), 0, a_bytes);
-        encoder.copy_buffer_to_buffer(b.buffer(), 0, out.buffer(), a_bytes, b_bytes);
-        self.queue.submit([encoder.finish()]);
+        self.copy(a.buffer(), 0, out.buffer(), 0, a_bytes);
+        self.copy(b.buffer(), 0, out.buffer(), a_bytes, b_bytes);
         Ok(out)
     }
 
@@ -354,17 +352,9 @@ impl GpuDevice {
         }
         let out = self.output(rows.len(), x.cols)?;
         let row_bytes = (4 * x.cols) as u64;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
         for (i, &r) in rows.iter().enumerate() {
-            encoder.copy_buffer_to_buffer(
-                x.buffer(),
-                r as u64 * row_bytes,
-                out.buffer(),
-                i as u64 * row_bytes,
-                row_bytes,
-            );
+            self.copy(x.buffer(), r as u64 * row_bytes, out.buffer(), i as u64 * row_bytes, row_bytes);
         }
-        self.queue.submit([encoder.finish()]);
         Ok(out)
     }
 
@@ -377,15 +367,13 @@ impl GpuDevice {
         let total = p.cols / t;
         let out = self.output(p.rows, rows.len() * total)?;
         let row_bytes = (4 * total) as u64;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
         for h in 0..p.rows {
             for (i, &r) in rows.iter().enumerate() {
                 let from = (h * t + r) as u64 * row_bytes;
                 let to = (h * rows.len() + i) as u64 * row_bytes;
-                encoder.copy_buffer_to_buffer(p.buffer(), from, out.buffer(), to, row_bytes);
+                self.copy(p.buffer(), from, out.buffer(), to, row_bytes);
             }
         }
-        self.queue.submit([encoder.finish()]);
         Ok(out)
     }
 
@@ -395,10 +383,12 @@ impl GpuDevice {
             return Err(bad_shape(format!("row {row} of {} values into a {}×{} tensor", values.len(), x.rows, x.cols)));
         }
         let out = self.output(x.rows, x.cols)?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(x.buffer(), 0, out.buffer(), 0, (4 * x.rows * x.cols) as u64);
-        self.queue.submit([encoder.finish()]);
-        self.queue.write_buffer(out.buffer(), (4 * row * x.cols) as u64, bytemuck::cast_slice(values));
+        // Copied in from a buffer of its own, in order after the copy of `x`: a queue write to
+        // `out` would land before the pending copy.
+        let row_values = self.filled(bytemuck::cast_slice(values), wgpu::BufferUsages::COPY_SRC);
+        let row_bytes = (4 * x.cols) as u64;
+        self.copy(x.buffer(), 0, out.buffer(), 0, (4 * x.rows * x.cols) as u64);
+        self.copy(row_values.buffer(), 0, out.buffer(), row as u64 * row_bytes, row_bytes);
         Ok(out)
     }
 

@@ -6,7 +6,7 @@ pub mod check;
 mod layer;
 mod pool;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ pub use layer::{GpuMatrix, GpuTensor, MatmulKernel};
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
+use crate::backend::DeviceCounts;
 use crate::gguf::GgmlType;
 
 #[derive(Debug, Error)]
@@ -39,9 +40,16 @@ pub enum GpuError {
 }
 
 /// An adapter, its device and queue, and the pipelines built so far.
+///
+/// Kernels and copies are recorded into one pending command encoder and submitted together
+/// when the host needs a value ([`GpuDevice::read`]), when the buffers they free up pass
+/// [`RETIRED_LIMIT`], or on [`GpuDevice::flush`]: a decoded token is one submit, not one per
+/// kernel.
 pub struct GpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    pending: RefCell<Option<wgpu::CommandEncoder>>,
+    counts: Cell<DeviceCounts>,
     info: wgpu::AdapterInfo,
     pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     pool: Rc<pool::Pool>,
@@ -63,6 +71,10 @@ const STORAGE_BUFFERS_PER_KERNEL: u32 = 5;
 const WORKGROUP_STORAGE_BYTES: u32 = 2 * 256 * 4;
 
 const WORKGROUP_SIZE: u32 = 64;
+
+/// Pending work is submitted once the buffers it has retired hold this many bytes, so that a
+/// long prefill does not keep every intermediate of every layer alive.
+const RETIRED_LIMIT: u64 = 64 << 20;
 
 /// Each shader's WGSL, and whether it reads GGUF blocks: those are compiled after quant.wgsl's
 /// decoders and one of the two ways to read an f16 (half_f16.wgsl where the adapter has
@@ -132,6 +144,8 @@ impl GpuDevice {
         Ok(GpuDevice {
             device,
             queue,
+            pending: RefCell::new(None),
+            counts: Cell::default(),
             info,
             pipelines: RefCell::new(HashMap::new()),
             pool: Rc::default(),
@@ -153,6 +167,7 @@ impl GpuDevice {
     /// block; there completion is observed through a read).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<(), GpuError> {
+        self.flush();
         self.device.poll(wgpu::PollType::wait_indefinitely()).map(drop).map_err(|e| GpuError::Readback(e.to_string()))
     }
 
@@ -160,6 +175,36 @@ impl GpuDevice {
     /// stops growing once a workload has run once.
     pub fn buffers_created(&self) -> usize {
         self.pool.created()
+    }
+
+    /// Submits, dispatches, read-backs and buffers so far (weights included).
+    pub fn counts(&self) -> DeviceCounts {
+        DeviceCounts {
+            buffers_created: self.counts.get().buffers_created + self.pool.created() as u64,
+            ..self.counts.get()
+        }
+    }
+
+    fn count(&self, update: impl FnOnce(&mut DeviceCounts)) {
+        let mut counts = self.counts.get();
+        update(&mut counts);
+        self.counts.set(counts);
+    }
+
+    /// The encoder that collects work until the next submit.
+    fn encoder(&self) -> RefMut<'_, wgpu::CommandEncoder> {
+        self.pool.set_pending(true);
+        RefMut::map(self.pending.borrow_mut(), |pending| {
+            pending.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()))
+        })
+    }
+
+    /// Submits the pending work, if any; the buffers it retired become free.
+    pub fn flush(&self) {
+        let Some(encoder) = self.pending.borrow_mut().take() else { return };
+        self.queue.submit([encoder.finish()]);
+        self.count(|c| c.submits += 1);
+        self.pool.submitted();
     }
 
     /// Reads f16 values by unpacking u32 words even where the adapter has shader-f16 (the other
@@ -244,6 +289,9 @@ impl GpuDevice {
 
     /// A pooled buffer of at least `bytes`.
     fn take(&self, bytes: u64, usage: wgpu::BufferUsages) -> Rc<pool::Pooled> {
+        if self.pool.retired_bytes() > RETIRED_LIMIT {
+            self.flush();
+        }
         pool::take(&self.pool, &self.device, bytes, usage)
     }
 
@@ -260,6 +308,7 @@ impl GpuDevice {
     /// slice: in a browser a mapped buffer would stage another copy in wasm memory, and a model
     /// streamed onto the GPU must keep at most one tensor there.
     fn weights(&self, bytes: &[u8]) -> wgpu::Buffer {
+        self.count(|c| c.buffers_created += 1);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("weights"),
             size: bytes.len().next_multiple_of(4) as u64,
@@ -279,6 +328,7 @@ impl GpuDevice {
     }
 
     fn buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.count(|c| c.buffers_created += 1);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
     }
 
@@ -344,14 +394,19 @@ impl GpuDevice {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(x, y, z);
-        }
-        self.queue.submit([encoder.finish()]);
+        let mut encoder = self.encoder();
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+        drop(pass);
+        drop(encoder);
+        self.count(|c| c.dispatches += 1);
+    }
+
+    /// Records a copy of `bytes` from `source` at `from` to `target` at `to`.
+    fn copy(&self, source: &wgpu::Buffer, from: u64, target: &wgpu::Buffer, to: u64, bytes: u64) {
+        self.encoder().copy_buffer_to_buffer(source, from, target, to, bytes);
     }
 
     /// The first `bytes` of `source` (a multiple of 4), copied to the host through a pooled
@@ -359,9 +414,12 @@ impl GpuDevice {
     async fn read_back(&self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, GpuError> {
         let staging = self.take(bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let staging = staging.buffer();
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(source, 0, staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        self.copy(source, 0, staging, 0, bytes);
+        self.flush();
+        self.count(|c| {
+            c.readbacks += 1;
+            c.readback_bytes += bytes;
+        });
 
         let (sender, receiver) = futures_channel::oneshot::channel();
         staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |result| {

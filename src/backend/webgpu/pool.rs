@@ -1,7 +1,13 @@
 //! Reuse of device buffers: a buffer goes back to the pool when the last tensor using it drops,
 //! and the next request of the same size class and usage takes it. After the first token a
-//! decode step creates no buffers. Reuse is safe without waiting: the queue runs work in
-//! submission order, so a later write to a reused buffer follows every earlier read of it.
+//! decode step creates no buffers.
+//!
+//! Reuse must respect the order in which the device sees work. Kernels are recorded into one
+//! pending command encoder (see `GpuDevice::flush`), while `queue.write_buffer` lands before the
+//! next submitted command buffer, that is before everything still pending. A buffer dropped
+//! while work is pending may be read by that work, so it is retired, not freed, until the
+//! pending work is submitted; only then may a write reach it. Buffers taken from the free list
+//! are therefore safe to fill with `write_buffer` and to write from kernels.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -11,9 +17,16 @@ use std::rc::Rc;
 /// prompts of different lengths still find buffers to reuse.
 const SMALLEST: u64 = 256;
 
+type Class = (u64, u32);
+
 #[derive(Default)]
 pub(crate) struct Pool {
-    free: RefCell<HashMap<(u64, u32), Vec<wgpu::Buffer>>>,
+    free: RefCell<HashMap<Class, Vec<wgpu::Buffer>>>,
+    /// Dropped while work was pending: free once that work is submitted.
+    retired: RefCell<Vec<wgpu::Buffer>>,
+    retired_bytes: Cell<u64>,
+    /// Whether a command encoder holds work not yet submitted.
+    pending: Cell<bool>,
     created: Cell<usize>,
 }
 
@@ -22,6 +35,29 @@ impl Pool {
     pub fn created(&self) -> usize {
         self.created.get()
     }
+
+    /// Bytes held back until the pending work is submitted.
+    pub fn retired_bytes(&self) -> u64 {
+        self.retired_bytes.get()
+    }
+
+    pub fn set_pending(&self, pending: bool) {
+        self.pending.set(pending);
+    }
+
+    /// The pending work has been submitted: every retired buffer is free again.
+    pub fn submitted(&self) {
+        self.pending.set(false);
+        let mut free = self.free.borrow_mut();
+        for buffer in self.retired.borrow_mut().drain(..) {
+            free.entry(class_of(&buffer)).or_default().push(buffer);
+        }
+        self.retired_bytes.set(0);
+    }
+}
+
+fn class_of(buffer: &wgpu::Buffer) -> Class {
+    (buffer.size(), buffer.usage().bits())
 }
 
 /// A buffer on loan from the pool, returned when dropped; or, without a pool, a buffer of
@@ -43,9 +79,12 @@ impl Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            let key = (self.buffer.size(), self.buffer.usage().bits());
-            pool.free.borrow_mut().entry(key).or_default().push(self.buffer.clone());
+        let Some(pool) = &self.pool else { return };
+        if pool.pending.get() {
+            pool.retired_bytes.set(pool.retired_bytes.get() + self.buffer.size());
+            pool.retired.borrow_mut().push(self.buffer.clone());
+        } else {
+            pool.free.borrow_mut().entry(class_of(&self.buffer)).or_default().push(self.buffer.clone());
         }
     }
 }
