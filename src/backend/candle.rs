@@ -380,8 +380,16 @@ impl Backend for CandleBackend {
         Ok((z, probabilities.then_some(probs)))
     }
 
-    fn concat_rows(&self, a: &Tensor, b: &Tensor) -> BackendResult<Tensor> {
-        Tensor::cat(&[a, b], 0).map_err(err)
+    fn empty_rows(&self, rows: usize, cols: usize) -> BackendResult<Tensor> {
+        Tensor::zeros((rows, cols), DType::F32, &self.device).map_err(err)
+    }
+
+    fn write_rows(&self, store: &Tensor, at: usize, rows: &Tensor) -> BackendResult<()> {
+        store.slice_set(&rows.to_dtype(DType::F32).and_then(|r| r.contiguous()).map_err(err)?, 0, at).map_err(err)
+    }
+
+    fn leading_rows(&self, x: &Tensor, n: usize) -> BackendResult<Tensor> {
+        x.narrow(0, 0, n).map_err(err)
     }
 
     fn select_rows(&self, x: &Tensor, rows: &[usize]) -> BackendResult<Tensor> {

@@ -177,8 +177,14 @@ pub trait Backend {
     /// Query rows `rows` of each head of attention probabilities `[H, t, T]`: `[H, rows.len(),
     /// T]`, so that a hook copies back only the positions it asked for.
     fn query_rows(&self, probabilities: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;
-    /// `a` stacked above `b`.
-    fn concat_rows(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    /// A `[rows, cols]` tensor for [`write_rows`](Backend::write_rows) to fill: the storage of
+    /// a growing cache. Its values before they are written are unspecified.
+    fn empty_rows(&self, rows: usize, cols: usize) -> BackendResult<Self::Tensor>;
+    /// Writes `rows` into `store` from row `at` on, in place: every tensor sharing `store`'s
+    /// storage sees the change, so callers write only rows that no tensor in use reads.
+    fn write_rows(&self, store: &Self::Tensor, at: usize, rows: &Self::Tensor) -> BackendResult<()>;
+    /// The first `n` rows of `x`, sharing its storage.
+    fn leading_rows(&self, x: &Self::Tensor, n: usize) -> BackendResult<Self::Tensor>;
     fn select_rows(&self, x: &Self::Tensor, rows: &[usize]) -> BackendResult<Self::Tensor>;
     /// Multiplies columns `[start, start + len)` of every row by `factor`.
     fn scale_columns(&self, x: &Self::Tensor, start: usize, len: usize, factor: f32) -> BackendResult<Self::Tensor>;

@@ -11,6 +11,8 @@ mod config;
 pub mod synthetic;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -126,10 +128,31 @@ pub enum LayerWeight {
 
 /// Keys and values of the positions already processed, per layer (post-rope keys).
 pub struct KvCache<B: Backend> {
-    keys: Vec<Option<B::Tensor>>,
-    values: Vec<Option<B::Tensor>>,
+    keys: Vec<Option<CachedRows<B>>>,
+    values: Vec<Option<CachedRows<B>>>,
     len: usize,
 }
+
+/// One layer's keys or values: the first rows of `store`, which has room for `capacity`, so
+/// that a step writes its rows in place instead of copying the whole cache.
+struct CachedRows<B: Backend> {
+    store: B::Tensor,
+    capacity: usize,
+    /// How many rows of `store` any copy of this cache has written. A copy appends in place only
+    /// while it is the furthest: a cache cloned for a second continuation copies on its first
+    /// step rather than overwrite the first continuation's rows.
+    written: Arc<AtomicUsize>,
+}
+
+impl<B: Backend> Clone for CachedRows<B> {
+    fn clone(&self) -> Self {
+        CachedRows { store: self.store.clone(), capacity: self.capacity, written: Arc::clone(&self.written) }
+    }
+}
+
+/// The smallest cache a layer starts with (rows), so that the first decode steps after a short
+/// prompt write in place.
+const MIN_CACHE_ROWS: usize = 64;
 
 impl<B: Backend> KvCache<B> {
     pub fn len(&self) -> usize {
@@ -321,7 +344,8 @@ impl<B: Backend> Model<B> {
     }
 
     pub fn new_cache(&self) -> KvCache<B> {
-        KvCache { keys: vec![None; self.config.layers], values: vec![None; self.config.layers], len: 0 }
+        let empty = || (0..self.config.layers).map(|_| None).collect();
+        KvCache { keys: empty(), values: empty(), len: 0 }
     }
 
     /// Runs `ids` after the positions already in `cache`, appending them to it.
@@ -574,14 +598,11 @@ impl<B: Backend> Model<B> {
         let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope)?;
         let v = with_bias(&layer.wv, &layer.v_bias)?;
         recorder.record_by_head(HookPoint::AttnV(l), &v, c.kv_heads)?;
-        let (k_all, v_all) = match (&cache.keys[l], &cache.values[l]) {
-            (Some(pk), Some(pv)) => (be.concat_rows(pk, &k)?, be.concat_rows(pv, &v)?),
-            _ => (k, v),
-        };
+        let t = recorder.t;
+        let k_all = self.append_cached(&mut cache.keys[l], cache.len, t, &k)?;
+        let v_all = self.append_cached(&mut cache.values[l], cache.len, t, &v)?;
         let wanted = recorder.wants(HookPoint::AttnPattern(l));
         let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads, wanted)?;
-        cache.keys[l] = Some(k_all);
-        cache.values[l] = Some(v_all);
         if let Some(pattern) = pattern {
             recorder.record(HookPoint::AttnPattern(l), &pattern)?;
         }
@@ -596,6 +617,39 @@ impl<B: Backend> Model<B> {
         }
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
         Ok(attn_out)
+    }
+
+    /// The `t` rows `new` written after the first `len` rows of a layer's cache: all `len + t`
+    /// rows, sharing the cache's storage. The storage grows by doubling (up to the context), so a
+    /// decode step copies only its own row.
+    fn append_cached(
+        &self,
+        slot: &mut Option<CachedRows<B>>,
+        len: usize,
+        t: usize,
+        new: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        let be = &self.backend;
+        let needed = len + t;
+        let in_place = slot.as_ref().is_some_and(|s| s.capacity >= needed && s.written.load(Ordering::Relaxed) == len);
+        let rows = match slot {
+            Some(rows) if in_place => rows,
+            _ => {
+                let context = self.config.context_length;
+                let capacity = match slot {
+                    Some(old) => needed.max((2 * old.capacity).min(context)),
+                    None => needed.max(MIN_CACHE_ROWS.min(context)),
+                };
+                let store = be.empty_rows(capacity, self.config.kv_heads * self.config.head_dim)?;
+                if let Some(old) = slot.as_ref().filter(|_| len > 0) {
+                    be.write_rows(&store, 0, &be.leading_rows(&old.store, len)?)?;
+                }
+                slot.insert(CachedRows { store, capacity, written: Arc::new(AtomicUsize::new(len)) })
+            }
+        };
+        be.write_rows(&rows.store, len, new)?;
+        rows.written.store(needed, Ordering::Relaxed);
+        Ok(be.leading_rows(&rows.store, needed)?)
     }
 
     /// `attn.hook_result`: each head's output, o_proj applied to z with every other head zeroed,

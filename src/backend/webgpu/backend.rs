@@ -151,8 +151,16 @@ impl Backend for WebGpuBackend {
         Ok((z.into(), probabilities.map(|tensor| WebGpuValue { tensor, dims })))
     }
 
-    fn concat_rows(&self, a: &WebGpuValue, b: &WebGpuValue) -> BackendResult<WebGpuValue> {
-        value(self.gpu.concat_rows(&a.tensor, &b.tensor))
+    fn empty_rows(&self, rows: usize, cols: usize) -> BackendResult<WebGpuValue> {
+        value(self.gpu.empty_rows(rows, cols))
+    }
+
+    fn write_rows(&self, store: &WebGpuValue, at: usize, rows: &WebGpuValue) -> BackendResult<()> {
+        Ok(self.gpu.write_rows(&store.tensor, at, &rows.tensor)?)
+    }
+
+    fn leading_rows(&self, x: &WebGpuValue, n: usize) -> BackendResult<WebGpuValue> {
+        value(self.gpu.leading_rows(&x.tensor, n))
     }
 
     fn select_rows(&self, x: &WebGpuValue, rows: &[usize]) -> BackendResult<WebGpuValue> {

@@ -128,7 +128,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
     // The last shape is also loaded split by rows into about 7 parts, as an adapter with small
     // bindings holds a large matrix.
-    // Both matmul kernels run every shape; 6 tokens are a whole tile of 4 and half of one.
+    // Every matmul kernel runs every shape; 6 tokens are a whole tile of 4 and half of one.
     let shapes = [(1, 1, 1, None), (67, 3, 3, None), (130, 5, 6, None), (130, 5, 6, Some(7))];
     for (ggml, dtype) in KERNEL_TYPES {
         let block = ggml.block_size() as usize;
@@ -148,7 +148,12 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
             let x_on_gpu = gpu.device().upload(tokens, cols, &x)?;
-            for (kernel, name) in [(MatmulKernel::Tiled, "matmul tiled"), (MatmulKernel::MatVec, "matmul matvec")] {
+            let kernels = [
+                (MatmulKernel::Tiled, "matmul tiled"),
+                (MatmulKernel::MatVec, "matmul matvec"),
+                (MatmulKernel::Rows, "matmul rows"),
+            ];
+            for (kernel, name) in kernels {
                 let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix)?;
                 let y = from_gpu(&y.into())?;
                 record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);

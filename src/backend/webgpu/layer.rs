@@ -95,6 +95,8 @@ pub enum MatmulKernel {
     Tiled,
     /// `matvec`: a workgroup per output row and token, sharing the row's blocks.
     MatVec,
+    /// `rows`: an invocation per output row and token, reading four weights a word.
+    Rows,
 }
 
 /// Up to this many tokens a product on a GPU runs as matrix-vector products.
@@ -223,12 +225,15 @@ impl GpuDevice {
     }
 
     /// `x · Wᵀ` for `x: [t, cols]`, `W: [rows, cols]`: `[t, rows]`, by the kernel that suits
-    /// the shape and the device: matrix-vector products for a few tokens on a GPU; token tiles
-    /// otherwise, and always on a software adapter, whose CPU threads run a row each fastest
-    /// (on lavapipe the matrix-vector kernel took 5× as long for one token).
+    /// the shape and the device: for a few tokens, a workgroup per row on a GPU and an
+    /// invocation per row on a software adapter, whose CPU threads run a row each fastest (on
+    /// lavapipe the workgroup per row took 5× as long); token tiles for more.
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
-        let kernel =
-            if x.rows <= MATVEC_MAX_TOKENS && !self.is_software() { MatmulKernel::MatVec } else { MatmulKernel::Tiled };
+        let kernel = match (x.rows <= MATVEC_MAX_TOKENS, self.is_software()) {
+            (true, false) => MatmulKernel::MatVec,
+            (true, true) => MatmulKernel::Rows,
+            (false, _) => MatmulKernel::Tiled,
+        };
         self.linear_with(kernel, x, w)
     }
 
@@ -251,6 +256,10 @@ impl GpuDevice {
                         &buffers,
                         (across as u32, self.check_groups(down)?, self.check_groups(x.rows)?),
                     );
+                }
+                MatmulKernel::Rows => {
+                    let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
+                    self.dispatch("matmul", "rows", &buffers, (groups, self.check_groups(x.rows)?, 1));
                 }
                 MatmulKernel::Tiled => {
                     let groups = self.check_groups(part.rows.div_ceil(WORKGROUP_SIZE as usize))?;
@@ -330,16 +339,31 @@ impl GpuDevice {
         Ok(GpuMatrix { parts, kind: GgmlType::F32.id(), rows: w.rows, cols: w.cols })
     }
 
-    /// `a` stacked above `b`, by buffer copies.
-    pub fn concat_rows(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
-        if a.cols != b.cols {
-            return Err(bad_shape(format!("stacking {}-wide rows on {}-wide ones", b.cols, a.cols)));
+    /// A `[rows, cols]` tensor for [`write_rows`](Self::write_rows) to fill (a cache's storage).
+    pub fn empty_rows(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
+        self.output(rows, cols)
+    }
+
+    /// Copies `rows` into `store` from row `at` on, in place (recorded in order with the work
+    /// around it).
+    pub fn write_rows(&self, store: &GpuTensor, at: usize, rows: &GpuTensor) -> Result<(), GpuError> {
+        if rows.cols != store.cols || at.checked_add(rows.rows).is_none_or(|end| end > store.rows) {
+            return Err(bad_shape(format!(
+                "{}×{} rows at row {at} of a {}×{} store",
+                rows.rows, rows.cols, store.rows, store.cols
+            )));
         }
-        let out = self.output(a.rows + b.rows, a.cols)?;
-        let (a_bytes, b_bytes) = ((4 * a.rows * a.cols) as u64, (4 * b.rows * b.cols) as u64);
-        self.copy(a.buffer(), 0, out.buffer(), 0, a_bytes);
-        self.copy(b.buffer(), 0, out.buffer(), a_bytes, b_bytes);
-        Ok(out)
+        let row_bytes = (4 * store.cols) as u64;
+        self.copy(rows.buffer(), 0, store.buffer(), at as u64 * row_bytes, rows.rows as u64 * row_bytes);
+        Ok(())
+    }
+
+    /// The first `n` rows of `x`, in `x`'s buffer.
+    pub fn leading_rows(&self, x: &GpuTensor, n: usize) -> Result<GpuTensor, GpuError> {
+        if n == 0 || n > x.rows {
+            return Err(bad_shape(format!("the first {n} rows of a {}-row tensor", x.rows)));
+        }
+        Ok(GpuTensor { storage: x.storage.clone(), rows: n, cols: x.cols })
     }
 
     /// Rows `rows` of `x`, in that order, by buffer copies.

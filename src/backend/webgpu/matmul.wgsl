@@ -1,11 +1,14 @@
 // y[t, r] = Σ_c x[t, c] · W[r, c], with W in its GGUF encoding, dequantised in registers.
 // Activations are f32 and are not rounded: the CPU kernels quantise them to 8 bits, so the two
-// differ by that rounding (stated in the tests). Two kernels, chosen by the number of tokens:
+// differ by that rounding (stated in the tests). Three kernels, chosen by the number of tokens
+// and the adapter:
 // - `main` (prefill): one invocation per (output row, tile of TILE tokens); each weight is
 //   decoded once and multiplied into every token of the tile;
 // - `matvec` (decode, a few tokens): one workgroup per (output row, token); its 64 invocations
 //   take every 64th unit of the row (a quarter or an eighth of a block) and add their sums in a
-//   tree.
+//   tree;
+// - `rows` (a few tokens on a software adapter): one invocation per (output row, token), the
+//   32-value blocks read a word at a time.
 //
 // Block layouts (ggml): Q4_0 = f16 d, 16 bytes of nibbles, w = (q − 8)·d; Q4_1 = f16 d, f16 m,
 // 16 bytes, w = q·d + m; Q8_0 = f16 d, 32 × i8, w = q·d. In a 4-bit block, byte j holds element
@@ -139,6 +142,97 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     for (var i = 0u; i < min(TILE, params.tokens - t0); i++) {
         store(t0 + i, row, acc[i]);
     }
+}
+
+// Four bytes from an even byte offset: 18- and 34-byte blocks start on even bytes only.
+fn word_at(offset: u32) -> u32 {
+    let i = offset >> 2u;
+    if ((offset & 2u) == 0u) {
+        return weights[i];
+    }
+    return (weights[i] >> 16u) | (weights[i + 1u] << 16u);
+}
+
+// The low nibbles of a word's four bytes; `nibbles(q >> 4u)` gives the high ones.
+fn nibbles(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu));
+}
+
+fn signed_bytes(q: u32) -> vec4<f32> {
+    let shifted = vec4<u32>(q << 24u, q << 16u, q << 8u, q);
+    return vec4<f32>(bitcast<vec4<i32>>(shifted) >> vec4<u32>(24u));
+}
+
+fn x4(at: u32) -> vec4<f32> {
+    return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+}
+
+// W[row] · x[t], four weights per word read. Q4_0, Q4_1 and Q8_0 are read a word at a time; the
+// other types through unit_dot.
+fn row_dot(row: u32, t: u32) -> f32 {
+    let blocks = block_count();
+    let xs = t * params.cols;
+    var sum = 0.0;
+    switch params.kind {
+        case Q4_0: {
+            for (var b = 0u; b < blocks; b++) {
+                let base = (row * blocks + b) * 18u;
+                var s = 0.0;
+                for (var k = 0u; k < 4u; k++) {
+                    let q = word_at(base + 2u + 4u * k);
+                    let c = xs + b * 32u + 4u * k;
+                    s += dot(nibbles(q) - 8.0, x4(c)) + dot(nibbles(q >> 4u) - 8.0, x4(c + 16u));
+                }
+                sum += half_at(base) * s;
+            }
+        }
+        case Q4_1: {
+            for (var b = 0u; b < blocks; b++) {
+                let word = (row * blocks + b) * 5u;
+                let dm = unpack2x16float(weights[word]);
+                var s = 0.0;
+                var xsum = vec4<f32>(0.0);
+                for (var k = 0u; k < 4u; k++) {
+                    let q = weights[word + 1u + k];
+                    let c = xs + b * 32u + 4u * k;
+                    let low = x4(c);
+                    let high = x4(c + 16u);
+                    s += dot(nibbles(q), low) + dot(nibbles(q >> 4u), high);
+                    xsum += low + high;
+                }
+                sum += dm.x * s + dm.y * dot(xsum, vec4<f32>(1.0));
+            }
+        }
+        case Q8_0: {
+            for (var b = 0u; b < blocks; b++) {
+                let base = (row * blocks + b) * 34u;
+                var s = 0.0;
+                for (var k = 0u; k < 8u; k++) {
+                    s += dot(signed_bytes(word_at(base + 2u + 4u * k)), x4(xs + b * 32u + 4u * k));
+                }
+                sum += half_at(base) * s;
+            }
+        }
+        default: {
+            let units = units_per_block();
+            for (var b = 0u; b < blocks; b++) {
+                sum += unit_dot(row, b, 0u, units, t, t + 1u).x;
+            }
+        }
+    }
+    return sum;
+}
+
+// One invocation per (output row, token), for software adapters: their CPU threads run a
+// workgroup's invocations as SIMD lanes, and a lane per row needs no barrier.
+@compute @workgroup_size(64)
+fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
+    let row = id.x;
+    let t = id.y;
+    if (row >= params.rows || t >= params.tokens) {
+        return;
+    }
+    store(t, row, row_dot(row, t));
 }
 
 var<workgroup> partial: array<f32, 64>;
