@@ -145,6 +145,9 @@ fn attribution<B: Backend>(
     let attribution_s =
         best(&mut || attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map(drop).map_err(text))?;
     let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
+    let before = model.backend().device_counts();
+    attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map_err(text)?;
+    let per_attribution = model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(1));
     let exact_all = AttributionOptions { exact_all: true, ..Default::default() };
     let exact_all_s = once(&mut || attribute(unembedding, tokenizer, ids, &exact_all).map(drop).map_err(text))?;
     Ok(serde_json::json!({
@@ -154,6 +157,7 @@ fn attribution<B: Backend>(
         "heads_s": heads_s,
         "scan_s": scan_s,
         "exact_all_s": exact_all_s,
+        "per_attribution": per_attribution,
     }))
 }
 
