@@ -3,11 +3,12 @@
 // h / (H / KV). One invocation per (head, query): it walks the keys it may see once, keeping the
 // running maximum m, the running sum l of e^(s − m) and the running weighted sum of values.
 // z: [t, H·d]. When `params.probabilities` is set it also writes p: [H, t, T], the softmax, with
-// zeros above the diagonal, computed from the final m and l.
+// zeros above the diagonal, computed from the final m and l. T is read from the length of the k
+// binding, which the host binds to exactly T rows: the parameters then stay the same from one
+// decoded token to the next, and so does their buffer.
 
 struct Params {
     queries: u32,
-    total: u32,
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
@@ -40,10 +41,11 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let d = params.head_dim;
+    let total = arrayLength(&k) / (params.kv_heads * d);
     let kv = h / (params.heads / params.kv_heads);
     let q_base = (i * params.heads + h) * d;
     // Query i sits at absolute position total − queries + i and sees keys up to it.
-    let last = params.total - params.queries + i;
+    let last = total - params.queries + i;
     var acc: array<f32, MAX_HEAD_DIM>;
     var m = -3.0e38;
     var l = 0.0;
@@ -63,8 +65,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         z[q_base + c] = acc[c] / l;
     }
     if (params.probabilities != 0u) {
-        let row = (h * params.queries + i) * params.total;
-        for (var j = 0u; j < params.total; j++) {
+        let row = (h * params.queries + i) * total;
+        for (var j = 0u; j < total; j++) {
             var prob = 0.0;
             if (j <= last) {
                 prob = exp(score(q_base, (j * params.kv_heads + kv) * d) - m) / l;

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::pool::Pooled;
-use super::{GpuDevice, GpuError, WORKGROUP_SIZE};
+use super::{GpuDevice, GpuError, CACHED_UNIFORMS, WORKGROUP_SIZE};
 use crate::backend::{Rope, TopK};
 use crate::gguf::GgmlType;
 
@@ -124,8 +124,19 @@ impl GpuDevice {
         Ok(groups as u32)
     }
 
-    fn uniform(&self, words: &[u32]) -> Rc<Pooled> {
-        self.filled(bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM)
+    /// A uniform buffer holding `words`, made once per distinct value and kept: a kernel's
+    /// parameters depend on shapes only, so a decoded token writes none.
+    fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        if let Some(buffer) = self.uniforms.borrow().get(words) {
+            return buffer.clone();
+        }
+        let buffer = self.buffer("params", bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM);
+        let mut uniforms = self.uniforms.borrow_mut();
+        if uniforms.len() >= CACHED_UNIFORMS {
+            uniforms.clear();
+        }
+        uniforms.insert(words.to_vec(), buffer.clone());
+        buffer
     }
 
     /// A new tensor for a kernel to write.
@@ -156,7 +167,7 @@ impl GpuDevice {
         }
         let out = self.output(1, 2 * k + 1)?;
         let params = self.uniform(&[x.cols as u32, k as u32]);
-        self.dispatch("topk", "main", &[params.buffer(), x.buffer(), out.buffer()], (1, 1, 1));
+        self.dispatch("topk", "main", &[&params, x.buffer(), out.buffer()], (1, 1, 1));
         let read = self.read(&out).await?;
         let (ids, values) = read[1..].chunks(2).map(|pair| (pair[0].to_bits(), pair[1])).unzip();
         Ok(TopK { ids, values, log_sum_exp: read[0] })
@@ -211,7 +222,7 @@ impl GpuDevice {
     }
 
     /// The uniform block of matmul.wgsl and columns.wgsl for one part of `w`.
-    fn part_params(&self, w: &GpuMatrix, part: &MatrixPart, count: usize, accumulate: bool) -> Rc<Pooled> {
+    fn part_params(&self, w: &GpuMatrix, part: &MatrixPart, count: usize, accumulate: bool) -> wgpu::Buffer {
         self.uniform(&[
             part.rows as u32,
             w.cols as u32,
@@ -246,7 +257,7 @@ impl GpuDevice {
         let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
         for part in &w.parts {
             let params = self.part_params(w, part, x.rows, false);
-            let buffers = [params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()];
+            let buffers = [&params, part.storage.buffer(), x.buffer(), y.buffer()];
             match kernel {
                 MatmulKernel::MatVec => {
                     let (across, down) = (part.rows.min(max), part.rows.div_ceil(max));
@@ -284,7 +295,7 @@ impl GpuDevice {
             self.dispatch(
                 "matmul",
                 "transposed",
-                &[params.buffer(), part.storage.buffer(), x.buffer(), y.buffer()],
+                &[&params, part.storage.buffer(), x.buffer(), y.buffer()],
                 (groups, tokens, 1),
             );
         }
@@ -309,7 +320,7 @@ impl GpuDevice {
             self.dispatch(
                 "columns",
                 "main",
-                &[params.buffer(), part.storage.buffer(), indices.buffer(), out.buffer()],
+                &[&params, part.storage.buffer(), indices.buffer(), out.buffer()],
                 (groups, count, 1),
             );
         }
@@ -447,7 +458,7 @@ impl GpuDevice {
             self.dispatch(
                 "embed",
                 "main",
-                &[params.buffer(), part.storage.buffer(), id_buffer.buffer(), out.buffer()],
+                &[&params, part.storage.buffer(), id_buffer.buffer(), out.buffer()],
                 (groups, count, 1),
             );
         }
@@ -466,7 +477,7 @@ impl GpuDevice {
         let y = self.check_groups(y)?;
         let out = self.output(a.rows, a.cols)?;
         let params = self.uniform(&[len as u32, (b.rows * b.cols) as u32]);
-        self.dispatch("elementwise", entry, &[params.buffer(), a.buffer(), b.buffer(), out.buffer()], (x as u32, y, 1));
+        self.dispatch("elementwise", entry, &[&params, a.buffer(), b.buffer(), out.buffer()], (x as u32, y, 1));
         Ok(out)
     }
 
@@ -491,7 +502,7 @@ impl GpuDevice {
         let rows = self.check_groups(x.rows)?;
         let out = self.output(x.rows, x.cols)?;
         let params = self.uniform(&[x.cols as u32, eps.to_bits()]);
-        self.dispatch("rms_norm", "main", &[params.buffer(), x.buffer(), weight.buffer(), out.buffer()], (rows, 1, 1));
+        self.dispatch("rms_norm", "main", &[&params, x.buffer(), weight.buffer(), out.buffer()], (rows, 1, 1));
         Ok(out)
     }
 
@@ -522,7 +533,7 @@ impl GpuDevice {
         self.dispatch(
             "rope",
             "main",
-            &[params.buffer(), x.buffer(), cos.buffer(), sin.buffer(), out.buffer()],
+            &[&params, x.buffer(), cos.buffer(), sin.buffer(), out.buffer()],
             (groups, heads_groups, positions),
         );
         Ok(out)
@@ -555,18 +566,21 @@ impl GpuDevice {
         let queries = self.check_groups(q.rows)?;
         let z = self.output(q.rows, q.cols)?;
         let p = if probabilities { self.output(heads, product(&[q.rows, k.rows])?)? } else { self.output(0, 0)? };
-        let params = self.uniform(&[
-            q.rows as u32,
-            k.rows as u32,
-            heads as u32,
-            kv_heads as u32,
-            head_dim as u32,
-            u32::from(probabilities),
-        ]);
-        self.dispatch(
+        let params =
+            self.uniform(&[q.rows as u32, heads as u32, kv_heads as u32, head_dim as u32, u32::from(probabilities)]);
+        // k and v bound to their T rows exactly: the kernel reads T from k's length.
+        let kv_bytes = Some((4 * k.rows * k.cols) as u64);
+        self.dispatch_sized(
             "attention",
             "main",
-            &[params.buffer(), q.buffer(), k.buffer(), v.buffer(), z.buffer(), p.buffer()],
+            &[
+                (&params, None),
+                (q.buffer(), None),
+                (k.buffer(), kv_bytes),
+                (v.buffer(), kv_bytes),
+                (z.buffer(), None),
+                (p.buffer(), None),
+            ],
             (groups, queries, 1),
         );
         Ok((z, probabilities.then_some(p)))

@@ -49,9 +49,17 @@ pub struct GpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pending: RefCell<Option<wgpu::CommandEncoder>>,
+    /// The compute pass that consecutive kernels share, open on `pending` until a copy or the
+    /// submit ends it.
+    pass: RefCell<Option<wgpu::ComputePass<'static>>>,
     counts: Cell<DeviceCounts>,
     info: wgpu::AdapterInfo,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    /// Bind groups made so far, by kernel and bindings: a decode step binds the same pooled
+    /// buffers to the same kernels every token.
+    bind_groups: RefCell<HashMap<BindingKey, wgpu::BindGroup>>,
+    /// Kernel parameters by value ([`GpuDevice::uniform`]).
+    uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
     pool: Rc<pool::Pool>,
     /// The last rotary table uploaded, `(key, cos, sin)`.
     rope_table: RefCell<Option<(crate::backend::RopeTableKey, GpuTensor, GpuTensor)>>,
@@ -64,6 +72,14 @@ pub struct GpuDevice {
     /// Why the device was lost, once it has been (set by wgpu's device-lost callback).
     lost: Arc<Mutex<Option<String>>>,
 }
+
+/// A kernel and the buffers bound to it in order, each whole or to a size.
+type BindingKey = (&'static str, &'static str, Vec<(wgpu::Buffer, Option<u64>)>);
+
+/// The caches of bind groups and uniforms start again past these sizes (workloads whose shapes
+/// keep changing, such as attribution over many prompts).
+const CACHED_BIND_GROUPS: usize = 8192;
+const CACHED_UNIFORMS: usize = 4096;
 
 /// The most storage buffers one kernel binds (attention: q, k, v, z, probabilities).
 const STORAGE_BUFFERS_PER_KERNEL: u32 = 5;
@@ -145,9 +161,12 @@ impl GpuDevice {
             device,
             queue,
             pending: RefCell::new(None),
+            pass: RefCell::new(None),
             counts: Cell::default(),
             info,
             pipelines: RefCell::new(HashMap::new()),
+            bind_groups: RefCell::new(HashMap::new()),
+            uniforms: RefCell::new(HashMap::new()),
             pool: Rc::default(),
             rope_table: RefCell::new(None),
             max_binding,
@@ -191,7 +210,8 @@ impl GpuDevice {
         self.counts.set(counts);
     }
 
-    /// The encoder that collects work until the next submit.
+    /// The encoder that collects work until the next submit. A compute pass may be open on it:
+    /// callers that record anything else end it first.
     fn encoder(&self) -> RefMut<'_, wgpu::CommandEncoder> {
         self.pool.set_pending(true);
         RefMut::map(self.pending.borrow_mut(), |pending| {
@@ -199,8 +219,16 @@ impl GpuDevice {
         })
     }
 
+    /// The open compute pass, begun on the pending encoder if none is.
+    fn compute_pass(&self) -> RefMut<'_, wgpu::ComputePass<'static>> {
+        RefMut::map(self.pass.borrow_mut(), |pass| {
+            pass.get_or_insert_with(|| self.encoder().begin_compute_pass(&Default::default()).forget_lifetime())
+        })
+    }
+
     /// Submits the pending work, if any; the buffers it retired become free.
     pub fn flush(&self) {
+        self.pass.borrow_mut().take();
         let Some(encoder) = self.pending.borrow_mut().take() else { return };
         self.queue.submit([encoder.finish()]);
         self.count(|c| c.submits += 1);
@@ -332,10 +360,11 @@ impl GpuDevice {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
     }
 
-    /// The pipeline of `shader`'s entry point `entry`, built on first use.
-    fn pipeline(&self, shader: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
-        if let Some(pipeline) = self.pipelines.borrow().get(&(shader, entry)) {
-            return pipeline.clone();
+    /// The pipeline of `shader`'s entry point `entry` and its bind group layout, built on first
+    /// use.
+    fn pipeline(&self, shader: &'static str, entry: &'static str) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+        if let Some(built) = self.pipelines.borrow().get(&(shader, entry)) {
+            return built.clone();
         }
         let source = self.source(shader);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -350,8 +379,9 @@ impl GpuDevice {
             compilation_options: Default::default(),
             cache: None,
         });
-        self.pipelines.borrow_mut().insert((shader, entry), pipeline.clone());
-        pipeline
+        let built = (pipeline.clone(), pipeline.get_bind_group_layout(0));
+        self.pipelines.borrow_mut().insert((shader, entry), built.clone());
+        built
     }
 
     /// `shader`'s whole WGSL source.
@@ -372,40 +402,63 @@ impl GpuDevice {
 
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
     /// workgroups.
-    fn dispatch(
+    fn dispatch(&self, shader: &'static str, entry: &'static str, buffers: &[&wgpu::Buffer], groups: (u32, u32, u32)) {
+        let whole: Vec<(&wgpu::Buffer, Option<u64>)> = buffers.iter().map(|&b| (b, None)).collect();
+        self.dispatch_sized(shader, entry, &whole, groups);
+    }
+
+    /// [`dispatch`](Self::dispatch) with bindings that may cover only the first bytes of their
+    /// buffer, so that `arrayLength` in the kernel reads that size.
+    fn dispatch_sized(
         &self,
         shader: &'static str,
         entry: &'static str,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(&wgpu::Buffer, Option<u64>)],
         (x, y, z): (u32, u32, u32),
     ) {
-        let pipeline = self.pipeline(shader, entry);
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-            .collect();
-        if self.shader_f16 && Self::reads_blocks(shader) {
-            entries
-                .push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: buffers[1].as_entire_binding() });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
+        let (pipeline, layout) = self.pipeline(shader, entry);
+        let key: BindingKey = (shader, entry, buffers.iter().map(|&(b, size)| (b.clone(), size)).collect());
+        let cached = self.bind_groups.borrow().get(&key).cloned();
+        let bind_group = cached.unwrap_or_else(|| {
+            fn binding(buffer: &wgpu::Buffer, size: Option<u64>) -> wgpu::BindingResource<'_> {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: size.and_then(std::num::NonZeroU64::new),
+                })
+            }
+            let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, &(b, size))| wgpu::BindGroupEntry { binding: i as u32, resource: binding(b, size) })
+                .collect();
+            if self.shader_f16 && Self::reads_blocks(shader) {
+                let (weights, size) = buffers[1];
+                entries.push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: binding(weights, size) });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &entries,
+            });
+            let mut groups = self.bind_groups.borrow_mut();
+            if groups.len() >= CACHED_BIND_GROUPS {
+                groups.clear();
+            }
+            groups.insert(key, bind_group.clone());
+            bind_group
         });
-        let mut encoder = self.encoder();
-        let mut pass = encoder.begin_compute_pass(&Default::default());
+        let mut pass = self.compute_pass();
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);
         drop(pass);
-        drop(encoder);
         self.count(|c| c.dispatches += 1);
     }
 
     /// Records a copy of `bytes` from `source` at `from` to `target` at `to`.
     fn copy(&self, source: &wgpu::Buffer, from: u64, target: &wgpu::Buffer, to: u64, bytes: u64) {
+        self.pass.borrow_mut().take();
         self.encoder().copy_buffer_to_buffer(source, from, target, to, bytes);
     }
 
