@@ -54,7 +54,7 @@ pub struct GpuDevice {
     pass: RefCell<Option<wgpu::ComputePass<'static>>>,
     counts: Cell<DeviceCounts>,
     info: wgpu::AdapterInfo,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), Kernel>>,
     /// Bind groups made so far, by kernel and bindings: a decode step binds the same pooled
     /// buffers to the same kernels every token.
     bind_groups: RefCell<HashMap<BindingKey, wgpu::BindGroup>>,
@@ -72,6 +72,9 @@ pub struct GpuDevice {
     /// Why the device was lost, once it has been (set by wgpu's device-lost callback).
     lost: Arc<Mutex<Option<String>>>,
 }
+
+/// A kernel's pipeline and the layout of its bindings.
+type Kernel = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 
 /// A kernel and the buffers bound to it in order, each whole or to a size.
 type BindingKey = (&'static str, &'static str, Vec<(wgpu::Buffer, Option<u64>)>);
@@ -362,7 +365,7 @@ impl GpuDevice {
 
     /// The pipeline of `shader`'s entry point `entry` and its bind group layout, built on first
     /// use.
-    fn pipeline(&self, shader: &'static str, entry: &'static str) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    fn pipeline(&self, shader: &'static str, entry: &'static str) -> Kernel {
         if let Some(built) = self.pipelines.borrow().get(&(shader, entry)) {
             return built.clone();
         }
