@@ -35,7 +35,7 @@ export { ModelCache, type CachedModel, type CacheStore } from "./cache.js";
 export { LoadError, type CachePolicy, type LoadProgress, type ModelSource } from "./source.js";
 
 export interface LoadOptions extends FetchOptions {
-  /** `auto` (the default) takes WebGPU when the browser offers it, else the wasm CPU. */
+  /** `auto` (the default) takes WebGPU when the browser offers a hardware adapter, else the wasm CPU. */
   backend?: "auto" | BackendName | undefined;
   /** Where the package's `worker.js` is served, when a bundler did not place it beside this module. */
   workerUrl?: string | URL | undefined;

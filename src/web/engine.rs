@@ -252,8 +252,10 @@ pub(super) fn model_error(e: impl std::fmt::Display) -> JsValue {
     js_error(ErrorName::ModelError, e)
 }
 
-/// Loads onto the backend `choice` names; `auto` takes WebGPU when an adapter opens and this
-/// browser can wait for it, else the CPU with the reason.
+/// Loads onto the backend `choice` names; `auto` takes WebGPU when a hardware adapter opens and
+/// this browser can wait for it, else the CPU with the reason. A software adapter (SwiftShader)
+/// runs the kernels on the CPU slower than the wasm CPU backend does (BENCHMARKS.md: about a
+/// ninth of its decode speed), so `auto` passes it over; `webgpu` still takes it.
 fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, JsValue> {
     let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e));
     let cpu = |fallback_reason| -> Result<_, JsValue> {
@@ -264,6 +266,11 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
     match choice {
         "cpu" => cpu(None),
         "webgpu" | "auto" => match open_gpu() {
+            #[cfg(feature = "webgpu")]
+            Ok(gpu) if choice == "auto" && gpu.is_software() => cpu(Some(format!(
+                "the WebGPU adapter ({}) runs on the CPU, where the wasm CPU backend is faster",
+                gpu.description()
+            ))),
             #[cfg(feature = "webgpu")]
             Ok(gpu) => {
                 let device = format!("WebGPU: {}", gpu.description());

@@ -285,6 +285,20 @@ test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and 
   await page.close();
 });
 
+test("on Chromium's software WebGPU adapter, auto loads onto the CPU and says why", { timeout: 300_000 }, async () => {
+  const { page } = await open("/?model=");
+  const result = await page.evaluate(async (modelPath) => {
+    const glassbox = await import("/glassbox.js");
+    await glassbox.default({ module_or_path: "/glassbox_bg.wasm" });
+    const model = await (await fetch(modelPath)).blob();
+    const engine = await glassbox.runTask(glassbox.Engine.open(model, { backend: "auto" }));
+    return { backend: engine.backend, reason: engine.fallbackReason };
+  }, "/" + MODEL_PATH);
+  assert.equal(result.backend, "cpu");
+  assert.match(result.reason, /WebGPU adapter .*Cpu.* runs on the CPU/);
+  await page.close();
+});
+
 test("without WebGPU, auto loads onto the CPU and says why", { timeout: 300_000 }, async () => {
   const page = await site.browser.newPage();
   await page.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));

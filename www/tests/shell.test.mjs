@@ -127,8 +127,8 @@ async function checkNextTokensAndLens(page, prompt) {
   return native;
 }
 
-test("the shell uses WebGPU when Chromium offers it, and its next tokens and lens match the CLI", { timeout: 900_000 }, async () => {
-  const { page, errors } = await openShell("");
+test("the shell uses WebGPU when asked, and its next tokens and lens match the CLI", { timeout: 900_000 }, async () => {
+  const { page, errors } = await openShell("?backend=webgpu");
   await waitFor(page, "#model-card");
   assert.equal(await page.getAttribute("#backend-badge", "data-state"), "webgpu");
   await checkNextTokensAndLens(page, "The capital of France is");
