@@ -327,6 +327,14 @@ def webgpu_section(cpu_reference):
         f"| glassbox CPU backend, 2 threads | {cpu_reference['prefill']:.1f} | 1.00 | {cpu_reference['decode']:.1f} | 1.00 |",
         "",
     ]
+    counts = model.get("per_token")
+    if counts:
+        lines += [
+            "Device work per decoded token, counted by the backend (`per_token` in `glassbox bench`): "
+            f"{counts['submits']:g} submits, {counts['dispatches']:g} dispatches, {counts['readbacks']:g} read-backs "
+            f"({counts['readback_bytes'] / 1024:.0f} KiB, the logits), {counts['buffers_created']:g} buffers created.",
+            "",
+        ]
     return lines
 
 
