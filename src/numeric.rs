@@ -32,6 +32,14 @@ pub fn log_sum_exp(values: &[f32]) -> f32 {
     values.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max
 }
 
+/// `log softmax(a + b)[w]`, `b` optional, with the sum of exponentials in f64.
+pub fn log_prob_of_sum(a: &[f32], b: Option<&[f32]>, w: usize) -> f64 {
+    let at = |i: usize| a[i] + b.map_or(0.0, |b| b[i]);
+    let max = (0..a.len()).map(at).fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = (0..a.len()).map(|i| f64::from((at(i) - max).exp())).sum();
+    f64::from(at(w)) - (f64::from(max) + sum.ln())
+}
+
 /// SplitMix64: small, seedable and the same on every platform, so a seed reproduces a sample
 /// natively and in the browser.
 pub struct Rng(pub u64);

@@ -16,8 +16,9 @@ fn check_all(gpu: GpuDevice) {
     }
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "over their bounds: {failed:#?}");
-    // 8 weight types × 4 shapes × 7 weight kernels, 3 × 4 elementwise, 3 norms, 4 ropes, 4 × 3 attention, 2 top-k.
-    assert_eq!(checks.len(), 8 * 4 * 7 + 12 + 3 + 4 + 12 + 2);
+    // 8 weight types × 4 shapes × 7 weight kernels, 3 × 4 elementwise, 3 norms, 4 ropes, 4 × 3
+    // attention, 2 top-k, 1 shifted log-probabilities.
+    assert_eq!(checks.len(), 8 * 4 * 7 + 12 + 3 + 4 + 12 + 2 + 1);
     let split = checks.iter().filter(|c| c.case.contains(" parts")).count();
     assert_eq!(split, 8 * 7, "every type and weight kernel checked on a matrix in several parts");
 }

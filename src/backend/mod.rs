@@ -89,6 +89,30 @@ impl TopK {
     }
 }
 
+/// The shapes [`Backend::shifted_log_probs`] needs: a base of `vocab` logits per pair, a row of
+/// shifts per pair, and a target inside the vocabulary.
+pub fn check_shifts(
+    bases: &[&[f32]],
+    vocab: usize,
+    shift_values: usize,
+    pairs: &[usize],
+    target: usize,
+) -> BackendResult<()> {
+    let fits = vocab > 0
+        && target < vocab
+        && bases.iter().all(|b| b.len() == vocab)
+        && Some(shift_values) == pairs.len().checked_mul(vocab)
+        && pairs.iter().all(|&p| p < bases.len());
+    if !fits {
+        return Err(BackendError(format!(
+            "shifted log-probabilities of target {target} over {} shifts of a {vocab}-entry vocabulary, {} bases, pairs {pairs:?}",
+            shift_values / vocab.max(1),
+            bases.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Work a device backend has done since it was made, counted rather than timed: what a decoded
 /// token or an attribution costs in round trips to the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -209,6 +233,26 @@ pub trait Backend {
     /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
     /// what makes per-neuron contributions add up to the layer's output exactly.
     fn as_read_by(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// `log softmax(bases[pairs[i]] + shifts[i])[target]` for each row `i` of `shifts: [n, V]`,
+    /// each base a host row of V logits: the target's log-probability once row `i` is added to
+    /// its base (exact LPI). Backends on a device compute it there, so that `n` numbers cross
+    /// to the host rather than `n · V`; this default sums on the host in f64.
+    fn shifted_log_probs(
+        &self,
+        bases: &[&[f32]],
+        shifts: &Self::Tensor,
+        pairs: &[usize],
+        target: usize,
+    ) -> BackendResult<Vec<f64>> {
+        let (dims, values) = self.download(shifts)?;
+        let vocab = dims.last().copied().unwrap_or(0);
+        check_shifts(bases, vocab, values.len(), pairs, target)?;
+        Ok(pairs
+            .iter()
+            .zip(values.chunks(vocab))
+            .map(|(&p, row)| crate::numeric::log_prob_of_sum(bases[p], Some(row), target))
+            .collect())
+    }
     /// The device work done so far, for backends that queue work on a device (none for the
     /// host, where every operation runs when called).
     fn device_counts(&self) -> Option<DeviceCounts> {

@@ -147,7 +147,8 @@ fn attribution<B: Backend>(
     let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
     let before = model.backend().device_counts();
     attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map_err(text)?;
-    let per_attribution = model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(1));
+    let per_attribution =
+        model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(1));
     let exact_all = AttributionOptions { exact_all: true, ..Default::default() };
     let exact_all_s = once(&mut || attribute(unembedding, tokenizer, ids, &exact_all).map(drop).map_err(text))?;
     Ok(serde_json::json!({

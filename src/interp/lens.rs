@@ -53,6 +53,11 @@ impl<'m, B: Backend> Unembedding<'m, B> {
     /// `U(v) = W_U · (g ⊙ v / s)` for each row `v` of `rows` (`[n, d]`) with its scale:
     /// `[n, vocab]`. Callers chunk; see [`PROJECT_CHUNK`].
     pub fn project(&self, rows: &[f32], scales: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.model.backend().download(&self.project_on_device(rows, scales)?)?.1)
+    }
+
+    /// [`project`](Self::project), left on the backend's device.
+    fn project_on_device(&self, rows: &[f32], scales: &[f32]) -> Result<B::Tensor> {
         let be = self.model.backend();
         let g = self.model.final_norm_weight();
         let scaled: Vec<f32> = rows
@@ -61,7 +66,7 @@ impl<'m, B: Backend> Unembedding<'m, B> {
             .flat_map(|(row, &s)| row.iter().zip(g).map(move |(v, g)| g * v / s))
             .collect();
         let x = be.upload(scales.len(), self.width, &scaled)?;
-        Ok(be.download(&be.linear(&x, &self.float)?)?.1)
+        Ok(be.linear(&x, &self.float)?)
     }
 
     /// `W_Uᵀ y` for each row `y` of `rows` (`[n, vocab]`): `[n, d]`.
@@ -72,13 +77,7 @@ impl<'m, B: Backend> Unembedding<'m, B> {
     }
 }
 
-/// `log Σ exp(a + b)` and `a[w] + b[w]`, in f64 sums.
-fn logprob_of_sum(a: &[f32], b: Option<&[f32]>, w: usize) -> f64 {
-    let at = |i: usize| a[i] + b.map_or(0.0, |b| b[i]);
-    let max = (0..a.len()).map(at).fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = (0..a.len()).map(|i| f64::from((at(i) - max).exp())).sum();
-    f64::from(at(w)) - (f64::from(max) + sum.ln())
-}
+use crate::numeric::log_prob_of_sum;
 
 /// `U(b)` of one base vector `b`, and `log softmax(U(b))[w]`.
 pub struct LpiBase {
@@ -113,24 +112,32 @@ impl<B: Backend> Lpi<'_, '_, B> {
             let n = chunk.len() / width;
             let logits = self.unembedding.project(chunk, &vec![self.scale; n])?;
             for row in logits.chunks(self.unembedding.vocab) {
-                let logprob = logprob_of_sum(row, None, self.target as usize);
+                let logprob = log_prob_of_sum(row, None, self.target as usize);
                 out.push(LpiBase { logits: row.to_vec(), logprob });
             }
         }
         Ok(out)
     }
 
-    /// Exact `LPI(bases[i], Δ)` for each `(i, Δ)`.
+    /// Exact `LPI(bases[i], Δ)` for each `(i, Δ)`. The projections of the Δs stay on the
+    /// backend's device, which reads back one log-probability per Δ.
     pub fn exact(&self, bases: &[LpiBase], deltas: &[(usize, Vec<f32>)]) -> Result<Vec<f32>> {
-        let w = self.target as usize;
+        let be = self.unembedding.model.backend();
         let mut out = Vec::with_capacity(deltas.len());
         for chunk in deltas.chunks(PROJECT_CHUNK) {
             let rows: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
-            let projected = self.unembedding.project(&rows, &vec![self.scale; chunk.len()])?;
-            for ((base, _), delta) in chunk.iter().zip(projected.chunks(self.unembedding.vocab)) {
-                let base = &bases[*base];
-                out.push((logprob_of_sum(&base.logits, Some(delta), w) - base.logprob) as f32);
-            }
+            let projected = self.unembedding.project_on_device(&rows, &vec![self.scale; chunk.len()])?;
+            let mut used: Vec<usize> = chunk.iter().map(|(base, _)| *base).collect();
+            used.sort_unstable();
+            used.dedup();
+            let used_bases = used
+                .iter()
+                .map(|&b| bases.get(b).ok_or(InterpError::BadRequest(format!("no LPI base {b} of {}", bases.len()))))
+                .collect::<Result<Vec<_>>>()?;
+            let logits: Vec<&[f32]> = used_bases.iter().map(|b| b.logits.as_slice()).collect();
+            let pairs: Vec<usize> = chunk.iter().map(|(base, _)| used.partition_point(|&u| u < *base)).collect();
+            let shifted = be.shifted_log_probs(&logits, &projected, &pairs, self.target as usize)?;
+            out.extend(pairs.iter().zip(shifted).map(|(&p, logprob)| (logprob - used_bases[p].logprob) as f32));
         }
         Ok(out)
     }

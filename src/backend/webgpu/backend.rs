@@ -215,6 +215,17 @@ impl Backend for WebGpuBackend {
         Ok(x.clone())
     }
 
+    fn shifted_log_probs(
+        &self,
+        bases: &[&[f32]],
+        shifts: &WebGpuValue,
+        pairs: &[usize],
+        target: usize,
+    ) -> BackendResult<Vec<f64>> {
+        let values = wait(self.gpu.shifted_log_probs(bases, &shifts.tensor, pairs, target))?;
+        Ok(values.into_iter().map(f64::from).collect())
+    }
+
     fn device_counts(&self) -> Option<DeviceCounts> {
         Some(self.gpu.counts())
     }

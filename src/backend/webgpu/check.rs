@@ -44,6 +44,9 @@ const PRODUCT_BOUND: f64 = 1e-5;
 const ELEMENTWISE_BOUND: f64 = 1e-6;
 /// The online softmax rescales as it goes, the CPU normalises once.
 const ATTENTION_BOUND: f64 = 1e-5;
+/// Log-probabilities, in nats: f32 logits near 20 lie 2e-6 apart, and the device sums its
+/// exponentials in f32 (the reference in f64).
+const LOG_PROB_BOUND: f64 = 1e-5;
 
 /// The weight types the WGSL kernels decode, with candle's name for each.
 pub const KERNEL_TYPES: [(GgmlType, GgmlDType); 8] = [
@@ -292,5 +295,23 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
         let sum_error = (f64::from(got.log_sum_exp) - log_sum_exp).abs() / log_sum_exp.abs();
         record("top-k", format!("top {k} of {n}"), ranking_error.max(sum_error), ELEMENTWISE_BOUND);
     }
+    // Exact LPI's log-probabilities: rows of a vocabulary added to their bases, against the
+    // host's f64 sums.
+    let vocab = 49_157;
+    let bases: Vec<Vec<f32>> =
+        (0..3).map(|b| pseudo_random(vocab, 61 + b).iter().map(|v| v * 15.0).collect()).collect();
+    let base_rows: Vec<&[f32]> = bases.iter().map(Vec::as_slice).collect();
+    let pairs = [0, 2, 1, 2, 0];
+    let shifts: Vec<f32> = pseudo_random(pairs.len() * vocab, 67).iter().map(|v| v * 3.0).collect();
+    let target = 4099;
+    let expected = cpu.shifted_log_probs(&base_rows, &on_cpu(pairs.len(), vocab, &shifts)?, &pairs, target)?;
+    let got = gpu.shifted_log_probs(&base_rows, &on_gpu(pairs.len(), vocab, &shifts)?, &pairs, target)?;
+    let error = if got.len() == expected.len() {
+        got.iter().zip(&expected).map(|(g, e)| (g - e).abs()).fold(0.0, f64::max)
+    } else {
+        f64::INFINITY
+    };
+    let case = format!("{} rows of {vocab} over {} bases", pairs.len(), bases.len());
+    record("shifted log-probabilities", case, error, LOG_PROB_BOUND);
     Ok(checks)
 }

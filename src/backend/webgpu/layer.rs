@@ -173,6 +173,35 @@ impl GpuDevice {
         Ok(TopK { ids, values, log_sum_exp: read[0] })
     }
 
+    /// `log softmax(bases[pairs[i]] + shifts[i])[target]` for each row of `shifts: [n, V]`
+    /// (logprob.wgsl): the bases are uploaded, `n` values read back.
+    pub async fn shifted_log_probs(
+        &self,
+        bases: &[&[f32]],
+        shifts: &GpuTensor,
+        pairs: &[usize],
+        target: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        let vocab = shifts.cols;
+        crate::backend::check_shifts(bases, vocab, shifts.rows * shifts.cols, pairs, target)
+            .map_err(|e| bad_shape(e.0))?;
+        let n = pairs.len();
+        let rows = self.check_groups(n)?;
+        let all: Vec<f32> = bases.concat();
+        let bases = self.upload(bases.len(), vocab, &all)?;
+        let pairs: Vec<u32> = pairs.iter().map(|&p| p as u32).collect();
+        let pairs = self.filled(bytemuck::cast_slice(&pairs), wgpu::BufferUsages::STORAGE);
+        let out = self.output(1, n)?;
+        let params = self.uniform(&[vocab as u32, target as u32]);
+        self.dispatch(
+            "logprob",
+            "main",
+            &[&params, bases.buffer(), shifts.buffer(), pairs.buffer(), out.buffer()],
+            (rows, 1, 1),
+        );
+        self.read(&out).await
+    }
+
     /// The tensor's values, copied to the host.
     pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>, GpuError> {
         self.read_back(x.buffer(), (4 * x.rows * x.cols) as u64).await

@@ -108,6 +108,7 @@ const SHADERS: &[(&str, bool, &str)] = &[
     ("rope", false, include_str!("rope.wgsl")),
     ("attention", false, include_str!("attention.wgsl")),
     ("topk", false, include_str!("topk.wgsl")),
+    ("logprob", false, include_str!("logprob.wgsl")),
 ];
 
 /// The binding of half_f16.wgsl's second view of the weights (binding 1).
