@@ -1,7 +1,7 @@
 // log softmax(bases[pairs[i]] + shifts[i])[target] for each row i of shifts ([n, V]), bases
 // [m, V]: the target's log-probability once a row of logits is added to its base (exact LPI),
 // so that one number per row crosses to the host. One workgroup per row: the maximum, then the
-// sum of exponentials below it, each reduced over the workgroup in a tree.
+// sum of exponentials below it, each reduced over the workgroup (reduce.wgsl).
 
 struct Params {
     vocab: u32,
@@ -13,10 +13,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> shifts: array<f32>;
 @group(0) @binding(3) var<storage, read> pairs: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-const LANES: u32 = 256u;
-
-var<workgroup> partial: array<f32, LANES>;
 
 fn logit(base: u32, shift: u32, v: u32) -> f32 {
     return bases[base + v] + shifts[shift + v];
@@ -31,29 +27,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var v = lane; v < params.vocab; v += LANES) {
         top = max(top, logit(base, shift, v));
     }
-    partial[lane] = top;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        if (lane < stride) {
-            partial[lane] = max(partial[lane], partial[lane + stride]);
-        }
-        workgroupBarrier();
-    }
-    let largest = partial[0];
-    workgroupBarrier();
+    let largest = workgroup_max(lane, top);
     var sum = 0.0;
     for (var v = lane; v < params.vocab; v += LANES) {
         sum += exp(logit(base, shift, v) - largest);
     }
-    partial[lane] = sum;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        if (lane < stride) {
-            partial[lane] += partial[lane + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lane, sum);
     if (lane == 0u) {
-        out[row] = logit(base, shift, params.wanted) - (largest + log(partial[0]));
+        out[row] = logit(base, shift, params.wanted) - (largest + log(total));
     }
 }

@@ -95,20 +95,29 @@ const WORKGROUP_SIZE: u32 = 64;
 /// long prefill does not keep every intermediate of every layer alive.
 const RETIRED_LIMIT: u64 = 64 << 20;
 
-/// Each shader's WGSL, and whether it reads GGUF blocks: those are compiled after quant.wgsl's
-/// decoders and one of the two ways to read an f16 (half_f16.wgsl where the adapter has
-/// shader-f16, else half_u32.wgsl).
-const SHADERS: &[(&str, bool, &str)] = &[
-    ("saxpy", false, include_str!("saxpy.wgsl")),
-    ("matmul", true, include_str!("matmul.wgsl")),
-    ("embed", true, include_str!("embed.wgsl")),
-    ("columns", true, include_str!("columns.wgsl")),
-    ("elementwise", false, include_str!("elementwise.wgsl")),
-    ("rms_norm", false, include_str!("rms_norm.wgsl")),
-    ("rope", false, include_str!("rope.wgsl")),
-    ("attention", false, include_str!("attention.wgsl")),
-    ("topk", false, include_str!("topk.wgsl")),
-    ("logprob", false, include_str!("logprob.wgsl")),
+/// What a shader's source is compiled after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prelude {
+    None,
+    /// It reads GGUF blocks: quant.wgsl's decoders and one of the two ways to read an f16
+    /// (half_f16.wgsl where the adapter has shader-f16, else half_u32.wgsl).
+    Blocks,
+    /// It reduces rows over a workgroup: reduce.wgsl.
+    Reduction,
+}
+
+/// Each shader's WGSL and its prelude.
+const SHADERS: &[(&str, Prelude, &str)] = &[
+    ("saxpy", Prelude::None, include_str!("saxpy.wgsl")),
+    ("matmul", Prelude::Blocks, include_str!("matmul.wgsl")),
+    ("embed", Prelude::Blocks, include_str!("embed.wgsl")),
+    ("columns", Prelude::Blocks, include_str!("columns.wgsl")),
+    ("elementwise", Prelude::None, include_str!("elementwise.wgsl")),
+    ("rms_norm", Prelude::None, include_str!("rms_norm.wgsl")),
+    ("rope", Prelude::None, include_str!("rope.wgsl")),
+    ("attention", Prelude::None, include_str!("attention.wgsl")),
+    ("topk", Prelude::Reduction, include_str!("topk.wgsl")),
+    ("logprob", Prelude::Reduction, include_str!("logprob.wgsl")),
 ];
 
 /// The binding of half_f16.wgsl's second view of the weights (binding 1).
@@ -390,18 +399,21 @@ impl GpuDevice {
 
     /// `shader`'s whole WGSL source.
     fn source(&self, shader: &str) -> String {
-        let (_, reads_blocks, body) =
+        let (_, prelude, body) =
             SHADERS.iter().find(|(name, _, _)| *name == shader).expect("every shader is in SHADERS");
-        if !reads_blocks {
-            return body.to_string();
+        match prelude {
+            Prelude::None => body.to_string(),
+            Prelude::Reduction => [include_str!("reduce.wgsl"), body].concat(),
+            Prelude::Blocks => {
+                let half = if self.shader_f16 { include_str!("half_f16.wgsl") } else { include_str!("half_u32.wgsl") };
+                // `enable` must come first in a module.
+                [half, include_str!("quant.wgsl"), body].concat()
+            }
         }
-        let half = if self.shader_f16 { include_str!("half_f16.wgsl") } else { include_str!("half_u32.wgsl") };
-        // `enable` must come first in a module.
-        [half, include_str!("quant.wgsl"), body].concat()
     }
 
     fn reads_blocks(shader: &str) -> bool {
-        SHADERS.iter().any(|(name, reads_blocks, _)| *name == shader && *reads_blocks)
+        SHADERS.iter().any(|(name, prelude, _)| *name == shader && *prelude == Prelude::Blocks)
     }
 
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`

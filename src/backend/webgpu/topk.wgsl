@@ -13,10 +13,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-const LANES: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
 
-var<workgroup> shared_value: array<f32, LANES>;
 var<workgroup> shared_index: array<u32, LANES>;
 
 // Whether entry (v, i) ranks before (w, j); an index of NONE marks no entry.
@@ -31,32 +29,15 @@ fn main(@builtin(local_invocation_index) lane: u32) {
     for (var i = lane; i < params.n; i += LANES) {
         largest = max(largest, x[i]);
     }
-    shared_value[lane] = largest;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        if (lane < stride) {
-            shared_value[lane] = max(shared_value[lane], shared_value[lane + stride]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = shared_value[0];
-    workgroupBarrier();
+    let row_max = workgroup_max(lane, largest);
     var sum = 0.0;
     for (var i = lane; i < params.n; i += LANES) {
         sum += exp(x[i] - row_max);
     }
-    shared_value[lane] = sum;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        if (lane < stride) {
-            shared_value[lane] += shared_value[lane + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lane, sum);
     if (lane == 0u) {
-        out[0] = row_max + log(shared_value[0]);
+        out[0] = row_max + log(total);
     }
-    workgroupBarrier();
 
     var last_value = 0.0;
     var last_index = NONE;
