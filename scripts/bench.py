@@ -331,8 +331,8 @@ def webgpu_section(cpu_reference):
     if counts:
         lines += [
             "Device work per decoded token, counted by the backend (`per_token` in `glassbox bench`): "
-            f"{counts['submits']:g} submits, {counts['dispatches']:g} dispatches, {counts['readbacks']:g} read-backs "
-            f"({counts['readback_bytes'] / 1024:.0f} KiB, the logits), {counts['buffers_created']:g} buffers created.",
+            f"submits {counts['submits']:g}, dispatches {counts['dispatches']:g}, read-backs {counts['readbacks']:g} "
+            f"({counts['readback_bytes'] / 1024:.0f} KiB, the logits), buffers created {counts['buffers_created']:g}.",
             "",
         ]
     return lines
