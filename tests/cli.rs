@@ -345,22 +345,27 @@ fn control_characters_from_a_model_file_are_escaped() {
 #[test]
 fn patch_prints_a_layers_by_positions_grid() {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-vocab-tiny-q8_0.gguf");
-    let run = |corrupt: &str| {
-        glassbox(&[
-            "--json",
-            "patch",
-            model.to_str().unwrap(),
-            "--clean",
-            "When Mary and John went",
-            "--corrupt",
-            corrupt,
-            "--answer",
-            " Mary",
-            "--wrong",
-            " John",
-        ])
+    let run = |corrupt: &str, site: &[&str]| {
+        let args = [
+            &[
+                "--json",
+                "patch",
+                model.to_str().unwrap(),
+                "--clean",
+                "When Mary and John went",
+                "--corrupt",
+                corrupt,
+                "--answer",
+                " Mary",
+                "--wrong",
+                " John",
+            ],
+            site,
+        ]
+        .concat();
+        glassbox(&args)
     };
-    let out = run("When John and Mary went");
+    let out = run("When John and Mary went", &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tokens"], serde_json::json!(["When", " Mary", " and", " John", " went"]));
@@ -372,24 +377,10 @@ fn patch_prints_a_layers_by_positions_grid() {
         assert_eq!(row[0], 0.0);
     }
     assert_eq!(report["site"], "resid_pre");
-    let refused = run("When John went");
+    let refused = run("When John went", &[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("patching needs equal lengths"));
-    let mlp = glassbox(&[
-        "--json",
-        "patch",
-        model.to_str().unwrap(),
-        "--clean",
-        "When Mary and John went",
-        "--corrupt",
-        "When John and Mary went",
-        "--answer",
-        " Mary",
-        "--wrong",
-        " John",
-        "--site",
-        "mlp-out",
-    ]);
+    let mlp = run("When John and Mary went", &["--site", "mlp-out"]);
     assert!(mlp.status.success(), "{}", String::from_utf8_lossy(&mlp.stderr));
     let report: serde_json::Value = serde_json::from_slice(&mlp.stdout).unwrap();
     assert_eq!(report["site"], "mlp_out");

@@ -141,6 +141,34 @@ fn residual_stream_is_the_sum_of_its_parts() {
     }
 }
 
+/// A cache cloned to try two continuations: each writes its rows without touching the other's,
+/// so each equals the same steps taken on a cache of its own, to the bit, and the original
+/// continues as if the clone had never run.
+#[test]
+fn cloned_caches_continue_independently() {
+    let model = &fixture().model;
+    let none = HookRequest::new();
+    let step = |cache: &mut glassbox::model::KvCache<CandleBackend>, ids: &[u32]| {
+        model.forward(ids, cache, &none, &[], &Positions::Last).unwrap().logits.data
+    };
+    let prompt = ids(PROMPTS[0]);
+    let (first, second, third) = (7042, 260, 30);
+    let alone = |continuation: &[u32]| {
+        let mut cache = model.new_cache();
+        step(&mut cache, &prompt);
+        continuation.iter().map(|&id| step(&mut cache, &[id])).last().unwrap()
+    };
+    let mut shared = model.new_cache();
+    step(&mut shared, &prompt);
+    let mut clone = shared.clone();
+    let after_first = step(&mut shared, &[first]);
+    let after_second = step(&mut clone, &[second]);
+    let after_first_then_third = step(&mut shared, &[third]);
+    assert_eq!(after_first, alone(&[first]));
+    assert_eq!(after_second, alone(&[second]));
+    assert_eq!(after_first_then_third, alone(&[first, third]));
+}
+
 #[test]
 fn decoding_with_the_cache_matches_a_full_forward() {
     let model = &fixture().model;

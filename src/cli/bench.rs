@@ -142,13 +142,12 @@ fn attribution<B: Backend>(
     })?;
     let target = glassbox::interp::ablation::top_token(model, ids).map_err(text)?;
     let heads_s = best(&mut || rank_heads(unembedding, ids, Some(target)).map(drop).map_err(text))?;
+    let before = model.backend().device_counts();
     let attribution_s =
         best(&mut || attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map(drop).map_err(text))?;
-    let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
-    let before = model.backend().device_counts();
-    attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map_err(text)?;
     let per_attribution =
-        model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(1));
+        model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(REPETITIONS as u64));
+    let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
     let exact_all = AttributionOptions { exact_all: true, ..Default::default() };
     let exact_all_s = once(&mut || attribute(unembedding, tokenizer, ids, &exact_all).map(drop).map_err(text))?;
     Ok(serde_json::json!({

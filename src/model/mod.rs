@@ -636,7 +636,9 @@ impl<B: Backend> Model<B> {
             Some(rows) if in_place => rows,
             _ => {
                 let context = self.config.context_length;
+                // A copy taken from a clone keeps its room; a full cache doubles.
                 let capacity = match slot {
+                    Some(old) if old.capacity >= needed => old.capacity,
                     Some(old) => needed.max((2 * old.capacity).min(context)),
                     None => needed.max(MIN_CACHE_ROWS.min(context)),
                 };

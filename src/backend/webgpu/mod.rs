@@ -203,13 +203,9 @@ impl GpuDevice {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map(drop).map_err(|e| GpuError::Readback(e.to_string()))
     }
 
-    /// Activation, parameter and staging buffers created so far; the pool reuses them, so this
-    /// stops growing once a workload has run once.
-    pub fn buffers_created(&self) -> usize {
-        self.pool.created()
-    }
-
-    /// Submits, dispatches, read-backs and buffers so far (weights included).
+    /// Submits, dispatches, read-backs and buffers so far: weights and parameters counted
+    /// here, activation and staging buffers by the pool, which stops making them once a
+    /// workload has run once.
     pub fn counts(&self) -> DeviceCounts {
         DeviceCounts {
             buffers_created: self.counts.get().buffers_created + self.pool.created() as u64,
