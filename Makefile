@@ -142,6 +142,7 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/numpy_attribution.py $(SMOLLM2) .tools/attribution-ids.json \
 		tests/reference/smollm2-attribution-numpy
 	$(REFERENCE_PY) tests/reference/llamacpp_tasks.py $(SMOLLM2) tests/reference/tasks-llamacpp.json
+	$(REFERENCE_PY) tests/reference/llamacpp_exam.py $(SMOLLM2) tests/reference/exam-llamacpp.json
 	$(REFERENCE_PY) -m pip install --quiet tokenizers==0.23.3 vaderSentiment==3.3.2 empath==0.89 requests pillow==11.3.0
 	$(REFERENCE_PY) tests/reference/minilm_numpy.py
 	$(REFERENCE_PY) tests/reference/affect_python.py

@@ -437,3 +437,93 @@ fn a_steering_vector_is_written_and_applied() {
     assert!(!refused.0 && refused.2.contains("expected FILE@LAYER:COEFFICIENT"), "{}", refused.2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `exam` (score mode on a shard), `exam extract` against eval_empec's own Python, and
+/// `evaluate --task exam` on replies whose report is worked by hand.
+#[test]
+fn exam_answers_extracts_and_evaluates() {
+    let dir = std::env::temp_dir().join(format!("glassbox-exam-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = |file: &str| format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = |file: &str| dir.join(file).to_str().unwrap().to_string();
+    let model = common::model_path(common::SMOLLM2);
+
+    let out = glassbox(&[
+        "exam",
+        model.to_str().unwrap(),
+        "--input",
+        &data("exam_questions.jsonl"),
+        "--output",
+        &path("replies.jsonl"),
+        "--mode",
+        "score",
+        "--shard",
+        "0/17",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replies: Vec<serde_json::Value> = std::fs::read_to_string(path("replies.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = replies.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["exam-001", "exam-018", "exam-035", "exam-052"]);
+    for reply in &replies {
+        let probs = reply["probs"].as_object().unwrap();
+        assert_eq!(probs.keys().map(String::as_str).collect::<Vec<_>>(), ["A", "B", "C", "D"]);
+        assert!((probs.values().map(|p| p.as_f64().unwrap()).sum::<f64>() - 1.0).abs() < 1e-6);
+        assert_eq!(reply["correct"], reply["answer"] == reply["gold"]);
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["report"]["overall"]["count"], 4);
+    assert_eq!(summary["report"]["chance"], 0.25);
+
+    let out =
+        glassbox(&["exam", "extract", "--input", &data("exam_replies.jsonl"), "--output", &path("answers.jsonl")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let upstream = common::reference("exam-extraction-python.json");
+    let answers = std::fs::read_to_string(path("answers.jsonl")).unwrap();
+    assert_eq!(answers.lines().count(), upstream["answers"].as_object().unwrap().len());
+    for line in answers.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["answer"], upstream["answers"][row["id"].as_str().unwrap()], "{line}");
+        assert!(row.get("answer_normalised").is_some());
+    }
+
+    // Gold: exam-001 B, exam-002 C (護理師), exam-013 B (藥師), exam-040 D (物理治療師).
+    std::fs::write(
+        path("pred.jsonl"),
+        [
+            r#"{"id": "exam-001", "answer": "B", "answer_normalised": "B"}"#,
+            r#"{"id": "exam-002", "answer": null, "answer_normalised": "C"}"#,
+            r#"{"id": "exam-013", "answer": "A", "answer_normalised": "A"}"#,
+            r#"{"id": "exam-040", "answer": "E"}"#,
+            r#"{"id": "exam-040", "answer": "D", "answer_normalised": null}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = glassbox(&[
+        "evaluate",
+        "--task",
+        "exam",
+        "--gold",
+        &data("exam_questions.jsonl"),
+        "--pred",
+        &path("pred.jsonl"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pred.jsonl:4: \"answer\": \"E\" is not A, B, C, D or null"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["report"];
+    assert_eq!((r["overall"]["count"].as_u64(), r["overall"]["correct"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(r["no_answer"], 1);
+    assert_eq!(r["by_profession"]["護理師"], serde_json::json!({"count": 2, "correct": 1, "accuracy": 0.5}));
+    assert_eq!(r["by_profession"]["藥師"]["correct"], 0);
+    assert_eq!(r["by_subject"]["基礎醫學"]["count"], 2);
+    // Normalised: exam-001 and exam-002 right, exam-013 and exam-040 wrong.
+    assert_eq!(r["normalised"]["correct"], 2);
+    assert_eq!(report["missing"].as_array().unwrap().len(), 64);
+    assert_eq!(report["problems"], 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

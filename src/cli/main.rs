@@ -4,6 +4,7 @@
 #[cfg(feature = "lab")]
 mod bench;
 mod compute;
+mod exam;
 mod interp;
 #[cfg(feature = "lab")]
 mod lab;
@@ -74,7 +75,9 @@ enum Command {
     /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
     CompareBackends(parity::CompareArgs),
     /// Score predictions against gold labels (JSONL, matched by id): accuracy, macro-, micro- and
-    /// weighted F1, the confusion matrix, ROUGE of explanations, the FMD challenge score (JSON).
+    /// weighted F1, the confusion matrix, ROUGE of explanations, the FMD challenge score (JSON);
+    /// with `--task exam`, exam replies' letters against the questions' answers, per profession
+    /// and subject.
     Evaluate(tasks::EvaluateArgs),
     /// Classify JSONL rows with a claim task: label probabilities, and optionally the
     /// explanation, evidence tokens, affect features and retrieved examples (JSONL out).
@@ -84,6 +87,9 @@ enum Command {
         #[command(subcommand)]
         command: tasks::IndexCommand,
     },
+    /// EMPEC: answer multiple-choice exam questions (greedy reply or option-letter scoring), read
+    /// each reply's letter as eval_empec does, and print the accuracy per profession and subject.
+    Exam(exam::ExamArgs),
     /// MetaAligner: edit an answer to improve it on the chosen objectives.
     Align(tasks::AlignArgs),
     /// LLaVA: the answer to a question about an image, with its probability.
@@ -272,6 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Evaluate(args) => tasks::evaluate(out, &args)?,
         Command::Classify(args) => tasks::classify(&loader, &args)?,
         Command::Index { command } => tasks::index(out, &loader, &command)?,
+        Command::Exam(args) => exam::exam(out, &loader, &args)?,
         Command::Align(args) => tasks::align(out, &loader, &args, json)?,
         Command::Vqa(args) => vision::vqa(out, &loader, &args, json)?,
         Command::Heatmap(args) => vision::heatmap(out, &loader, &args, json)?,

@@ -23,13 +23,16 @@ use super::{read_file, text_err, TokenizerArg, Written};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// The task the predictions are for (`fmd` adds the challenge score).
+    /// The task the predictions are for (`fmd` adds the challenge score; `exam` reads exam
+    /// questions and replies).
     #[arg(long)]
     task: String,
-    /// JSONL rows `{"id", "label", "explanation"?}`: the gold answers.
+    /// JSONL rows `{"id", "label", "explanation"?}`: the gold answers (for `exam`, the questions
+    /// with their `answer`, `profession` and `subject`).
     #[arg(long)]
     gold: PathBuf,
-    /// JSONL rows `{"id", "label", "explanation"?}`, as `classify` writes them.
+    /// JSONL rows `{"id", "label", "explanation"?}`, as `classify` writes them (for `exam`,
+    /// `{"id", "answer", "answer_normalised"?}`, as `exam` and `exam extract` write them).
     #[arg(long)]
     pred: PathBuf,
 }
@@ -97,6 +100,9 @@ fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<Ha
 /// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
 /// matched by id, plus ROUGE when both sides have explanations, and the FMD challenge score.
 pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
+    if args.task == "exam" {
+        return super::exam::evaluate(out, &args.gold, &args.pred);
+    }
     let mut problems = 0;
     let gold = read_rows(&args.gold, false, &mut problems)?;
     let pred = read_rows(&args.pred, true, &mut problems)?;
@@ -244,7 +250,7 @@ pub struct ClassifyArgs {
 }
 
 /// `i/n` with `i < n`.
-fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+pub(crate) fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     let bad = || format!("--shard {text:?}: expected i/n with 0 ≤ i < n, e.g. 0/4");
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);

@@ -83,13 +83,19 @@ pub fn prompt(
     Ok(match wrapping {
         Wrapping::Seed => Prompt { spanned: table.wrap_spanned(&instruction), parse_special: false },
         Wrapping::Chat => {
-            let text = tokenizer
-                .apply_chat_template(&[ChatMessage { role: "user".into(), content: instruction.text.clone() }], true)?;
-            let at = text.find(&instruction.text).ok_or(TaskError::ChatTemplateAltersText)?;
+            let prompt = chat_prompt(tokenizer, &instruction.text)?;
+            let at = prompt.spanned.text.find(&instruction.text).ok_or(TaskError::ChatTemplateAltersText)?;
             let spans = instruction.spans.iter().map(|(f, r)| (f.clone(), r.start + at..r.end + at)).collect();
-            Prompt { spanned: Spanned { text, spans }, parse_special: true }
+            Prompt { spanned: Spanned { text: prompt.spanned.text, spans }, parse_special: true }
         }
     })
+}
+
+/// `user_turn` as the user's message in the model's chat template, ready for the reply.
+pub fn chat_prompt(tokenizer: &Tokenizer, user_turn: &str) -> Result<Prompt> {
+    let text =
+        tokenizer.apply_chat_template(&[ChatMessage { role: "user".into(), content: user_turn.to_string() }], true)?;
+    Ok(Prompt { spanned: Spanned { text, spans: Vec::new() }, parse_special: true })
 }
 
 /// Softmax-normalised label probabilities: `P(label) = Σ_{w ∈ words(label)} p(w | prompt) / Σ_{label'}
@@ -173,22 +179,25 @@ fn encode_checked<B: Backend>(
     Ok(ids)
 }
 
-/// Greedy decoding of up to `max_tokens` after `text`, stopping at the end of the turn, each
-/// new piece passed to `on_text` as it comes.
-fn continue_greedily<B: Backend>(
+/// The seed wrapper's next turn: a model that starts it has finished its answer.
+const SEED_NEXT_TURN: &str = "\nHuman:";
+
+/// Greedy decoding of up to `max_tokens` after `text`, stopping at the end of the sequence or
+/// at one of `stop_strings`, each new piece passed to `on_text` as it comes.
+pub(crate) fn continue_greedily<B: Backend>(
     model: &Model<B>,
     tokenizer: &Tokenizer,
     text: &str,
     parse_special: bool,
     max_tokens: usize,
+    stop_strings: &[&str],
     on_text: &mut dyn FnMut(&str),
 ) -> Result<String> {
     let ids = encode_checked(model, tokenizer, text, parse_special)?;
     let request = GenerateRequest {
         max_tokens: max_tokens.min(model.config().context_length - ids.len()),
         sampling: Sampling::default(),
-        // The seed wrapper's next turn: a model that starts it has finished its answer.
-        stop_strings: vec!["\nHuman:".into()],
+        stop_strings: stop_strings.iter().map(|s| s.to_string()).collect(),
         interventions: Vec::new(),
     };
     let mut shown = 0;
@@ -221,7 +230,9 @@ pub fn explain<B: Backend>(
         return Err(TaskError::NoExplanationFormat(task.name.clone()));
     };
     let text = format!("{}{answer}{label}.\n{explanation}", prompt.spanned.text);
-    Ok(continue_greedily(model, tokenizer, &text, prompt.parse_special, max_tokens, on_text)?.trim().to_string())
+    Ok(continue_greedily(model, tokenizer, &text, prompt.parse_special, max_tokens, &[SEED_NEXT_TURN], on_text)?
+        .trim()
+        .to_string())
 }
 
 /// The seed's own evaluation: a free greedy generation, the label read by its regex
@@ -241,7 +252,15 @@ pub fn generate_freely<B: Backend>(
     max_tokens: usize,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<FreeGeneration> {
-    let text = continue_greedily(model, tokenizer, &prompt.spanned.text, prompt.parse_special, max_tokens, on_text)?;
+    let text = continue_greedily(
+        model,
+        tokenizer,
+        &prompt.spanned.text,
+        prompt.parse_special,
+        max_tokens,
+        &[SEED_NEXT_TURN],
+        on_text,
+    )?;
     let label = task.label_in_generation(&text).map(|l| l.name.clone());
     let explanation =
         task.explanation_prefix.as_deref().and_then(|p| text.find(p).map(|at| text[at + p.len()..].trim().to_string()));

@@ -1,5 +1,5 @@
-//! The claim and misinformation tasks (FMDLlama, RAEmoLLM, ConspEmoLLM, MetaAligner): plain
-//! consumers of the engine and the interpretability core.
+//! The claim and misinformation tasks (FMDLlama, RAEmoLLM, ConspEmoLLM, MetaAligner) and
+//! EMPEC's exam evaluation: plain consumers of the engine and the interpretability core.
 //!
 //! Here a *seed* is one of those four papers together with its released code: "the seed's
 //! prompt" or "the seed's regex" is what that code writes or reads, character for character (it
@@ -8,6 +8,8 @@
 pub mod affect;
 pub mod classify;
 pub mod embed;
+/// EMPEC's exam evaluation.
+pub mod exam;
 pub mod index;
 pub mod metrics;
 pub mod nrc;
