@@ -17,6 +17,9 @@ import type {
   BackendInfo,
   BackendName,
   Classification,
+  ExamQuestion,
+  ExamReply,
+  ExamReport,
   Generation,
   HeatmapMethod,
   LogitLens,
@@ -117,6 +120,15 @@ export interface ClassifyOptions {
   maxNewTokens?: number;
   /** How many examples to retrieve (4). */
   k?: number;
+}
+
+export interface ExamOptions {
+  /** `generate` (eval_empec's greedy reply, read by its expressions; the default) or `score` (the option letters' probabilities). */
+  mode?: "generate" | "score";
+  /** The reply's length in tokens (32, as eval_empec). */
+  maxNewTokens?: number;
+  /** Receives the reply as it is generated. */
+  onText?: (piece: string) => void;
 }
 
 /** A claim task's input: its fields (`claim`, `context`, `text`, ...), optionally `id` and `domain`. */
@@ -414,6 +426,14 @@ export class Glassbox {
     return this.#after(this.#call("classify", { task, input, options: { ...rest, modelName: this.#name }, index: indexBytes }, onEvent));
   }
 
+  /** Asks one exam question (a JSONL row's text or its object) as `glassbox exam` does. */
+  async exam(question: string | ExamQuestion, options: ExamOptions = {}): Promise<ExamReply> {
+    const { onText, ...rest } = options;
+    const row = typeof question === "string" ? question : JSON.stringify(question);
+    const onEvent: Listener<"exam"> = ({ data }) => onText?.(data);
+    return this.#after(this.#call("exam", { row, options: rest }, onEvent));
+  }
+
   /**
    * SePO's token rewards `r_t = log π_this − log π_reference` for each token of `response`,
    * and the `floor(k·N)` tokens selected (the highest, or the lowest for a rejected response).
@@ -442,6 +462,11 @@ export class Glassbox {
   async #refreshBackend(): Promise<void> {
     this.#backend = await this.#call("backend", {});
   }
+}
+
+/** The accuracy table of exam replies, as `glassbox evaluate --task exam` prints it. */
+export async function examReport(replies: ExamReply[], options: Pick<LoadOptions, "workerUrl" | "wasmUrl"> = {}): Promise<ExamReport> {
+  return connection(options).call("examReport", { replies });
 }
 
 /** A scene from the LLaVA fixture's generator (`glassbox scene`), with its question and answer. */

@@ -3,13 +3,15 @@
  * answers it once with a value or an error, and may send events (progress, tokens, text) for
  * it before that. `Operations` is the one list both sides compile against.
  */
-import type { AttributeOptions, ClassifyOptions, HeatmapOptions, LensOptions, RecordOptions, TaskInput } from "./index.js";
+import type { AttributeOptions, ClassifyOptions, ExamOptions, HeatmapOptions, LensOptions, RecordOptions, TaskInput } from "./index.js";
 import type { LoadProgress } from "./source.js";
 import type {
   Attribution,
   BackendInfo,
   BackendName,
   Classification,
+  ExamReply,
+  ExamReport,
   Generation,
   LogitLens,
   ModelCard,
@@ -81,6 +83,13 @@ export interface Operations {
     /** A piece of the explanation, as it is generated. */
     events: { text: string };
   };
+  exam: {
+    args: OnModel & { row: string; options: Omit<ExamOptions, "onText"> };
+    result: ExamReply;
+    /** A piece of the reply, as it is generated. */
+    events: { text: string };
+  };
+  examReport: { args: { replies: ExamReply[] }; result: ExamReport };
   tokenRewards: { args: OnModel & { reference: number; prompt: string; response: string; k: number; rejected: boolean }; result: TokenRewards };
   scene: { args: { seed: number; index: number; size: number }; result: { png: Uint8Array<ArrayBuffer>; prompt: string; answer: string } };
   answer: { args: OnImage & { k: number }; result: VisualAnswer };

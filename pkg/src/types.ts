@@ -213,3 +213,58 @@ export interface TokenRewards {
   selected_count: number;
   tokens: TokenReward[];
 }
+
+/** An option letter. */
+export type Letter = "A" | "B" | "C" | "D";
+
+/**
+ * An exam question as `glassbox exam` reads it (EMPEC's item): the options A–D inside
+ * `question`, or in `options` (then written after it as `\nA. …`).
+ */
+export interface ExamQuestion {
+  id: string | number;
+  question: string;
+  options?: Record<Letter, string>;
+  answer?: Letter;
+  profession?: string;
+  subject?: string;
+  /** `zh…` or `en…`; without it, Chinese when the question has a Han character. */
+  language?: string;
+}
+
+/** A question answered: `glassbox exam`'s output row. */
+export interface ExamReply {
+  id: string;
+  mode: "generate" | "score";
+  language: "zh" | "en";
+  profession?: string;
+  subject?: string;
+  /** The reply, in generate mode. */
+  output?: string;
+  /** P(letter) among the four as the reply's start, in score mode. */
+  probs?: Record<Letter, number>;
+  /** The letter eval_empec's extraction reads (generate) or the most probable (score); null: no answer. */
+  answer: Letter | null;
+  /** The normalised reading (full-width forms as ASCII, traditional and simplified alike), in generate mode. */
+  answer_normalised?: Letter | null;
+  gold?: Letter;
+  correct?: boolean;
+}
+
+export interface ExamTally {
+  count: number;
+  correct: number;
+  accuracy: number;
+}
+
+/** Accuracy overall, per profession and per subject; no answer counts as wrong. */
+export interface ExamReport {
+  overall: ExamTally;
+  no_answer: number;
+  /** The uniform guess among four options, 0.25. */
+  chance: number;
+  by_profession: Record<string, ExamTally>;
+  by_subject: Record<string, ExamTally>;
+  /** The normalised reading over the same questions (generate mode). */
+  normalised?: ExamTally;
+}

@@ -2,7 +2,7 @@
  * The glassbox worker: the wasm engine runs here, so the page's thread never waits on a model.
  * Models are kept by handle; every request is answered with a value or a readable error.
  */
-import init, { drawScene, Engine, type ErrorName, runTask, VisionEngine } from "../glassbox.js";
+import init, { drawScene, Engine, type ErrorName, examReport, runTask, VisionEngine } from "../glassbox.js";
 import { glassboxError, type EngineErrorName, type GlassboxErrorName } from "./errors.js";
 import type { ArgsOf, ErrorInfo, Operation, OperationEvent, Reply, Request, RequestOf, ResultOf } from "./protocol.js";
 import type { BackendInfo, BackendName, NextToken } from "./types.js";
@@ -143,6 +143,15 @@ const handlers: { [K in Operation]: Handler<K> } = {
   async classify({ handle, task, input, options, index }, emit) {
     const onText = (piece: string) => emit({ name: "text", data: piece });
     return runTask(engine(handle).classify(task, input, options, index, onText));
+  },
+
+  async exam({ handle, row, options }, emit) {
+    const onText = (piece: string) => emit({ name: "text", data: piece });
+    return runTask(engine(handle).exam(row, options, onText));
+  },
+
+  examReport({ replies }) {
+    return examReport(replies);
   },
 
   async tokenRewards({ handle, reference, prompt, response, k, rejected }) {

@@ -127,18 +127,7 @@ pub fn exam(out: &mut impl Write, loader: &Loader, args: &ExamArgs) -> Written {
         }
     });
     eprintln!("exam: {} replies written to {}, {failed} errors", replies.len(), output.display());
-    let scored: Vec<Scored> = replies
-        .iter()
-        .filter_map(|r| {
-            Some(Scored {
-                gold: r.gold?,
-                answer: r.answer,
-                normalised: r.answer_normalised,
-                profession: r.profession.as_deref(),
-                subject: r.subject.as_deref(),
-            })
-        })
-        .collect();
+    let scored: Vec<Scored> = replies.iter().filter_map(ExamReply::scored).collect();
     if failed > 0 {
         return Err(format!("{failed} of {} questions failed (see the messages above)", replies.len() + failed));
     }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::classify::{chat_prompt, continue_greedily, score_labels};
@@ -125,7 +125,7 @@ const VARIANTS: [(char, char); 9] = [
 ];
 
 /// The question's language, which picks the answer cue and the extraction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Language {
     #[serde(rename = "zh")]
     Chinese,
@@ -301,10 +301,11 @@ impl Question {
 
 /// A question answered: the reply (generate mode) or the letters' probabilities (score mode),
 /// and the letter read from it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExamReply {
     pub id: String,
-    pub mode: &'static str,
+    /// `generate` or `score`.
+    pub mode: String,
     pub language: Language,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profession: Option<String>,
@@ -318,7 +319,7 @@ pub struct ExamReply {
     pub probs: Option<BTreeMap<char, f64>>,
     pub answer: Option<char>,
     /// The normalised reading's letter (or `null`), in generate mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub answer_normalised: Option<Option<char>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gold: Option<char>,
@@ -340,7 +341,7 @@ pub fn answer<B: Backend>(
     let prompt = chat_prompt(tokenizer, &question.user_turn())?;
     let mut reply = ExamReply {
         id: question.id.clone(),
-        mode: "generate",
+        mode: "generate".into(),
         language: question.language,
         profession: question.profession.clone(),
         subject: question.subject.clone(),
@@ -362,13 +363,33 @@ pub fn answer<B: Backend>(
             let labels: Vec<Label> =
                 LETTERS.iter().map(|l| Label { name: l.to_string(), words: vec![l.to_string()] }).collect();
             let (scores, _) = score_labels(model, tokenizer, &prompt, "", &labels)?;
-            reply.mode = "score";
+            reply.mode = "score".into();
             reply.answer = Some(LETTERS[scores.best]);
             reply.probs = Some(LETTERS.iter().copied().zip(scores.probs).collect());
         }
     }
     reply.correct = question.answer.map(|gold| reply.answer == Some(gold));
     Ok(reply)
+}
+
+/// A field that is present, even as `null`: absent is the outer `None` (through `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+impl ExamReply {
+    /// The reply as one scored answer, when its question had a gold letter.
+    pub fn scored(&self) -> Option<Scored<'_>> {
+        Some(Scored {
+            gold: self.gold?,
+            answer: self.answer,
+            normalised: self.answer_normalised,
+            profession: self.profession.as_deref(),
+            subject: self.subject.as_deref(),
+        })
+    }
 }
 
 /// Correct answers out of a count.

@@ -5,6 +5,7 @@
 
 mod claims;
 mod engine;
+mod exam;
 mod task;
 mod vision;
 

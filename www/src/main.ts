@@ -1,4 +1,5 @@
 import { setUpClaimPanel } from "./claim.js";
+import { setUpExamPanel } from "./exam.js";
 import { setUpImagePanel } from "./image.js";
 import { setUpInsidePanel } from "./inside.js";
 import { setUpModelPanel } from "./model.js";
@@ -7,5 +8,6 @@ import { setUpRewardsPanel } from "./rewards.js";
 setUpInsidePanel();
 setUpImagePanel();
 setUpClaimPanel();
+setUpExamPanel();
 setUpRewardsPanel();
 void setUpModelPanel();

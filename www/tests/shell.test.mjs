@@ -1,4 +1,4 @@
-// End to end: the shell's five panels in Debian's Chromium on the real SmolLM2 and the LLaVA
+// End to end: the shell's six panels in Debian's Chromium on the real SmolLM2 and the LLaVA
 // fixture, each checked against the native CLI's JSON for the same input; a screenshot of each
 // panel goes to artifacts/e2e/. The whole session's requests are recorded for the privacy check.
 import { after, before, test } from "node:test";
@@ -350,6 +350,89 @@ test("Token rewards: the rewards and SePO's selection match the CLI", { timeout:
   await shot(page, "rewards-panel", "token-rewards");
 });
 
+/** The panel's question rows once a run has finished. */
+async function examRows(page) {
+  await waitFor(page, "#exam-status");
+  return page.$$eval("#exam-replies tbody tr", (rows) => rows.map((r) => ({ id: r.dataset.id, answer: r.dataset.answer || null, reply: r.cells[3].textContent, probs: r.dataset.probs ? JSON.parse(r.dataset.probs) : null })));
+}
+
+test("Take an exam: each reply, its letter and the accuracy table match the CLI; a bad row is listed", { timeout: 900_000 }, async () => {
+  const questions = readFileSync(here("../../tests/data/exam_questions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const byId = (id) => questions.find((q) => q.id === id);
+  // SmolLM2's chat prompt for a question, from llama.cpp's reference (its own Jinja2 rendering).
+  const reference = JSON.parse(readFileSync(here("../../tests/reference/exam-llamacpp.json"), "utf8"));
+  const cue = (q) => (q.language === "en" ? "\nAnswer:" : "\n答案：");
+  const promptOf = (q) => reference.cases[0].prompt.replace(byId(reference.cases[0].id).question + "\n答案：", q.question + cue(q));
+  const marked = { ...byId("exam-003"), question: byId("exam-003").question.replace("\nA. ", ` ${PAYLOAD}\nA. `) };
+  // Two Chinese questions (one holding markup) and an English one.
+  const good = [byId("exam-027"), marked, byId("exam-040")];
+  const work = mkdtempSync(join(tmpdir(), "glassbox-exam-"));
+  writeFileSync(join(work, "good.jsonl"), good.map((q) => JSON.stringify(q)).join("\n") + "\n");
+  const lines = good.map((q) => JSON.stringify(q));
+  writeFileSync(join(work, "with-bad.jsonl"), [lines[0], lines[1], "{not json", lines[2]].join("\n") + "\n");
+  const native = {};
+  for (const mode of ["generate", "score"]) {
+    const out = join(work, `${mode}.jsonl`);
+    native[mode] = run(CLI, ["--backend", "cpu", "exam", model, "--input", join(work, "good.jsonl"), "--output", out, "--mode", mode]).then(({ stdout }) => ({
+      report: JSON.parse(stdout).report,
+      rows: readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l)),
+    }));
+    native[mode].catch(() => {});
+  }
+
+  await page.setInputFiles("#exam-file", join(work, "with-bad.jsonl"));
+  await page.selectOption("#exam-mode", "generate");
+  await page.click("#exam-start");
+  const shown = await examRows(page);
+  const generated = await native.generate;
+  assert.deepEqual(shown.map((r) => r.id), generated.rows.map((r) => r.id));
+  for (const [i, row] of generated.rows.entries()) {
+    if (shown[i].reply === row.output) {
+      assert.equal(shown[i].answer, row.answer, `${row.id}: the letter read`);
+      continue;
+    }
+    // The greedy replies may part only where the CLI's top two tokens are within the two engines'
+    // rounding of each other (each log-probability within TOLERANCE).
+    let k = 0;
+    while (k < row.output.length && shown[i].reply[k] === row.output[k]) k++;
+    const prefix = row.output.slice(0, k);
+    const { top } = await cli(["logits", model, "--prompt", promptOf(good[i]) + prefix, "--top-k", "2", "--json"]);
+    const gap = top[0].logprob - top[1].logprob;
+    console.log(`# ${row.id}: the replies part after ${JSON.stringify(prefix)}, where the CLI's top two are ${gap.toFixed(3)} apart`);
+    assert.ok(gap < 2 * TOLERANCE, `${row.id}: ${JSON.stringify(shown[i].reply)} vs the CLI's ${JSON.stringify(row.output)}`);
+  }
+  const overall = await page.$eval("#exam-accuracy tr[data-group=overall]", (r) => ({ count: Number(r.dataset.count), correct: Number(r.dataset.correct) }));
+  assert.equal(overall.count, generated.report.overall.count);
+  const errorsShown = await page.$$eval("#exam-errors li", (items) => items.map((i) => i.textContent));
+  assert.equal(errorsShown.length, 1);
+  assert.match(errorsShown[0], /^line 3: .*JSON/);
+  assert.match(await page.textContent("#exam-status"), /^Done: 3 of 4 questions answered/);
+  await shot(page, "exam-panel", "take-an-exam");
+
+  await page.selectOption("#exam-mode", "score");
+  await page.click("#exam-start");
+  const scored = await examRows(page);
+  const nativeScores = await native.score;
+  let correct = 0;
+  for (const [i, row] of nativeScores.rows.entries()) {
+    const shownProbs = scored[i].probs;
+    for (const [letter, p] of Object.entries(row.probs)) assert.ok(Math.abs(Math.log(shownProbs[letter]) - Math.log(p)) <= TOLERANCE, `${row.id} ${letter}: ${shownProbs[letter]} vs ${p}`);
+    const gap = Math.min(...Object.entries(row.probs).filter(([l]) => l !== row.answer).map(([, p]) => Math.log(row.probs[row.answer]) - Math.log(p)));
+    assert.ok(scored[i].answer === row.answer || gap < 2 * TOLERANCE, `${row.id}: ${scored[i].answer} vs ${row.answer} (gap ${gap})`);
+    if (scored[i].answer === row.gold) correct++;
+  }
+  const scoredOverall = await page.$eval("#exam-accuracy tr[data-group=overall]", (r) => Number(r.dataset.correct));
+  assert.equal(scoredOverall, correct);
+  assert.equal(await page.$$eval("img[src=x], [onerror]", (found) => found.length), 0);
+  assert.deepEqual(dialogs, []);
+
+  // Stop ends the run after the question being asked.
+  await page.click("#exam-start");
+  await page.click("#exam-stop");
+  await examRows(page);
+  assert.match(await page.textContent("#exam-status"), /^Stopped: 1 of 4 questions answered/);
+});
+
 test("a prompt and model output holding markup are shown as text: no dialog, no injected element", { timeout: 600_000 }, async () => {
   const before = await page.$$eval("img", (images) => images.length);
   await page.fill("#inside-prompt", `${PAYLOAD} ${PAYLOAD}`);
@@ -361,6 +444,12 @@ test("a prompt and model output holding markup are shown as text: no dialog, no 
   assert.equal(await page.$$eval("img", (images) => images.length), before);
   assert.equal(await page.$$eval("img[src=x], [onerror]", (found) => found.length), 0);
   assert.deepEqual(dialogs, []);
+
+  // Stop ends the run after the question being asked.
+  await page.click("#exam-start");
+  await page.click("#exam-stop");
+  await examRows(page);
+  assert.match(await page.textContent("#exam-status"), /^Stopped: 1 of 4 questions answered/);
 });
 
 test("the custom elements, with one import, give the CLI's heatmap answer and claim verdict", { timeout: 600_000 }, async () => {
