@@ -280,6 +280,32 @@ test("text past 1 MiB is a TokenizerError counted in UTF-8 bytes, for tokenize, 
   assertOneLiveWorker(opened);
 });
 
+test("exam rows that are not questions are InputErrors (not JSON, no options' letter, a 1 MiB question, an answer E), and the model then answers one", { timeout: 180_000 }, async (t) => {
+  const opened = await open(t);
+  await opened.page.evaluate(OUTCOME);
+  const seen = await opened.page.evaluate(async (model) => {
+    const { Glassbox } = await import("/index.js");
+    const gb = await Glassbox.load(model, { backend: "cpu", cache: "never" });
+    const rows = [
+      "{not json",
+      JSON.stringify({ id: 1, question: "Q?", options: { A: "a", B: "b" } }),
+      JSON.stringify({ id: 2, question: "Q".repeat(1 << 20) }),
+      JSON.stringify({ id: 3, question: "Q?\nA. a\nB. b\nC. c\nD. d", answer: "E" }),
+    ];
+    const refused = [];
+    for (const row of rows) refused.push(await outcome(gb.exam(row, { mode: "score" })));
+    const answered = await gb.exam({ id: 4, question: "Q?\nA. a\nB. b\nC. c\nD. d", answer: "B" }, { mode: "score" });
+    return { refused, answered };
+  }, `/fixtures/${MODEL}`);
+  assert.ok(seen.refused.every((r) => r.startsWith("InputError: ")), JSON.stringify(seen.refused));
+  assert.match(seen.refused[1], /"options" has no string 'C'/);
+  assert.match(seen.refused[2], /the question is 1048576 bytes; at most 65536 are read/);
+  assert.match(seen.refused[3], /"answer" "E" is not one of A, B, C, D/);
+  assert.equal(Object.keys(seen.answered.probs).join(""), "ABCD");
+  assert.equal(seen.answered.gold, "B");
+  assertOneLiveWorker(opened);
+});
+
 test("drawScene refuses sides outside 32 to 1024 with an InputError, and the same worker then draws scenes at both ends", { timeout: 120_000 }, async (t) => {
   const opened = await open(t);
   await opened.page.evaluate(OUTCOME);
