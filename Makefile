@@ -145,6 +145,8 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/llamacpp_exam.py $(SMOLLM2) tests/reference/exam-llamacpp.json
 	$(REFERENCE_PY) -m pip install --quiet tokenizers==0.23.3 vaderSentiment==3.3.2 empath==0.89 requests pillow==11.3.0
 	$(REFERENCE_PY) tests/reference/minilm_numpy.py
+	$(REFERENCE_PY) -m pip install --quiet scikit-learn==1.5.2 pandas==2.2.3
+	$(REFERENCE_PY) tests/reference/sklearn_harmonic.py tests/reference/harmonic-sklearn.json
 	$(REFERENCE_PY) tests/reference/affect_python.py
 	$(REFERENCE_PY) tests/reference/pil_preprocess.py
 	$(REFERENCE_PY) tests/reference/numpy_clip.py

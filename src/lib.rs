@@ -18,6 +18,7 @@ pub mod lab;
 pub mod model;
 pub mod numeric;
 pub mod safetensors;
+pub mod tabular;
 pub mod tasks;
 pub mod tokenizer;
 pub mod vision;

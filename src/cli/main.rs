@@ -5,6 +5,7 @@
 mod bench;
 mod compute;
 mod exam;
+mod harmonic;
 mod interp;
 #[cfg(feature = "lab")]
 mod lab;
@@ -90,6 +91,12 @@ enum Command {
     /// EMPEC: answer multiple-choice exam questions (greedy reply or option-letter scoring), read
     /// each reply's letter as eval_empec does, and print the accuracy per profession and subject.
     Exam(exam::ExamArgs),
+    /// HARMONIC: private tabular synthesis with the model, its baselines, and the privacy and
+    /// fidelity of a synthetic table.
+    Harmonic {
+        #[command(subcommand)]
+        command: harmonic::HarmonicCommand,
+    },
     /// MetaAligner: edit an answer to improve it on the chosen objectives.
     Align(tasks::AlignArgs),
     /// LLaVA: the answer to a question about an image, with its probability.
@@ -279,6 +286,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Classify(args) => tasks::classify(&loader, &args)?,
         Command::Index { command } => tasks::index(out, &loader, &command)?,
         Command::Exam(args) => exam::exam(out, &loader, &args)?,
+        Command::Harmonic { command } => harmonic::harmonic(out, &loader, &command)?,
         Command::Align(args) => tasks::align(out, &loader, &args, json)?,
         Command::Vqa(args) => vision::vqa(out, &loader, &args, json)?,
         Command::Heatmap(args) => vision::heatmap(out, &loader, &args, json)?,
