@@ -7,6 +7,7 @@ mod common;
 use glassbox::tabular::evaluate::{fidelity, privacy};
 use glassbox::tabular::neighbours::{encoded_rows, nearest, GROUP_NEIGHBOURS};
 use glassbox::tabular::table::Table;
+use glassbox::tabular::utility::machine_learning_efficiency;
 use serde_json::Value;
 
 fn read(path: &str) -> Table {
@@ -46,10 +47,15 @@ fn neighbour_groups_are_scikit_learns() {
                 (0..indices.len()).filter(|&k| k != own).map(|k| (indices[k] as usize, distances[k])).unzip();
             let group = nearest(&points, row, GROUP_NEIGHBOURS);
             for (k, &(found, distance)) in group.iter().enumerate() {
-                assert!((distance - other_distances[k]).abs() < 1e-9, "{name} row {row} neighbour {k}: {distance} vs {}", other_distances[k]);
+                assert!(
+                    (distance - other_distances[k]).abs() < 1e-9,
+                    "{name} row {row} neighbour {k}: {distance} vs {}",
+                    other_distances[k]
+                );
                 // Rows at equal distances may come in either order, and a tie at the fifth place
                 // may be settled for another row.
-                let listed = (0..others.len()).any(|j| others[j] == found && (other_distances[j] - distance).abs() < 1e-9);
+                let listed =
+                    (0..others.len()).any(|j| others[j] == found && (other_distances[j] - distance).abs() < 1e-9);
                 let tied_last = (distance - other_distances[others.len() - 1]).abs() < 1e-9;
                 assert!(listed || tied_last, "{name} row {row}: neighbour {found} is not scikit-learn's {others:?}");
             }
@@ -81,5 +87,47 @@ fn dcr_copies_and_fidelity_are_scikit_learn_and_scipys() {
             let got = serde_json::to_value(&f).unwrap()[key].as_f64().unwrap();
             assert!((got - expected[key].as_f64().unwrap()).abs() < 1e-9, "{name} {key}: {got} vs {}", expected[key]);
         }
+    }
+}
+
+/// Logistic regression's predictions are scikit-learn's (the same objective, solved by another
+/// L-BFGS), except where scikit-learn's top two probabilities are within 0.01 of each other.
+#[test]
+fn logistic_regression_predicts_as_scikit_learns() {
+    let reference = common::reference("harmonic-sklearn.json");
+    let loans = read(LOANS);
+    let cases = [
+        ("loans", halves(&loans), "approved"),
+        ("iris", (read(IRIS_TRAIN), read(IRIS_TEST)), "target"),
+        (
+            "breast_cancer",
+            (read("models/tables/breast_cancer-train.csv"), read("models/tables/breast_cancer-test.csv")),
+            "target",
+        ),
+    ];
+    for (name, (train, test), label) in cases {
+        let expected = &reference["efficiency"][name];
+        let efficiency = machine_learning_efficiency(&train, &train, &test, label, 0).unwrap();
+        let predictions = &efficiency.logistic_regression.predictions;
+        let (mut same, mut near_ties) = (0, 0);
+        for (i, (got, want)) in predictions.iter().zip(expected["predictions"].as_array().unwrap()).enumerate() {
+            let mut probabilities = numbers(&expected["probabilities"][i]);
+            probabilities.sort_by(|a, b| b.total_cmp(a));
+            if got == want.as_str().unwrap() {
+                same += 1;
+            } else {
+                assert!(
+                    probabilities[0] - probabilities[1] < 0.01,
+                    "{name} row {i}: {got} vs scikit-learn's {want} ({probabilities:?})"
+                );
+                near_ties += 1;
+            }
+        }
+        assert_eq!(same + near_ties, test.rows.len());
+        eprintln!(
+            "{name}: {same} of {} predictions as scikit-learn's, {near_ties} parted at near ties",
+            test.rows.len()
+        );
+        assert!(efficiency.random_forest.accuracy.is_some_and(|a| a > 0.5), "{name}: {:?}", efficiency.random_forest);
     }
 }

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use glassbox::tabular::evaluate::{fidelity, privacy};
 use glassbox::tabular::synth::{resample, smote, synthesise, Schema, SynthesisOptions, TEMPERATURE};
 use glassbox::tabular::table::{Table, MAX_CSV_BYTES};
+use glassbox::tabular::utility::machine_learning_efficiency;
 use glassbox::with_model;
 use serde_json::json;
 
@@ -23,8 +24,9 @@ pub enum HarmonicCommand {
     /// The baselines on the same neighbour groups: `smote` (interpolation within a group) or
     /// `resample` (real rows drawn with replacement).
     Baseline(BaselineArgs),
-    /// Privacy (DCR, copies) and fidelity (KS, total variation, correlations) of a synthetic
-    /// table against the real one (JSON).
+    /// Privacy (DCR, copies), fidelity (KS, total variation, correlations) and, with --test,
+    /// utility (classifiers trained on the synthetic rows and on the real ones, tested on held-out
+    /// real rows) of a synthetic table (JSON).
     Evaluate(EvaluateArgs),
 }
 
@@ -86,6 +88,13 @@ pub struct EvaluateArgs {
     synthetic: PathBuf,
     #[arg(long)]
     label: String,
+    /// Held-out real rows: machine-learning efficiency of classifiers trained on the synthetic
+    /// table, beside the same classifiers trained on the real one.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// The random forest's seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 pub fn read_table(path: &Path) -> Result<Table, String> {
@@ -183,9 +192,22 @@ fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
     real.column(&args.label).map_err(text_err)?;
     let privacy = privacy(&real, &synthetic).map_err(text_err)?;
     let fidelity = fidelity(&real, &synthetic).map_err(text_err)?;
+    let mle = match &args.test {
+        None => None,
+        Some(path) => {
+            let test = read_table(path)?;
+            let efficiency = |train: &Table| {
+                machine_learning_efficiency(&real, train, &test, &args.label, args.seed).map_err(text_err)
+            };
+            Some(
+                json!({ "synthetic": efficiency(&synthetic)?, "real": efficiency(&real)?, "test_rows": test.rows.len() }),
+            )
+        }
+    };
     print_json(
         out,
         &json!({
+            "mle": mle,
             "real_rows": real.rows.len(),
             "synthetic_rows": synthetic.rows.len(),
             "dcr_p5": privacy.dcr_p5,

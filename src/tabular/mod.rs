@@ -6,12 +6,14 @@
 //! - neighbours.rs: HARMONIC's neighbour groups (its encoding and kNN);
 //! - synth.rs: the paper's prompt, sampling, parsing with rejection, and the SMOTE and
 //!   resampling baselines;
-//! - evaluate.rs: DCR, copies and fidelity.
+//! - evaluate.rs: DCR, copies and fidelity;
+//! - utility.rs: machine-learning efficiency (classifiers trained on a table, tested on real rows).
 
 pub mod evaluate;
 pub mod neighbours;
 pub mod synth;
 pub mod table;
+pub mod utility;
 
 use thiserror::Error;
 
