@@ -1,6 +1,6 @@
 //! How private and how faithful a synthetic table is, measured against the real one.
 //!
-//! Privacy (the definitions; HARMONIC's `src/Eval-Metrics/DCR.py` measures from each
+//! Privacy (HARMONIC's `src/Eval-Metrics/DCR.py` measures from each
 //! real row to the synthetic rows instead, after scaling each table by itself):
 //! - every column, the label included: a numeric column standardised by the real rows' mean and
 //!   population standard deviation (scikit-learn's `StandardScaler` fitted on them; a constant
@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::encode::Encoder;
 use super::table::{number, Kind, Table};
 use super::{Result, TabularError};
 
@@ -62,36 +63,6 @@ fn check_columns(real: &Table, synthetic: &Table) -> Result<()> {
     Ok(())
 }
 
-/// Each row of `table` in the real table's standardised, one-hot space.
-fn embedded(real: &Table, table: &Table) -> Vec<Vec<f64>> {
-    let columns: Vec<Box<dyn Fn(&[String], &mut Vec<f64>)>> = (0..real.columns.len())
-        .map(|c| -> Box<dyn Fn(&[String], &mut Vec<f64>)> {
-            match real.kinds[c] {
-                Kind::Numeric => {
-                    let values = real.numbers(c);
-                    let mean = values.iter().sum::<f64>() / values.len() as f64;
-                    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / values.len() as f64;
-                    let scale = if variance > 0.0 { variance.sqrt() } else { 1.0 };
-                    Box::new(move |row, out| out.push((number(&row[c]).unwrap_or(f64::NAN) - mean) / scale))
-                }
-                Kind::Categorical => {
-                    let categories = real.categories(c);
-                    Box::new(move |row, out| out.extend(categories.iter().map(|k| f64::from(u8::from(*k == row[c])))))
-                }
-            }
-        })
-        .collect();
-    table
-        .rows
-        .iter()
-        .map(|row| {
-            let mut out = Vec::new();
-            columns.iter().for_each(|column| column(row, &mut out));
-            out
-        })
-        .collect()
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct Privacy {
     /// Each synthetic row's distance to its closest real row.
@@ -116,8 +87,10 @@ pub fn privacy(real: &Table, synthetic: &Table) -> Result<Privacy> {
             synthetic.rows.len()
         )));
     }
-    let real_points = embedded(real, real);
-    let dcr: Vec<f64> = embedded(real, synthetic)
+    let encoder = Encoder::fit(real, real, None);
+    let real_points = encoder.transform(real);
+    let dcr: Vec<f64> = encoder
+        .transform(synthetic)
         .iter()
         .map(|s| {
             real_points

@@ -6,9 +6,11 @@
 //! - neighbours.rs: HARMONIC's neighbour groups (its encoding and kNN);
 //! - synth.rs: the paper's prompt, sampling, parsing with rejection, and the SMOTE and
 //!   resampling baselines;
+//! - encode.rs: standardised and one-hot features;
 //! - evaluate.rs: DCR, copies and fidelity;
 //! - utility.rs: machine-learning efficiency (classifiers trained on a table, tested on real rows).
 
+pub mod encode;
 pub mod evaluate;
 pub mod neighbours;
 pub mod synth;

@@ -11,56 +11,10 @@ use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, Rand
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
+use super::encode::Encoder;
 use super::table::{number, Kind, Table};
 use super::{Result, TabularError};
 use crate::tasks::metrics::classification;
-
-enum Encoding {
-    Standard { column: usize, mean: f64, scale: f64 },
-    OneHot { column: usize, categories: Vec<String> },
-}
-
-/// The feature columns of `real` as numbers, fitted on `train`.
-struct Encoder(Vec<Encoding>);
-
-impl Encoder {
-    fn fit(real: &Table, train: &Table, label: usize) -> Encoder {
-        let encodings = (0..real.columns.len())
-            .filter(|&c| c != label)
-            .map(|c| match real.kinds[c] {
-                Kind::Numeric => {
-                    let values = train.numbers(c);
-                    let mean = values.iter().sum::<f64>() / values.len() as f64;
-                    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / values.len() as f64;
-                    Encoding::Standard { column: c, mean, scale: if variance > 0.0 { variance.sqrt() } else { 1.0 } }
-                }
-                Kind::Categorical => Encoding::OneHot { column: c, categories: real.categories(c) },
-            })
-            .collect();
-        Encoder(encodings)
-    }
-
-    fn transform(&self, table: &Table) -> Vec<Vec<f64>> {
-        table
-            .rows
-            .iter()
-            .map(|row| {
-                let mut out = Vec::new();
-                for encoding in &self.0 {
-                    match encoding {
-                        Encoding::Standard { column, mean, scale } => {
-                            out.push((number(&row[*column]).unwrap_or(f64::NAN) - mean) / scale)
-                        }
-                        Encoding::OneHot { column, categories } => {
-                            out.extend(categories.iter().map(|k| f64::from(u8::from(*k == row[*column]))))
-                        }
-                    }
-                }
-                out
-            })
-            .collect()
-    }
-}
 
 /// The real table's classes in order (numerically for a numeric label), and each row's class.
 fn classes(real: &Table, label: usize) -> Vec<String> {
@@ -135,7 +89,7 @@ pub fn machine_learning_efficiency(
     let classes = classes(real, label);
     let y_train = class_indices(train, label, &classes, "training")?;
     let y_test = class_indices(test, label, &classes, "test")?;
-    let encoder = Encoder::fit(real, train, label);
+    let encoder = Encoder::fit(real, train, Some(label));
     let (x_train, x_test) = (encoder.transform(train), encoder.transform(test));
     let matrix =
         |rows: &Vec<Vec<f64>>| DenseMatrix::from_2d_vec(rows).map_err(|e| TabularError::BadInput(e.to_string()));
