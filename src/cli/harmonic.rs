@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use glassbox::tabular::evaluate::{fidelity, privacy};
+use glassbox::tabular::lle::language_model_efficiency;
 use glassbox::tabular::synth::{resample, smote, synthesise, Schema, SynthesisOptions, TEMPERATURE};
 use glassbox::tabular::table::{Table, MAX_CSV_BYTES};
 use glassbox::tabular::utility::machine_learning_efficiency;
@@ -95,6 +96,15 @@ pub struct EvaluateArgs {
     /// The random forest's seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// With --test: LLE, this model's accuracy on the test rows with the synthetic rows nearest
+    /// each as its examples.
+    #[arg(long)]
+    lle_model: Option<PathBuf>,
+    /// What the rows are about, for the LLE prompt (default: the real file's name).
+    #[arg(long)]
+    description: Option<String>,
+    #[command(flatten)]
+    tokenizer: TokenizerArg,
 }
 
 pub fn read_table(path: &Path) -> Result<Table, String> {
@@ -114,15 +124,20 @@ pub fn harmonic(out: &mut impl Write, loader: &Loader, command: &HarmonicCommand
     match command {
         HarmonicCommand::Generate(args) => generate(out, loader, args),
         HarmonicCommand::Baseline(args) => baseline(out, args),
-        HarmonicCommand::Evaluate(args) => evaluate(out, args),
+        HarmonicCommand::Evaluate(args) => evaluate(out, loader, args),
     }
+}
+
+/// `--description`, else the file's name in words.
+fn described(description: &Option<String>, path: &Path) -> String {
+    description
+        .clone()
+        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().replace(['_', '-'], " ")).unwrap_or_default())
 }
 
 fn generate(out: &mut impl Write, loader: &Loader, args: &GenerateArgs) -> Written {
     let table = read_table(&args.table.input)?;
-    let description = args.description.clone().unwrap_or_else(|| {
-        args.table.input.file_stem().map(|s| s.to_string_lossy().replace(['_', '-'], " ")).unwrap_or_default()
-    });
+    let description = described(&args.description, &args.table.input);
     let schema = Schema::new(&table, &args.table.label, &description).map_err(text_err)?;
     let options = SynthesisOptions {
         seed: args.table.seed,
@@ -185,7 +200,7 @@ fn baseline(out: &mut impl Write, args: &BaselineArgs) -> Written {
     print_json(out, &json!({ "method": args.method, "rows": args.table.n, "seconds": start.elapsed().as_secs_f64() }))
 }
 
-fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
+fn evaluate(out: &mut impl Write, loader: &Loader, args: &EvaluateArgs) -> Written {
     let real = read_table(&args.real)?;
     let synthetic = read_table(&args.synthetic)?;
     // The label must exist; the privacy and fidelity measures cover every column.
@@ -204,10 +219,29 @@ fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
             )
         }
     };
+    let lle = match (&args.lle_model, &args.test) {
+        (None, _) => None,
+        (Some(_), None) => return Err("--lle-model needs --test".into()),
+        (Some(model), Some(path)) => {
+            let test = read_table(path)?;
+            let schema =
+                Schema::new(&real, &args.label, &described(&args.description, &args.real)).map_err(text_err)?;
+            let any = loader.load(model, &args.tokenizer)?;
+            let lle = with_model!(any, loaded => {
+                language_model_efficiency(&loaded.model, &loaded.tokenizer, &schema, &synthetic, &test, |row| {
+                    eprint!("\rharmonic: LLE {} of {} test rows", row + 1, test.rows.len());
+                })
+            })
+            .map_err(text_err)?;
+            eprintln!();
+            Some(json!({ "accuracy": lle.accuracy, "test_rows": lle.test_rows }))
+        }
+    };
     print_json(
         out,
         &json!({
             "mle": mle,
+            "lle": lle,
             "real_rows": real.rows.len(),
             "synthetic_rows": synthetic.rows.len(),
             "dcr_p5": privacy.dcr_p5,

@@ -8,10 +8,12 @@
 //!   resampling baselines;
 //! - encode.rs: standardised and one-hot features;
 //! - evaluate.rs: DCR, copies and fidelity;
+//! - lle.rs: the language model's accuracy with synthetic rows as its examples;
 //! - utility.rs: machine-learning efficiency (classifiers trained on a table, tested on real rows).
 
 pub mod encode;
 pub mod evaluate;
+pub mod lle;
 pub mod neighbours;
 pub mod synth;
 pub mod table;
