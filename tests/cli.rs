@@ -527,3 +527,107 @@ fn exam_answers_extracts_and_evaluates() {
     assert_eq!(report["problems"], 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `harmonic generate` writes rows of the table's schema and accounts for every prompt;
+/// `harmonic baseline` and `harmonic evaluate` report what the library computes.
+#[test]
+fn harmonic_generates_baselines_and_evaluates() {
+    let dir = std::env::temp_dir().join(format!("glassbox-harmonic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |file: &str| dir.join(file).to_str().unwrap().to_string();
+    let tables = format!("{}/models/tables", env!("CARGO_MANIFEST_DIR"));
+    let (train, test) = (format!("{tables}/iris-train.csv"), format!("{tables}/iris-test.csv"));
+    let model = common::model_path(common::SMOLLM2);
+
+    let out = glassbox(&[
+        "harmonic",
+        "generate",
+        model.to_str().unwrap(),
+        "--input",
+        &train,
+        "--label",
+        "target",
+        "--n",
+        "2",
+        "--max-attempts",
+        "6",
+        "--output",
+        &path("model.csv"),
+        "--log",
+        &path("attempts.jsonl"),
+        "--description",
+        "iris flowers",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let attempts: Vec<serde_json::Value> = std::fs::read_to_string(path("attempts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summary["attempts"].as_u64().unwrap() as usize, attempts.len());
+    let rejected = attempts.iter().filter(|a| a.get("rejected").is_some()).count();
+    assert_eq!(summary["rejected"].as_u64().unwrap() as usize, rejected);
+    let written = std::fs::read_to_string(path("model.csv")).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm),target"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len() + rejected, attempts.len());
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert!(cells[..4].iter().all(|c| c.parse::<f64>().is_ok_and(f64::is_finite)), "{row}");
+        assert!(["0", "1", "2"].contains(&cells[4]), "{row}");
+    }
+
+    let out = glassbox(&[
+        "harmonic",
+        "baseline",
+        "--method",
+        "smote",
+        "--input",
+        &train,
+        "--label",
+        "target",
+        "--n",
+        "25",
+        "--output",
+        &path("smote.csv"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = glassbox(&[
+        "harmonic",
+        "evaluate",
+        "--real",
+        &train,
+        "--synthetic",
+        &path("smote.csv"),
+        "--label",
+        "target",
+        "--test",
+        &test,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read = |p: &str| glassbox::tabular::table::Table::parse_csv(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let expected =
+        glassbox::tabular::evaluate::report(&read(&train), &read(&path("smote.csv")), "target", Some(&read(&test)), 0)
+            .unwrap();
+    // serde_json reads floats back to within an ulp.
+    let close = |got: Option<f64>, want: Option<f64>| {
+        assert!((got.unwrap() - want.unwrap()).abs() < 1e-12, "{got:?} vs {want:?}")
+    };
+    close(shown["dcr_p5"].as_f64(), Some(expected.dcr_p5));
+    assert_eq!(shown["copied_rows"].as_u64(), Some(expected.copied_rows as u64));
+    close(
+        shown["mle"]["synthetic"]["logistic_regression"]["accuracy"].as_f64(),
+        expected.mle.as_ref().and_then(|m| m.synthetic.logistic_regression.accuracy),
+    );
+    assert!(shown["fidelity"]["mean_ks"].as_f64().is_some());
+
+    let ragged = path("ragged.csv");
+    std::fs::write(&ragged, "a,b\n1,2\n3\n").unwrap();
+    let out = glassbox(&["harmonic", "evaluate", "--real", &ragged, "--synthetic", &ragged, "--label", "b"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3 has 1 cells; the header has 2"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

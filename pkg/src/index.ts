@@ -21,6 +21,10 @@ import type {
   ExamReply,
   ExamReport,
   Generation,
+  Synthesis,
+  SynthesisAttempt,
+  TableReport,
+  TableView,
   HeatmapMethod,
   LogitLens,
   ModelCard,
@@ -129,6 +133,25 @@ export interface ExamOptions {
   maxNewTokens?: number;
   /** Receives the reply as it is generated. */
   onText?: (piece: string) => void;
+}
+
+/** What `synthesise` writes: HARMONIC's synthesis of `n` rows like the table's. */
+export interface SynthesisRequest {
+  /** The label column (moved last in the prompt). */
+  label: string;
+  n: number;
+  seed?: number;
+  /** What the rows are about: "tabular data about {description}". */
+  description?: string;
+  /** Where to start in the seeded sequence of prompts, to continue an earlier call. */
+  firstAttempt?: number;
+  /** Prompts to try before stopping short of `n` rows (4 × n). */
+  maxAttempts?: number;
+  /** Ask in the model's chat template (HARMONIC's fine-tuned model is prompted without one). */
+  chat?: boolean;
+  temperature?: number;
+  /** Receives each prompt's reply, and why it was rejected, as it ends. */
+  onAttempt?: (attempt: SynthesisAttempt) => void;
 }
 
 /** A claim task's input: its fields (`claim`, `context`, `text`, ...), optionally `id` and `domain`. */
@@ -435,6 +458,17 @@ export class Glassbox {
   }
 
   /**
+   * HARMONIC: up to `request.n` rows like those of `csv` (the table stays in the page), each
+   * from one prompt showing a real row's five nearest rows; replies that are not rows of the
+   * table are rejected and counted, never repaired.
+   */
+  async synthesise(csv: string, request: SynthesisRequest): Promise<Synthesis> {
+    const { onAttempt, ...rest } = request;
+    const onEvent: Listener<"synthesise"> = ({ data }) => onAttempt?.(data);
+    return this.#after(this.#call("synthesise", { csv, request: rest }, onEvent));
+  }
+
+  /**
    * SePO's token rewards `r_t = log π_this − log π_reference` for each token of `response`,
    * and the `floor(k·N)` tokens selected (the highest, or the lowest for a rejected response).
    */
@@ -462,6 +496,23 @@ export class Glassbox {
   async #refreshBackend(): Promise<void> {
     this.#backend = await this.#call("backend", {});
   }
+}
+
+type WorkerOptions = Pick<LoadOptions, "workerUrl" | "wasmUrl">;
+
+/** A CSV table as glassbox reads it, or an `InputError` saying what is wrong with it. */
+export async function readTable(csv: string, options: WorkerOptions = {}): Promise<TableView> {
+  return connection(options).call("readTable", { csv });
+}
+
+/** A baseline synthetic table (CSV): SMOTE within HARMONIC's neighbour groups, or real rows resampled. */
+export async function tableBaseline(csv: string, label: string, method: "smote" | "resample", n: number, seed = 0, options: WorkerOptions = {}): Promise<string> {
+  return connection(options).call("tableBaseline", { csv, label, method, n, seed });
+}
+
+/** Privacy, fidelity and, given held-out real rows (`test`), utility of a synthetic table. */
+export async function evaluateTable(real: string, synthetic: string, label: string, extra: { test?: string; seed?: number } = {}, options: WorkerOptions = {}): Promise<TableReport> {
+  return connection(options).call("evaluateTable", { real, synthetic, label, test: extra.test, seed: extra.seed ?? 0 });
 }
 
 /** The accuracy table of exam replies, as `glassbox evaluate --task exam` prints it. */

@@ -3,7 +3,7 @@
  * answers it once with a value or an error, and may send events (progress, tokens, text) for
  * it before that. `Operations` is the one list both sides compile against.
  */
-import type { AttributeOptions, ClassifyOptions, ExamOptions, HeatmapOptions, LensOptions, RecordOptions, TaskInput } from "./index.js";
+import type { AttributeOptions, ClassifyOptions, ExamOptions, HeatmapOptions, LensOptions, RecordOptions, SynthesisRequest, TaskInput } from "./index.js";
 import type { LoadProgress } from "./source.js";
 import type {
   Attribution,
@@ -12,6 +12,10 @@ import type {
   Classification,
   ExamReply,
   ExamReport,
+  Synthesis,
+  SynthesisAttempt,
+  TableReport,
+  TableView,
   Generation,
   LogitLens,
   ModelCard,
@@ -90,6 +94,15 @@ export interface Operations {
     events: { text: string };
   };
   examReport: { args: { replies: ExamReply[] }; result: ExamReport };
+  synthesise: {
+    args: OnModel & { csv: string; request: Omit<SynthesisRequest, "onAttempt"> };
+    result: Synthesis;
+    /** Each prompt's reply, as it ends. */
+    events: { attempt: SynthesisAttempt };
+  };
+  readTable: { args: { csv: string }; result: TableView };
+  tableBaseline: { args: { csv: string; label: string; method: "smote" | "resample"; n: number; seed: number }; result: string };
+  evaluateTable: { args: { real: string; synthetic: string; label: string; test: string | undefined; seed: number }; result: TableReport };
   tokenRewards: { args: OnModel & { reference: number; prompt: string; response: string; k: number; rejected: boolean }; result: TokenRewards };
   scene: { args: { seed: number; index: number; size: number }; result: { png: Uint8Array<ArrayBuffer>; prompt: string; answer: string } };
   answer: { args: OnImage & { k: number }; result: VisualAnswer };

@@ -268,3 +268,60 @@ export interface ExamReport {
   /** The normalised reading over the same questions (generate mode). */
   normalised?: ExamTally;
 }
+
+/** A CSV table as glassbox reads it: numeric columns hold a finite number in every row. */
+export interface TableView {
+  columns: string[];
+  kinds: ("numeric" | "categorical")[];
+  rows: string[][];
+}
+
+/** One HARMONIC prompt and what came of it. */
+export interface SynthesisAttempt {
+  /** The real row whose five nearest rows were the examples. */
+  anchor: number;
+  examples: number[];
+  reply: string;
+  /** Why the reply gave no row: not_json, missing_column, unknown_column, not_a_value, not_a_number or unknown_category. */
+  rejected?: string;
+  column?: string;
+}
+
+export interface Synthesis {
+  rows: string[][];
+  attempts: SynthesisAttempt[];
+}
+
+export interface ClassifierScores {
+  accuracy?: number;
+  macro_f1?: number;
+  /** Why the classifier could not be trained (for example, one class only). */
+  not_trained?: string;
+}
+
+export interface Efficiency {
+  logistic_regression: ClassifierScores;
+  random_forest: ClassifierScores;
+}
+
+/** `glassbox harmonic evaluate`'s report. */
+export interface TableReport {
+  real_rows: number;
+  synthetic_rows: number;
+  /** The 5th percentile of each synthetic row's distance to its closest real row. */
+  dcr_p5: number;
+  dcr_median: number;
+  /** The share of synthetic rows that copy a real row exactly. */
+  copies: number;
+  copied_rows: number;
+  fidelity: {
+    columns: Record<string, { kind: "numeric" | "categorical"; statistic: "ks" | "tv"; value: number }>;
+    mean_ks?: number;
+    mean_tv?: number;
+    correlation_mean_abs_difference?: number;
+    correlation_max_abs_difference?: number;
+    correlation_undefined_pairs: number;
+  };
+  /** Classifiers trained on the synthetic rows and on the real ones, tested on held-out rows. */
+  mle: { synthetic: Efficiency; real: Efficiency; test_rows: number } | null;
+}

@@ -2,10 +2,10 @@
  * The glassbox worker: the wasm engine runs here, so the page's thread never waits on a model.
  * Models are kept by handle; every request is answered with a value or a readable error.
  */
-import init, { drawScene, Engine, type ErrorName, examReport, runTask, VisionEngine } from "../glassbox.js";
+import init, { drawScene, Engine, type ErrorName, evaluateTable, examReport, readTable, runTask, tableBaseline, VisionEngine } from "../glassbox.js";
 import { glassboxError, type EngineErrorName, type GlassboxErrorName } from "./errors.js";
 import type { ArgsOf, ErrorInfo, Operation, OperationEvent, Reply, Request, RequestOf, ResultOf } from "./protocol.js";
-import type { BackendInfo, BackendName, NextToken } from "./types.js";
+import type { BackendInfo, BackendName, NextToken, SynthesisAttempt } from "./types.js";
 
 /** True only when errors.ts lists exactly the names the Rust engine throws; else a type error. */
 type SameNames = [ErrorName] extends [EngineErrorName] ? ([EngineErrorName] extends [ErrorName] ? true : never) : never;
@@ -152,6 +152,23 @@ const handlers: { [K in Operation]: Handler<K> } = {
 
   examReport({ replies }) {
     return examReport(replies);
+  },
+
+  async synthesise({ handle, csv, request }, emit) {
+    const onAttempt = (attempt: SynthesisAttempt) => emit({ name: "attempt", data: attempt });
+    return runTask(engine(handle).synthesise(csv, request, onAttempt));
+  },
+
+  readTable({ csv }) {
+    return readTable(csv);
+  },
+
+  tableBaseline({ csv, label, method, n, seed }) {
+    return tableBaseline(csv, label, method, n, seed);
+  },
+
+  evaluateTable({ real, synthetic, label, test, seed }) {
+    return evaluateTable(real, synthetic, label, test, seed);
   },
 
   async tokenRewards({ handle, reference, prompt, response, k, rejected }) {

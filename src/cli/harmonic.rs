@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use glassbox::tabular::evaluate::{fidelity, privacy};
+use glassbox::tabular::evaluate::report;
 use glassbox::tabular::lle::language_model_efficiency;
 use glassbox::tabular::synth::{resample, smote, synthesise, Schema, SynthesisOptions, TEMPERATURE};
 use glassbox::tabular::table::{Table, MAX_CSV_BYTES};
-use glassbox::tabular::utility::machine_learning_efficiency;
 use glassbox::with_model;
 use serde_json::json;
 
@@ -144,6 +143,7 @@ fn generate(out: &mut impl Write, loader: &Loader, args: &GenerateArgs) -> Writt
         temperature: args.temperature,
         max_attempts: args.max_attempts.unwrap_or(args.table.n.saturating_mul(4)),
         chat: args.chat,
+        first_attempt: 0,
     };
     let mut log = args
         .log
@@ -203,32 +203,17 @@ fn baseline(out: &mut impl Write, args: &BaselineArgs) -> Written {
 fn evaluate(out: &mut impl Write, loader: &Loader, args: &EvaluateArgs) -> Written {
     let real = read_table(&args.real)?;
     let synthetic = read_table(&args.synthetic)?;
-    // The label must exist; the privacy and fidelity measures cover every column.
-    real.column(&args.label).map_err(text_err)?;
-    let privacy = privacy(&real, &synthetic).map_err(text_err)?;
-    let fidelity = fidelity(&real, &synthetic).map_err(text_err)?;
-    let mle = match &args.test {
-        None => None,
-        Some(path) => {
-            let test = read_table(path)?;
-            let efficiency = |train: &Table| {
-                machine_learning_efficiency(&real, train, &test, &args.label, args.seed).map_err(text_err)
-            };
-            Some(
-                json!({ "synthetic": efficiency(&synthetic)?, "real": efficiency(&real)?, "test_rows": test.rows.len() }),
-            )
-        }
-    };
-    let lle = match (&args.lle_model, &args.test) {
+    let test = args.test.as_deref().map(read_table).transpose()?;
+    let report = report(&real, &synthetic, &args.label, test.as_ref(), args.seed).map_err(text_err)?;
+    let lle = match (&args.lle_model, &test) {
         (None, _) => None,
         (Some(_), None) => return Err("--lle-model needs --test".into()),
-        (Some(model), Some(path)) => {
-            let test = read_table(path)?;
+        (Some(model), Some(test)) => {
             let schema =
                 Schema::new(&real, &args.label, &described(&args.description, &args.real)).map_err(text_err)?;
             let any = loader.load(model, &args.tokenizer)?;
             let lle = with_model!(any, loaded => {
-                language_model_efficiency(&loaded.model, &loaded.tokenizer, &schema, &synthetic, &test, |row| {
+                language_model_efficiency(&loaded.model, &loaded.tokenizer, &schema, &synthetic, test, |row| {
                     eprint!("\rharmonic: LLE {} of {} test rows", row + 1, test.rows.len());
                 })
             })
@@ -237,18 +222,7 @@ fn evaluate(out: &mut impl Write, loader: &Loader, args: &EvaluateArgs) -> Writt
             Some(json!({ "accuracy": lle.accuracy, "test_rows": lle.test_rows }))
         }
     };
-    print_json(
-        out,
-        &json!({
-            "mle": mle,
-            "lle": lle,
-            "real_rows": real.rows.len(),
-            "synthetic_rows": synthetic.rows.len(),
-            "dcr_p5": privacy.dcr_p5,
-            "dcr_median": privacy.dcr_median,
-            "copies": privacy.copies,
-            "copied_rows": privacy.copied_rows,
-            "fidelity": fidelity,
-        }),
-    )
+    let mut json = serde_json::to_value(&report).map_err(text_err)?;
+    json["lle"] = json!(lle);
+    print_json(out, &json)
 }

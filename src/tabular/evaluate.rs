@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::encode::Encoder;
 use super::table::{number, Kind, Table};
+use super::utility::{machine_learning_efficiency, Efficiency};
 use super::{Result, TabularError};
 
 /// The percentile `q` (0–100) of `values`, with NumPy's default linear interpolation.
@@ -212,6 +213,51 @@ pub fn fidelity(real: &Table, synthetic: &Table) -> Result<Fidelity> {
         correlation_max_abs_difference: differences.iter().copied().reduce(f64::max),
         correlation_undefined_pairs: undefined,
         columns,
+    })
+}
+
+/// Classifiers trained on the synthetic rows and, for reference, on the real ones.
+#[derive(Clone, Debug, Serialize)]
+pub struct Utility {
+    pub synthetic: Efficiency,
+    pub real: Efficiency,
+    pub test_rows: usize,
+}
+
+/// What `harmonic evaluate` reports: privacy, fidelity and, given held-out real rows, utility.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub real_rows: usize,
+    pub synthetic_rows: usize,
+    pub dcr_p5: f64,
+    pub dcr_median: f64,
+    pub copies: f64,
+    pub copied_rows: usize,
+    pub fidelity: Fidelity,
+    pub mle: Option<Utility>,
+}
+
+pub fn report(real: &Table, synthetic: &Table, label: &str, test: Option<&Table>, seed: u64) -> Result<Report> {
+    real.column(label)?;
+    let privacy = privacy(real, synthetic)?;
+    let mle = test
+        .map(|test| -> Result<Utility> {
+            Ok(Utility {
+                synthetic: machine_learning_efficiency(real, synthetic, test, label, seed)?,
+                real: machine_learning_efficiency(real, real, test, label, seed)?,
+                test_rows: test.rows.len(),
+            })
+        })
+        .transpose()?;
+    Ok(Report {
+        real_rows: real.rows.len(),
+        synthetic_rows: synthetic.rows.len(),
+        dcr_p5: privacy.dcr_p5,
+        dcr_median: privacy.dcr_median,
+        copies: privacy.copies,
+        copied_rows: privacy.copied_rows,
+        fidelity: fidelity(real, synthetic)?,
+        mle,
     })
 }
 

@@ -213,6 +213,9 @@ pub struct SynthesisOptions {
     pub max_attempts: usize,
     /// The prompt as the user's turn of the model's chat template (HARMONIC prompts without one).
     pub chat: bool,
+    /// Where in the seeded sequence of anchors (and of sampling seeds) to start, so that a run
+    /// done in parts gives the rows one run would.
+    pub first_attempt: usize,
 }
 
 /// The rows accepted and every attempt.
@@ -264,7 +267,7 @@ pub fn synthesise<B: Backend>(
     let points = encoded_rows(table, schema.label);
     let anchors = anchor_order(table.rows.len(), options.seed);
     let mut synthesis = Synthesis { rows: Vec::new(), attempts: Vec::new() };
-    for attempt in 0..options.max_attempts {
+    for attempt in options.first_attempt..options.first_attempt.saturating_add(options.max_attempts) {
         if synthesis.rows.len() >= n {
             break;
         }
@@ -278,8 +281,8 @@ pub fn synthesise<B: Backend>(
         let ids = tokenizer.encode(&text, true, parse_special)?;
         let context = model.config().context_length;
         let longest = examples.iter().map(|&e| schema.row_json(&table.rows[e]).len()).max().unwrap_or(0);
-        // A row's JSON is about as long in tokens as its examples'; bytes bound tokens from above.
-        let budget = (2 * longest + 16).min(context.saturating_sub(ids.len()));
+        // Every token is at least a byte, so a row as long as the longest example fits.
+        let budget = (longest + 16).min(context.saturating_sub(ids.len()));
         if budget == 0 {
             return Err(TabularError::TooLong { tokens: ids.len(), context });
         }

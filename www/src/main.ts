@@ -4,10 +4,12 @@ import { setUpImagePanel } from "./image.js";
 import { setUpInsidePanel } from "./inside.js";
 import { setUpModelPanel } from "./model.js";
 import { setUpRewardsPanel } from "./rewards.js";
+import { setUpTablePanel } from "./table.js";
 
 setUpInsidePanel();
 setUpImagePanel();
 setUpClaimPanel();
 setUpExamPanel();
 setUpRewardsPanel();
+setUpTablePanel();
 void setUpModelPanel();

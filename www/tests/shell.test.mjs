@@ -1,4 +1,4 @@
-// End to end: the shell's six panels in Debian's Chromium on the real SmolLM2 and the LLaVA
+// End to end: the shell's seven panels in Debian's Chromium on the real SmolLM2 and the LLaVA
 // fixture, each checked against the native CLI's JSON for the same input; a screenshot of each
 // panel goes to artifacts/e2e/. The whole session's requests are recorded for the privacy check.
 import { after, before, test } from "node:test";
@@ -431,6 +431,53 @@ test("Take an exam: each reply, its letter and the accuracy table match the CLI;
   await page.click("#exam-stop");
   await examRows(page);
   assert.match(await page.textContent("#exam-status"), /^Stopped: 1 of 4 questions answered/);
+});
+
+test("Synthesise a table: SMOTE's rows and report match the CLI, the model's prompts are accounted for, a ragged CSV is a clear error", { timeout: 900_000 }, async () => {
+  const train = here("../../models/tables/iris-train.csv");
+  const heldOut = here("../../models/tables/iris-test.csv");
+  const work = mkdtempSync(join(tmpdir(), "glassbox-table-"));
+  writeFileSync(join(work, "ragged.csv"), "a,b\n1,2\n3\n");
+  await page.setInputFiles("#table-file", join(work, "ragged.csv"));
+  await page.waitForSelector("#table-status[data-state=error]");
+  assert.match(await page.textContent("#table-status"), /line 3 has 1 cells; the header has 2/);
+
+  const nativeSmote = join(work, "smote.csv");
+  const nativeReport = run(CLI, ["harmonic", "baseline", "--method", "smote", "--input", train, "--label", "target", "--n", "25", "--output", nativeSmote])
+    .then(() => run(CLI, ["harmonic", "evaluate", "--real", train, "--synthetic", nativeSmote, "--label", "target", "--test", heldOut]))
+    .then(({ stdout }) => JSON.parse(stdout));
+  nativeReport.catch(() => {});
+  await page.setInputFiles("#table-file", train);
+  await page.waitForSelector("#table-status[data-state=ready]");
+  await page.setInputFiles("#table-test-file", heldOut);
+  assert.equal(await page.inputValue("#table-label"), "target");
+  await page.fill("#table-n", "25");
+  await page.selectOption("#table-method", "smote");
+  await page.click("#table-start");
+  await waitFor(page, "#table-status");
+  const native = await nativeReport;
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#table-download")]);
+  const downloaded = readFileSync(await download.path(), "utf8");
+  assert.equal(downloaded, readFileSync(nativeSmote, "utf8"));
+  assert.ok(Math.abs(Number(await page.getAttribute("#table-report", "data-dcr-p5")) - native.dcr_p5) < 1e-12);
+  assert.equal(Number(await page.getAttribute("#table-report", "data-copies")), native.copied_rows);
+  const logistic = await page.textContent("#table-report tr[data-key=mle_logistic] td");
+  assert.equal(logistic, `${native.mle.synthetic.logistic_regression.accuracy.toFixed(3)} / ${native.mle.real.logistic_regression.accuracy.toFixed(3)}`);
+  assert.equal(await page.$$eval("#table-histograms .histogram", (blocks) => blocks.length), 5);
+  await shot(page, "table-panel", "synthesise-a-table");
+
+  // The loaded model: every prompt is a row or a counted rejection, and its last reply is shown as text.
+  await page.selectOption("#table-method", "model");
+  await page.fill("#table-n", "1");
+  await page.fill("#table-description", "iris flowers");
+  await page.click("#table-start");
+  await page.waitForSelector("#table-status[data-state=ready], #table-status[data-state=error]", { timeout: 600_000 });
+  const outcome = await page.textContent("#table-status");
+  const made = await page.$eval("#table-report tr[data-key=rows] td", (td) => td.textContent).catch(() => null);
+  console.log(`# the model: ${outcome} ${made ?? ""}`);
+  assert.ok(/^Done: 1 synthetic rows/.test(outcome) || /^No rows were made .*\(0 from 4 prompts, 4 rejected/.test(outcome), outcome);
+  if (made !== null) assert.match(made, /^1 from [1-4] prompts, [0-3] rejected/);
+  assert.ok((await page.textContent("#table-reply")).length > 0);
 });
 
 test("a prompt and model output holding markup are shown as text: no dialog, no injected element", { timeout: 600_000 }, async () => {
