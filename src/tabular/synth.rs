@@ -246,6 +246,18 @@ fn anchor_order(rows: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The table's rows as the kNN sees them, and the anchors in their seeded order.
+fn groups(schema: &Schema, seed: u64) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+    let rows = schema.table.rows.len();
+    if rows <= GROUP_NEIGHBOURS {
+        return Err(TabularError::BadInput(format!(
+            "the table has {rows} rows; a neighbour group needs at least {}",
+            GROUP_NEIGHBOURS + 1
+        )));
+    }
+    Ok((encoded_rows(schema.table, schema.label), anchor_order(rows, seed)))
+}
+
 /// Up to `n` synthetic rows from the model, one prompt per anchor; `on_attempt` sees each
 /// attempt as it ends and may return false to stop.
 pub fn synthesise<B: Backend>(
@@ -257,15 +269,7 @@ pub fn synthesise<B: Backend>(
     mut on_attempt: impl FnMut(&Attempt, usize) -> bool,
 ) -> Result<Synthesis> {
     let table = schema.table;
-    if table.rows.len() <= GROUP_NEIGHBOURS {
-        return Err(TabularError::BadInput(format!(
-            "the table has {} rows; a neighbour group needs at least {}",
-            table.rows.len(),
-            GROUP_NEIGHBOURS + 1
-        )));
-    }
-    let points = encoded_rows(table, schema.label);
-    let anchors = anchor_order(table.rows.len(), options.seed);
+    let (points, anchors) = groups(schema, options.seed)?;
     let mut synthesis = Synthesis { rows: Vec::new(), attempts: Vec::new() };
     for attempt in options.first_attempt..options.first_attempt.saturating_add(options.max_attempts) {
         if synthesis.rows.len() >= n {
@@ -336,15 +340,7 @@ fn format_like(value: f64, whole: bool) -> String {
 /// categorical feature from the anchor or that neighbour with equal odds; the label the anchor's.
 pub fn smote(schema: &Schema, n: usize, seed: u64) -> Result<Vec<Vec<String>>> {
     let table = schema.table;
-    if table.rows.len() <= GROUP_NEIGHBOURS {
-        return Err(TabularError::BadInput(format!(
-            "the table has {} rows; SMOTE needs at least {}",
-            table.rows.len(),
-            GROUP_NEIGHBOURS + 1
-        )));
-    }
-    let points = encoded_rows(table, schema.label);
-    let anchors = anchor_order(table.rows.len(), seed);
+    let (points, anchors) = groups(schema, seed)?;
     let whole: Vec<bool> = (0..table.columns.len())
         .map(|c| table.kinds[c] == Kind::Numeric && table.numbers(c).iter().all(|v| v.fract() == 0.0))
         .collect();

@@ -62,19 +62,26 @@ def split_halves(path):
     return df.iloc[: len(df) // 2].reset_index(drop=True), df.iloc[len(df) // 2 :].reset_index(drop=True)
 
 
-def privacy(real, synthetic):
-    numeric = real.select_dtypes(include=["number"]).columns.tolist()
-    categorical = real.select_dtypes(exclude=["number"]).columns.tolist()
-    parts_real, parts_syn = [], []
+def encoded(fitted_on, other, columns):
+    """`fitted_on` and `other` as numbers: the numeric columns through a StandardScaler and the
+    categorical ones through OneHotEncoder(handle_unknown="ignore"), both fitted on `fitted_on`."""
+    numeric = fitted_on[columns].select_dtypes(include=["number"]).columns.tolist()
+    categorical = fitted_on[columns].select_dtypes(exclude=["number"]).columns.tolist()
+    parts_fitted, parts_other = [], []
     if numeric:
-        scaler = StandardScaler().fit(real[numeric])
-        parts_real.append(scaler.transform(real[numeric]))
-        parts_syn.append(scaler.transform(synthetic[numeric]))
+        scaler = StandardScaler().fit(fitted_on[numeric])
+        parts_fitted.append(scaler.transform(fitted_on[numeric]))
+        parts_other.append(scaler.transform(other[numeric]))
     if categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(real[categorical])
-        parts_real.append(encoder.transform(real[categorical]))
-        parts_syn.append(encoder.transform(synthetic[categorical]))
-    dcr = pairwise_distances(np.hstack(parts_syn), np.hstack(parts_real)).min(axis=1)
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(fitted_on[categorical])
+        parts_fitted.append(encoder.transform(fitted_on[categorical]))
+        parts_other.append(encoder.transform(other[categorical]))
+    return np.hstack(parts_fitted), np.hstack(parts_other)
+
+
+def privacy(real, synthetic):
+    real_x, synthetic_x = encoded(real, synthetic, list(real.columns))
+    dcr = pairwise_distances(synthetic_x, real_x).min(axis=1)
     real_rows = {tuple(r) for r in real.itertuples(index=False)}
     copies = sum(tuple(r) in real_rows for r in synthetic.itertuples(index=False))
     return {"dcr": dcr.tolist(), "dcr_p5": float(np.percentile(dcr, 5)), "dcr_median": float(np.percentile(dcr, 50)),
@@ -99,21 +106,9 @@ def fidelity(real, synthetic):
 
 
 def logistic_predictions(train, test, label):
-    features = [c for c in train.columns if c != label]
-    numeric = train[features].select_dtypes(include=["number"]).columns.tolist()
-    categorical = train[features].select_dtypes(exclude=["number"]).columns.tolist()
-    parts_train, parts_test = [], []
-    if numeric:
-        scaler = StandardScaler().fit(train[numeric])
-        parts_train.append(scaler.transform(train[numeric]))
-        parts_test.append(scaler.transform(test[numeric]))
-    if categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(train[categorical])
-        parts_train.append(encoder.transform(train[categorical]))
-        parts_test.append(encoder.transform(test[categorical]))
-    model = LogisticRegression(C=1.0, max_iter=100_000, tol=1e-10).fit(np.hstack(parts_train), train[label].astype(str))
-    return {"predictions": model.predict(np.hstack(parts_test)).tolist(),
-            "probabilities": model.predict_proba(np.hstack(parts_test)).tolist()}
+    train_x, test_x = encoded(train, test, [c for c in train.columns if c != label])
+    model = LogisticRegression(C=1.0, max_iter=100_000, tol=1e-10).fit(train_x, train[label].astype(str))
+    return {"predictions": model.predict(test_x).tolist(), "probabilities": model.predict_proba(test_x).tolist()}
 
 
 def main(out_path):
