@@ -9,15 +9,13 @@
 use serde::Serialize;
 
 use super::encode::Encoder;
-use super::synth::Schema;
+use super::synth::{Schema, NUMBER_WORDS};
 use super::table::Table;
 use super::{Result, TabularError};
 use crate::backend::Backend;
 use crate::generate::score_continuations;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-
-const NUMBER_WORDS: [&str; 9] = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
 
 /// Examples per test row.
 pub const EXAMPLES: usize = 5;

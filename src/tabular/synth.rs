@@ -32,7 +32,7 @@ pub const TEMPERATURE: f32 = 0.7;
 /// A label with at most this many distinct values is a class label.
 pub const MAX_CLASSES: usize = 20;
 
-const NUMBER_WORDS: [&str; 9] = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+pub(super) const NUMBER_WORDS: [&str; 9] = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
 
 /// What the prompt says about the table: its subject and the label's task.
 #[derive(Clone, Debug)]
