@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: fuzz help setup demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
+.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -23,6 +23,10 @@ help:
 setup:
 	scripts/setup.sh
 	@touch $(SETUP_STAMP)
+
+# The optional second model alone (setup fetches it unless GLASSBOX_SKIP_GEMMA3=1).
+gemma3:
+	python3 scripts/fetch_models.py --gemma3
 
 # Setup only when it has never completed here, or its inputs changed since.
 $(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py scripts/cuda-requirements.txt Cargo.lock www/package-lock.json
@@ -125,15 +129,19 @@ fixtures: $(REFERENCE_PY) $(SETUP_STAMP)
 # Regenerates the committed references with independent tools: the PyPI gguf package and
 # llama.cpp (llama-cpp-python builds from source: about 10 minutes on 2 cores).
 SMOLLM2 := models/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3 := models/gemma3/gemma-3-270m-q4_k_m.gguf
+# AVX2 by name: llama.cpp's GGML_NATIVE builds die in their first eval on AVX-512/AMX Xeons.
 reference: $(SETUP_STAMP) $(REFERENCE_PY)
-	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 \
-		$(REFERENCE_PY) -m pip install --quiet llama-cpp-python==0.3.36
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 $(REFERENCE_PY) -m pip install --quiet llama-cpp-python==0.3.36
 	$(REFERENCE_PY) tests/reference/gguf_reference.py $(SMOLLM2) tests/reference/smollm2-135m-instruct-q4_1.json
 	$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py $(SMOLLM2) tests/reference/smollm2-tokenize-llamacpp.json
 	for v in $(VOCAB_FIXTURES); do \
 		$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py tests/fixtures/$$v.gguf tests/reference/$$v-tokenize-llamacpp.json; \
 	done
 	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json
+	$(REFERENCE_PY) tests/reference/llamacpp_tokenize.py $(GEMMA3) tests/reference/gemma3-270m-tokenize-llamacpp.json
+	$(REFERENCE_PY) tests/reference/llamacpp_logits.py $(GEMMA3) tests/reference/gemma3-270m-logits-llamacpp.json
 	$(REFERENCE_PY) tests/reference/llamacpp_token_logprobs.py $(SMOLLM2) tests/fixtures/smollm2-vocab-tiny-q8_0.gguf \
 		tests/reference/token-rewards-llamacpp.json
 	$(REFERENCE_PY) tests/reference/numpy_forward.py $(SMOLLM2) tests/reference/smollm2-logits-llamacpp.json \

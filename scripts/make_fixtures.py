@@ -5,7 +5,12 @@ the PyPI `gguf` package (llama.cpp's own writer), and their logits from a NumPy 
 Each fixture exercises what SmolLM2 does not:
 - qwen2-tiny-f32:   qkv biases, NeoX rope, an untied output matrix, F32 weights;
 - llama3-tiny-q8_0: llama3 rope frequency factors (rope_freqs.weight), tied embeddings, Q8_0;
-- mistral-tiny-f16: the mistral architecture name, GQA 4:1, F16 weights.
+- mistral-tiny-f16: the mistral architecture name, GQA 4:1, F16 weights;
+- qwen3-tiny-f32:   per-head query/key RMSNorm, NeoX rope, no biases, tied embeddings;
+- gemma3-tiny-f32:  Gemma 3 as llama.cpp reads it: embedding × √d, query/key norms, heads wider
+                    than d/H (key_length), post-attention and post-FFN norms, GeGLU (tanh GELU),
+                    six layers of which the first five attend over a sliding window of 3
+                    positions and rotate with base 10⁴, the sixth over all with the file's base.
 
 The NumPy reference dequantises the stored weights with gguf.quants and multiplies in float64.
 Outputs (committed): tests/fixtures/*.gguf and tests/fixtures/tiny-logits.json.
@@ -24,7 +29,13 @@ FIXTURES = [
     dict(name="qwen2-tiny-f32", arch="qwen2", dtype="F32", heads=4, kv_heads=2, bias=True, tied=False, freq_factors=False, theta=1e6),
     dict(name="llama3-tiny-q8_0", arch="llama", dtype="Q8_0", heads=4, kv_heads=2, bias=False, tied=True, freq_factors=True, theta=5e5),
     dict(name="mistral-tiny-f16", arch="mistral", dtype="F16", heads=4, kv_heads=1, bias=False, tied=False, freq_factors=False, theta=1e4),
+    dict(name="qwen3-tiny-f32", arch="qwen3", dtype="F32", heads=4, kv_heads=2, bias=False, tied=True, freq_factors=False, theta=1e6,
+         qk_norm=True),
+    dict(name="gemma3-tiny-f32", arch="gemma3", dtype="F32", heads=4, kv_heads=1, bias=False, tied=True, freq_factors=False, theta=1e6,
+         qk_norm=True, gemma=True, layers=6, head_dim=32, window=3),
 ]
+# Gemma 3's local layers (llama.cpp: every layer but each sixth) and their rope base.
+GEMMA_PERIOD, GEMMA_LOCAL_THETA = 6, 1e4
 WIDTH, FFN, LAYERS, VOCAB, CONTEXT, EPS = 64, 128, 2, 128, 64, 1e-6
 
 
@@ -64,28 +75,48 @@ def rope(x, theta, neox, factors):
     return out
 
 
+def head_dim(spec):
+    return spec.get("head_dim", WIDTH // spec["heads"])
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
 def forward(spec, w, ids):
-    heads, kv, hd, t = spec["heads"], spec["kv_heads"], WIDTH // spec["heads"], len(ids)
-    x = w["token_embd.weight"][ids]
-    causal = np.triu(np.full((t, t), -np.inf), 1)
-    neox = spec["arch"] == "qwen2"
+    heads, kv, hd, t = spec["heads"], spec["kv_heads"], head_dim(spec), len(ids)
+    gemma = spec.get("gemma", False)
+    x = w["token_embd.weight"][ids] * (np.sqrt(WIDTH) if gemma else 1.0)
+    position = np.arange(t)
+    causal = np.where(position[None, :] <= position[:, None], 0.0, -np.inf)
+    neox = spec["arch"] != "llama" and spec["arch"] != "mistral"
     factors = w.get("rope_freqs.weight")
-    for l in range(LAYERS):
+    for l in range(spec.get("layers", LAYERS)):
         p = f"blk.{l}."
+        local = gemma and l % GEMMA_PERIOD != GEMMA_PERIOD - 1
+        theta = GEMMA_LOCAL_THETA if local else spec["theta"]
+        mask = causal
+        if local:
+            mask = np.where(position[:, None] - position[None, :] < spec["window"], causal, -np.inf)
         n = rms_norm(x, w[p + "attn_norm.weight"])
         proj = lambda name: n @ w[p + name + ".weight"].T + w.get(p + name + ".bias", 0)
-        q = rope(proj("attn_q").reshape(t, heads, hd), spec["theta"], neox, factors)
-        k = rope(proj("attn_k").reshape(t, kv, hd), spec["theta"], neox, factors)
+        q, k = proj("attn_q").reshape(t, heads, hd), proj("attn_k").reshape(t, kv, hd)
+        if spec.get("qk_norm"):
+            q, k = rms_norm(q, w[p + "attn_q_norm.weight"]), rms_norm(k, w[p + "attn_k_norm.weight"])
+        q, k = rope(q, theta, neox, factors), rope(k, theta, neox, factors)
         v = proj("attn_v").reshape(t, kv, hd)
         z = np.empty((t, heads, hd))
         for h in range(heads):
-            s = q[:, h] @ k[:, h // (heads // kv)].T / np.sqrt(hd) + causal
+            s = q[:, h] @ k[:, h // (heads // kv)].T / np.sqrt(hd) + mask
             pr = np.exp(s - s.max(-1, keepdims=True))
             z[:, h] = (pr / pr.sum(-1, keepdims=True)) @ v[:, h // (heads // kv)]
-        x = x + z.reshape(t, WIDTH) @ w[p + "attn_output.weight"].T
+        a = z.reshape(t, heads * hd) @ w[p + "attn_output.weight"].T
+        x = x + (rms_norm(a, w[p + "post_attention_norm.weight"]) if gemma else a)
         n = rms_norm(x, w[p + "ffn_norm.weight"])
         gate = n @ w[p + "ffn_gate.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * (n @ w[p + "ffn_up.weight"].T)) @ w[p + "ffn_down.weight"].T
+        activated = gelu_tanh(gate) if gemma else gate / (1 + np.exp(-gate))
+        f = (activated * (n @ w[p + "ffn_up.weight"].T)) @ w[p + "ffn_down.weight"].T
+        x = x + (rms_norm(f, w[p + "post_ffw_norm.weight"]) if gemma else f)
     out = w.get("output.weight", w["token_embd.weight"])
     return rms_norm(x, w["output_norm.weight"]) @ out.T
 
@@ -94,7 +125,8 @@ def build(spec, rng):
     path = OUT / (spec["name"] + ".gguf")
     writer = gguf.GGUFWriter(str(path), spec["arch"])
     writer.add_name(spec["name"])
-    writer.add_block_count(LAYERS)
+    layers, hd = spec.get("layers", LAYERS), head_dim(spec)
+    writer.add_block_count(layers)
     writer.add_context_length(CONTEXT)
     writer.add_embedding_length(WIDTH)
     writer.add_feed_forward_length(FFN)
@@ -102,17 +134,22 @@ def build(spec, rng):
     writer.add_head_count_kv(spec["kv_heads"])
     writer.add_layer_norm_rms_eps(EPS)
     writer.add_rope_freq_base(spec["theta"])
-    writer.add_rope_dimension_count(WIDTH // spec["heads"])
+    writer.add_rope_dimension_count(hd)
     writer.add_vocab_size(VOCAB)
-    hd, kv_width = WIDTH // spec["heads"], spec["kv_heads"] * WIDTH // spec["heads"]
+    if "head_dim" in spec:
+        writer.add_key_length(hd)
+        writer.add_value_length(hd)
+    if "window" in spec:
+        writer.add_uint32(f"{spec['arch']}.attention.sliding_window", spec["window"])
+    q_width, kv_width = spec["heads"] * hd, spec["kv_heads"] * hd
     w = {}
     matrix = lambda rows, cols: rng.normal(0, 1 / np.sqrt(cols), (rows, cols))
     vector = lambda n: 1 + rng.normal(0, 0.1, n)
     w["token_embd.weight"] = stored(writer, "token_embd.weight", rng.normal(0, 1, (VOCAB, WIDTH)), spec["dtype"])
-    for l in range(LAYERS):
+    for l in range(layers):
         p = f"blk.{l}."
-        for name, rows, cols in [("attn_q", WIDTH, WIDTH), ("attn_k", kv_width, WIDTH), ("attn_v", kv_width, WIDTH),
-                                 ("attn_output", WIDTH, WIDTH), ("ffn_gate", FFN, WIDTH), ("ffn_up", FFN, WIDTH),
+        for name, rows, cols in [("attn_q", q_width, WIDTH), ("attn_k", kv_width, WIDTH), ("attn_v", kv_width, WIDTH),
+                                 ("attn_output", WIDTH, q_width), ("ffn_gate", FFN, WIDTH), ("ffn_up", FFN, WIDTH),
                                  ("ffn_down", WIDTH, FFN)]:
             w[p + name + ".weight"] = stored(writer, p + name + ".weight", matrix(rows, cols), spec["dtype"])
         if spec["bias"]:
@@ -120,6 +157,12 @@ def build(spec, rng):
                 w[p + name + ".bias"] = stored(writer, p + name + ".bias", rng.normal(0, 0.5, n), "F32")
         w[p + "attn_norm.weight"] = stored(writer, p + "attn_norm.weight", vector(WIDTH), "F32")
         w[p + "ffn_norm.weight"] = stored(writer, p + "ffn_norm.weight", vector(WIDTH), "F32")
+        if spec.get("qk_norm"):
+            for name in ["attn_q_norm", "attn_k_norm"]:
+                w[p + name + ".weight"] = stored(writer, p + name + ".weight", vector(hd), "F32")
+        if spec.get("gemma"):
+            for name in ["post_attention_norm", "post_ffw_norm"]:
+                w[p + name + ".weight"] = stored(writer, p + name + ".weight", vector(WIDTH), "F32")
     w["output_norm.weight"] = stored(writer, "output_norm.weight", vector(WIDTH), "F32")
     if not spec["tied"]:
         w["output.weight"] = stored(writer, "output.weight", matrix(VOCAB, WIDTH), spec["dtype"])

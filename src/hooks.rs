@@ -17,10 +17,18 @@ use crate::safetensors::TensorView;
 ///   KV head `i / (H / KV)`);
 /// - `AttnPattern`: `[H, t, k]`, attention probabilities;
 /// - `AttnZ`: `[t, H, h]`, each head's attention-weighted values before W_O;
-/// - `AttnResult`: `[t, H, d]`, each head's output after W_O (its slice of o_proj);
+/// - `AttnResult`: `[t, H, d]`, each head's output after W_O (its slice of o_proj); with a
+///   post-attention norm, its share of `AttnOut` (the norm's divisor held fixed), so the heads
+///   add up to `AttnOut` in either case;
 /// - `MlpPre`: `[t, f]`, gate pre-activations `gate·x`;
 /// - `MlpPost`: `[t, f]`, neuron coefficients `m = act(gate·x)·(up·x)`;
 /// - `LnFinalScale`: `[t, 1]`, the final RMSNorm's `sqrt(mean(x²) + eps)`.
+///
+/// Models that normalise each sublayer's output before adding it to the residual (Gemma) have
+/// four more per layer: `AttnOutPreNorm` and `MlpOutPreNorm` (`[t, d]`, the output before its
+/// post-norm; `AttnOut` and `MlpOut` stay what joins the residual, as in TransformerLens), and
+/// `AttnPostNormScale` and `MlpPostNormScale` (`[t, 1]`, TransformerLens's `ln1_post.hook_scale`
+/// and `ln2_post.hook_scale`: the divisor of that norm).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HookPoint {
     Embed,
@@ -29,10 +37,14 @@ pub enum HookPoint {
     AttnPattern(usize),
     AttnZ(usize),
     AttnResult(usize),
+    AttnOutPreNorm(usize),
+    AttnPostNormScale(usize),
     AttnOut(usize),
     ResidMid(usize),
     MlpPre(usize),
     MlpPost(usize),
+    MlpOutPreNorm(usize),
+    MlpPostNormScale(usize),
     MlpOut(usize),
     ResidPost(usize),
     LnFinalScale,
@@ -47,10 +59,14 @@ const LAYER_HOOKS: &[LayerHook] = &[
     ("attn.hook_pattern", HookPoint::AttnPattern),
     ("attn.hook_z", HookPoint::AttnZ),
     ("attn.hook_result", HookPoint::AttnResult),
+    ("hook_attn_out_pre_norm", HookPoint::AttnOutPreNorm),
+    ("ln1_post.hook_scale", HookPoint::AttnPostNormScale),
     ("hook_attn_out", HookPoint::AttnOut),
     ("hook_resid_mid", HookPoint::ResidMid),
     ("mlp.hook_pre", HookPoint::MlpPre),
     ("mlp.hook_post", HookPoint::MlpPost),
+    ("hook_mlp_out_pre_norm", HookPoint::MlpOutPreNorm),
+    ("ln2_post.hook_scale", HookPoint::MlpPostNormScale),
     ("hook_mlp_out", HookPoint::MlpOut),
     ("hook_resid_post", HookPoint::ResidPost),
 ];
@@ -60,16 +76,28 @@ impl HookPoint {
         use HookPoint::*;
         match self {
             Embed | LnFinalScale => None,
-            ResidPre(l) | AttnV(l) | AttnPattern(l) | AttnZ(l) | AttnResult(l) | AttnOut(l) | ResidMid(l)
-            | MlpPre(l) | MlpPost(l) | MlpOut(l) | ResidPost(l) => Some(l),
+            ResidPre(l) | AttnV(l) | AttnPattern(l) | AttnZ(l) | AttnResult(l) | AttnOutPreNorm(l)
+            | AttnPostNormScale(l) | AttnOut(l) | ResidMid(l) | MlpPre(l) | MlpPost(l) | MlpOutPreNorm(l)
+            | MlpPostNormScale(l) | MlpOut(l) | ResidPost(l) => Some(l),
         }
     }
 
-    /// Every hook point of a model with `layers` layers, in forward order.
-    pub fn all(layers: usize) -> Vec<HookPoint> {
+    /// Whether the point exists only in models with post-norms.
+    pub fn needs_post_norms(self) -> bool {
+        use HookPoint::*;
+        matches!(self, AttnOutPreNorm(_) | AttnPostNormScale(_) | MlpOutPreNorm(_) | MlpPostNormScale(_))
+    }
+
+    /// Every hook point of a model of `shape`, in forward order.
+    pub fn all(shape: HookShape) -> Vec<HookPoint> {
         let mut points = vec![HookPoint::Embed];
-        for l in 0..layers {
-            points.extend(LAYER_HOOKS.iter().map(|(_, make)| make(l)));
+        for l in 0..shape.layers {
+            points.extend(
+                LAYER_HOOKS
+                    .iter()
+                    .map(|(_, make)| make(l))
+                    .filter(|point| shape.post_norms || !point.needs_post_norms()),
+            );
         }
         points.push(HookPoint::LnFinalScale);
         points
@@ -113,38 +141,55 @@ impl Serialize for HookPoint {
     }
 }
 
+/// What decides which hook points a model has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookShape {
+    pub layers: usize,
+    /// The model normalises its sublayers' outputs (Gemma), so it has the post-norm hooks.
+    pub post_norms: bool,
+}
+
 /// A hook request naming no hook.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no hook is named {pattern:?}: the names are hook_embed, blocks.L.NAME for L in 0..{layers} and NAME one of \
+    "no hook is named {pattern:?}: the names are hook_embed, blocks.L.NAME for L in 0..{} and NAME one of \
      {}, and ln_final.hook_scale; `*` matches any part (blocks.*.hook_resid_post)",
-    LAYER_HOOKS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    shape.layers,
+    layer_hook_names(*shape).join(", ")
 )]
 pub struct UnknownHook {
     pub pattern: String,
-    pub layers: usize,
+    pub shape: HookShape,
+}
+
+fn layer_hook_names(shape: HookShape) -> Vec<&'static str> {
+    LAYER_HOOKS
+        .iter()
+        .filter(|(_, make)| shape.post_norms || !make(0).needs_post_norms())
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// The largest recording made unless the caller sets another: a recording is held in memory
 /// until it is written or handed over.
 pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 512 << 20;
 
-/// The hook points that `spec` names in a model of `layers` layers: comma-separated
-/// TransformerLens names in which `*` matches any run of characters (`blocks.*.hook_resid_post`,
-/// `blocks.3.*`), in forward order and each once. A name that matches nothing is an error.
-pub fn select_hooks(spec: &str, layers: usize) -> Result<Vec<HookPoint>, UnknownHook> {
-    let all = HookPoint::all(layers);
+/// The hook points that `spec` names in a model of `shape`: comma-separated TransformerLens
+/// names in which `*` matches any run of characters (`blocks.*.hook_resid_post`, `blocks.3.*`),
+/// in forward order and each once. A name that matches nothing is an error.
+pub fn select_hooks(spec: &str, shape: HookShape) -> Result<Vec<HookPoint>, UnknownHook> {
+    let all = HookPoint::all(shape);
     let mut chosen = std::collections::BTreeSet::new();
     for pattern in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let matching: Vec<HookPoint> =
             all.iter().copied().filter(|point| glob_matches(pattern, &point.to_string())).collect();
         if matching.is_empty() {
-            return Err(UnknownHook { pattern: pattern.to_string(), layers });
+            return Err(UnknownHook { pattern: pattern.to_string(), shape });
         }
         chosen.extend(matching);
     }
     if chosen.is_empty() {
-        return Err(UnknownHook { pattern: spec.to_string(), layers });
+        return Err(UnknownHook { pattern: spec.to_string(), shape });
     }
     Ok(chosen.into_iter().collect())
 }
@@ -312,22 +357,28 @@ pub enum Intervention {
 mod tests {
     use super::*;
 
+    const LLAMA: HookShape = HookShape { layers: 3, post_norms: false };
+    const GEMMA: HookShape = HookShape { layers: 3, post_norms: true };
+
     #[test]
     fn names_round_trip_in_transformer_lens_form() {
-        for point in HookPoint::all(3) {
+        for point in HookPoint::all(GEMMA) {
             assert_eq!(HookPoint::parse(&point.to_string()), Some(point));
         }
         assert_eq!(HookPoint::AttnPattern(7).to_string(), "blocks.7.attn.hook_pattern");
         assert_eq!(HookPoint::MlpPost(0).to_string(), "blocks.0.mlp.hook_post");
         assert_eq!(HookPoint::parse("blocks.x.hook_resid_pre"), None);
         assert_eq!(HookPoint::parse("blocks.2.hook_nothing"), None);
-        assert_eq!(HookPoint::all(2).len(), 2 + 2 * 11);
+        assert_eq!(HookPoint::all(HookShape { layers: 2, post_norms: false }).len(), 2 + 2 * 11);
+        assert_eq!(HookPoint::all(HookShape { layers: 2, post_norms: true }).len(), 2 + 2 * 15);
+        assert_eq!(HookPoint::AttnPostNormScale(4).to_string(), "blocks.4.ln1_post.hook_scale");
     }
 
     #[test]
     fn hook_globs_select_in_forward_order_and_unknown_names_are_refused() {
-        let names =
-            |spec: &str| -> Vec<String> { select_hooks(spec, 3).unwrap().iter().map(HookPoint::to_string).collect() };
+        let names = |spec: &str| -> Vec<String> {
+            select_hooks(spec, LLAMA).unwrap().iter().map(HookPoint::to_string).collect()
+        };
         assert_eq!(
             names("blocks.*.hook_resid_post, hook_embed"),
             ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
@@ -338,10 +389,17 @@ mod tests {
         assert_eq!(names("*").len(), 2 + 3 * 11);
         assert_eq!(names("blocks.2.hook_mlp_out,blocks.2.hook_mlp_out"), ["blocks.2.hook_mlp_out"]);
         assert_eq!(names("*scale"), ["ln_final.hook_scale"]);
-        for bad in ["blocks.3.hook_resid_post", "blocks.*.hook_nothing", "", "resid_post"] {
-            let error = select_hooks(bad, 3).unwrap_err();
+        for bad in
+            ["blocks.3.hook_resid_post", "blocks.*.hook_nothing", "", "resid_post", "blocks.0.ln1_post.hook_scale"]
+        {
+            let error = select_hooks(bad, LLAMA).unwrap_err();
             assert!(error.to_string().contains("hook_resid_post"), "{error}");
+            let listed = error.to_string().split_once("NAME one of").map(|(_, list)| list.to_string()).unwrap();
+            assert!(!listed.contains("ln1_post"), "{error}");
         }
+        let scales = select_hooks("blocks.0.*_post.hook_scale", GEMMA).unwrap();
+        assert_eq!(scales, [HookPoint::AttnPostNormScale(0), HookPoint::MlpPostNormScale(0)]);
+        assert!(select_hooks("x", GEMMA).unwrap_err().to_string().contains("ln2_post.hook_scale"));
     }
 
     #[test]

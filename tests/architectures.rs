@@ -1,7 +1,9 @@
 //! Each supported architecture on a tiny random-weight model written by the `gguf` package,
 //! against a NumPy forward pass of the same file (scripts/make_fixtures.py): Qwen2's qkv biases
 //! and NeoX rope with an untied output, llama3's rope frequency factors with tied embeddings and
-//! Q8_0 weights, and Mistral with 4:1 GQA and F16 weights.
+//! Q8_0 weights, Mistral with 4:1 GQA and F16 weights, Qwen3's per-head query/key norms, and
+//! Gemma 3 (embedding scale, query/key norms, heads wider than d/H, post-norms, GeGLU, sliding-
+//! window layers with their own rope base).
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
@@ -50,4 +52,26 @@ fn llama3_with_rope_frequency_factors_and_q8_0() {
 #[test]
 fn mistral_with_grouped_query_attention_in_f16() {
     assert!(max_logit_error("mistral-tiny-f16") < 1e-3);
+}
+
+#[test]
+fn qwen3_with_query_and_key_norms() {
+    assert!(max_logit_error("qwen3-tiny-f32") < 1e-3);
+}
+
+/// Nine positions over a window of three: the local layers' masks and rope base decide most of
+/// the logits, so a window or base off by one shows at once.
+#[test]
+fn gemma3_with_post_norms_geglu_and_sliding_windows() {
+    assert!(max_logit_error("gemma3-tiny-f32") < 1e-3);
+}
+
+#[test]
+fn an_unknown_architecture_is_named_with_the_known_ones() {
+    let mut header = GgufFile::open(fixture("qwen3-tiny-f32.gguf")).unwrap().header;
+    header.metadata.insert("general.architecture".into(), glassbox::gguf::Value::String("phi3".into()));
+    let error = Config::from_gguf(&header).unwrap_err().to_string();
+    for name in ["phi3", "llama", "qwen3", "gemma3"] {
+        assert!(error.contains(name), "{error}");
+    }
 }

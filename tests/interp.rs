@@ -119,6 +119,32 @@ fn the_target_logit_is_the_sum_of_its_parts() {
     }
 }
 
+/// Gemma 3 normalises each sublayer's output before adding it; with those norms' divisors held
+/// at the pass's values (as the attribution holds the final one), the split stays exact.
+#[test]
+fn gemma3_target_logit_is_the_sum_of_its_parts() {
+    let file = GgufFile::open(common::model_path(common::GEMMA3)).unwrap();
+    let config = Config::from_gguf(&file.header).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
+    let ids = tokenizer.encode("The capital of France is", true, false).unwrap();
+    for (backend, tolerance) in
+        [(CandleBackend::with_float_weights(candle_core::Device::Cpu), 1e-4), (CandleBackend::cpu(), 1e-3)]
+    {
+        let model = Model::load(backend, config.clone(), &file).unwrap();
+        let unembedding = Unembedding::new(&model).unwrap();
+        let parts = decompose_logit(&unembedding, &tokenizer, &ids, None).unwrap();
+        let gap = (parts.parts_sum() - f64::from(parts.lens_logit)).abs();
+        eprintln!("Gemma 3, target {:?}: embedding + heads + neurons − logit: {gap:.2e}", parts.target.token);
+        assert!(
+            gap < tolerance,
+            "embedding + heads + neurons = {}, the logit is {}",
+            parts.parts_sum(),
+            parts.lens_logit
+        );
+        assert!((parts.lens_logit - parts.model_logit).abs() < 0.1, "{} vs {}", parts.lens_logit, parts.model_logit);
+    }
+}
+
 #[test]
 fn default_mode_finds_the_exact_top_100() {
     let loaded = load();

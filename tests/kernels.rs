@@ -150,7 +150,7 @@ fn a_panicking_task_panics_the_caller_and_leaves_the_pool_working() {
 #[test]
 fn attention_matches_a_case_worked_by_hand() {
     let e = std::f32::consts::E;
-    let shape = AttentionShape { t: 2, total: 3, heads: 2, kv_heads: 1, head_dim: 1 };
+    let shape = AttentionShape { t: 2, total: 3, heads: 2, kv_heads: 1, head_dim: 1, window: None };
     let (q, k, v) = ([1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 2.0], [1.0, 2.0, 4.0]);
     let weights_00 = [1.0 / (1.0 + e), e / (1.0 + e), 0.0];
     let weights_01 = [1.0 / 3.0; 3];
@@ -168,6 +168,28 @@ fn attention_matches_a_case_worked_by_hand() {
         let (without, none) = attention(&q, &k, &v, shape, false, &ThreadPool::new(threads));
         assert_eq!(without, got_z);
         assert!(none.is_none());
+    }
+}
+
+/// The case above with a sliding window of 2: query 0 (position 1) still sees keys 0–1, query 1
+/// (position 2) now sees keys 1–2 only: head 0 (q = 0) weighs values 2 and 4 alike, head 1
+/// (q = 2) weighs them e², e⁴.
+#[test]
+fn a_sliding_window_hides_the_keys_before_it() {
+    let e = std::f32::consts::E;
+    let shape = AttentionShape { t: 2, total: 3, heads: 2, kv_heads: 1, head_dim: 1, window: Some(2) };
+    let (q, k, v) = ([1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 2.0], [1.0, 2.0, 4.0]);
+    let weights_00 = [1.0 / (1.0 + e), e / (1.0 + e), 0.0];
+    let weights_01 = [0.0, 0.5, 0.5];
+    let weights_10 = [0.5, 0.5, 0.0];
+    let weights_11 = [0.0, 1.0 / (1.0 + e * e), e * e / (1.0 + e * e)];
+    let z = [(1.0 + 2.0 * e) / (1.0 + e), 1.5, 3.0, (2.0 + 4.0 * e * e) / (1.0 + e * e)];
+    let weights: Vec<f32> = [weights_00, weights_01, weights_10, weights_11].concat();
+    for threads in 1..=2 {
+        let (got_z, got_weights) = attention(&q, &k, &v, shape, true, &ThreadPool::new(threads));
+        for (got, want) in got_z.iter().zip(&z).chain(got_weights.unwrap().iter().zip(&weights)) {
+            assert!((got - want).abs() < 1e-6, "{threads} threads: {got} against {want}");
+        }
     }
 }
 

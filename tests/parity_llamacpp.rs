@@ -1,4 +1,5 @@
-//! The engine against llama.cpp on the same GGUF (tests/reference/llamacpp_logits.py).
+//! The engine against llama.cpp on the same GGUF (tests/reference/llamacpp_logits.py): SmolLM2
+//! (llama, Q4_1) and Gemma 3 270M (gemma3, Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 weights).
 //!
 //! Engines quantise activations differently, so logits are not compared value for value: the
 //! top-1 token must agree, the top-5 sets must share at least 4 tokens, and greedy continuations
@@ -23,8 +24,11 @@ use serde_json::Value;
 
 const NEAR_TIE: f64 = 0.5;
 
-fn model<B: Backend>(backend: B) -> Model<B> {
-    let file = GgufFile::open(common::model_path(common::SMOLLM2)).unwrap();
+const SMOLLM2_REFERENCE: &str = "smollm2-logits-llamacpp.json";
+const GEMMA3_REFERENCE: &str = "gemma3-270m-logits-llamacpp.json";
+
+fn model<B: Backend>(file: &str, backend: B) -> Model<B> {
+    let file = GgufFile::open(common::model_path(file)).unwrap();
     Model::load(backend, Config::from_gguf(&file.header).unwrap(), &file).unwrap()
 }
 
@@ -39,24 +43,34 @@ fn webgpu() -> glassbox::backend::webgpu::WebGpuBackend {
 /// nearly tied (on SmolLM2: "The color of the sky on a clear day is", gap 0.045).
 #[test]
 fn next_tokens_agree_with_llama_cpp() {
-    next_tokens_agree(&model(CandleBackend::cpu()));
+    next_tokens_agree(&model(common::SMOLLM2, CandleBackend::cpu()), SMOLLM2_REFERENCE);
 }
 
 #[cfg(feature = "webgpu")]
 #[test]
 fn next_tokens_on_webgpu_agree_with_llama_cpp() {
-    next_tokens_agree(&model(webgpu()));
+    next_tokens_agree(&model(common::SMOLLM2, webgpu()), SMOLLM2_REFERENCE);
 }
 
 #[test]
 fn greedy_continuations_part_only_at_near_ties() {
-    greedy_continuations(&model(CandleBackend::cpu()));
+    greedy_continuations(&model(common::SMOLLM2, CandleBackend::cpu()), SMOLLM2_REFERENCE);
 }
 
 #[cfg(feature = "webgpu")]
 #[test]
 fn greedy_continuations_on_webgpu_part_only_at_near_ties() {
-    greedy_continuations(&model(webgpu()));
+    greedy_continuations(&model(common::SMOLLM2, webgpu()), SMOLLM2_REFERENCE);
+}
+
+#[test]
+fn gemma3_next_tokens_agree_with_llama_cpp() {
+    next_tokens_agree(&model(common::GEMMA3, CandleBackend::cpu()), GEMMA3_REFERENCE);
+}
+
+#[test]
+fn gemma3_greedy_continuations_part_only_at_near_ties() {
+    greedy_continuations(&model(common::GEMMA3, CandleBackend::cpu()), GEMMA3_REFERENCE);
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -72,8 +86,8 @@ fn top(logits: &[f32], k: usize) -> Vec<u32> {
 /// The same top token wherever llama.cpp's two leading logits are 0.5 or more apart (a near-tie
 /// goes either way with the summation order: "The color of the sky on a clear day is" has its
 /// two leading tokens 0.045 apart), and four of the top five shared, near-ties counted.
-fn next_tokens_agree<B: Backend>(model: &Model<B>) {
-    let reference = common::reference("smollm2-logits-llamacpp.json");
+fn next_tokens_agree<B: Backend>(model: &Model<B>, reference: &str) {
+    let reference = common::reference(reference);
     let cases = reference["next_token"].as_array().unwrap();
     assert_eq!(cases.len(), 20);
     for case in cases {
@@ -104,8 +118,8 @@ fn next_tokens_agree<B: Backend>(model: &Model<B>) {
     }
 }
 
-fn greedy_continuations<B: Backend>(model: &Model<B>) {
-    let reference = common::reference("smollm2-logits-llamacpp.json");
+fn greedy_continuations<B: Backend>(model: &Model<B>, reference: &str) {
+    let reference = common::reference(reference);
     let mut agreed = Vec::new();
     for case in reference["greedy"].as_array().unwrap() {
         let expected = ids(&case["generated"]);

@@ -1,6 +1,6 @@
 //! The GGUF tokenizer against llama.cpp's tokenisation of the same file
 //! (tests/reference/llamacpp_tokenize.py): SmolLM2's real vocabulary (`smollm` pre-tokenizer),
-//! and small vocabularies written by scripts/make_tokenizer_fixtures.py for the `llama-bpe`,
+//! Gemma 3's (SentencePiece, 262k tokens with byte fallback), and small vocabularies written by scripts/make_tokenizer_fixtures.py for the `llama-bpe`,
 //! `qwen2` and `gpt-2` pre-tokenizers and a SentencePiece `llama` vocabulary.
 
 mod common;
@@ -21,6 +21,12 @@ fn fixture(name: &str) -> Tokenizer {
 #[test]
 fn smollm2_ids_equal_llama_cpp() {
     assert_ids_equal_llama_cpp(&smollm2(), "smollm2-tokenize-llamacpp.json");
+}
+
+#[test]
+fn gemma3_ids_equal_llama_cpp() {
+    let file = GgufFile::open(common::model_path(common::GEMMA3)).unwrap();
+    assert_ids_equal_llama_cpp(&Tokenizer::from_gguf(&file.header).unwrap(), "gemma3-270m-tokenize-llamacpp.json");
 }
 
 #[test]

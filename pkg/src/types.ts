@@ -17,6 +17,10 @@ export interface ModelCard {
   kv_heads: number | null;
   embedding_size: number | null;
   vocab_size: number | null;
+  /** Positions a local layer attends over (Gemma 3), or null without a sliding window. */
+  sliding_window: number | null;
+  /** The layers that attend over every position when the others use the window. */
+  global_layers: number[];
   tokenizer_model: string | null;
   parameter_count: number;
   tensor_count: number;

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
 use super::kernels::attention::{attention, AttentionShape};
 use super::kernels::rope::rotate;
 use super::kernels::{Format, QuantizedMatrix, ThreadPool};
-use super::{Backend, BackendError, BackendResult, Rope, RopeTableKey, TopK};
+use super::{Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 pub struct CandleBackend {
@@ -22,7 +22,7 @@ pub struct CandleBackend {
     /// The last rotary table and causal mask made: every layer of a forward pass uses the same
     /// ones, so a GPU receives each once per pass instead of once per layer.
     rope_table: Mutex<Option<(RopeTableKey, Tensor, Tensor)>>,
-    causal_mask: Mutex<Option<((usize, usize), Tensor)>>,
+    causal_mask: Mutex<Option<((usize, usize, Option<usize>), Tensor)>>,
 }
 
 impl CandleBackend {
@@ -84,19 +84,22 @@ impl CandleBackend {
 
     /// 0 where query `i` (at absolute position `total − t + i`) may see key `j`, −∞ elsewhere:
     /// `[1, t, total]`.
-    fn causal_mask(&self, t: usize, total: usize) -> BackendResult<Tensor> {
+    fn causal_mask(&self, t: usize, total: usize, heads: Heads) -> BackendResult<Tensor> {
         let mut cached = self.causal_mask.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((key, mask)) = cached.as_ref() {
-            if *key == (t, total) {
+            if *key == (t, total, heads.window) {
                 return Ok(mask.clone());
             }
         }
         let offset = total - t;
         let mask: Vec<f32> = (0..t)
-            .flat_map(|i| (0..total).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+            .flat_map(|i| {
+                let visible = heads.first_visible(offset + i)..=offset + i;
+                (0..total).map(move |j| if visible.contains(&j) { 0.0 } else { f32::NEG_INFINITY })
+            })
             .collect();
         let mask = Tensor::from_vec(mask, (1, t, total), &self.device).map_err(err)?;
-        *cached = Some(((t, total), mask.clone()));
+        *cached = Some(((t, total, heads.window), mask.clone()));
         Ok(mask)
     }
 
@@ -302,10 +305,22 @@ impl Backend for CandleBackend {
         candle_nn::ops::silu(x).map_err(err)
     }
 
+    fn gelu_tanh(&self, x: &Tensor) -> BackendResult<Tensor> {
+        // candle's `gelu` is the tanh approximation (`gelu_erf` the exact one).
+        x.gelu().map_err(err)
+    }
+
     fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> BackendResult<Tensor> {
         // candle's fused kernel: the norm's rounding feeds the activation quantisation of the
         // next matmul, so every path must round the same way.
-        candle_nn::ops::rms_norm(x, &weight.flatten_all().map_err(err)?, eps as f32).map_err(err)
+        let weight = weight.flatten_all().map_err(err)?;
+        let (rows, width) = x.dims2().map_err(err)?;
+        let n = weight.elem_count();
+        if n == 0 || width % n != 0 {
+            return Err(BackendError(format!("RMSNorm of rows of {width} with a weight of {n}")));
+        }
+        let groups = x.reshape((rows * width / n, n)).map_err(err)?;
+        candle_nn::ops::rms_norm(&groups, &weight, eps as f32).and_then(|y| y.reshape((rows, width))).map_err(err)
     }
 
     fn rms(&self, x: &Tensor, eps: f64) -> BackendResult<Tensor> {
@@ -348,15 +363,16 @@ impl Backend for CandleBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        heads: usize,
-        kv_heads: usize,
+        layout: Heads,
         probabilities: bool,
     ) -> BackendResult<(Tensor, Option<Tensor>)> {
+        let Heads { heads, kv_heads, window } = layout;
         let (t, width) = q.dims2().map_err(err)?;
         let total = k.dim(0).map_err(err)?;
         let head_dim = width / heads;
         if self.device.is_cpu() {
-            return self.cpu_attention(q, k, v, AttentionShape { t, total, heads, kv_heads, head_dim }, probabilities);
+            let shape = AttentionShape { t, total, heads, kv_heads, head_dim, window };
+            return self.cpu_attention(q, k, v, shape, probabilities);
         }
         let group = heads / kv_heads;
         let split = |x: &Tensor, n: usize, rows: usize| {
@@ -373,7 +389,7 @@ impl Backend for CandleBackend {
         let k = split(k, kv_heads, total).and_then(expand).map_err(err)?;
         let v = split(v, kv_heads, total).and_then(expand).map_err(err)?;
         let scores = q.matmul(&k.t().map_err(err)?).and_then(|s| s / (head_dim as f64).sqrt()).map_err(err)?;
-        let mask = self.causal_mask(t, total)?;
+        let mask = self.causal_mask(t, total, layout)?;
         let probs = scores.broadcast_add(&mask).and_then(|s| candle_nn::ops::softmax_last_dim(&s)).map_err(err)?;
         let z = probs.matmul(&v).and_then(|z| z.transpose(0, 1)).and_then(|z| z.reshape((t, width))).map_err(err)?;
         // The probabilities are made either way: z is their product with v.

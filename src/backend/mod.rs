@@ -152,6 +152,24 @@ impl DeviceCounts {
     }
 }
 
+/// How an attention call's heads are laid out and how far back they look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    /// Query head `h` reads key/value head `h / (heads / kv_heads)`.
+    pub kv_heads: usize,
+    /// A query sees the keys within this many positions of it, itself included (a sliding
+    /// window); `None`: every key up to it.
+    pub window: Option<usize>,
+}
+
+impl Heads {
+    /// The first key a query at absolute position `position` sees.
+    pub fn first_visible(&self, position: usize) -> usize {
+        self.window.map_or(0, |w| (position + 1).saturating_sub(w))
+    }
+}
+
 /// The operations the transformer needs. Activations are row-major `[positions, width]` matrices
 /// of f32; weights keep their GGUF encoding where the backend can compute with it.
 pub trait Backend {
@@ -175,7 +193,11 @@ pub trait Backend {
     /// Elementwise product; `b` may be a `[1, n]` row broadcast over `a`'s rows.
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> BackendResult<Self::Tensor>;
     fn silu(&self, x: &Self::Tensor) -> BackendResult<Self::Tensor>;
-    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` per row, `weight: [1, n]`.
+    /// GELU with the tanh approximation, `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    fn gelu_tanh(&self, x: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` over each run of `n` values of a row, for
+    /// `weight: [1, n]` with `n` dividing the row (`n` smaller than the row: each head
+    /// normalised on its own).
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f64) -> BackendResult<Self::Tensor>;
     /// Each row's `sqrt(mean(x²) + eps)`, as `[t, 1]`: the scale RMSNorm divides by.
     fn rms(&self, x: &Self::Tensor, eps: f64) -> BackendResult<Self::Tensor>;
@@ -183,14 +205,13 @@ pub trait Backend {
     fn rope(&self, x: &Self::Tensor, heads: usize, rope: &Rope) -> BackendResult<Self::Tensor>;
     /// Causal attention of `q: [t, H·d]` over `k, v: [T, KV·d]`, the queries sitting at the last
     /// `t` of the `T` positions. Returns `z: [t, H·d]` and, when `probabilities` asks (a hook
-    /// wants the pattern), the probabilities `[H, t, T]`.
+    /// wants the pattern), the probabilities `[H, t, T]` (zero outside what a query sees).
     fn attention(
         &self,
         q: &Self::Tensor,
         k: &Self::Tensor,
         v: &Self::Tensor,
-        heads: usize,
-        kv_heads: usize,
+        heads: Heads,
         probabilities: bool,
     ) -> BackendResult<(Self::Tensor, Option<Self::Tensor>)>;
     /// Whether `attention` holds every score and probability `[H, t, T]` at once even when no

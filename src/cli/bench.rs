@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use glassbox::backend::kernels::Isa;
-use glassbox::backend::{Backend, DeviceCounts};
+use glassbox::backend::{Backend, DeviceCounts, Heads};
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::model::Model;
@@ -243,7 +243,7 @@ pub fn kernels() -> Result<serde_json::Value, String> {
             format!("attention {queries} queries over {t} positions, {heads} heads / {kv_heads} KV, d {head_dim}"),
             moved,
             flops,
-            &mut || gpu.attention(&q, &kv, &kv, heads, kv_heads, false).map(drop).map_err(text),
+            &mut || gpu.attention(&q, &kv, &kv, Heads { heads, kv_heads, window: None }, false).map(drop).map_err(text),
         )?;
     }
     Ok(

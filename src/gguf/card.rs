@@ -22,6 +22,11 @@ pub struct ModelCard {
     pub kv_heads: Option<u64>,
     pub embedding_size: Option<u64>,
     pub vocab_size: Option<u64>,
+    /// Positions a local layer attends over (`{arch}.attention.sliding_window`).
+    pub sliding_window: Option<u64>,
+    /// The layers that attend over every position when others use the sliding window (gemma3:
+    /// every sixth, as llama.cpp reads it); empty without a window.
+    pub global_layers: Vec<u64>,
     pub tokenizer_model: Option<String>,
     pub parameter_count: u64,
     pub tensor_count: usize,
@@ -47,6 +52,11 @@ impl ModelCard {
         let kv_heads = arch_u64("attention.head_count_kv").or(heads);
         let vocab_size = arch_u64("vocab_size")
             .or_else(|| gguf.get("tokenizer.ggml.tokens").and_then(Value::as_array).map(|tokens| tokens.len() as u64));
+        let sliding_window = arch_u64("attention.sliding_window");
+        let global_layers = match (architecture.as_str(), sliding_window, arch_u64("block_count")) {
+            ("gemma3", Some(_), Some(layers)) => (0..layers.min(1 << 16)).filter(|l| l % 6 == 5).collect(),
+            _ => Vec::new(),
+        };
         let mut tensor_types = BTreeMap::new();
         for tensor in &gguf.tensors {
             *tensor_types.entry(tensor.ggml_type.name().to_string()).or_insert(0) += 1;
@@ -61,6 +71,8 @@ impl ModelCard {
             kv_heads,
             embedding_size: arch_u64("embedding_length"),
             vocab_size,
+            sliding_window,
+            global_layers,
             tokenizer_model: gguf.get("tokenizer.ggml.model").and_then(Value::as_str).map(str::to_string),
             parameter_count: gguf.tensors.iter().map(|t| t.element_count()).sum(),
             tensor_count: gguf.tensors.len(),
@@ -86,6 +98,11 @@ impl std::fmt::Display for ModelCard {
         writeln!(f, "kv heads:        {}", opt(&self.kv_heads))?;
         writeln!(f, "embedding size:  {}", opt(&self.embedding_size))?;
         writeln!(f, "vocab size:      {}", opt(&self.vocab_size))?;
+        if let Some(window) = self.sliding_window {
+            let global: Vec<String> = self.global_layers.iter().map(u64::to_string).collect();
+            let global = if global.is_empty() { "none".to_string() } else { global.join(", ") };
+            writeln!(f, "sliding window:  {window} positions (global layers: {global})")?;
+        }
         writeln!(f, "tokenizer:       {}", opt(&self.tokenizer_model))?;
         let types: Vec<String> = self.tensor_types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
         write!(f, "tensors:         {} ({})", self.tensor_count, types.join(", "))

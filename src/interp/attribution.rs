@@ -18,6 +18,11 @@
 //! the kernel rounds the coefficients, and the rounded ones are what the layer really adds.
 //! With grouped-query attention, query head h reads key-value head `h / (H / KV)`, so "`v_{t,h}`"
 //! and "`v_proj.weight[h·d_head + j]`" use that head.
+//!
+//! Where a model normalises a sublayer's output before adding it (Gemma's post-norms), every
+//! part of that output enters the residual as `g ⊙ part / s`, `s` the norm's divisor in this pass
+//! held fixed ([`Pass::post_norm_factor`]): the parts then still add up to what the sublayer
+//! added, so layer, head and neuron scores stay exact decompositions.
 
 use serde::Serialize;
 
@@ -25,7 +30,7 @@ use super::lens::{Lpi, LpiBase, Unembedding};
 use super::{choose_target, first_n_and, rank_descending, HeadId, InterpError, NeuronId, Result, Target};
 use crate::backend::Backend;
 use crate::hooks::{HookPoint, HookRequest, Intervention, Positions, Recording};
-use crate::model::{Config, LayerWeight, Model};
+use crate::model::{Config, LayerWeight, Model, Sublayer};
 use crate::numeric::log_softmax;
 use crate::tokenizer::Tokenizer;
 
@@ -168,6 +173,11 @@ impl Pass {
             for point in [HookPoint::ResidPre(l), HookPoint::AttnV(l), HookPoint::MlpPost(l)] {
                 hooks = hooks.with(point, Positions::All);
             }
+            if model.config().post_norms {
+                for point in [HookPoint::AttnPostNormScale(l), HookPoint::MlpPostNormScale(l)] {
+                    hooks = hooks.with(point, Positions::All);
+                }
+            }
             for point in [
                 HookPoint::AttnPattern(l),
                 HookPoint::AttnResult(l),
@@ -213,6 +223,45 @@ impl Pass {
 
     pub fn scale(&self) -> f32 {
         self.last(HookPoint::LnFinalScale)[0]
+    }
+
+    /// What layer `layer`'s attention (`Output`) or MLP (`Down`) output at position `t` is
+    /// multiplied by on its way into the residual: `g / s_t` of its post-norm, the divisor held
+    /// at this pass's value; `None` when the output joins the residual as it is.
+    pub fn post_norm_factor<B: Backend>(
+        &self,
+        model: &Model<B>,
+        layer: usize,
+        which: LayerWeight,
+        t: usize,
+    ) -> Option<Vec<f32>> {
+        let (sublayer, scale) = match which {
+            LayerWeight::Output => (Sublayer::Attention, HookPoint::AttnPostNormScale(layer)),
+            LayerWeight::Down => (Sublayer::Mlp, HookPoint::MlpPostNormScale(layer)),
+            LayerWeight::Value => return None,
+        };
+        let g = model.post_norm_weight(layer, sublayer)?;
+        let s = self.at(scale, t)[0];
+        Some(g.iter().map(|g| g / s).collect())
+    }
+
+    /// `x` (one or more rows of the model's width) times the post-norm factor at position `t`:
+    /// a sublayer-output vector as it enters the residual, or a residual-space gradient pulled
+    /// back to the sublayer's output.
+    pub fn through_post_norm<B: Backend>(
+        &self,
+        model: &Model<B>,
+        layer: usize,
+        which: LayerWeight,
+        t: usize,
+        mut x: Vec<f32>,
+    ) -> Vec<f32> {
+        if let Some(factor) = self.post_norm_factor(model, layer, which, t) {
+            for row in x.chunks_mut(factor.len()) {
+                row.iter_mut().zip(&factor).for_each(|(v, f)| *v *= f);
+            }
+        }
+        x
     }
 
     /// `w`: the named token, or the model's top-1.
@@ -283,6 +332,8 @@ pub(crate) struct FfnNeurons {
     coefficients: Vec<Vec<f32>>,
     /// `r_l` of each layer.
     bases: Vec<LpiBase>,
+    /// Each layer's post-norm factor at the last position ([`Pass::post_norm_factor`]).
+    post_norms: Vec<Option<Vec<f32>>>,
 }
 
 impl FfnNeurons {
@@ -293,7 +344,17 @@ impl FfnNeurons {
             .map(|l| coefficients_as_read(model, l, pass.last(HookPoint::MlpPost(l))))
             .collect::<Result<_>>()?;
         let mids: Vec<f32> = (0..layers).flat_map(|l| pass.last(HookPoint::ResidMid(l)).to_vec()).collect();
-        Ok(FfnNeurons { coefficients, bases: lpi.bases(&mids)? })
+        let post_norms =
+            (0..layers).map(|l| pass.post_norm_factor(model, l, LayerWeight::Down, pass.len - 1)).collect();
+        Ok(FfnNeurons { coefficients, bases: lpi.bases(&mids)?, post_norms })
+    }
+
+    /// A residual-space vector times layer `l`'s post-norm factor.
+    fn through_post_norm(&self, l: usize, x: &[f32]) -> Vec<f32> {
+        match &self.post_norms[l] {
+            Some(factor) => x.iter().zip(factor).map(|(v, f)| v * f).collect(),
+            None => x.to_vec(),
+        }
     }
 
     pub fn bases(&self) -> &[LpiBase] {
@@ -307,7 +368,7 @@ impl FfnNeurons {
         let gradients = lpi.gradients(&self.bases)?;
         let mut out = Vec::with_capacity(self.coefficients.len() * model.config().ffn_width);
         for (l, gradient) in gradients.iter().enumerate() {
-            let per_column = pull_through(model, l, LayerWeight::Down, gradient)?;
+            let per_column = pull_through(model, l, LayerWeight::Down, &self.through_post_norm(l, gradient))?;
             out.extend(self.coefficients[l].iter().zip(per_column).map(|(m, g)| m * g));
         }
         Ok(out)
@@ -328,7 +389,7 @@ impl FfnNeurons {
                 .iter()
                 .map(|&(l, i)| {
                     let m = self.coefficients[l][i];
-                    (l, columns[&(l, i)].iter().map(|w| m * w).collect())
+                    (l, self.through_post_norm(l, &columns[&(l, i)]).iter().map(|w| m * w).collect())
                 })
                 .collect();
             for (&k, score) in group.iter().zip(lpi.exact(&self.bases, &deltas)?) {
@@ -516,8 +577,10 @@ pub fn attribute<B: Backend>(
     let keep = 3 * options.value_neurons;
     let per_layer = c.heads * hd * pass.len;
     let mut best: Vec<(f32, usize)> = Vec::new();
+    let last = pass.len - 1;
     for (l, gradient) in x_gradients.iter().enumerate() {
-        let per_column = pull_through(model, l, LayerWeight::Output, gradient)?;
+        let gradient = pass.through_post_norm(model, l, LayerWeight::Output, last, gradient.clone());
+        let per_column = pull_through(model, l, LayerWeight::Output, &gradient)?;
         let mut layer_scores = Vec::with_capacity(per_layer);
         for h in 0..c.heads {
             for j in 0..hd {
@@ -549,7 +612,8 @@ pub fn attribute<B: Backend>(
         .map(|&k| {
             let (l, h, j, t) = unflatten(k);
             let coefficient = alpha(l, h, t) * value(l, h, t)[j];
-            (l, columns[&(l, h * hd + j)].iter().map(|w| coefficient * w).collect())
+            let column = pass.through_post_norm(model, l, LayerWeight::Output, last, columns[&(l, h * hd + j)].clone());
+            (l, column.iter().map(|w| coefficient * w).collect())
         })
         .collect();
     let value_exact = lpi.exact(&x_bases, &value_deltas)?;
@@ -603,7 +667,7 @@ fn through_heads<B: Backend>(
                 let coefficient = pass.alpha(l, h, t) * v;
                 delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
             }
-            deltas.push((l, delta));
+            deltas.push((l, pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, delta)));
             keys.push((l, h, t));
         }
     }
@@ -649,7 +713,8 @@ pub fn position_scores<B: Backend>(
     let mut totals = vec![PositionTotal { score: 0.0, exact: false }; pass.len];
     for head in &ranked {
         let (l, h) = (head.layer, head.head);
-        let per_column = pull_through(model, l, LayerWeight::Output, &gradients[l])?;
+        let gradient = pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, gradients[l].clone());
+        let per_column = pull_through(model, l, LayerWeight::Output, &gradient)?;
         for (t, total) in totals.iter_mut().enumerate() {
             total.score += pass.alpha(l, h, t) * dot(pass.value(c, l, h, t), &per_column[h * hd..(h + 1) * hd]);
         }
@@ -696,7 +761,13 @@ fn query_neurons<B: Backend>(
         if using.is_empty() {
             continue;
         }
-        let stacked: Vec<f32> = using.iter().flat_map(|&k| keys[k].0.clone()).collect();
+        // Each key meets the shallow layer's output where that output entered the residual.
+        let stacked: Vec<f32> = using
+            .iter()
+            .flat_map(|&k| {
+                pass.through_post_norm(model, shallow, LayerWeight::Down, values[k].position, keys[k].0.clone())
+            })
+            .collect();
         // ⟨W_down[:, i], k⟩ for every i and every key, in one product.
         let per_column = pull_through(model, shallow, LayerWeight::Down, &stacked)?;
         for (row, &k) in per_column.chunks(c.ffn_width).zip(&using) {
@@ -766,7 +837,8 @@ pub fn decompose_logit<B: Backend>(
         .collect();
     let mut neurons = Vec::with_capacity(c.layers * c.ffn_width);
     for l in 0..c.layers {
-        let per_column = pull_through(model, l, LayerWeight::Down, &direction)?;
+        let toward = pass.through_post_norm(model, l, LayerWeight::Down, pass.len - 1, direction.clone());
+        let per_column = pull_through(model, l, LayerWeight::Down, &toward)?;
         let m = coefficients_as_read(model, l, pass.last(HookPoint::MlpPost(l)))?;
         neurons.extend(m.iter().zip(per_column).map(|(m, w)| m * w));
     }

@@ -4,7 +4,7 @@ use super::{ModelError, Result};
 use crate::gguf::{Gguf, Value};
 
 /// The architectures glassbox runs, as `general.architecture` names them.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3"];
 
 /// How rotary embeddings pair up dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,24 @@ pub enum RopeStyle {
     Interleaved,
     /// Qwen2 and other GPT-NeoX-style models: dimensions (i, i + n/2) rotate together.
     Neox,
+}
+
+/// The MLP's gate nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateActivation {
+    /// SwiGLU: `silu(gate) ⊙ up` (Llama, Mistral, Qwen).
+    Silu,
+    /// GeGLU with GELU's tanh approximation (Gemma).
+    GeluTanh,
+}
+
+/// Gemma 3's local layers: attention over the last `size` positions only, rotated with their own
+/// base. Every `period`-th layer (the last of each period) is global.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlidingWindow {
+    pub size: usize,
+    pub period: usize,
+    pub rope_theta: f32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +46,20 @@ pub struct Config {
     pub context_length: usize,
     pub norm_eps: f64,
     pub rope_theta: f32,
+    /// Linear rope scaling of the global layers: positions divided by this (1 when absent).
+    pub rope_scale: f32,
     pub rope_style: RopeStyle,
+    pub gate_activation: GateActivation,
+    /// RMSNorm over each head's queries and keys before rope (`attn_q_norm`, `attn_k_norm`).
+    pub qk_norm: bool,
+    /// RMSNorm on the attention and MLP outputs before they join the residual
+    /// (`post_attention_norm`, `post_ffw_norm`).
+    pub post_norms: bool,
+    /// What the embedding rows are multiplied by as they enter the residual (Gemma: √width).
+    pub embedding_scale: Option<f32>,
+    /// The factor on query·key scores: 1/√head_dim unless the model says otherwise.
+    pub attention_scale: f32,
+    pub sliding_window: Option<SlidingWindow>,
 }
 
 /// Width and layer counts beyond these are not real models; they would only size allocations.
@@ -94,10 +125,46 @@ impl Config {
                 });
             }
         }
+        let gemma = architecture == "gemma3";
+        let sliding_window = if gemma {
+            let size = required("attention.sliding_window", 1 << 24)?;
+            // As llama.cpp reads gemma3: five local layers, then a global one, the local ones
+            // rotating with base 10⁴ unscaled (neither is stored in the file).
+            Some(SlidingWindow { size, period: 6, rope_theta: 10_000.0 })
+        } else {
+            None
+        };
+        let rope_scale = match gguf.get(&key("rope.scaling.type")).and_then(Value::as_str) {
+            None | Some("none") => 1.0,
+            Some("linear") => {
+                let factor = float("rope.scaling.factor", 1.0);
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(ModelError::BadHyperparameter {
+                        key: key("rope.scaling.factor"),
+                        value: factor.to_string(),
+                    });
+                }
+                factor as f32
+            }
+            Some(other) => {
+                return Err(ModelError::BadHyperparameter { key: key("rope.scaling.type"), value: other.to_string() })
+            }
+        };
         Ok(Config {
-            rope_style: if architecture == "qwen2" { RopeStyle::Neox } else { RopeStyle::Interleaved },
+            rope_style: if architecture == "llama" || architecture == "mistral" {
+                RopeStyle::Interleaved
+            } else {
+                RopeStyle::Neox
+            },
             norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
             rope_theta: float("rope.freq_base", 10_000.0) as f32,
+            rope_scale,
+            gate_activation: if gemma { GateActivation::GeluTanh } else { GateActivation::Silu },
+            qk_norm: gemma || architecture == "qwen3",
+            post_norms: gemma,
+            embedding_scale: gemma.then(|| (width as f32).sqrt()),
+            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            sliding_window,
             architecture,
             layers,
             width,
@@ -108,5 +175,27 @@ impl Config {
             vocab_size,
             context_length,
         })
+    }
+
+    /// Which hook points the model has.
+    pub fn hook_shape(&self) -> crate::hooks::HookShape {
+        crate::hooks::HookShape { layers: self.layers, post_norms: self.post_norms }
+    }
+
+    /// How many positions layer `layer` attends over (`None`: all before it).
+    pub fn attention_window(&self, layer: usize) -> Option<usize> {
+        self.sliding_window.filter(|w| !self.is_global(layer, w)).map(|w| w.size)
+    }
+
+    /// Layer `layer`'s rotation: its base and the linear scaling that applies to it.
+    pub fn layer_rope(&self, layer: usize) -> (f32, f32) {
+        match self.sliding_window {
+            Some(w) if !self.is_global(layer, &w) => (w.rope_theta, 1.0),
+            _ => (self.rope_theta, self.rope_scale),
+        }
+    }
+
+    fn is_global(&self, layer: usize, window: &SlidingWindow) -> bool {
+        layer % window.period == window.period - 1
     }
 }

@@ -1,10 +1,15 @@
-//! One transformer for the Llama family (Llama 2/3, Mistral, Qwen2, SmolLM), written over the
-//! [`Backend`] trait, with hook points and interventions inside the forward pass.
+//! One transformer for the Llama family (Llama 2/3, Mistral, Qwen2/3, SmolLM) and Gemma 3,
+//! written over the [`Backend`] trait, with hook points and interventions inside the forward pass.
 //!
 //! Per layer l, with x the residual entering it:
 //! `a = W_O · attn(rope(W_Q·n₁(x)), rope(W_K·n₁(x)), W_V·n₁(x))`, `r = x + a`,
 //! `m = silu(W_gate·n₂(r)) ⊙ (W_up·n₂(r))`, `f = W_down · m`, `x' = r + f`,
 //! where `nᵢ(v) = gᵢ ⊙ v / sqrt(mean(v²) + ε)` (RMSNorm). Logits are `W_U · n_final(x_L)`.
+//!
+//! Qwen3 and Gemma 3 also normalise each head's queries and keys before rope. Gemma 3 scales the
+//! embedding by √d, gates with GELU (tanh) instead of silu, normalises `a` and `f` before adding
+//! them (`r = x + n_a(a)`, `x' = r + n_f(f)`), and lets five of every six layers attend over a
+//! sliding window with their own rope base.
 
 mod any;
 mod config;
@@ -17,7 +22,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use any::{AnyLoaded, Loaded};
-pub use config::{Config, RopeStyle, SUPPORTED_ARCHITECTURES};
+pub use config::{Config, GateActivation, RopeStyle, SlidingWindow, SUPPORTED_ARCHITECTURES};
 
 use crate::backend::{Backend, BackendError, Rope, TopK};
 use crate::gguf::{GgmlType, GgufError, TensorInfo};
@@ -99,10 +104,23 @@ struct Layer<B: Backend> {
     q_bias: Option<B::Tensor>,
     k_bias: Option<B::Tensor>,
     v_bias: Option<B::Tensor>,
+    /// RMSNorm weights `[head_dim]` applied to each head's queries and keys.
+    q_norm: Option<B::Tensor>,
+    k_norm: Option<B::Tensor>,
+    /// RMSNorm on the attention output before it joins the residual.
+    post_attn_norm: Option<Norm<B>>,
     ffn_norm: B::Tensor,
     gate: B::Matrix,
     up: B::Matrix,
     down: B::Matrix,
+    /// RMSNorm on the MLP output before it joins the residual.
+    post_ffn_norm: Option<Norm<B>>,
+}
+
+/// An RMSNorm's weight, on the device and on the host (attribution reads it).
+struct Norm<B: Backend> {
+    values: Vec<f32>,
+    weight: B::Tensor,
 }
 
 pub struct Model<B: Backend> {
@@ -114,7 +132,17 @@ pub struct Model<B: Backend> {
     final_norm: B::Tensor,
     final_norm_values: Vec<f32>,
     rope_freq_factors: Option<Vec<f32>>,
+    /// The global layers' divisors: `rope_freq_factors` times the linear rope scaling, when the
+    /// model scales.
+    scaled_freq_factors: Option<Vec<f32>>,
     layers: Vec<Layer<B>>,
+}
+
+/// Which of a layer's two outputs, the attention's or the MLP's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sublayer {
+    Attention,
+    Mlp,
 }
 
 /// The layer matrices attribution reads: `v_proj` `[KV·h, d]`, `o_proj` `[d, H·h]`,
@@ -221,6 +249,11 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
         Ok(self.backend.vector(&self.host_vector(name, len)?)?)
     }
 
+    fn norm(&self, name: &str, len: usize) -> Result<Norm<B>> {
+        let values = self.host_vector(name, len)?;
+        Ok(Norm { weight: self.backend.vector(&values)?, values })
+    }
+
     fn optional_vector(&self, name: &str, len: usize) -> Result<Option<B::Tensor>> {
         if self.tensors.contains_key(name) {
             self.vector(name, len).map(Some)
@@ -280,10 +313,17 @@ impl<B: Backend> Model<B> {
                 q_bias: loader.optional_vector(&name("attn_q.bias"), q_width)?,
                 k_bias: loader.optional_vector(&name("attn_k.bias"), kv_width)?,
                 v_bias: loader.optional_vector(&name("attn_v.bias"), kv_width)?,
+                q_norm: c.qk_norm.then(|| loader.vector(&name("attn_q_norm.weight"), c.head_dim)).transpose()?,
+                k_norm: c.qk_norm.then(|| loader.vector(&name("attn_k_norm.weight"), c.head_dim)).transpose()?,
+                post_attn_norm: c
+                    .post_norms
+                    .then(|| loader.norm(&name("post_attention_norm.weight"), c.width))
+                    .transpose()?,
                 ffn_norm: loader.vector(&name("ffn_norm.weight"), c.width)?,
                 gate: loader.matrix(&name("ffn_gate.weight"), c.width, c.ffn_width)?,
                 up: loader.matrix(&name("ffn_up.weight"), c.width, c.ffn_width)?,
                 down: loader.matrix(&name("ffn_down.weight"), c.ffn_width, c.width)?,
+                post_ffn_norm: c.post_norms.then(|| loader.norm(&name("post_ffw_norm.weight"), c.width)).transpose()?,
             });
         }
         let embedding = loader.matrix("token_embd.weight", c.width, c.vocab_size)?;
@@ -297,6 +337,10 @@ impl<B: Backend> Model<B> {
         } else {
             None
         };
+        let scaled_freq_factors = (c.rope_scale != 1.0).then(|| match &rope_freq_factors {
+            Some(factors) => factors.iter().map(|f| f * c.rope_scale).collect(),
+            None => vec![c.rope_scale; c.head_dim / 2],
+        });
         let final_norm_values = loader.host_vector("output_norm.weight", c.width)?;
         Ok(Model {
             final_norm: backend.vector(&final_norm_values)?,
@@ -304,6 +348,7 @@ impl<B: Backend> Model<B> {
             embedding,
             output,
             rope_freq_factors,
+            scaled_freq_factors,
             layers,
             config,
             backend,
@@ -331,6 +376,17 @@ impl<B: Backend> Model<B> {
     /// Layer `layer`'s attention RMSNorm weight (`input_layernorm.weight`).
     pub fn attn_norm_weight(&self, layer: usize) -> &[f32] {
         &self.layers[layer].attn_norm_values
+    }
+
+    /// The RMSNorm weight `g` that layer `layer` applies to its attention or MLP output before
+    /// adding it to the residual (Gemma), or `None` when the output joins the residual as it is.
+    pub fn post_norm_weight(&self, layer: usize, which: Sublayer) -> Option<&[f32]> {
+        let l = &self.layers[layer];
+        let norm = match which {
+            Sublayer::Attention => &l.post_attn_norm,
+            Sublayer::Mlp => &l.post_ffn_norm,
+        };
+        norm.as_ref().map(|n| n.values.as_slice())
     }
 
     /// One of layer `layer`'s weight matrices, `[out, in]`.
@@ -412,6 +468,9 @@ impl<B: Backend> Model<B> {
         let mut recorder = Recorder { backend: &self.backend, hooks, t: ids.len(), recording: Recording::default() };
 
         let mut x = self.backend.embed(&self.embedding, ids)?;
+        if let Some(scale) = c.embedding_scale {
+            x = self.backend.scale_columns(&x, 0, c.width, scale)?;
+        }
         recorder.record(HookPoint::Embed, &x)?;
         for (l, (layer, plan)) in self.layers.iter().zip(&plans).enumerate() {
             for (row, values) in &plan.patches {
@@ -444,7 +503,7 @@ impl<B: Backend> Model<B> {
         interventions: &[Intervention],
         limit: u64,
     ) -> Result<Recording> {
-        let points = crate::hooks::select_hooks(spec, self.config.layers)?;
+        let points = crate::hooks::select_hooks(spec, self.config.hook_shape())?;
         let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, positions.clone()));
         let bytes = self.recording_bytes(&hooks, ids.len());
         if bytes > limit {
@@ -466,13 +525,15 @@ impl<B: Backend> Model<B> {
                     | HookPoint::AttnOut(_)
                     | HookPoint::ResidMid(_)
                     | HookPoint::MlpOut(_)
-                    | HookPoint::ResidPost(_) => c.width,
+                    | HookPoint::ResidPost(_)
+                    | HookPoint::AttnOutPreNorm(_)
+                    | HookPoint::MlpOutPreNorm(_) => c.width,
                     HookPoint::AttnV(_) => c.kv_heads * c.head_dim,
                     HookPoint::AttnPattern(_) => c.heads * len,
                     HookPoint::AttnZ(_) => c.heads * c.head_dim,
                     HookPoint::AttnResult(_) => c.heads * c.width,
                     HookPoint::MlpPre(_) | HookPoint::MlpPost(_) => c.ffn_width,
-                    HookPoint::LnFinalScale => 1,
+                    HookPoint::LnFinalScale | HookPoint::AttnPostNormScale(_) | HookPoint::MlpPostNormScale(_) => 1,
                 };
                 (positions.resolve(len).len() * per_position) as u64 * 4
             })
@@ -588,21 +649,37 @@ impl<B: Backend> Model<B> {
                 None => y,
             })
         };
+        let per_head_norm = |y: B::Tensor, norm: &Option<B::Tensor>| -> Result<B::Tensor> {
+            Ok(match norm {
+                Some(weight) => be.rms_norm(&y, weight, c.norm_eps)?,
+                None => y,
+            })
+        };
+        let (theta, scale) = c.layer_rope(l);
         let rope = Rope {
             start: cache.len,
-            theta: c.rope_theta,
-            freq_factors: self.rope_freq_factors.as_deref(),
+            theta,
+            freq_factors: if scale != 1.0 {
+                self.scaled_freq_factors.as_deref()
+            } else {
+                self.rope_freq_factors.as_deref()
+            },
             interleaved: c.rope_style == RopeStyle::Interleaved,
         };
-        let q = be.rope(&with_bias(&layer.wq, &layer.q_bias)?, c.heads, &rope)?;
-        let k = be.rope(&with_bias(&layer.wk, &layer.k_bias)?, c.kv_heads, &rope)?;
+        let mut q = be.rope(&per_head_norm(with_bias(&layer.wq, &layer.q_bias)?, &layer.q_norm)?, c.heads, &rope)?;
+        let query_factor = c.attention_scale * (c.head_dim as f32).sqrt();
+        if query_factor != 1.0 {
+            q = be.scale_columns(&q, 0, c.heads * c.head_dim, query_factor)?;
+        }
+        let k = be.rope(&per_head_norm(with_bias(&layer.wk, &layer.k_bias)?, &layer.k_norm)?, c.kv_heads, &rope)?;
         let v = with_bias(&layer.wv, &layer.v_bias)?;
         recorder.record_by_head(HookPoint::AttnV(l), &v, c.kv_heads)?;
         let t = recorder.t;
         let k_all = self.append_cached(&mut cache.keys[l], cache.len, t, &k)?;
         let v_all = self.append_cached(&mut cache.values[l], cache.len, t, &v)?;
         let wanted = recorder.wants(HookPoint::AttnPattern(l));
-        let (mut z, pattern) = be.attention(&q, &k_all, &v_all, c.heads, c.kv_heads, wanted)?;
+        let heads = crate::backend::Heads { heads: c.heads, kv_heads: c.kv_heads, window: c.attention_window(l) };
+        let (mut z, pattern) = be.attention(&q, &k_all, &v_all, heads, wanted)?;
         if let Some(pattern) = pattern {
             recorder.record(HookPoint::AttnPattern(l), &pattern)?;
         }
@@ -610,13 +687,41 @@ impl<B: Backend> Model<B> {
             z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
         }
         recorder.record_by_head(HookPoint::AttnZ(l), &z, c.heads)?;
-        self.record_head_results(l, layer, &z, recorder)?;
         let mut attn_out = be.linear(&z, &layer.wo)?;
+        self.record_head_results(l, layer, &z, &attn_out, recorder)?;
+        if let Some(norm) = &layer.post_attn_norm {
+            attn_out = self.post_norm(
+                attn_out,
+                norm,
+                HookPoint::AttnOutPreNorm(l),
+                HookPoint::AttnPostNormScale(l),
+                recorder,
+            )?;
+        }
         for (row, values) in &plan.attn_out_patches {
             attn_out = be.set_row(&attn_out, *row, values)?;
         }
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
         Ok(attn_out)
+    }
+
+    /// A sublayer's output `y` through its post-norm, recording `y` at `before` and the norm's
+    /// divisor at `scale`.
+    fn post_norm(
+        &self,
+        y: B::Tensor,
+        norm: &Norm<B>,
+        before: HookPoint,
+        scale: HookPoint,
+        recorder: &mut Recorder<B>,
+    ) -> Result<B::Tensor> {
+        let be = &self.backend;
+        recorder.record(before, &y)?;
+        if let Some(rows) = recorder.rows(scale) {
+            let (shape, data) = be.download(&be.rms(&be.select_rows(&y, &rows)?, self.config.norm_eps)?)?;
+            recorder.recording.activations.insert(scale, Activation { positions: rows, shape, data });
+        }
+        Ok(be.rms_norm(&y, &norm.weight, self.config.norm_eps)?)
     }
 
     /// The `t` rows `new` written after the first `len` rows of a layer's cache: all `len + t`
@@ -655,12 +760,28 @@ impl<B: Backend> Model<B> {
     }
 
     /// `attn.hook_result`: each head's output, o_proj applied to z with every other head zeroed,
-    /// `[t, H, d]`.
-    fn record_head_results(&self, l: usize, layer: &Layer<B>, z: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
+    /// `[t, H, d]`. With a post-attention norm, each head's share of what that norm passes on,
+    /// its divisor held at the value the whole output `attn_out` gives it (`g ⊙ head / s`), so that
+    /// the heads still add up to `hook_attn_out`.
+    fn record_head_results(
+        &self,
+        l: usize,
+        layer: &Layer<B>,
+        z: &B::Tensor,
+        attn_out: &B::Tensor,
+        recorder: &mut Recorder<B>,
+    ) -> Result<()> {
         let (c, be) = (&self.config, &self.backend);
         let point = HookPoint::AttnResult(l);
         let Some(rows) = recorder.rows(point) else { return Ok(()) };
         let z_rows = be.select_rows(z, &rows)?;
+        let post_norm = match &layer.post_attn_norm {
+            Some(norm) => {
+                let scales = be.download(&be.rms(&be.select_rows(attn_out, &rows)?, c.norm_eps)?)?.1;
+                Some((norm.values.as_slice(), scales))
+            }
+            None => None,
+        };
         let mut per_head = Vec::with_capacity(c.heads);
         for h in 0..c.heads {
             let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
@@ -670,7 +791,11 @@ impl<B: Backend> Model<B> {
         let mut data = Vec::with_capacity(rows.len() * c.heads * c.width);
         for r in 0..rows.len() {
             for head in &per_head {
-                data.extend_from_slice(&head[r * c.width..(r + 1) * c.width]);
+                let row = &head[r * c.width..(r + 1) * c.width];
+                match &post_norm {
+                    Some((g, scales)) => data.extend(row.iter().zip(*g).map(|(v, g)| g * v / scales[r])),
+                    None => data.extend_from_slice(row),
+                }
             }
         }
         let activation = Activation { shape: vec![rows.len(), c.heads, c.width], positions: rows, data };
@@ -692,13 +817,21 @@ impl<B: Backend> Model<B> {
         let normed = be.rms_norm(x, &layer.ffn_norm, c.norm_eps)?;
         let gate = be.linear(&normed, &layer.gate)?;
         recorder.record(HookPoint::MlpPre(l), &gate)?;
-        let mut m = be.mul(&be.silu(&gate)?, &be.linear(&normed, &layer.up)?)?;
+        let activated = match c.gate_activation {
+            GateActivation::Silu => be.silu(&gate)?,
+            GateActivation::GeluTanh => be.gelu_tanh(&gate)?,
+        };
+        let mut m = be.mul(&activated, &be.linear(&normed, &layer.up)?)?;
         if let Some(factors) = &plan.neuron_factors {
             // One product per layer, however many neurons a mask touches.
             m = be.mul(&m, &be.vector(factors)?)?;
         }
         recorder.record(HookPoint::MlpPost(l), &m)?;
         let mut mlp_out = be.linear(&m, &layer.down)?;
+        if let Some(norm) = &layer.post_ffn_norm {
+            mlp_out =
+                self.post_norm(mlp_out, norm, HookPoint::MlpOutPreNorm(l), HookPoint::MlpPostNormScale(l), recorder)?;
+        }
         for (row, values) in &plan.mlp_out_patches {
             mlp_out = be.set_row(&mlp_out, *row, values)?;
         }

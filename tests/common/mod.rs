@@ -18,6 +18,8 @@ pub fn model_path(file: &str) -> PathBuf {
 }
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The second real model (Gemma terms of use), fetched by `make setup` or `make gemma3`.
+pub const GEMMA3: &str = "gemma3/gemma-3-270m-q4_k_m.gguf";
 
 pub fn reference(name: &str) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(name);

@@ -11,6 +11,7 @@ const FIELDS: [keyof ModelCard, string][] = [
   ["embedding_size", "embedding size"],
   ["vocab_size", "vocabulary"],
   ["context_length", "context length"],
+  ["sliding_window", "sliding window"],
   ["tokenizer_model", "tokenizer"],
   ["parameter_count", "parameters"],
   ["tensor_count", "tensors"],
@@ -22,11 +23,17 @@ export function renderCard(list: HTMLElement, table: HTMLTableElement, card: Mod
   const rows: Node[] = [];
   for (const [field, label] of FIELDS) {
     const value = card[field];
+    if (field === "sliding_window" && value === null) continue;
     const term = document.createElement("dt");
     term.textContent = label;
     const detail = document.createElement("dd");
     detail.dataset["field"] = field;
-    detail.textContent = value === null ? "unknown" : String(value);
+    detail.textContent =
+      value === null
+        ? "unknown"
+        : field === "sliding_window"
+          ? `${String(value)} positions; layers ${card.global_layers.join(", ") || "none"} attend over all`
+          : String(value);
     rows.push(term, detail);
   }
   list.replaceChildren(...rows);

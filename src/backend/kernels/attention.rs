@@ -14,6 +14,8 @@ pub struct AttentionShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// A query sees only the keys within this many positions of it, itself included.
+    pub window: Option<usize>,
 }
 
 impl AttentionShape {
@@ -50,7 +52,8 @@ fn head_slice(rows: &[f32], j: usize, kv: usize, shape: AttentionShape) -> &[f32
 
 /// `z: [t, heads · head_dim]` for `q: [t, heads · head_dim]` and `k`, `v`:
 /// `[total, kv_heads · head_dim]`, query head `h` reading key/value head `h / (heads / kv_heads)`;
-/// with `probabilities`, also the softmax weights `[heads, t, total]` (zero where masked).
+/// with `probabilities`, also the softmax weights `[heads, t, total]` (zero where masked: after
+/// the query, and before its window when the shape has one).
 ///
 /// # Panics
 /// If the slices are not of the shape's sizes, or `heads` is not a multiple of `kv_heads`.
@@ -62,7 +65,7 @@ pub fn attention(
     probabilities: bool,
     pool: &ThreadPool,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
-    let AttentionShape { t, total, heads, kv_heads, head_dim } = shape;
+    let AttentionShape { t, total, heads, kv_heads, head_dim, window } = shape;
     assert!(kv_heads > 0 && heads % kv_heads == 0, "{heads} query heads over {kv_heads} key heads");
     assert!(t <= total, "{t} queries after {total} positions");
     assert_eq!(q.len(), t * shape.width(), "queries of other than [{t}, {}]", shape.width());
@@ -79,7 +82,8 @@ pub fn attention(
         let kv = h / group;
         let query = &q[i * shape.width() + h * head_dim..][..head_dim];
         let visible = total - t + i + 1;
-        let mut p: Vec<f32> = (0..visible).map(|j| dot(query, head_slice(k, j, kv, shape)) * scale).collect();
+        let first = window.map_or(0, |w| visible.saturating_sub(w));
+        let mut p: Vec<f32> = (first..visible).map(|j| dot(query, head_slice(k, j, kv, shape)) * scale).collect();
         let max = p.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         let mut sum = 0f32;
         for s in p.iter_mut() {
@@ -87,7 +91,7 @@ pub fn attention(
             sum += *s;
         }
         let mut out = vec![0f32; head_dim];
-        for (j, s) in p.iter_mut().enumerate() {
+        for (j, s) in (first..).zip(p.iter_mut()) {
             *s /= sum;
             for (o, &value) in out.iter_mut().zip(head_slice(v, j, kv, shape)) {
                 *o += *s * value;
@@ -100,7 +104,7 @@ pub fn attention(
         }
         if probabilities {
             let row = (h * t + i) * total;
-            for (j, &value) in p.iter().enumerate() {
+            for (j, &value) in (first..).zip(&p) {
                 // SAFETY: as above, in `weights`, which has `heads · t · total` cells.
                 unsafe { weights_out.write(row + j, value) };
             }

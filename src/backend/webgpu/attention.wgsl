@@ -2,8 +2,9 @@
 // for all T positions so far, the queries being the last t of them. Query head h reads KV head
 // h / (H / KV). One invocation per (head, query): it walks the keys it may see once, keeping the
 // running maximum m, the running sum l of e^(s − m) and the running weighted sum of values.
-// z: [t, H·d]. When `params.probabilities` is set it also writes p: [H, t, T], the softmax, with
-// zeros above the diagonal, computed from the final m and l. T is read from the length of the k
+// z: [t, H·d]. A nonzero `params.window` limits each query to the keys within that many
+// positions of it (sliding-window layers). When `params.probabilities` is set it also writes
+// p: [H, t, T], the softmax, with zeros where a query sees nothing, computed from the final m and l. T is read from the length of the k
 // binding, which the host binds to exactly T rows: the parameters then stay the same from one
 // decoded token to the next, and so does their buffer.
 
@@ -13,6 +14,7 @@ struct Params {
     kv_heads: u32,
     head_dim: u32,
     probabilities: u32,
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -46,10 +48,14 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let q_base = (i * params.heads + h) * d;
     // Query i sits at absolute position total − queries + i and sees keys up to it.
     let last = total - params.queries + i;
+    var first = 0u;
+    if (params.window != 0u && last + 1u > params.window) {
+        first = last + 1u - params.window;
+    }
     var acc: array<f32, MAX_HEAD_DIM>;
     var m = -3.0e38;
     var l = 0.0;
-    for (var j = 0u; j <= last; j++) {
+    for (var j = first; j <= last; j++) {
         let k_base = (j * params.kv_heads + kv) * d;
         let s = score(q_base, k_base);
         let m_new = max(m, s);
@@ -68,7 +74,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         let row = (h * params.queries + i) * total;
         for (var j = 0u; j < total; j++) {
             var prob = 0.0;
-            if (j <= last) {
+            if (j >= first && j <= last) {
                 prob = exp(score(q_base, (j * params.kv_heads + kv) * d) - m) / l;
             }
             p[row + j] = prob;

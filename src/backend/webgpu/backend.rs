@@ -6,7 +6,7 @@
 //! ([`crate::jspi`]).
 
 use super::{GpuDevice, GpuError, GpuMatrix, GpuTensor};
-use crate::backend::{Backend, BackendError, BackendResult, DeviceCounts, Rope, TopK};
+use crate::backend::{Backend, BackendError, BackendResult, DeviceCounts, Heads, Rope, TopK};
 use crate::gguf::TensorInfo;
 
 /// A device tensor with its logical shape: `[rows, cols]`, or `[H, t, T]` for attention
@@ -26,7 +26,8 @@ impl From<GpuTensor> for WebGpuValue {
 
 pub struct WebGpuBackend {
     gpu: GpuDevice,
-    /// A row of ones for `silu` (the fused silu·mul kernel times 1), kept between calls.
+    /// A row of ones for `silu` and `gelu_tanh` (the fused gate kernels times 1), kept between
+    /// calls.
     ones: std::cell::RefCell<Option<GpuTensor>>,
 }
 
@@ -37,6 +38,18 @@ impl WebGpuBackend {
 
     pub fn device(&self) -> &GpuDevice {
         &self.gpu
+    }
+
+    fn ones(&self, width: usize) -> BackendResult<GpuTensor> {
+        let cached = self.ones.borrow().clone().filter(|ones| ones.shape().1 == width);
+        Ok(match cached {
+            Some(ones) => ones,
+            None => {
+                let ones = self.gpu.upload(1, width, &vec![1.0; width])?;
+                *self.ones.borrow_mut() = Some(ones.clone());
+                ones
+            }
+        })
     }
 }
 
@@ -105,17 +118,11 @@ impl Backend for WebGpuBackend {
 
     fn silu(&self, x: &WebGpuValue) -> BackendResult<WebGpuValue> {
         // silu(x)·1: the fused kernel with a row of ones (multiplying by 1 is exact).
-        let width = x.tensor.shape().1;
-        let cached = self.ones.borrow().clone().filter(|ones| ones.shape().1 == width);
-        let ones = match cached {
-            Some(ones) => ones,
-            None => {
-                let ones = self.gpu.upload(1, width, &vec![1.0; width])?;
-                *self.ones.borrow_mut() = Some(ones.clone());
-                ones
-            }
-        };
-        value(self.gpu.silu_mul(&x.tensor, &ones))
+        value(self.gpu.silu_mul(&x.tensor, &self.ones(x.tensor.shape().1)?))
+    }
+
+    fn gelu_tanh(&self, x: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.gelu_mul(&x.tensor, &self.ones(x.tensor.shape().1)?))
     }
 
     fn rms_norm(&self, x: &WebGpuValue, weight: &WebGpuValue, eps: f64) -> BackendResult<WebGpuValue> {
@@ -142,12 +149,11 @@ impl Backend for WebGpuBackend {
         q: &WebGpuValue,
         k: &WebGpuValue,
         v: &WebGpuValue,
-        heads: usize,
-        kv_heads: usize,
+        heads: Heads,
         probabilities: bool,
     ) -> BackendResult<(WebGpuValue, Option<WebGpuValue>)> {
-        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, kv_heads, probabilities)?;
-        let dims = vec![heads, q.tensor.shape().0, k.tensor.shape().0];
+        let (z, probabilities) = self.gpu.attention(&q.tensor, &k.tensor, &v.tensor, heads, probabilities)?;
+        let dims = vec![heads.heads, q.tensor.shape().0, k.tensor.shape().0];
         Ok((z.into(), probabilities.map(|tensor| WebGpuValue { tensor, dims })))
     }
 

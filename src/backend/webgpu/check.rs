@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{MatmulKernel, WebGpuBackend};
 use crate::backend::candle::CandleBackend;
-use crate::backend::{Backend, BackendError, BackendResult, Rope, TopK};
+use crate::backend::{Backend, BackendError, BackendResult, Heads, Rope, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::numeric::pseudo_random;
 
@@ -203,20 +203,26 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             ("add row", from_gpu(&gpu.add(&ga, &grow)?)?, from_cpu(&cpu.add(&ca, &crow)?)?),
             ("mul row", from_gpu(&gpu.mul(&ga, &grow)?)?, from_cpu(&cpu.mul(&ca, &crow)?)?),
             ("silu·mul", from_gpu(&gpu.mul(&gpu.silu(&ga)?, &gb)?)?, from_cpu(&cpu.mul(&cpu.silu(&ca)?, &cb)?)?),
+            (
+                "gelu·mul",
+                from_gpu(&gpu.mul(&gpu.gelu_tanh(&ga)?, &gb)?)?,
+                from_cpu(&cpu.mul(&cpu.gelu_tanh(&ca)?, &cb)?)?,
+            ),
         ];
         for (kernel, got, expected) in pairs {
             record(kernel, case.clone(), relative_error(&got, &expected, largest(&expected)), ELEMENTWISE_BOUND);
         }
     }
 
-    for (rows, cols) in [(1, 5), (3, 64), (5, 577)] {
+    // (rows, cols, weight length): whole rows, then per-head norms.
+    for (rows, cols, n) in [(1, 5, 5), (3, 64, 64), (5, 577, 577), (3, 64, 16), (2, 1024, 256)] {
         let x: Vec<f32> = pseudo_random(rows * cols, 21).iter().map(|v| v * 3.0).collect();
-        let weight = pseudo_random(cols, 22);
-        let got = from_gpu(&gpu.rms_norm(&on_gpu(rows, cols, &x)?, &on_gpu(1, cols, &weight)?, 1e-5)?)?;
-        let expected = from_cpu(&cpu.rms_norm(&on_cpu(rows, cols, &x)?, &on_cpu(1, cols, &weight)?, 1e-5)?)?;
+        let weight = pseudo_random(n, 22);
+        let got = from_gpu(&gpu.rms_norm(&on_gpu(rows, cols, &x)?, &on_gpu(1, n, &weight)?, 1e-5)?)?;
+        let expected = from_cpu(&cpu.rms_norm(&on_cpu(rows, cols, &x)?, &on_cpu(1, n, &weight)?, 1e-5)?)?;
         record(
             "rms_norm",
-            format!("{rows}×{cols}"),
+            format!("{rows}×{cols} in runs of {n}"),
             relative_error(&got, &expected, largest(&expected)),
             ELEMENTWISE_BOUND,
         );
@@ -239,8 +245,17 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
         }
     }
 
-    // (queries, positions, heads, kv heads, head size): prefill, decode after a cache, GQA, MHA.
-    for (t, total, heads, kv_heads, d) in [(6, 6, 4, 2, 8), (1, 9, 4, 2, 8), (3, 70, 6, 6, 64), (5, 5, 9, 3, 64)] {
+    // (queries, positions, heads, kv heads, head size, window): prefill, decode after a cache,
+    // GQA, MHA, sliding windows shorter than the prompt and than the cache.
+    for (t, total, heads, kv_heads, d, window) in [
+        (6, 6, 4, 2, 8, None),
+        (1, 9, 4, 2, 8, None),
+        (3, 70, 6, 6, 64, None),
+        (5, 5, 9, 3, 64, None),
+        (7, 7, 4, 1, 16, Some(3)),
+        (2, 40, 4, 2, 8, Some(5)),
+    ] {
+        let layout = Heads { heads, kv_heads, window };
         let (q, k, v) = (
             pseudo_random(t * heads * d, 41),
             pseudo_random(total * kv_heads * d, 42),
@@ -250,19 +265,17 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             &on_gpu(t, heads * d, &q)?,
             &on_gpu(total, kv_heads * d, &k)?,
             &on_gpu(total, kv_heads * d, &v)?,
-            heads,
-            kv_heads,
+            layout,
             true,
         )?;
         let (cz, cp) = cpu.attention(
             &on_cpu(t, heads * d, &q)?,
             &on_cpu(total, kv_heads * d, &k)?,
             &on_cpu(total, kv_heads * d, &v)?,
-            heads,
-            kv_heads,
+            layout,
             true,
         )?;
-        let case = format!("t={t} T={total} H={heads} KV={kv_heads} d={d}");
+        let case = format!("t={t} T={total} H={heads} KV={kv_heads} d={d} window={window:?}");
         let (z, expected_z) = (from_gpu(&gz)?, from_cpu(&cz)?);
         record("attention z", case.clone(), relative_error(&z, &expected_z, largest(&expected_z)), ATTENTION_BOUND);
         let missing = || BackendError("attention returned no probabilities".into());

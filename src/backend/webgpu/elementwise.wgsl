@@ -42,3 +42,18 @@ fn silu_mul(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
         out[i] = x / (1.0 + exp(-x)) * b_at(i);
     }
 }
+
+// gelu(a)·b with GELU's tanh approximation, the GeGLU FFN:
+// gelu(x) = x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³))), tanh written through exp so that large
+// arguments saturate instead of overflowing.
+@compute @workgroup_size(64)
+fn gelu_mul(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = id.y * groups.x * 64u + id.x;
+    if (i < params.len) {
+        let x = a[i];
+        let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+        let e = exp(-2.0 * abs(u));
+        let tanh_u = sign(u) * (1.0 - e) / (1.0 + e);
+        out[i] = 0.5 * x * (1.0 + tanh_u) * b_at(i);
+    }
+}

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::pool::Pooled;
 use super::{GpuDevice, GpuError, CACHED_UNIFORMS, WORKGROUP_SIZE};
-use crate::backend::{Rope, TopK};
+use crate::backend::{Heads, Rope, TopK};
 use crate::gguf::GgmlType;
 
 /// A row-major `[rows, cols]` f32 matrix in a storage buffer.
@@ -523,14 +523,21 @@ impl GpuDevice {
         self.elementwise("silu_mul", gate, up)
     }
 
-    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` per row, `weight: [1, cols]`.
+    /// `gelu(gate) ⊙ up` (GELU's tanh approximation), the GeGLU FFN's product, in one pass.
+    pub fn gelu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor, GpuError> {
+        self.elementwise("gelu_mul", gate, up)
+    }
+
+    /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` over each run of `n` values, for
+    /// `weight: [1, n]` with `n` dividing the row (per-head norms).
     pub fn rms_norm(&self, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor, GpuError> {
-        if weight.rows != 1 || weight.cols != x.cols {
+        let n = weight.cols;
+        if weight.rows != 1 || n == 0 || x.cols % n != 0 {
             return Err(bad_shape(format!("rms_norm weight {}×{} for rows of {}", weight.rows, weight.cols, x.cols)));
         }
-        let rows = self.check_groups(x.rows)?;
+        let rows = self.check_groups(x.rows * (x.cols / n))?;
         let out = self.output(x.rows, x.cols)?;
-        let params = self.uniform(&[x.cols as u32, eps.to_bits()]);
+        let params = self.uniform(&[n as u32, eps.to_bits()]);
         self.dispatch("rms_norm", "main", &[&params, x.buffer(), weight.buffer(), out.buffer()], (rows, 1, 1));
         Ok(out)
     }
@@ -576,10 +583,10 @@ impl GpuDevice {
         q: &GpuTensor,
         k: &GpuTensor,
         v: &GpuTensor,
-        heads: usize,
-        kv_heads: usize,
+        layout: Heads,
         probabilities: bool,
     ) -> Result<(GpuTensor, Option<GpuTensor>), GpuError> {
+        let Heads { heads, kv_heads, window } = layout;
         let fits = heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && q.cols % heads == 0;
         let head_dim = if fits { q.cols / heads } else { 0 };
         if !fits || k.cols != kv_heads * head_dim || v.cols != k.cols || v.rows != k.rows || q.rows > k.rows {
@@ -595,8 +602,16 @@ impl GpuDevice {
         let queries = self.check_groups(q.rows)?;
         let z = self.output(q.rows, q.cols)?;
         let p = if probabilities { self.output(heads, product(&[q.rows, k.rows])?)? } else { self.output(0, 0)? };
-        let params =
-            self.uniform(&[q.rows as u32, heads as u32, kv_heads as u32, head_dim as u32, u32::from(probabilities)]);
+        // 0 stands for no window; a window past u32 sees every key anyway.
+        let window = window.map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
+        let params = self.uniform(&[
+            q.rows as u32,
+            heads as u32,
+            kv_heads as u32,
+            head_dim as u32,
+            u32::from(probabilities),
+            window,
+        ]);
         // k and v bound to their T rows exactly: the kernel reads T from k's length.
         let kv_bytes = Some((4 * k.rows * k.cols) as u64);
         self.dispatch_sized(
