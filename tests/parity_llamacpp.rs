@@ -1,5 +1,7 @@
 //! The engine against llama.cpp on the same GGUF (tests/reference/llamacpp_logits.py): SmolLM2
-//! (llama, Q4_1) and Gemma 3 270M (gemma3, Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 weights).
+//! (llama, Q4_1) and Gemma 3 270M (gemma3, Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 weights). Gemma 3
+//! on WebGPU is checked against the CPU with f32 weights (tests/webgpu_model.rs): on lavapipe its
+//! 262k-token unembedding makes the twenty prompts here take over a minute.
 //!
 //! Engines quantise activations differently, so logits are not compared value for value: the
 //! top-1 token must agree, the top-5 sets must share at least 4 tokens, and greedy continuations

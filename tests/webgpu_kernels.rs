@@ -5,6 +5,7 @@
 
 use glassbox::backend::webgpu::check::check_kernels;
 use glassbox::backend::webgpu::{GpuDevice, GpuError, WebGpuBackend};
+use glassbox::backend::Heads;
 use glassbox::gguf::GgmlType;
 
 fn check_all(gpu: GpuDevice) {
@@ -16,11 +17,11 @@ fn check_all(gpu: GpuDevice) {
     }
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
     assert!(failed.is_empty(), "over their bounds: {failed:#?}");
-    // 8 weight types × 4 shapes × 7 weight kernels, 3 × 4 elementwise, 3 norms, 4 ropes, 4 × 3
-    // attention, 2 top-k, 1 shifted log-probabilities.
-    assert_eq!(checks.len(), 8 * 4 * 7 + 12 + 3 + 4 + 12 + 2 + 1);
+    // 10 weight types × 4 shapes × 7 weight kernels, 3 × 5 elementwise, 5 norms (2 per head),
+    // 4 ropes, 6 × 3 attention (2 with sliding windows), 2 top-k, 1 shifted log-probabilities.
+    assert_eq!(checks.len(), 10 * 4 * 7 + 15 + 5 + 4 + 18 + 2 + 1);
     let split = checks.iter().filter(|c| c.case.contains(" parts")).count();
-    assert_eq!(split, 8 * 7, "every type and weight kernel checked on a matrix in several parts");
+    assert_eq!(split, 10 * 7, "every type and weight kernel checked on a matrix in several parts");
 }
 
 fn device() -> GpuDevice {
@@ -89,7 +90,10 @@ fn bad_layer_inputs_are_typed_errors() {
     let (a, b) = (gpu.upload(2, 3, &[0.0; 6]).unwrap(), gpu.upload(2, 2, &[0.0; 4]).unwrap());
     assert!(matches!(gpu.add(&a, &b), Err(GpuError::BadShape(_))));
     let x = gpu.upload(1, 12, &[0.0; 12]).unwrap();
-    assert!(matches!(gpu.attention(&x, &x, &x, 3, 2, false), Err(GpuError::BadShape(_))));
-    let (_, none) = gpu.attention(&x, &x, &x, 3, 3, false).unwrap();
+    assert!(matches!(
+        gpu.attention(&x, &x, &x, Heads { heads: 3, kv_heads: 2, window: None }, false),
+        Err(GpuError::BadShape(_))
+    ));
+    let (_, none) = gpu.attention(&x, &x, &x, Heads { heads: 3, kv_heads: 3, window: None }, false).unwrap();
     assert!(none.is_none());
 }

@@ -49,11 +49,13 @@ const ATTENTION_BOUND: f64 = 1e-5;
 const LOG_PROB_BOUND: f64 = 1e-5;
 
 /// The weight types the WGSL kernels decode, with candle's name for each.
-pub const KERNEL_TYPES: [(GgmlType, GgmlDType); 8] = [
+pub const KERNEL_TYPES: [(GgmlType, GgmlDType); 10] = [
     (GgmlType::F32, GgmlDType::F32),
     (GgmlType::F16, GgmlDType::F16),
     (GgmlType::Q4_0, GgmlDType::Q4_0),
     (GgmlType::Q4_1, GgmlDType::Q4_1),
+    (GgmlType::Q5_0, GgmlDType::Q5_0),
+    (GgmlType::Q5_1, GgmlDType::Q5_1),
     (GgmlType::Q8_0, GgmlDType::Q8_0),
     (GgmlType::Q4K, GgmlDType::Q4K),
     (GgmlType::Q5K, GgmlDType::Q5K),

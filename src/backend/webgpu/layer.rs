@@ -63,6 +63,8 @@ fn kernel_kind(ggml_type: GgmlType) -> Result<u32, GpuError> {
         | GgmlType::F16
         | GgmlType::Q4_0
         | GgmlType::Q4_1
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
         | GgmlType::Q8_0
         | GgmlType::Q4K
         | GgmlType::Q5K
@@ -207,8 +209,8 @@ impl GpuDevice {
         self.read_back(x.buffer(), (4 * x.rows * x.cols) as u64).await
     }
 
-    /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q8_0, Q4_K,
-    /// Q5_K or Q6_K), kept in that encoding.
+    /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+    /// Q4_K, Q5_K or Q6_K), kept in that encoding.
     pub fn matrix(&self, ggml_type: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Result<GpuMatrix, GpuError> {
         self.matrix_in_parts(ggml_type, bytes, rows, cols, self.max_binding)
     }

@@ -11,8 +11,10 @@
 //   32-value blocks read a word at a time.
 //
 // Block layouts (ggml): Q4_0 = f16 d, 16 bytes of nibbles, w = (q − 8)·d; Q4_1 = f16 d, f16 m,
-// 16 bytes, w = q·d + m; Q8_0 = f16 d, 32 × i8, w = q·d. In a 4-bit block, byte j holds element
-// j in its low nibble and element j + 16 in its high one. Blocks are not 4-byte aligned, so bytes
+// 16 bytes, w = q·d + m; Q5_0 = f16 d, 4 bytes of fifth bits, 16 bytes, w = (q − 16)·d; Q5_1 =
+// f16 d, f16 m, 4 bytes of fifth bits, 16 bytes, w = q·d + m; Q8_0 = f16 d, 32 × i8, w = q·d. In
+// a 4- or 5-bit block, byte j holds element j in its low nibble and element j + 16 in its high
+// one, and bit j of the fifth-bit word is element j's fifth bit. Blocks are not 4-byte aligned, so bytes
 // are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load). F32
 // and F16 rows are taken 32 values at a time, the last run possibly shorter.
 
@@ -101,6 +103,20 @@ fn unit_dot(row: u32, b: u32, u: u32, n: u32, t0: u32, limit: u32) -> vec4<f32> 
                 let q = byte_at(base + 4u + j);
                 let c = b * 32u + j;
                 sum += (f32(q & 0xfu) * d + m) * x_tile(t0, limit, c) + (f32(q >> 4u) * d + m) * x_tile(t0, limit, c + 16u);
+            }
+        }
+        case Q5_0, Q5_1: {
+            let q5_1 = params.kind == Q5_1;
+            let base = (row * (cols / 32u) + b) * select(22u, 24u, q5_1);
+            let high_bits = base + select(2u, 4u, q5_1);
+            let d = half_at(base);
+            let m = select(-16.0 * d, half_at(base + 2u), q5_1);
+            for (var j = u * 4u; j < (u + n) * 4u; j++) {
+                let q = byte_at(high_bits + 4u + j);
+                let c = b * 32u + j;
+                let low = f32((q & 0xfu) | fifth_bit(high_bits, j));
+                let high = f32((q >> 4u) | fifth_bit(high_bits, j + 16u));
+                sum += (low * d + m) * x_tile(t0, limit, c) + (high * d + m) * x_tile(t0, limit, c + 16u);
             }
         }
         case Q8_0: {

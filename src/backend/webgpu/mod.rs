@@ -303,7 +303,7 @@ impl GpuDevice {
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
-    /// Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantised in registers, never into an f32 copy. Uploads both and
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), dequantised in registers, never into an f32 copy. Uploads both and
     /// reads the product back: the self-contained form of [`GpuDevice::linear`].
     pub async fn matmul(
         &self,

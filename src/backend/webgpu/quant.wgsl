@@ -7,6 +7,8 @@ const F32: u32 = 0u;
 const F16: u32 = 1u;
 const Q4_0: u32 = 2u;
 const Q4_1: u32 = 3u;
+const Q5_0: u32 = 6u;
+const Q5_1: u32 = 7u;
 const Q8_0: u32 = 8u;
 const Q4_K: u32 = 12u;
 const Q5_K: u32 = 13u;
@@ -66,6 +68,12 @@ fn k_quant_at(kind: u32, base: u32, c: u32) -> f32 {
     return half_at(base) * scale_min.x * f32(nibble + fifth) - half_at(base + 2u) * scale_min.y;
 }
 
+// The fifth bit of value j (0..31) of a Q5_0/Q5_1 block whose 32 high bits start at byte `at`:
+// bit j of that little-endian word, as 16.
+fn fifth_bit(at: u32, j: u32) -> u32 {
+    return ((byte_at(at + j / 8u) >> (j % 8u)) & 1u) << 4u;
+}
+
 // Element c of row `row` of a `cols`-wide matrix of type `kind`: one value at a time, for row
 // lookups and the K-quant products (the matmul decodes whole 32-value blocks in its loops).
 fn weight_at(kind: u32, row: u32, cols: u32, c: u32) -> f32 {
@@ -90,6 +98,18 @@ fn weight_at(kind: u32, row: u32, cols: u32, c: u32) -> f32 {
             let q = byte_at(base + 4u + j % 16u);
             let nibble = select(q & 0xfu, q >> 4u, j >= 16u);
             return f32(nibble) * half_at(base) + half_at(base + 2u);
+        }
+        case Q5_0: {
+            let base = (row * blocks + b) * 22u;
+            let q = byte_at(base + 6u + j % 16u);
+            let nibble = select(q & 0xfu, q >> 4u, j >= 16u);
+            return (f32(nibble | fifth_bit(base + 2u, j)) - 16.0) * half_at(base);
+        }
+        case Q5_1: {
+            let base = (row * blocks + b) * 24u;
+            let q = byte_at(base + 8u + j % 16u);
+            let nibble = select(q & 0xfu, q >> 4u, j >= 16u);
+            return f32(nibble | fifth_bit(base + 4u, j)) * half_at(base) + half_at(base + 2u);
         }
         case Q8_0: {
             let base = (row * blocks + b) * 34u;
