@@ -24,8 +24,11 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "peers"
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = ROOT / "models" / "gemma3" / "gemma-3-270m-q4_k_m.gguf"
 PEERS_VENV = ROOT / ".venv-peers"
-TARGET = ROOT / "target" / "bench"
+# Its own target directory, so a bench never waits on the tests' build; CARGO_TARGET_DIR points
+# it at another one (the plain `cargo build --release` of target/, the same profile and flags).
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target" / "bench"))
 THREADS = [1, 2]
 
 
@@ -541,6 +544,47 @@ def native_rows():
 
 
 NATIVE_TITLE = "## Native, against llama.cpp"
+GEMMA3_TITLE = "## Gemma 3 270M (Q4_K_M), against llama.cpp"
+
+
+def gemma3_section(note=""):
+    """Gemma 3 270M's prefill and decode, glassbox and llama.cpp on the same file, 1 and 2 threads:
+    the K-quant (Q4_K, Q6_K), Q5_0 and Q8_0 kernels on real weights, and a 262k-token output layer."""
+    peers_python = ensure_peers()
+    short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
+    rows = []
+    for threads in THREADS:
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        llama, llama_rss = measured([peers_python, SHARED / "llamacpp_bench.py", GEMMA3, threads], env)
+        ours, ours_rss = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "--threads", threads, "bench", GEMMA3,
+                                   "--short", short, "--long", long_], env)
+        assert ours["n_long"] == llama["n_long"], "engines tokenised the long prompt differently"
+        reference = {
+            "decode": max(r["wall_tok_s"] for r in llama["decode"]),
+            "prefill": max(r["wall_tok_s"] for r in llama["prefill"]),
+        }
+        for name, decode, prefill, rss in [
+            (f"llama.cpp {llama['llama_cpp_python']} (llama-cpp-python, AVX2 build)", reference["decode"], reference["prefill"], llama_rss),
+            (f"glassbox ({ours['kernel']} kernels)", max(ours["decode_tok_s"]), max(ours["prefill_tok_s"]), ours_rss),
+        ]:
+            rows.append((name, threads, prefill, prefill / reference["prefill"], decode, decode / reference["decode"], rss))
+        print(f"bench: Gemma 3, {threads} thread(s) done", flush=True)
+    return [
+        GEMMA3_TITLE,
+        "",
+        f"{note}The same builds, prompts and repetitions as the native table, on "
+        f"`models/gemma3/{GEMMA3.name}` ({GEMMA3.stat().st_size / 1e6:.0f} MB; 18 layers, width 640, "
+        f"{ours['n_long']}-token prefill).",
+        "",
+        *table(rows, "llama.cpp"),
+        "",
+    ]
+
+
+def splice_gemma3():
+    """`bench.py --gemma3`: re-measures only the Gemma 3 section of BENCHMARKS.md."""
+    build()
+    splice(gemma3_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --gemma3`. "))
 
 
 def native_section(rows, ours, note=""):
@@ -573,6 +617,8 @@ def main():
         return splice_exam()
     if sys.argv[1:] == ["--harmonic"]:
         return splice_harmonic()
+    if sys.argv[1:] == ["--gemma3"]:
+        return splice_gemma3()
     if sys.argv[1:] == ["--webgpu"]:
         # Re-measures only the WebGPU section, against the CPU backend's figures from this run.
         build()
@@ -587,6 +633,7 @@ def main():
     kept_gpu_section = gpu_section()
     build()
     rows, ours, cpu_reference = native_rows()
+    gemma3_lines = gemma3_section()
     webgpu_lines = webgpu_section(cpu_reference)
     browser_rows = wasm_rows()
 
@@ -603,6 +650,7 @@ def main():
         "- Command: `make bench`",
         "",
         *native_section(rows, ours),
+        *gemma3_lines,
         "## In the browser (headless Chromium 1 thread, wasm), against wllama",
         "",
         "Both run single-threaded on the CPU; wllama's figures are its own internal timings, glassbox's",
