@@ -29,6 +29,8 @@ def main(model_path, out_path):
     heads = llm(gguf.Keys.Attention.HEAD_COUNT)
     kv_heads = llm(gguf.Keys.Attention.HEAD_COUNT_KV)
     vocab = llm(gguf.Keys.LLM.VOCAB_SIZE)
+    window = llm(gguf.Keys.Attention.SLIDING_WINDOW)
+    layers = llm(gguf.Keys.LLM.BLOCK_COUNT)
     if vocab is None:
         tokens = reader.fields.get(gguf.Keys.Tokenizer.LIST)
         vocab = None if tokens is None else len(tokens.data)
@@ -50,11 +52,14 @@ def main(model_path, out_path):
         "gguf_version": int(field(reader, "GGUF.version")),
         "file_size": int(reader.data.shape[0]),
         "context_length": llm(gguf.Keys.LLM.CONTEXT_LENGTH),
-        "layers": llm(gguf.Keys.LLM.BLOCK_COUNT),
+        "layers": layers,
         "heads": heads,
         "kv_heads": kv_heads if kv_heads is not None else heads,
         "embedding_size": llm(gguf.Keys.LLM.EMBEDDING_LENGTH),
         "vocab_size": vocab,
+        "sliding_window": window,
+        # llama.cpp reads gemma3 with five windowed layers, then a global one (set_swa_pattern(6)).
+        "global_layers": [l for l in range(layers) if l % 6 == 5] if arch == "gemma3" and window is not None else [],
         "tokenizer_model": field(reader, gguf.Keys.Tokenizer.MODEL),
         "parameter_count": int(sum(int(t.n_elements) for t in reader.tensors)),
         "tensor_count": len(reader.tensors),
