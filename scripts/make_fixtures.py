@@ -10,7 +10,9 @@ Each fixture exercises what SmolLM2 does not:
 - gemma3-tiny-f32:  Gemma 3 as llama.cpp reads it: embedding × √d, query/key norms, heads wider
                     than d/H (key_length), post-attention and post-FFN norms, GeGLU (tanh GELU),
                     six layers of which the first five attend over a sliding window of 3
-                    positions and rotate with base 10⁴, the sixth over all with the file's base.
+                    positions and rotate with base 10⁴, the sixth over all with the file's base;
+- phi3-tiny-f16:    Phi-3's fused `attn_qkv` (q, k, v stacked by rows) and fused `ffn_up` (the
+                    gate's rows, then the up projection's), NeoX rope, F16 weights.
 
 The NumPy reference dequantises the stored weights with gguf.quants and multiplies in float64.
 Outputs (committed): tests/fixtures/*.gguf and tests/fixtures/tiny-logits.json.
@@ -33,6 +35,8 @@ FIXTURES = [
          qk_norm=True),
     dict(name="gemma3-tiny-f32", arch="gemma3", dtype="F32", heads=4, kv_heads=1, bias=False, tied=True, freq_factors=False, theta=1e6,
          qk_norm=True, gemma=True, layers=6, head_dim=32, window=3),
+    dict(name="phi3-tiny-f16", arch="phi3", dtype="F16", heads=4, kv_heads=2, bias=False, tied=False, freq_factors=False, theta=1e4,
+         fused=True),
 ]
 # Gemma 3's local layers (llama.cpp: every layer but each sixth) and their rope base.
 GEMMA_PERIOD, GEMMA_LOCAL_THETA = 6, 1e4
@@ -148,9 +152,18 @@ def build(spec, rng):
     w["token_embd.weight"] = stored(writer, "token_embd.weight", rng.normal(0, 1, (VOCAB, WIDTH)), spec["dtype"])
     for l in range(layers):
         p = f"blk.{l}."
-        for name, rows, cols in [("attn_q", q_width, WIDTH), ("attn_k", kv_width, WIDTH), ("attn_v", kv_width, WIDTH),
-                                 ("attn_output", WIDTH, q_width), ("ffn_gate", FFN, WIDTH), ("ffn_up", FFN, WIDTH),
-                                 ("ffn_down", WIDTH, FFN)]:
+        if spec.get("fused"):
+            # Stored stacked, read back whole, then split for the forward pass as the model uses them.
+            qkv = stored(writer, p + "attn_qkv.weight", matrix(q_width + 2 * kv_width, WIDTH), spec["dtype"])
+            w[p + "attn_q.weight"], w[p + "attn_k.weight"], w[p + "attn_v.weight"] = np.split(qkv, [q_width, q_width + kv_width])
+            gate_up = stored(writer, p + "ffn_up.weight", matrix(2 * FFN, WIDTH), spec["dtype"])
+            w[p + "ffn_gate.weight"], w[p + "ffn_up.weight"] = np.split(gate_up, [FFN])
+            separate = [("attn_output", WIDTH, q_width), ("ffn_down", WIDTH, FFN)]
+        else:
+            separate = [("attn_q", q_width, WIDTH), ("attn_k", kv_width, WIDTH), ("attn_v", kv_width, WIDTH),
+                        ("attn_output", WIDTH, q_width), ("ffn_gate", FFN, WIDTH), ("ffn_up", FFN, WIDTH),
+                        ("ffn_down", WIDTH, FFN)]
+        for name, rows, cols in separate:
             w[p + name + ".weight"] = stored(writer, p + name + ".weight", matrix(rows, cols), spec["dtype"])
         if spec["bias"]:
             for name, n in [("attn_q", WIDTH), ("attn_k", kv_width), ("attn_v", kv_width)]:

@@ -3,7 +3,7 @@
 //! and NeoX rope with an untied output, llama3's rope frequency factors with tied embeddings and
 //! Q8_0 weights, Mistral with 4:1 GQA and F16 weights, Qwen3's per-head query/key norms, and
 //! Gemma 3 (embedding scale, query/key norms, heads wider than d/H, post-norms, GeGLU, sliding-
-//! window layers with their own rope base).
+//! window layers with their own rope base), and Phi-3's fused qkv and gate-up matrices.
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
@@ -69,9 +69,27 @@ fn gemma3_with_post_norms_geglu_and_sliding_windows() {
 #[test]
 fn an_unknown_architecture_is_named_with_the_known_ones() {
     let mut header = GgufFile::open(fixture("qwen3-tiny-f32.gguf")).unwrap().header;
-    header.metadata.insert("general.architecture".into(), glassbox::gguf::Value::String("phi3".into()));
+    header.metadata.insert("general.architecture".into(), glassbox::gguf::Value::String("phi2".into()));
     let error = Config::from_gguf(&header).unwrap_err().to_string();
-    for name in ["phi3", "llama", "qwen3", "gemma3"] {
+    for name in ["phi2", "llama", "qwen3", "gemma3", "phi3"] {
         assert!(error.contains(name), "{error}");
     }
+}
+
+#[test]
+fn phi3_with_fused_qkv_and_gate_up() {
+    assert!(max_logit_error("phi3-tiny-f16") < 1e-3);
+}
+
+/// Phi-3's 128k-context files carry LongRoPE factors, chosen by context length; glassbox refuses
+/// them by name rather than rotate as the 4k models do.
+#[test]
+fn long_context_rope_factors_are_refused_by_name() {
+    let mut file = GgufFile::open(fixture("phi3-tiny-f16.gguf")).unwrap();
+    let mut factors = file.header.tensors[0].clone();
+    factors.name = "rope_factors_long.weight".into();
+    file.header.tensors.push(factors);
+    let config = Config::from_gguf(&file.header).unwrap();
+    let error = Model::load(CandleBackend::cpu(), config, &file).err().expect("refused").to_string();
+    assert!(error.contains("rope_factors_long.weight") && error.contains("LongRoPE"), "{error}");
 }

@@ -4,7 +4,7 @@ use super::{ModelError, Result};
 use crate::gguf::{Gguf, Value};
 
 /// The architectures glassbox runs, as `general.architecture` names them.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3"];
 
 /// How rotary embeddings pair up dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! One transformer for the Llama family (Llama 2/3, Mistral, Qwen2/3, SmolLM) and Gemma 3,
+//! One transformer for the Llama family (Llama 2/3, Mistral, Qwen2/3, SmolLM, Phi-3) and Gemma 3,
 //! written over the [`Backend`] trait, with hook points and interventions inside the forward pass.
 //!
 //! Per layer l, with x the residual entering it:
@@ -69,6 +69,8 @@ pub enum ModelError {
     Backend(#[from] BackendError),
     #[error("reading the weights: {0}")]
     Read(String),
+    #[error("this model needs what glassbox does not implement: {0}")]
+    Unsupported(String),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
@@ -240,6 +242,33 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
         Ok(self.backend.matrix(info, &self.source.read(info)?)?)
     }
 
+    /// The matrices stacked by rows in one tensor (Phi-3's fused `attn_qkv` and gate-up), each
+    /// `[cols, rows[i]]`: rows are whole blocks in the file, so each is a slice of its bytes.
+    fn stacked_matrices<const N: usize>(&self, name: &str, cols: usize, rows: [usize; N]) -> Result<[B::Matrix; N]> {
+        let total: usize = rows.iter().sum();
+        let info = self.info(name, &[cols as u64, total as u64])?;
+        let bytes = self.source.read(info)?;
+        let row_bytes = bytes.len() / total;
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(N);
+        for n in rows {
+            let part = TensorInfo {
+                name: format!("{name} (rows {start}..{})", start + n),
+                shape: vec![cols as u64, n as u64],
+                byte_len: (n * row_bytes) as u64,
+                file_offset: info.file_offset + (start * row_bytes) as u64,
+                ggml_type: info.ggml_type,
+            };
+            parts.push(self.backend.matrix(&part, &bytes[start * row_bytes..(start + n) * row_bytes])?);
+            start += n;
+        }
+        parts.try_into().map_err(|_| ModelError::Read(format!("{name}: not {N} parts")))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
     fn host_vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let info = self.info(name, &[len as u64])?;
         f32_values(info, &self.source.read(info)?)
@@ -299,16 +328,41 @@ impl<B: Backend> Model<B> {
         let c = &config;
         let q_width = c.heads * c.head_dim;
         let kv_width = c.kv_heads * c.head_dim;
+        for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+            if loader.has(name) {
+                return Err(ModelError::Unsupported(format!(
+                    "{name}: Phi-3's long-context rope (LongRoPE) is not implemented; the 4k-context models run"
+                )));
+            }
+        }
         let mut layers = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             let name = |suffix: &str| format!("blk.{l}.{suffix}");
             let attn_norm_values = loader.host_vector(&name("attn_norm.weight"), c.width)?;
+            let [wq, wk, wv] = if loader.has(&name("attn_qkv.weight")) {
+                loader.stacked_matrices(&name("attn_qkv.weight"), c.width, [q_width, kv_width, kv_width])?
+            } else {
+                [
+                    loader.matrix(&name("attn_q.weight"), c.width, q_width)?,
+                    loader.matrix(&name("attn_k.weight"), c.width, kv_width)?,
+                    loader.matrix(&name("attn_v.weight"), c.width, kv_width)?,
+                ]
+            };
+            // Phi-3 stores the gate above the up projection in one `ffn_up`.
+            let [gate, up] = if loader.has(&name("ffn_gate.weight")) {
+                [
+                    loader.matrix(&name("ffn_gate.weight"), c.width, c.ffn_width)?,
+                    loader.matrix(&name("ffn_up.weight"), c.width, c.ffn_width)?,
+                ]
+            } else {
+                loader.stacked_matrices(&name("ffn_up.weight"), c.width, [c.ffn_width, c.ffn_width])?
+            };
             layers.push(Layer {
                 attn_norm: backend.vector(&attn_norm_values)?,
                 attn_norm_values,
-                wq: loader.matrix(&name("attn_q.weight"), c.width, q_width)?,
-                wk: loader.matrix(&name("attn_k.weight"), c.width, kv_width)?,
-                wv: loader.matrix(&name("attn_v.weight"), c.width, kv_width)?,
+                wq,
+                wk,
+                wv,
                 wo: loader.matrix(&name("attn_output.weight"), q_width, c.width)?,
                 q_bias: loader.optional_vector(&name("attn_q.bias"), q_width)?,
                 k_bias: loader.optional_vector(&name("attn_k.bias"), kv_width)?,
@@ -320,8 +374,8 @@ impl<B: Backend> Model<B> {
                     .then(|| loader.norm(&name("post_attention_norm.weight"), c.width))
                     .transpose()?,
                 ffn_norm: loader.vector(&name("ffn_norm.weight"), c.width)?,
-                gate: loader.matrix(&name("ffn_gate.weight"), c.width, c.ffn_width)?,
-                up: loader.matrix(&name("ffn_up.weight"), c.width, c.ffn_width)?,
+                gate,
+                up,
                 down: loader.matrix(&name("ffn_down.weight"), c.ffn_width, c.width)?,
                 post_ffn_norm: c.post_norms.then(|| loader.norm(&name("post_ffw_norm.weight"), c.width)).transpose()?,
             });
