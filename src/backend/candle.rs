@@ -14,15 +14,19 @@ use super::kernels::{Format, QuantizedMatrix, ThreadPool};
 use super::{Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
+/// What a causal mask depends on: queries, positions, and the sliding window.
+type MaskKey = (usize, usize, Option<usize>);
+
 pub struct CandleBackend {
     device: Device,
     float_weights: bool,
     /// The threads of the CPU kernels; `None`: the process's shared pool.
     pool: Option<Arc<ThreadPool>>,
-    /// The last rotary table and causal mask made: every layer of a forward pass uses the same
-    /// ones, so a GPU receives each once per pass instead of once per layer.
+    /// The last rotary table and causal mask made: the layers of a forward pass share them (a
+    /// model with sliding-window layers changes them only where local and global layers meet),
+    /// so a GPU receives each a few times per pass instead of once per layer.
     rope_table: Mutex<Option<(RopeTableKey, Tensor, Tensor)>>,
-    causal_mask: Mutex<Option<((usize, usize, Option<usize>), Tensor)>>,
+    causal_mask: Mutex<Option<(MaskKey, Tensor)>>,
 }
 
 impl CandleBackend {
