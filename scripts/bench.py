@@ -514,31 +514,41 @@ def gpu_section():
     return text[start:end].rstrip("\n").split("\n") + [""]
 
 
-def native_rows():
-    """glassbox, llama.cpp and candle's quantized_llama on 1 and 2 threads; returns the table's
-    rows, glassbox's last report and its 2-thread figures."""
+def rows_against_llama_cpp(model, with_candle):
+    """glassbox and llama.cpp (and candle's quantized_llama when `with_candle`) on `model`, 1 and 2
+    threads; returns the table's rows and glassbox's last report (its 2-thread figures)."""
     peers_python = ensure_peers()
     short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
     rows = []
     for threads in THREADS:
         thread_env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        llama, llama_rss = measured([peers_python, SHARED / "llamacpp_bench.py", MODEL, threads], thread_env)
-        ours, ours_rss = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "--threads", threads, "bench", MODEL,
+        llama, llama_rss = measured([peers_python, SHARED / "llamacpp_bench.py", model, threads], thread_env)
+        ours, ours_rss = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "--threads", threads, "bench", model,
                                    "--short", short, "--long", long_], thread_env)
-        candle, candle_rss = measured([TARGET / "release" / "examples" / "candle_peer_bench", MODEL, short, long_], thread_env)
-        assert ours["n_long"] == llama["n_long"] == candle["n_long"], "engines tokenised the long prompt differently"
+        assert ours["n_long"] == llama["n_long"], "engines tokenised the long prompt differently"
         assert ours["threads"] == threads, f"glassbox ran {ours['threads']} threads, not {threads}"
         reference = {
             "decode": max(r["wall_tok_s"] for r in llama["decode"]),
             "prefill": max(r["wall_tok_s"] for r in llama["prefill"]),
         }
-        for name, decode, prefill, rss in [
+        engines = [
             (f"llama.cpp {llama['llama_cpp_python']} (llama-cpp-python, AVX2 build)", reference["decode"], reference["prefill"], llama_rss),
             (f"glassbox ({ours['kernel']} kernels)", max(ours["decode_tok_s"]), max(ours["prefill_tok_s"]), ours_rss),
-            ("candle 0.11 quantized_llama", max(candle["decode_tok_s"]), max(candle["prefill_tok_s"]), candle_rss),
-        ]:
+        ]
+        if with_candle:
+            candle, candle_rss = measured([TARGET / "release" / "examples" / "candle_peer_bench", model, short, long_], thread_env)
+            assert candle["n_long"] == llama["n_long"], "candle tokenised the long prompt differently"
+            engines.append(("candle 0.11 quantized_llama", max(candle["decode_tok_s"]), max(candle["prefill_tok_s"]), candle_rss))
+        for name, decode, prefill, rss in engines:
             rows.append((name, threads, prefill, prefill / reference["prefill"], decode, decode / reference["decode"], rss))
-        print(f"bench: {threads} thread(s) done", flush=True)
+        print(f"bench: {model.name}, {threads} thread(s) done", flush=True)
+    return rows, ours
+
+
+def native_rows():
+    """SmolLM2 against llama.cpp and candle; also returns glassbox's 2-thread figures, the WebGPU
+    section's reference."""
+    rows, ours = rows_against_llama_cpp(MODEL, with_candle=True)
     cpu_reference = {"prefill": max(ours["prefill_tok_s"]), "decode": max(ours["decode_tok_s"])}
     return rows, ours, cpu_reference
 
@@ -550,25 +560,7 @@ GEMMA3_TITLE = "## Gemma 3 270M (Q4_K_M), against llama.cpp"
 def gemma3_section(note=""):
     """Gemma 3 270M's prefill and decode, glassbox and llama.cpp on the same file, 1 and 2 threads:
     the K-quant (Q4_K, Q6_K), Q5_0 and Q8_0 kernels on real weights, and a 262k-token output layer."""
-    peers_python = ensure_peers()
-    short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
-    rows = []
-    for threads in THREADS:
-        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        llama, llama_rss = measured([peers_python, SHARED / "llamacpp_bench.py", GEMMA3, threads], env)
-        ours, ours_rss = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "--threads", threads, "bench", GEMMA3,
-                                   "--short", short, "--long", long_], env)
-        assert ours["n_long"] == llama["n_long"], "engines tokenised the long prompt differently"
-        reference = {
-            "decode": max(r["wall_tok_s"] for r in llama["decode"]),
-            "prefill": max(r["wall_tok_s"] for r in llama["prefill"]),
-        }
-        for name, decode, prefill, rss in [
-            (f"llama.cpp {llama['llama_cpp_python']} (llama-cpp-python, AVX2 build)", reference["decode"], reference["prefill"], llama_rss),
-            (f"glassbox ({ours['kernel']} kernels)", max(ours["decode_tok_s"]), max(ours["prefill_tok_s"]), ours_rss),
-        ]:
-            rows.append((name, threads, prefill, prefill / reference["prefill"], decode, decode / reference["decode"], rss))
-        print(f"bench: Gemma 3, {threads} thread(s) done", flush=True)
+    rows, ours = rows_against_llama_cpp(GEMMA3, with_candle=False)
     return [
         GEMMA3_TITLE,
         "",

