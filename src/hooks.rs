@@ -12,7 +12,8 @@ use crate::safetensors::TensorView;
 ///
 /// Shapes, with `t` the recorded positions, `k` all key positions, `d` the model width, `H` heads,
 /// `h` the head size and `f` the FFN width:
-/// - `Embed`, `ResidPre`, `AttnOut`, `ResidMid`, `MlpOut`, `ResidPost`: `[t, d]`;
+/// - `Embed`, `ResidPre`, `AttnOut`, `ResidMid`, `MlpOut`, `ResidPost`: `[t, d]` (`Embed` as the
+///   residual stream starts: Gemma's embedding rows times √d);
 /// - `AttnV`: `[t, KV, h]`, value vectors of each key-value head (query head `i` reads
 ///   KV head `i / (H / KV)`);
 /// - `AttnPattern`: `[H, t, k]`, attention probabilities;
