@@ -119,6 +119,24 @@ fn a_decoded_token_is_one_submit_and_one_read_back() {
     assert_eq!(again.buffers_created, 0);
 }
 
+/// Gemma 3's 170 MiB Q8_0 embedding table (262k rows, also its output layer) on an adapter whose
+/// bindings hold 64 MiB: three parts, and the same logits as in the adapter's own fewer parts
+/// (two on lavapipe, whose bindings hold 128 MiB; one where they hold more).
+#[test]
+fn gemma3_embedding_split_over_bindings_computes_the_same() {
+    const LIMIT: usize = 64 << 20;
+    let whole = load(common::GEMMA3, WebGpuBackend::new(pollster::block_on(GpuDevice::new()).expect("a wgpu adapter")));
+    let split = load(
+        common::GEMMA3,
+        WebGpuBackend::new(pollster::block_on(GpuDevice::new()).unwrap().with_binding_limit(LIMIT)),
+    );
+    assert_eq!(split.unembedding().parts(), 3);
+    assert!(whole.unembedding().parts() < 3);
+    // "The capital of France is" in Gemma 3's vocabulary, after BOS.
+    let ids = [2, 818, 5279, 529, 7001, 563];
+    assert_eq!(run(&whole, &ids).0, run(&split, &ids).0);
+}
+
 /// An adapter whose bindings hold 8 MiB: the 29 MiB embedding table (also the tied unembedding)
 /// loads in 4 parts, and the model computes exactly what it computes in one.
 #[test]
