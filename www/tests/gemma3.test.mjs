@@ -1,6 +1,7 @@
 // Gemma 3 270M (Q4_K_M, 262k-token vocabulary) in Chromium: loaded through the shell's model URL
-// field, its card showing the sliding window; and on the wasm CPU engine, where the whole model
-// lives in wasm memory, the next tokens of llama.cpp on the same file.
+// field, its card showing the sliding window, kept in and reloaded from the device's cache; and
+// on the wasm CPU engine, where the whole model lives in wasm memory, the next tokens of
+// llama.cpp on the same file.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
@@ -26,20 +27,37 @@ async function open(t) {
   return { page, requests, errors };
 }
 
-test("Gemma 3 loads from the shell's model URL field and its card shows the sliding window", { timeout: 600_000 }, async (t) => {
-  const { page, requests, errors } = await open(t);
-  await page.selectOption("#backend", "cpu");
-  await page.fill("#model-url", "/" + MODEL_PATH);
+/** Loads the model named in the URL field and waits for its card. */
+async function loadFromUrlField(page) {
   await page.click("#url-form button");
   await page.waitForSelector("#model-card[data-state=ready], #model-card[data-state=error]", { timeout: 600_000 });
   assert.equal(await page.getAttribute("#model-card", "data-state"), "ready", await page.textContent("#load-status"));
+}
+
+test("Gemma 3 loads from the shell's model URL field, its card shows the sliding window, and it reloads from the cache", { timeout: 600_000 }, async (t) => {
+  const { page, requests, errors } = await open(t);
+  await page.selectOption("#backend", "cpu");
+  await page.fill("#model-url", "/" + MODEL_PATH);
+  await loadFromUrlField(page);
   const shown = await page.$$eval("#model-card dd", (cells) => Object.fromEntries(cells.map((c) => [c.dataset.field, c.textContent])));
   assert.equal(shown.architecture, "gemma3");
   assert.equal(shown.vocab_size, "262144");
   assert.equal(shown.sliding_window, "512 positions; layers 5, 11, 17 attend over all");
-  // The shell asks before keeping a copy; nothing is kept here.
+
+  // Kept on this device when the user says yes, then loaded from there without a download.
   await page.waitForSelector("#cache-question", { state: "visible" });
-  await page.click("#cache-no");
+  await page.click("#cache-yes");
+  await page.click("#cache-panel summary");
+  const size = `${(statSync(here("../../" + MODEL_PATH)).size / 1e6).toFixed(1)} MB`;
+  await page.waitForFunction((size) => document.querySelector("#cache-list tbody tr")?.cells[1].textContent === size, size, { timeout: 120_000 });
+  const downloads = () => requests.filter((url) => url === `${site.origin}/${MODEL_PATH}`).length;
+  const before = downloads();
+  await loadFromUrlField(page);
+  assert.equal(downloads(), before, "a kept model loads without a download");
+  assert.equal(await page.textContent("#model-card [data-field=architecture]"), "gemma3");
+  await page.click("#cache-list tbody button");
+  await page.waitForFunction(() => document.querySelectorAll("#cache-list tbody tr").length === 0);
+
   for (const url of requests) assert.ok(url.startsWith(site.origin + "/"), `unexpected request to ${url}`);
   assert.deepEqual(errors, []);
 });
