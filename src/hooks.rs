@@ -93,12 +93,7 @@ impl HookPoint {
     pub fn all(shape: HookShape) -> Vec<HookPoint> {
         let mut points = vec![HookPoint::Embed];
         for l in 0..shape.layers {
-            points.extend(
-                LAYER_HOOKS
-                    .iter()
-                    .map(|(_, make)| make(l))
-                    .filter(|point| shape.post_norms || !point.needs_post_norms()),
-            );
+            points.extend(layer_hooks(shape).map(|(_, make)| make(l)));
         }
         points.push(HookPoint::LnFinalScale);
         points
@@ -163,12 +158,13 @@ pub struct UnknownHook {
     pub shape: HookShape,
 }
 
+/// The per-layer hooks a model of `shape` has.
+fn layer_hooks(shape: HookShape) -> impl Iterator<Item = &'static LayerHook> {
+    LAYER_HOOKS.iter().filter(move |(_, make)| shape.post_norms || !make(0).needs_post_norms())
+}
+
 fn layer_hook_names(shape: HookShape) -> Vec<&'static str> {
-    LAYER_HOOKS
-        .iter()
-        .filter(|(_, make)| shape.post_norms || !make(0).needs_post_norms())
-        .map(|(name, _)| *name)
-        .collect()
+    layer_hooks(shape).map(|(name, _)| *name).collect()
 }
 
 /// The largest recording made unless the caller sets another: a recording is held in memory

@@ -254,14 +254,9 @@ impl Pass {
         layer: usize,
         which: LayerWeight,
         t: usize,
-        mut x: Vec<f32>,
+        x: Vec<f32>,
     ) -> Vec<f32> {
-        if let Some(factor) = self.post_norm_factor(model, layer, which, t) {
-            for row in x.chunks_mut(factor.len()) {
-                row.iter_mut().zip(&factor).for_each(|(v, f)| *v *= f);
-            }
-        }
-        x
+        times_factor(self.post_norm_factor(model, layer, which, t).as_deref(), x)
     }
 
     /// `w`: the named token, or the model's top-1.
@@ -270,6 +265,16 @@ impl Pass {
         let token = tokenizer.token_texts(&[id])?.remove(0);
         Ok(Target { id, token, logprob: self.logprobs[id as usize] })
     }
+}
+
+/// Each row of `x` times `factor` elementwise; `x` as it is without one.
+fn times_factor(factor: Option<&[f32]>, mut x: Vec<f32>) -> Vec<f32> {
+    if let Some(factor) = factor {
+        for row in x.chunks_mut(factor.len()) {
+            row.iter_mut().zip(factor).for_each(|(v, f)| *v *= f);
+        }
+    }
+    x
 }
 
 /// Rows of `v_proj` (`Value`), or columns of `o_proj` and `down_proj` (`Output`, `Down`):
@@ -351,10 +356,7 @@ impl FfnNeurons {
 
     /// A residual-space vector times layer `l`'s post-norm factor.
     fn through_post_norm(&self, l: usize, x: &[f32]) -> Vec<f32> {
-        match &self.post_norms[l] {
-            Some(factor) => x.iter().zip(factor).map(|(v, f)| v * f).collect(),
-            None => x.to_vec(),
-        }
+        times_factor(self.post_norms[l].as_deref(), x.to_vec())
     }
 
     pub fn bases(&self) -> &[LpiBase] {

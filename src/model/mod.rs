@@ -284,7 +284,7 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
     }
 
     fn optional_vector(&self, name: &str, len: usize) -> Result<Option<B::Tensor>> {
-        if self.tensors.contains_key(name) {
+        if self.has(name) {
             self.vector(name, len).map(Some)
         } else {
             Ok(None)
@@ -381,12 +381,12 @@ impl<B: Backend> Model<B> {
             });
         }
         let embedding = loader.matrix("token_embd.weight", c.width, c.vocab_size)?;
-        let output = if loader.tensors.contains_key("output.weight") {
+        let output = if loader.has("output.weight") {
             Some(loader.matrix("output.weight", c.width, c.vocab_size)?)
         } else {
             None
         };
-        let rope_freq_factors = if loader.tensors.contains_key("rope_freqs.weight") {
+        let rope_freq_factors = if loader.has("rope_freqs.weight") {
             Some(loader.host_vector("rope_freqs.weight", c.head_dim / 2)?)
         } else {
             None
@@ -769,13 +769,9 @@ impl<B: Backend> Model<B> {
         scale: HookPoint,
         recorder: &mut Recorder<B>,
     ) -> Result<B::Tensor> {
-        let be = &self.backend;
         recorder.record(before, &y)?;
-        if let Some(rows) = recorder.rows(scale) {
-            let (shape, data) = be.download(&be.rms(&be.select_rows(&y, &rows)?, self.config.norm_eps)?)?;
-            recorder.recording.activations.insert(scale, Activation { positions: rows, shape, data });
-        }
-        Ok(be.rms_norm(&y, &norm.weight, self.config.norm_eps)?)
+        self.record_scale(scale, &y, recorder)?;
+        Ok(self.backend.rms_norm(&y, &norm.weight, self.config.norm_eps)?)
     }
 
     /// The `t` rows `new` written after the first `len` rows of a layer's cache: all `len + t`
@@ -830,10 +826,7 @@ impl<B: Backend> Model<B> {
         let Some(rows) = recorder.rows(point) else { return Ok(()) };
         let z_rows = be.select_rows(z, &rows)?;
         let post_norm = match &layer.post_attn_norm {
-            Some(norm) => {
-                let scales = be.download(&be.rms(&be.select_rows(attn_out, &rows)?, c.norm_eps)?)?.1;
-                Some((norm.values.as_slice(), scales))
-            }
+            Some(norm) => Some((norm.values.as_slice(), self.row_scales(attn_out, &rows)?)),
             None => None,
         };
         let mut per_head = Vec::with_capacity(c.heads);
@@ -895,12 +888,21 @@ impl<B: Backend> Model<B> {
 
     /// `ln_final.hook_scale`: the final RMSNorm's divisor at each recorded position, `[t, 1]`.
     fn record_final_scale(&self, x: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
-        let be = &self.backend;
-        let Some(rows) = recorder.rows(HookPoint::LnFinalScale) else { return Ok(()) };
-        let (_, data) = be.download(&be.rms(&be.select_rows(x, &rows)?, self.config.norm_eps)?)?;
-        let activation = Activation { shape: vec![rows.len(), 1], positions: rows, data };
-        recorder.recording.activations.insert(HookPoint::LnFinalScale, activation);
+        self.record_scale(HookPoint::LnFinalScale, x, recorder)
+    }
+
+    /// An RMSNorm's divisor `sqrt(mean(x²) + eps)` at the rows `point` records, `[rows, 1]`.
+    fn record_scale(&self, point: HookPoint, x: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
+        let Some(rows) = recorder.rows(point) else { return Ok(()) };
+        let data = self.row_scales(x, &rows)?;
+        recorder.recording.activations.insert(point, Activation { shape: vec![rows.len(), 1], positions: rows, data });
         Ok(())
+    }
+
+    /// `sqrt(mean(x²) + eps)` of rows `rows` of `x`, on the host.
+    fn row_scales(&self, x: &B::Tensor, rows: &[usize]) -> Result<Vec<f32>> {
+        let be = &self.backend;
+        Ok(be.download(&be.rms(&be.select_rows(x, rows)?, self.config.norm_eps)?)?.1)
     }
 }
 

@@ -82,7 +82,7 @@ pub fn attention(
         let kv = h / group;
         let query = &q[i * shape.width() + h * head_dim..][..head_dim];
         let visible = total - t + i + 1;
-        let first = window.map_or(0, |w| visible.saturating_sub(w));
+        let first = crate::backend::Heads { heads, kv_heads, window }.first_visible(visible - 1);
         let mut p: Vec<f32> = (first..visible).map(|j| dot(query, head_slice(k, j, kv, shape)) * scale).collect();
         let max = p.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         let mut sum = 0f32;
