@@ -428,7 +428,7 @@ def splice_claims():
 
 def build():
     env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
-    run(["cargo", "build", "--release", "--features", "webgpu,lab", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
+    run(["cargo", "build", "--release", "--features", "webgpu,lab,candle-peer", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
 
 
 def webgpu_section(cpu_reference):

@@ -6,6 +6,7 @@
 //! the `lab` feature. See ARCHITECTURE.md.
 
 pub mod backend;
+pub mod encoder;
 pub mod generate;
 pub mod gguf;
 pub mod hooks;

@@ -1,5 +1,5 @@
 //! The safetensors format for the f32 tensors glassbox writes and reads back (recorded
-//! activations, steering vectors): an 8-byte little-endian header length, a JSON header naming
+//! activations, steering vectors) and reads (MiniLM's weights): an 8-byte little-endian header length, a JSON header naming
 //! each tensor's dtype, shape and byte range, an optional `__metadata__` map of strings, then the
 //! data. Files are untrusted: every length and range is checked before it is used.
 
@@ -63,6 +63,15 @@ pub fn write(tensors: &[TensorView], metadata: &BTreeMap<String, String>) -> Vec
 
 /// The F32 tensors of a safetensors file, in the order of their data, and its metadata.
 pub fn read(bytes: &[u8]) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>), SafetensorsError> {
+    read_where(bytes, |_| true)
+}
+
+/// [`read`] for the tensors whose names `wanted` accepts; the others, of any dtype, are skipped
+/// unread.
+pub fn read_where(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>), SafetensorsError> {
     let malformed = |why: &str| SafetensorsError::Malformed(why.to_string());
     let length: [u8; 8] =
         bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| malformed("shorter than 8 bytes"))?;
@@ -82,6 +91,9 @@ pub fn read(bytes: &[u8]) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)
                 let value = value.as_str().ok_or_else(|| malformed("a metadata value is not a string"))?;
                 metadata.insert(key.clone(), value.to_string());
             }
+            continue;
+        }
+        if !wanted(&name) {
             continue;
         }
         let dtype = entry["dtype"].as_str().unwrap_or_default();

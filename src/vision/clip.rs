@@ -10,9 +10,10 @@
 //! Two of llama.cpp's current choices differ (docs/llava-mmproj.md): it runs one block fewer,
 //! and uses the tanh GELU in the projector. glassbox follows the model as trained.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 
 use crate::backend::candle::dequantize_to_f32;
+use crate::encoder::{LayerNorm, Linear, SelfAttention};
 use crate::gguf::{Array, Gguf, Value};
 use crate::model::WeightSource;
 
@@ -139,29 +140,11 @@ impl ClipConfig {
     }
 }
 
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t().map_err(compute)?).and_then(|y| y.broadcast_add(&self.bias)).map_err(compute)
-    }
-}
-
-struct Norm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
 struct Block {
-    ln1: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    ln1: LayerNorm,
+    attention: SelfAttention,
     out: Linear,
-    ln2: Norm,
+    ln2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
 }
@@ -173,7 +156,7 @@ pub struct ClipTower {
     patch_bias: Option<Tensor>,
     class: Tensor,
     position: Tensor,
-    pre_ln: Norm,
+    pre_ln: LayerNorm,
     blocks: Vec<Block>,
     mm0: Linear,
     mm2: Linear,
@@ -210,10 +193,11 @@ impl<S: WeightSource> Loader<'_, S> {
         })
     }
 
-    fn norm(&self, name: &str, width: usize) -> Result<Norm> {
-        Ok(Norm {
+    fn norm(&self, name: &str, width: usize, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm {
             weight: self.tensor(&format!("{name}.weight"), &[width])?,
             bias: self.tensor(&format!("{name}.bias"), &[width])?,
+            eps,
         })
     }
 
@@ -248,12 +232,15 @@ impl ClipTower {
                 let b = format!("v.blk.{i}");
                 let (fc1, fc2) = l.mlp(&b, d, config.ffn_width)?;
                 Ok(Block {
-                    ln1: l.norm(&format!("{b}.ln1"), d)?,
-                    q: l.linear(&format!("{b}.attn_q"), d, d)?,
-                    k: l.linear(&format!("{b}.attn_k"), d, d)?,
-                    v: l.linear(&format!("{b}.attn_v"), d, d)?,
+                    ln1: l.norm(&format!("{b}.ln1"), d, config.eps)?,
+                    attention: SelfAttention {
+                        q: l.linear(&format!("{b}.attn_q"), d, d)?,
+                        k: l.linear(&format!("{b}.attn_k"), d, d)?,
+                        v: l.linear(&format!("{b}.attn_v"), d, d)?,
+                        heads: config.heads,
+                    },
                     out: l.linear(&format!("{b}.attn_out"), d, d)?,
-                    ln2: l.norm(&format!("{b}.ln2"), d)?,
+                    ln2: l.norm(&format!("{b}.ln2"), d, config.eps)?,
                     fc1,
                     fc2,
                 })
@@ -275,7 +262,7 @@ impl ClipTower {
             patch_bias,
             class: l.tensor("v.class_embd", &[d])?,
             position: l.tensor("v.position_embd.weight", &[positions, d])?,
-            pre_ln: l.norm("v.pre_ln", d)?,
+            pre_ln: l.norm("v.pre_ln", d, config.eps)?,
             blocks,
             mm0: l.linear("mm.0", hidden, d)?,
             mm2: l.linear("mm.2", projection, hidden)?,
@@ -283,19 +270,15 @@ impl ClipTower {
         })
     }
 
-    fn layer_norm(&self, x: &Tensor, norm: &Norm) -> Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &norm.weight, &norm.bias, self.config.eps).map_err(compute)
-    }
-
     /// The projected image embeddings, `[grid², projection]` row-major, for preprocessed pixels
     /// `[3, S, S]` (see [`super::preprocess::Preprocess`]).
     pub fn embed(&self, pixels: &[f32]) -> Result<Vec<f32>> {
         let c = &self.config;
-        let (s, p, g, d) = (c.image_size, c.patch_size, c.grid(), c.width);
+        let (s, p, g) = (c.image_size, c.patch_size, c.grid());
         if pixels.len() != 3 * s * s {
             return Err(VisionError::BadPixels { found: pixels.len(), size: s });
         }
-        let run = || -> candle_core::Result<Tensor> {
+        let run = || -> candle_core::Result<Vec<f32>> {
             // [3, g, p, g, p] → [g, g, 3, p, p]: one row per patch, in the conv weight's order.
             let patches = Tensor::from_slice(pixels, (3, g, p, g, p), &Device::Cpu)?
                 .permute((1, 3, 0, 2, 4))?
@@ -304,36 +287,18 @@ impl ClipTower {
             if let Some(bias) = &self.patch_bias {
                 x = x.broadcast_add(bias)?;
             }
-            let x = Tensor::cat(&[&self.class.unsqueeze(0)?, &x], 0)?.add(&self.position)?;
-            Ok(x)
+            x = Tensor::cat(&[&self.class.unsqueeze(0)?, &x], 0)?.add(&self.position)?;
+            x = self.pre_ln.forward(&x)?;
+            for block in &self.blocks {
+                x = x.add(&block.out.forward(&block.attention.forward(&block.ln1.forward(&x)?)?)?)?;
+                let hidden = block.fc1.forward(&block.ln2.forward(&x)?)?;
+                let quick_gelu = (&hidden * candle_nn::ops::sigmoid(&(&hidden * 1.702)?)?)?;
+                x = x.add(&block.fc2.forward(&quick_gelu)?)?;
+            }
+            let patches = x.narrow(0, 1, g * g)?;
+            let hidden = self.mm0.forward(&patches)?.gelu_erf()?;
+            self.mm2.forward(&hidden)?.flatten_all()?.to_vec1()
         };
-        let mut x = run().map_err(compute)?;
-        x = self.layer_norm(&x, &self.pre_ln)?;
-        let (h, dh) = (c.heads, d / c.heads);
-        for block in &self.blocks {
-            let normed = self.layer_norm(&x, &block.ln1)?;
-            let split =
-                |t: Tensor| t.reshape((g * g + 1, h, dh)).and_then(|t| t.transpose(0, 1)).and_then(|t| t.contiguous());
-            let (q, k, v) = (
-                split(block.q.forward(&normed)?).map_err(compute)?,
-                split(block.k.forward(&normed)?).map_err(compute)?,
-                split(block.v.forward(&normed)?).map_err(compute)?,
-            );
-            let attended = (|| {
-                let scores = (q.matmul(&k.t()?)? / (dh as f64).sqrt())?;
-                let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
-                weights.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((g * g + 1, d))
-            })()
-            .map_err(compute)?;
-            x = x.add(&block.out.forward(&attended)?).map_err(compute)?;
-            let hidden = block.fc1.forward(&self.layer_norm(&x, &block.ln2)?)?;
-            let quick_gelu = (&hidden
-                * candle_nn::ops::sigmoid(&(&hidden * 1.702).map_err(compute)?).map_err(compute)?)
-            .map_err(compute)?;
-            x = x.add(&block.fc2.forward(&quick_gelu)?).map_err(compute)?;
-        }
-        let patches = x.narrow(0, 1, g * g).map_err(compute)?;
-        let hidden = self.mm0.forward(&patches)?.gelu_erf().map_err(compute)?;
-        self.mm2.forward(&hidden)?.flatten_all().and_then(|t| t.to_vec1()).map_err(compute)
+        run().map_err(compute)
     }
 }

@@ -1,4 +1,4 @@
-"""Independent reference for glassbox's MiniLM embedder (src/tasks/embed.rs, candle's BERT).
+"""Independent reference for glassbox's MiniLM embedder (src/tasks/embed.rs, its own BERT on candle tensors).
 
 Recomputes all-MiniLM-L6-v2 sentence embeddings in float64 NumPy with no ML framework:
 the safetensors file is parsed by hand (no safetensors/torch packages) and BERT is written out
