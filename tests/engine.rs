@@ -1,7 +1,7 @@
 //! The transformer on SmolLM2-135M: hook consistency, the KV cache, interventions and bad input
 //! (its logits against llama.cpp's are tests/parity_llamacpp.rs).
 
-mod common;
+use crate::common;
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;

@@ -1,7 +1,7 @@
 //! The GGUF reader against the PyPI `gguf` package's reading of the same file, and against
 //! corrupted copies of that file.
 
-mod common;
+use crate::common;
 
 use glassbox::gguf::{Gguf, GgufError, GgufFile, ModelCard};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The GGUF writer: SmolLM2's own metadata and tensors, written and read back, come back
 //! unchanged; a synthetic model it writes loads and runs.
 
-mod common;
+use crate::common;
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::write::{write_gguf, NewTensor};

@@ -6,7 +6,7 @@
 //! Q8_0 weights), so values differ by a measured amount; the tolerance below is that measurement
 //! with headroom, stated as relative L2 error per vector.
 
-mod common;
+use crate::common;
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;

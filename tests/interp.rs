@@ -2,7 +2,7 @@
 //! (tests/reference/numpy_attribution.py: float64 NumPy, weights dequantised by the `gguf`
 //! package, every FFN neuron's LPI computed exactly), plus the identities the methods must obey.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! SciPy (tests/reference/sklearn_harmonic.py), on the project's loan-applicant fixture
 //! (numeric and categorical columns, one duplicated row) and scikit-learn's iris.
 
-mod common;
+use crate::common;
 
 use glassbox::tabular::evaluate::{fidelity, privacy};
 use glassbox::tabular::neighbours::{encoded_rows, nearest, GROUP_NEIGHBOURS};

@@ -6,7 +6,7 @@
 //! offsets against the user's text and against the attribution it sums, the streamed
 //! explanation, and the `classify` and `index build` commands' contracts.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

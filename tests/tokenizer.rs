@@ -3,7 +3,7 @@
 //! Gemma 3's (SentencePiece, 262k tokens with byte fallback), and small vocabularies written by scripts/make_tokenizer_fixtures.py for the `llama-bpe`,
 //! `qwen2` and `gpt-2` pre-tokenizers and a SentencePiece `llama` vocabulary.
 
-mod common;
+use crate::common;
 
 use glassbox::gguf::GgufFile;
 use glassbox::tokenizer::{ChatMessage, Tokenizer};

@@ -2,7 +2,7 @@
 //! the PyPI `gguf` package and its embeddings from a float64 NumPy forward pass
 //! (tests/reference/numpy_clip.py).
 
-mod common;
+use crate::common;
 
 use glassbox::gguf::GgufFile;
 use glassbox::vision::clip::{ClipConfig, ClipTower, VisionError};

@@ -246,11 +246,8 @@ mod tests {
 
     fn load(config: &str, weights: &[(&str, Vec<usize>)]) -> Result<MiniLm> {
         let data: Vec<Vec<f32>> = weights.iter().map(|(_, shape)| vec![0.5; shape.iter().product()]).collect();
-        let views: Vec<TensorView> = weights
-            .iter()
-            .zip(&data)
-            .map(|((name, shape), data)| TensorView { name, shape, data })
-            .collect();
+        let views: Vec<TensorView> =
+            weights.iter().zip(&data).map(|((name, shape), data)| TensorView { name, shape, data }).collect();
         let tokenizer = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/all-MiniLM-L6-v2/tokenizer.json"));
         MiniLm::load(write(&views, &Default::default()), &tokenizer.unwrap(), config.as_bytes())
     }

@@ -1,6 +1,4 @@
 //! Shared by the integration tests: where the default models live.
-// Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
