@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs a command with the pinned nvcc from .venv-cuda (installed by `make cuda-toolkit`) on PATH, set up
-# for candle's CUDA kernels on a machine with no GPU: compute capability 9.0 (H100/H200) and
-# cudarc told the CUDA version rather than asking a driver.
+# Runs a command with the pinned nvcc from .venv-cuda (installed by `make cuda-toolkit`) on PATH,
+# set up for candle's CUDA kernels on a machine with no GPU: compute capability 9.0 (H100/H200)
+# and cudarc told the CUDA version rather than asking a driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nvcc=$(find .venv-cuda -path '*/nvidia/cu13/bin/nvcc' -type f 2>/dev/null | head -n1)

@@ -5,6 +5,32 @@
 
 use candle_core::{Result, Tensor, D};
 
+/// An encoder's named tensors, each checked against the shape its config needs, from wherever
+/// its file keeps them (a GGUF for CLIP, safetensors for BERT).
+pub trait EncoderWeights {
+    type Error;
+
+    /// The tensor `name`, which must have `shape`.
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> std::result::Result<Tensor, Self::Error>;
+
+    /// `{name}.weight` `[out, input]` and `{name}.bias` `[out]`.
+    fn linear(&mut self, name: &str, out: usize, input: usize) -> std::result::Result<Linear, Self::Error> {
+        Ok(Linear {
+            weight: self.tensor(&format!("{name}.weight"), &[out, input])?,
+            bias: self.tensor(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    /// `{name}.weight` and `{name}.bias`, both `[width]`.
+    fn norm(&mut self, name: &str, width: usize, eps: f32) -> std::result::Result<LayerNorm, Self::Error> {
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{name}.weight"), &[width])?,
+            bias: self.tensor(&format!("{name}.bias"), &[width])?,
+            eps,
+        })
+    }
+}
+
 /// `y = x Wᵀ + b`, `W` stored `[out, in]` as PyTorch's `nn.Linear` stores it.
 pub struct Linear {
     pub weight: Tensor,

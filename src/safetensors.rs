@@ -1,7 +1,7 @@
 //! The safetensors format for the f32 tensors glassbox writes and reads back (recorded
-//! activations, steering vectors) and reads (MiniLM's weights): an 8-byte little-endian header length, a JSON header naming
-//! each tensor's dtype, shape and byte range, an optional `__metadata__` map of strings, then the
-//! data. Files are untrusted: every length and range is checked before it is used.
+//! activations, steering vectors) and reads (MiniLM's weights): an 8-byte little-endian header
+//! length, a JSON header naming each tensor's dtype, shape and byte range, an optional
+//! `__metadata__` map of strings, then the data. Files are untrusted: every length and range is checked before it is used.
 
 use std::collections::BTreeMap;
 

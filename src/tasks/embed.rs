@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::templates::Table;
 use super::{Result, TaskError};
 use crate::backend::Backend;
-use crate::encoder::{LayerNorm, Linear, SelfAttention};
+use crate::encoder::{EncoderWeights, LayerNorm, Linear, SelfAttention};
 use crate::hooks::{HookPoint, HookRequest, Positions};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -68,34 +68,23 @@ fn embed_error(e: impl std::fmt::Display) -> TaskError {
 /// The file's f32 tensors by name, each taken once with its expected shape.
 struct Weights(HashMap<String, (Vec<usize>, Vec<f32>)>);
 
-impl Weights {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+impl EncoderWeights for Weights {
+    type Error = TaskError;
+
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (found, data) = self.0.remove(name).ok_or_else(|| embed_error(format!("the weights lack {name:?}")))?;
         if found != shape {
             return Err(embed_error(format!("{name:?} has shape {found:?}; config.json needs {shape:?}")));
         }
         Tensor::from_vec(data, shape, &Device::Cpu).map_err(embed_error)
     }
+}
 
-    fn linear(&mut self, name: &str, out: usize, input: usize) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.take(&format!("{name}.weight"), &[out, input])?,
-            bias: self.take(&format!("{name}.bias"), &[out])?,
-        })
-    }
-
-    fn norm(&mut self, name: &str, width: usize, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: self.take(&format!("{name}.weight"), &[width])?,
-            bias: self.take(&format!("{name}.bias"), &[width])?,
-            eps,
-        })
-    }
-
+impl Weights {
     /// The rows of an embedding table `[rows, width]`, however many the file stores.
     fn table(&mut self, name: &str, width: usize) -> Result<Tensor> {
         let rows = self.0.get(name).map_or(0, |(shape, _)| shape.first().copied().unwrap_or(0));
-        self.take(name, &[rows, width])
+        self.tensor(name, &[rows, width])
     }
 }
 

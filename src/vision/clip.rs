@@ -13,7 +13,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::backend::candle::dequantize_to_f32;
-use crate::encoder::{LayerNorm, Linear, SelfAttention};
+use crate::encoder::{EncoderWeights, LayerNorm, Linear, SelfAttention};
 use crate::gguf::{Array, Gguf, Value};
 use crate::model::WeightSource;
 
@@ -171,7 +171,24 @@ impl<S: WeightSource> Loader<'_, S> {
         self.source.tensors().iter().find(|t| t.name == name)
     }
 
-    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+    /// fc1 (width → ffn) and fc2 (ffn → width). llama.cpp's legacy converter stores fc1 as
+    /// `ffn_down` and fc2 as `ffn_up`; newer converters the other way round. The shapes tell
+    /// which is which; when they cannot (ffn = width), the legacy naming holds.
+    fn mlp(&mut self, block: &str, width: usize, ffn: usize) -> Result<(Linear, Linear)> {
+        let (down, up) = (format!("{block}.ffn_down"), format!("{block}.ffn_up"));
+        let expands = |name: &str| {
+            self.find(&format!("{name}.weight"))
+                .is_some_and(|t| t.shape.first() == Some(&(width as u64)) && t.shape.get(1) == Some(&(ffn as u64)))
+        };
+        let (first, second) = if expands(&down) || !expands(&up) { (down, up) } else { (up, down) };
+        Ok((self.linear(&first, ffn, width)?, self.linear(&second, width, ffn)?))
+    }
+}
+
+impl<S: WeightSource> EncoderWeights for Loader<'_, S> {
+    type Error = VisionError;
+
+    fn tensor(&mut self, name: &str, expected: &[usize]) -> Result<Tensor> {
         let info = self.find(name).ok_or_else(|| VisionError::MissingTensor(name.to_string()))?;
         let found: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         // A vector may be stored with trailing unit dimensions.
@@ -185,41 +202,13 @@ impl<S: WeightSource> Loader<'_, S> {
             .and_then(|t| t.reshape(expected).map_err(|e| crate::backend::BackendError(e.to_string())))
             .map_err(compute)
     }
-
-    fn linear(&self, name: &str, out: usize, input: usize) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.tensor(&format!("{name}.weight"), &[out, input])?,
-            bias: self.tensor(&format!("{name}.bias"), &[out])?,
-        })
-    }
-
-    fn norm(&self, name: &str, width: usize, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: self.tensor(&format!("{name}.weight"), &[width])?,
-            bias: self.tensor(&format!("{name}.bias"), &[width])?,
-            eps,
-        })
-    }
-
-    /// fc1 (width → ffn) and fc2 (ffn → width). llama.cpp's legacy converter stores fc1 as
-    /// `ffn_down` and fc2 as `ffn_up`; newer converters the other way round. The shapes tell
-    /// which is which; when they cannot (ffn = width), the legacy naming holds.
-    fn mlp(&self, block: &str, width: usize, ffn: usize) -> Result<(Linear, Linear)> {
-        let (down, up) = (format!("{block}.ffn_down"), format!("{block}.ffn_up"));
-        let expands = |name: &str| {
-            self.find(&format!("{name}.weight"))
-                .is_some_and(|t| t.shape.first() == Some(&(width as u64)) && t.shape.get(1) == Some(&(ffn as u64)))
-        };
-        let (first, second) = if expands(&down) || !expands(&up) { (down, up) } else { (up, down) };
-        Ok((self.linear(&first, ffn, width)?, self.linear(&second, width, ffn)?))
-    }
 }
 
 impl ClipTower {
     /// The tower from an mmproj's tensors; `projection` is the language model's width, which
     /// `mm.2` must produce.
     pub fn load<S: WeightSource>(config: ClipConfig, source: &S, projection: usize) -> Result<ClipTower> {
-        let l = Loader { source };
+        let mut l = Loader { source };
         let (d, p) = (config.width, config.patch_size);
         let positions = config.grid() * config.grid() + 1;
         let patch = l.tensor("v.patch_embd.weight", &[d, 3, p, p])?.reshape((d, 3 * p * p)).map_err(compute)?;
