@@ -324,6 +324,18 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
 }
 
 /// Values `64c + l` and `64c + 32 + l` of a Q4_K block, or with `fifth_bits` of a Q5_K block.
+/// The eight groups' scales and mins of a Q4_K or Q5_K block's 12 packed bytes.
+#[inline(always)]
+pub fn scales_mins_k4(q: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut scales = [0u8; 8];
+    let mut mins = [0u8; 8];
+    for j in 0..8 {
+        let (scale, min) = scale_min_k4(j, q);
+        (scales[j], mins[j]) = (scale as u8, min as u8);
+    }
+    (scales, mins)
+}
+
 #[inline(always)]
 fn k_values(block: &[u8], fifth_bits: bool, c: usize, l: usize) -> (i32, i32) {
     if fifth_bits {

@@ -151,15 +151,15 @@ pub enum MatrixError {
 }
 
 /// One weight row's products with four rows of activations, each equal to the one-row product's.
-type FourRows = fn(&[u8], [&[Q8Block]; 4]) -> [f32; 4];
+type FourRows<A> = fn(&[u8], [&[A]; 4]) -> [f32; 4];
 
 /// One row's product with one row of activations in the weights' activation format, and where an
 /// instruction set has one, with four rows at once (a prefill's tile of tokens).
 #[derive(Clone, Copy)]
 enum RowDot {
     Float(fn(&[u8], &[f32]) -> f32),
-    Q8(fn(&[u8], &[Q8Block]) -> f32, Option<FourRows>),
-    Q8K(fn(&[u8], &[Q8KBlock]) -> f32),
+    Q8(fn(&[u8], &[Q8Block]) -> f32, Option<FourRows<Q8Block>>),
+    Q8K(fn(&[u8], &[Q8KBlock]) -> f32, Option<FourRows<Q8KBlock>>),
 }
 
 /// Wraps an `unsafe` SIMD dot product as a safe function pointer; [`row_dot`] hands it out only
@@ -178,12 +178,12 @@ macro_rules! checked {
 /// [`checked`] for the four-row products.
 #[cfg(target_arch = "x86_64")]
 macro_rules! checked_four {
-    ($module:ident :: $f:ident) => {{
-        fn dot(row: &[u8], act: [&[Q8Block]; 4]) -> [f32; 4] {
+    ($module:ident :: $f:ident, $block:ty) => {{
+        fn dot(row: &[u8], act: [&[$block]; 4]) -> [f32; 4] {
             // SAFETY: as in `checked`.
             unsafe { $module::$f(row, act) }
         }
-        Some(dot as FourRows)
+        Some(dot as FourRows<$block>)
     }};
 }
 
@@ -194,14 +194,14 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
         Isa::Avx2 => match format {
             F32 => RowDot::Float(checked!(x86::dot_f32, &[f32])),
             F16 => RowDot::Float(checked!(x86::dot_f16, &[f32])),
-            Q4_0 => RowDot::Q8(checked!(x86::dot_q4_0, &[Q8Block]), checked_four!(x86::dot4_q4_0)),
-            Q4_1 => RowDot::Q8(checked!(x86::dot_q4_1, &[Q8Block]), checked_four!(x86::dot4_q4_1)),
-            Q5_0 => RowDot::Q8(checked!(x86::dot_q5_0, &[Q8Block]), checked_four!(x86::dot4_q5_0)),
-            Q5_1 => RowDot::Q8(checked!(x86::dot_q5_1, &[Q8Block]), checked_four!(x86::dot4_q5_1)),
-            Q8_0 => RowDot::Q8(checked!(x86::dot_q8_0, &[Q8Block]), checked_four!(x86::dot4_q8_0)),
-            Q4K => RowDot::Q8K(checked!(x86::dot_q4_k, &[Q8KBlock])),
-            Q5K => RowDot::Q8K(checked!(x86::dot_q5_k, &[Q8KBlock])),
-            Q6K => RowDot::Q8K(checked!(x86::dot_q6_k, &[Q8KBlock])),
+            Q4_0 => RowDot::Q8(checked!(x86::dot_q4_0, &[Q8Block]), checked_four!(x86::dot4_q4_0, Q8Block)),
+            Q4_1 => RowDot::Q8(checked!(x86::dot_q4_1, &[Q8Block]), checked_four!(x86::dot4_q4_1, Q8Block)),
+            Q5_0 => RowDot::Q8(checked!(x86::dot_q5_0, &[Q8Block]), checked_four!(x86::dot4_q5_0, Q8Block)),
+            Q5_1 => RowDot::Q8(checked!(x86::dot_q5_1, &[Q8Block]), checked_four!(x86::dot4_q5_1, Q8Block)),
+            Q8_0 => RowDot::Q8(checked!(x86::dot_q8_0, &[Q8Block]), checked_four!(x86::dot4_q8_0, Q8Block)),
+            Q4K => RowDot::Q8K(checked!(x86::dot_q4_k, &[Q8KBlock]), checked_four!(x86::dot4_q4_k, Q8KBlock)),
+            Q5K => RowDot::Q8K(checked!(x86::dot_q5_k, &[Q8KBlock]), checked_four!(x86::dot4_q5_k, Q8KBlock)),
+            Q6K => RowDot::Q8K(checked!(x86::dot_q6_k, &[Q8KBlock]), checked_four!(x86::dot4_q6_k, Q8KBlock)),
         },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => match format {
@@ -220,9 +220,9 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
             Q5_0 => RowDot::Q8(blocks::dot_q5_0, None),
             Q5_1 => RowDot::Q8(blocks::dot_q5_1, None),
             Q8_0 => RowDot::Q8(blocks::dot_q8_0, None),
-            Q4K => RowDot::Q8K(blocks::dot_q4_k),
-            Q5K => RowDot::Q8K(blocks::dot_q5_k),
-            Q6K => RowDot::Q8K(blocks::dot_q6_k),
+            Q4K => RowDot::Q8K(blocks::dot_q4_k, None),
+            Q5K => RowDot::Q8K(blocks::dot_q5_k, None),
+            Q6K => RowDot::Q8K(blocks::dot_q6_k, None),
         },
     }
 }
@@ -231,8 +231,8 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
 /// product that reads it.
 enum Prepared<'a> {
     Float(&'a [f32], fn(&[u8], &[f32]) -> f32),
-    Q8(Vec<Q8Block>, fn(&[u8], &[Q8Block]) -> f32, Option<FourRows>),
-    Q8K(Vec<Q8KBlock>, fn(&[u8], &[Q8KBlock]) -> f32),
+    Q8(Vec<Q8Block>, fn(&[u8], &[Q8Block]) -> f32, Option<FourRows<Q8Block>>),
+    Q8K(Vec<Q8KBlock>, fn(&[u8], &[Q8KBlock]) -> f32, Option<FourRows<Q8KBlock>>),
 }
 
 impl Prepared<'_> {
@@ -240,10 +240,8 @@ impl Prepared<'_> {
     /// instruction set has a four-row product, else row by row.
     fn dot_four(&self, w: &[u8], i: usize, cols: usize) -> [f32; 4] {
         match self {
-            Prepared::Q8(a, _, Some(four)) => {
-                let per_row = cols / blocks::QK;
-                four(w, std::array::from_fn(|k| &a[(i + k) * per_row..(i + k + 1) * per_row]))
-            }
+            Prepared::Q8(a, _, Some(four)) => four(w, four_rows(a, i, cols / blocks::QK)),
+            Prepared::Q8K(a, _, Some(four)) => four(w, four_rows(a, i, cols / blocks::QK_K)),
             _ => std::array::from_fn(|k| self.dot(w, i + k, cols)),
         }
     }
@@ -256,12 +254,17 @@ impl Prepared<'_> {
                 let per_row = cols / blocks::QK;
                 f(w, &a[i * per_row..(i + 1) * per_row])
             }
-            Prepared::Q8K(a, f) => {
+            Prepared::Q8K(a, f, _) => {
                 let per_row = cols / blocks::QK_K;
                 f(w, &a[i * per_row..(i + 1) * per_row])
             }
         }
     }
+}
+
+/// Activation rows `i .. i + 4`, each `per_row` blocks.
+fn four_rows<A>(a: &[A], i: usize, per_row: usize) -> [&[A]; 4] {
+    std::array::from_fn(|k| &a[(i + k) * per_row..(i + k + 1) * per_row])
 }
 
 /// A buffer the pool's threads write at disjoint indices.
@@ -390,8 +393,8 @@ impl QuantizedMatrix {
             RowDot::Q8(f, four) => {
                 Prepared::Q8(quantize_chunks(x, blocks::QK, Q8Block::ZERO, Q8Block::quantize, pool), f, four)
             }
-            RowDot::Q8K(f) => {
-                Prepared::Q8K(quantize_chunks(x, blocks::QK_K, Q8KBlock::ZERO, Q8KBlock::quantize, pool), f)
+            RowDot::Q8K(f, four) => {
+                Prepared::Q8K(quantize_chunks(x, blocks::QK_K, Q8KBlock::ZERO, Q8KBlock::quantize, pool), f, four)
             }
         }
     }
@@ -404,7 +407,9 @@ impl QuantizedMatrix {
             Prepared::Q8(blocks, _, _) => {
                 blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
             }
-            Prepared::Q8K(blocks, _) => blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect(),
+            Prepared::Q8K(blocks, _, _) => {
+                blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
+            }
         }
     }
 

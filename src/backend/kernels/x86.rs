@@ -4,9 +4,9 @@
 //! activations by `maddubs` (unsigned × signed byte pairs into 16 bits) and `madd` (pairs into 32
 //! bits), then summed across the register: the block's integer dot product, exact. It is then
 //! scaled and added in the portable path's order, without fused multiply-adds, so every result
-//! equals the portable path's (and so the wasm build's) bit for bit. The K-quants' portable loops
-//! are compiled here again with AVX2 enabled, for the compiler to vectorise; the float formats
-//! keep eight partial sums, as the portable path does.
+//! equals the portable path's (and so the wasm build's) bit for bit. The K-quants' integer sums
+//! are exact in any order, so only their per-block scaling follows the portable path; the float
+//! formats keep eight partial sums, as the portable path does.
 
 use std::arch::x86_64::*;
 
@@ -284,17 +284,148 @@ pub unsafe fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
     blocks::add_tail(reduce_lanes(lanes), &row[2 * i..2 * n], &x[i..n], 2, blocks::f16_value)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
-    blocks::dot_q4_k(row, act)
+// ---- The K-quants. Each block's integer sums (the scaled value sums, and for Q4_K and Q5_K
+// the mins times the activations' sums) are computed exactly in 32-bit lanes, then combined
+// with the block's factors in scalar code exactly as the portable path does.
+
+/// The exact sum of a register's eight 32-bit lanes.
+#[inline(always)]
+unsafe fn sum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    _mm_cvtsi128_si32(s)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
-    blocks::dot_q5_k(row, act)
+/// 32 activations from `at`.
+#[inline(always)]
+unsafe fn activations_k(a: &Q8KBlock, at: usize) -> __m256i {
+    _mm256_loadu_si256(a.qs.as_ptr().add(at) as *const __m256i)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
-    blocks::dot_q6_k(row, act)
+/// The block's sixteen 16-value sums as 16-bit lanes.
+#[inline(always)]
+unsafe fn group_sums(a: &Q8KBlock) -> __m256i {
+    _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i)
 }
+
+/// A Q4_K (or with `FIFTH`, Q5_K) row's products with `N` rows of activations, each equal to
+/// [`blocks::dot_q4_k`]'s (or `dot_q5_k`'s): a block's 256 values are unpacked once for the `N`
+/// rows.
+#[inline(always)]
+unsafe fn dot_k<const FIFTH: bool, const N: usize>(row: &[u8], act: [&[Q8KBlock]; N]) -> [f32; N] {
+    let block_bytes = if FIFTH { blocks::Q5_K_BYTES } else { blocks::Q4_K_BYTES };
+    let nibbles_at = if FIFTH { 48 } else { 16 };
+    let low_nibbles = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    let mut sums = [0f32; N];
+    for (b, block) in row.chunks_exact(block_bytes).enumerate() {
+        let (scales, mins) = blocks::scales_mins_k4(&block[4..16]);
+        // Mins in 16-bit lanes, each twice: lane i multiplies the sum of values 16i .. 16i + 16.
+        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(mins.as_ptr() as *const __m128i));
+        let mins = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+        let mut high_bits = if FIFTH { _mm256_loadu_si256(block.as_ptr().add(16) as *const __m256i) } else { one };
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for c in 0..4 {
+            let packed = _mm256_loadu_si256(block.as_ptr().add(nibbles_at + 32 * c) as *const __m256i);
+            let mut low = _mm256_and_si256(packed, low_nibbles);
+            let mut high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+            if FIFTH {
+                low = _mm256_or_si256(low, _mm256_slli_epi16(_mm256_and_si256(high_bits, one), 4));
+                high =
+                    _mm256_or_si256(high, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 1), one), 4));
+                high_bits = _mm256_srli_epi16(high_bits, 2);
+            }
+            let scale_low = _mm256_set1_epi16(scales[2 * c] as i16);
+            let scale_high = _mm256_set1_epi16(scales[2 * c + 1] as i16);
+            for j in 0..N {
+                let a = &act[j][b];
+                let low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, activations_k(a, 64 * c)), scale_low);
+                let high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, activations_k(a, 64 * c + 32)), scale_high);
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(low, high));
+            }
+        }
+        let (d, dmin) = (blocks::f16_at(block, 0), blocks::f16_at(block, 2));
+        for j in 0..N {
+            let a = &act[j][b];
+            let mins = sum_i32(_mm256_madd_epi16(mins, group_sums(a)));
+            sums[j] += d * a.d * sum_i32(sumi[j]) as f32 - dmin * a.d * mins as f32;
+        }
+    }
+    sums
+}
+
+/// A Q6_K row's products with `N` rows of activations, each equal to [`blocks::dot_q6_k`]'s:
+/// the values are multiplied unsigned (0..64) and the offset of 32 is taken off through the
+/// activations' 16-value sums, both exactly.
+#[inline(always)]
+unsafe fn dot_6k<const N: usize>(row: &[u8], act: [&[Q8KBlock]; N]) -> [f32; N] {
+    let low_nibbles = _mm256_set1_epi8(0x0F);
+    let two_bits = _mm256_set1_epi8(3);
+    let mut sums = [0f32; N];
+    for (b, block) in row.chunks_exact(blocks::Q6_K_BYTES).enumerate() {
+        let p = block.as_ptr();
+        let scales = _mm_loadu_si128(p.add(192) as *const __m128i);
+        let offsets = _mm256_slli_epi16(_mm256_cvtepi8_epi16(scales), 5);
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for half in 0..2 {
+            let first = _mm256_loadu_si256(p.add(64 * half) as *const __m256i);
+            let second = _mm256_loadu_si256(p.add(64 * half + 32) as *const __m256i);
+            let high = _mm256_loadu_si256(p.add(128 + 32 * half) as *const __m256i);
+            let high_at = |shift: i32| {
+                let bits = match shift {
+                    0 => high,
+                    2 => _mm256_srli_epi16(high, 2),
+                    4 => _mm256_srli_epi16(high, 4),
+                    _ => _mm256_srli_epi16(high, 6),
+                };
+                _mm256_slli_epi16(_mm256_and_si256(bits, two_bits), 4)
+            };
+            // Values 32k .. 32k + 32 of the half, each 0..64.
+            let values = [
+                _mm256_or_si256(_mm256_and_si256(first, low_nibbles), high_at(0)),
+                _mm256_or_si256(_mm256_and_si256(second, low_nibbles), high_at(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(first, 4), low_nibbles), high_at(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(second, 4), low_nibbles), high_at(6)),
+            ];
+            for (k, &values) in values.iter().enumerate() {
+                // Values 0..16 of the 32 take scale 8·half + 2k, values 16..32 the next.
+                let at = 8 * half + 2 * k;
+                let scale = _mm256_set_m128i(
+                    _mm_set1_epi16(block[192 + at + 1] as i8 as i16),
+                    _mm_set1_epi16(block[192 + at] as i8 as i16),
+                );
+                for j in 0..N {
+                    let x = activations_k(&act[j][b], 128 * half + 32 * k);
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(values, x), scale));
+                }
+            }
+        }
+        let d = blocks::f16_at(block, 208);
+        for j in 0..N {
+            let a = &act[j][b];
+            let offset = _mm256_madd_epi16(offsets, group_sums(a));
+            sums[j] += d * a.d * sum_i32(_mm256_sub_epi32(sumi[j], offset)) as f32;
+        }
+    }
+    sums
+}
+
+/// The product of one K-quant weight row with one row of activations, and with four.
+macro_rules! k_row_products {
+    ($one:ident = $dot_one:expr, $four:ident = $dot_four:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $one(row: &[u8], act: &[Q8KBlock]) -> f32 {
+            $dot_one(row, [act])[0]
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $four(row: &[u8], act: [&[Q8KBlock]; 4]) -> [f32; 4] {
+            $dot_four(row, act)
+        }
+    };
+}
+
+k_row_products!(dot_q4_k = dot_k::<false, 1>, dot4_q4_k = dot_k::<false, 4>);
+k_row_products!(dot_q5_k = dot_k::<true, 1>, dot4_q5_k = dot_k::<true, 4>);
+k_row_products!(dot_q6_k = dot_6k::<1>, dot4_q6_k = dot_6k::<4>);
