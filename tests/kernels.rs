@@ -97,14 +97,14 @@ fn every_format_gives_the_same_bits_on_every_instruction_set() {
 #[test]
 fn a_row_of_partial_blocks_is_a_typed_error_naming_the_tensor() {
     let name = "blk.0.attn_q.weight";
-    let err = QuantizedMatrix::new(name, GgmlType::Q4_0, 2, 40, &[0; 36]).err().unwrap();
+    let err = QuantizedMatrix::new(name, GgmlType::Q4_0, 2, 40, vec![0; 36]).err().unwrap();
     assert!(matches!(err, MatrixError::PartialBlock { format: Format::Q4_0, cols: 40, block: 32, .. }), "{err:?}");
     assert!(err.to_string().contains(name), "{err}");
-    let err = QuantizedMatrix::new(name, GgmlType::Q4_0, 2, 64, &[0; 71]).err().unwrap();
+    let err = QuantizedMatrix::new(name, GgmlType::Q4_0, 2, 64, vec![0; 71]).err().unwrap();
     assert!(matches!(err, MatrixError::Size { expected: 72, got: 71, .. }), "{err:?}");
     let info =
         TensorInfo { name: name.into(), ggml_type: GgmlType::Q4_0, shape: vec![40, 2], file_offset: 0, byte_len: 36 };
-    let Err(err) = CandleBackend::cpu().matrix(&info, &[0; 36]) else { panic!("a 40-wide Q4_0 matrix loaded") };
+    let Err(err) = CandleBackend::cpu().matrix(&info, vec![0; 36]) else { panic!("a 40-wide Q4_0 matrix loaded") };
     assert!(err.to_string().contains(name), "{err}");
 }
 

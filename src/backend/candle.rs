@@ -162,7 +162,7 @@ pub enum CandleMatrix {
 }
 
 impl CandleBackend {
-    fn cpu_matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+    fn cpu_matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: Vec<u8>) -> BackendResult<CandleMatrix> {
         let matrix = QuantizedMatrix::new(&info.name, info.ggml_type, rows, cols, bytes)
             .map_err(|e| BackendError(e.to_string()))?;
         if self.float_weights || matrix.format() == Format::F32 {
@@ -230,7 +230,7 @@ impl Backend for CandleBackend {
     type Tensor = Tensor;
     type Matrix = CandleMatrix;
 
-    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<CandleMatrix> {
+    fn matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> BackendResult<CandleMatrix> {
         let dims: Vec<usize> = info.shape.iter().rev().map(|&d| d as usize).collect();
         if let ([rows, cols], true) = (dims.as_slice(), self.device.is_cpu()) {
             if Format::of(info.ggml_type).is_some() {
@@ -243,7 +243,7 @@ impl Backend for CandleBackend {
                 info.name, info.ggml_type
             ))
         })?;
-        let table = Arc::new(qtensor_from_ggml(dtype, bytes, dims, &self.device).map_err(err)?);
+        let table = Arc::new(qtensor_from_ggml(dtype, &bytes, dims, &self.device).map_err(err)?);
         let matmul = if self.float_weights {
             QMatMul::Tensor(table.dequantize(&self.device).map_err(err)?)
         } else {

@@ -176,8 +176,9 @@ pub trait Backend {
     type Tensor: Clone;
     type Matrix;
 
-    /// A `[out, in]` weight matrix from its GGUF bytes (GGUF shape `[in, out]`).
-    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<Self::Matrix>;
+    /// A `[out, in]` weight matrix from its GGUF bytes (GGUF shape `[in, out]`), which it may keep
+    /// rather than copy: a model's weights are then in memory once while it loads.
+    fn matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> BackendResult<Self::Matrix>;
     /// A host vector (norm weights, biases) as a `[1, n]` tensor.
     fn vector(&self, values: &[f32]) -> BackendResult<Self::Tensor>;
     fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Self::Tensor>;

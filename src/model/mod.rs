@@ -239,7 +239,7 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
     /// A matrix stored with GGUF shape `[cols, rows]` (ggml order).
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<B::Matrix> {
         let info = self.info(name, &[cols as u64, rows as u64])?;
-        Ok(self.backend.matrix(info, &self.source.read(info)?)?)
+        Ok(self.backend.matrix(info, self.source.read(info)?)?)
     }
 
     /// The matrices stacked by rows in one tensor (Phi-3's fused `attn_qkv` and gate-up), each
@@ -259,7 +259,7 @@ impl<'a, B: Backend, S: WeightSource> Loader<'a, B, S> {
                 file_offset: info.file_offset + (start * row_bytes) as u64,
                 ggml_type: info.ggml_type,
             };
-            parts.push(self.backend.matrix(&part, &bytes[start * row_bytes..(start + n) * row_bytes])?);
+            parts.push(self.backend.matrix(&part, bytes[start * row_bytes..(start + n) * row_bytes].to_vec())?);
             start += n;
         }
         parts.try_into().map_err(|_| ModelError::Read(format!("{name}: not {N} parts")))

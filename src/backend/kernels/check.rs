@@ -64,7 +64,7 @@ pub fn fixture_matrix(fixture: &[u8], name: &str) -> Result<(QuantizedMatrix, Ve
     };
     let info = gguf.tensor(name).map_err(|e| e.to_string())?;
     let [cols, rows] = info.shape[..] else { return Err(format!("{name} is not a matrix")) };
-    let matrix = QuantizedMatrix::new(name, info.ggml_type, rows as usize, cols as usize, bytes(name)?)
+    let matrix = QuantizedMatrix::new(name, info.ggml_type, rows as usize, cols as usize, bytes(name)?.to_vec())
         .map_err(|e| e.to_string())?;
     let values = bytes(&format!("{name}.dequantized"))?
         .chunks_exact(4)

@@ -313,7 +313,7 @@ pub struct QuantizedMatrix {
 }
 
 impl QuantizedMatrix {
-    pub fn new(name: &str, ggml_type: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, MatrixError> {
+    pub fn new(name: &str, ggml_type: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<Self, MatrixError> {
         let format =
             Format::of(ggml_type).ok_or_else(|| MatrixError::NoKernel { name: name.into(), format: ggml_type })?;
         let (values, block_bytes) = format.block();
@@ -326,7 +326,7 @@ impl QuantizedMatrix {
             let expected = expected.unwrap_or(usize::MAX);
             return Err(MatrixError::Size { name: name.into(), format, rows, cols, expected, got: bytes.len() });
         }
-        Ok(QuantizedMatrix { format, rows, cols, row_bytes, bytes: bytes.to_vec(), isa: Isa::detected() })
+        Ok(QuantizedMatrix { format, rows, cols, row_bytes, bytes, isa: Isa::detected() })
     }
 
     /// The same matrix computing with `isa` instead of the detected one.

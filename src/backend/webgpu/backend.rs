@@ -77,14 +77,14 @@ impl Backend for WebGpuBackend {
     type Tensor = WebGpuValue;
     type Matrix = GpuMatrix;
 
-    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> BackendResult<GpuMatrix> {
+    fn matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> BackendResult<GpuMatrix> {
         let (cols, rows) = match info.shape.as_slice() {
             [cols, rows] => (*cols as usize, *rows as usize),
             [cols] => (*cols as usize, 1),
             other => return Err(BackendError(format!("tensor {} has shape {other:?}, not a matrix", info.name))),
         };
         self.gpu
-            .matrix(info.ggml_type, bytes, rows, cols)
+            .matrix(info.ggml_type, &bytes, rows, cols)
             .map_err(|e| BackendError(format!("tensor {}: {e}", info.name)))
     }
 

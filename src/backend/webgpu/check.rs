@@ -141,7 +141,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             let cols = blocks * block;
             let w = quantised(ggml, dtype, rows, cols, rows as u64 * 31 + cols as u64)?;
             let (matrix, split) = match max_part_bytes {
-                None => (gpu.matrix(&w.info, &w.bytes)?, String::new()),
+                None => (gpu.matrix(&w.info, w.bytes.clone())?, String::new()),
                 Some(parts) => {
                     let max = (w.bytes.len() / parts).max(w.bytes.len() / rows);
                     let matrix = gpu.device().matrix_in_parts(ggml, &w.bytes, rows, cols, max)?;
