@@ -11,6 +11,7 @@ ru_maxrss, measured the same way for all three.
 """
 import datetime
 import json
+import math
 import os
 import pathlib
 import platform
@@ -76,15 +77,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def browser_result(server_cmd, cwd, url_path):
-    """Serves a page on a free loopback port and returns the #result JSON it writes."""
+def browser_result(server_cmd, cwd, url_path, timeout_ms=1200000):
+    """Serves a page on a free loopback port and returns the #result JSON it writes, or
+    `{"error": ...}` when the page writes none within `timeout_ms`."""
     port = free_port()
     server = subprocess.Popen([*server_cmd, str(port)], cwd=cwd, stdout=subprocess.DEVNULL)
     try:
         time.sleep(1)
-        out = subprocess.run(["node", str(ROOT / "www" / "bench-run.mjs"), f"http://127.0.0.1:{port}/{url_path}"],
-                             check=True, capture_output=True, text=True, cwd=ROOT / "www").stdout
-        return json.loads(out.strip().splitlines()[-1])
+        out = subprocess.run(["node", str(ROOT / "www" / "bench-run.mjs"), f"http://127.0.0.1:{port}/{url_path}", str(timeout_ms)],
+                             capture_output=True, text=True, cwd=ROOT / "www")
+        if out.returncode != 0:
+            return {"error": f"no result within {timeout_ms / 1000:.0f} s: {out.stderr.strip()[-300:]}"}
+        return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         server.terminate()
         server.wait()
@@ -99,6 +103,7 @@ def wasm_rows():
     for prompt in ("short.txt", "long.txt"):
         shutil.copy(SHARED / "prompts" / prompt, bench_dir / prompt)
     ours = browser_result(["node", "serve.mjs"], ROOT / "www", "bench.html")
+    ours_threaded = browser_result(["node", "serve.mjs"], ROOT / "www", "bench.html?threads=2")
     # Chromium's WebGPU adapter here is SwiftShader, on the CPU: one short repetition.
     on_gpu = browser_result(["node", "serve.mjs"], ROOT / "www", "bench.html?backend=webgpu&reps=1&steps=16")
     with tempfile.TemporaryDirectory() as peer_dir:
@@ -108,17 +113,32 @@ def wasm_rows():
         shutil.copy(MODEL, pathlib.Path(peer_dir) / "model.gguf")
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], check=True, cwd=peer_dir)
         wllama = browser_result([sys.executable, "serve.py"], peer_dir, "bench.html?threads=1&reps=3")
-    if "error" in ours or "error" in wllama or "error" in on_gpu:
-        raise SystemExit(f"bench: browser run failed: glassbox {ours.get('error')} / {on_gpu.get('error')}, wllama {wllama.get('error')}")
+        # wllama's threaded build has hung on these machines: its row says so rather than stop the bench.
+        wllama_threaded = browser_result([sys.executable, "serve.py"], peer_dir, "bench.html?threads=2&reps=3", 600000)
+    if "error" in ours or "error" in ours_threaded or "error" in wllama or "error" in on_gpu:
+        raise SystemExit(f"bench: browser run failed: glassbox {ours.get('error')} / {ours_threaded.get('error')} / "
+                         f"{on_gpu.get('error')}, wllama {wllama.get('error')}")
+    if ours_threaded["threads"] != 2:
+        raise SystemExit(f"bench: the threaded run had {ours_threaded['threads']} thread(s): {ours_threaded['fallback_reason']}")
     if on_gpu["backend"] != "webgpu":
         raise SystemExit(f"bench: Chromium offered no WebGPU adapter ({on_gpu['device']})")
     emulated = " CPU-emulated," if "Cpu" in on_gpu["device"] else ""
     peer_prefill = max(r["prompt_per_second"] for r in wllama["prefill"])
     peer_decode = max(r["predicted_per_second"] for r in wllama["decode"])
+    if "error" in wllama_threaded:
+        threaded_peer = [(f"wllama 3.13 in Chromium (CPU): {wllama_threaded['error']}", 2, math.nan, math.nan, math.nan, math.nan, None)]
+    else:
+        threaded_peer = [("wllama 3.13 in Chromium (CPU)", 2, max(r["prompt_per_second"] for r in wllama_threaded["prefill"]),
+                          math.nan, max(r["predicted_per_second"] for r in wllama_threaded["decode"]), math.nan, None)]
+        threaded_peer = [(n, t, p, p / peer_prefill, d, d / peer_decode, r) for n, t, p, _, d, _, r in threaded_peer]
     return [
         ("wllama 3.13 in Chromium (CPU)", 1, peer_prefill, 1.0, peer_decode, 1.0, None),
         ("glassbox wasm in Chromium (CPU)", 1, max(ours["prefill_tok_s"]), max(ours["prefill_tok_s"]) / peer_prefill,
          max(ours["decode_tok_s"]), max(ours["decode_tok_s"]) / peer_decode, None),
+        *threaded_peer,
+        ("glassbox wasm with threads in Chromium (CPU)", 2, max(ours_threaded["prefill_tok_s"]),
+         max(ours_threaded["prefill_tok_s"]) / peer_prefill, max(ours_threaded["decode_tok_s"]),
+         max(ours_threaded["decode_tok_s"]) / peer_decode, None),
         (f"glassbox in Chromium on WebGPU ({on_gpu['device']},{emulated} {on_gpu['decode_steps']} decode steps)", 1,
          max(on_gpu["prefill_tok_s"]), max(on_gpu["prefill_tok_s"]) / peer_prefill,
          max(on_gpu["decode_tok_s"]), max(on_gpu["decode_tok_s"]) / peer_decode, None),
@@ -130,9 +150,12 @@ def table(rows, peer):
         f"| engine | threads | prefill tok/s | × {peer} | decode tok/s | × {peer} | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
+    def shown(value, digits):
+        return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
     for name, threads, prefill, prefill_ratio, decode, decode_ratio, rss in rows:
-        rss_text = "—" if rss is None else f"{rss:.0f}"
-        lines.append(f"| {name} | {threads} | {prefill:.1f} | {prefill_ratio:.2f} | {decode:.1f} | {decode_ratio:.2f} | {rss_text} |")
+        lines.append(f"| {name} | {threads} | {shown(prefill, 1)} | {shown(prefill_ratio, 2)} | {shown(decode, 1)} | "
+                     f"{shown(decode_ratio, 2)} | {shown(rss, 0)} |")
     return lines
 
 
@@ -643,10 +666,11 @@ def main():
         "",
         *native_section(rows, ours),
         *gemma3_lines,
-        "## In the browser (headless Chromium 1 thread, wasm), against wllama",
+        "## In the browser (headless Chromium, wasm), against wllama",
         "",
-        "Both run single-threaded on the CPU; wllama's figures are its own internal timings, glassbox's",
-        "are performance.now() around the engine calls (decode excludes the prompt's prefill).",
+        "Both on the CPU, with 1 and 2 threads (glassbox's threads: the build with shared memory, its kernels",
+        "on Web Workers); wllama's figures are its own internal timings, glassbox's are performance.now()",
+        "around the npm package's calls to its worker (decode excludes the prompt's prefill).",
         "",
         *table(browser_rows, "wllama"),
         "",

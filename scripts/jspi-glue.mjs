@@ -1,13 +1,15 @@
 // Adds JS Promise Integration to wasm-bindgen's glue (see src/web/jspi.rs): imports named
 // glassboxSuspending* become WebAssembly.Suspending, and `runTask` enters the wasm through
 // WebAssembly.promising, so the model's synchronous code can wait for GPU reads and file slices.
-// Usage: node scripts/jspi-glue.mjs pkg/glassbox.js pkg/glassbox.d.ts
+// Usage: node scripts/jspi-glue.mjs pkg/NAME.js pkg/NAME.d.ts
 import { readFileSync, writeFileSync } from "node:fs";
 
 const [js, dts] = process.argv.slice(2);
 let glue = readFileSync(js, "utf8");
 
-const importsStart = `    return {\n        __proto__: null,\n        "./glassbox_bg.js": import0,`;
+// wasm-bindgen names the glue's own import module after the output: pkg/NAME.js imports ./NAME_bg.js.
+const outName = js.split("/").pop().replace(/\.js$/, "");
+const importsStart = `    return {\n        __proto__: null,\n        "./${outName}_bg.js": import0,`;
 const start = glue.indexOf(importsStart);
 const end = start < 0 ? -1 : glue.indexOf("\n    };\n}\n", start);
 if (end < 0) {

@@ -16,13 +16,12 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-step "wasm32 standard library"
-if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-  echo "rustup target wasm32-unknown-unknown present"
-elif rustup target add wasm32-unknown-unknown; then
-  echo "installed with rustup"
+step "wasm32 standard library (and std's source, which the build with threads recompiles)"
+if { rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown; } \
+  && { rustup component list --installed 2>/dev/null | grep -qx 'rust-src' || rustup component add rust-src; }; then
+  echo "rustup's wasm32-unknown-unknown target and rust-src present"
 else
-  echo "rustup could not add the target; using Debian's rustc-web with -Zbuild-std instead"
+  echo "rustup could not add the target or rust-src; using Debian's rustc-web with -Zbuild-std instead"
   apt_install rustc-web cargo-web rust-web-src lld-16
 fi
 

@@ -128,6 +128,40 @@ fn the_pool_runs_every_task_once_for_concurrent_callers() {
     });
 }
 
+/// A hosted pool (the wasm build's, whose workers are Web Workers) on threads the test lends it:
+/// before they start the caller runs every task; then the tasks spread over them, and products
+/// keep the bits they have on one thread.
+#[test]
+fn a_hosted_pool_runs_every_task_once_on_the_threads_the_host_lends_it() {
+    let pool = ThreadPool::hosted(3);
+    assert_eq!(pool.threads(), 3);
+    let count = AtomicUsize::new(0);
+    pool.run(16, &|_| {
+        count.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(count.load(Ordering::Relaxed), 16, "the caller alone ran the tasks");
+    let lent: Vec<_> = (0..2).map(|_| pool.hosted_worker()).map(|w| std::thread::spawn(move || w.run())).collect();
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    for _ in 0..1000 {
+        pool.run(64, &|_| {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        });
+        if seen.lock().unwrap().len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), 3, "the lent threads took tasks");
+    let file = fixture();
+    let (m, _) = matrix(&file, "Q4_K");
+    let x = input(5, m.cols());
+    assert_eq!(m.matmul(&x, &pool), m.matmul(&x, &ThreadPool::new(1)));
+    drop(pool);
+    for thread in lent {
+        thread.join().expect("a lent thread returns once the pool is dropped");
+    }
+}
+
 #[test]
 fn a_panicking_task_panics_the_caller_and_leaves_the_pool_working() {
     let pool = ThreadPool::new(2);

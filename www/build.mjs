@@ -11,7 +11,7 @@ const pkg = new URL("../pkg/", here);
 const dist = new URL("dist/", here);
 const path = (url) => fileURLToPath(url);
 
-for (const file of ["glassbox.js", "glassbox_bg.wasm"]) {
+for (const file of ["glassbox.js", "glassbox_bg.wasm", "glassbox-threads.js", "glassbox-threads_bg.wasm"]) {
   if (!existsSync(new URL(file, pkg))) {
     console.error(`build: ../pkg/${file} is missing; run \`make pkg\` first`);
     process.exit(1);
@@ -29,11 +29,23 @@ async function buildPackage() {
   // The API and the elements share one chunk, so both see the same worker.
   const api = ["index", "elements"].map((name) => path(new URL(`src/${name}.ts`, pkg)));
   await esbuild.build({ ...common, entryPoints: api, splitting: true, outdir: path(pkg) });
-  // The worker carries the wasm-bindgen glue; glassbox_bg.wasm sits beside it.
-  await esbuild.build({ ...common, entryPoints: [path(new URL("src/worker.ts", pkg))], outdir: path(pkg) });
+  // The worker carries the wasm-bindgen glue; glassbox_bg.wasm sits beside it. worker-threads.js
+  // is the same worker on the build with shared memory (glassbox-threads.js), whose kernel
+  // threads run kernel-worker.js.
+  const worker = path(new URL("src/worker.ts", pkg));
+  await esbuild.build({ ...common, entryPoints: [worker], outdir: path(pkg) });
+  const threaded = {
+    name: "threaded",
+    setup(build) {
+      build.onResolve({ filter: /^\.\.\/glassbox\.js$/ }, () => ({ path: path(new URL("glassbox-threads.js", pkg)) }));
+      build.onResolve({ filter: /^\.\/threads\.js$/ }, () => ({ path: path(new URL("src/threads-shared.ts", pkg)) }));
+    },
+  };
+  await esbuild.build({ ...common, entryPoints: { "worker-threads": worker }, outdir: path(pkg), plugins: [threaded] });
+  await esbuild.build({ ...common, entryPoints: [path(new URL("src/kernel-worker.ts", pkg))], outdir: path(pkg) });
   const tsc = path(new URL("node_modules/.bin/tsc", here));
   for (const config of ["tsconfig.json", "tsconfig.worker.json"]) execFileSync(tsc, ["-p", path(new URL(config, pkg))], { stdio: "inherit" });
-  console.log("build: pkg/ has index.js, elements.js, worker.js and their types");
+  console.log("build: pkg/ has index.js, elements.js, worker.js, worker-threads.js, kernel-worker.js and their types");
 }
 
 await mkdir(dist, { recursive: true });

@@ -44,10 +44,33 @@ export { LoadError, type CachePolicy, type LoadProgress, type ModelSource } from
 export interface LoadOptions extends FetchOptions {
   /** `auto` (the default) takes WebGPU when the browser offers a hardware adapter, else the wasm CPU. */
   backend?: "auto" | BackendName | undefined;
-  /** Where the package's `worker.js` is served, when a bundler did not place it beside this module. */
+  /**
+   * Threads for the CPU kernels. The default is the cores the browser reports, when the page is
+   * cross-origin isolated (served with COOP/COEP headers, so that its memory can be shared with
+   * worker threads); otherwise, or with 1, the build without threads runs.
+   */
+  threads?: number | undefined;
+  /**
+   * Where the package's `worker.js` is served, when a bundler did not place it beside this module;
+   * `worker-threads.js` and `kernel-worker.js` are served beside it.
+   */
   workerUrl?: string | URL | undefined;
-  /** Where `glassbox_bg.wasm` is served, when not beside `worker.js`. */
+  /** Where `glassbox_bg.wasm` is served, when not beside `worker.js`; `glassbox-threads_bg.wasm` beside it. */
   wasmUrl?: string | URL | undefined;
+}
+
+/** The kernel threads a load runs with, and why one where the page did not ask for one. */
+function threading(asked: number | undefined): { threads: number; reason: string | null } {
+  if (asked !== undefined && (!Number.isSafeInteger(asked) || asked < 1)) {
+    throw glassboxError("InputError", `threads must be a whole number of at least 1, not ${asked}`);
+  }
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  const wanted = asked ?? cores;
+  if (wanted === 1) return { threads: 1, reason: asked === 1 ? null : "one CPU thread: the browser reports one core" };
+  if (!globalThis.crossOriginIsolated || typeof SharedArrayBuffer === "undefined") {
+    return { threads: 1, reason: "one CPU thread: the page is not cross-origin isolated (COOP/COEP headers), so its memory cannot be shared with worker threads" };
+  }
+  return { threads: wanted, reason: null };
 }
 
 export interface GenerateOptions {
@@ -191,9 +214,15 @@ class Connection {
   #next = 1;
   #stopped: string | null = null;
   #wasmUrl: string | undefined;
+  readonly threads: number;
+  /** Why the kernels run on one thread where the page did not ask for one. */
+  readonly threadsReason: string | null;
 
-  constructor(workerUrl: string | URL, wasmUrl: string | URL | undefined) {
+  constructor(workerUrl: string | URL, wasmUrl: string | URL | undefined, { threads, reason }: { threads: number; reason: string | null }) {
+    this.threads = threads;
+    this.threadsReason = reason;
     this.#wasmUrl = wasmUrl === undefined ? undefined : new URL(String(wasmUrl), globalThis.location?.href).href;
+    if (threads > 1 && this.#wasmUrl !== undefined) this.#wasmUrl = new URL("glassbox-threads_bg.wasm", this.#wasmUrl).href;
     this.#worker = new Worker(workerUrl, { type: "module", name: "glassbox" });
     this.#worker.onmessage = (event: MessageEvent<Reply>) => this.#receive(event.data);
     this.#worker.onerror = (event: ErrorEvent) => {
@@ -233,7 +262,7 @@ class Connection {
   call<K extends Operation>(op: K, args: ArgsOf<K>, onEvent?: NoInfer<Listener<K>>, transfer: Transferable[] = []): Promise<ResultOf<K>> {
     if (this.#stopped !== null) return Promise.reject(glassboxError("InternalError", this.#stopped));
     const id = this.#next++;
-    const request: RequestOf<K> = { id, op, args, wasmUrl: this.#wasmUrl };
+    const request: RequestOf<K> = { id, op, args, wasmUrl: this.#wasmUrl, threads: this.threads };
     return new Promise<ResultOf<K>>((resolve, reject) => {
       // The worker answers `id` with op's own result and events; the map of pending calls
       // holds every operation, so it keeps them by their widest types.
@@ -254,14 +283,22 @@ function rebuilt({ name, message }: ErrorInfo): Error {
   return error;
 }
 
-let shared: Connection | null = null;
+/** The package's own workers, one per thread count asked for. */
+const shared = new Map<number, Connection>();
 
 function connection(options: LoadOptions): Connection {
+  const threads = threading(options.threads);
+  const ownWorker = threads.threads > 1 ? new URL("./worker-threads.js", import.meta.url) : new URL("./worker.js", import.meta.url);
   if (options.workerUrl !== undefined || options.wasmUrl !== undefined) {
-    return new Connection(options.workerUrl ?? new URL("./worker.js", import.meta.url), options.wasmUrl);
+    const base = new URL(String(options.workerUrl ?? ownWorker), globalThis.location?.href);
+    return new Connection(threads.threads > 1 ? new URL("worker-threads.js", base) : base, options.wasmUrl, threads);
   }
-  shared ??= new Connection(new URL("./worker.js", import.meta.url), undefined);
-  return shared;
+  let found = shared.get(threads.threads);
+  if (found === undefined) {
+    found = new Connection(ownWorker, undefined, threads);
+    shared.set(threads.threads, found);
+  }
+  return found;
 }
 
 const cache = new ModelCache();
@@ -320,9 +357,19 @@ export class Glassbox {
     return this.#backend.name;
   }
 
-  /** Why the model runs on the CPU though WebGPU was wanted; null otherwise. */
+  /**
+   * Why the model runs on the CPU though WebGPU was wanted, or on the CPU with fewer threads than
+   * the machine has (the page is not cross-origin isolated, or a kernel thread did not start);
+   * null otherwise.
+   */
   get fallbackReason(): string | null {
-    return this.#backend.fallbackReason;
+    const threads = this.#backend.name === "cpu" ? (this.#backend.threadsShortfall ?? this.#connection.threadsReason) : null;
+    return [this.#backend.fallbackReason, threads].filter((reason) => reason !== null).join("; ") || null;
+  }
+
+  /** Threads the CPU kernels run on. */
+  get threads(): number {
+    return this.#backend.threads;
   }
 
   /** The device, e.g. `WebGPU: SwiftShader ...` or `CPU (wasm)`. */
@@ -474,7 +521,7 @@ export class Glassbox {
    */
   async tokenRewards(reference: Glassbox, prompt: string, response: string, options: { k?: number; rejected?: boolean } = {}): Promise<TokenRewards> {
     if (reference.#connection !== this.#connection) {
-      throw glassboxError("InputError", "the reference model was loaded with other workerUrl or wasmUrl options; load both alike");
+      throw glassboxError("InputError", "the reference model was loaded with other workerUrl, wasmUrl or threads options; load both alike");
     }
     return this.#after(this.#call("tokenRewards", { reference: reference.#handle, prompt, response, k: options.k ?? 0.3, rejected: options.rejected ?? false }));
   }

@@ -132,6 +132,8 @@ export interface RequestOf<K extends Operation> {
   args: ArgsOf<K>;
   /** Where `glassbox_bg.wasm` is served, when not beside the worker. */
   wasmUrl: string | undefined;
+  /** Threads the page asks the CPU kernels to run on (the build with threads starts them). */
+  threads: number;
 }
 
 export type Request = { [K in Operation]: RequestOf<K> }[Operation];

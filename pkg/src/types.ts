@@ -43,6 +43,10 @@ export interface BackendInfo {
   /** e.g. `WebGPU: SwiftShader (...)` or `CPU (wasm)`. */
   device: string;
   fallbackReason: string | null;
+  /** Threads the CPU kernels run on. */
+  threads: number;
+  /** Why fewer kernel threads started than were asked for, when some did not. */
+  threadsShortfall: string | null;
 }
 
 export interface NextToken {

@@ -2,9 +2,10 @@
  * The glassbox worker: the wasm engine runs here, so the page's thread never waits on a model.
  * Models are kept by handle; every request is answered with a value or a readable error.
  */
-import init, { drawScene, Engine, type ErrorName, evaluateTable, examReport, readTable, runTask, tableBaseline, VisionEngine } from "../glassbox.js";
+import { drawScene, Engine, type ErrorName, evaluateTable, examReport, kernelThreads, readTable, runTask, tableBaseline, VisionEngine } from "../glassbox.js";
 import { glassboxError, type EngineErrorName, type GlassboxErrorName } from "./errors.js";
 import type { ArgsOf, ErrorInfo, Operation, OperationEvent, Reply, Request, RequestOf, ResultOf } from "./protocol.js";
+import { instantiate } from "./threads.js";
 import type { BackendInfo, BackendName, NextToken, SynthesisAttempt } from "./types.js";
 
 /** True only when errors.ts lists exactly the names the Rust engine throws; else a type error. */
@@ -17,6 +18,8 @@ type Handler<K extends Operation> = (args: ArgsOf<K>, emit: Emit<K>) => ResultOf
 const models = new Map<number, Engine | VisionEngine>();
 let nextHandle = 1;
 let ready: Promise<unknown> | null = null;
+/** Why the kernels run on fewer threads than the page asked for, when they do. */
+let threadsShortfall: string | null = null;
 
 function post<K extends Operation>(reply: Reply<K>, transfer: Transferable[] = []): void {
   (self as unknown as Worker).postMessage(reply, transfer);
@@ -44,7 +47,7 @@ function keep(model: Engine | VisionEngine): number {
 const backendName = (model: Engine | VisionEngine) => model.backend as BackendName;
 
 function backendOf(model: Engine): BackendInfo {
-  return { name: backendName(model), device: model.device, fallbackReason: model.fallbackReason ?? null };
+  return { name: backendName(model), device: model.device, fallbackReason: model.fallbackReason ?? null, threads: kernelThreads(), threadsShortfall };
 }
 
 const progress = (emit: Emit<"load" | "loadVision">) => (loaded: number, total: number) =>
@@ -221,10 +224,12 @@ function transferables(value: unknown): Transferable[] {
   return found;
 }
 
-async function run<K extends Operation>({ id, op, args, wasmUrl }: RequestOf<K>): Promise<void> {
+async function run<K extends Operation>({ id, op, args, wasmUrl, threads }: RequestOf<K>): Promise<void> {
   try {
     const handler: Handler<K> = handlers[op];
-    ready ??= init({ module_or_path: wasmUrl ?? new URL("glassbox_bg.wasm", import.meta.url) });
+    ready ??= instantiate(wasmUrl, threads).then((shortfall) => {
+      threadsShortfall = shortfall;
+    });
     await ready;
     const value = await handler(args, (event) => post<K>({ id, kind: "event", event }));
     post<K>({ id, kind: "value", value }, transferables(value));
@@ -241,14 +246,16 @@ async function run<K extends Operation>({ id, op, args, wasmUrl }: RequestOf<K>)
  */
 function isRequest(message: unknown): message is Request {
   if (typeof message !== "object" || message === null) return false;
-  const { id, op, args, wasmUrl } = message as Record<string, unknown>;
+  const { id, op, args, wasmUrl, threads } = message as Record<string, unknown>;
   return (
     Number.isSafeInteger(id) &&
     typeof op === "string" &&
     Object.hasOwn(handlers, op) &&
     typeof args === "object" &&
     args !== null &&
-    (wasmUrl === undefined || typeof wasmUrl === "string")
+    (wasmUrl === undefined || typeof wasmUrl === "string") &&
+    Number.isSafeInteger(threads) &&
+    (threads as number) >= 1
   );
 }
 

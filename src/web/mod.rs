@@ -8,6 +8,7 @@ mod engine;
 mod exam;
 mod tabular;
 mod task;
+mod threads;
 mod vision;
 
 #[cfg(feature = "webgpu")]

@@ -1,10 +1,11 @@
 /**
  * `make bench` in the browser: the engine's prefill and decode speed on the same model and
- * prompts as the wllama peer (shared/peers/wllama), timed with performance.now(), on the backend
- * `?backend=cpu|webgpu` names (cpu by default), `?reps=` times after a warm-up, `?steps=` decode
- * steps each. Writes `#result` with JSON when done.
+ * prompts as the wllama peer (shared/peers/wllama), timed with performance.now() around the npm
+ * package's calls (its worker, as a page using it runs), on the backend `?backend=cpu|webgpu`
+ * names (cpu by default) with `?threads=` CPU kernel threads (1 by default), `?reps=` times after a
+ * warm-up, `?steps=` decode steps each. Writes `#result` with JSON when done.
  */
-import init, { Engine, runTask } from "../../pkg/glassbox.js";
+import { Glassbox } from "../../pkg/src/index.js";
 
 const query = new URLSearchParams(location.search);
 // A software WebGPU adapter is slow: its run takes fewer of both.
@@ -33,35 +34,36 @@ async function main(): Promise<void> {
   const say = (line: string): void => {
     if (progress !== null) progress.textContent += line + "\n";
   };
-  await init({ module_or_path: "glassbox_bg.wasm" });
   const [short, long] = await Promise.all([text("bench/short.txt"), text("bench/long.txt")]);
   const model = await (await fetched("models/SmolLM2-135M-Instruct.Q4_1.gguf")).blob();
-  const backend = query.get("backend") ?? "cpu";
+  const backend = query.get("backend") === "webgpu" ? "webgpu" : "cpu";
+  const threads = Number(query.get("threads") ?? 1);
   let start = performance.now();
-  const engine = await runTask<Engine>(Engine.open(model, { backend }));
+  const gb = await Glassbox.load(model, { backend, threads });
   const loadMs = performance.now() - start;
-  const shortIds = engine.tokenize(short);
-  const longIds = engine.tokenize(long);
+  const shortIds = await gb.tokenize(short);
+  const longIds = await gb.tokenize(long);
 
   const prefill: number[] = [];
   const decode: number[] = [];
-  await runTask(engine.generate(short, 8, 0, 0)); // warm-up
+  await gb.generate(short, { maxTokens: 8 }); // warm-up
   for (let rep = 0; rep < REPETITIONS; rep++) {
     start = performance.now();
-    await runTask(engine.topTokens(longIds, 1));
+    await gb.logits(long, { topK: 1 });
     prefill.push(longIds.length / ((performance.now() - start) / 1000));
     say(`prefill ${rep + 1}: ${prefill.at(-1)?.toFixed(1)} tok/s`);
 
     start = performance.now();
-    await runTask(engine.topTokens(shortIds, 1));
+    await gb.logits(short, { topK: 1 });
     const shortPrefillMs = performance.now() - start;
     start = performance.now();
-    const generated = await runTask<{ ids: number[] }>(engine.generate(short, DECODE_STEPS, 0, 0));
+    const generated = await gb.generate(short, { maxTokens: DECODE_STEPS });
     const decodeMs = performance.now() - start - shortPrefillMs;
     decode.push(generated.ids.length / (decodeMs / 1000));
     say(`decode ${rep + 1}: ${decode.at(-1)?.toFixed(1)} tok/s`);
   }
-  report({ backend: engine.backend, device: engine.device, decode_steps: DECODE_STEPS, load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
+  const result = { backend: gb.backend, device: gb.device, threads: gb.threads, fallback_reason: gb.fallbackReason };
+  report({ ...result, decode_steps: DECODE_STEPS, load_ms: loadMs, n_short: shortIds.length, n_long: longIds.length, prefill_tok_s: prefill, decode_tok_s: decode });
 }
 
 main().catch((e: unknown) => report({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }));

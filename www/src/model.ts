@@ -41,7 +41,8 @@ function showProgress(bar: HTMLProgressElement, line: HTMLElement): (p: LoadProg
 }
 
 function showBackend(gb: Glassbox): void {
-  say(badge, gb.backend === "webgpu" ? "WebGPU" : "CPU (wasm)", gb.backend);
+  const cpu = gb.threads > 1 ? `CPU (wasm, ${gb.threads} threads)` : "CPU (wasm)";
+  say(badge, gb.backend === "webgpu" ? "WebGPU" : cpu, gb.backend);
   badge.title = gb.device;
   reason.textContent = gb.fallbackReason ?? "";
 }

@@ -377,6 +377,37 @@ test("the CPU kernels match the gguf package's values and an f64 product in wasm
   await page.close();
 });
 
+test("with threads, the CPU kernels run on Web Workers and the logits keep the one-thread build's bits", { timeout: 300_000 }, async () => {
+  const { page, errors } = await open("/?model=");
+  const result = await page.evaluate(async (modelPath) => {
+    const { Glassbox } = await import("/index.js");
+    const model = await (await fetch(modelPath)).blob();
+    const one = await Glassbox.load(model, { backend: "cpu", cache: "never", threads: 1 });
+    const two = await Glassbox.load(model, { backend: "cpu", cache: "never", threads: 2 });
+    // Five tokens and more: prefill's tiles of four rows and the rows left over.
+    const prompts = ["The capital of France is", "When Mary and John went to the store, John gave a drink to"];
+    const logits = async (gb) => Promise.all(prompts.map((p) => gb.logits(p, { topK: 20 })));
+    const refused = await Glassbox.load(model, { backend: "cpu", threads: 0 }).then(() => "loaded", (e) => `${e.name}: ${e.message}`);
+    return {
+      isolated: globalThis.crossOriginIsolated,
+      threads: [one.threads, two.threads],
+      reasons: [one.fallbackReason, two.fallbackReason],
+      one: await logits(one),
+      two: await logits(two),
+      generated: [(await one.generate(prompts[0], { maxTokens: 12 })).ids, (await two.generate(prompts[0], { maxTokens: 12 })).ids],
+      refused,
+    };
+  }, "/" + MODEL_PATH);
+  assert.ok(result.isolated, "the test server sends COOP/COEP");
+  assert.deepEqual(result.threads, [1, 2]);
+  assert.deepEqual(result.reasons, [null, null]);
+  assert.deepEqual(result.two, result.one);
+  assert.deepEqual(result.generated[1], result.generated[0]);
+  assert.match(result.refused, /^InputError: threads must be a whole number of at least 1, not 0/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("every WGSL kernel matches the CPU on Chromium's WebGPU, for every weight type and odd shapes", { timeout: 300_000 }, async () => {
   const { page } = await open("/?model=");
   const checks = await page.evaluate(async () => {

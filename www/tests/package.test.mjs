@@ -20,7 +20,8 @@ test("the packed npm package installs, type-checks, bundles and runs in Chromium
   try {
     const [packed] = JSON.parse(execFileSync("npm", ["pack", "--json", "--pack-destination", work], { cwd: here("../../pkg"), encoding: "utf8" }));
     const shipped = packed.files.map((f) => f.path);
-    for (const file of ["index.js", "index.d.ts", "elements.js", "worker.js", "glassbox_bg.wasm", "README.md"]) assert.ok(shipped.includes(file), `the tarball lacks ${file}`);
+    const served = ["worker.js", "worker-threads.js", "kernel-worker.js", "glassbox_bg.wasm", "glassbox-threads_bg.wasm"];
+    for (const file of ["index.js", "index.d.ts", "elements.js", ...served, "README.md"]) assert.ok(shipped.includes(file), `the tarball lacks ${file}`);
     assert.ok(!shipped.some((f) => f.startsWith("src/")), "the tarball ships the TypeScript sources");
 
     const consumer = join(work, "consumer");
@@ -29,13 +30,14 @@ test("the packed npm package installs, type-checks, bundles and runs in Chromium
     execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", join(work, packed.filename)], { cwd: consumer, stdio: "pipe" });
     execFileSync(here("../node_modules/.bin/tsc"), ["-p", join(consumer, "tsconfig.json")], { stdio: "pipe" });
 
-    // esbuild leaves `new URL("./worker.js", import.meta.url)` alone: the worker and the wasm go
-    // beside the bundle, as pkg/README.md tells esbuild users.
+    // esbuild leaves `new URL("./worker.js", import.meta.url)` alone: the workers and the wasm go
+    // beside the bundle, as pkg/README.md tells esbuild users. The page is cross-origin isolated
+    // and Chromium has two cores here, so the build with threads runs.
     const dist = join(consumer, "dist");
     mkdirSync(dist);
     await esbuild.build({ entryPoints: [join(consumer, "src/main.ts")], bundle: true, format: "esm", outfile: join(dist, "main.js"), absWorkingDir: consumer, logLevel: "warning" });
     cpSync(join(consumer, "index.html"), join(dist, "index.html"));
-    for (const file of ["worker.js", "glassbox_bg.wasm"]) cpSync(join(consumer, "node_modules/glassbox", file), join(dist, file));
+    for (const file of served) cpSync(join(consumer, "node_modules/glassbox", file), join(dist, file));
 
     const server = await startServer({ port: 0, root: dist, models: here("../../models"), fixtures: here("../../tests/fixtures") });
     const origin = `http://127.0.0.1:${server.address().port}`;

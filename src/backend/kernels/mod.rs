@@ -20,7 +20,7 @@ mod x86;
 use std::sync::OnceLock;
 
 pub use blocks::{Q8Block, Q8KBlock};
-pub use pool::{physical_cores, ThreadPool};
+pub use pool::{physical_cores, HostedWorker, ThreadPool};
 
 use crate::gguf::GgmlType;
 

@@ -2,6 +2,9 @@
 //! of output rows) that every thread, the caller's included, claims with one atomic
 //! compare-and-swap. A decoded token runs a few hundred products, so waking threads per product
 //! has to cost microseconds: idle workers spin briefly on the job counter before they sleep.
+//!
+//! Where Rust cannot start threads (wasm, whose threads are Web Workers sharing its memory), the
+//! host starts them and lends each to [`HostedWorker::run`]: a hosted pool.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,6 +43,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            job: Mutex::new(Job { generation: 0, task: None, tasks: 0, sleepers: 0 }),
+            wake: Condvar::new(),
+            cursor: AtomicU64::new(0),
+            unfinished: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
     fn job(&self) -> MutexGuard<'_, Job> {
         self.job.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -68,6 +82,8 @@ impl Shared {
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// Workers the host runs on threads of its own, each in [`HostedWorker::run`].
+    hosted: usize,
     /// One job at a time; a second caller meanwhile runs its tasks on its own thread.
     running: Mutex<()>,
 }
@@ -75,38 +91,49 @@ pub struct ThreadPool {
 impl ThreadPool {
     /// `threads` in all: the caller and `threads − 1` workers.
     pub fn new(threads: usize) -> ThreadPool {
-        let shared = Arc::new(Shared {
-            job: Mutex::new(Job { generation: 0, task: None, tasks: 0, sleepers: 0 }),
-            wake: Condvar::new(),
-            cursor: AtomicU64::new(0),
-            unfinished: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
-            shutdown: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let workers = (1..threads.max(1))
             .filter_map(|i| {
                 let shared = shared.clone();
                 std::thread::Builder::new().name(format!("glassbox-kernel-{i}")).spawn(move || worker(&shared)).ok()
             })
             .collect();
-        ThreadPool { shared, workers, running: Mutex::new(()) }
+        ThreadPool { shared, workers, hosted: 0, running: Mutex::new(()) }
+    }
+
+    /// A pool of `threads` whose `threads − 1` workers the host starts, each calling
+    /// [`HostedWorker::run`]. Tasks are claimed by whoever is there, so until they have
+    /// started (or if one never does), the caller runs the rest.
+    pub fn hosted(threads: usize) -> ThreadPool {
+        let shared = Arc::new(Shared::new());
+        ThreadPool { shared, workers: Vec::new(), hosted: threads.saturating_sub(1), running: Mutex::new(()) }
+    }
+
+    /// One of a hosted pool's workers, for a thread the host lends it.
+    pub fn hosted_worker(&self) -> HostedWorker {
+        HostedWorker(self.shared.clone())
     }
 
     /// The pool every CPU backend shares unless given its own: one thread per physical core,
     /// started on first use.
     pub fn shared() -> &'static ThreadPool {
-        static SHARED: OnceLock<ThreadPool> = OnceLock::new();
         SHARED.get_or_init(|| ThreadPool::new(physical_cores()))
     }
 
+    /// Makes the shared pool a [hosted](ThreadPool::hosted) one of `threads`, unless it is already
+    /// in use; returns the shared pool.
+    pub fn share_hosted(threads: usize) -> &'static ThreadPool {
+        SHARED.get_or_init(|| ThreadPool::hosted(threads))
+    }
+
     pub fn threads(&self) -> usize {
-        self.workers.len() + 1
+        self.workers.len() + self.hosted + 1
     }
 
     /// Runs `task(0)`, …, `task(tasks − 1)` across the pool and returns when all have finished.
     pub fn run(&self, tasks: usize, task: &(dyn Fn(usize) + Sync)) {
         let guard = match self.running.try_lock() {
-            Ok(guard) if !self.workers.is_empty() && tasks > 1 => guard,
+            Ok(guard) if self.threads() > 1 && tasks > 1 => guard,
             _ => return (0..tasks).for_each(task),
         };
         assert!(tasks <= u32::MAX as usize, "a product split into more than 2^32 tasks");
@@ -154,6 +181,18 @@ impl Drop for ThreadPool {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+    }
+}
+
+static SHARED: OnceLock<ThreadPool> = OnceLock::new();
+
+/// A worker of a [hosted](ThreadPool::hosted) pool.
+pub struct HostedWorker(Arc<Shared>);
+
+impl HostedWorker {
+    /// Takes the pool's tasks on the calling thread until the pool is dropped.
+    pub fn run(self) {
+        worker(&self.0)
     }
 }
 
