@@ -30,6 +30,11 @@ export function serveBuiltSite({ sharedBrowser = false } = {}) {
   return site;
 }
 
+/** Whether a worker's script is the package's engine worker: worker.js, or worker-threads.js where the kernels have threads. */
+export function isEngineWorker(url) {
+  return /\/worker(-threads)?\.js$/.test(url);
+}
+
 /**
  * A page of the site with no model of the shell's own, holding `globalThis.gb`: `modelPath`
  * loaded through the package on the CPU. Returns the page (closed after test `t`), the page
@@ -40,7 +45,7 @@ export async function loadPackageOnCpu(site, t, modelPath) {
   t.after(() => page.close());
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  const packageWorker = page.waitForEvent("worker", { predicate: (w) => w.url().endsWith("/worker.js") });
+  const packageWorker = page.waitForEvent("worker", { predicate: (w) => isEngineWorker(w.url()) });
   // A page with no model, so the shell starts no worker of its own.
   await page.goto(`${site.origin}/?model=`);
   const card = await page.evaluate(async (modelPath) => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { crc32, deflateSync } from "node:zlib";
-import { serveBuiltSite } from "./built-site.mjs";
+import { isEngineWorker, serveBuiltSite } from "./built-site.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const fixture = (name) => readFileSync(here(`../../tests/fixtures/${name}`));
@@ -177,7 +177,7 @@ async function open(t, files = {}) {
   const workers = { started: 0, closed: 0 };
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("worker", (worker) => {
-    if (!worker.url().endsWith("/worker.js")) return;
+    if (!isEngineWorker(worker.url())) return;
     workers.started++;
     worker.on("close", () => workers.closed++);
   });

@@ -170,7 +170,7 @@ test("the shell shows a signed model URL without its token, in its status, quest
 });
 
 test("every response carries a Content-Security-Policy that forbids framing, and the shell runs a model under it", { timeout: 120_000 }, async (t) => {
-  for (const path of ["/", "/index.html", "/worker.js", "/glassbox_bg.wasm", `/${MODEL}`, "/no-such-file"]) {
+  for (const path of ["/", "/index.html", "/worker.js", "/worker-threads.js", "/kernel-worker.js", "/glassbox_bg.wasm", "/glassbox-threads_bg.wasm", `/${MODEL}`, "/no-such-file"]) {
     const response = await fetch(site.origin + path);
     await response.arrayBuffer();
     const header = response.headers.get("content-security-policy");
@@ -228,9 +228,12 @@ test("the worker ignores messages that are not requests for its operations, then
       { id: 7, op: "scene" },
       { id: 8, op: "scene", args: null },
       { id: 9, op: "scene", args: scene, wasmUrl: { toString: null } },
+      { id: 10, op: "scene", args: scene, wasmUrl: undefined },
+      { id: 11, op: "scene", args: scene, wasmUrl: undefined, threads: 0 },
+      { id: 12, op: "scene", args: scene, wasmUrl: undefined, threads: "2" },
     ];
     for (const message of hostile) worker.postMessage(message);
-    worker.postMessage({ id: 99, op: "scene", args: scene, wasmUrl: undefined });
+    worker.postMessage({ id: 99, op: "scene", args: scene, wasmUrl: undefined, threads: 1 });
     await answered;
     worker.terminate();
     return { replies, errors };

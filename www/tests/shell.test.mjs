@@ -530,7 +530,7 @@ test("the custom elements, with one import, give the CLI's heatmap answer and cl
 
 test("the whole session requested only this origin's assets and the models it chose", () => {
   const chosen = new Set([MODEL, REFERENCE_MODEL, "fixtures/shapes-llava-mmproj.gguf", "fixtures/shapes-llava-lm.gguf", "fixtures/shapes-scene-2-3.png", "models/lexicons/vader_lexicon.txt", "models/lexicons/emoji_utf8_lexicon.txt", "models/lexicons/empath_categories.tsv"]);
-  const assets = /^(|index\.html|elements\.html|main\.js|elements\.js|chunk-\w+\.js|style\.css|worker\.js|glassbox_bg\.wasm|\?.*)$/;
+  const assets = /^(|index\.html|elements\.html|main\.js|elements\.js|chunk-\w+\.js|style\.css|worker(-threads)?\.js|kernel-worker\.js|glassbox(-threads)?_bg\.wasm|\?.*)$/;
   const seen = new Set();
   for (const url of requests) {
     if (url.startsWith("blob:") || url.startsWith("data:")) continue;
@@ -539,6 +539,7 @@ test("the whole session requested only this origin's assets and the models it ch
     assert.ok(chosen.has(path) || assets.test(path), `an unexpected request: ${url}`);
     seen.add(path);
   }
-  assert.ok(seen.has(MODEL) && seen.has("worker.js") && seen.has("glassbox_bg.wasm"), [...seen].join(", "));
+  const engine = ["worker.js", "glassbox_bg.wasm"].every((f) => seen.has(f)) || ["worker-threads.js", "glassbox-threads_bg.wasm"].every((f) => seen.has(f));
+  assert.ok(seen.has(MODEL) && engine, [...seen].join(", "));
   console.log(`# ${requests.length} requests, all same-origin: ${[...seen].sort().join(", ")}`);
 });

@@ -210,6 +210,9 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
             Q5_0 => RowDot::Q8(wasm::dot_q5_0, None),
             Q5_1 => RowDot::Q8(wasm::dot_q5_1, None),
             Q8_0 => RowDot::Q8(wasm::dot_q8_0, None),
+            Q4K => RowDot::Q8K(wasm::dot_q4_k, None),
+            Q5K => RowDot::Q8K(wasm::dot_q5_k, None),
+            Q6K => RowDot::Q8K(wasm::dot_q6_k, None),
             _ => row_dot(format, Isa::Scalar),
         },
         _ => match format {

@@ -6,7 +6,7 @@
 
 use std::arch::wasm32::*;
 
-use super::blocks::{self, f16_at, Q8Block};
+use super::blocks::{self, f16_at, Q8Block, Q8KBlock};
 
 /// The four sums of `x[i]·y[i]` over each four consecutive of 16 signed bytes.
 #[inline(always)]
@@ -142,4 +142,101 @@ pub fn dot_q5_1(row: &[u8], act: &[Q8Block]) -> f32 {
 
 pub fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
     dot(row, act, blocks::Q8_0_BYTES, false, |block| (load(block, 2), load(block, 18)))
+}
+
+// ---- The K-quants: each block's integer sums are exact in 32-bit lanes, in any order, and are
+// scaled per block as the portable path does.
+
+/// The 256 activations of a K-quant block as bytes.
+fn k_activations(a: &Q8KBlock) -> &[u8] {
+    // SAFETY: i8 and u8 have the same size and alignment.
+    unsafe { std::slice::from_raw_parts(a.qs.as_ptr() as *const u8, a.qs.len()) }
+}
+
+/// Four sums of `x[i]·y[i]` over 16 values `x` (each below 128) and 16 signed bytes `y`.
+#[inline(always)]
+fn products(x: v128, y: v128) -> v128 {
+    let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), i16x8_extend_low_i8x16(y));
+    let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), i16x8_extend_high_i8x16(y));
+    i32x4_add(low, high)
+}
+
+/// `acc + products(x, y) · scale`.
+#[inline(always)]
+fn add_scaled(acc: v128, x: v128, y: v128, scale: i32) -> v128 {
+    i32x4_add(acc, i32x4_mul(products(x, y), i32x4_splat(scale)))
+}
+
+fn sum_lanes(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
+}
+
+/// A Q4_K row's product, or with `fifth` a Q5_K row's, equal to `blocks::dot_q4_k`'s (`dot_q5_k`'s).
+#[inline(always)]
+fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth: bool) -> f32 {
+    let nibbles_at = if fifth { 48 } else { 16 };
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(block_bytes).zip(act) {
+        let (scales, mins) = blocks::scales_mins_k4(&block[4..16]);
+        let x = k_activations(a);
+        let mut sumi = i32x4_splat(0);
+        for c in 0..4 {
+            for half in 0..2 {
+                let packed = load(block, nibbles_at + 32 * c + 16 * half);
+                let mut low = v128_and(packed, u8x16_splat(0x0F));
+                let mut high = u8x16_shr(packed, 4);
+                if fifth {
+                    let bits = load(block, 16 + 16 * half);
+                    let bit = |shift: u32| u8x16_shl(v128_and(u8x16_shr(bits, shift), u8x16_splat(1)), 4);
+                    low = v128_or(low, bit(2 * c as u32));
+                    high = v128_or(high, bit(2 * c as u32 + 1));
+                }
+                sumi = add_scaled(sumi, low, load(x, 64 * c + 16 * half), scales[2 * c] as i32);
+                sumi = add_scaled(sumi, high, load(x, 64 * c + 32 + 16 * half), scales[2 * c + 1] as i32);
+            }
+        }
+        let mins: i32 = (0..8).map(|j| mins[j] as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32)).sum();
+        sum += f16_at(block, 0) * a.d * sum_lanes(sumi) as f32 - f16_at(block, 2) * a.d * mins as f32;
+    }
+    sum
+}
+
+pub fn dot_q4_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    dot_k(row, act, blocks::Q4_K_BYTES, false)
+}
+
+pub fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    dot_k(row, act, blocks::Q5_K_BYTES, true)
+}
+
+/// A Q6_K row's product, equal to `blocks::dot_q6_k`'s: the values multiplied unsigned (0..64),
+/// the offset of 32 taken off through the activations' 16-value sums.
+pub fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(blocks::Q6_K_BYTES).zip(act) {
+        let x = k_activations(a);
+        let scale = |i: usize| block[192 + i] as i8 as i32;
+        let mut sumi = i32x4_splat(0);
+        for half in 0..2 {
+            for sub in 0..2 {
+                let first = load(block, 64 * half + 16 * sub);
+                let second = load(block, 64 * half + 32 + 16 * sub);
+                let high = load(block, 128 + 32 * half + 16 * sub);
+                let high_at = |shift: u32| u8x16_shl(v128_and(u8x16_shr(high, shift), u8x16_splat(3)), 4);
+                let values = [
+                    v128_or(v128_and(first, u8x16_splat(0x0F)), high_at(0)),
+                    v128_or(v128_and(second, u8x16_splat(0x0F)), high_at(2)),
+                    v128_or(u8x16_shr(first, 4), high_at(4)),
+                    v128_or(u8x16_shr(second, 4), high_at(6)),
+                ];
+                for (k, &values) in values.iter().enumerate() {
+                    let at = 128 * half + 32 * k + 16 * sub;
+                    sumi = add_scaled(sumi, values, load(x, at), scale(at / 16));
+                }
+            }
+        }
+        let offset: i32 = (0..16).map(|i| 32 * scale(i) * a.bsums[i] as i32).sum();
+        sum += f16_at(block, 208) * a.d * (sum_lanes(sumi) - offset) as f32;
+    }
+    sum
 }
