@@ -24,6 +24,7 @@ fn load(bytes: &[u8], at: usize) -> v128 {
     unsafe { v128_load(chunk.as_ptr() as *const v128) }
 }
 
+#[inline(always)]
 fn activations(a: &Q8Block) -> (v128, v128) {
     let qs = as_bytes(&a.qs);
     (load(qs, 0), load(qs, 16))
@@ -61,13 +62,17 @@ fn fifth_bits(block: &[u8], at: usize) -> (v128, v128) {
 fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: impl Fn(&[u8]) -> (v128, v128)) -> f32 {
     let mut low = f32x4_splat(0.0);
     let mut high = f32x4_splat(0.0);
-    let mut add_block = |block: &[u8], a: &Q8Block| {
-        let (x0, x1) = values(block);
-        let (y0, y1) = activations(a);
-        let scale = f32x4_splat(f16_at(block, 0) * a.d);
-        low = f32x4_add(low, f32x4_mul(f32x4_convert_i32x4(quads(x0, y0)), scale));
-        high = f32x4_add(high, f32x4_mul(f32x4_convert_i32x4(quads(x1, y1)), scale));
-    };
+    // A macro rather than a closure, which the compiler keeps a function of its own, called per block.
+    macro_rules! add_block {
+        ($block:expr, $a:expr) => {{
+            let (block, a): (&[u8], &Q8Block) = ($block, $a);
+            let (x0, x1) = values(block);
+            let (y0, y1) = activations(a);
+            let scale = f32x4_splat(f16_at(block, 0) * a.d);
+            low = f32x4_add(low, f32x4_mul(f32x4_convert_i32x4(quads(x0, y0)), scale));
+            high = f32x4_add(high, f32x4_mul(f32x4_convert_i32x4(quads(x1, y1)), scale));
+        }};
+    }
     let offset_of = |block: &[u8], a: &Q8Block| f16_at(block, 2) * a.s;
     let mut offsets = f32x4_splat(0.0);
     let group_bytes = 4 * block_bytes;
@@ -75,7 +80,7 @@ fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: im
     for (blocks, a) in row.chunks_exact(group_bytes).zip(act.chunks_exact(4)) {
         let block = |k: usize| &blocks[k * block_bytes..(k + 1) * block_bytes];
         for (k, a) in a.iter().enumerate() {
-            add_block(block(k), a);
+            add_block!(block(k), a);
         }
         if offset {
             let group = f32x4(
@@ -94,7 +99,7 @@ fn dot(row: &[u8], act: &[Q8Block], block_bytes: usize, offset: bool, values: im
         f32x4_extract_lane::<3>(offsets),
     ];
     for (k, (block, a)) in row[whole * group_bytes..].chunks_exact(block_bytes).zip(&act[whole * 4..]).enumerate() {
-        add_block(block, a);
+        add_block!(block, a);
         if offset {
             tail_offsets[k] += offset_of(block, a);
         }
