@@ -114,7 +114,7 @@ def wasm_rows():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], check=True, cwd=peer_dir)
         wllama = browser_result([sys.executable, "serve.py"], peer_dir, "bench.html?threads=1&reps=3")
         # wllama's threaded build has hung on these machines: its row says so rather than stop the bench.
-        wllama_threaded = browser_result([sys.executable, "serve.py"], peer_dir, "bench.html?threads=2&reps=3", 600000)
+        wllama_threaded = browser_result([sys.executable, "serve.py"], peer_dir, "bench.html?threads=2&reps=3", 300000)
     if "error" in ours or "error" in ours_threaded or "error" in wllama or "error" in on_gpu:
         raise SystemExit(f"bench: browser run failed: glassbox {ours.get('error')} / {ours_threaded.get('error')} / "
                          f"{on_gpu.get('error')}, wllama {wllama.get('error')}")
@@ -128,7 +128,9 @@ def wasm_rows():
     if "error" in wllama_threaded:
         threaded_peer = [(f"wllama 3.13 in Chromium (CPU): {wllama_threaded['error']}", 2, math.nan, math.nan, math.nan, math.nan, None)]
     else:
-        threaded_peer = [("wllama 3.13 in Chromium (CPU)", 2, max(r["prompt_per_second"] for r in wllama_threaded["prefill"]),
+        # What wllama says it ran: its multi-thread build needs the page to be cross-origin isolated.
+        ran = f"multi-thread build: {wllama_threaded.get('isMultithread')}, threads: {wllama_threaded.get('numThreads')}"
+        threaded_peer = [(f"wllama 3.13 in Chromium (CPU; {ran})", 2, max(r["prompt_per_second"] for r in wllama_threaded["prefill"]),
                           math.nan, max(r["predicted_per_second"] for r in wllama_threaded["decode"]), math.nan, None)]
         threaded_peer = [(n, t, p, p / peer_prefill, d, d / peer_decode, r) for n, t, p, _, d, _, r in threaded_peer]
     return [
@@ -596,6 +598,22 @@ def gemma3_section(note=""):
     ]
 
 
+BROWSER_TITLE = "## In the browser (headless Chromium, wasm), against wllama"
+
+
+def browser_section(rows, note=""):
+    return [
+        BROWSER_TITLE,
+        "",
+        f"{note}Both on the CPU, with 1 and 2 threads (glassbox's threads: the build with shared memory, its kernels "
+        "on Web Workers); wllama's figures are its own internal timings, glassbox's are performance.now() "
+        "around the npm package's calls to its worker (decode excludes the prompt's prefill).",
+        "",
+        *table(rows, "wllama"),
+        "",
+    ]
+
+
 def splice_gemma3():
     """`bench.py --gemma3`: re-measures only the Gemma 3 section of BENCHMARKS.md."""
     build()
@@ -634,6 +652,8 @@ def main():
         return splice_harmonic()
     if sys.argv[1:] == ["--gemma3"]:
         return splice_gemma3()
+    if sys.argv[1:] == ["--browser"]:
+        return splice(browser_section(wasm_rows(), f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --browser`. "))
     if sys.argv[1:] == ["--webgpu"]:
         # Re-measures only the WebGPU section, against the CPU backend's figures from this run.
         build()
@@ -666,14 +686,7 @@ def main():
         "",
         *native_section(rows, ours),
         *gemma3_lines,
-        "## In the browser (headless Chromium, wasm), against wllama",
-        "",
-        "Both on the CPU, with 1 and 2 threads (glassbox's threads: the build with shared memory, its kernels",
-        "on Web Workers); wllama's figures are its own internal timings, glassbox's are performance.now()",
-        "around the npm package's calls to its worker (decode excludes the prompt's prefill).",
-        "",
-        *table(browser_rows, "wllama"),
-        "",
+        *browser_section(browser_rows),
         *attribution_section(),
         *claims_section(),
         *exam_section(),
