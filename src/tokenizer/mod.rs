@@ -14,6 +14,7 @@ mod pretokenize;
 mod vocab;
 
 use std::ops::Range;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use thiserror::Error;
 
@@ -95,7 +96,9 @@ pub fn check_text_length(text: &str) -> Result<()> {
 
 /// A model's tokenizer with the special tokens and chat template from its GGUF.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    /// Locked rather than cloned per call: whether the text's special tokens are parsed is a flag
+    /// inside it, and a copy of a 262k-token vocabulary (Gemma 3) is about 150 MB.
+    inner: Mutex<tokenizers::Tokenizer>,
     vocab_size: usize,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -143,7 +146,7 @@ impl Tokenizer {
             add_bos,
             chat_template: gguf.get("tokenizer.chat_template").and_then(Value::as_str).map(str::to_string),
             vocab_size,
-            inner,
+            inner: Mutex::new(inner),
         })
     }
 
@@ -195,10 +198,15 @@ impl Tokenizer {
         Ok((ids, offsets))
     }
 
-    fn encoder(&self, parse_special: bool) -> tokenizers::Tokenizer {
-        let mut tokenizer = self.inner.clone();
+    /// The tokenizer, set to parse the text's special tokens or not.
+    fn encoder(&self, parse_special: bool) -> MutexGuard<'_, tokenizers::Tokenizer> {
+        let mut tokenizer = self.tokenizer();
         tokenizer.set_encode_special_tokens(!parse_special);
         tokenizer
+    }
+
+    fn tokenizer(&self) -> MutexGuard<'_, tokenizers::Tokenizer> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn bos_for(&self, add_special: bool) -> Option<u32> {
@@ -212,14 +220,14 @@ impl Tokenizer {
     /// The text of `ids`, special tokens included.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.check_ids(ids)?;
-        self.inner.decode(ids, false).map_err(|e| TokenizerError::Encode(e.to_string()))
+        self.tokenizer().decode(ids, false).map_err(|e| TokenizerError::Encode(e.to_string()))
     }
 
     /// Each token's own piece of text, as the vocabulary spells it after decoding bytes.
     pub fn token_texts(&self, ids: &[u32]) -> Result<Vec<String>> {
         self.check_ids(ids)?;
         ids.iter()
-            .map(|&id| self.inner.decode(&[id], false).map_err(|e| TokenizerError::Encode(e.to_string())))
+            .map(|&id| self.tokenizer().decode(&[id], false).map_err(|e| TokenizerError::Encode(e.to_string())))
             .collect()
     }
 
@@ -233,7 +241,7 @@ impl Tokenizer {
     /// Renders the model's chat template over `messages`.
     pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or(TokenizerError::NoChatTemplate)?;
-        let token = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id)).unwrap_or_default();
+        let token = |id: Option<u32>| id.and_then(|id| self.tokenizer().id_to_token(id)).unwrap_or_default();
         chat::render(template, messages, add_generation_prompt, &token(self.bos), &token(self.eos))
     }
 }
