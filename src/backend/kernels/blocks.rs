@@ -313,29 +313,22 @@ fn dequantize_q8_0(block: &[u8], out: &mut [f32]) {
 pub const Q4_K_BYTES: usize = 144;
 pub const Q5_K_BYTES: usize = 176;
 
-/// Group `j`'s 6-bit scale and min from the 12 packed bytes (ggml's `get_scale_min_k4`).
-#[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
-    if j < 4 {
-        ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
-    } else {
-        (((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4)) as i32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as i32)
-    }
-}
-
-/// Values `64c + l` and `64c + 32 + l` of a Q4_K block, or with `fifth_bits` of a Q5_K block.
-/// The eight groups' scales and mins of a Q4_K or Q5_K block's 12 packed bytes.
+/// The eight groups' 6-bit scales and mins from a Q4_K or Q5_K block's 12 packed bytes (ggml's
+/// `get_scale_min_k4` for each group).
 #[inline(always)]
 pub fn scales_mins_k4(q: &[u8]) -> ([u8; 8], [u8; 8]) {
     let mut scales = [0u8; 8];
     let mut mins = [0u8; 8];
-    for j in 0..8 {
-        let (scale, min) = scale_min_k4(j, q);
-        (scales[j], mins[j]) = (scale as u8, min as u8);
+    for j in 0..4 {
+        (scales[j], mins[j]) = (q[j] & 63, q[j + 4] & 63);
+    }
+    for j in 4..8 {
+        (scales[j], mins[j]) = ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
     (scales, mins)
 }
 
+/// Values `64c + l` and `64c + 32 + l` of a Q4_K block, or with `fifth_bits` of a Q5_K block.
 #[inline(always)]
 fn k_values(block: &[u8], fifth_bits: bool, c: usize, l: usize) -> (i32, i32) {
     if fifth_bits {
@@ -352,12 +345,12 @@ fn k_values(block: &[u8], fifth_bits: bool, c: usize, l: usize) -> (i32, i32) {
 fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth_bits: bool) -> f32 {
     let mut sum = 0f32;
     for (block, a) in row.chunks_exact(block_bytes).zip(act) {
-        let scales = &block[4..16];
+        let (scales, group_mins) = scales_mins_k4(&block[4..16]);
         let mut sumi = 0i32;
         let mut mins = 0i32;
         for c in 0..4 {
-            let (scale_low, min_low) = scale_min_k4(2 * c, scales);
-            let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+            let (scale_low, min_low) = (scales[2 * c] as i32, group_mins[2 * c] as i32);
+            let (scale_high, min_high) = (scales[2 * c + 1] as i32, group_mins[2 * c + 1] as i32);
             let (mut low, mut high) = (0i32, 0i32);
             for l in 0..32 {
                 let (q_low, q_high) = k_values(block, fifth_bits, c, l);
@@ -375,10 +368,10 @@ fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth_bits: bool) -> 
 
 fn dequantize_k(block: &[u8], out: &mut [f32], fifth_bits: bool) {
     let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
-    let scales = &block[4..16];
+    let (scales, mins) = scales_mins_k4(&block[4..16]);
     for c in 0..4 {
-        let (scale_low, min_low) = scale_min_k4(2 * c, scales);
-        let (scale_high, min_high) = scale_min_k4(2 * c + 1, scales);
+        let (scale_low, min_low) = (scales[2 * c], mins[2 * c]);
+        let (scale_high, min_high) = (scales[2 * c + 1], mins[2 * c + 1]);
         let (d1, m1, d2, m2) =
             (d * scale_low as f32, dmin * min_low as f32, d * scale_high as f32, dmin * min_high as f32);
         for l in 0..32 {

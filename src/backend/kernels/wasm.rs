@@ -30,7 +30,7 @@ fn activations(a: &Q8Block) -> (v128, v128) {
     (load(qs, 0), load(qs, 16))
 }
 
-fn as_bytes(qs: &[i8; 32]) -> &[u8] {
+fn as_bytes(qs: &[i8]) -> &[u8] {
     // SAFETY: i8 and u8 have the same size and alignment.
     unsafe { std::slice::from_raw_parts(qs.as_ptr() as *const u8, qs.len()) }
 }
@@ -152,12 +152,6 @@ pub fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
 // ---- The K-quants: each block's integer sums are exact in 32-bit lanes, in any order, and are
 // scaled per block as the portable path does.
 
-/// The 256 activations of a K-quant block as bytes.
-fn k_activations(a: &Q8KBlock) -> &[u8] {
-    // SAFETY: i8 and u8 have the same size and alignment.
-    unsafe { std::slice::from_raw_parts(a.qs.as_ptr() as *const u8, a.qs.len()) }
-}
-
 /// Four sums of `x[i]·y[i]` over 16 values `x` (each below 128) and 16 signed bytes `y`.
 #[inline(always)]
 fn products(x: v128, y: v128) -> v128 {
@@ -183,7 +177,7 @@ fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth: bool) -> f32 {
     let mut sum = 0f32;
     for (block, a) in row.chunks_exact(block_bytes).zip(act) {
         let (scales, mins) = blocks::scales_mins_k4(&block[4..16]);
-        let x = k_activations(a);
+        let x = as_bytes(&a.qs);
         let mut sumi = i32x4_splat(0);
         for c in 0..4 {
             for half in 0..2 {
@@ -219,7 +213,7 @@ pub fn dot_q5_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
 pub fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
     let mut sum = 0f32;
     for (block, a) in row.chunks_exact(blocks::Q6_K_BYTES).zip(act) {
-        let x = k_activations(a);
+        let x = as_bytes(&a.qs);
         let scale = |i: usize| block[192 + i] as i8 as i32;
         let mut sumi = i32x4_splat(0);
         for half in 0..2 {
