@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
+.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda check-aarch64 cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -97,6 +97,11 @@ cuda-toolkit: $(CUDA_VENV)
 # `scripts/gpu-check.sh prepare` builds the same code.
 check-cuda: $(CUDA_VENV)
 	scripts/cuda-env.sh cargo clippy --target-dir target/cuda --features cuda,webgpu,lab --all-targets -- -D warnings
+
+# The NEON kernels, cross-compiled and run under QEMU (scripts/check-aarch64.sh). Not part of
+# `make test`: it compiles every dependency a second time for aarch64.
+check-aarch64:
+	scripts/check-aarch64.sh
 
 # The browser tests compare the wasm engine with the native CLI's numbers: the CLI is the one
 # native-build makes for the native tests (the same profile and features).

@@ -75,6 +75,7 @@ fn gemma3_greedy_continuations_part_only_at_near_ties() {
     greedy_continuations(&model(common::GEMMA3, CandleBackend::cpu()), GEMMA3_REFERENCE, GEMMA3_GREEDY_STEPS);
 }
 
+#[cfg(feature = "webgpu")]
 const WEBGPU_GREEDY_STEPS: usize = 24;
 const GEMMA3_GREEDY_STEPS: usize = 24;
 

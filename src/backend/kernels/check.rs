@@ -77,7 +77,7 @@ pub fn fixture_matrix(fixture: &[u8], name: &str) -> Result<(QuantizedMatrix, Ve
 pub fn check_kernels(fixture: &[u8], pool: &ThreadPool) -> Result<Vec<KernelCheck>, String> {
     let mut checks = Vec::new();
     for format in FORMATS {
-        for isa in [Isa::Scalar, Isa::Avx2, Isa::Simd128].into_iter().filter(|isa| isa.available()) {
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
             let (matrix, weights) = fixture_matrix(fixture, format)?;
             let matrix = matrix.with_isa(isa).map_err(|e| e.to_string())?;
             let dequantised_exact = matrix.dequantize() == weights;

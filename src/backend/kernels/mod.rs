@@ -1,6 +1,6 @@
 //! glassbox's CPU kernels for GGUF weights: products of quantised weight rows with activations
 //! rounded to 8 bits (llama.cpp's scheme, see [`blocks`]), the SIMD path chosen at run time
-//! (AVX2 on x86-64; simd128 in wasm, where it is a build feature), split by output rows over a
+//! (AVX2 on x86-64; NEON on aarch64 and simd128 in wasm, where they are build features), split by output rows over a
 //! [`ThreadPool`] that lives across calls; and causal attention ([`attention`]) on that pool.
 //!
 //! Every path computes each block's integer dot product exactly and adds the blocks' scaled
@@ -10,6 +10,8 @@
 pub mod attention;
 pub mod blocks;
 pub mod check;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
 mod pool;
 pub mod rope;
 #[cfg(target_arch = "wasm32")]
@@ -101,20 +103,18 @@ pub enum Isa {
     Avx2,
     /// wasm32 SIMD, when the module is built with it.
     Simd128,
+    /// aarch64 NEON, part of every aarch64 target's baseline.
+    Neon,
 }
 
 impl Isa {
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Simd128, Isa::Neon];
+
     /// The fastest this machine runs.
     pub fn detected() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
-            if Isa::Avx2.available() {
-                Isa::Avx2
-            } else if Isa::Simd128.available() {
-                Isa::Simd128
-            } else {
-                Isa::Scalar
-            }
+            [Isa::Avx2, Isa::Neon, Isa::Simd128].into_iter().find(|isa| isa.available()).unwrap_or(Isa::Scalar)
         })
     }
 
@@ -124,6 +124,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::available(),
             Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+            Isa::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -134,6 +135,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Simd128 => "simd128",
+            Isa::Neon => "neon",
         }
     }
 }
@@ -213,6 +215,18 @@ fn row_dot(format: Format, isa: Isa) -> RowDot {
             Q4K => RowDot::Q8K(wasm::dot_q4_k, None),
             Q5K => RowDot::Q8K(wasm::dot_q5_k, None),
             Q6K => RowDot::Q8K(wasm::dot_q6_k, None),
+            _ => row_dot(format, Isa::Scalar),
+        },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Isa::Neon => match format {
+            Q4_0 => RowDot::Q8(neon::dot_q4_0, None),
+            Q4_1 => RowDot::Q8(neon::dot_q4_1, None),
+            Q5_0 => RowDot::Q8(neon::dot_q5_0, None),
+            Q5_1 => RowDot::Q8(neon::dot_q5_1, None),
+            Q8_0 => RowDot::Q8(neon::dot_q8_0, None),
+            Q4K => RowDot::Q8K(neon::dot_q4_k, None),
+            Q5K => RowDot::Q8K(neon::dot_q5_k, None),
+            Q6K => RowDot::Q8K(neon::dot_q6_k, None),
             _ => row_dot(format, Isa::Scalar),
         },
         _ => match format {
