@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CPU kernels on aarch64: the integration tests cross-compiled for aarch64-unknown-linux-gnu
-# and their kernel suite run under QEMU's user-mode emulator, so the NEON products are checked
-# against the f64 product and the portable path's bits on an x86-64 machine. Emulated, so it
-# says nothing of their speed. Installs what it needs (rustup's target, Debian's cross linker and
+# and run under QEMU's user-mode emulator: the kernel suite (the NEON products against the f64
+# product and the portable path's bits) and SmolLM2's llama.cpp parity (about 2 minutes emulated;
+# the model from `make setup`). Emulated, so it says nothing of their speed. Installs what it needs (rustup's target, Debian's cross linker and
 # qemu-user) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 cargo clippy --target aarch64-unknown-linux-gnu --lib -- -D warnings
-cargo test --target aarch64-unknown-linux-gnu --test integration kernels::
+cargo test --target aarch64-unknown-linux-gnu --test integration -- kernels:: \
+  parity_llamacpp::next_tokens_agree_with_llama_cpp parity_llamacpp::greedy_continuations_part_only

@@ -100,6 +100,12 @@ impl Loader {
         Ok(self.target.get_or_init(|| target))
     }
 
+    /// Whether `with_float_weights` takes effect: candle's devices dequantise their weights,
+    /// WebGPU's kernels read them as stored.
+    pub fn dequantises(&self) -> Result<bool, String> {
+        Ok(matches!(self.target()?, Target::Candle(_)))
+    }
+
     /// `cpu`, `cuda:N` or `webgpu (adapter)`: the backend a command actually ran on.
     pub fn backend_name(&self) -> Result<String, String> {
         Ok(match self.target()? {

@@ -75,6 +75,9 @@ enum Command {
     MaskEval(interp::MaskEvalArgs),
     /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
     CompareBackends(parity::CompareArgs),
+    /// What quantisation does to the circuit: each prompt with the file's quantised weights and
+    /// with them dequantised to f32 (residual stream by layer, top-1, shared top heads and neurons).
+    CompareWeights(parity::CompareWeightsArgs),
     /// Score predictions against gold labels (JSONL, matched by id): accuracy, macro-, micro- and
     /// weighted F1, the confusion matrix, ROUGE of explanations, the FMD challenge score (JSON);
     /// with `--task exam`, exam replies' letters against the questions' answers, per profession
@@ -281,6 +284,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::CompareBackends(args) => {
             let tested = Loader::new(cli.backend).with_threads(threads).with_float_weights(args.float_weights);
             parity::compare_backends(out, &tested, &args, json)?
+        }
+        Command::CompareWeights(args) => {
+            let float = Loader::new(cli.backend).with_threads(threads).with_float_weights(true);
+            parity::compare_weights(out, &loader, &float, &args, json)?
         }
         Command::Evaluate(args) => tasks::evaluate(out, &args)?,
         Command::Classify(args) => tasks::classify(&loader, &args)?,

@@ -2,13 +2,16 @@
 //! of prompts. Each prompt must give the same top-1 token, except at a near-tie, and the same
 //! top-10 heads by LPI, in the same order except where neighbours are near-tied. The residual
 //! stream after every layer is compared too, to show where two backends part.
+//!
+//! `glassbox compare-weights`: one backend with the file's quantised weights against the same
+//! backend with them dequantised to f32, reported rather than judged (see [`compare_weights`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 use glassbox::hooks::{HookPoint, HookRequest, Positions};
-use glassbox::interp::attribution::{rank_heads, HeadScore};
+use glassbox::interp::attribution::{ffn_neuron_lpi, rank_heads, AttributionOptions, HeadScore};
 use glassbox::interp::lens::Unembedding;
 use glassbox::numeric::argmax;
 use glassbox::with_model;
@@ -204,5 +207,179 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
     if !comparison.passed {
         return Err(format!("{} differs from the CPU beyond the tie tolerance {}", comparison.tested, args.tie));
     }
+    Ok(Ok(()))
+}
+
+#[derive(Args)]
+pub struct CompareWeightsArgs {
+    model: PathBuf,
+    /// A text file with one prompt per line.
+    #[arg(long, required_unless_present = "prompt")]
+    prompts: Option<PathBuf>,
+    /// A prompt (repeatable; it may hold line breaks, which the file cannot).
+    #[arg(long)]
+    prompt: Vec<String>,
+    /// Heads compared as a set: the top N of each run by LPI.
+    #[arg(long, default_value_t = TOP_HEADS)]
+    top_heads: usize,
+    /// FFN neurons compared as a set: the top N of each run by LPI (each scored exactly).
+    #[arg(long, default_value_t = 100)]
+    top_neurons: usize,
+}
+
+#[derive(Serialize)]
+struct WeightsComparison {
+    prompt: String,
+    /// The token both runs' heads and neurons are scored for: the f32 run's top-1.
+    target: u32,
+    top1_quantised: u32,
+    top1_float: u32,
+    /// log p(target) with each kind of weights.
+    target_logprob_quantised: f32,
+    target_logprob_float: f32,
+    max_logit_difference: f32,
+    /// `‖quantised − f32‖ / ‖f32‖` of `resid_post` at the last position, per layer.
+    resid_post_relative_difference: Vec<f32>,
+    /// How many of the f32 run's top heads (neurons) are among the quantised run's.
+    heads_shared: usize,
+    neurons_shared: usize,
+    /// `LAYER.HEAD`, highest LPI first.
+    top_heads_float: Vec<String>,
+    top_heads_quantised: Vec<String>,
+    /// `LAYER.NEURON`, highest LPI first.
+    top_neurons_float: Vec<String>,
+    top_neurons_quantised: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WeightsReport {
+    backend: String,
+    top_heads: usize,
+    top_neurons: usize,
+    prompts: Vec<WeightsComparison>,
+    top1_equal: usize,
+    mean_heads_shared: f64,
+    mean_neurons_shared: f64,
+    /// The mean over prompts of each layer's relative `resid_post` difference.
+    resid_post_relative_difference: Vec<f32>,
+}
+
+/// `LAYER.NEURON` of the `n` FFN neurons of highest LPI for `target`, highest first (each scored
+/// exactly, as attribution scores at least its default number of neurons).
+fn top_neurons<B: Backend>(lens: &Unembedding<B>, ids: &[u32], target: u32, n: usize) -> Result<Vec<String>, String> {
+    let scores =
+        ffn_neuron_lpi(lens, ids, target, n.max(AttributionOptions::default().exact_neurons)).map_err(text_err)?;
+    let ffn = lens.model().config().ffn_width;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    Ok(order.into_iter().take(n).map(|i| format!("{}.{}", i / ffn, i % ffn)).collect())
+}
+
+/// How many of `a` are in `b`.
+fn shared(a: &[String], b: &[String]) -> usize {
+    a.iter().filter(|x| b.contains(x)).count()
+}
+
+fn log_prob(logits: &[f32], token: u32) -> f32 {
+    glassbox::numeric::log_softmax(logits)[token as usize]
+}
+
+/// `glassbox compare-weights`: what quantisation does to the circuit. Each prompt runs with the
+/// file's quantised weights (as every other command computes) and with the same weights
+/// dequantised to f32 on the same device; the report says where the residual streams part and
+/// how much of the attribution (top heads and FFN neurons by LPI, for the f32 run's top-1
+/// token) the two share.
+/// `loader` and `float_loader` differ only in `with_float_weights`.
+pub fn compare_weights(
+    out: &mut impl Write,
+    loader: &Loader,
+    float_loader: &Loader,
+    args: &CompareWeightsArgs,
+    json: bool,
+) -> Written {
+    let mut prompts = args.prompt.clone();
+    if let Some(path) = &args.prompts {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        prompts.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+    }
+    if prompts.is_empty() {
+        return Err("compare-weights: no prompts".into());
+    }
+    if !loader.dequantises()? {
+        return Err(format!(
+            "compare-weights needs a backend that can dequantise its weights (cpu or cuda); {} reads them as stored",
+            loader.backend_name()?
+        ));
+    }
+    let none = TokenizerArg { tokenizer: None };
+    let quantised = loader.load(&args.model, &none)?;
+    let float = float_loader.load(&args.model, &none)?;
+    let results = with_model!(quantised, quantised => with_model!(float, float => {
+        let quantised_lens = Unembedding::new(&quantised.model).map_err(text_err)?;
+        let float_lens = Unembedding::new(&float.model).map_err(text_err)?;
+        let mut results = Vec::with_capacity(prompts.len());
+        for prompt in &prompts {
+            let ids = float.tokenizer.encode(prompt, true, false).map_err(text_err)?;
+            let (float_logits, float_resid) = last_logits(&float, &ids)?;
+            let (quantised_logits, quantised_resid) = last_logits(&quantised, &ids)?;
+            let target = argmax(&float_logits);
+            let heads_float = rank_heads(&float_lens, &ids, Some(target)).map_err(text_err)?;
+            let heads_quantised = rank_heads(&quantised_lens, &ids, Some(target)).map_err(text_err)?;
+            let names = |heads: &[HeadScore]| heads.iter().take(args.top_heads).map(|h| format!("{}.{}", h.layer, h.head)).collect::<Vec<_>>();
+            let (top_heads_float, top_heads_quantised) = (names(&heads_float), names(&heads_quantised));
+            let top_neurons_float = top_neurons(&float_lens, &ids, target, args.top_neurons)?;
+            let top_neurons_quantised = top_neurons(&quantised_lens, &ids, target, args.top_neurons)?;
+            results.push(WeightsComparison {
+                prompt: prompt.clone(),
+                target,
+                top1_quantised: argmax(&quantised_logits),
+                top1_float: target,
+                target_logprob_quantised: log_prob(&quantised_logits, target),
+                target_logprob_float: log_prob(&float_logits, target),
+                max_logit_difference: max_difference(&float_logits, &quantised_logits),
+                resid_post_relative_difference: float_resid.iter().zip(&quantised_resid).map(|(f, q)| relative_difference(f, q)).collect(),
+                heads_shared: shared(&top_heads_float, &top_heads_quantised),
+                neurons_shared: shared(&top_neurons_float, &top_neurons_quantised),
+                top_heads_float,
+                top_heads_quantised,
+                top_neurons_float,
+                top_neurons_quantised,
+            });
+        }
+        results
+    }));
+    let n = results.len() as f64;
+    let layers = results[0].resid_post_relative_difference.len();
+    let report = WeightsReport {
+        backend: loader.backend_name()?,
+        top_heads: args.top_heads,
+        top_neurons: args.top_neurons,
+        top1_equal: results.iter().filter(|r| r.top1_quantised == r.top1_float).count(),
+        mean_heads_shared: results.iter().map(|r| r.heads_shared as f64).sum::<f64>() / n,
+        mean_neurons_shared: results.iter().map(|r| r.neurons_shared as f64).sum::<f64>() / n,
+        resid_post_relative_difference: (0..layers)
+            .map(|l| (results.iter().map(|r| f64::from(r.resid_post_relative_difference[l])).sum::<f64>() / n) as f32)
+            .collect(),
+        prompts: results,
+    };
+    let written = if json {
+        writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
+    } else {
+        writeln!(
+            out,
+            "quantised against f32 weights on {}, {} prompts: top-1 equal {}/{}; top-{} heads shared {:.1} on average; \
+             top-{} FFN neurons shared {:.1}; resid_post relative difference by layer (mean): {}",
+            report.backend,
+            report.prompts.len(),
+            report.top1_equal,
+            report.prompts.len(),
+            report.top_heads,
+            report.mean_heads_shared,
+            report.top_neurons,
+            report.mean_neurons_shared,
+            report.resid_post_relative_difference.iter().map(|d| format!("{d:.1e}")).collect::<Vec<_>>().join(" "),
+        )
+    };
+    written.map_err(text_err)?;
     Ok(Ok(()))
 }
