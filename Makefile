@@ -172,6 +172,14 @@ reference: $(SETUP_STAMP) $(REFERENCE_PY)
 	$(REFERENCE_PY) tests/reference/minilm_numpy.py
 	$(REFERENCE_PY) -m pip install --quiet scikit-learn==1.5.2 pandas==2.2.3
 	$(REFERENCE_PY) tests/reference/sklearn_harmonic.py tests/reference/harmonic-sklearn.json
+	cargo run --bin glassbox -- --backend cpu probe train $(SMOLLM2) --input tests/data/conspiracy_posts.jsonl \
+		--hook blocks.15.hook_resid_post --output .tools/probe.safetensors \
+		--features tests/fixtures/probe-conspiracy-l15-last.safetensors
+	cargo run --bin glassbox -- --backend cpu probe train $(SMOLLM2) --input tests/data/fmd_claims.jsonl \
+		--text-field claim --position mean --hook blocks.10.hook_resid_post --output .tools/probe.safetensors \
+		--features tests/fixtures/probe-fmd-claims-l10-mean.safetensors
+	$(REFERENCE_PY) tests/reference/sklearn_probe.py tests/reference/probe-sklearn.json \
+		tests/fixtures/probe-conspiracy-l15-last.safetensors tests/fixtures/probe-fmd-claims-l10-mean.safetensors
 	$(REFERENCE_PY) tests/reference/affect_python.py
 	$(REFERENCE_PY) tests/reference/pil_preprocess.py
 	$(REFERENCE_PY) tests/reference/numpy_clip.py

@@ -744,3 +744,82 @@ fn compare_weights_reports_what_numpy_finds_in_the_float_model() {
         names.iter().filter(|n| float_heads.contains(n)).count()
     );
 }
+
+/// `probe train` records the features scikit-learn's reference was fitted on (bit for bit),
+/// reports each hook's cross-validated accuracy and keeps the best, skipping a bad row by its
+/// line; `probe apply` gives the written probe's probabilities for each row.
+#[test]
+fn probe_train_and_apply_on_the_conspiracy_rows() {
+    use glassbox::interp::probe::Probe;
+
+    let dir = std::env::temp_dir().join(format!("glassbox-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/conspiracy_posts.jsonl")).unwrap();
+    let input = dir.join("rows.jsonl");
+    std::fs::write(&input, format!("{rows}{{\"id\": \"no-text\", \"label\": \"0\"}}\n")).unwrap();
+    let (probe_path, features_path) = (dir.join("probe.safetensors"), dir.join("features.safetensors"));
+    let model = common::model_path(common::SMOLLM2);
+    let out = glassbox(&[
+        "--backend",
+        "cpu",
+        "probe",
+        "train",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--hook",
+        "blocks.3.hook_resid_post,blocks.15.hook_resid_post",
+        "--output",
+        probe_path.to_str().unwrap(),
+        "--features",
+        features_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rows"], 60);
+    assert_eq!(report["skipped"][0]["line"], 61);
+    let hooks = report["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    let accuracy = |i: usize| hooks[i]["cv_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy(0)) && (0.0..=1.0).contains(&accuracy(1)));
+    let best = if accuracy(1) > accuracy(0) { 1 } else { 0 };
+    assert_eq!(report["best"], hooks[best]["hook"]);
+
+    let written = glassbox::safetensors::read(&std::fs::read(&features_path).unwrap()).unwrap().0;
+    let fixture =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/probe-conspiracy-l15-last.safetensors"));
+    let fixture = glassbox::safetensors::read(&fixture.unwrap()).unwrap().0;
+    let layer15 = |tensors: &[glassbox::safetensors::NamedTensor]| {
+        tensors.iter().find(|t| t.name == "blocks.15.hook_resid_post").unwrap().data.clone()
+    };
+    assert_eq!(layer15(&written), layer15(&fixture), "the features scikit-learn was given");
+
+    let probe = Probe::from_safetensors(&std::fs::read(&probe_path).unwrap()).unwrap();
+    let features = &written.iter().find(|t| t.name == probe.hook.to_string()).unwrap().data;
+    let out = glassbox(&[
+        "--backend",
+        "cpu",
+        "probe",
+        "apply",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--probe",
+        probe_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 61);
+    assert_eq!(lines[60]["line"], 61);
+    assert!(lines[60]["error"].as_str().unwrap().contains("text"));
+    for (i, line) in lines[..60].iter().enumerate() {
+        let expected = probe.probabilities(&features[i * probe.width..(i + 1) * probe.width]);
+        for (class, p) in probe.classes.iter().zip(expected) {
+            assert!((line["probabilities"][class].as_f64().unwrap() - p).abs() < 1e-9, "row {i} class {class}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -371,3 +371,42 @@ fn steering_adds_its_vector_to_the_residual_leaving_its_layer() {
         model.forward(&prompts[0], &mut model.new_cache(), &hooks, &[wrong_width.at(0, 1.0)], &Positions::Last);
     assert!(refused.is_err());
 }
+
+/// Probes against scikit-learn's `LogisticRegression` (tests/reference/sklearn_probe.py, its
+/// default objective converged tightly) on features `glassbox probe train --features` recorded
+/// from SmolLM2 (tests/fixtures/probe-*.safetensors): three classes (multinomial) and the first
+/// class against the rest (binary), on the last position's and on the mean residual.
+#[test]
+fn probes_give_scikit_learns_probabilities() {
+    use glassbox::hooks::HookPoint;
+    use glassbox::interp::probe::{Pooling, Probe, DEFAULT_C};
+
+    let reference = common::reference("probe-sklearn.json");
+    let mut worst = 0f64;
+    for case in reference["cases"].as_array().unwrap() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(case["features"].as_str().unwrap());
+        let (tensors, metadata) = glassbox::safetensors::read(&std::fs::read(path).unwrap()).unwrap();
+        let hook = case["hook"].as_str().unwrap();
+        let x = &tensors.iter().find(|t| t.name == hook).unwrap().data;
+        let labels: Vec<usize> =
+            tensors.iter().find(|t| t.name == "labels").unwrap().data.iter().map(|&l| l as usize).collect();
+        let all: Vec<String> = serde_json::from_str(&metadata["classes"]).unwrap();
+        let classes: Vec<String> =
+            case["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        let labels: Vec<usize> =
+            if classes == all { labels } else { labels.iter().map(|&l| (l != 0) as usize).collect() };
+        let probe =
+            Probe::fit(HookPoint::parse(hook).unwrap(), Pooling::Last, classes.clone(), x, &labels, DEFAULT_C).unwrap();
+        let width = x.len() / labels.len();
+        for (row, expected) in case["probabilities"].as_array().unwrap().iter().enumerate() {
+            let got = probe.probabilities(&x[row * width..(row + 1) * width]);
+            for (g, e) in got.iter().zip(expected.as_array().unwrap()) {
+                worst = worst.max((g - e.as_f64().unwrap()).abs());
+            }
+        }
+    }
+    println!("largest probability difference from scikit-learn: {worst:.2e}");
+    assert!(worst <= 1e-3, "{worst}");
+}

@@ -11,6 +11,7 @@ mod interp;
 mod lab;
 mod model;
 mod parity;
+mod probe;
 mod tasks;
 mod terminal;
 mod vision;
@@ -75,6 +76,12 @@ enum Command {
     MaskEval(interp::MaskEvalArgs),
     /// Compare `--backend` with the CPU on a prompt list: top-1 tokens and top-10 heads.
     CompareBackends(parity::CompareArgs),
+    /// Linear probes on a recorded activation: train (with cross-validated accuracy per hook)
+    /// and apply.
+    Probe {
+        #[command(subcommand)]
+        command: probe::ProbeCommand,
+    },
     /// What quantisation does to the circuit: each prompt with the file's quantised weights and
     /// with them dequantised to f32 (residual stream by layer, top-1, shared top heads and neurons).
     CompareWeights(parity::CompareWeightsArgs),
@@ -289,6 +296,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let float = Loader::new(cli.backend).with_threads(threads).with_float_weights(true);
             parity::compare_weights(out, &loader, &float, &args, json)?
         }
+        Command::Probe { command } => probe::probe(out, &loader, &command, json)?,
         Command::Evaluate(args) => tasks::evaluate(out, &args)?,
         Command::Classify(args) => tasks::classify(&loader, &args)?,
         Command::Index { command } => tasks::index(out, &loader, &command)?,

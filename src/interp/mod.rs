@@ -13,6 +13,7 @@
 //!   before/after accuracy evaluator;
 //! - [`cna`]: comparative neuron analysis;
 //! - [`patching`]: activation patching of the residual stream, layers × positions;
+//! - [`probe`]: linear probes (logistic regression) on a recorded activation;
 //! - [`rewards`]: SePO token-level rewards from two models;
 //! - [`steering`]: contrastive activation addition;
 //! - [`arithmetic`]: the arithmetic experiment that checks all of the above on a real model.
@@ -22,6 +23,7 @@ pub mod attribution;
 pub mod cna;
 pub mod lens;
 pub mod patching;
+pub mod probe;
 pub mod rewards;
 pub mod steering;
 
