@@ -12,7 +12,11 @@ Each fixture exercises what SmolLM2 does not:
                     six layers of which the first five attend over a sliding window of 3
                     positions and rotate with base 10⁴, the sixth over all with the file's base;
 - phi3-tiny-f16:    Phi-3's fused `attn_qkv` (q, k, v stacked by rows) and fused `ffn_up` (the
-                    gate's rows, then the up projection's), NeoX rope, F16 weights.
+                    gate's rows, then the up projection's), NeoX rope, F16 weights;
+- phi3-longrope-tiny-f16: Phi-3's long-context files as llama.cpp's converter writes them:
+                    `rope_factors_short` and `rope_factors_long` and the attention factor
+                    √(1 + ln(context / original) / ln(original)) that scales cos and sin; a prompt
+                    within the original context rotates with the short factors.
 
 The NumPy reference dequantises the stored weights with gguf.quants and multiplies in float64.
 Outputs (committed): tests/fixtures/*.gguf and tests/fixtures/tiny-logits.json.
@@ -37,6 +41,8 @@ FIXTURES = [
          qk_norm=True, gemma=True, layers=6, head_dim=32, window=3),
     dict(name="phi3-tiny-f16", arch="phi3", dtype="F16", heads=4, kv_heads=2, bias=False, tied=False, freq_factors=False, theta=1e4,
          fused=True),
+    dict(name="phi3-longrope-tiny-f16", arch="phi3", dtype="F16", heads=4, kv_heads=2, bias=False, tied=False, freq_factors=False,
+         theta=1e4, fused=True, original_context=16),
 ]
 # Gemma 3's local layers (llama.cpp: every layer but each sixth) and their rope base.
 GEMMA_PERIOD, GEMMA_LOCAL_THETA = 6, 1e4
@@ -63,13 +69,13 @@ def rms_norm(x, g):
     return g * x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS)
 
 
-def rope(x, theta, neox, factors):
+def rope(x, theta, neox, factors, magnitude=1.0):
     t, _, d = x.shape
     freqs = 1.0 / theta ** (np.arange(0, d, 2) / d)
     if factors is not None:
         freqs = freqs / factors
     angles = np.arange(t)[:, None] * freqs[None, :]
-    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    cos, sin = magnitude * np.cos(angles)[:, None, :], magnitude * np.sin(angles)[:, None, :]
     if neox:
         a, b = x[..., : d // 2], x[..., d // 2:]
         return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
@@ -83,6 +89,14 @@ def head_dim(spec):
     return spec.get("head_dim", WIDTH // spec["heads"])
 
 
+def long_rope_attn_factor(spec):
+    """llama.cpp's converter's attention factor for a LongRoPE model (1 for the others)."""
+    if "original_context" not in spec:
+        return 1.0
+    original = spec["original_context"]
+    return float(np.sqrt(1 + np.log(CONTEXT / original) / np.log(original)))
+
+
 def gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
@@ -94,7 +108,8 @@ def forward(spec, w, ids):
     position = np.arange(t)
     causal = np.where(position[None, :] <= position[:, None], 0.0, -np.inf)
     neox = spec["arch"] != "llama" and spec["arch"] != "mistral"
-    factors = w.get("rope_freqs.weight")
+    factors = w.get("rope_freqs.weight", w.get("rope_factors_short.weight"))
+    magnitude = long_rope_attn_factor(spec)
     for l in range(spec.get("layers", LAYERS)):
         p = f"blk.{l}."
         local = gemma and l % GEMMA_PERIOD != GEMMA_PERIOD - 1
@@ -107,7 +122,7 @@ def forward(spec, w, ids):
         q, k = proj("attn_q").reshape(t, heads, hd), proj("attn_k").reshape(t, kv, hd)
         if spec.get("qk_norm"):
             q, k = rms_norm(q, w[p + "attn_q_norm.weight"]), rms_norm(k, w[p + "attn_k_norm.weight"])
-        q, k = rope(q, theta, neox, factors), rope(k, theta, neox, factors)
+        q, k = rope(q, theta, neox, factors, magnitude), rope(k, theta, neox, factors, magnitude)
         v = proj("attn_v").reshape(t, kv, hd)
         z = np.empty((t, heads, hd))
         for h in range(heads):
@@ -179,6 +194,11 @@ def build(spec, rng):
     w["output_norm.weight"] = stored(writer, "output_norm.weight", vector(WIDTH), "F32")
     if not spec["tied"]:
         w["output.weight"] = stored(writer, "output.weight", matrix(VOCAB, WIDTH), spec["dtype"])
+    if "original_context" in spec:
+        writer.add_rope_scaling_attn_factors(long_rope_attn_factor(spec))
+        writer.add_rope_scaling_orig_ctx_len(spec["original_context"])
+        w["rope_factors_short.weight"] = stored(writer, "rope_factors_short.weight", np.linspace(1, 3, hd // 2), "F32")
+        w["rope_factors_long.weight"] = stored(writer, "rope_factors_long.weight", np.linspace(1, 40, hd // 2), "F32")
     if spec["freq_factors"]:
         w["rope_freqs.weight"] = stored(writer, "rope_freqs.weight", np.linspace(1, 8, hd // 2), "F32")
     writer.write_header_to_file()

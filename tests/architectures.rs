@@ -3,7 +3,8 @@
 //! and NeoX rope with an untied output, llama3's rope frequency factors with tied embeddings and
 //! Q8_0 weights, Mistral with 4:1 GQA and F16 weights, Qwen3's per-head query/key norms, and
 //! Gemma 3 (embedding scale, query/key norms, heads wider than d/H, post-norms, GeGLU, sliding-
-//! window layers with their own rope base), and Phi-3's fused qkv and gate-up matrices.
+//! window layers with their own rope base), and Phi-3's fused qkv and gate-up matrices and its
+//! long-context rope factors.
 
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
@@ -81,15 +82,20 @@ fn phi3_with_fused_qkv_and_gate_up() {
     assert!(max_logit_error("phi3-tiny-f16") < 1e-3);
 }
 
-/// Phi-3's 128k-context files carry LongRoPE factors, chosen by context length; glassbox refuses
-/// them by name rather than rotate as the 4k models do.
+/// Phi-3's 128k-context files (LongRoPE): within the original context the short factors rotate,
+/// with cos and sin scaled by the file's attention factor, as the NumPy reference does; a
+/// sequence past it, where the long factors would apply, is refused before any work.
 #[test]
-fn long_context_rope_factors_are_refused_by_name() {
-    let mut file = GgufFile::open(fixture("phi3-tiny-f16.gguf")).unwrap();
-    let mut factors = file.header.tensors[0].clone();
-    factors.name = "rope_factors_long.weight".into();
-    file.header.tensors.push(factors);
+fn phi3_long_context_files_rotate_with_the_short_factors_within_the_original_context() {
+    assert!(max_logit_error("phi3-longrope-tiny-f16") < 1e-3);
+    let file = GgufFile::open(fixture("phi3-longrope-tiny-f16.gguf")).unwrap();
     let config = Config::from_gguf(&file.header).unwrap();
-    let error = Model::load(CandleBackend::cpu(), config, &file).err().expect("refused").to_string();
-    assert!(error.contains("rope_factors_long.weight") && error.contains("LongRoPE"), "{error}");
+    assert_eq!(config.original_context_length, Some(16));
+    let model = Model::load(CandleBackend::cpu(), config, &file).unwrap();
+    let error = model
+        .forward(&[1; 17], &mut model.new_cache(), &HookRequest::new(), &[], &Positions::Last)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("17 positions") && error.contains("LongRoPE"), "{error}");
 }

@@ -18,19 +18,22 @@ pub struct BackendError(pub String);
 
 pub type BackendResult<T> = std::result::Result<T, BackendError>;
 
-/// Rotary embedding of one forward call: angles `(start + t) · θ^(-2i/rope_dims) / factor_i`.
+/// Rotary embedding of one forward call: angles `(start + t) · θ^(-2i/rope_dims) / factor_i`,
+/// cos and sin times `magnitude`.
 pub struct Rope<'a> {
     pub start: usize,
     pub theta: f32,
-    /// Per-frequency divisors (llama3's `rope_freqs.weight`), or none.
+    /// Per-frequency divisors (llama3's `rope_freqs.weight`, Phi-3's `rope_factors_short`), or none.
     pub freq_factors: Option<&'a [f32]>,
+    /// 1 but for a model whose file scales its rotation (Phi-3's long-context attention factor).
+    pub magnitude: f32,
     pub interleaved: bool,
 }
 
 /// What a rotary table depends on: start, positions, head size, θ's bits, the frequency
-/// factors' bits. Backends keep the last table made under this key: every layer of a forward
-/// pass rotates with the same one.
-pub type RopeTableKey = (usize, usize, usize, u32, Option<Vec<u32>>);
+/// factors' bits, the magnitude's bits. Backends keep the last table made under this key: every
+/// layer of a forward pass rotates with the same one.
+pub type RopeTableKey = (usize, usize, usize, u32, Option<Vec<u32>>, u32);
 
 impl Rope<'_> {
     pub fn table_key(&self, t: usize, head_dim: usize) -> RopeTableKey {
@@ -40,6 +43,7 @@ impl Rope<'_> {
             head_dim,
             self.theta.to_bits(),
             self.freq_factors.map(|f| f.iter().map(|v| v.to_bits()).collect()),
+            self.magnitude.to_bits(),
         )
     }
 
@@ -60,8 +64,13 @@ impl Rope<'_> {
                     freq /= factors.get(i).copied().unwrap_or(1.0);
                 }
                 let angle = position * freq;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                if self.magnitude == 1.0 {
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                } else {
+                    cos.push(angle.cos() * self.magnitude);
+                    sin.push(angle.sin() * self.magnitude);
+                }
             }
         }
         (cos, sin)

@@ -223,7 +223,7 @@ pub fn kernels() -> Result<serde_json::Value, String> {
     time(format!("rms_norm {t}×{width}"), (8 * t * width) as f64, (4 * t * width) as f64, &mut || {
         gpu.rms_norm(&x, &norm, 1e-5).map(drop).map_err(text)
     })?;
-    let rope = Rope { start: 0, theta: 10000.0, freq_factors: None, interleaved: false };
+    let rope = Rope { start: 0, theta: 10000.0, freq_factors: None, magnitude: 1.0, interleaved: false };
     time(format!("rope {t}×{width}, {heads} heads"), (12 * t * width) as f64, (3 * t * width) as f64, &mut || {
         gpu.rope(&x, heads, &rope).map(drop).map_err(text)
     })?;

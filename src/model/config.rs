@@ -48,6 +48,12 @@ pub struct Config {
     pub rope_theta: f32,
     /// Linear rope scaling of the global layers: positions divided by this (1 when absent).
     pub rope_scale: f32,
+    /// What rope's cos and sin are multiplied by, so queries and keys too
+    /// (`rope.scaling.attn_factor`; Phi-3's long-context files store
+    /// √(1 + ln(context / original) / ln(original)) there): 1 when absent.
+    pub rope_magnitude: f32,
+    /// The context before the rope was scaled (`rope.scaling.original_context_length`).
+    pub original_context_length: Option<usize>,
     pub rope_style: RopeStyle,
     pub gate_activation: GateActivation,
     /// RMSNorm over each head's queries and keys before rope (`attn_q_norm`, `attn_k_norm`).
@@ -150,7 +156,20 @@ impl Config {
                 return Err(ModelError::BadHyperparameter { key: key("rope.scaling.type"), value: other.to_string() })
             }
         };
+        let rope_magnitude = float("rope.scaling.attn_factor", 1.0);
+        if !(rope_magnitude.is_finite() && rope_magnitude > 0.0) {
+            return Err(ModelError::BadHyperparameter {
+                key: key("rope.scaling.attn_factor"),
+                value: rope_magnitude.to_string(),
+            });
+        }
+        let original_context_length = match gguf.get(&key("rope.scaling.original_context_length")) {
+            Some(_) => Some(required("rope.scaling.original_context_length", context_length)?),
+            None => None,
+        };
         Ok(Config {
+            rope_magnitude: rope_magnitude as f32,
+            original_context_length,
             rope_style: if architecture == "llama" || architecture == "mistral" {
                 RopeStyle::Interleaved
             } else {

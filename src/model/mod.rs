@@ -137,6 +137,8 @@ pub struct Model<B: Backend> {
     /// The global layers' divisors: `rope_freq_factors` times the linear rope scaling, when the
     /// model scales.
     scaled_freq_factors: Option<Vec<f32>>,
+    /// With LongRoPE factors: the positions the short ones cover.
+    short_rope_limit: Option<usize>,
     layers: Vec<Layer<B>>,
 }
 
@@ -328,13 +330,6 @@ impl<B: Backend> Model<B> {
         let c = &config;
         let q_width = c.heads * c.head_dim;
         let kv_width = c.kv_heads * c.head_dim;
-        for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-            if loader.has(name) {
-                return Err(ModelError::Unsupported(format!(
-                    "{name}: Phi-3's long-context rope (LongRoPE) is not implemented; the 4k-context models run"
-                )));
-            }
-        }
         let mut layers = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             let name = |suffix: &str| format!("blk.{l}.{suffix}");
@@ -386,11 +381,19 @@ impl<B: Backend> Model<B> {
         } else {
             None
         };
+        // Phi-3's long-context files carry two sets of factors (LongRoPE): the short ones for
+        // sequences within the original context, as Hugging Face's Phi-3 and llama.cpp with a
+        // context that size rotate; past it, where the long ones would apply, a forward pass is
+        // refused (`short_rope_limit`).
+        let long_rope = loader.has("rope_factors_short.weight") || loader.has("rope_factors_long.weight");
         let rope_freq_factors = if loader.has("rope_freqs.weight") {
             Some(loader.host_vector("rope_freqs.weight", c.head_dim / 2)?)
+        } else if long_rope {
+            Some(loader.host_vector("rope_factors_short.weight", c.head_dim / 2)?)
         } else {
             None
         };
+        let short_rope_limit = long_rope.then(|| c.original_context_length.unwrap_or(c.context_length));
         let scaled_freq_factors = (c.rope_scale != 1.0).then(|| match &rope_freq_factors {
             Some(factors) => factors.iter().map(|f| f * c.rope_scale).collect(),
             None => vec![c.rope_scale; c.head_dim / 2],
@@ -403,6 +406,7 @@ impl<B: Backend> Model<B> {
             output,
             rope_freq_factors,
             scaled_freq_factors,
+            short_rope_limit,
             layers,
             config,
             backend,
@@ -513,6 +517,12 @@ impl<B: Backend> Model<B> {
         let total = cache.len + ids.len();
         if total > c.context_length {
             return Err(ModelError::PromptTooLong { len: total, max: c.context_length });
+        }
+        if let Some(limit) = self.short_rope_limit.filter(|&limit| total > limit) {
+            return Err(ModelError::Unsupported(format!(
+                "{total} positions pass the {limit} that Phi-3's short rope factors cover; its long factors \
+                 (LongRoPE beyond the original context) are not implemented"
+            )));
         }
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(ModelError::BadTokenId { id, vocab_size: c.vocab_size });
@@ -718,6 +728,7 @@ impl<B: Backend> Model<B> {
             } else {
                 self.rope_freq_factors.as_deref()
             },
+            magnitude: c.rope_magnitude,
             interleaved: c.rope_style == RopeStyle::Interleaved,
         };
         let mut q = be.rope(&per_head_norm(with_bias(&layer.wq, &layer.q_bias)?, &layer.q_norm)?, c.heads, &rope)?;

@@ -233,7 +233,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
     let factors: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 * 0.5).collect();
     for interleaved in [false, true] {
         for freq_factors in [None, Some(factors.as_slice())] {
-            let rope = Rope { start: 7, theta: 10000.0, freq_factors, interleaved };
+            let rope = Rope { start: 7, theta: 10000.0, freq_factors, magnitude: 1.0, interleaved };
             let (t, heads, head_dim) = (5, 3, 16);
             let x = pseudo_random(t * heads * head_dim, 31);
             let got = from_gpu(&gpu.rope(&on_gpu(t, heads * head_dim, &x)?, heads, &rope)?)?;
