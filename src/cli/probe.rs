@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use glassbox::hooks::{select_hooks, DEFAULT_MAX_RECORDING_BYTES};
-use glassbox::interp::probe::{cross_validated_accuracy, features, Pooling, Probe, DEFAULT_C};
+use glassbox::interp::probe::{cross_validated_accuracy, features, stratified_folds, Pooling, Probe, DEFAULT_C};
 use glassbox::safetensors::{self, TensorView};
 use glassbox::tasks::rows::{jsonl_lines, row_id};
 use glassbox::with_model;
@@ -31,8 +31,10 @@ pub struct RowArgs {
     /// JSONL rows, each with a text field (and, to train, a label field).
     #[arg(long)]
     input: PathBuf,
-    #[arg(long, default_value = "text")]
-    text_field: String,
+    /// The field(s) read as the prompt; several (`--text-field context,claim`) are joined by
+    /// line breaks, in the order given.
+    #[arg(long, default_value = "text", value_delimiter = ',')]
+    text_field: Vec<String>,
     #[command(flatten)]
     tokenizer: TokenizerArg,
 }
@@ -52,6 +54,10 @@ pub struct TrainArgs {
     /// Folds of the cross-validation (stratified: each class's rows dealt to them in turn).
     #[arg(long, default_value_t = 5)]
     folds: usize,
+    /// Cross-validates by leaving out one value of this field at a time (`--group-field domain`)
+    /// instead of stratified folds.
+    #[arg(long)]
+    group_field: Option<String>,
     /// Inverse L2 regularisation strength, as scikit-learn's `C`.
     #[arg(long, default_value_t = DEFAULT_C)]
     c: f64,
@@ -89,30 +95,52 @@ fn label_text(value: &Value) -> Option<String> {
     }
 }
 
-/// The input's usable rows (line, id, text, label if asked for) and the lines it skipped.
-type Rows = (Vec<(usize, Option<String>, String, Option<String>)>, Vec<Skipped>);
+/// One usable input row.
+struct Row {
+    line: usize,
+    id: Option<String>,
+    text: String,
+    /// With a label field.
+    label: Option<String>,
+    /// With a group field.
+    group: Option<String>,
+}
 
-fn read_rows(args: &RowArgs, label_field: Option<&str>) -> Result<Rows, String> {
+/// The input's usable rows and the lines it skipped; `label_field` and `group_field` must be in
+/// every row when given.
+fn read_rows(
+    args: &RowArgs,
+    label_field: Option<&str>,
+    group_field: Option<&str>,
+) -> Result<(Vec<Row>, Vec<Skipped>), String> {
     let bytes = read_file(&args.input)?;
     let (mut rows, mut skipped) = (Vec::new(), Vec::new());
     for (line, text) in jsonl_lines(&bytes) {
         let parsed = text.and_then(|text| {
             let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
             let object = value.as_object().ok_or("not a JSON object")?;
-            let field = object
-                .get(&args.text_field)
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("no text field {:?}", args.text_field))?;
-            let label = match label_field {
-                Some(name) => {
-                    Some(object.get(name).and_then(label_text).ok_or_else(|| format!("no label field {name:?}"))?)
-                }
-                None => None,
+            let fields = args
+                .text_field
+                .iter()
+                .map(|name| object.get(name).and_then(Value::as_str).ok_or_else(|| format!("no text field {name:?}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let optional = |field: Option<&str>, what: &str| -> Result<Option<String>, String> {
+                field
+                    .map(|name| {
+                        object.get(name).and_then(label_text).ok_or_else(|| format!("no {what} field {name:?}"))
+                    })
+                    .transpose()
             };
-            Ok((object.get("id").and_then(row_id), field.to_string(), label))
+            Ok(Row {
+                line,
+                id: object.get("id").and_then(row_id),
+                text: fields.join("\n"),
+                label: optional(label_field, "label")?,
+                group: optional(group_field, "group")?,
+            })
         });
         match parsed {
-            Ok((id, text, label)) => rows.push((line, id, text, label)),
+            Ok(row) => rows.push(row),
             Err(error) => skipped.push(Skipped { line, error }),
         }
     }
@@ -128,8 +156,8 @@ pub fn probe(out: &mut impl Write, loader: &Loader, command: &ProbeCommand, json
 
 fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) -> Written {
     let pooling = Pooling::parse(&args.position).map_err(text_err)?;
-    let (rows, skipped) = read_rows(&args.rows, Some(&args.label_field))?;
-    let mut classes: Vec<String> = rows.iter().filter_map(|r| r.3.clone()).collect();
+    let (rows, skipped) = read_rows(&args.rows, Some(&args.label_field), args.group_field.as_deref())?;
+    let mut classes: Vec<String> = rows.iter().filter_map(|r| r.label.clone()).collect();
     // In sorted order, as scikit-learn orders its classes (the second is the binary positive).
     classes.sort();
     classes.dedup();
@@ -141,19 +169,33 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
             classes.len()
         ));
     }
-    let labels: Vec<usize> =
-        rows.iter().map(|r| classes.binary_search(r.3.as_ref().expect("read with labels")).expect("listed")).collect();
+    let labels: Vec<usize> = rows
+        .iter()
+        .map(|r| classes.binary_search(r.label.as_ref().expect("read with labels")).expect("listed"))
+        .collect();
+    let fold_of = match &args.group_field {
+        Some(_) => {
+            let mut groups: Vec<&String> = rows.iter().filter_map(|r| r.group.as_ref()).collect();
+            groups.sort();
+            groups.dedup();
+            rows.iter()
+                .map(|r| groups.binary_search(&r.group.as_ref().expect("read with groups")).expect("listed"))
+                .collect()
+        }
+        None => stratified_folds(&labels, classes.len(), args.folds).map_err(text_err)?,
+    };
+    let folds = fold_of.iter().max().map_or(0, |&f| f + 1);
     let any = loader.load(&args.rows.model, &args.rows.tokenizer)?;
     with_model!(any, loaded => {
         let points = select_hooks(&args.hook, loaded.model.config().hook_shape()).map_err(text_err)?;
         let ids = rows
             .iter()
-            .map(|r| loaded.tokenizer.encode(&r.2, true, false).map_err(text_err))
+            .map(|r| loaded.tokenizer.encode(&r.text, true, false).map_err(text_err))
             .collect::<Result<Vec<_>, _>>()?;
         let recorded = features(&loaded.model, &ids, &points, pooling, DEFAULT_MAX_RECORDING_BYTES).map_err(text_err)?;
         let mut scores = Vec::with_capacity(points.len());
         for (point, (x, _)) in points.iter().zip(&recorded) {
-            let accuracy = cross_validated_accuracy(x, &labels, classes.len(), args.folds, args.c).map_err(text_err)?;
+            let accuracy = cross_validated_accuracy(x, &labels, classes.len(), &fold_of, args.c).map_err(text_err)?;
             scores.push(json!({ "hook": point.to_string(), "cv_accuracy": accuracy }));
         }
         // The first of the most accurate, so an earlier layer wins a tie.
@@ -179,7 +221,8 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
         let report = json!({
             "rows": rows.len(),
             "classes": classes,
-            "folds": args.folds,
+            "folds": folds,
+            "folds_by": args.group_field.as_deref().unwrap_or("stratified"),
             "c": args.c,
             "position": pooling.name(),
             "hooks": scores,
@@ -195,10 +238,10 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
             text += &format!("{:<32} cross-validated accuracy {:.3}\n", score["hook"].as_str().unwrap_or_default(), score["cv_accuracy"].as_f64().unwrap_or_default());
         }
         text += &format!(
-            "{} rows, classes {}, {} folds; the probe on {} written to {}",
+            "{} rows, classes {}, {folds} folds{}; the probe on {} written to {}",
             rows.len(),
             classes.join(", "),
-            args.folds,
+            args.group_field.as_ref().map(|g| format!(" (one per {g})")).unwrap_or_default(),
             points[best],
             args.output.display()
         );
@@ -212,7 +255,7 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
 fn apply(out: &mut impl Write, loader: &Loader, args: &ApplyArgs) -> Written {
     let probe =
         Probe::from_safetensors(&read_file(&args.probe)?).map_err(|e| format!("{}: {e}", args.probe.display()))?;
-    let (rows, skipped) = read_rows(&args.rows, None)?;
+    let (rows, skipped) = read_rows(&args.rows, None, None)?;
     let any = loader.load(&args.rows.model, &args.rows.tokenizer)?;
     with_model!(any, loaded => {
         let shape = loaded.model.config().hook_shape();
@@ -220,7 +263,7 @@ fn apply(out: &mut impl Write, loader: &Loader, args: &ApplyArgs) -> Written {
             return Err(format!("{}: the probe reads {}, which this model does not have", args.probe.display(), probe.hook));
         }
         let mut lines: Vec<(usize, Value)> = skipped.into_iter().map(|s| (s.line, json!({ "line": s.line, "error": s.error }))).collect();
-        for (line, id, text, _) in &rows {
+        for Row { line, id, text, .. } in &rows {
             let ids = loaded.tokenizer.encode(text, true, false).map_err(text_err)?;
             let recorded = features(&loaded.model, &[ids], &[probe.hook], probe.pooling, DEFAULT_MAX_RECORDING_BYTES).map_err(text_err)?;
             let (x, width) = &recorded[0];

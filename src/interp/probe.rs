@@ -6,8 +6,8 @@
 //!   multinomial model (a weight row per class, softmax);
 //! - it is minimised in f64 by L-BFGS to a tight gradient tolerance.
 //!
-//! Cross-validated accuracy uses stratified folds: the j-th row of each class (in input order)
-//! is held out in fold `j mod k`.
+//! Cross-validated accuracy holds out one fold at a time: stratified folds (the j-th row of each
+//! class, in input order, in fold `j mod k`), or one fold per group (leave one group out).
 
 use std::collections::BTreeMap;
 
@@ -203,13 +203,12 @@ impl Probe {
     }
 }
 
-/// Accuracy of probes fitted on `folds − 1` folds and tested on the one left out, over every row.
-pub fn cross_validated_accuracy(x: &[f32], labels: &[usize], classes: usize, folds: usize, c: f64) -> Result<f64> {
+/// Each row's fold in stratified k-fold: the j-th row of each class (in input order) in fold
+/// `j mod k`. Every class needs at least `k` rows, so that every fold's training rows hold it.
+pub fn stratified_folds(labels: &[usize], classes: usize, folds: usize) -> Result<Vec<usize>> {
     if folds < 2 {
         return Err(InterpError::BadRequest("cross-validation needs at least 2 folds".into()));
     }
-    let n = labels.len();
-    let width = x.len() / n.max(1);
     for class in 0..classes {
         let count = labels.iter().filter(|&&l| l == class).count();
         if count < folds {
@@ -219,13 +218,24 @@ pub fn cross_validated_accuracy(x: &[f32], labels: &[usize], classes: usize, fol
         }
     }
     let mut seen = vec![0usize; classes];
-    let fold_of: Vec<usize> = labels
+    Ok(labels
         .iter()
         .map(|&l| {
             seen[l] += 1;
             (seen[l] - 1) % folds
         })
-        .collect();
+        .collect())
+}
+
+/// The accuracy, over every row, of probes each fitted on the rows outside one fold and tested
+/// on the rows inside it; `fold_of[i]` is row i's fold.
+pub fn cross_validated_accuracy(x: &[f32], labels: &[usize], classes: usize, fold_of: &[usize], c: f64) -> Result<f64> {
+    let n = labels.len();
+    let width = x.len() / n.max(1);
+    let folds = fold_of.iter().max().map_or(0, |&f| f + 1);
+    if folds < 2 {
+        return Err(InterpError::BadRequest("cross-validation needs at least 2 folds".into()));
+    }
     let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let mut correct = 0;
     for fold in 0..folds {
@@ -407,5 +417,17 @@ mod tests {
         let weight_condition: f64 =
             residuals.iter().zip(&x).map(|(r, &v)| r * f64::from(v)).sum::<f64>() + probe.weights[0] / 2.0;
         assert!(bias_condition.abs() < 1e-8 && weight_condition.abs() < 1e-8, "{bias_condition} {weight_condition}");
+    }
+
+    /// Folds dealt by hand: class 0's rows (0, 2, 3, 5) go to folds 0, 1, 0, 1, class 1's (1, 4)
+    /// to 0, 1; three classes' well-separated points are all classified right when held out.
+    #[test]
+    fn stratified_folds_deal_each_class_in_turn_and_held_out_rows_are_scored() {
+        assert_eq!(stratified_folds(&[0, 1, 0, 0, 1, 0], 2, 2).unwrap(), vec![0, 0, 1, 0, 1, 1]);
+        assert!(stratified_folds(&[0, 1, 0], 2, 2).is_err(), "class 1 has one row for two folds");
+        let x = [0.0f32, 0.1, 0.2, 5.0, 5.1, 5.2, 10.0, 10.1, 10.2];
+        let labels = [0, 0, 0, 1, 1, 1, 2, 2, 2];
+        let groups = [0, 1, 2, 0, 1, 2, 0, 1, 2];
+        assert_eq!(cross_validated_accuracy(&x, &labels, 3, &groups, 100.0).unwrap(), 1.0);
     }
 }
