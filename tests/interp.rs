@@ -310,7 +310,19 @@ fn patching_the_residual_stream_obeys_causality() {
     let clean = [5, 17, 42, 9, 77, 3];
     let corrupt = [5, 17, 42, 100, 77, 3];
     let (answer, wrong) = (11, 12);
-    let patched = activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong).unwrap();
+    let mut reported = Vec::new();
+    let patched =
+        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong, &mut |done, total| {
+            reported.push((done, total));
+            true
+        })
+        .unwrap();
+    // The clean and corrupted runs, then one pass per cell, each told.
+    let cells = model.config().layers * clean.len();
+    assert_eq!(reported, (2..=2 + cells).map(|done| (done, 2 + cells)).collect::<Vec<_>>());
+    let stopped =
+        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong, &mut |done, _| done < 5);
+    assert!(matches!(stopped, Err(InterpError::Stopped)));
     assert_eq!(patched.grid.len(), model.config().layers);
     assert_ne!(patched.clean_metric, patched.corrupt_metric);
     for (layer, row) in patched.grid.iter().enumerate() {
@@ -318,13 +330,14 @@ fn patching_the_residual_stream_obeys_causality() {
         assert!(row[..3].iter().all(|&v| v == 0.0), "layer {layer}: {row:?}");
     }
     assert_eq!(patched.grid[0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-    let unequal = activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt[..5], answer, wrong);
+    let unequal =
+        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt[..5], answer, wrong, &mut |_, _| true);
     assert!(matches!(unequal, Err(InterpError::BadRequest(_))));
     // The attention and MLP outputs before the differing position are the same in both runs too,
     // so patching them there changes nothing; patching every layer's output at the last position
     // is not the clean run, so the grid is not all zeros.
     for site in [PatchSite::AttnOut, PatchSite::MlpOut] {
-        let patched = activation_patching(&model, site, &clean, &corrupt, answer, wrong).unwrap();
+        let patched = activation_patching(&model, site, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap();
         for (layer, row) in patched.grid.iter().enumerate() {
             assert!(row[..3].iter().all(|&v| v == 0.0), "{site:?} layer {layer}: {row:?}");
         }

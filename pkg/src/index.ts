@@ -30,6 +30,8 @@ import type {
   ModelCard,
   NextToken,
   PatchHeatmap,
+  PatchingGrid,
+  PatchSite,
   Recording,
   TokenRewards,
   VisualAnswer,
@@ -114,6 +116,15 @@ export interface RecordOptions {
   positions?: "all" | "last" | number[];
   /** The largest recording to make, in bytes (512 MiB); a larger one is refused before the model runs. */
   maxBytes?: number;
+}
+
+export interface PatchOptions {
+  /** Which activation is copied from the clean run: the residual stream entering a layer (the default), or a layer's attention or MLP output. */
+  site?: PatchSite;
+  /** Called after each forward pass with the passes made and the passes in all. */
+  onProgress?: (done: number, total: number) => void;
+  /** Stops the patching at the next forward pass (on a cross-origin-isolated page, as for `generate`); it then rejects with an `InterpError`. */
+  signal?: AbortSignal;
 }
 
 export interface Ablations {
@@ -428,6 +439,24 @@ export class Glassbox {
    */
   async record(prompt: string, options: RecordOptions): Promise<Recording> {
     return this.#after(this.#call("record", { prompt, options }));
+  }
+
+  /** `record`'s activations as the safetensors file the CLI's `glassbox record` writes. */
+  async recordSafetensors(prompt: string, options: RecordOptions): Promise<Uint8Array<ArrayBuffer>> {
+    return this.#after(this.#call("recordSafetensors", { prompt, options }));
+  }
+
+  /**
+   * Activation patching, as the CLI's `glassbox patch`: for every layer and position, the
+   * corrupted prompt run with the clean prompt's activation there, scored by how much of
+   * logit(answer) − logit(wrong) it restores. The prompts must have the same number of tokens;
+   * `answer` and `wrong` must each be one token.
+   */
+  async patch(clean: string, corrupt: string, answer: string, wrong: string, options: PatchOptions = {}): Promise<PatchingGrid> {
+    const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
+    if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+    const onEvent: Listener<"patch"> = ({ data: { done, total } }) => options.onProgress?.(done, total);
+    return this.#after(this.#call("patch", { clean, corrupt, answer, wrong, site: options.site ?? "resid_pre", stop }, onEvent));
   }
 
   /** Zeroes these heads and neurons in every later `logits` and `generate`, on top of earlier ones. */

@@ -21,6 +21,8 @@ import type {
   ModelCard,
   NextToken,
   PatchHeatmap,
+  PatchingGrid,
+  PatchSite,
   Recording,
   TokenRewards,
   VisualAnswer,
@@ -69,6 +71,14 @@ export interface Operations {
   attribute: { args: OnModel & { prompt: string; options: AttributeOptions }; result: Attribution };
   lens: { args: OnModel & { prompt: string; options: LensOptions }; result: LogitLens };
   record: { args: OnModel & { prompt: string; options: RecordOptions }; result: Recording };
+  recordSafetensors: { args: OnModel & { prompt: string; options: RecordOptions }; result: Uint8Array<ArrayBuffer> };
+  patch: {
+    /** `stop`: as for `generate`. */
+    args: OnModel & { clean: string; corrupt: string; answer: string; wrong: string; site: PatchSite; stop: SharedArrayBuffer | undefined };
+    result: PatchingGrid;
+    /** The forward passes made, after each. */
+    events: { progress: { done: number; total: number } };
+  };
   setMask: { args: OnModel & { heads: string[]; neurons: string[] }; result: null };
   /** The vector as a safetensors file, as the CLI's `steer-vector` writes it. */
   steeringVector: { args: OnModel & { positive: string[]; negative: string[]; layer: number }; result: Uint8Array<ArrayBuffer> };

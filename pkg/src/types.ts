@@ -152,6 +152,24 @@ export interface Activation {
 /** The hooks recorded, by TransformerLens name (`blocks.3.attn.hook_pattern`). */
 export type Recording = Record<string, Activation>;
 
+/** The activation activation patching copies from the clean run into the corrupted one. */
+export type PatchSite = "resid_pre" | "attn_out" | "mlp_out";
+
+/** `glassbox patch --json`'s output: the layers × positions grid of activation patching. */
+export interface PatchingGrid {
+  site: PatchSite;
+  /** The clean prompt's tokens, which the grid's columns follow. */
+  tokens: string[];
+  corrupt_tokens: string[];
+  answer: string;
+  wrong: string;
+  /** logit(answer) − logit(wrong) at the last position of each run. */
+  clean_metric: number;
+  corrupt_metric: number;
+  /** `grid[layer][position]`: the fraction of the metric restored (1 clean, 0 corrupted). */
+  grid: number[][];
+}
+
 export type HeatmapMethod = "lpi" | "attention" | "occlusion";
 
 export interface PatchHeatmap {

@@ -327,7 +327,7 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             Site::AttnOut => PatchSite::AttnOut,
             Site::MlpOut => PatchSite::MlpOut,
         };
-        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong).map_err(text_err)?;
+        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong, &mut |_, _| true).map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
         if json {
             return print_json(out, &serde_json::json!({

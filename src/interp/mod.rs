@@ -42,6 +42,8 @@ pub enum InterpError {
     Tokenizer(#[from] TokenizerError),
     #[error("invalid request: {0}")]
     BadRequest(String),
+    #[error("stopped before the end, as asked")]
+    Stopped,
 }
 
 impl From<BackendError> for InterpError {

@@ -55,7 +55,8 @@ pub struct PatchingGrid {
 }
 
 /// Patches the clean run's activation at `site` of every layer at every position into the
-/// corrupted run, one patch per forward pass.
+/// corrupted run, one patch per forward pass. `go_on(done, total)` is told the passes made after
+/// each one; returning `false` stops the run with [`InterpError::Stopped`].
 pub fn activation_patching<B: Backend>(
     model: &Model<B>,
     site: PatchSite,
@@ -63,6 +64,7 @@ pub fn activation_patching<B: Backend>(
     corrupt: &[u32],
     answer: u32,
     wrong: u32,
+    go_on: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<PatchingGrid> {
     if clean.len() != corrupt.len() {
         return Err(InterpError::BadRequest(format!(
@@ -90,6 +92,11 @@ pub fn activation_patching<B: Backend>(
             "the clean and corrupted prompts give the same metric: there is nothing to restore".into(),
         ));
     }
+    let total = 2 + layers * clean.len();
+    let mut done = 2;
+    if !go_on(done, total) {
+        return Err(InterpError::Stopped);
+    }
     let mut grid = Vec::with_capacity(layers);
     for layer in 0..layers {
         let recorded = clean_run.get(site.hook(layer)).expect("every layer's activation was recorded");
@@ -98,6 +105,10 @@ pub fn activation_patching<B: Backend>(
             let patch = site.patch(layer, position, recorded.row(position).to_vec());
             let (patched, _) = metric(corrupt, &HookRequest::new(), &[patch])?;
             row.push((patched - corrupt_metric) / span);
+            done += 1;
+            if !go_on(done, total) {
+                return Err(InterpError::Stopped);
+            }
         }
         grid.push(row);
     }

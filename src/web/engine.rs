@@ -185,15 +185,17 @@ struct LensOptions {
     scale: Option<String>,
 }
 
-/// `record`'s options: `{ hooks, positions, maxBytes }`. `hooks` names the hooks as the CLI's
-/// `record` does (comma-separated TransformerLens names, `*` globs); `positions` is "all" (the
-/// default), "last" or a list of positions.
+/// `record`'s options: `{ hooks, positions, maxBytes, format }`. `hooks` names the hooks as the
+/// CLI's `record` does (comma-separated TransformerLens names, `*` globs); `positions` is "all"
+/// (the default), "last" or a list of positions; `format` is "arrays" (the default) or
+/// "safetensors", the file `glassbox record` writes.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct RecordOptions {
     hooks: String,
     positions: Option<PositionsChoice>,
     max_bytes: Option<u64>,
+    format: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -313,7 +315,8 @@ fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usi
     to_js(&tokens)
 }
 
-/// The hooks `spec` names over `ids`, as `{ [hook]: { shape, positions, data: Float32Array } }`.
+/// The hooks `spec` names over `ids`, as `{ [hook]: { shape, positions, data: Float32Array } }`,
+/// or with `as_file` as the bytes of a safetensors file.
 fn record<B: Backend>(
     loaded: &Loaded<B>,
     state: &State,
@@ -321,12 +324,16 @@ fn record<B: Backend>(
     spec: &str,
     positions: &Positions,
     max_bytes: u64,
+    as_file: bool,
 ) -> Result<JsValue, JsValue> {
     let interventions = state.interventions();
     let recording = loaded.model.record(ids, spec, positions, &interventions, max_bytes).map_err(|e| match e {
         ModelError::UnknownHook(_) | ModelError::RecordingTooLarge { .. } => js_error(ErrorName::InputError, e),
         other => model_error(other),
     })?;
+    if as_file {
+        return Ok(js_sys::Uint8Array::from(recording.to_safetensors().as_slice()).into());
+    }
     let recorded = js_sys::Object::new();
     for (point, activation) in &recording.activations {
         let entry = js_sys::Object::new();
@@ -505,10 +512,20 @@ impl Engine {
             Some(PositionsChoice::List(list)) => Positions::Only(list),
         };
         let max_bytes = given.max_bytes.unwrap_or(DEFAULT_MAX_RECORDING_BYTES);
+        let as_file = match given.format.as_deref() {
+            None | Some("arrays") => false,
+            Some("safetensors") => true,
+            Some(other) => {
+                return Err(js_error(
+                    ErrorName::InputError,
+                    format!("format {other:?}: expected arrays or safetensors"),
+                ))
+            }
+        };
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
-                with_model!(loaded, loaded => record(loaded, &state, &ids, &given.hooks, &positions, max_bytes))
+                with_model!(loaded, loaded => record(loaded, &state, &ids, &given.hooks, &positions, max_bytes, as_file))
             })
         }))
     }

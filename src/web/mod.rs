@@ -6,6 +6,7 @@
 mod claims;
 mod engine;
 mod exam;
+mod patching;
 mod tabular;
 mod task;
 mod threads;

@@ -3,10 +3,12 @@ import { setUpExamPanel } from "./exam.js";
 import { setUpImagePanel } from "./image.js";
 import { setUpInsidePanel } from "./inside.js";
 import { setUpModelPanel } from "./model.js";
+import { setUpPatchPanel } from "./patch.js";
 import { setUpRewardsPanel } from "./rewards.js";
 import { setUpTablePanel } from "./table.js";
 
 setUpInsidePanel();
+setUpPatchPanel();
 setUpImagePanel();
 setUpClaimPanel();
 setUpExamPanel();

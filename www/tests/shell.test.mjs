@@ -1,4 +1,4 @@
-// End to end: the shell's seven panels in Debian's Chromium on the real SmolLM2 and the LLaVA
+// End to end: the shell's eight panels in Debian's Chromium on the real SmolLM2 and the LLaVA
 // fixture, each checked against the native CLI's JSON for the same input; a screenshot of each
 // panel goes to artifacts/e2e/. The whole session's requests are recorded for the privacy check.
 import { after, before, test } from "node:test";
@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchChromium } from "../chromium.mjs";
 import { serveBuiltSite } from "./built-site.mjs";
+import { readSafetensors } from "./safetensors.mjs";
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 const MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -220,6 +221,82 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   assert.match(await page.textContent("#ablation-list"), new RegExp(`head ${top.replace(".", "\\.")}`));
   await page.click("#clear-ablations");
   await page.waitForSelector("#ablation-box", { state: "hidden" });
+});
+
+test("Patch & steer: the patching grid, the steered next tokens and the recorded file match the CLI", { timeout: 900_000 }, async () => {
+  const [clean, corrupt, answer, wrong] = ["The capital of France is", "The capital of Italy is", " Paris", " Rome"];
+  const nativeGrid = cli(["patch", model, "--clean", clean, "--corrupt", corrupt, "--answer", answer, "--wrong", wrong, "--json"]);
+  await page.fill("#patch-clean", clean);
+  await page.fill("#patch-corrupt", corrupt);
+  await page.fill("#patch-answer", answer);
+  await page.fill("#patch-wrong", wrong);
+  await page.click("#patch-form button[type=submit]");
+  await waitFor(page, "#patch-grid");
+  const native = await nativeGrid;
+  const shown = await page.$$eval("#patch-grid tbody tr", (rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => Number(td.dataset.value))));
+  assert.equal(shown.length, native.grid.length);
+  let worst = 0;
+  shown.forEach((row, layer) => {
+    assert.equal(row.length, native.grid[layer].length);
+    row.forEach((v, p) => (worst = Math.max(worst, Math.abs(v - native.grid[layer][p]))));
+  });
+  console.log(`# patching grid, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
+  // The kernels give the same bits in wasm; the rest of the layer may differ by ulps (measured
+  // 2026-12-05: the same grid to the bit).
+  assert.ok(worst <= 1e-3);
+  assert.deepEqual(await page.$$eval("#patch-grid thead th.token", (ths) => ths.map((th) => th.textContent)), native.tokens.map((t) => t.replaceAll("\n", "⏎").replaceAll(" ", "·")));
+  await shot(page, "patch-panel", "patch-and-steer");
+
+  // The panel's vector at layer 4 from its default prompts, at coefficient 8, moves the next
+  // tokens as the CLI's --steer does. (The continuation is shown too; greedy text may part from
+  // the CLI's at a near-tie, which the next tokens' comparison allows for.)
+  const work = mkdtempSync(join(tmpdir(), "glassbox-steer-"));
+  const [positive, negative, vector] = ["positive.txt", "negative.txt", "vector.safetensors"].map((name) => join(work, name));
+  writeFileSync(positive, (await page.inputValue("#steer-positive")) + "\n");
+  writeFileSync(negative, (await page.inputValue("#steer-negative")) + "\n");
+  execFileSync(CLI, ["--backend", "cpu", "steer-vector", model, "--positive", positive, "--negative", negative, "--layer", "4", "--output", vector]);
+  const prompt = await page.inputValue("#steer-prompt");
+  const nativeSteered = cli(["logits", model, "--prompt", prompt, "--top-k", "5", "--steer", `${vector}@4:8`, "--json"]);
+  const nativePlain = cli(["logits", model, "--prompt", prompt, "--top-k", "5", "--json"]);
+  const nextTokens = () => page.$$eval("#steer-next tr", (rows) => rows.map((r) => ({ id: Number(r.dataset.id), prob: Number(r.cells[2].textContent) })));
+  await page.fill("#steer-layer", "4");
+  await page.click("#steer-form button[type=submit]");
+  await waitFor(page, "#steer-status");
+  assertSameTop(await nextTokens(), (await nativePlain).top);
+  await page.$eval("#steer-coefficient", (slider) => {
+    slider.value = "8";
+    slider.dispatchEvent(new Event("change"));
+  });
+  await waitFor(page, "#steer-status");
+  assert.equal(await page.getAttribute("#steer-text", "data-coefficient"), "8");
+  const steered = await nextTokens();
+  assertSameTop(steered, (await nativeSteered).top);
+  // The steering moved the distribution: the plain top-1's probability changed.
+  const plainTop = (await nativePlain).top[0];
+  const steeredNative = (await nativeSteered).top.find((t) => t.id === plainTop.id);
+  assert.ok(steeredNative === undefined || Math.abs(steeredNative.logprob - plainTop.logprob) > 0.05);
+  assert.ok((await page.textContent("#steer-text")).length > 0);
+  await page.click("#steer-clear");
+  await waitFor(page, "#steer-status");
+
+  // The recording downloads the file the CLI's record writes.
+  const nativeFile = join(work, "recording.safetensors");
+  execFileSync(CLI, ["--backend", "cpu", "record", model, "--prompt", await page.inputValue("#record-prompt"), "--hooks", "blocks.*.hook_resid_post", "--positions", "last", "--output", nativeFile]);
+  await page.fill("#record-hooks", "blocks.*.hook_resid_post");
+  await page.selectOption("#record-positions", "last");
+  const download = page.waitForEvent("download");
+  await page.click("#record-form button[type=submit]");
+  const downloaded = readFileSync(await (await download).path());
+  const ours = readSafetensors(downloaded);
+  const theirs = readSafetensors(readFileSync(nativeFile));
+  assert.deepEqual(Object.keys(ours.tensors), Object.keys(theirs.tensors));
+  let worstRecorded = 0;
+  for (const [name, { shape, data }] of Object.entries(theirs.tensors)) {
+    assert.deepEqual(ours.tensors[name].shape, shape, name);
+    data.forEach((v, i) => (worstRecorded = Math.max(worstRecorded, Math.abs(v - ours.tensors[name].data[i]))));
+  }
+  console.log(`# recorded file, shell vs CLI: max |Δ| = ${worstRecorded.toExponential(2)}`);
+  assert.ok(worstRecorded <= 1e-5);
 });
 
 test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI", { timeout: 600_000 }, async () => {
