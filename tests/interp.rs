@@ -410,8 +410,16 @@ fn probes_give_scikit_learns_probabilities() {
             case["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
         let labels: Vec<usize> =
             if classes == all { labels } else { labels.iter().map(|&l| (l != 0) as usize).collect() };
-        let probe =
-            Probe::fit(HookPoint::parse(hook).unwrap(), Pooling::Last, classes.clone(), x, &labels, DEFAULT_C).unwrap();
+        let probe = Probe::fit(
+            HookPoint::parse(hook).unwrap(),
+            Pooling::Last,
+            Vec::new(),
+            classes.clone(),
+            x,
+            &labels,
+            DEFAULT_C,
+        )
+        .unwrap();
         let width = x.len() / labels.len();
         for (row, expected) in case["probabilities"].as_array().unwrap().iter().enumerate() {
             let got = probe.probabilities(&x[row * width..(row + 1) * width]);

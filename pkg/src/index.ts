@@ -32,6 +32,7 @@ import type {
   PatchHeatmap,
   PatchingGrid,
   PatchSite,
+  ProbeReading,
   Recording,
   TokenRewards,
   VisualAnswer,
@@ -439,6 +440,15 @@ export class Glassbox {
    */
   async record(prompt: string, options: RecordOptions): Promise<Recording> {
     return this.#after(this.#call("record", { prompt, options }));
+  }
+
+  /**
+   * A linear probe from the CLI's `glassbox probe train` (its safetensors file) applied to one
+   * input: the text its training fields make of `fields` (as `classify` takes them), read at its
+   * hook, as `glassbox probe apply` reads it.
+   */
+  async probe(probe: Uint8Array, fields: TaskInput): Promise<ProbeReading> {
+    return this.#after(this.#call("probe", { probe, fields }));
   }
 
   /** `record`'s activations as the safetensors file the CLI's `glassbox record` writes. */

@@ -23,6 +23,7 @@ import type {
   PatchHeatmap,
   PatchingGrid,
   PatchSite,
+  ProbeReading,
   Recording,
   TokenRewards,
   VisualAnswer,
@@ -71,6 +72,7 @@ export interface Operations {
   attribute: { args: OnModel & { prompt: string; options: AttributeOptions }; result: Attribution };
   lens: { args: OnModel & { prompt: string; options: LensOptions }; result: LogitLens };
   record: { args: OnModel & { prompt: string; options: RecordOptions }; result: Recording };
+  probe: { args: OnModel & { probe: Uint8Array; fields: TaskInput }; result: ProbeReading };
   recordSafetensors: { args: OnModel & { prompt: string; options: RecordOptions }; result: Uint8Array<ArrayBuffer> };
   patch: {
     /** `stop`: as for `generate`. */

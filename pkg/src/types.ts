@@ -152,6 +152,14 @@ export interface Activation {
 /** The hooks recorded, by TransformerLens name (`blocks.3.attn.hook_pattern`). */
 export type Recording = Record<string, Activation>;
 
+/** A linear probe's reading of one input (`glassbox probe apply`'s row). */
+export interface ProbeReading {
+  /** The hook the probe reads, by TransformerLens name. */
+  hook: string;
+  label: string;
+  probabilities: Record<string, number>;
+}
+
 /** The activation activation patching copies from the clean run into the corrupted one. */
 export type PatchSite = "resid_pre" | "attn_out" | "mlp_out";
 

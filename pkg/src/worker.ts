@@ -114,6 +114,10 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return runTask(model.record(model.tokenize(prompt), options));
   },
 
+  async probe({ handle, probe, fields }) {
+    return runTask(engine(handle).probe(probe, fields));
+  },
+
   async recordSafetensors({ handle, prompt, options }) {
     const model = engine(handle);
     return runTask(model.record(model.tokenize(prompt), { ...options, format: "safetensors" }));

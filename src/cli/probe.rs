@@ -32,8 +32,8 @@ pub struct RowArgs {
     #[arg(long)]
     input: PathBuf,
     /// The field(s) read as the prompt; several (`--text-field context,claim`) are joined by
-    /// line breaks, in the order given.
-    #[arg(long, default_value = "text", value_delimiter = ',')]
+    /// line breaks, in the order given. `text` when training; the probe's own when applying.
+    #[arg(long, value_delimiter = ',')]
     text_field: Vec<String>,
     #[command(flatten)]
     tokenizer: TokenizerArg,
@@ -110,6 +110,7 @@ struct Row {
 /// every row when given.
 fn read_rows(
     args: &RowArgs,
+    text_fields: &[String],
     label_field: Option<&str>,
     group_field: Option<&str>,
 ) -> Result<(Vec<Row>, Vec<Skipped>), String> {
@@ -119,8 +120,7 @@ fn read_rows(
         let parsed = text.and_then(|text| {
             let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
             let object = value.as_object().ok_or("not a JSON object")?;
-            let fields = args
-                .text_field
+            let fields = text_fields
                 .iter()
                 .map(|name| object.get(name).and_then(Value::as_str).ok_or_else(|| format!("no text field {name:?}")))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -156,7 +156,9 @@ pub fn probe(out: &mut impl Write, loader: &Loader, command: &ProbeCommand, json
 
 fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) -> Written {
     let pooling = Pooling::parse(&args.position).map_err(text_err)?;
-    let (rows, skipped) = read_rows(&args.rows, Some(&args.label_field), args.group_field.as_deref())?;
+    let text_fields =
+        if args.rows.text_field.is_empty() { vec!["text".to_string()] } else { args.rows.text_field.clone() };
+    let (rows, skipped) = read_rows(&args.rows, &text_fields, Some(&args.label_field), args.group_field.as_deref())?;
     let mut classes: Vec<String> = rows.iter().filter_map(|r| r.label.clone()).collect();
     // In sorted order, as scikit-learn orders its classes (the second is the binary positive).
     classes.sort();
@@ -201,7 +203,7 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
         // The first of the most accurate, so an earlier layer wins a tie.
         let best = (0..points.len())
             .fold(0, |best, i| if scores[i]["cv_accuracy"].as_f64() > scores[best]["cv_accuracy"].as_f64() { i } else { best });
-        let probe = Probe::fit(points[best], pooling, classes.clone(), &recorded[best].0, &labels, args.c).map_err(text_err)?;
+        let probe = Probe::fit(points[best], pooling, text_fields.clone(), classes.clone(), &recorded[best].0, &labels, args.c).map_err(text_err)?;
         std::fs::write(&args.output, probe.to_safetensors()).map_err(|e| format!("{}: {e}", args.output.display()))?;
         if let Some(path) = &args.features {
             let names: Vec<String> = points.iter().map(ToString::to_string).collect();
@@ -255,7 +257,9 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
 fn apply(out: &mut impl Write, loader: &Loader, args: &ApplyArgs) -> Written {
     let probe =
         Probe::from_safetensors(&read_file(&args.probe)?).map_err(|e| format!("{}: {e}", args.probe.display()))?;
-    let (rows, skipped) = read_rows(&args.rows, None, None)?;
+    let text_fields =
+        if args.rows.text_field.is_empty() { probe.text_fields.clone() } else { args.rows.text_field.clone() };
+    let (rows, skipped) = read_rows(&args.rows, &text_fields, None, None)?;
     let any = loader.load(&args.rows.model, &args.rows.tokenizer)?;
     with_model!(any, loaded => {
         let shape = loaded.model.config().hook_shape();

@@ -98,6 +98,8 @@ pub fn features<B: Backend>(
 pub struct Probe {
     pub hook: HookPoint,
     pub pooling: Pooling,
+    /// The input fields joined (by line breaks) into the text the probe was trained on.
+    pub text_fields: Vec<String>,
     pub classes: Vec<String>,
     pub width: usize,
     pub weights: Vec<f64>,
@@ -112,6 +114,7 @@ impl Probe {
     pub fn fit(
         hook: HookPoint,
         pooling: Pooling,
+        text_fields: Vec<String>,
         classes: Vec<String>,
         x: &[f32],
         labels: &[usize],
@@ -133,7 +136,7 @@ impl Probe {
         let rows = problem.rows();
         let weights = (0..rows).flat_map(|r| theta[r * (width + 1)..r * (width + 1) + width].to_vec()).collect();
         let bias = (0..rows).map(|r| theta[r * (width + 1) + width]).collect();
-        Ok(Probe { hook, pooling, classes, width, weights, bias })
+        Ok(Probe { hook, pooling, text_fields, classes, width, weights, bias })
     }
 
     /// Each class's probability for one feature vector.
@@ -152,8 +155,24 @@ impl Probe {
         argmax(&self.probabilities(x))
     }
 
+    /// The text the probe reads from a row's `fields`: its text fields joined by line breaks.
+    pub fn text_of(&self, fields: &BTreeMap<String, String>) -> Result<String> {
+        let parts = self
+            .text_fields
+            .iter()
+            .map(|name| {
+                fields.get(name).map(String::as_str).ok_or_else(|| {
+                    InterpError::BadRequest(format!(
+                        "the probe reads the field {name:?}, which the input does not have"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(parts.join("\n"))
+    }
+
     /// As a safetensors file: `weight` `[rows, width]` and `bias` `[rows]` (f32), the hook, the
-    /// pooling and the classes (a JSON list) in the metadata.
+    /// pooling, the text fields and the classes (JSON lists) in the metadata.
     pub fn to_safetensors(&self) -> Vec<u8> {
         let rows = self.bias.len();
         let weights: Vec<f32> = self.weights.iter().map(|&w| w as f32).collect();
@@ -162,6 +181,7 @@ impl Probe {
             ("hook".to_string(), self.hook.to_string()),
             ("position".to_string(), self.pooling.name().to_string()),
             ("classes".to_string(), serde_json::to_string(&self.classes).expect("strings serialise")),
+            ("text_fields".to_string(), serde_json::to_string(&self.text_fields).expect("strings serialise")),
         ]);
         safetensors::write(
             &[
@@ -182,6 +202,10 @@ impl Probe {
             .get("classes")
             .and_then(|c| serde_json::from_str(c).ok())
             .ok_or_else(|| bad("no list of classes"))?;
+        let text_fields: Vec<String> = match metadata.get("text_fields") {
+            Some(fields) => serde_json::from_str(fields).map_err(|_| bad("its text fields are not a list of names"))?,
+            None => vec!["text".to_string()],
+        };
         let find = |name: &str| tensors.iter().find(|t| t.name == name);
         let (Some(NamedTensor { shape: w_shape, data: w, .. }), Some(NamedTensor { shape: b_shape, data: b, .. })) =
             (find("weight"), find("bias"))
@@ -195,6 +219,7 @@ impl Probe {
         Ok(Probe {
             hook,
             pooling,
+            text_fields,
             classes,
             width: w_shape[1],
             weights: w.iter().map(|&v| f64::from(v)).collect(),
@@ -242,7 +267,7 @@ pub fn cross_validated_accuracy(x: &[f32], labels: &[usize], classes: usize, fol
         let train: Vec<usize> = (0..n).filter(|&i| fold_of[i] != fold).collect();
         let train_x: Vec<f32> = train.iter().flat_map(|&i| x[i * width..(i + 1) * width].to_vec()).collect();
         let train_labels: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-        let probe = Probe::fit(HookPoint::Embed, Pooling::Last, names.clone(), &train_x, &train_labels, c)?;
+        let probe = Probe::fit(HookPoint::Embed, Pooling::Last, Vec::new(), names.clone(), &train_x, &train_labels, c)?;
         correct += (0..n)
             .filter(|&i| fold_of[i] == fold && probe.predict(&x[i * width..(i + 1) * width]) == labels[i])
             .count();
@@ -410,7 +435,8 @@ mod tests {
         let x = [0.0f32, 1.0, 2.0, 3.0, 1.5, 2.5];
         let labels = [0, 0, 1, 1, 1, 0];
         let probe =
-            Probe::fit(HookPoint::Embed, Pooling::Last, vec!["a".into(), "b".into()], &x, &labels, 2.0).unwrap();
+            Probe::fit(HookPoint::Embed, Pooling::Last, Vec::new(), vec!["a".into(), "b".into()], &x, &labels, 2.0)
+                .unwrap();
         let residuals: Vec<f64> =
             x.iter().zip(&labels).map(|(&v, &l)| probe.probabilities(&[v])[1] - l as f64).collect();
         let bias_condition: f64 = residuals.iter().sum();

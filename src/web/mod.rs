@@ -7,6 +7,7 @@ mod claims;
 mod engine;
 mod exam;
 mod patching;
+mod probe;
 mod tabular;
 mod task;
 mod threads;

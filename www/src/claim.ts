@@ -21,6 +21,8 @@ const explanation = element<HTMLParagraphElement>("claim-explanation");
 const evidenceView = element<HTMLParagraphElement>("claim-evidence-text");
 const affectView = element<HTMLDivElement>("claim-affect-bars");
 const retrieved = element<HTMLOListElement>("claim-retrieved");
+const probeVerdict = element<HTMLParagraphElement>("claim-probe");
+const probeProbs = element<HTMLDivElement>("claim-probe-probs");
 const checked = (id: string) => element<HTMLInputElement>(id).checked;
 
 /** The lexicons are read once per model. */
@@ -83,7 +85,7 @@ function render(result: Classification, fields: Record<string, string>): void {
 }
 
 async function check(): Promise<void> {
-  for (const view of [verdict, probs, explanation, evidenceView, affectView]) view.replaceChildren();
+  for (const view of [verdict, probs, explanation, evidenceView, affectView, probeVerdict, probeProbs]) view.replaceChildren();
   verdict.dataset["state"] = "working";
   await track(status, "Checking the claim", async () => {
     const gb = model();
@@ -108,6 +110,14 @@ async function check(): Promise<void> {
       onText: (piece) => explanation.append(piece),
     });
     render(result, fields);
+    const probeFile = element<HTMLInputElement>("claim-probe-file").files?.[0];
+    if (probeFile !== undefined) {
+      say(status, "Reading the probe…", "working");
+      const reading = await gb.probe(new Uint8Array(await probeFile.arrayBuffer()), fields);
+      say(probeVerdict, `Probe on ${reading.hook}: ${reading.label}`, "ready");
+      probeVerdict.dataset["label"] = reading.label;
+      probeProbs.replaceChildren(...bars(Object.entries(reading.probabilities)));
+    }
   }, "Done");
   if (status.dataset["state"] === "error") verdict.dataset["state"] = "error";
 }

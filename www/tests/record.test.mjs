@@ -131,7 +131,7 @@ test("record in the browser gives the CLI's hooks, shapes, positions and values;
   assert.deepEqual(errors, []);
 });
 
-test("patch and recordSafetensors in the browser: bad requests are typed errors that leave the worker working, progress counts every pass, and a stop ends the run", { timeout: 600_000 }, async (t) => {
+test("patch, recordSafetensors and probe in the browser: bad requests are typed errors that leave the worker working, progress counts every pass, and a stop ends the run", { timeout: 600_000 }, async (t) => {
   const { page, errors } = await loadPackageOnCpu(site, t, "/" + MODEL_PATH);
   const seen = await page.evaluate(async (prompt) => {
     const outcome = (promise) => promise.then(() => "resolved", (e) => `${e.name}: ${e.message}`);
@@ -139,6 +139,7 @@ test("patch and recordSafetensors in the browser: bad requests are typed errors 
     const longAnswer = await outcome(gb.patch(prompt, "The capital of Italy is", " Paris is", " Rome"));
     const badSite = await outcome(gb.patch(prompt, "The capital of Italy is", " Paris", " Rome", { site: "hook_z" }));
     const badFormat = await outcome(gb.recordSafetensors(prompt, { hooks: "blocks.0.hook_nonsense" }));
+    const notAProbe = await outcome(gb.probe(new Uint8Array([1, 2, 3]), { text: prompt }));
     const progress = [];
     const grid = await gb.patch(prompt, "The capital of Italy is", " Paris", " Rome", { site: "mlp_out", onProgress: (done, total) => progress.push([done, total]) });
     const controller = new AbortController();
@@ -147,12 +148,13 @@ test("patch and recordSafetensors in the browser: bad requests are typed errors 
       onProgress: (done) => done >= 10 && controller.abort(),
     }));
     const file = await gb.recordSafetensors(prompt, { hooks: "blocks.0.hook_resid_post", positions: "last" });
-    return { unequal, longAnswer, badSite, badFormat, progress, layers: grid.grid.length, width: grid.grid[0].length, site: grid.site, stopped, fileBytes: Array.from(file) };
+    return { unequal, longAnswer, badSite, badFormat, notAProbe, progress, layers: grid.grid.length, width: grid.grid[0].length, site: grid.site, stopped, fileBytes: Array.from(file) };
   }, PROMPT);
   assert.match(seen.unequal, /^InterpError: invalid request: the clean prompt is 5 tokens and the corrupted one 7/);
   assert.match(seen.longAnswer, /^TokenizerError: the answer: /);
   assert.match(seen.badSite, /^InputError: site "hook_z"/);
   assert.match(seen.badFormat, /^InputError: no hook is named/);
+  assert.match(seen.notAProbe, /^InputError: invalid request: a probe file: not a safetensors file/);
   // The clean and corrupted runs, then one pass per layer and position, each reported.
   const total = 2 + seen.layers * seen.width;
   assert.equal(seen.site, "mlp_out");

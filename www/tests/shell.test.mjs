@@ -339,10 +339,18 @@ test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI"
   await shot(page, "image-panel", "image-lens");
 });
 
-test("Check a claim: verdict, streamed explanation, evidence and affect match the CLI", { timeout: 900_000 }, async () => {
+test("Check a claim: verdict, streamed explanation, evidence, affect and a probe's reading match the CLI", { timeout: 900_000 }, async () => {
   const [first] = readFileSync(here("../../tests/data/fmd_claims.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   const row = { id: first.id, claim: `${first.claim} ${PAYLOAD}`, context: first.context };
   const nativeClassification = classifyNatively("fmd", row, ["--explain", "--evidence", "--affect", "--lexicons", here("../../models/lexicons")]);
+  // A probe trained by the CLI on the claim set, and its reading of this row.
+  const work = mkdtempSync(join(tmpdir(), "glassbox-probe-"));
+  const probeFile = join(work, "probe.safetensors");
+  writeFileSync(join(work, "row.jsonl"), JSON.stringify(row) + "\n");
+  await run(CLI, ["--backend", "cpu", "probe", "train", model, "--input", here("../../tests/data/fmd_claims.jsonl"), "--text-field", "context,claim", "--hook", "blocks.16.hook_resid_post", "--output", probeFile]);
+  const nativeProbe = run(CLI, ["--backend", "cpu", "probe", "apply", model, "--input", join(work, "row.jsonl"), "--probe", probeFile]).then(({ stdout }) => JSON.parse(stdout));
+  nativeProbe.catch(() => {});
+  await page.setInputFiles("#claim-probe-file", probeFile);
 
   await page.selectOption("#claim-task", "fmd");
   await page.fill("#claim-text", row.claim);
@@ -373,6 +381,17 @@ test("Check a claim: verdict, streamed explanation, evidence and affect match th
   assert.ok(Math.abs(affect.intensity - native.affect.llm_intensity) <= 0.05);
   // The claim, with the payload, is shown as text.
   assert.ok((await page.textContent("#claim-evidence-text")).includes(PAYLOAD));
+  const probe = await nativeProbe;
+  await waitFor(page, "#claim-probe");
+  await page.setInputFiles("#claim-probe-file", []);
+  assert.equal(await page.getAttribute("#claim-probe", "data-label"), probe.label);
+  const probeProbs = await page.$$eval("#claim-probe-probs .bar", (bars) => Object.fromEntries(bars.map((b) => [b.dataset.label, Number(b.dataset.value)])));
+  const probeWorst = Math.max(...Object.entries(probe.probabilities).map(([label, p]) => Math.abs(probeProbs[label] - p)));
+  console.log(`# probe reading, shell vs CLI: max |Δ p| = ${probeWorst.toExponential(2)}`);
+  // On this 80-token prompt the wasm residual parts from the native one from layer 2 (ulps of
+  // candle's element-wise operations flipping 8-bit roundings): measured 2026-12-05, 0.48 of
+  // values up to 100 at layer 16, the probe's probabilities 8.1e-3 apart.
+  assert.ok(probeWorst <= 0.05);
   await shot(page, "claim-panel", "check-a-claim");
 });
 
