@@ -22,7 +22,7 @@ use glassbox::backend::Backend;
 
 use glassbox::model::Loaded;
 
-use super::{text_err, TokenizerArg, Written};
+use super::{print_json, text_err, TokenizerArg, Written};
 
 /// Heads compared by rank.
 const TOP_HEADS: usize = 10;
@@ -100,6 +100,11 @@ fn relative_difference(reference: &[f32], tested: &[f32]) -> f32 {
     let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| f64::from(x).powi(2)).sum::<f64>().sqrt();
     (norm(&mut reference.iter().zip(tested).map(|(a, b)| a - b))
         / norm(&mut reference.iter().copied()).max(f64::MIN_POSITIVE)) as f32
+}
+
+/// One value per layer, as the text reports print them.
+fn by_layer(values: &[f32]) -> String {
+    values.iter().map(|d| format!("{d:.1e}")).collect::<Vec<_>>().join(" ")
 }
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -199,7 +204,7 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
             comparison.prompts.len(),
             comparison.max_logit_difference,
             comparison.max_head_lpi_difference,
-            comparison.resid_post_relative_difference.iter().map(|d| format!("{d:.1e}")).collect::<Vec<_>>().join(" "),
+            by_layer(&comparison.resid_post_relative_difference),
             if comparison.passed { "passed" } else { "FAILED" }
         )
     };
@@ -362,24 +367,21 @@ pub fn compare_weights(
             .collect(),
         prompts: results,
     };
-    let written = if json {
-        writeln!(out, "{}", serde_json::to_string(&report).map_err(text_err)?)
-    } else {
-        writeln!(
-            out,
-            "quantised against f32 weights on {}, {} prompts: top-1 equal {}/{}; top-{} heads shared {:.1} on average; \
+    if json {
+        return print_json(out, &report);
+    }
+    Ok(writeln!(
+        out,
+        "quantised against f32 weights on {}, {} prompts: top-1 equal {}/{}; top-{} heads shared {:.1} on average; \
              top-{} FFN neurons shared {:.1}; resid_post relative difference by layer (mean): {}",
-            report.backend,
-            report.prompts.len(),
-            report.top1_equal,
-            report.prompts.len(),
-            report.top_heads,
-            report.mean_heads_shared,
-            report.top_neurons,
-            report.mean_neurons_shared,
-            report.resid_post_relative_difference.iter().map(|d| format!("{d:.1e}")).collect::<Vec<_>>().join(" "),
-        )
-    };
-    written.map_err(text_err)?;
-    Ok(Ok(()))
+        report.backend,
+        report.prompts.len(),
+        report.top1_equal,
+        report.prompts.len(),
+        report.top_heads,
+        report.mean_heads_shared,
+        report.top_neurons,
+        report.mean_neurons_shared,
+        by_layer(&report.resid_post_relative_difference),
+    ))
 }

@@ -328,6 +328,15 @@ pub fn scales_mins_k4(q: &[u8]) -> ([u8; 8], [u8; 8]) {
     (scales, mins)
 }
 
+/// A Q4_K or Q5_K block's product from the exact integer sum `sumi` of its values times the
+/// activations (each group's times its scale) and its groups' `mins`, scaled in the order every
+/// SIMD path scales it.
+#[inline(always)]
+pub fn k4_block_product(block: &[u8], a: &Q8KBlock, sumi: i32, mins: &[u8; 8]) -> f32 {
+    let mins: i32 = (0..8).map(|j| mins[j] as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32)).sum();
+    f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32
+}
+
 /// Values `64c + l` and `64c + 32 + l` of a Q4_K block, or with `fifth_bits` of a Q5_K block.
 #[inline(always)]
 fn k_values(block: &[u8], fifth_bits: bool, c: usize, l: usize) -> (i32, i32) {
@@ -408,6 +417,15 @@ fn dequantize_q5_k(block: &[u8], out: &mut [f32]) {
 // 32 high bytes and 8 scales: byte l serves values l, l + 32, l + 64 and l + 96.
 
 pub const Q6_K_BYTES: usize = 210;
+
+/// A Q6_K block's product from the exact integer sum `unsigned_sumi` of its values read unsigned
+/// (0..64) times the activations, each group's times its scale: the offset of 32 comes off
+/// through the activations' 16-value sums.
+#[inline(always)]
+pub fn q6k_block_product(block: &[u8], a: &Q8KBlock, unsigned_sumi: i32) -> f32 {
+    let offset: i32 = (0..16).map(|i| 32 * (block[192 + i] as i8 as i32) * a.bsums[i] as i32).sum();
+    f16_at(block, 208) * a.d * (unsigned_sumi - offset) as f32
+}
 
 /// The four 6-bit values byte `l` of a half serves, each minus 32, in value order.
 #[inline(always)]

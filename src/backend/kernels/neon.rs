@@ -205,9 +205,7 @@ fn dot_k(row: &[u8], act: &[Q8KBlock], block_bytes: usize, fifth: bool) -> f32 {
                 sumi = add_scaled(sumi, high, load(x, 64 * c + 32 + 16 * half), scales[2 * c + 1] as i32);
             }
         }
-        let mins: i32 = (0..8).map(|j| mins[j] as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32)).sum();
-        let sumi = unsafe { vaddvq_s32(sumi) };
-        sum += f16_at(block, 0) * a.d * sumi as f32 - f16_at(block, 2) * a.d * mins as f32;
+        sum += blocks::k4_block_product(block, a, unsafe { vaddvq_s32(sumi) }, &mins);
     }
     sum
 }
@@ -248,9 +246,7 @@ pub fn dot_q6_k(row: &[u8], act: &[Q8KBlock]) -> f32 {
                 }
             }
         }
-        let offset: i32 = (0..16).map(|i| 32 * scale(i) * a.bsums[i] as i32).sum();
-        let sumi = unsafe { vaddvq_s32(sumi) };
-        sum += f16_at(block, 208) * a.d * (sumi - offset) as f32;
+        sum += blocks::q6k_block_product(block, a, unsafe { vaddvq_s32(sumi) });
     }
     sum
 }
