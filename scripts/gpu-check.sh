@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The GPU check: the CUDA and WebGPU backends against the CPU (20 prompts: top-1 and top-10
-# heads), prefill and decode speed with decode's share of the memory-bandwidth roofline, for
-# SmolLM2 and a 1B synthetic model, and the WebGPU kernel tests, through Vulkan when a driver is
-# there.
+# heads) on SmolLM2 and, when `make gemma3` fetched it, on Gemma 3 270M's K-quants; prefill and
+# decode speed with decode's share of the memory-bandwidth roofline, for SmolLM2 and a 1B
+# synthetic model; and the WebGPU kernel tests, through Vulkan when a driver is there.
 #
 # The GPU machine has no Rust toolchain and reaches no registry, so the binaries are built here
-# and travel in .gpu/ with the model (split in two: one transfer is limited to 64 MiB):
+# and travel in .gpu/ with the model (split in two: one transfer is limited to 64 MiB), and
+# Gemma 3 in five parts when it was fetched:
 #
 #   scripts/gpu-check.sh prepare   here: builds with --features cuda,webgpu,lab, linking against
 #                                  stubs of the CUDA libraries (scripts/cuda-stubs.sh), and packs
-#                                  .gpu/bin.tar.xz, .gpu/inputs/ and .gpu/model-a, .gpu/model-b
+#                                  .gpu/bin.tar.xz, .gpu/inputs/, .gpu/model-a, .gpu/model-b and
+#                                  .gpu/gemma3-part-00 … 04
 #   scripts/gpu-check.sh run [all|webgpu]
 #                                  on the GPU machine, in the repository root: loads the real
 #                                  CUDA libraries, runs everything (or the WebGPU checks alone),
@@ -17,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3=models/gemma3/gemma-3-270m-q4_k_m.gguf
 PEERS=${PEERS:-../shared/peers}
 # 1B parameters at Q4_0, Llama-3.2-1B's shape with SmolLM2's vocabulary.
 SYNTH_SHAPE=(--layers 16 --width 2048 --ffn-width 8192 --heads 32 --kv-heads 8)
@@ -50,7 +53,11 @@ for line in sys.stdin:
   git describe --always --dirty >.gpu/inputs/revision
   head -c 55M "$MODEL" >.gpu/model-a
   tail -c +$((55 * 1024 * 1024 + 1)) "$MODEL" >.gpu/model-b
-  du -b .gpu/bin.tar.xz .gpu/inputs .gpu/model-a .gpu/model-b
+  if [ -f "$GEMMA3" ]; then
+    sha256sum "$GEMMA3" | awk '{print $1}' >.gpu/inputs/gemma3.sha256
+    split -b 55M -d "$GEMMA3" .gpu/gemma3-part-
+  fi
+  du -b .gpu/bin.tar.xz .gpu/inputs .gpu/model-a .gpu/model-b .gpu/gemma3-part-* 2>/dev/null || true
 }
 
 # The directories holding the CUDA libraries the binary loads (the toolkit's, or the PyPI ones
@@ -102,6 +109,7 @@ run() {
     "$gb" --backend cuda compare-backends "$MODEL" --prompts $prompts >"$work/parity-quantised.txt" 2>&1 || true
     "$gb" --backend cpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights >"$work/cpu-rounding.txt" 2>&1 || true
     cat "$work/parity-quantised.txt" "$work/cpu-rounding.txt"
+    gemma3_parity cuda "$out" "$prompts" || failed=1
   fi
 
   echo "== memory bandwidth (device-to-device copy through PyTorch)"
@@ -132,6 +140,7 @@ EOF
     echo "== parity: the WebGPU backend against the CPU computing the same arithmetic"
     "$gb" --backend webgpu compare-backends "$MODEL" --prompts $prompts --reference-float-weights --json >"$out/parity-webgpu.json" || failed=1
     summarise_parity "$out/parity-webgpu.json"
+    gemma3_parity webgpu "$out" "$prompts" || failed=1
   else
     echo "no Vulkan loader here: the WebGPU checks did not run" | tee "$work/webgpu.log"
   fi
@@ -156,6 +165,23 @@ EOF
   python3 scripts/gpu-section.py "$out" "$work" "$bandwidth" | tee "$out/gpu-section.md"
   [ "$failed" = 0 ] || { echo "gpu-check: FAILED (see above)"; exit 1; }
   echo "gpu-check: done"
+}
+
+# Gemma 3's K-quant kernels on `$1` against the CPU computing the same arithmetic (f32
+# weights), when prepare packed the model: the report to $2/parity-gemma3-$1.json.
+gemma3_parity() {
+  local backend=$1 out=$2 prompts=$3 gb=.gpu/bin/glassbox
+  ls .gpu/gemma3-part-* >/dev/null 2>&1 || { echo "== Gemma 3 parity on $backend: not packed (make gemma3, then prepare)"; return 0; }
+  if [ ! -f "$GEMMA3" ]; then
+    mkdir -p "$(dirname "$GEMMA3")"
+    cat .gpu/gemma3-part-* >"$GEMMA3"
+    [ "$(sha256sum "$GEMMA3" | awk '{print $1}')" = "$(cat .gpu/inputs/gemma3.sha256)" ] ||
+      { echo "gpu-check: the reassembled Gemma 3's sha256 differs"; rm -f "$GEMMA3"; return 1; }
+  fi
+  echo "== Gemma 3 parity: $backend against the CPU computing the same arithmetic"
+  "$gb" --backend "$backend" compare-backends "$GEMMA3" --prompts "$prompts" --reference-float-weights --json \
+    >"$out/parity-gemma3-$backend.json" || return 1
+  summarise_parity "$out/parity-gemma3-$backend.json"
 }
 
 summarise_parity() {
