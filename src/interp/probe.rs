@@ -70,7 +70,7 @@ pub fn features<B: Backend>(
             let row_width: usize = activation.shape[1..].iter().product();
             if *width == 0 {
                 *width = row_width;
-                let bytes = (prompts.len() * row_width * points.len() * 4) as u64;
+                let bytes = prompts.len() as u64 * row_width as u64 * points.len() as u64 * 4;
                 if bytes > max_bytes {
                     return Err(InterpError::BadRequest(format!(
                         "{} prompts × {} hooks of {row_width} values take {bytes} bytes, over the cap of {max_bytes}",
