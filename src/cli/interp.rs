@@ -327,7 +327,20 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             Site::AttnOut => PatchSite::AttnOut,
             Site::MlpOut => PatchSite::MlpOut,
         };
-        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong, &mut |_, _| true).map_err(text_err)?;
+        // On a terminal only: indicatif draws nothing when stderr is not one.
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("patching {bar:30} {pos}/{len} forward passes")
+                .expect("the template is valid"),
+        );
+        let mut go_on = |done: usize, total: usize| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            true
+        };
+        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong, &mut go_on);
+        bar.finish_and_clear();
+        let patched = patched.map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
         if json {
             return print_json(out, &serde_json::json!({
