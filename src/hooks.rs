@@ -345,6 +345,9 @@ pub enum Intervention {
     PatchAttnOut { layer: usize, position: usize, values: Vec<f32> },
     /// Replace the MLP output of `layer` at `position` (`blocks.L.hook_mlp_out`).
     PatchMlpOut { layer: usize, position: usize, values: Vec<f32> },
+    /// Replace head `head`'s attention-weighted values in `layer` at `position` (its slice of
+    /// `blocks.L.attn.hook_z`, before W_O), so its output there is the patched one.
+    PatchHeadZ { layer: usize, head: usize, position: usize, values: Vec<f32> },
     /// Add `coefficient · vector` to the residual leaving `layer` (`blocks.L.hook_resid_post`)
     /// at every position (activation steering).
     Steer { layer: usize, vector: Vec<f32>, coefficient: f32 },

@@ -345,6 +345,65 @@ fn patching_the_residual_stream_obeys_causality() {
     }
 }
 
+/// Per-head patching on the tiny llama3 fixture: a layers × heads grid, and patching every head
+/// of a layer at every position restores exactly what patching that layer's attention output at
+/// every position does (z · W_O is the attention output, with no bias or post-norm here).
+#[test]
+fn patching_every_head_equals_patching_the_attention_output() {
+    use glassbox::hooks::{HookPoint, HookRequest, Intervention, Positions};
+    use glassbox::interp::patching::{activation_patching, PatchSite};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let c = model.config().clone();
+    // Fewer positions than heads, so the grid's columns are not the positions.
+    let clean = [5, 17, 9];
+    let corrupt = [5, 17, 100];
+    assert!(clean.len() < c.heads);
+    let (answer, wrong) = (11, 12);
+    let grid = activation_patching(&model, PatchSite::Head, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap();
+    assert_eq!(grid.grid.len(), c.layers);
+    assert!(grid.grid.iter().all(|row| row.len() == c.heads));
+    assert!(grid.grid.iter().flatten().any(|&v| v != 0.0));
+
+    let metric = |interventions: &[Intervention]| {
+        let logits = model
+            .forward(&corrupt, &mut model.new_cache(), &HookRequest::new(), interventions, &Positions::Last)
+            .unwrap()
+            .logits
+            .data;
+        logits[answer as usize] - logits[wrong as usize]
+    };
+    for layer in 0..c.layers {
+        let hooks = HookRequest::new()
+            .with(HookPoint::AttnZ(layer), Positions::All)
+            .with(HookPoint::AttnOut(layer), Positions::All);
+        let run = model.forward(&clean, &mut model.new_cache(), &hooks, &[], &Positions::Last).unwrap().recording;
+        let (z, out) = (run.get(HookPoint::AttnZ(layer)).unwrap(), run.get(HookPoint::AttnOut(layer)).unwrap());
+        let every_head: Vec<Intervention> = (0..clean.len())
+            .flat_map(|position| {
+                (0..c.heads).map(move |head| Intervention::PatchHeadZ {
+                    layer,
+                    head,
+                    position,
+                    values: z.row(position)[head * c.head_dim..(head + 1) * c.head_dim].to_vec(),
+                })
+            })
+            .collect();
+        let every_position: Vec<Intervention> = (0..clean.len())
+            .map(|position| Intervention::PatchAttnOut { layer, position, values: out.row(position).to_vec() })
+            .collect();
+        assert_eq!(metric(&every_head), metric(&every_position), "layer {layer}");
+    }
+    let bad = model.check_interventions(&[Intervention::PatchHeadZ {
+        layer: 0,
+        head: c.heads,
+        position: 0,
+        values: vec![0.0; c.head_dim],
+    }]);
+    assert!(bad.is_err());
+}
+
 /// Steering on the tiny llama3 fixture: the residual leaving the steered layer is the unsteered
 /// one plus coefficient × vector, to the bit, at every position; layers before it are untouched.
 /// A vector contrasting a prompt set with itself is zero, and the file round-trips.

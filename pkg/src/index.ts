@@ -120,7 +120,7 @@ export interface RecordOptions {
 }
 
 export interface PatchOptions {
-  /** Which activation is copied from the clean run: the residual stream entering a layer (the default), or a layer's attention or MLP output. */
+  /** Which activation is copied from the clean run: the residual stream entering a layer (the default), a layer's attention or MLP output, or each head's output at every position (`"head"`: the grid's columns are heads). */
   site?: PatchSite;
   /** Called after each forward pass with the passes made and the passes in all. */
   onProgress?: (done: number, total: number) => void;

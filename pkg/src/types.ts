@@ -160,13 +160,15 @@ export interface ProbeReading {
   probabilities: Record<string, number>;
 }
 
-/** The activation activation patching copies from the clean run into the corrupted one. */
-export type PatchSite = "resid_pre" | "attn_out" | "mlp_out";
+/** The activation activation patching copies from the clean run into the corrupted one: `head` is each head's output at every position. */
+export type PatchSite = "resid_pre" | "attn_out" | "mlp_out" | "head";
 
 /** `glassbox patch --json`'s output: the layers × positions grid of activation patching. */
 export interface PatchingGrid {
   site: PatchSite;
-  /** The clean prompt's tokens, which the grid's columns follow. */
+  /** What the grid's columns are: the clean prompt's positions, or (for the `head` site) the heads. */
+  columns: "positions" | "heads";
+  /** The clean prompt's tokens. */
   tokens: string[];
   corrupt_tokens: string[];
   answer: string;
@@ -174,7 +176,7 @@ export interface PatchingGrid {
   /** logit(answer) − logit(wrong) at the last position of each run. */
   clean_metric: number;
   corrupt_metric: number;
-  /** `grid[layer][position]`: the fraction of the metric restored (1 clean, 0 corrupted). */
+  /** `grid[layer][column]`: the fraction of the metric restored (1 clean, 0 corrupted). */
   grid: number[][];
 }
 

@@ -298,7 +298,8 @@ pub struct PatchArgs {
     /// The corrupted prompt's answer, one token.
     #[arg(long)]
     wrong: String,
-    /// The activation patched: the residual entering each layer, or its attention or MLP output.
+    /// The activation patched: the residual entering each layer, its attention or MLP output, or
+    /// each head's output at every position (`head`: the grid's columns are heads).
     #[arg(long, value_enum, default_value_t = Site::ResidPre)]
     site: Site,
     #[command(flatten)]
@@ -310,10 +311,12 @@ enum Site {
     ResidPre,
     AttnOut,
     MlpOut,
+    /// Each head's output at every position: the grid's columns are heads.
+    Head,
 }
 
-/// Activation patching: `grid[layer][position]`, 1 where the clean activation restores the clean
-/// logit difference and 0 where it changes nothing.
+/// Activation patching: `grid[layer][position]` (`[layer][head]` for `--site head`), 1 where the
+/// clean activation restores the clean logit difference and 0 where it changes nothing.
 pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool) -> Written {
     let any = loader.load(&args.model, &args.tokenizer)?;
     with_model!(any, loaded => {
@@ -326,6 +329,7 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             Site::ResidPre => PatchSite::ResidPre,
             Site::AttnOut => PatchSite::AttnOut,
             Site::MlpOut => PatchSite::MlpOut,
+            Site::Head => PatchSite::Head,
         };
         // On a terminal only: indicatif draws nothing when stderr is not one.
         let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
@@ -345,6 +349,7 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
         if json {
             return print_json(out, &serde_json::json!({
                 "site": patched.site,
+                "columns": if site == PatchSite::Head { "heads" } else { "positions" },
                 "tokens": tokens,
                 "corrupt_tokens": tokenizer.token_texts(&corrupt).map_err(text_err)?,
                 "answer": args.answer,
@@ -355,11 +360,19 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             }));
         }
         let heading = format!(
-            "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}; restored fraction by layer (rows) and position",
-            args.answer, args.wrong, patched.clean_metric, patched.corrupt_metric
+            "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}; restored fraction by layer (rows) and {}",
+            args.answer,
+            args.wrong,
+            patched.clean_metric,
+            patched.corrupt_metric,
+            if site == PatchSite::Head { "head" } else { "position" }
         );
-        let columns = tokens.iter().map(|t| format!("{:>8}", format!("{t:?}").chars().take(8).collect::<String>()));
-        let header = format!("{:>5} {}", "layer", columns.collect::<Vec<_>>().join(""));
+        let columns: Vec<String> = if site == PatchSite::Head {
+            (0..loaded.model.config().heads).map(|h| format!("{:>8}", format!("head {h}"))).collect()
+        } else {
+            tokens.iter().map(|t| format!("{:>8}", format!("{t:?}").chars().take(8).collect::<String>())).collect()
+        };
+        let header = format!("{:>5} {}", "layer", columns.join(""));
         let rows = patched.grid.iter().enumerate().map(|(layer, row)| {
             format!("{layer:>5} {}", row.iter().map(|v| format!("{v:>8.2}")).collect::<Vec<_>>().join(""))
         });

@@ -1,7 +1,8 @@
 //! Activation patching: how much of a behaviour one activation carries. Two prompts of equal
 //! length, a clean one and a corrupted one, differ in a detail the answer depends on; one
 //! activation of the clean run (the residual stream entering layer `l`, or that layer's
-//! attention or MLP output) at position `p` is written into the corrupted run, and the metric (the logit difference between the answer and a wrong answer at
+//! attention or MLP output) at position `p`, or one head's output at every position, is written
+//! into the corrupted run, and the metric (the logit difference between the answer and a wrong answer at
 //! the last position) is read. Normalised, 1 means the patch restores the clean run's metric and
 //! 0 that it changes nothing.
 
@@ -9,7 +10,7 @@ use serde::Serialize;
 
 use super::{InterpError, Result};
 use crate::backend::Backend;
-use crate::hooks::{HookPoint, HookRequest, Intervention, Positions};
+use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions};
 use crate::model::Model;
 
 /// Which activation is patched.
@@ -22,6 +23,9 @@ pub enum PatchSite {
     AttnOut,
     /// `blocks.L.hook_mlp_out`: what the layer's MLP adds there.
     MlpOut,
+    /// One head's slice of `blocks.L.attn.hook_z` at every position: what that head writes. The
+    /// grid's columns are then the heads.
+    Head,
 }
 
 impl PatchSite {
@@ -30,14 +34,34 @@ impl PatchSite {
             PatchSite::ResidPre => HookPoint::ResidPre(layer),
             PatchSite::AttnOut => HookPoint::AttnOut(layer),
             PatchSite::MlpOut => HookPoint::MlpOut(layer),
+            PatchSite::Head => HookPoint::AttnZ(layer),
         }
     }
 
-    fn patch(self, layer: usize, position: usize, values: Vec<f32>) -> Intervention {
+    /// The grid's columns for a prompt of `t` tokens and a model of `heads` heads.
+    pub fn columns(self, t: usize, heads: usize) -> usize {
         match self {
-            PatchSite::ResidPre => Intervention::PatchResidPre { layer, position, values },
-            PatchSite::AttnOut => Intervention::PatchAttnOut { layer, position, values },
-            PatchSite::MlpOut => Intervention::PatchMlpOut { layer, position, values },
+            PatchSite::Head => heads,
+            _ => t,
+        }
+    }
+
+    /// The patches of grid cell (`layer`, `column`): the clean run's `recorded` activation at
+    /// this site, at the column's position or, for a head, at every position.
+    fn patches(self, layer: usize, column: usize, recorded: &Activation, head_dim: usize) -> Vec<Intervention> {
+        let at = |position: usize| recorded.row(position).to_vec();
+        match self {
+            PatchSite::ResidPre => vec![Intervention::PatchResidPre { layer, position: column, values: at(column) }],
+            PatchSite::AttnOut => vec![Intervention::PatchAttnOut { layer, position: column, values: at(column) }],
+            PatchSite::MlpOut => vec![Intervention::PatchMlpOut { layer, position: column, values: at(column) }],
+            PatchSite::Head => (0..recorded.positions.len())
+                .map(|position| Intervention::PatchHeadZ {
+                    layer,
+                    head: column,
+                    position,
+                    values: recorded.row(position)[column * head_dim..(column + 1) * head_dim].to_vec(),
+                })
+                .collect(),
         }
     }
 }
@@ -49,13 +73,14 @@ pub struct PatchingGrid {
     /// `logit(answer) − logit(wrong)` at the last position of the clean and corrupted runs.
     pub clean_metric: f32,
     pub corrupt_metric: f32,
-    /// `grid[layer][position]`: `(m − corrupt) / (clean − corrupt)`, with `m` the metric of the
-    /// corrupted run whose activation at `site` of `layer` at `position` is the clean run's.
+    /// `grid[layer][column]`: `(m − corrupt) / (clean − corrupt)`, with `m` the metric of the
+    /// corrupted run whose activation at `site` of `layer` at that column (a position, or for
+    /// [`PatchSite::Head`] a head at every position) is the clean run's.
     pub grid: Vec<Vec<f32>>,
 }
 
-/// Patches the clean run's activation at `site` of every layer at every position into the
-/// corrupted run, one patch per forward pass. `go_on(done, total)` is told the passes made after
+/// Patches the clean run's activation at `site` of every layer at every position (or, for
+/// [`PatchSite::Head`], of every head) into the corrupted run, one cell per forward pass. `go_on(done, total)` is told the passes made after
 /// each one; returning `false` stops the run with [`InterpError::Stopped`].
 pub fn activation_patching<B: Backend>(
     model: &Model<B>,
@@ -92,7 +117,8 @@ pub fn activation_patching<B: Backend>(
             "the clean and corrupted prompts give the same metric: there is nothing to restore".into(),
         ));
     }
-    let total = 2 + layers * clean.len();
+    let columns = site.columns(clean.len(), model.config().heads);
+    let total = 2 + layers * columns;
     let mut done = 2;
     if !go_on(done, total) {
         return Err(InterpError::Stopped);
@@ -100,10 +126,10 @@ pub fn activation_patching<B: Backend>(
     let mut grid = Vec::with_capacity(layers);
     for layer in 0..layers {
         let recorded = clean_run.get(site.hook(layer)).expect("every layer's activation was recorded");
-        let mut row = Vec::with_capacity(clean.len());
-        for position in 0..clean.len() {
-            let patch = site.patch(layer, position, recorded.row(position).to_vec());
-            let (patched, _) = metric(corrupt, &HookRequest::new(), &[patch])?;
+        let mut row = Vec::with_capacity(columns);
+        for column in 0..columns {
+            let patches = site.patches(layer, column, recorded, model.config().head_dim);
+            let (patched, _) = metric(corrupt, &HookRequest::new(), &patches)?;
             row.push((patched - corrupt_metric) / span);
             done += 1;
             if !go_on(done, total) {

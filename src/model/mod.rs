@@ -676,6 +676,20 @@ impl<B: Backend> Model<B> {
                         patches.push((position - start, values));
                     }
                 }
+                Intervention::PatchHeadZ { layer, head, position, ref values } => {
+                    if layer >= c.layers || head >= c.heads || values.len() != c.head_dim {
+                        return bad(format!(
+                            "a patch of head {layer}.{head} needs {} values, got {} ({} layers × {} heads)",
+                            c.head_dim,
+                            values.len(),
+                            c.layers,
+                            c.heads
+                        ));
+                    }
+                    if (start..start + t).contains(&position) {
+                        plans[layer].head_patches.push((position - start, head, values));
+                    }
+                }
                 Intervention::Steer { layer, ref vector, coefficient } => {
                     if layer >= c.layers {
                         return bad(format!("steering at layer {layer}: the model has {} layers", c.layers));
@@ -750,6 +764,16 @@ impl<B: Backend> Model<B> {
         }
         for (head, &factor) in plan.head_factors.iter().flatten().enumerate().filter(|(_, &f)| f != 1.0) {
             z = be.scale_columns(&z, head * c.head_dim, c.head_dim, factor)?;
+        }
+        let mut patched_rows: Vec<usize> = plan.head_patches.iter().map(|&(row, _, _)| row).collect();
+        patched_rows.sort_unstable();
+        patched_rows.dedup();
+        for row in patched_rows {
+            let (_, mut values) = be.download(&be.select_rows(&z, &[row])?)?;
+            for &(_, head, patch) in plan.head_patches.iter().filter(|&&(r, _, _)| r == row) {
+                values[head * c.head_dim..(head + 1) * c.head_dim].copy_from_slice(patch);
+            }
+            z = be.set_row(&z, row, &values)?;
         }
         recorder.record_by_head(HookPoint::AttnZ(l), &z, c.heads)?;
         let mut attn_out = be.linear(&z, &layer.wo)?;
@@ -927,6 +951,8 @@ struct LayerPlan<'a> {
     mlp_out_patches: Vec<(usize, &'a [f32])>,
     /// Each head's factor on its slice of z; `None` when no head is scaled.
     head_factors: Option<Vec<f32>>,
+    /// Heads' slices of z replaced: (row, head, values).
+    head_patches: Vec<(usize, usize, &'a [f32])>,
     /// Each neuron's factor on its coefficient m; `None` when no neuron is scaled.
     neuron_factors: Option<Vec<f32>>,
     /// What steering adds to the residual leaving the layer; `None` when nothing steers it.

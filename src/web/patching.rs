@@ -11,7 +11,8 @@ use crate::interp::patching::{activation_patching, PatchSite};
 use crate::interp::InterpError;
 use crate::with_model;
 
-/// `patch`'s options: `{ site: "resid_pre" | "attn_out" | "mlp_out" }` (resid_pre by default).
+/// `patch`'s options: `{ site: "resid_pre" | "attn_out" | "mlp_out" | "head" }` (resid_pre by
+/// default).
 #[derive(serde::Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct PatchOptions {
@@ -21,8 +22,8 @@ struct PatchOptions {
 #[wasm_bindgen]
 impl Engine {
     /// A task resolving to `glassbox patch --json`'s output for the same prompts and answers:
-    /// `{ site, tokens, corrupt_tokens, answer, wrong, clean_metric, corrupt_metric, grid }`,
-    /// `grid[layer][position]`. `onProgress(done, total)` is told the forward passes made after
+    /// `{ site, columns, tokens, corrupt_tokens, answer, wrong, clean_metric, corrupt_metric, grid }`,
+    /// `grid[layer][position]`, or `grid[layer][head]` for the `head` site. `onProgress(done, total)` is told the forward passes made after
     /// each; returning `false` (or throwing) stops the task with an `InterpError`.
     pub fn patch(
         &self,
@@ -38,10 +39,11 @@ impl Engine {
             None | Some("resid_pre") => PatchSite::ResidPre,
             Some("attn_out") => PatchSite::AttnOut,
             Some("mlp_out") => PatchSite::MlpOut,
+            Some("head") => PatchSite::Head,
             Some(other) => {
                 return Err(js_error(
                     ErrorName::InputError,
-                    format!("site {other:?}: expected resid_pre, attn_out or mlp_out"),
+                    format!("site {other:?}: expected resid_pre, attn_out, mlp_out or head"),
                 ))
             }
         };
@@ -74,6 +76,7 @@ impl Engine {
                 })?;
                 to_js(&serde_json::json!({
                     "site": patched.site,
+                    "columns": if site == PatchSite::Head { "heads" } else { "positions" },
                     "tokens": tokens,
                     "corrupt_tokens": corrupt_tokens,
                     "answer": answer,

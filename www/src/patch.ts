@@ -4,7 +4,7 @@
  * continuation, and named activations recorded into a safetensors download.
  */
 
-import type { PatchingGrid } from "../../pkg/src/index.js";
+import type { PatchingGrid, PatchSite } from "../../pkg/src/index.js";
 import { diverging, element, make, say, showToken, tokenRows, track } from "./dom.js";
 import { model } from "./model.js";
 
@@ -25,11 +25,13 @@ const SITE_NAMES: Record<PatchingGrid["site"], string> = {
   resid_pre: "residual stream entering the layer",
   attn_out: "attention output",
   mlp_out: "MLP output",
+  head: "head output (every position)",
 };
 
 function renderGrid(result: PatchingGrid): void {
+  const columns = result.columns === "heads" ? result.grid[0]?.map((_, h) => `head ${h}`) ?? [] : result.tokens.map(showToken);
   const head = make("tr");
-  head.append(make("th", "layer"), ...result.tokens.map((t) => make("th", showToken(t), "token")));
+  head.append(make("th", "layer"), ...columns.map((label) => make("th", label, "token")));
   const rows = result.grid.map((row, layer) => {
     const tr = make("tr");
     tr.dataset["layer"] = String(layer);
@@ -39,7 +41,7 @@ function renderGrid(result: PatchingGrid): void {
         const cell = make("td", "", "cell");
         cell.dataset["value"] = String(value);
         cell.style.background = diverging(value, 1);
-        cell.title = `layer ${layer}, position ${position} (${showToken(result.tokens[position] ?? "")}): ${value.toFixed(3)} of the clean run's metric restored`;
+        cell.title = `layer ${layer}, ${result.columns === "heads" ? "" : "position "}${columns[position] ?? ""}: ${value.toFixed(3)} of the clean run's metric restored`;
         return cell;
       }),
     );
@@ -50,7 +52,7 @@ function renderGrid(result: PatchingGrid): void {
   (grid.tBodies[0] ?? grid.createTBody()).replaceChildren(...rows);
   grid.dataset["state"] = "ready";
   legend.textContent =
-    `Each cell: the corrupted run with the clean run's ${SITE_NAMES[result.site]} at that layer and position, ` +
+    `Each cell: the corrupted run with the clean run's ${SITE_NAMES[result.site]} at that layer and ${result.columns === "heads" ? "head" : "position"}, ` +
     `as the fraction of logit(${result.answer}) − logit(${result.wrong}) restored: ` +
     `clean ${result.clean_metric.toFixed(3)} is 1 (red), corrupted ${result.corrupt_metric.toFixed(3)} is 0 (white), below 0 is blue.`;
 }
@@ -68,7 +70,7 @@ function setUpPatching(): void {
     const value = (id: string) => element<HTMLInputElement>(id).value;
     void track(patchStatus, "Patching every layer and position", async () => {
       const result = await model().patch(value("patch-clean"), value("patch-corrupt"), value("patch-answer"), value("patch-wrong"), {
-        site: element<HTMLSelectElement>("patch-site").value as "resid_pre" | "attn_out" | "mlp_out",
+        site: element<HTMLSelectElement>("patch-site").value as PatchSite,
         signal: controller.signal,
         onProgress: (done, total) => {
           patchProgress.max = total;

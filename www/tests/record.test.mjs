@@ -132,7 +132,7 @@ test("record in the browser gives the CLI's hooks, shapes, positions and values;
 });
 
 test("patch, recordSafetensors and probe in the browser: bad requests are typed errors that leave the worker working, progress counts every pass, and a stop ends the run", { timeout: 600_000 }, async (t) => {
-  const { page, errors } = await loadPackageOnCpu(site, t, "/" + MODEL_PATH);
+  const { page, errors, card } = await loadPackageOnCpu(site, t, "/" + MODEL_PATH);
   const seen = await page.evaluate(async (prompt) => {
     const outcome = (promise) => promise.then(() => "resolved", (e) => `${e.name}: ${e.message}`);
     const unequal = await outcome(gb.patch(prompt, "The capital of the country France is", " Paris", " Rome"));
@@ -141,23 +141,26 @@ test("patch, recordSafetensors and probe in the browser: bad requests are typed 
     const badFormat = await outcome(gb.recordSafetensors(prompt, { hooks: "blocks.0.hook_nonsense" }));
     const notAProbe = await outcome(gb.probe(new Uint8Array([1, 2, 3]), { text: prompt }));
     const progress = [];
-    const grid = await gb.patch(prompt, "The capital of Italy is", " Paris", " Rome", { site: "mlp_out", onProgress: (done, total) => progress.push([done, total]) });
+    const grid = await gb.patch(prompt, "The capital of Italy is", " Paris", " Rome", { site: "head", onProgress: (done, total) => progress.push([done, total]) });
     const controller = new AbortController();
     const stopped = await outcome(gb.patch(prompt, "The capital of Italy is", " Paris", " Rome", {
       signal: controller.signal,
       onProgress: (done) => done >= 10 && controller.abort(),
     }));
     const file = await gb.recordSafetensors(prompt, { hooks: "blocks.0.hook_resid_post", positions: "last" });
-    return { unequal, longAnswer, badSite, badFormat, notAProbe, progress, layers: grid.grid.length, width: grid.grid[0].length, site: grid.site, stopped, fileBytes: Array.from(file) };
+    return { unequal, longAnswer, badSite, badFormat, notAProbe, progress, layers: grid.grid.length, width: grid.grid[0].length, site: grid.site, columns: grid.columns, stopped, fileBytes: Array.from(file) };
   }, PROMPT);
   assert.match(seen.unequal, /^InterpError: invalid request: the clean prompt is 5 tokens and the corrupted one 7/);
   assert.match(seen.longAnswer, /^TokenizerError: the answer: /);
   assert.match(seen.badSite, /^InputError: site "hook_z"/);
   assert.match(seen.badFormat, /^InputError: no hook is named/);
   assert.match(seen.notAProbe, /^InputError: invalid request: a probe file: not a safetensors file/);
-  // The clean and corrupted runs, then one pass per layer and position, each reported.
+  // The clean and corrupted runs, then one pass per layer and head, each reported.
   const total = 2 + seen.layers * seen.width;
-  assert.equal(seen.site, "mlp_out");
+  assert.equal(seen.site, "head");
+  assert.equal(seen.columns, "heads");
+  assert.equal(seen.layers, card.layers);
+  assert.equal(seen.width, card.heads);
   assert.deepEqual(seen.progress, Array.from({ length: total - 1 }, (_, i) => [i + 2, total]));
   // The page is cross-origin isolated, so the worker sees the abort at the next pass.
   assert.match(seen.stopped, /^InterpError: stopped before the end/);
