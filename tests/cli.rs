@@ -816,7 +816,8 @@ fn probe_train_and_apply_on_the_conspiracy_rows() {
     assert_eq!(lines[60]["line"], 61);
     assert!(lines[60]["error"].as_str().unwrap().contains("text"));
     for (i, line) in lines[..60].iter().enumerate() {
-        let expected = probe.probabilities(&features[i * probe.width..(i + 1) * probe.width]);
+        let expected =
+            probe.logistic.probabilities(&features[i * probe.logistic.width..(i + 1) * probe.logistic.width]);
         for (class, p) in probe.classes.iter().zip(expected) {
             assert!((line["probabilities"][class].as_f64().unwrap() - p).abs() < 1e-9, "row {i} class {class}");
         }

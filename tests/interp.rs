@@ -450,8 +450,7 @@ fn steering_adds_its_vector_to_the_residual_leaving_its_layer() {
 /// class against the rest (binary), on the last position's and on the mean residual.
 #[test]
 fn probes_give_scikit_learns_probabilities() {
-    use glassbox::hooks::HookPoint;
-    use glassbox::interp::probe::{Pooling, Probe, DEFAULT_C};
+    use glassbox::interp::probe::{Logistic, DEFAULT_C};
 
     let reference = common::reference("probe-sklearn.json");
     let mut worst = 0f64;
@@ -469,16 +468,7 @@ fn probes_give_scikit_learns_probabilities() {
             case["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
         let labels: Vec<usize> =
             if classes == all { labels } else { labels.iter().map(|&l| (l != 0) as usize).collect() };
-        let probe = Probe::fit(
-            HookPoint::parse(hook).unwrap(),
-            Pooling::Last,
-            Vec::new(),
-            classes.clone(),
-            x,
-            &labels,
-            DEFAULT_C,
-        )
-        .unwrap();
+        let probe = Logistic::fit(x, &labels, classes.len(), DEFAULT_C).unwrap();
         let width = x.len() / labels.len();
         for (row, expected) in case["probabilities"].as_array().unwrap().iter().enumerate() {
             let got = probe.probabilities(&x[row * width..(row + 1) * width]);

@@ -64,13 +64,9 @@ impl Rope<'_> {
                     freq /= factors.get(i).copied().unwrap_or(1.0);
                 }
                 let angle = position * freq;
-                if self.magnitude == 1.0 {
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                } else {
-                    cos.push(angle.cos() * self.magnitude);
-                    sin.push(angle.sin() * self.magnitude);
-                }
+                // Exact for a magnitude of 1: the table keeps its bits.
+                cos.push(angle.cos() * self.magnitude);
+                sin.push(angle.sin() * self.magnitude);
             }
         }
         (cos, sin)

@@ -347,17 +347,8 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
         let patched = patched.map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
         if json {
-            return print_json(out, &serde_json::json!({
-                "site": patched.site,
-                "columns": if site == PatchSite::Head { "heads" } else { "positions" },
-                "tokens": tokens,
-                "corrupt_tokens": tokenizer.token_texts(&corrupt).map_err(text_err)?,
-                "answer": args.answer,
-                "wrong": args.wrong,
-                "clean_metric": patched.clean_metric,
-                "corrupt_metric": patched.corrupt_metric,
-                "grid": patched.grid,
-            }));
+            let corrupt_tokens = tokenizer.token_texts(&corrupt).map_err(text_err)?;
+            return print_json(out, &patched.report(&tokens, &corrupt_tokens, &args.answer, &args.wrong));
         }
         let heading = format!(
             "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}; restored fraction by layer (rows) and {}",
@@ -365,9 +356,9 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             args.wrong,
             patched.clean_metric,
             patched.corrupt_metric,
-            if site == PatchSite::Head { "head" } else { "position" }
+            if site.by_head() { "head" } else { "position" }
         );
-        let columns: Vec<String> = if site == PatchSite::Head {
+        let columns: Vec<String> = if site.by_head() {
             (0..loaded.model.config().heads).map(|h| format!("{:>8}", format!("head {h}"))).collect()
         } else {
             tokens.iter().map(|t| format!("{:>8}", format!("{t:?}").chars().take(8).collect::<String>())).collect()

@@ -129,9 +129,14 @@ fn compare_heads(reference: &[HeadScore], tested: &[HeadScore]) -> (Vec<usize>, 
     (differing, gap, max_difference)
 }
 
+/// The non-blank lines of a prompt file, trimmed.
+fn read_prompts(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
 pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArgs, json: bool) -> Written {
-    let text = std::fs::read_to_string(&args.prompts).map_err(|e| format!("{}: {e}", args.prompts.display()))?;
-    let prompts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let prompts = read_prompts(&args.prompts)?;
     let reference_loader =
         Loader::new(BackendChoice::Cpu).with_float_weights(args.float_weights || args.reference_float_weights);
     let none = TokenizerArg { tokenizer: None };
@@ -142,7 +147,7 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
             let candidate_lens = Unembedding::new(&candidate.model).map_err(text_err)?;
 
             let mut results = Vec::with_capacity(prompts.len());
-            for prompt in prompts {
+            for prompt in &prompts {
                 let ids = reference.tokenizer.encode(prompt, true, false).map_err(text_err)?;
                 let (expected, expected_resid) = last_logits(&reference, &ids)?;
                 let (got, got_resid) = last_logits(&candidate, &ids)?;
@@ -154,7 +159,7 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
                 let (head_rank_differences, head_rank_gap, max_head_lpi_difference) = compare_heads(&reference_heads, &tested_heads);
                 let passed = top1_gap <= args.tie && head_rank_gap <= args.tie;
                 results.push(PromptComparison {
-                    prompt: prompt.to_string(),
+                    prompt: prompt.clone(),
                     top1_reference,
                     top1_tested,
                     top1_gap,
@@ -304,8 +309,7 @@ pub fn compare_weights(
 ) -> Written {
     let mut prompts = args.prompt.clone();
     if let Some(path) = &args.prompts {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        prompts.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+        prompts.extend(read_prompts(path)?);
     }
     if prompts.is_empty() {
         return Err("compare-weights: no prompts".into());

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use glassbox::hooks::{select_hooks, DEFAULT_MAX_RECORDING_BYTES};
-use glassbox::interp::probe::{cross_validated_accuracy, features, stratified_folds, Pooling, Probe, DEFAULT_C};
+use glassbox::interp::probe::{
+    cross_validated_accuracy, features, stratified_folds, Logistic, Pooling, Probe, DEFAULT_C,
+};
 use glassbox::safetensors::{self, TensorView};
 use glassbox::tasks::rows::{jsonl_lines, row_id};
 use glassbox::with_model;
@@ -195,15 +197,19 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
             .map(|r| loaded.tokenizer.encode(&r.text, true, false).map_err(text_err))
             .collect::<Result<Vec<_>, _>>()?;
         let recorded = features(&loaded.model, &ids, &points, pooling, DEFAULT_MAX_RECORDING_BYTES).map_err(text_err)?;
-        let mut scores = Vec::with_capacity(points.len());
-        for (point, (x, _)) in points.iter().zip(&recorded) {
-            let accuracy = cross_validated_accuracy(x, &labels, classes.len(), &fold_of, args.c).map_err(text_err)?;
-            scores.push(json!({ "hook": point.to_string(), "cv_accuracy": accuracy }));
-        }
+        let accuracies = recorded
+            .iter()
+            .map(|(x, _)| cross_validated_accuracy(x, &labels, classes.len(), &fold_of, args.c).map_err(text_err))
+            .collect::<Result<Vec<f64>, _>>()?;
         // The first of the most accurate, so an earlier layer wins a tie.
-        let best = (0..points.len())
-            .fold(0, |best, i| if scores[i]["cv_accuracy"].as_f64() > scores[best]["cv_accuracy"].as_f64() { i } else { best });
-        let probe = Probe::fit(points[best], pooling, text_fields.clone(), classes.clone(), &recorded[best].0, &labels, args.c).map_err(text_err)?;
+        let best = (0..points.len()).fold(0, |best, i| if accuracies[i] > accuracies[best] { i } else { best });
+        let scores: Vec<Value> = points
+            .iter()
+            .zip(&accuracies)
+            .map(|(point, accuracy)| json!({ "hook": point.to_string(), "cv_accuracy": accuracy }))
+            .collect();
+        let logistic = Logistic::fit(&recorded[best].0, &labels, classes.len(), args.c).map_err(text_err)?;
+        let probe = Probe { hook: points[best], pooling, text_fields: text_fields.clone(), classes: classes.clone(), logistic };
         std::fs::write(&args.output, probe.to_safetensors()).map_err(|e| format!("{}: {e}", args.output.display()))?;
         if let Some(path) = &args.features {
             let names: Vec<String> = points.iter().map(ToString::to_string).collect();
@@ -236,8 +242,8 @@ fn train(out: &mut impl Write, loader: &Loader, args: &TrainArgs, json: bool) ->
             return print_json(out, &report);
         }
         let mut text = String::new();
-        for score in &scores {
-            text += &format!("{:<32} cross-validated accuracy {:.3}\n", score["hook"].as_str().unwrap_or_default(), score["cv_accuracy"].as_f64().unwrap_or_default());
+        for (point, accuracy) in points.iter().zip(&accuracies) {
+            text += &format!("{:<32} cross-validated accuracy {accuracy:.3}\n", point.to_string());
         }
         text += &format!(
             "{} rows, classes {}, {folds} folds{}; the probe on {} written to {}",
@@ -267,15 +273,19 @@ fn apply(out: &mut impl Write, loader: &Loader, args: &ApplyArgs) -> Written {
             return Err(format!("{}: the probe reads {}, which this model does not have", args.probe.display(), probe.hook));
         }
         let mut lines: Vec<(usize, Value)> = skipped.into_iter().map(|s| (s.line, json!({ "line": s.line, "error": s.error }))).collect();
-        for Row { line, id, text, .. } in &rows {
-            let ids = loaded.tokenizer.encode(text, true, false).map_err(text_err)?;
-            let recorded = features(&loaded.model, &[ids], &[probe.hook], probe.pooling, DEFAULT_MAX_RECORDING_BYTES).map_err(text_err)?;
-            let (x, width) = &recorded[0];
-            if *width != probe.width {
-                return Err(format!("{}: {} has {width} values here, the probe reads {}", args.probe.display(), probe.hook, probe.width));
-            }
-            let probabilities = probe.probabilities(x);
-            let label = &probe.classes[probe.predict(x)];
+        let ids = rows
+            .iter()
+            .map(|r| loaded.tokenizer.encode(&r.text, true, false).map_err(text_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recorded = features(&loaded.model, &ids, &[probe.hook], probe.pooling, DEFAULT_MAX_RECORDING_BYTES).map_err(text_err)?;
+        let (features, width) = &recorded[0];
+        let logistic = &probe.logistic;
+        if !rows.is_empty() && *width != logistic.width {
+            return Err(format!("{}: {} has {width} values here, the probe reads {}", args.probe.display(), probe.hook, logistic.width));
+        }
+        for (Row { line, id, .. }, x) in rows.iter().zip(features.chunks_exact(logistic.width)) {
+            let probabilities = logistic.probabilities(x);
+            let label = &probe.classes[logistic.predict(x)];
             let by_class: serde_json::Map<String, Value> =
                 probe.classes.iter().zip(&probabilities).map(|(c, p)| (c.clone(), json!(p))).collect();
             lines.push((*line, json!({ "line": line, "id": id, "label": label, "probabilities": by_class })));

@@ -2,9 +2,9 @@
 //! length, a clean one and a corrupted one, differ in a detail the answer depends on; one
 //! activation of the clean run (the residual stream entering layer `l`, or that layer's
 //! attention or MLP output) at position `p`, or one head's output at every position, is written
-//! into the corrupted run, and the metric (the logit difference between the answer and a wrong answer at
-//! the last position) is read. Normalised, 1 means the patch restores the clean run's metric and
-//! 0 that it changes nothing.
+//! into the corrupted run, and the metric (the logit difference between the answer and a wrong
+//! answer at the last position) is read. Normalised, 1 means the patch restores the clean run's
+//! metric and 0 that it changes nothing.
 
 use serde::Serialize;
 
@@ -38,11 +38,17 @@ impl PatchSite {
         }
     }
 
+    /// Whether the grid's columns are heads rather than positions.
+    pub fn by_head(self) -> bool {
+        self == PatchSite::Head
+    }
+
     /// The grid's columns for a prompt of `t` tokens and a model of `heads` heads.
-    pub fn columns(self, t: usize, heads: usize) -> usize {
-        match self {
-            PatchSite::Head => heads,
-            _ => t,
+    fn columns(self, t: usize, heads: usize) -> usize {
+        if self.by_head() {
+            heads
+        } else {
+            t
         }
     }
 
@@ -79,9 +85,36 @@ pub struct PatchingGrid {
     pub grid: Vec<Vec<f32>>,
 }
 
+/// A patching run as `glassbox patch --json` and the browser's `patch` give it: the grid, what its
+/// columns are (`positions` or `heads`), both prompts' tokens and the two answers.
+#[derive(Serialize)]
+pub struct PatchingReport<'a> {
+    #[serde(flatten)]
+    pub grid: &'a PatchingGrid,
+    pub columns: &'static str,
+    pub tokens: &'a [String],
+    pub corrupt_tokens: &'a [String],
+    pub answer: &'a str,
+    pub wrong: &'a str,
+}
+
+impl PatchingGrid {
+    pub fn report<'a>(
+        &'a self,
+        tokens: &'a [String],
+        corrupt_tokens: &'a [String],
+        answer: &'a str,
+        wrong: &'a str,
+    ) -> PatchingReport<'a> {
+        let columns = if self.site.by_head() { "heads" } else { "positions" };
+        PatchingReport { grid: self, columns, tokens, corrupt_tokens, answer, wrong }
+    }
+}
+
 /// Patches the clean run's activation at `site` of every layer at every position (or, for
-/// [`PatchSite::Head`], of every head) into the corrupted run, one cell per forward pass. `go_on(done, total)` is told the passes made after
-/// each one; returning `false` stops the run with [`InterpError::Stopped`].
+/// [`PatchSite::Head`], of every head) into the corrupted run, one cell per forward pass.
+/// `go_on(done, total)` is told the passes made after each one; returning `false` stops the run
+/// with [`InterpError::Stopped`].
 pub fn activation_patching<B: Backend>(
     model: &Model<B>,
     site: PatchSite,

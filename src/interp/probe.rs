@@ -93,50 +93,48 @@ pub fn features<B: Backend>(
     Ok(out)
 }
 
-/// A fitted probe: `rows` weight rows of `width` (one for two classes, else one per class).
+/// Logistic regression's weights: one row for two classes (the second class's logit against the
+/// first's), else one per class (softmax), each of `width` values with its bias.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Probe {
-    pub hook: HookPoint,
-    pub pooling: Pooling,
-    /// The input fields joined (by line breaks) into the text the probe was trained on.
-    pub text_fields: Vec<String>,
-    pub classes: Vec<String>,
+pub struct Logistic {
+    pub classes: usize,
     pub width: usize,
     pub weights: Vec<f64>,
     pub bias: Vec<f64>,
 }
 
+/// The weight rows a model of `classes` classes has.
+fn weight_rows(classes: usize) -> usize {
+    if classes == 2 {
+        1
+    } else {
+        classes
+    }
+}
+
 /// The inverse regularisation strength scikit-learn uses unless told otherwise.
 pub const DEFAULT_C: f64 = 1.0;
 
-impl Probe {
-    /// Fits a probe to `x: [n, width]` with `labels[i]` an index into `classes`.
-    pub fn fit(
-        hook: HookPoint,
-        pooling: Pooling,
-        text_fields: Vec<String>,
-        classes: Vec<String>,
-        x: &[f32],
-        labels: &[usize],
-        c: f64,
-    ) -> Result<Probe> {
+impl Logistic {
+    /// Fits `x: [n, width]` with `labels[i]` a class below `classes`.
+    pub fn fit(x: &[f32], labels: &[usize], classes: usize, c: f64) -> Result<Logistic> {
         let n = labels.len();
         if n == 0 || x.len() % n != 0 {
             return Err(InterpError::BadRequest(format!("{} values for {n} rows", x.len())));
         }
-        if classes.len() < 2 {
+        if classes < 2 {
             return Err(InterpError::BadRequest("a probe needs at least two classes".into()));
         }
         if !(c > 0.0 && c.is_finite()) {
             return Err(InterpError::BadRequest(format!("C = {c}: it must be positive")));
         }
         let width = x.len() / n;
-        let problem = Problem { x, labels, width, classes: classes.len(), c };
-        let theta = lbfgs(&problem, vec![0.0; problem.rows() * (width + 1)]);
-        let rows = problem.rows();
+        let problem = Problem { x, labels, width, classes, c };
+        let rows = weight_rows(classes);
+        let theta = lbfgs(&problem, vec![0.0; rows * (width + 1)]);
         let weights = (0..rows).flat_map(|r| theta[r * (width + 1)..r * (width + 1) + width].to_vec()).collect();
         let bias = (0..rows).map(|r| theta[r * (width + 1) + width]).collect();
-        Ok(Probe { hook, pooling, text_fields, classes, width, weights, bias })
+        Ok(Logistic { classes, width, weights, bias })
     }
 
     /// Each class's probability for one feature vector.
@@ -147,14 +145,27 @@ impl Probe {
             .zip(&self.bias)
             .map(|(w, b)| w.iter().zip(x).map(|(w, &v)| w * f64::from(v)).sum::<f64>() + b)
             .collect();
-        class_probabilities(&logits, self.classes.len())
+        class_probabilities(&logits, self.classes)
     }
 
     /// The most probable class of one feature vector.
     pub fn predict(&self, x: &[f32]) -> usize {
         argmax(&self.probabilities(x))
     }
+}
 
+/// A probe: a logistic regression on one hook's vector, with what it reads and its class names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub hook: HookPoint,
+    pub pooling: Pooling,
+    /// The input fields joined (by line breaks) into the text the probe was trained on.
+    pub text_fields: Vec<String>,
+    pub classes: Vec<String>,
+    pub logistic: Logistic,
+}
+
+impl Probe {
     /// The text the probe reads from a row's `fields`: its text fields joined by line breaks.
     pub fn text_of(&self, fields: &BTreeMap<String, String>) -> Result<String> {
         let parts = self
@@ -174,9 +185,10 @@ impl Probe {
     /// As a safetensors file: `weight` `[rows, width]` and `bias` `[rows]` (f32), the hook, the
     /// pooling, the text fields and the classes (JSON lists) in the metadata.
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let rows = self.bias.len();
-        let weights: Vec<f32> = self.weights.iter().map(|&w| w as f32).collect();
-        let bias: Vec<f32> = self.bias.iter().map(|&b| b as f32).collect();
+        let Logistic { width, weights, bias, .. } = &self.logistic;
+        let rows = bias.len();
+        let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
+        let bias: Vec<f32> = bias.iter().map(|&b| b as f32).collect();
         let metadata = BTreeMap::from([
             ("hook".to_string(), self.hook.to_string()),
             ("position".to_string(), self.pooling.name().to_string()),
@@ -185,7 +197,7 @@ impl Probe {
         ]);
         safetensors::write(
             &[
-                TensorView { name: "weight", shape: &[rows, self.width], data: &weights },
+                TensorView { name: "weight", shape: &[rows, *width], data: &weights },
                 TensorView { name: "bias", shape: &[rows], data: &bias },
             ],
             &metadata,
@@ -212,19 +224,17 @@ impl Probe {
         else {
             return Err(bad("it needs a weight and a bias"));
         };
-        let rows = if classes.len() == 2 { 1 } else { classes.len() };
+        let rows = weight_rows(classes.len());
         if classes.len() < 2 || w_shape.len() != 2 || w_shape[0] != rows || b_shape[..] != [rows] {
             return Err(bad("its shapes do not fit its classes"));
         }
-        Ok(Probe {
-            hook,
-            pooling,
-            text_fields,
-            classes,
+        let logistic = Logistic {
+            classes: classes.len(),
             width: w_shape[1],
             weights: w.iter().map(|&v| f64::from(v)).collect(),
             bias: b.iter().map(|&v| f64::from(v)).collect(),
-        })
+        };
+        Ok(Probe { hook, pooling, text_fields, classes, logistic })
     }
 }
 
@@ -261,15 +271,14 @@ pub fn cross_validated_accuracy(x: &[f32], labels: &[usize], classes: usize, fol
     if folds < 2 {
         return Err(InterpError::BadRequest("cross-validation needs at least 2 folds".into()));
     }
-    let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let mut correct = 0;
     for fold in 0..folds {
         let train: Vec<usize> = (0..n).filter(|&i| fold_of[i] != fold).collect();
         let train_x: Vec<f32> = train.iter().flat_map(|&i| x[i * width..(i + 1) * width].to_vec()).collect();
         let train_labels: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-        let probe = Probe::fit(HookPoint::Embed, Pooling::Last, Vec::new(), names.clone(), &train_x, &train_labels, c)?;
+        let fitted = Logistic::fit(&train_x, &train_labels, classes, c)?;
         correct += (0..n)
-            .filter(|&i| fold_of[i] == fold && probe.predict(&x[i * width..(i + 1) * width]) == labels[i])
+            .filter(|&i| fold_of[i] == fold && fitted.predict(&x[i * width..(i + 1) * width]) == labels[i])
             .count();
     }
     Ok(correct as f64 / n as f64)
@@ -301,17 +310,9 @@ struct Problem<'a> {
 }
 
 impl Problem<'_> {
-    fn rows(&self) -> usize {
-        if self.classes == 2 {
-            1
-        } else {
-            self.classes
-        }
-    }
-
     /// The objective and its gradient at `theta`.
     fn evaluate(&self, theta: &[f64]) -> (f64, Vec<f64>) {
-        let (width, rows) = (self.width, self.rows());
+        let (width, rows) = (self.width, weight_rows(self.classes));
         let stride = width + 1;
         let mut gradient = vec![0f64; theta.len()];
         let mut loss = 0f64;
@@ -434,9 +435,7 @@ mod tests {
     fn the_fit_satisfies_the_optimality_conditions() {
         let x = [0.0f32, 1.0, 2.0, 3.0, 1.5, 2.5];
         let labels = [0, 0, 1, 1, 1, 0];
-        let probe =
-            Probe::fit(HookPoint::Embed, Pooling::Last, Vec::new(), vec!["a".into(), "b".into()], &x, &labels, 2.0)
-                .unwrap();
+        let probe = Logistic::fit(&x, &labels, 2, 2.0).unwrap();
         let residuals: Vec<f64> =
             x.iter().zip(&labels).map(|(&v, &l)| probe.probabilities(&[v])[1] - l as f64).collect();
         let bias_condition: f64 = residuals.iter().sum();

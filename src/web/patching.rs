@@ -21,10 +21,10 @@ struct PatchOptions {
 
 #[wasm_bindgen]
 impl Engine {
-    /// A task resolving to `glassbox patch --json`'s output for the same prompts and answers:
-    /// `{ site, columns, tokens, corrupt_tokens, answer, wrong, clean_metric, corrupt_metric, grid }`,
-    /// `grid[layer][position]`, or `grid[layer][head]` for the `head` site. `onProgress(done, total)` is told the forward passes made after
-    /// each; returning `false` (or throwing) stops the task with an `InterpError`.
+    /// A task resolving to `glassbox patch --json`'s output for the same prompts and answers
+    /// (`interp::patching::PatchingReport`): `grid[layer][position]`, or `grid[layer][head]` for the
+    /// `head` site. `onProgress(done, total)` is told the forward passes made after each;
+    /// returning `false` (or throwing) stops the task with an `InterpError`.
     pub fn patch(
         &self,
         clean: &str,
@@ -74,17 +74,7 @@ impl Engine {
                     InterpError::Model(model) => super::engine::model_error(model),
                     other => js_error(ErrorName::InterpError, other),
                 })?;
-                to_js(&serde_json::json!({
-                    "site": patched.site,
-                    "columns": if site == PatchSite::Head { "heads" } else { "positions" },
-                    "tokens": tokens,
-                    "corrupt_tokens": corrupt_tokens,
-                    "answer": answer,
-                    "wrong": wrong,
-                    "clean_metric": patched.clean_metric,
-                    "corrupt_metric": patched.corrupt_metric,
-                    "grid": patched.grid,
-                }))
+                to_js(&patched.report(&tokens, &corrupt_tokens, &answer, &wrong))
             })
         }))
     }

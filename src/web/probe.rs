@@ -38,16 +38,17 @@ impl Engine {
                     let recorded = features(model, prompts, &[probe.hook], probe.pooling, DEFAULT_MAX_RECORDING_BYTES)
                         .map_err(|e| js_error(ErrorName::InterpError, e))?;
                     let (x, width) = &recorded[0];
-                    if *width != probe.width {
-                        let why = format!("{} has {width} values here; the probe reads {}", probe.hook, probe.width);
+                    let logistic = &probe.logistic;
+                    if *width != logistic.width {
+                        let why = format!("{} has {width} values here; the probe reads {}", probe.hook, logistic.width);
                         return Err(js_error(ErrorName::InputError, why));
                     }
-                    let probabilities = probe.probabilities(x);
+                    let probabilities = logistic.probabilities(x);
                     let by_class: BTreeMap<&str, f64> =
                         probe.classes.iter().map(String::as_str).zip(probabilities).collect();
                     to_js(&serde_json::json!({
                         "hook": probe.hook.to_string(),
-                        "label": probe.classes[probe.predict(x)],
+                        "label": probe.classes[logistic.predict(x)],
                         "probabilities": by_class,
                     }))
                 })

@@ -242,7 +242,8 @@ test("Patch & steer: the patching grid, the steered next tokens and the recorded
   });
   console.log(`# patching grid, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
   // The kernels give the same bits in wasm; the rest of the layer may differ by ulps (measured
-  // 2026-12-05: the same grid to the bit).
+  // 2026-12-05: the same f32 grid; the CLI prints each as its shortest f32 decimal, 4.3e-8 from
+  // the f32 as the page reads it).
   assert.ok(worst <= 1e-3);
   assert.deepEqual(await page.$$eval("#patch-grid thead th.token", (ths) => ths.map((th) => th.textContent)), native.tokens.map((t) => t.replaceAll("\n", "⏎").replaceAll(" ", "·")));
   await shot(page, "patch-panel", "patch-and-steer");
