@@ -8,6 +8,7 @@ mod cli;
 mod engine;
 mod gguf_reader;
 mod gguf_writer;
+mod gradients;
 mod hooks_numpy;
 mod interp;
 mod kernels;

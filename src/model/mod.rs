@@ -12,6 +12,7 @@
 //! sliding window with their own rope base.
 
 mod any;
+mod backward;
 mod config;
 pub mod synthetic;
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use any::{AnyLoaded, Loaded};
+pub use backward::{Gradients, Objective};
 pub use config::{Config, GateActivation, RopeStyle, SlidingWindow, SUPPORTED_ARCHITECTURES};
 
 use crate::backend::{Backend, BackendError, Rope, TopK};
@@ -97,8 +99,7 @@ impl WeightSource for crate::gguf::GgufFile {
 }
 
 struct Layer<B: Backend> {
-    attn_norm_values: Vec<f32>,
-    attn_norm: B::Tensor,
+    attn_norm: Norm<B>,
     wq: B::Matrix,
     wk: B::Matrix,
     wv: B::Matrix,
@@ -107,11 +108,11 @@ struct Layer<B: Backend> {
     k_bias: Option<B::Tensor>,
     v_bias: Option<B::Tensor>,
     /// RMSNorm weights `[head_dim]` applied to each head's queries and keys.
-    q_norm: Option<B::Tensor>,
-    k_norm: Option<B::Tensor>,
+    q_norm: Option<Norm<B>>,
+    k_norm: Option<Norm<B>>,
     /// RMSNorm on the attention output before it joins the residual.
     post_attn_norm: Option<Norm<B>>,
-    ffn_norm: B::Tensor,
+    ffn_norm: Norm<B>,
     gate: B::Matrix,
     up: B::Matrix,
     down: B::Matrix,
@@ -119,7 +120,8 @@ struct Layer<B: Backend> {
     post_ffn_norm: Option<Norm<B>>,
 }
 
-/// An RMSNorm's weight, on the device and on the host (attribution reads it).
+/// An RMSNorm's weight, on the device and on the host (attribution and the backward pass read
+/// it).
 struct Norm<B: Backend> {
     values: Vec<f32>,
     weight: B::Tensor,
@@ -131,8 +133,7 @@ pub struct Model<B: Backend> {
     embedding: B::Matrix,
     /// `None` when the embedding is tied: the unembedding is then the embedding table.
     output: Option<B::Matrix>,
-    final_norm: B::Tensor,
-    final_norm_values: Vec<f32>,
+    final_norm: Norm<B>,
     rope_freq_factors: Option<Vec<f32>>,
     /// The global layers' divisors: `rope_freq_factors` times the linear rope scaling, when the
     /// model scales.
@@ -333,7 +334,6 @@ impl<B: Backend> Model<B> {
         let mut layers = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             let name = |suffix: &str| format!("blk.{l}.{suffix}");
-            let attn_norm_values = loader.host_vector(&name("attn_norm.weight"), c.width)?;
             let [wq, wk, wv] = if loader.has(&name("attn_qkv.weight")) {
                 loader.stacked_matrices(&name("attn_qkv.weight"), c.width, [q_width, kv_width, kv_width])?
             } else {
@@ -353,8 +353,7 @@ impl<B: Backend> Model<B> {
                 loader.stacked_matrices(&name("ffn_up.weight"), c.width, [c.ffn_width, c.ffn_width])?
             };
             layers.push(Layer {
-                attn_norm: backend.vector(&attn_norm_values)?,
-                attn_norm_values,
+                attn_norm: loader.norm(&name("attn_norm.weight"), c.width)?,
                 wq,
                 wk,
                 wv,
@@ -362,13 +361,13 @@ impl<B: Backend> Model<B> {
                 q_bias: loader.optional_vector(&name("attn_q.bias"), q_width)?,
                 k_bias: loader.optional_vector(&name("attn_k.bias"), kv_width)?,
                 v_bias: loader.optional_vector(&name("attn_v.bias"), kv_width)?,
-                q_norm: c.qk_norm.then(|| loader.vector(&name("attn_q_norm.weight"), c.head_dim)).transpose()?,
-                k_norm: c.qk_norm.then(|| loader.vector(&name("attn_k_norm.weight"), c.head_dim)).transpose()?,
+                q_norm: c.qk_norm.then(|| loader.norm(&name("attn_q_norm.weight"), c.head_dim)).transpose()?,
+                k_norm: c.qk_norm.then(|| loader.norm(&name("attn_k_norm.weight"), c.head_dim)).transpose()?,
                 post_attn_norm: c
                     .post_norms
                     .then(|| loader.norm(&name("post_attention_norm.weight"), c.width))
                     .transpose()?,
-                ffn_norm: loader.vector(&name("ffn_norm.weight"), c.width)?,
+                ffn_norm: loader.norm(&name("ffn_norm.weight"), c.width)?,
                 gate,
                 up,
                 down: loader.matrix(&name("ffn_down.weight"), c.ffn_width, c.width)?,
@@ -398,10 +397,8 @@ impl<B: Backend> Model<B> {
             Some(factors) => factors.iter().map(|f| f * c.rope_scale).collect(),
             None => vec![c.rope_scale; c.head_dim / 2],
         });
-        let final_norm_values = loader.host_vector("output_norm.weight", c.width)?;
         Ok(Model {
-            final_norm: backend.vector(&final_norm_values)?,
-            final_norm_values,
+            final_norm: loader.norm("output_norm.weight", c.width)?,
             embedding,
             output,
             rope_freq_factors,
@@ -428,12 +425,12 @@ impl<B: Backend> Model<B> {
 
     /// The final RMSNorm's weight `g`.
     pub fn final_norm_weight(&self) -> &[f32] {
-        &self.final_norm_values
+        &self.final_norm.values
     }
 
     /// Layer `layer`'s attention RMSNorm weight (`input_layernorm.weight`).
     pub fn attn_norm_weight(&self, layer: usize) -> &[f32] {
-        &self.layers[layer].attn_norm_values
+        &self.layers[layer].attn_norm.values
     }
 
     /// The RMSNorm weight `g` that layer `layer` applies to its attention or MLP output before
@@ -497,7 +494,7 @@ impl<B: Backend> Model<B> {
     /// `W_U · n_final(x)` at rows `rows` of the final residual stream, on the device.
     fn logits(&self, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
         let be = &self.backend;
-        let normed = be.rms_norm(&be.select_rows(x, rows)?, &self.final_norm, self.config.norm_eps)?;
+        let normed = be.rms_norm(&be.select_rows(x, rows)?, &self.final_norm.weight, self.config.norm_eps)?;
         Ok(be.linear(&normed, self.unembedding())?)
     }
 
@@ -719,39 +716,7 @@ impl<B: Backend> Model<B> {
         recorder: &mut Recorder<B>,
     ) -> Result<B::Tensor> {
         let (c, be) = (&self.config, &self.backend);
-        let normed = be.rms_norm(x, &layer.attn_norm, c.norm_eps)?;
-        let with_bias = |m: &B::Matrix, bias: &Option<B::Tensor>| -> Result<B::Tensor> {
-            let y = be.linear(&normed, m)?;
-            Ok(match bias {
-                Some(b) => be.add(&y, b)?,
-                None => y,
-            })
-        };
-        let per_head_norm = |y: B::Tensor, norm: &Option<B::Tensor>| -> Result<B::Tensor> {
-            Ok(match norm {
-                Some(weight) => be.rms_norm(&y, weight, c.norm_eps)?,
-                None => y,
-            })
-        };
-        let (theta, scale) = c.layer_rope(l);
-        let rope = Rope {
-            start: cache.len,
-            theta,
-            freq_factors: if scale != 1.0 {
-                self.scaled_freq_factors.as_deref()
-            } else {
-                self.rope_freq_factors.as_deref()
-            },
-            magnitude: c.rope_magnitude,
-            interleaved: c.rope_style == RopeStyle::Interleaved,
-        };
-        let mut q = be.rope(&per_head_norm(with_bias(&layer.wq, &layer.q_bias)?, &layer.q_norm)?, c.heads, &rope)?;
-        let query_factor = c.attention_scale * (c.head_dim as f32).sqrt();
-        if query_factor != 1.0 {
-            q = be.scale_columns(&q, 0, c.heads * c.head_dim, query_factor)?;
-        }
-        let k = be.rope(&per_head_norm(with_bias(&layer.wk, &layer.k_bias)?, &layer.k_norm)?, c.kv_heads, &rope)?;
-        let v = with_bias(&layer.wv, &layer.v_bias)?;
+        let Projections { q, k, v, .. } = self.projections(l, layer, x, cache.len)?;
         recorder.record_by_head(HookPoint::AttnV(l), &v, c.kv_heads)?;
         let t = recorder.t;
         let k_all = self.append_cached(&mut cache.keys[l], cache.len, t, &k)?;
@@ -792,6 +757,59 @@ impl<B: Backend> Model<B> {
         }
         recorder.record(HookPoint::AttnOut(l), &attn_out)?;
         Ok(attn_out)
+    }
+
+    /// Layer `l`'s queries, keys and values of the residual `x` at positions from `start` on.
+    fn projections(&self, l: usize, layer: &Layer<B>, x: &B::Tensor, start: usize) -> Result<Projections<B>> {
+        let (c, be) = (&self.config, &self.backend);
+        let normed = be.rms_norm(x, &layer.attn_norm.weight, c.norm_eps)?;
+        let with_bias = |m: &B::Matrix, bias: &Option<B::Tensor>| -> Result<B::Tensor> {
+            let y = be.linear(&normed, m)?;
+            Ok(match bias {
+                Some(b) => be.add(&y, b)?,
+                None => y,
+            })
+        };
+        let per_head_norm = |y: &B::Tensor, norm: &Option<Norm<B>>| -> Result<B::Tensor> {
+            Ok(match norm {
+                Some(norm) => be.rms_norm(y, &norm.weight, c.norm_eps)?,
+                None => y.clone(),
+            })
+        };
+        let rope = self.rope(l, start);
+        let q_linear = with_bias(&layer.wq, &layer.q_bias)?;
+        let mut q = be.rope(&per_head_norm(&q_linear, &layer.q_norm)?, c.heads, &rope)?;
+        let query_factor = self.query_factor();
+        if query_factor != 1.0 {
+            q = be.scale_columns(&q, 0, c.heads * c.head_dim, query_factor)?;
+        }
+        let k_linear = with_bias(&layer.wk, &layer.k_bias)?;
+        let k = be.rope(&per_head_norm(&k_linear, &layer.k_norm)?, c.kv_heads, &rope)?;
+        let v = with_bias(&layer.wv, &layer.v_bias)?;
+        Ok(Projections { q_linear, k_linear, q, k, v })
+    }
+
+    /// What queries are multiplied by before attention, which divides their scores by
+    /// √head_dim: the model's own score factor.
+    fn query_factor(&self) -> f32 {
+        self.config.attention_scale * (self.config.head_dim as f32).sqrt()
+    }
+
+    /// Layer `l`'s rotation of positions from `start` on.
+    fn rope(&self, l: usize, start: usize) -> Rope<'_> {
+        let c = &self.config;
+        let (theta, scale) = c.layer_rope(l);
+        Rope {
+            start,
+            theta,
+            freq_factors: if scale != 1.0 {
+                self.scaled_freq_factors.as_deref()
+            } else {
+                self.rope_freq_factors.as_deref()
+            },
+            magnitude: c.rope_magnitude,
+            interleaved: c.rope_style == RopeStyle::Interleaved,
+        }
     }
 
     /// A sublayer's output `y` through its post-norm, recording `y` at `before` and the norm's
@@ -896,7 +914,7 @@ impl<B: Backend> Model<B> {
         recorder: &mut Recorder<B>,
     ) -> Result<B::Tensor> {
         let (c, be) = (&self.config, &self.backend);
-        let normed = be.rms_norm(x, &layer.ffn_norm, c.norm_eps)?;
+        let normed = be.rms_norm(x, &layer.ffn_norm.weight, c.norm_eps)?;
         let gate = be.linear(&normed, &layer.gate)?;
         recorder.record(HookPoint::MlpPre(l), &gate)?;
         let activated = match c.gate_activation {
@@ -939,6 +957,16 @@ impl<B: Backend> Model<B> {
         let be = &self.backend;
         Ok(be.download(&be.rms(&be.select_rows(x, rows)?, self.config.norm_eps)?)?.1)
     }
+}
+
+/// A layer's attention inputs: queries and keys as the linear maps give them (biases added) and
+/// as attention reads them (per-head norm, rope, the score factor on queries), and values.
+struct Projections<B: Backend> {
+    q_linear: B::Tensor,
+    k_linear: B::Tensor,
+    q: B::Tensor,
+    k: B::Tensor,
+    v: B::Tensor,
 }
 
 /// The interventions that touch one layer.
