@@ -40,6 +40,48 @@ pub fn log_prob_of_sum(a: &[f32], b: Option<&[f32]>, w: usize) -> f64 {
     f64::from(at(w)) - (f64::from(max) + sum.ln())
 }
 
+/// Pearson's correlation of two equally long series; `None` when either is constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// The `n`-point Gauss–Legendre rule on [0, 1]: nodes and weights (summing to 1) that integrate
+/// polynomials of degree up to `2n − 1` exactly. Each node is the root of the Legendre polynomial
+/// `P_n` found by Newton's method from the usual cosine estimate.
+pub fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
+    let mut rule = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
+        let mut derivative = 1.0;
+        for _ in 0..100 {
+            // P_n(x) and P_{n−1}(x) by the three-term recurrence.
+            let (mut p, mut previous) = (1.0, 0.0);
+            for k in 1..=n {
+                let k = k as f64;
+                (p, previous) = (((2.0 * k - 1.0) * x * p - (k - 1.0) * previous) / k, p);
+            }
+            derivative = n as f64 * (x * p - previous) / (x * x - 1.0);
+            let step = p / derivative;
+            x -= step;
+            if step.abs() < 1e-15 {
+                break;
+            }
+        }
+        let weight = 2.0 / ((1.0 - x * x) * derivative * derivative);
+        // From [-1, 1] to [0, 1].
+        rule.push(((1.0 - x) / 2.0, weight / 2.0));
+    }
+    rule
+}
+
 /// SplitMix64: small, seedable and the same on every platform, so a seed reproduces a sample
 /// natively and in the browser.
 pub struct Rng(pub u64);
@@ -74,6 +116,26 @@ pub fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gauss_legendre_has_the_textbook_nodes_and_integrates_polynomials_exactly() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-14;
+        // Two points: ±1/√3 on [-1, 1], weights 1; three: 0, ±√(3/5), weights 8/9, 5/9.
+        let two = gauss_legendre(2);
+        assert!(close(two[0].0, 0.5 - 0.5 / 3f64.sqrt()) && close(two[1].0, 0.5 + 0.5 / 3f64.sqrt()));
+        assert!(two.iter().all(|&(_, w)| close(w, 0.5)));
+        let three = gauss_legendre(3);
+        assert!(close(three[1].0, 0.5) && close(three[1].1, 4.0 / 9.0));
+        assert!(close(three[0].0, 0.5 - 0.5 * 0.6f64.sqrt()) && close(three[0].1, 5.0 / 18.0));
+        // ∫₀¹ x^k dx = 1/(k + 1) for k up to 2n − 1.
+        for n in [1, 4, 16, 50] {
+            let rule = gauss_legendre(n);
+            for k in 0..2 * n as i32 {
+                let integral: f64 = rule.iter().map(|&(x, w)| w * x.powi(k)).sum();
+                assert!((integral - 1.0 / f64::from(k + 1)).abs() < 1e-12, "n {n}, x^{k}: {integral}");
+            }
+        }
+    }
 
     #[test]
     fn log_softmax_matches_the_hand_computation() {

@@ -341,7 +341,7 @@ fn control_characters_from_a_model_file_are_escaped() {
 
 /// `patch` on the tiny model with SmolLM2's vocabulary: the grid is layers × the clean prompt's
 /// tokens, the first position (the same token in both prompts, and nothing before it) restores
-/// nothing at any layer, and prompts of different lengths are refused.
+/// nothing at any layer, exactly or to first order, and prompts of different lengths are refused.
 #[test]
 fn patch_prints_a_layers_by_positions_grid() {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-vocab-tiny-q8_0.gguf");
@@ -377,6 +377,15 @@ fn patch_prints_a_layers_by_positions_grid() {
         assert_eq!(row[0], 0.0);
     }
     assert_eq!(report["site"], "resid_pre");
+    // By default the first-order estimate comes too, with its correlation to the exact grid.
+    let estimate = report["attribution_grid"].as_array().unwrap();
+    assert_eq!(estimate.len(), grid.len());
+    assert!(estimate.iter().all(|row| row.as_array().unwrap().len() == 5 && row[0] == 0.0));
+    assert!(report["correlation"].is_f64());
+    let first_order = run("When John and Mary went", &["--method", "attribution"]);
+    let first_order: serde_json::Value = serde_json::from_slice(&first_order.stdout).unwrap();
+    assert_eq!(first_order["attribution_grid"], report["attribution_grid"]);
+    assert!(first_order.get("grid").is_none() && first_order.get("correlation").is_none());
     let refused = run("When John went", &[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("patching needs equal lengths"));

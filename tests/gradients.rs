@@ -145,3 +145,65 @@ fn interventions_are_differentiated_as_they_act() {
     assert!(at(HookPoint::ResidPre(1), 4).iter().any(|&g| g != 0.0));
     assert!(at(HookPoint::ResidPost(0), 5).iter().any(|&g| g != 0.0));
 }
+
+/// Integrated gradients' scores add up to `f(e) − f(b)` (completeness) up to the quadrature's
+/// error, which falls as the points grow (these random models' log-probabilities swing by tens
+/// along the path, so it takes many): from the zero embedding on the models without post-norms,
+/// from a token's embedding on all. Gradient × input's scores add up to `d/dα f(αe)` at α = 1, a
+/// derivative taken here by finite differences of the forward pass.
+#[test]
+fn integrated_gradients_are_complete_and_gradient_times_input_is_the_derivative_along_the_input() {
+    use glassbox::interp::input_attribution::{input_attribution, InputMethod};
+    let target = 42;
+    let relative_gaps = |model: &Model<CandleBackend>, baseline: Option<u32>| {
+        // From zero the points go to every decade of α, so it takes more of them.
+        let most = if baseline.is_none() { 1024 } else { 128 };
+        [16, most].map(|steps| {
+            let method = InputMethod::IntegratedGradients { steps, baseline };
+            let ig = input_attribution(model, &IDS, target, method, &mut |_, _| true).unwrap();
+            let difference = ig.value - ig.baseline_value.unwrap();
+            let gap = ig.completeness_gap.unwrap();
+            let sum: f32 = ig.scores.iter().sum();
+            assert!((sum - difference - gap).abs() < 1e-4 * difference.abs().max(1.0));
+            println!("{steps} points from {baseline:?}: f(e) − f(b) = {difference:.5}, gap {gap:.2e}");
+            (gap / difference).abs()
+        })
+    };
+    for (name, zero_baseline) in [("qwen3-tiny-f32", true), ("qwen2-tiny-f32", true), ("gemma3-tiny-f32", false)] {
+        println!("{name}");
+        let model = float_model(name);
+        let baselines = if zero_baseline { vec![None, Some(7)] } else { vec![Some(7)] };
+        for baseline in baselines {
+            let gaps = relative_gaps(&model, baseline);
+            assert!(gaps[1] < 1e-4, "{name} from {baseline:?}: relative gaps {gaps:?}");
+        }
+
+        let gxi = input_attribution(&model, &IDS, target, InputMethod::GradientTimesInput, &mut |_, _| true).unwrap();
+        let hooks = HookRequest::new().with(HookPoint::Embed, Positions::All);
+        let embed = model.forward(&IDS, &mut model.new_cache(), &hooks, &[], &Positions::Last).unwrap().recording;
+        let e = &embed.get(HookPoint::Embed).unwrap().data;
+        let width = e.len() / IDS.len();
+        let at = |alpha: f32| {
+            let patches: Vec<Intervention> = e
+                .chunks(width)
+                .enumerate()
+                .map(|(position, row)| Intervention::PatchResidPre {
+                    layer: 0,
+                    position,
+                    values: row.iter().map(|v| alpha * v).collect(),
+                })
+                .collect();
+            let logits = model
+                .forward(&IDS, &mut model.new_cache(), &HookRequest::new(), &patches, &Positions::Last)
+                .unwrap()
+                .logits
+                .data;
+            f64::from(Objective::LogProb(target).value_and_gradient(&logits).0)
+        };
+        let central = |h: f32| (at(1.0 + h) - at(1.0 - h)) / (2.0 * f64::from(h));
+        let numeric = (4.0 * central(STEP / 2.0) - central(STEP)) / 3.0;
+        let analytic: f64 = gxi.scores.iter().map(|&s| f64::from(s)).sum();
+        println!("{name}: Σ gradient × input {analytic:.6}, d/dα f(αe) {numeric:.6}");
+        assert!((analytic - numeric).abs() < f64::from(TOLERANCE) * numeric.abs().max(1e-2), "{name}");
+    }
+}

@@ -303,7 +303,7 @@ fn token_rewards_agree_with_llama_cpp() {
 /// other position changes nothing (0).
 #[test]
 fn patching_the_residual_stream_obeys_causality() {
-    use glassbox::interp::patching::{activation_patching, PatchSite};
+    use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
     let file = GgufFile::open(path).unwrap();
     let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
@@ -311,37 +311,63 @@ fn patching_the_residual_stream_obeys_causality() {
     let corrupt = [5, 17, 42, 100, 77, 3];
     let (answer, wrong) = (11, 12);
     let mut reported = Vec::new();
-    let patched =
-        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong, &mut |done, total| {
+    let patched = activation_patching(
+        &model,
+        PatchSite::ResidPre,
+        PatchingMethod::Exact,
+        &clean,
+        &corrupt,
+        answer,
+        wrong,
+        &mut |done, total| {
             reported.push((done, total));
             true
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     // The clean and corrupted runs, then one pass per cell, each told.
     let cells = model.config().layers * clean.len();
     assert_eq!(reported, (2..=2 + cells).map(|done| (done, 2 + cells)).collect::<Vec<_>>());
-    let stopped =
-        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt, answer, wrong, &mut |done, _| done < 5);
+    let stopped = activation_patching(
+        &model,
+        PatchSite::ResidPre,
+        PatchingMethod::Exact,
+        &clean,
+        &corrupt,
+        answer,
+        wrong,
+        &mut |done, _| done < 5,
+    );
     assert!(matches!(stopped, Err(InterpError::Stopped)));
-    assert_eq!(patched.grid.len(), model.config().layers);
+    assert_eq!(patched.grid.as_ref().unwrap().len(), model.config().layers);
     assert_ne!(patched.clean_metric, patched.corrupt_metric);
-    for (layer, row) in patched.grid.iter().enumerate() {
+    for (layer, row) in patched.grid.as_ref().unwrap().iter().enumerate() {
         assert_eq!(row.len(), clean.len());
         assert!(row[..3].iter().all(|&v| v == 0.0), "layer {layer}: {row:?}");
     }
-    assert_eq!(patched.grid[0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-    let unequal =
-        activation_patching(&model, PatchSite::ResidPre, &clean, &corrupt[..5], answer, wrong, &mut |_, _| true);
+    assert_eq!(patched.grid.as_ref().unwrap()[0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    let unequal = activation_patching(
+        &model,
+        PatchSite::ResidPre,
+        PatchingMethod::Exact,
+        &clean,
+        &corrupt[..5],
+        answer,
+        wrong,
+        &mut |_, _| true,
+    );
     assert!(matches!(unequal, Err(InterpError::BadRequest(_))));
     // The attention and MLP outputs before the differing position are the same in both runs too,
     // so patching them there changes nothing; patching every layer's output at the last position
     // is not the clean run, so the grid is not all zeros.
     for site in [PatchSite::AttnOut, PatchSite::MlpOut] {
-        let patched = activation_patching(&model, site, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap();
-        for (layer, row) in patched.grid.iter().enumerate() {
+        let patched =
+            activation_patching(&model, site, PatchingMethod::Exact, &clean, &corrupt, answer, wrong, &mut |_, _| true)
+                .unwrap();
+        for (layer, row) in patched.grid.as_ref().unwrap().iter().enumerate() {
             assert!(row[..3].iter().all(|&v| v == 0.0), "{site:?} layer {layer}: {row:?}");
         }
-        assert!(patched.grid.iter().flatten().any(|&v| v != 0.0), "{site:?}");
+        assert!(patched.grid.as_ref().unwrap().iter().flatten().any(|&v| v != 0.0), "{site:?}");
     }
 }
 
@@ -351,7 +377,7 @@ fn patching_the_residual_stream_obeys_causality() {
 #[test]
 fn patching_every_head_equals_patching_the_attention_output() {
     use glassbox::hooks::{HookPoint, HookRequest, Intervention, Positions};
-    use glassbox::interp::patching::{activation_patching, PatchSite};
+    use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
     let file = GgufFile::open(path).unwrap();
     let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
@@ -361,10 +387,21 @@ fn patching_every_head_equals_patching_the_attention_output() {
     let corrupt = [5, 17, 100];
     assert!(clean.len() < c.heads);
     let (answer, wrong) = (11, 12);
-    let grid = activation_patching(&model, PatchSite::Head, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap();
-    assert_eq!(grid.grid.len(), c.layers);
-    assert!(grid.grid.iter().all(|row| row.len() == c.heads));
-    assert!(grid.grid.iter().flatten().any(|&v| v != 0.0));
+    let grid = activation_patching(
+        &model,
+        PatchSite::Head,
+        PatchingMethod::Exact,
+        &clean,
+        &corrupt,
+        answer,
+        wrong,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    let grid = grid.grid.unwrap();
+    assert_eq!(grid.len(), c.layers);
+    assert!(grid.iter().all(|row| row.len() == c.heads));
+    assert!(grid.iter().flatten().any(|&v| v != 0.0));
 
     let metric = |interventions: &[Intervention]| {
         let logits = model
@@ -479,4 +516,59 @@ fn probes_give_scikit_learns_probabilities() {
     }
     println!("largest probability difference from scikit-learn: {worst:.2e}");
     assert!(worst <= 1e-3, "{worst}");
+}
+
+/// Attribution patching on the tiny llama3 fixture. What holds exactly: before the differing
+/// position the two runs' activations are equal, so those cells are 0, as is every other
+/// position entering layer 0; with both methods the exact grid is the one patching alone gives.
+/// What holds by linearity (z · W_O is the attention output here, with f32 weights): a layer's
+/// heads add up to its attention output over all positions, to float rounding.
+#[test]
+fn attribution_patching_estimates_the_grid_from_one_backward_pass() {
+    use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let clean = [5, 17, 42, 9, 77, 3];
+    let corrupt = [5, 17, 42, 100, 77, 3];
+    let (answer, wrong) = (11, 12);
+    let run = |site, method| {
+        activation_patching(&model, site, method, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap()
+    };
+    let both = run(PatchSite::ResidPre, PatchingMethod::Both);
+    let estimate = both.attribution_grid.as_ref().unwrap();
+    for (layer, row) in estimate.iter().enumerate() {
+        assert!(row[..3].iter().all(|&v| v == 0.0), "layer {layer}: {row:?}");
+    }
+    assert!(estimate[0].iter().enumerate().all(|(p, &v)| (p == 3) == (v != 0.0)), "{:?}", estimate[0]);
+    assert_eq!(both.grid, run(PatchSite::ResidPre, PatchingMethod::Exact).grid);
+    let correlation = both.correlation.unwrap();
+    println!("exact {:?}\nfirst order {estimate:?}\ncorrelation {correlation:.3}", both.grid.as_ref().unwrap());
+    let alone = run(PatchSite::ResidPre, PatchingMethod::Attribution);
+    assert_eq!((alone.grid.as_ref(), alone.correlation), (None, None));
+    assert_eq!(alone.attribution_grid.as_ref(), Some(estimate));
+
+    // With f32 weights: a Q8_0 product rounds z to 8 bits, which the gradient does not see.
+    let float = Model::load(
+        CandleBackend::with_float_weights(candle_core::Device::Cpu),
+        Config::from_gguf(&file.header).unwrap(),
+        &file,
+    )
+    .unwrap();
+    let first_order = |site| {
+        activation_patching(&float, site, PatchingMethod::Attribution, &clean, &corrupt, answer, wrong, &mut |_, _| {
+            true
+        })
+        .unwrap()
+        .attribution_grid
+        .unwrap()
+    };
+    let (heads, outputs) = (first_order(PatchSite::Head), first_order(PatchSite::AttnOut));
+    for (layer, (heads, outputs)) in heads.iter().zip(&outputs).enumerate() {
+        let (by_head, by_position): (f32, f32) = (heads.iter().sum(), outputs.iter().sum());
+        assert!(
+            (by_head - by_position).abs() <= 1e-4 * by_position.abs().max(1.0),
+            "layer {layer}: {by_head} vs {by_position}"
+        );
+    }
 }

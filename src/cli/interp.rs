@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, prompt_set, Mask};
 use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
+use glassbox::interp::input_attribution::{input_attribution, InputAttribution, InputMethod};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
-use glassbox::interp::patching::{activation_patching, PatchSite};
+use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
 use glassbox::interp::rewards::{check_shared_tokenizer, token_rewards as run_token_rewards, DEFAULT_FRACTION};
 use glassbox::interp::steering::SteeringVector;
 use glassbox::interp::HeadId;
@@ -52,6 +53,32 @@ pub struct AttributeArgs {
     /// Neurons always scored exactly and listed, as LAYER.NEURON.
     #[arg(long, value_delimiter = ',')]
     neurons: Vec<String>,
+    /// Also score each prompt token's embedding by its gradient: gradient × input, or integrated
+    /// gradients (one forward and backward pass per quadrature point).
+    #[arg(long, value_enum)]
+    input_attribution: Option<InputAttributionArg>,
+    /// Integrated gradients' quadrature points (about; 1 to 1024).
+    #[arg(long, default_value_t = 64)]
+    steps: usize,
+    /// Integrated gradients' path starts from this token's embedding at every position rather
+    /// than from zero (one token; use one for models with post-norms, such as Gemma 3).
+    #[arg(long)]
+    baseline_token: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InputAttributionArg {
+    GradXInput,
+    IntegratedGradients,
+}
+
+/// `attribute --json`'s output: the attribution, and the input attribution when asked for.
+#[derive(serde::Serialize)]
+struct AttributeReport<'a> {
+    #[serde(flatten)]
+    attribution: &'a glassbox::interp::attribution::Attribution,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_attribution: Option<InputAttribution>,
 }
 
 pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, json: bool) -> Written {
@@ -68,8 +95,30 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, js
         };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
         let result = run_attribution(&unembedding, &loaded.tokenizer, &ids, &options).map_err(text_err)?;
+        let input_attribution = match args.input_attribution {
+            None => None,
+            Some(method) => {
+                let method = match method {
+                    InputAttributionArg::GradXInput => InputMethod::GradientTimesInput,
+                    InputAttributionArg::IntegratedGradients => {
+                        let baseline = target_id(&loaded.tokenizer, &args.baseline_token)
+                            .map_err(|e| e.replace("--target", "--baseline-token"))?;
+                        InputMethod::IntegratedGradients { steps: args.steps, baseline }
+                    }
+                };
+                let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+                let mut go_on = |done: usize, total: usize| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    true
+                };
+                let scored = input_attribution(&loaded.model, &ids, result.target.id, method, &mut go_on);
+                bar.finish_and_clear();
+                Some(scored.map_err(text_err)?)
+            }
+        };
         if json {
-            return print_json(out, &result);
+            return print_json(out, &AttributeReport { attribution: &result, input_attribution });
         }
         let t = &result.target;
         Ok((|| {
@@ -81,6 +130,21 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, js
             writeln!(out, "top FFN neurons (LPI; ~ = first-order):")?;
             for n in result.neurons.iter().take(10) {
                 writeln!(out, "  {:>2}.{:<5} {:+.4}{}", n.layer, n.neuron, n.score, if n.exact { "" } else { " ~" })?;
+            }
+            if let Some(input) = &input_attribution {
+                match (input.steps, input.completeness_gap) {
+                    (Some(steps), Some(gap)) => writeln!(
+                        out,
+                        "prompt tokens (integrated gradients, {steps} points; log p here {:.4}, at the baseline {:.4}, \
+                         completeness gap {gap:.2e}):",
+                        input.value,
+                        input.baseline_value.unwrap_or(f32::NAN),
+                    )?,
+                    _ => writeln!(out, "prompt tokens (gradient × input):")?,
+                }
+                for (token, score) in result.input_tokens.iter().zip(&input.scores) {
+                    writeln!(out, "  {:<16} {score:+.4}", format!("{token:?}"))?;
+                }
             }
             Ok(())
         })())
@@ -302,8 +366,19 @@ pub struct PatchArgs {
     /// each head's output at every position (`head`: the grid's columns are heads).
     #[arg(long, value_enum, default_value_t = Site::ResidPre)]
     site: Site,
+    /// `exact`: one patched forward pass per cell; `attribution`: every cell to first order from
+    /// one backward pass (attribution patching); `both`, with the correlation of their cells.
+    #[arg(long, value_enum, default_value_t = Method::Both)]
+    method: Method,
     #[command(flatten)]
     tokenizer: TokenizerArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    Exact,
+    Attribution,
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -342,7 +417,12 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             bar.set_position(done as u64);
             true
         };
-        let patched = activation_patching(&loaded.model, site, &clean, &corrupt, answer, wrong, &mut go_on);
+        let method = match args.method {
+            Method::Exact => PatchingMethod::Exact,
+            Method::Attribution => PatchingMethod::Attribution,
+            Method::Both => PatchingMethod::Both,
+        };
+        let patched = activation_patching(&loaded.model, site, method, &clean, &corrupt, answer, wrong, &mut go_on);
         bar.finish_and_clear();
         let patched = patched.map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;
@@ -351,23 +431,33 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             return print_json(out, &patched.report(&tokens, &corrupt_tokens, &args.answer, &args.wrong));
         }
         let heading = format!(
-            "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}; restored fraction by layer (rows) and {}",
-            args.answer,
-            args.wrong,
-            patched.clean_metric,
-            patched.corrupt_metric,
-            if site.by_head() { "head" } else { "position" }
+            "logit({:?}) − logit({:?}): clean {:.3}, corrupted {:.3}",
+            args.answer, args.wrong, patched.clean_metric, patched.corrupt_metric,
         );
         let columns: Vec<String> = if site.by_head() {
             (0..loaded.model.config().heads).map(|h| format!("{:>8}", format!("head {h}"))).collect()
         } else {
             tokens.iter().map(|t| format!("{:>8}", format!("{t:?}").chars().take(8).collect::<String>())).collect()
         };
-        let header = format!("{:>5} {}", "layer", columns.join(""));
-        let rows = patched.grid.iter().enumerate().map(|(layer, row)| {
-            format!("{layer:>5} {}", row.iter().map(|v| format!("{v:>8.2}")).collect::<Vec<_>>().join(""))
-        });
-        Ok([heading, header].into_iter().chain(rows).try_for_each(|line| writeln!(out, "{line}")))
+        let by = if site.by_head() { "head" } else { "position" };
+        let table = |title: &str, grid: &[Vec<f32>]| {
+            let header = format!("{:>5} {}", "layer", columns.join(""));
+            let rows = grid.iter().enumerate().map(|(layer, row)| {
+                format!("{layer:>5} {}", row.iter().map(|v| format!("{v:>8.2}")).collect::<Vec<_>>().join(""))
+            });
+            [String::new(), format!("{title}, by layer (rows) and {by}"), header].into_iter().chain(rows).collect::<Vec<_>>()
+        };
+        let mut lines = vec![heading];
+        if let Some(grid) = &patched.grid {
+            lines.extend(table("restored fraction, patched", grid));
+        }
+        if let Some(grid) = &patched.attribution_grid {
+            lines.extend(table("restored fraction to first order (attribution patching)", grid));
+        }
+        if let Some(r) = patched.correlation {
+            lines.push(format!("\ncorrelation of the two grids' cells: {r:.3}"));
+        }
+        Ok(lines.into_iter().try_for_each(|line| writeln!(out, "{line}")))
     })
 }
 

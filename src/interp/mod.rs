@@ -12,7 +12,9 @@
 //! - [`ablation`]: the head-ablation scan, neuron ablation, persistent edit masks and the
 //!   before/after accuracy evaluator;
 //! - [`cna`]: comparative neuron analysis;
-//! - [`patching`]: activation patching of the residual stream, layers × positions;
+//! - [`patching`]: activation patching (exact, and attribution patching to first order) of the
+//!   residual stream, the sublayers' outputs or each head, layers × positions (or heads);
+//! - [`input_attribution`]: gradient × input and integrated gradients per prompt token;
 //! - [`probe`]: linear probes (logistic regression) on a recorded activation;
 //! - [`rewards`]: SePO token-level rewards from two models;
 //! - [`steering`]: contrastive activation addition;
@@ -21,6 +23,7 @@
 pub mod ablation;
 pub mod attribution;
 pub mod cna;
+pub mod input_attribution;
 pub mod lens;
 pub mod patching;
 pub mod probe;

@@ -5,13 +5,17 @@
 //! into the corrupted run, and the metric (the logit difference between the answer and a wrong
 //! answer at the last position) is read. Normalised, 1 means the patch restores the clean run's
 //! metric and 0 that it changes nothing.
+//!
+//! Attribution patching (Nanda; Syed, Rager and Conmy) estimates every cell at once to first
+//! order: the corrupted run's gradient of the metric times the difference the patch makes,
+//! `∂m/∂a · (a_clean − a_corrupt)`, from one backward pass instead of a pass per cell.
 
 use serde::Serialize;
 
 use super::{InterpError, Result};
 use crate::backend::Backend;
 use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions};
-use crate::model::Model;
+use crate::model::{Model, Objective};
 
 /// Which activation is patched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -52,6 +56,25 @@ impl PatchSite {
         }
     }
 
+    /// Each column's `Σ ∂m/∂a · (a_clean − a_corrupt)` over its activation: the row at a
+    /// position, or a head's slice at every position.
+    fn first_order_cells(
+        self,
+        clean: &Activation,
+        corrupt: &Activation,
+        gradient: &Activation,
+        columns: usize,
+        head_dim: usize,
+    ) -> Vec<f64> {
+        let width = clean.data.len() / clean.positions.len().max(1);
+        let mut cells = vec![0f64; columns];
+        for (i, ((clean, corrupt), gradient)) in clean.data.iter().zip(&corrupt.data).zip(&gradient.data).enumerate() {
+            let column = if self.by_head() { (i % width) / head_dim } else { i / width };
+            cells[column] += f64::from(*gradient) * f64::from(clean - corrupt);
+        }
+        cells
+    }
+
     /// The patches of grid cell (`layer`, `column`): the clean run's `recorded` activation at
     /// this site, at the column's position or, for a head, at every position.
     fn patches(self, layer: usize, column: usize, recorded: &Activation, head_dim: usize) -> Vec<Intervention> {
@@ -72,7 +95,28 @@ impl PatchSite {
     }
 }
 
-/// The layers × positions grid of one patching run.
+/// How a grid's cells are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchingMethod {
+    /// One patched forward pass per cell.
+    Exact,
+    /// Attribution patching: the first-order estimate of every cell from one backward pass of
+    /// the corrupted run, `∂m/∂a · (a_clean − a_corrupt)` summed over the cell's activation.
+    Attribution,
+    /// Both, and the correlation of their cells.
+    Both,
+}
+
+impl PatchingMethod {
+    fn exact(self) -> bool {
+        self != PatchingMethod::Attribution
+    }
+    fn attribution(self) -> bool {
+        self != PatchingMethod::Exact
+    }
+}
+
+/// The layers × positions (or heads) grids of one patching run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PatchingGrid {
     pub site: PatchSite,
@@ -81,12 +125,19 @@ pub struct PatchingGrid {
     pub corrupt_metric: f32,
     /// `grid[layer][column]`: `(m − corrupt) / (clean − corrupt)`, with `m` the metric of the
     /// corrupted run whose activation at `site` of `layer` at that column (a position, or for
-    /// [`PatchSite::Head`] a head at every position) is the clean run's.
-    pub grid: Vec<Vec<f32>>,
+    /// [`PatchSite::Head`] a head at every position) is the clean run's; when computed exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Vec<Vec<f32>>>,
+    /// The same cells to first order (attribution patching), normalised alike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution_grid: Option<Vec<Vec<f32>>>,
+    /// Pearson's correlation between the two grids' cells, when both were computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<f64>,
 }
 
-/// A patching run as `glassbox patch --json` and the browser's `patch` give it: the grid, what its
-/// columns are (`positions` or `heads`), both prompts' tokens and the two answers.
+/// A patching run as `glassbox patch --json` and the browser's `patch` give it: the grids, what
+/// their columns are (`positions` or `heads`), both prompts' tokens and the two answers.
 #[derive(Serialize)]
 pub struct PatchingReport<'a> {
     #[serde(flatten)]
@@ -112,12 +163,15 @@ impl PatchingGrid {
 }
 
 /// Patches the clean run's activation at `site` of every layer at every position (or, for
-/// [`PatchSite::Head`], of every head) into the corrupted run, one cell per forward pass.
-/// `go_on(done, total)` is told the passes made after each one; returning `false` stops the run
-/// with [`InterpError::Stopped`].
+/// [`PatchSite::Head`], of every head) into the corrupted run: exactly, one cell per forward
+/// pass, and/or to first order from one backward pass, as `method` says. `go_on(done, total)`
+/// is told the passes made after each one (the two runs, with the corrupted run's backward pass,
+/// count as two); returning `false` stops the run with [`InterpError::Stopped`].
+#[allow(clippy::too_many_arguments)]
 pub fn activation_patching<B: Backend>(
     model: &Model<B>,
     site: PatchSite,
+    method: PatchingMethod,
     clean: &[u32],
     corrupt: &[u32],
     answer: u32,
@@ -131,8 +185,8 @@ pub fn activation_patching<B: Backend>(
             corrupt.len()
         )));
     }
-    let layers = model.config().layers;
-    let vocab_size = model.config().vocab_size;
+    let c = model.config();
+    let vocab_size = c.vocab_size;
     if let Some(&id) = [answer, wrong].iter().find(|&&id| id as usize >= vocab_size) {
         return Err(InterpError::BadRequest(format!("token {id} is outside the {vocab_size}-token vocabulary")));
     }
@@ -141,35 +195,66 @@ pub fn activation_patching<B: Backend>(
         let logits = &forward.logits.data;
         Ok::<_, InterpError>((logits[answer as usize] - logits[wrong as usize], forward.recording))
     };
-    let every_layer = (0..layers).fold(HookRequest::new(), |hooks, l| hooks.with(site.hook(l), Positions::All));
+    let every_layer = (0..c.layers).fold(HookRequest::new(), |hooks, l| hooks.with(site.hook(l), Positions::All));
     let (clean_metric, clean_run) = metric(clean, &every_layer, &[])?;
-    let (corrupt_metric, _) = metric(corrupt, &HookRequest::new(), &[])?;
+    let objective = Objective::LogitDifference { answer, wrong };
+    let corrupt_gradients =
+        if method.attribution() { Some(model.gradient(corrupt, &[], objective, &every_layer)?) } else { None };
+    let corrupt_metric = match &corrupt_gradients {
+        Some(gradients) => gradients.value,
+        None => metric(corrupt, &HookRequest::new(), &[])?.0,
+    };
     let span = clean_metric - corrupt_metric;
     if span == 0.0 {
         return Err(InterpError::BadRequest(
             "the clean and corrupted prompts give the same metric: there is nothing to restore".into(),
         ));
     }
-    let columns = site.columns(clean.len(), model.config().heads);
-    let total = 2 + layers * columns;
+    let columns = site.columns(clean.len(), c.heads);
+    let total = 2 + if method.exact() { c.layers * columns } else { 0 };
     let mut done = 2;
     if !go_on(done, total) {
         return Err(InterpError::Stopped);
     }
-    let mut grid = Vec::with_capacity(layers);
-    for layer in 0..layers {
-        let recorded = clean_run.get(site.hook(layer)).expect("every layer's activation was recorded");
-        let mut row = Vec::with_capacity(columns);
-        for column in 0..columns {
-            let patches = site.patches(layer, column, recorded, model.config().head_dim);
-            let (patched, _) = metric(corrupt, &HookRequest::new(), &patches)?;
-            row.push((patched - corrupt_metric) / span);
-            done += 1;
-            if !go_on(done, total) {
-                return Err(InterpError::Stopped);
+    let clean_at = |layer: usize| clean_run.get(site.hook(layer)).expect("every layer's activation was recorded");
+    let attribution_grid = corrupt_gradients.map(|gradients| {
+        (0..c.layers)
+            .map(|layer| {
+                let point = site.hook(layer);
+                let corrupt_at = gradients.activations.get(point).expect("every layer's activation was recorded");
+                let gradient = gradients.of(point).expect("the backward pass reaches every site");
+                site.first_order_cells(clean_at(layer), corrupt_at, gradient, columns, c.head_dim)
+                    .into_iter()
+                    .map(|cell| (cell / f64::from(span)) as f32)
+                    .collect()
+            })
+            .collect::<Vec<Vec<f32>>>()
+    });
+    let grid = if method.exact() {
+        let mut grid = Vec::with_capacity(c.layers);
+        for layer in 0..c.layers {
+            let mut row = Vec::with_capacity(columns);
+            for column in 0..columns {
+                let patches = site.patches(layer, column, clean_at(layer), c.head_dim);
+                let (patched, _) = metric(corrupt, &HookRequest::new(), &patches)?;
+                row.push((patched - corrupt_metric) / span);
+                done += 1;
+                if !go_on(done, total) {
+                    return Err(InterpError::Stopped);
+                }
             }
+            grid.push(row);
         }
-        grid.push(row);
-    }
-    Ok(PatchingGrid { site, clean_metric, corrupt_metric, grid })
+        Some(grid)
+    } else {
+        None
+    };
+    let correlation = match (&grid, &attribution_grid) {
+        (Some(exact), Some(estimate)) => {
+            let cells = |g: &[Vec<f32>]| g.iter().flatten().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+            crate::numeric::pearson(&cells(exact), &cells(estimate))
+        }
+        _ => None,
+    };
+    Ok(PatchingGrid { site, clean_metric, corrupt_metric, grid, attribution_grid, correlation })
 }

@@ -168,18 +168,6 @@ fn total_variation(a: &[String], b: &[String]) -> f64 {
     shares.values().map(|(p, q)| (p - q).abs()).sum::<f64>() / 2.0
 }
 
-fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx) * (a - mx);
-        syy += (b - my) * (b - my);
-    }
-    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
-}
-
 pub fn fidelity(real: &Table, synthetic: &Table) -> Result<Fidelity> {
     check_columns(real, synthetic)?;
     let mut columns = BTreeMap::new();
@@ -199,7 +187,10 @@ pub fn fidelity(real: &Table, synthetic: &Table) -> Result<Fidelity> {
     let (mut differences, mut undefined) = (Vec::new(), 0);
     for (i, &a) in numeric.iter().enumerate() {
         for &b in &numeric[i + 1..] {
-            match (pearson(&real.numbers(a), &real.numbers(b)), pearson(&synthetic.numbers(a), &synthetic.numbers(b))) {
+            match (
+                crate::numeric::pearson(&real.numbers(a), &real.numbers(b)),
+                crate::numeric::pearson(&synthetic.numbers(a), &synthetic.numbers(b)),
+            ) {
                 (Some(r), Some(s)) => differences.push((r - s).abs()),
                 _ => undefined += 1,
             }

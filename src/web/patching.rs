@@ -7,23 +7,24 @@ use wasm_bindgen::prelude::*;
 use super::engine::Engine;
 use super::task::Task;
 use super::{js_error, options, to_js, ErrorName};
-use crate::interp::patching::{activation_patching, PatchSite};
+use crate::interp::patching::{activation_patching, PatchSite, PatchingMethod};
 use crate::interp::InterpError;
 use crate::with_model;
 
-/// `patch`'s options: `{ site: "resid_pre" | "attn_out" | "mlp_out" | "head" }` (resid_pre by
-/// default).
+/// `patch`'s options: `{ site: "resid_pre" | "attn_out" | "mlp_out" | "head", method: "exact" |
+/// "attribution" | "both" }` (resid_pre and both by default).
 #[derive(serde::Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct PatchOptions {
     site: Option<String>,
+    method: Option<String>,
 }
 
 #[wasm_bindgen]
 impl Engine {
     /// A task resolving to `glassbox patch --json`'s output for the same prompts and answers
     /// (`interp::patching::PatchingReport`): `grid[layer][position]`, or `grid[layer][head]` for the
-    /// `head` site. `onProgress(done, total)` is told the forward passes made after each;
+    /// `head` site, and its first-order estimate `attribution_grid` with their `correlation`. `onProgress(done, total)` is told the forward passes made after each;
     /// returning `false` (or throwing) stops the task with an `InterpError`.
     pub fn patch(
         &self,
@@ -44,6 +45,17 @@ impl Engine {
                 return Err(js_error(
                     ErrorName::InputError,
                     format!("site {other:?}: expected resid_pre, attn_out, mlp_out or head"),
+                ))
+            }
+        };
+        let method = match given.method.as_deref() {
+            None | Some("both") => PatchingMethod::Both,
+            Some("exact") => PatchingMethod::Exact,
+            Some("attribution") => PatchingMethod::Attribution,
+            Some(other) => {
+                return Err(js_error(
+                    ErrorName::InputError,
+                    format!("method {other:?}: expected exact, attribution or both"),
                 ))
             }
         };
@@ -68,7 +80,7 @@ impl Engine {
                     None => true,
                 };
                 let patched = with_model!(loaded, loaded => {
-                    activation_patching(&loaded.model, site, &clean_ids, &corrupt_ids, answer_id, wrong_id, &mut go_on)
+                    activation_patching(&loaded.model, site, method, &clean_ids, &corrupt_ids, answer_id, wrong_id, &mut go_on)
                 })
                 .map_err(|e| match e {
                     InterpError::Model(model) => super::engine::model_error(model),
