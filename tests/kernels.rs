@@ -80,6 +80,32 @@ fn products_match_an_f64_product_on_every_instruction_set_and_thread_count() {
     }
 }
 
+/// The product with the transpose (the backward pass's) against an f64 sum over the `gguf`
+/// package's dequantisation, with the same bits on one to three threads.
+#[test]
+fn transposed_products_match_an_f64_product_on_every_thread_count() {
+    let file = fixture();
+    for name in FORMATS {
+        let (m, reference) = matrix(&file, name);
+        let (rows, cols) = (m.rows(), m.cols());
+        let x = input(3, rows);
+        let out = m.transposed_matmul(&x, &ThreadPool::new(1));
+        for i in 0..3 {
+            for c in 0..cols {
+                let exact: f64 =
+                    (0..rows).map(|r| f64::from(x[i * rows + r]) * f64::from(reference[r * cols + c])).sum();
+                let magnitude: f64 =
+                    (0..rows).map(|r| (f64::from(x[i * rows + r]) * f64::from(reference[r * cols + c])).abs()).sum();
+                let got = f64::from(out[i * cols + c]);
+                assert!((got - exact).abs() <= 1e-6 * magnitude.max(1e-30), "{name} ({i}, {c}): {got} vs {exact}");
+            }
+        }
+        for threads in [2, 3] {
+            assert_eq!(m.transposed_matmul(&x, &ThreadPool::new(threads)), out, "{name} on {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn every_format_gives_the_same_bits_on_every_instruction_set() {
     // Where SIMD is a build feature, the comparison below includes it.

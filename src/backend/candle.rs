@@ -468,6 +468,11 @@ impl Backend for CandleBackend {
     }
 
     fn linear_transposed(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
+        if let CandleMatrix::Kernel(m) = w {
+            let rows = x.dim(0).map_err(err)?;
+            let product = with_host_values(x, |x| m.transposed_matmul(x, self.pool()))?;
+            return Tensor::from_vec(product, (rows, m.cols()), &self.device).map_err(err);
+        }
         x.matmul(&self.dequantize(w)?).map_err(err)
     }
 

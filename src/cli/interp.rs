@@ -57,13 +57,20 @@ pub struct AttributeArgs {
     /// gradients (one forward and backward pass per quadrature point).
     #[arg(long, value_enum)]
     input_attribution: Option<InputAttributionArg>,
-    /// Integrated gradients' quadrature points (about; 1 to 1024).
-    #[arg(long, default_value_t = 64)]
+    /// The most backward passes integrated gradients may take (up to 1024); it stops sooner once
+    /// its scores add up to the log-probability's change within 10⁻⁴ of it.
+    #[arg(long, default_value_t = 256)]
     steps: usize,
     /// Integrated gradients' path starts from this token's embedding at every position rather
-    /// than from zero (one token; use one for models with post-norms, such as Gemma 3).
+    /// than from zero (one token; use one for models whose activations are all zero at a zero
+    /// input, Llama-family models without biases, and for Gemma 3's post-norms).
     #[arg(long)]
     baseline_token: Option<String>,
+    /// Load every weight dequantised to f32 (about 4–8× the memory of a quantised file): the
+    /// network that the gradients differentiate, whose forward pass does not round activations
+    /// to 8 bits, so integrated gradients' completeness gap is the quadrature's alone.
+    #[arg(long)]
+    pub float_weights: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

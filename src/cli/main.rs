@@ -280,7 +280,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(args) => model::generate(out, &loader, &args, json)?,
         Command::Logits(args) => model::logits(out, &loader, &args, json)?,
         Command::Record(args) => model::record(out, &loader, &args, json)?,
-        Command::Attribute(args) => interp::attribute(out, &loader, &args, json)?,
+        Command::Attribute(args) => {
+            let loader = Loader::new(cli.backend).with_threads(threads).with_float_weights(args.float_weights);
+            interp::attribute(out, &loader, &args, json)?
+        }
         Command::Lens(args) => interp::lens(out, &loader, &args, json)?,
         Command::Patch(args) => interp::patch(out, &loader, &args, json)?,
         Command::SteerVector(args) => interp::steer_vector(out, &loader, &args, json)?,

@@ -4,15 +4,21 @@
 //! from a baseline `b`. Integrated gradients' scores add up to `f(e) − f(b)` (completeness); what
 //! the quadrature's sum misses is reported as the gap.
 //!
+//! Integrated gradients' path is cut into segments, each integrated by a four-point
+//! Gauss–Legendre rule. The forward pass gives `f` at a segment's ends, so each segment's
+//! completeness error is known, not estimated: the worst segment is halved until the errors add
+//! up to a ten-thousandth of `f(e) − f(b)` or the backward passes allowed run out. Along a real
+//! model's path `f` has sharp turns (SmolLM2's log-probability moves by tens within a hundredth
+//! of the path), where a fixed rule of even 512 points misses a tenth of the difference.
+//!
 //! The baseline is the all-zero embedding (Inseq's and Captum's default) or a token's embedding
 //! at every position. From zero, the RMSNorms make `f(αe)` change at every scale of α: layer 0's
-//! norm scales `αe` down linearly below about `√(ε / mean(e²))` and removes its scale above, and a
-//! norm over a per-head query or a sublayer's output repeats that at smaller α still. The
-//! integral is then taken over geometric segments, `[0, a]`, `[a, 10a]`, …, `[0.1, 1]` with
-//! `a = ε/1000`, each with the same Gauss–Legendre rule. With Gemma's post-norms, six layers of
-//! them, `f(αe)` has no limit as α → 0 that a float run reaches, and the gap stays large: a
-//! token baseline, whose path keeps away from zero, is the one to use there (its integral is one
-//! Gauss–Legendre rule on [0, 1]).
+//! norm scales `αe` down linearly below about `√(ε / mean(e²))` and removes its scale above, and
+//! each later norm repeats that at smaller α still; with no biases (SmolLM2, Llama), every
+//! activation is zero at α = 0 and the logits uniform, a value `f(αe)` leaves for good within
+//! scales a float cannot reach. The path from zero therefore starts with a segment per decade
+//! down to `ε/1000` and reports the gap it cannot close; a token baseline keeps the path away
+//! from zero and is the one to use on such models.
 //!
 //! The embedding is the residual entering layer 0 (`hook_embed`, after Gemma's √d scale); the
 //! path moves it there by patching that residual at every position.
@@ -28,15 +34,16 @@ use crate::model::{Model, Objective};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputMethod {
     GradientTimesInput,
-    /// With about this many quadrature points, each a forward and a backward pass, from the
-    /// all-zero embedding or, with `baseline`, that token's embedding at every position.
+    /// With at most this many backward passes (fewer once complete; at least one rule per
+    /// starting segment), from the all-zero embedding or, with `baseline`, that token's
+    /// embedding at every position.
     IntegratedGradients {
         steps: usize,
         baseline: Option<u32>,
     },
 }
 
-/// The most quadrature points a run may ask for.
+/// The most backward passes integrated gradients may be given.
 pub const MAX_STEPS: usize = 1024;
 
 /// One prompt's input attribution for a target token.
@@ -50,7 +57,8 @@ pub struct InputAttribution {
     /// One score per prompt position, in `log p` units.
     pub scores: Vec<f32>,
     /// Integrated gradients: `log p(target)` at the path's start (every embedding zero, or the
-    /// baseline token's), the quadrature points taken, and the completeness gap `Σ scores − (value − baseline_value)`.
+    /// baseline token's), the backward passes taken, and the completeness gap
+    /// `Σ scores − (value − baseline_value)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_value: Option<f32>,
     /// The token whose embedding the path starts from (`None`: zero).
@@ -99,82 +107,150 @@ pub fn input_attribution<B: Backend>(
             })
         }
         InputMethod::IntegratedGradients { steps, baseline } => {
-            if !(1..=MAX_STEPS).contains(&steps) {
-                return Err(InterpError::BadRequest(format!(
-                    "{steps} steps: integrated gradients takes 1 to {MAX_STEPS}"
-                )));
-            }
-            let start = match baseline {
-                Some(token) => {
-                    let same = vec![token; ids.len()];
-                    let forward = model.forward(&same, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
-                    forward.recording.get(HookPoint::Embed).expect("the embedding was recorded").data.clone()
-                }
-                None => vec![0.0; e.len()],
-            };
-            let width = e.len() / ids.len();
-            let on_path = |alpha: f64| -> Vec<Intervention> {
-                (0..ids.len())
-                    .map(|position| Intervention::PatchResidPre {
-                        layer: 0,
-                        position,
-                        values: (position * width..(position + 1) * width)
-                            .map(|i| (f64::from(start[i]) + alpha * f64::from(e[i] - start[i])) as f32)
-                            .collect(),
-                    })
-                    .collect()
-            };
-            // From zero, the norms' scales need geometric segments; from a token the path is smooth.
-            let rule = match baseline {
-                Some(_) => crate::numeric::gauss_legendre(steps),
-                None => path_rule(steps, 1e-3 * model.config().norm_eps),
-            };
-            let total = rule.len() + 2;
-            let at_start =
-                model.forward(ids, &mut model.new_cache(), &HookRequest::new(), &on_path(0.0), &Positions::Last)?;
-            let baseline_value = objective.value_and_gradient(&at_start.logits.data).0;
-            if !go_on(2, total) {
-                return Err(InterpError::Stopped);
-            }
-            let mut integral = vec![0f64; e.len()];
-            for (k, (alpha, weight)) in rule.into_iter().enumerate() {
-                let at = model.gradient(ids, &on_path(alpha), objective, &HookRequest::new())?;
-                let gradient = &at.of(HookPoint::ResidPre(0)).expect("the backward pass reaches layer 0").data;
-                integral.iter_mut().zip(gradient).for_each(|(sum, &g)| *sum += weight * f64::from(g));
-                if !go_on(k + 3, total) {
-                    return Err(InterpError::Stopped);
-                }
-            }
-            let difference: Vec<f32> = e.iter().zip(&start).map(|(e, s)| e - s).collect();
-            let scores = per_position(&difference, &integral);
-            let sum: f64 = scores.iter().map(|&s| f64::from(s)).sum();
-            let gap = sum - (f64::from(input.value) - f64::from(baseline_value));
-            Ok(InputAttribution {
-                method: "integrated_gradients",
-                target,
-                value: input.value,
-                scores,
-                baseline_value: Some(baseline_value),
-                baseline_token: baseline,
-                steps: Some(total - 2),
-                completeness_gap: Some(gap as f32),
-            })
+            integrated_gradients(model, ids, target, e, input.value, steps, baseline, go_on)
         }
     }
 }
 
-/// Quadrature points and weights on [0, 1]: `[0, low]` and the decades above it up to 1, each
-/// with the same Gauss–Legendre rule, about `steps` points in all.
-fn path_rule(steps: usize, low: f64) -> Vec<(f64, f64)> {
+/// Points of the Gauss–Legendre rule on each segment of the path.
+const POINTS_PER_SEGMENT: usize = 4;
+/// Segments are split until their completeness errors add up to this fraction of `f(e) − f(b)`.
+const COMPLETENESS_TOLERANCE: f64 = 1e-4;
+
+/// A stretch `[from, to]` of the path with its integral: each position's score and their sum's
+/// derivative along the path, `along`, which completeness says is `f(to) − f(from)`.
+struct Segment {
+    from: f64,
+    to: f64,
+    f_from: f64,
+    f_to: f64,
+    scores: Vec<f64>,
+    along: f64,
+}
+
+impl Segment {
+    fn error(&self) -> f64 {
+        self.along - (self.f_to - self.f_from)
+    }
+}
+
+/// Integrated gradients from `baseline`'s embedding (or zero) to `e`, with at most `steps`
+/// backward passes. The path is cut into segments, each integrated by Gauss–Legendre; a
+/// segment's error is known exactly, since the forward pass gives `f` at its ends, and the worst
+/// segment is halved until the errors are within [`COMPLETENESS_TOLERANCE`] or the passes run out.
+#[allow(clippy::too_many_arguments)]
+fn integrated_gradients<B: Backend>(
+    model: &Model<B>,
+    ids: &[u32],
+    target: u32,
+    e: &[f32],
+    value: f32,
+    steps: usize,
+    baseline: Option<u32>,
+    go_on: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<InputAttribution> {
+    if steps > MAX_STEPS {
+        return Err(InterpError::BadRequest(format!("{steps} steps: integrated gradients takes at most {MAX_STEPS}")));
+    }
+    let objective = Objective::LogProb(target);
+    let start = match baseline {
+        Some(token) => {
+            let same = vec![token; ids.len()];
+            let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
+            let forward = model.forward(&same, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
+            forward.recording.get(HookPoint::Embed).expect("the embedding was recorded").data.clone()
+        }
+        None => vec![0.0; e.len()],
+    };
+    let width = e.len() / ids.len();
+    let difference: Vec<f64> = e.iter().zip(&start).map(|(e, s)| f64::from(*e) - f64::from(*s)).collect();
+    let on_path = |alpha: f64| -> Vec<Intervention> {
+        (0..ids.len())
+            .map(|position| Intervention::PatchResidPre {
+                layer: 0,
+                position,
+                values: (position * width..(position + 1) * width)
+                    .map(|i| (f64::from(start[i]) + alpha * difference[i]) as f32)
+                    .collect(),
+            })
+            .collect()
+    };
+    let f = |alpha: f64| -> Result<f64> {
+        if alpha == 1.0 {
+            return Ok(f64::from(value));
+        }
+        let forward =
+            model.forward(ids, &mut model.new_cache(), &HookRequest::new(), &on_path(alpha), &Positions::Last)?;
+        Ok(f64::from(objective.value_and_gradient(&forward.logits.data).0))
+    };
+    // From zero the norms change `f` at every scale of α: start with a segment per decade.
+    let bounds = match baseline {
+        Some(_) => vec![0.0, 0.25, 0.5, 0.75, 1.0],
+        None => decades(1e-3 * model.config().norm_eps),
+    };
+    let budget = steps.max((bounds.len() - 1) * POINTS_PER_SEGMENT);
+    let rule = crate::numeric::gauss_legendre(POINTS_PER_SEGMENT);
+    let mut passes = 0;
+    let mut segment = |from: f64, to: f64, f_from: f64, f_to: f64| -> Result<Segment> {
+        let mut scores = vec![0f64; ids.len()];
+        for &(x, weight) in &rule {
+            let at = model.gradient(ids, &on_path(from + x * (to - from)), objective, &HookRequest::new())?;
+            let gradient = &at.of(HookPoint::ResidPre(0)).expect("the backward pass reaches layer 0").data;
+            for (i, (g, d)) in gradient.iter().zip(&difference).enumerate() {
+                scores[i / width] += weight * (to - from) * f64::from(*g) * d;
+            }
+            passes += 1;
+            if !go_on(passes, budget) {
+                return Err(InterpError::Stopped);
+            }
+        }
+        let along = scores.iter().sum();
+        Ok(Segment { from, to, f_from, f_to, scores, along })
+    };
+    let values = bounds.iter().map(|&alpha| f(alpha)).collect::<Result<Vec<f64>>>()?;
+    let mut segments = Vec::with_capacity(bounds.len() - 1);
+    for i in 0..bounds.len() - 1 {
+        segments.push(segment(bounds[i], bounds[i + 1], values[i], values[i + 1])?);
+    }
+    let span = f64::from(value) - values[0];
+    loop {
+        let total_error: f64 = segments.iter().map(|s| s.error().abs()).sum();
+        let used = segments.len() * POINTS_PER_SEGMENT;
+        if total_error <= COMPLETENESS_TOLERANCE * span.abs() || used + 2 * POINTS_PER_SEGMENT > budget {
+            break;
+        }
+        let worst = (0..segments.len())
+            .max_by(|&a, &b| segments[a].error().abs().total_cmp(&segments[b].error().abs()))
+            .expect("the path has segments");
+        let whole = segments.swap_remove(worst);
+        let middle = (whole.from + whole.to) / 2.0;
+        let f_middle = f(middle)?;
+        segments.push(segment(whole.from, middle, whole.f_from, f_middle)?);
+        segments.push(segment(middle, whole.to, f_middle, whole.f_to)?);
+    }
+    let mut scores = vec![0f64; ids.len()];
+    for s in &segments {
+        scores.iter_mut().zip(&s.scores).for_each(|(total, part)| *total += part);
+    }
+    let gap: f64 = segments.iter().map(Segment::error).sum();
+    Ok(InputAttribution {
+        method: "integrated_gradients",
+        target,
+        value,
+        scores: scores.into_iter().map(|s| s as f32).collect(),
+        baseline_value: Some(values[0] as f32),
+        baseline_token: baseline,
+        steps: Some(segments.len() * POINTS_PER_SEGMENT),
+        completeness_gap: Some(gap as f32),
+    })
+}
+
+/// `[0, low]` and the decades above it up to 1: `0, low, 10·low, …, 1`.
+fn decades(low: f64) -> Vec<f64> {
     let mut bounds = vec![0.0, low.min(1.0)];
     while bounds[bounds.len() - 1] < 1.0 {
         let next = (bounds[bounds.len() - 1] * 10.0).min(1.0);
         bounds.push(next);
     }
-    let segments = bounds.len() - 1;
-    let rule = crate::numeric::gauss_legendre(steps.div_ceil(segments));
     bounds
-        .windows(2)
-        .flat_map(|w| rule.iter().map(move |&(x, weight)| (w[0] + x * (w[1] - w[0]), weight * (w[1] - w[0]))))
-        .collect()
 }

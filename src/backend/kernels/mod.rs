@@ -430,6 +430,52 @@ impl QuantizedMatrix {
         }
     }
 
+    /// `x · W` for `x: [t, rows]` row-major: `[t, cols]`, the product with the transpose (a
+    /// gradient pulled back through [`matmul`](Self::matmul)), read from the stored blocks
+    /// without a dequantised copy of the matrix. Each task takes a run of whole blocks of every
+    /// row and sums the rows in order, so the result has the same bits on any thread count.
+    pub fn transposed_matmul(&self, x: &[f32], pool: &ThreadPool) -> Vec<f32> {
+        assert_eq!(x.len() % self.rows.max(1), 0, "an input row of other than {} values", self.rows);
+        let t = x.len().checked_div(self.rows).unwrap_or(0);
+        let mut out = vec![0f32; t * self.cols];
+        if t == 0 || self.cols == 0 {
+            return out;
+        }
+        let (values, block_bytes) = self.format.block();
+        let blocks_per_row = self.cols / values;
+        let blocks_per_task = blocks_per_row.div_ceil(pool.threads() * 4).max(1);
+        let tasks = blocks_per_row.div_ceil(blocks_per_task);
+        let dequantize = blocks::block_dequantizer(self.format);
+        let output = Output(out.as_mut_ptr());
+        let (rows, cols) = (self.rows, self.cols);
+        pool.run(tasks, &|task| {
+            let first = task * blocks_per_task;
+            let last = (first + blocks_per_task).min(blocks_per_row);
+            let width = (last - first) * values;
+            let mut sums = vec![0f32; t * width];
+            let mut block = vec![0f32; values];
+            for r in 0..rows {
+                let row = &self.row(r)[first * block_bytes..last * block_bytes];
+                for (b, bytes) in row.chunks_exact(block_bytes).enumerate() {
+                    dequantize(bytes, &mut block);
+                    for i in 0..t {
+                        let scale = x[i * rows + r];
+                        let sums = &mut sums[i * width + b * values..i * width + (b + 1) * values];
+                        sums.iter_mut().zip(&block).for_each(|(s, w)| *s += scale * w);
+                    }
+                }
+            }
+            for i in 0..t {
+                for (k, &value) in sums[i * width..(i + 1) * width].iter().enumerate() {
+                    // SAFETY: columns first·values .. last·values of every output row belong to
+                    // this task alone.
+                    unsafe { output.write(i * cols + first * values + k, value) };
+                }
+            }
+        });
+        out
+    }
+
     /// `x · Wᵀ` for `x: [t, cols]` row-major: `[t, rows]`.
     pub fn matmul(&self, x: &[f32], pool: &ThreadPool) -> Vec<f32> {
         assert_eq!(x.len() % self.cols.max(1), 0, "an input row of other than {} values", self.cols);
