@@ -31,6 +31,7 @@ import type {
   NextToken,
   PatchHeatmap,
   PatchingGrid,
+  PatchMethod,
   PatchSite,
   ProbeReading,
   Recording,
@@ -122,6 +123,8 @@ export interface RecordOptions {
 export interface PatchOptions {
   /** Which activation is copied from the clean run: the residual stream entering a layer (the default), a layer's attention or MLP output, or each head's output at every position (`"head"`: the grid's columns are heads). */
   site?: PatchSite;
+  /** `"both"` (the default): the exact grid and its first-order estimate from one backward pass; `"exact"` or `"attribution"` alone. */
+  method?: PatchMethod;
   /** Called after each forward pass with the passes made and the passes in all. */
   onProgress?: (done: number, total: number) => void;
   /** Stops the patching at the next forward pass (on a cross-origin-isolated page, as for `generate`); it then rejects with an `InterpError`. */
@@ -466,7 +469,7 @@ export class Glassbox {
     const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
     if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
     const onEvent: Listener<"patch"> = ({ data: { done, total } }) => options.onProgress?.(done, total);
-    return this.#after(this.#call("patch", { clean, corrupt, answer, wrong, site: options.site ?? "resid_pre", stop }, onEvent));
+    return this.#after(this.#call("patch", { clean, corrupt, answer, wrong, site: options.site ?? "resid_pre", method: options.method ?? "both", stop }, onEvent));
   }
 
   /** Zeroes these heads and neurons in every later `logits` and `generate`, on top of earlier ones. */

@@ -22,6 +22,7 @@ import type {
   NextToken,
   PatchHeatmap,
   PatchingGrid,
+  PatchMethod,
   PatchSite,
   ProbeReading,
   Recording,
@@ -76,7 +77,7 @@ export interface Operations {
   recordSafetensors: { args: OnModel & { prompt: string; options: RecordOptions }; result: Uint8Array<ArrayBuffer> };
   patch: {
     /** `stop`: as for `generate`. */
-    args: OnModel & { clean: string; corrupt: string; answer: string; wrong: string; site: PatchSite; stop: SharedArrayBuffer | undefined };
+    args: OnModel & { clean: string; corrupt: string; answer: string; wrong: string; site: PatchSite; method: PatchMethod; stop: SharedArrayBuffer | undefined };
     result: PatchingGrid;
     /** The forward passes made, after each. */
     events: { progress: { done: number; total: number } };

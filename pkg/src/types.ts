@@ -163,6 +163,9 @@ export interface ProbeReading {
 /** The activation activation patching copies from the clean run into the corrupted one: `head` is each head's output at every position. */
 export type PatchSite = "resid_pre" | "attn_out" | "mlp_out" | "head";
 
+/** How the grid is computed: one patched forward pass per cell, every cell to first order from one backward pass (attribution patching), or both. */
+export type PatchMethod = "exact" | "attribution" | "both";
+
 /** `glassbox patch --json`'s output: the layers × positions grid of activation patching. */
 export interface PatchingGrid {
   site: PatchSite;
@@ -176,8 +179,12 @@ export interface PatchingGrid {
   /** logit(answer) − logit(wrong) at the last position of each run. */
   clean_metric: number;
   corrupt_metric: number;
-  /** `grid[layer][column]`: the fraction of the metric restored (1 clean, 0 corrupted). */
-  grid: number[][];
+  /** `grid[layer][column]`: the fraction of the metric restored (1 clean, 0 corrupted), when computed exactly. */
+  grid?: number[][];
+  /** The same cells to first order (attribution patching), normalised alike. */
+  attribution_grid?: number[][];
+  /** Pearson's correlation between the two grids' cells, when both were computed. */
+  correlation?: number;
 }
 
 export type HeatmapMethod = "lpi" | "attention" | "occlusion";

@@ -123,13 +123,13 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return runTask(model.record(model.tokenize(prompt), { ...options, format: "safetensors" }));
   },
 
-  async patch({ handle, clean, corrupt, answer, wrong, site, stop }, emit) {
+  async patch({ handle, clean, corrupt, answer, wrong, site, method, stop }, emit) {
     const flag = stop === undefined ? null : new Int32Array(stop);
     const onProgress = (done: number, total: number) => {
       emit({ name: "progress", data: { done, total } });
       return flag === null || Atomics.load(flag, 0) === 0;
     };
-    return runTask(engine(handle).patch(clean, corrupt, answer, wrong, { site }, onProgress));
+    return runTask(engine(handle).patch(clean, corrupt, answer, wrong, { site, method }, onProgress));
   },
 
   setMask({ handle, heads, neurons }) {

@@ -4,7 +4,7 @@
  * continuation, and named activations recorded into a safetensors download.
  */
 
-import type { PatchingGrid, PatchSite } from "../../pkg/src/index.js";
+import type { PatchingGrid, PatchMethod, PatchSite } from "../../pkg/src/index.js";
 import { diverging, element, make, say, showToken, tokenRows, track } from "./dom.js";
 import { model } from "./model.js";
 
@@ -28,11 +28,23 @@ const SITE_NAMES: Record<PatchingGrid["site"], string> = {
   head: "head output (every position)",
 };
 
-function renderGrid(result: PatchingGrid): void {
-  const columns = result.columns === "heads" ? result.grid[0]?.map((_, h) => `head ${h}`) ?? [] : result.tokens.map(showToken);
+const estimate = element<HTMLTableElement>("patch-estimate");
+const estimateLegend = element<HTMLParagraphElement>("patch-estimate-legend");
+
+/** One grid of `result` (the exact one or its first-order estimate) into `table`; none empties it. */
+function renderGrid(table: HTMLTableElement, cells: number[][] | undefined, result: PatchingGrid): void {
+  const thead = table.tHead ?? table.createTHead();
+  const body = table.tBodies[0] ?? table.createTBody();
+  if (cells === undefined) {
+    thead.replaceChildren();
+    body.replaceChildren();
+    table.dataset["state"] = "";
+    return;
+  }
+  const columns = result.columns === "heads" ? cells[0]?.map((_, h) => `head ${h}`) ?? [] : result.tokens.map(showToken);
   const head = make("tr");
   head.append(make("th", "layer"), ...columns.map((label) => make("th", label, "token")));
-  const rows = result.grid.map((row, layer) => {
+  const rows = cells.map((row, layer) => {
     const tr = make("tr");
     tr.dataset["layer"] = String(layer);
     tr.append(
@@ -47,14 +59,24 @@ function renderGrid(result: PatchingGrid): void {
     );
     return tr;
   });
-  const thead = grid.tHead ?? grid.createTHead();
   thead.replaceChildren(head);
-  (grid.tBodies[0] ?? grid.createTBody()).replaceChildren(...rows);
-  grid.dataset["state"] = "ready";
-  legend.textContent =
-    `Each cell: the corrupted run with the clean run's ${SITE_NAMES[result.site]} at that layer and ${result.columns === "heads" ? "head" : "position"}, ` +
+  body.replaceChildren(...rows);
+  table.dataset["state"] = "ready";
+}
+
+function renderResult(result: PatchingGrid): void {
+  renderGrid(grid, result.grid, result);
+  renderGrid(estimate, result.attribution_grid, result);
+  const scale =
     `as the fraction of logit(${result.answer}) − logit(${result.wrong}) restored: ` +
     `clean ${result.clean_metric.toFixed(3)} is 1 (red), corrupted ${result.corrupt_metric.toFixed(3)} is 0 (white), below 0 is blue.`;
+  const what = `the clean run's ${SITE_NAMES[result.site]} at that layer and ${result.columns === "heads" ? "head" : "position"}`;
+  legend.textContent = result.grid === undefined ? "" : `Each cell: the corrupted run with ${what}, ${scale}`;
+  estimateLegend.textContent =
+    result.attribution_grid === undefined
+      ? ""
+      : `First order (attribution patching, one backward pass): each cell estimates patching ${what} from the corrupted run's gradient, ${scale}` +
+        (result.correlation === undefined ? "" : ` Correlation with the exact grid: ${result.correlation.toFixed(3)}.`);
 }
 
 function setUpPatching(): void {
@@ -64,6 +86,7 @@ function setUpPatching(): void {
     const controller = new AbortController();
     running = controller;
     grid.dataset["state"] = "working";
+    estimate.dataset["state"] = "working";
     patchProgress.hidden = false;
     patchProgress.value = 0;
     patchStop.disabled = false;
@@ -71,17 +94,18 @@ function setUpPatching(): void {
     void track(patchStatus, "Patching every layer and position", async () => {
       const result = await model().patch(value("patch-clean"), value("patch-corrupt"), value("patch-answer"), value("patch-wrong"), {
         site: element<HTMLSelectElement>("patch-site").value as PatchSite,
+        method: element<HTMLSelectElement>("patch-method").value as PatchMethod,
         signal: controller.signal,
         onProgress: (done, total) => {
           patchProgress.max = total;
           patchProgress.value = done;
         },
       });
-      renderGrid(result);
+      renderResult(result);
     }, "Hover a cell for its value.").finally(() => {
       patchProgress.hidden = true;
       patchStop.disabled = true;
-      if (grid.dataset["state"] === "working") grid.dataset["state"] = "";
+      for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
     });
   });
   patchStop.addEventListener("click", () => running?.abort());

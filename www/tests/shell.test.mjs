@@ -246,6 +246,14 @@ test("Patch & steer: the patching grid, the steered next tokens and the recorded
   // the f32 as the page reads it).
   assert.ok(worst <= 1e-3);
   assert.deepEqual(await page.$$eval("#patch-grid thead th.token", (ths) => ths.map((th) => th.textContent)), native.tokens.map((t) => t.replaceAll("\n", "⏎").replaceAll(" ", "·")));
+  // The first-order estimate (attribution patching) from the page's backward pass, beside it.
+  const estimated = await page.$$eval("#patch-estimate tbody tr", (rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => Number(td.dataset.value))));
+  assert.equal(estimated.length, native.attribution_grid.length);
+  let worstEstimate = 0;
+  estimated.forEach((row, layer) => row.forEach((v, p) => (worstEstimate = Math.max(worstEstimate, Math.abs(v - native.attribution_grid[layer][p])))));
+  console.log(`# first-order grid, shell vs CLI: max |Δ| = ${worstEstimate.toExponential(2)}`);
+  assert.ok(worstEstimate <= 1e-3);
+  assert.match(await page.textContent("#patch-estimate-legend"), new RegExp(`Correlation with the exact grid: ${native.correlation.toFixed(3)}`));
   await shot(page, "patch-panel", "patch-and-steer");
 
   // The panel's vector at layer 4 from its default prompts, at coefficient 8, moves the next
