@@ -296,6 +296,18 @@ fn token_rewards_agree_with_llama_cpp() {
     assert!(worst <= REWARD_TOLERANCE, "rewards differ from llama.cpp's by {worst}");
 }
 
+/// The tiny llama3 fixture (Q8_0) on the CPU, with its file.
+fn tiny_llama3() -> (GgufFile, Model<CandleBackend>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    (file, model)
+}
+
+/// Clean and corrupted prompts for the tiny models, differing at position 3 only, and the
+/// answer and wrong answer.
+const PATCHING_PAIR: ([u32; 6], [u32; 6], u32, u32) = ([5, 17, 42, 9, 77, 3], [5, 17, 42, 100, 77, 3], 11, 12);
+
 /// Activation patching on the tiny llama3 fixture, two prompts differing at position 3 only.
 /// What causality fixes exactly: before position 3 the two runs' residuals are the same at every
 /// layer, so patching there changes nothing (0); entering layer 0 the residual is the token's
@@ -304,40 +316,21 @@ fn token_rewards_agree_with_llama_cpp() {
 #[test]
 fn patching_the_residual_stream_obeys_causality() {
     use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
-    let file = GgufFile::open(path).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
-    let clean = [5, 17, 42, 9, 77, 3];
-    let corrupt = [5, 17, 42, 100, 77, 3];
-    let (answer, wrong) = (11, 12);
+    let (_, model) = tiny_llama3();
+    let (clean, corrupt, answer, wrong) = PATCHING_PAIR;
+    let residual = |go_on: &mut dyn FnMut(usize, usize) -> bool| {
+        activation_patching(&model, PatchSite::ResidPre, PatchingMethod::Exact, &clean, &corrupt, answer, wrong, go_on)
+    };
     let mut reported = Vec::new();
-    let patched = activation_patching(
-        &model,
-        PatchSite::ResidPre,
-        PatchingMethod::Exact,
-        &clean,
-        &corrupt,
-        answer,
-        wrong,
-        &mut |done, total| {
-            reported.push((done, total));
-            true
-        },
-    )
+    let patched = residual(&mut |done, total| {
+        reported.push((done, total));
+        true
+    })
     .unwrap();
     // The clean and corrupted runs, then one pass per cell, each told.
     let cells = model.config().layers * clean.len();
     assert_eq!(reported, (2..=2 + cells).map(|done| (done, 2 + cells)).collect::<Vec<_>>());
-    let stopped = activation_patching(
-        &model,
-        PatchSite::ResidPre,
-        PatchingMethod::Exact,
-        &clean,
-        &corrupt,
-        answer,
-        wrong,
-        &mut |done, _| done < 5,
-    );
+    let stopped = residual(&mut |done, _| done < 5);
     assert!(matches!(stopped, Err(InterpError::Stopped)));
     assert_eq!(patched.grid.as_ref().unwrap().len(), model.config().layers);
     assert_ne!(patched.clean_metric, patched.corrupt_metric);
@@ -378,9 +371,7 @@ fn patching_the_residual_stream_obeys_causality() {
 fn patching_every_head_equals_patching_the_attention_output() {
     use glassbox::hooks::{HookPoint, HookRequest, Intervention, Positions};
     use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
-    let file = GgufFile::open(path).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let (_, model) = tiny_llama3();
     let c = model.config().clone();
     // Fewer positions than heads, so the grid's columns are not the positions.
     let clean = [5, 17, 9];
@@ -448,9 +439,7 @@ fn patching_every_head_equals_patching_the_attention_output() {
 fn steering_adds_its_vector_to_the_residual_leaving_its_layer() {
     use glassbox::hooks::{HookPoint, HookRequest, Positions};
     use glassbox::interp::steering::SteeringVector;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
-    let file = GgufFile::open(path).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let (_, model) = tiny_llama3();
     let layers = model.config().layers;
     let prompts = [vec![5, 17, 42, 9], vec![8, 3, 64]];
     let vector = SteeringVector::contrast(&model, &prompts[..1], &prompts[1..], layers - 1).unwrap();
@@ -526,12 +515,8 @@ fn probes_give_scikit_learns_probabilities() {
 #[test]
 fn attribution_patching_estimates_the_grid_from_one_backward_pass() {
     use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3-tiny-q8_0.gguf");
-    let file = GgufFile::open(path).unwrap();
-    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
-    let clean = [5, 17, 42, 9, 77, 3];
-    let corrupt = [5, 17, 42, 100, 77, 3];
-    let (answer, wrong) = (11, 12);
+    let (file, model) = tiny_llama3();
+    let (clean, corrupt, answer, wrong) = PATCHING_PAIR;
     let run = |site, method| {
         activation_patching(&model, site, method, &clean, &corrupt, answer, wrong, &mut |_, _| true).unwrap()
     };

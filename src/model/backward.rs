@@ -15,7 +15,7 @@
 //! gradient flows past it into what it replaced), a scaled head or neuron scales its gradient,
 //! steering adds a constant.
 
-use super::{GateActivation, Layer, LayerPlan, Model, ModelError, Projections, Result, WORKING_MEMORY_BUDGET};
+use super::{GateActivation, Layer, LayerPlan, Model, ModelError, Projections, Result};
 use crate::backend::{Backend, Heads};
 use crate::hooks::{Activation, HookPoint, HookRequest, Intervention, Positions, Recording};
 
@@ -300,15 +300,7 @@ impl<B: Backend> Model<B> {
             .saturating_add(one_pattern)
             .saturating_add((t * c.ffn_width * 4) as u64)
             .saturating_mul(4);
-        if bytes > WORKING_MEMORY_BUDGET {
-            return Err(ModelError::OverMemoryBudget {
-                positions: t,
-                context: t,
-                bytes,
-                budget: WORKING_MEMORY_BUDGET,
-            });
-        }
-        Ok(())
+        super::within_budget(t, t, bytes)
     }
 }
 

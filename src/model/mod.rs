@@ -81,6 +81,15 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 /// page can address, and room for 8k-token prompts on the models glassbox runs.
 pub const WORKING_MEMORY_BUDGET: u64 = 2 << 30;
 
+/// Refuses a call over `positions` (of a `context`) that would need `bytes` of working memory,
+/// past [`WORKING_MEMORY_BUDGET`].
+fn within_budget(positions: usize, context: usize, bytes: u64) -> Result<()> {
+    if bytes > WORKING_MEMORY_BUDGET {
+        return Err(ModelError::OverMemoryBudget { positions, context, bytes, budget: WORKING_MEMORY_BUDGET });
+    }
+    Ok(())
+}
+
 /// Where the weights come from: a GGUF header plus a way to read one tensor's bytes.
 pub trait WeightSource {
     fn tensors(&self) -> &[TensorInfo];
@@ -614,15 +623,7 @@ impl<B: Backend> Model<B> {
             hooks.points().filter(|(point, _)| matches!(point, HookPoint::AttnPattern(_))).count() as u64;
         let held_scores = if self.backend.holds_all_scores() { 2 } else { 0 } + recorded_patterns;
         let bytes = kv_cache.saturating_add(activations).saturating_add(one_layer_scores.saturating_mul(held_scores));
-        if bytes > WORKING_MEMORY_BUDGET {
-            return Err(ModelError::OverMemoryBudget {
-                positions: t,
-                context: total,
-                bytes,
-                budget: WORKING_MEMORY_BUDGET,
-            });
-        }
-        Ok(())
+        within_budget(t, total, bytes)
     }
 
     /// Checks `interventions` against the model as a forward pass would, without running one: for
