@@ -207,3 +207,20 @@ fn integrated_gradients_are_complete_and_gradient_times_input_is_the_derivative_
         assert!((analytic - numeric).abs() < f64::from(TOLERANCE) * numeric.abs().max(1e-2), "{name}");
     }
 }
+
+/// A backward pass keeps every layer's residuals and gradients: a prompt for which they would
+/// pass the working-memory budget is refused before anything runs, as is one past the context.
+#[test]
+fn a_backward_pass_too_large_for_memory_is_refused_up_front() {
+    use glassbox::model::ModelError;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let context = model.config().context_length;
+    let long = vec![42u32; 8000.min(context)];
+    let refused = model.gradient(&long, &[], Objective::Logit(5), &HookRequest::new());
+    assert!(matches!(refused, Err(ModelError::OverMemoryBudget { positions: 8000, .. })), "{:?}", refused.err());
+    let past = vec![42u32; context + 1];
+    let refused = model.gradient(&past, &[], Objective::Logit(5), &HookRequest::new());
+    assert!(matches!(refused, Err(ModelError::PromptTooLong { .. })), "{:?}", refused.err());
+}

@@ -82,24 +82,25 @@ pub fn input_attribution<B: Backend>(
 ) -> Result<InputAttribution> {
     let objective = Objective::LogProb(target);
     let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
-    let input = model.gradient(ids, &[], objective, &embed)?;
-    let e = &input.activations.get(HookPoint::Embed).expect("the embedding was recorded").data;
-    let per_position = |e: &[f32], gradient: &[f64]| -> Vec<f32> {
-        let width = e.len() / ids.len();
-        e.chunks(width)
-            .zip(gradient.chunks(width))
-            .map(|(e, g)| e.iter().zip(g).map(|(e, g)| f64::from(*e) * g).sum::<f64>() as f32)
-            .collect()
+    let embedding = |recording: &crate::hooks::Recording| {
+        recording.get(HookPoint::Embed).expect("the embedding was recorded").data.clone()
     };
     match method {
         InputMethod::GradientTimesInput => {
+            let input = model.gradient(ids, &[], objective, &embed)?;
+            let e = embedding(&input.activations);
             let gradient = &input.of(HookPoint::ResidPre(0)).expect("the backward pass reaches layer 0").data;
-            let gradient: Vec<f64> = gradient.iter().map(|&g| f64::from(g)).collect();
+            let width = e.len() / ids.len();
+            let scores = e
+                .chunks(width)
+                .zip(gradient.chunks(width))
+                .map(|(e, g)| e.iter().zip(g).map(|(e, g)| f64::from(*e) * f64::from(*g)).sum::<f64>() as f32)
+                .collect();
             Ok(InputAttribution {
                 method: "gradient_x_input",
                 target,
                 value: input.value,
-                scores: per_position(e, &gradient),
+                scores,
                 baseline_value: None,
                 baseline_token: None,
                 steps: None,
@@ -107,7 +108,9 @@ pub fn input_attribution<B: Backend>(
             })
         }
         InputMethod::IntegratedGradients { steps, baseline } => {
-            integrated_gradients(model, ids, target, e, input.value, steps, baseline, go_on)
+            let input = model.forward(ids, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
+            let value = objective.value_and_gradient(&input.logits.data).0;
+            integrated_gradients(model, ids, target, &embedding(&input.recording), value, steps, baseline, go_on)
         }
     }
 }

@@ -107,6 +107,9 @@ impl<B: Backend> Model<B> {
             return Err(ModelError::BadTokenId { id, vocab_size: c.vocab_size });
         }
         let t = ids.len();
+        if t > c.context_length {
+            return Err(ModelError::PromptTooLong { len: t, max: c.context_length });
+        }
         self.check_backward_memory(t)?;
         let mut request = hooks.clone();
         for l in 0..c.layers {
@@ -291,16 +294,18 @@ impl<B: Backend> Model<B> {
     }
 
     /// Refuses a backward pass over `t` positions whose gradients and recordings would pass
-    /// [`WORKING_MEMORY_BUDGET`].
+    /// [`WORKING_MEMORY_BUDGET`](super::WORKING_MEMORY_BUDGET).
     fn check_backward_memory(&self, t: usize) -> Result<()> {
         let c = &self.config;
-        let per_layer = if c.post_norms { 7 } else { 5 } * c.width as u64 + (c.heads * c.head_dim) as u64;
-        let one_pattern = (c.heads * t) as u64 * t as u64;
-        let bytes = (c.layers as u64 * t as u64 * per_layer)
-            .saturating_add(one_pattern)
-            .saturating_add((t * c.ffn_width * 4) as u64)
-            .saturating_mul(4);
-        super::within_budget(t, t, bytes)
+        let (layers, width, t64) = (c.layers as u64, c.width as u64, t as u64);
+        // Per layer and position: the recorded residuals entering and inside the layer (and the
+        // post-norms' inputs) and the gradients at three residuals and at z; per position, one
+        // layer's gate and up projections and their gradients; one layer's attention pattern.
+        let residuals = if c.post_norms { 7 } else { 5 };
+        let per_position = layers * (residuals * width + (c.heads * c.head_dim) as u64) + 4 * c.ffn_width as u64;
+        let pattern = (c.heads as u64).saturating_mul(t64).saturating_mul(t64);
+        let values = t64.saturating_mul(per_position).saturating_add(pattern);
+        super::within_budget(t, t, values.saturating_mul(4))
     }
 }
 
