@@ -52,7 +52,7 @@ fn shifted_value(
         }
     }
     let forward = model.forward(&IDS, &mut model.new_cache(), &HookRequest::new(), &patched, &Positions::Last).unwrap();
-    objective.value_and_gradient(&forward.logits.data).0
+    objective.value(&forward.logits.data)
 }
 
 /// Checks the gradient at each of `points` along a random direction; returns the largest
@@ -198,7 +198,7 @@ fn integrated_gradients_are_complete_and_gradient_times_input_is_the_derivative_
                 .unwrap()
                 .logits
                 .data;
-            f64::from(Objective::LogProb(target).value_and_gradient(&logits).0)
+            f64::from(Objective::LogProb(target).value(&logits))
         };
         let central = |h: f32| (at(1.0 + h) - at(1.0 - h)) / (2.0 * f64::from(h));
         let numeric = (4.0 * central(STEP / 2.0) - central(STEP)) / 3.0;

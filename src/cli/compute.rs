@@ -145,14 +145,27 @@ impl Loader {
     }
 }
 
+/// A progress bar drawn as `template` says on stderr, when stderr is a terminal (indicatif draws
+/// nothing otherwise).
+pub fn progress_bar(template: &str, length: Option<u64>) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(length, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("the template is valid"));
+    bar
+}
+
+/// A method's `go_on(done, total)` that moves `bar` and never stops the work.
+pub fn advance(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) -> bool + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        true
+    }
+}
+
 /// Reads every weight onto `backend`, with a progress bar on stderr.
 fn load_weights<B: Backend>(backend: B, config: Config, file: &GgufFile) -> Result<Model<B>, String> {
     let weights: u64 = file.header.tensors.iter().map(|t| t.byte_len).sum();
-    let bar = indicatif::ProgressBar::with_draw_target(Some(weights), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("loading {bar:30} {bytes}/{total_bytes}")
-            .expect("the template is valid"),
-    );
+    let bar = progress_bar("loading {bar:30} {bytes}/{total_bytes}", Some(weights));
     let source = ProgressSource { file, bar };
     let model = Model::load(backend, config, &source).map_err(text_err)?;
     source.bar.finish_and_clear();

@@ -17,7 +17,7 @@ use glassbox::interp::HeadId;
 use glassbox::tokenizer::Tokenizer;
 use glassbox::with_model;
 
-use super::compute::Loader;
+use super::compute::{advance, progress_bar, Loader};
 use super::{print_json, prompt_ids, text_err, AblationArgs, PromptArgs, TokenizerArg, Written};
 
 /// A token given as text must be exactly one token.
@@ -108,18 +108,14 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, js
                 let method = match method {
                     InputAttributionArg::GradXInput => InputMethod::GradientTimesInput,
                     InputAttributionArg::IntegratedGradients => {
-                        let baseline = target_id(&loaded.tokenizer, &args.baseline_token)
-                            .map_err(|e| e.replace("--target", "--baseline-token"))?;
-                        InputMethod::IntegratedGradients { steps: args.steps, baseline }
+                        let baseline = args.baseline_token.as_deref().map(|text| {
+                            loaded.tokenizer.single_token(text).map_err(|e| format!("--baseline-token: {e}"))
+                        });
+                        InputMethod::IntegratedGradients { steps: args.steps, baseline: baseline.transpose()? }
                     }
                 };
-                let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-                let mut go_on = |done: usize, total: usize| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                    true
-                };
-                let scored = input_attribution(&loaded.model, &ids, result.target.id, method, &mut go_on);
+                let bar = progress_bar("input attribution {bar:30} {pos}/{len} backward passes", None);
+                let scored = input_attribution(&loaded.model, &ids, result.target.id, method, &mut advance(&bar));
                 bar.finish_and_clear();
                 Some(scored.map_err(text_err)?)
             }
@@ -413,23 +409,13 @@ pub fn patch(out: &mut impl Write, loader: &Loader, args: &PatchArgs, json: bool
             Site::MlpOut => PatchSite::MlpOut,
             Site::Head => PatchSite::Head,
         };
-        // On a terminal only: indicatif draws nothing when stderr is not one.
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("patching {bar:30} {pos}/{len} forward passes")
-                .expect("the template is valid"),
-        );
-        let mut go_on = |done: usize, total: usize| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            true
-        };
+        let bar = progress_bar("patching {bar:30} {pos}/{len} forward passes", None);
         let method = match args.method {
             Method::Exact => PatchingMethod::Exact,
             Method::Attribution => PatchingMethod::Attribution,
             Method::Both => PatchingMethod::Both,
         };
-        let patched = activation_patching(&loaded.model, site, method, &clean, &corrupt, answer, wrong, &mut go_on);
+        let patched = activation_patching(&loaded.model, site, method, &clean, &corrupt, answer, wrong, &mut advance(&bar));
         bar.finish_and_clear();
         let patched = patched.map_err(text_err)?;
         let tokens = tokenizer.token_texts(&clean).map_err(text_err)?;

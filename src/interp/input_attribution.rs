@@ -81,14 +81,11 @@ pub fn input_attribution<B: Backend>(
     go_on: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<InputAttribution> {
     let objective = Objective::LogProb(target);
-    let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
-    let embedding = |recording: &crate::hooks::Recording| {
-        recording.get(HookPoint::Embed).expect("the embedding was recorded").data.clone()
-    };
     match method {
         InputMethod::GradientTimesInput => {
+            let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
             let input = model.gradient(ids, &[], objective, &embed)?;
-            let e = embedding(&input.activations);
+            let e = &input.activations.get(HookPoint::Embed).expect("the embedding was recorded").data;
             let gradient = &input.of(HookPoint::ResidPre(0)).expect("the backward pass reaches layer 0").data;
             let width = e.len() / ids.len();
             let scores = e
@@ -108,11 +105,18 @@ pub fn input_attribution<B: Backend>(
             })
         }
         InputMethod::IntegratedGradients { steps, baseline } => {
-            let input = model.forward(ids, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
-            let value = objective.value_and_gradient(&input.logits.data).0;
-            integrated_gradients(model, ids, target, &embedding(&input.recording), value, steps, baseline, go_on)
+            let (e, logits) = embedded(model, ids)?;
+            integrated_gradients(model, ids, target, &e, objective.value(&logits), steps, baseline, go_on)
         }
     }
+}
+
+/// The embedding of `ids` (`hook_embed` at every position) and the logits at the last one.
+fn embedded<B: Backend>(model: &Model<B>, ids: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
+    let mut forward = model.forward(ids, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
+    let e = forward.recording.activations.remove(&HookPoint::Embed).expect("the embedding was recorded").data;
+    Ok((e, forward.logits.data))
 }
 
 /// Points of the Gauss–Legendre rule on each segment of the path.
@@ -120,20 +124,19 @@ const POINTS_PER_SEGMENT: usize = 4;
 /// Segments are split until their completeness errors add up to this fraction of `f(e) − f(b)`.
 const COMPLETENESS_TOLERANCE: f64 = 1e-4;
 
-/// A stretch `[from, to]` of the path with its integral: each position's score and their sum's
-/// derivative along the path, `along`, which completeness says is `f(to) − f(from)`.
+/// A stretch `[from, to]` of the path with its integral: each position's score, whose sum
+/// completeness says is `f(to) − f(from)`.
 struct Segment {
     from: f64,
     to: f64,
     f_from: f64,
     f_to: f64,
     scores: Vec<f64>,
-    along: f64,
 }
 
 impl Segment {
     fn error(&self) -> f64 {
-        self.along - (self.f_to - self.f_from)
+        self.scores.iter().sum::<f64>() - (self.f_to - self.f_from)
     }
 }
 
@@ -157,12 +160,7 @@ fn integrated_gradients<B: Backend>(
     }
     let objective = Objective::LogProb(target);
     let start = match baseline {
-        Some(token) => {
-            let same = vec![token; ids.len()];
-            let embed = HookRequest::new().with(HookPoint::Embed, Positions::All);
-            let forward = model.forward(&same, &mut model.new_cache(), &embed, &[], &Positions::Last)?;
-            forward.recording.get(HookPoint::Embed).expect("the embedding was recorded").data.clone()
-        }
+        Some(token) => embedded(model, &vec![token; ids.len()])?.0,
         None => vec![0.0; e.len()],
     };
     let width = e.len() / ids.len();
@@ -184,7 +182,7 @@ fn integrated_gradients<B: Backend>(
         }
         let forward =
             model.forward(ids, &mut model.new_cache(), &HookRequest::new(), &on_path(alpha), &Positions::Last)?;
-        Ok(f64::from(objective.value_and_gradient(&forward.logits.data).0))
+        Ok(f64::from(objective.value(&forward.logits.data)))
     };
     // From zero the norms change `f` at every scale of α: start with a segment per decade.
     let bounds = match baseline {
@@ -207,8 +205,7 @@ fn integrated_gradients<B: Backend>(
                 return Err(InterpError::Stopped);
             }
         }
-        let along = scores.iter().sum();
-        Ok(Segment { from, to, f_from, f_to, scores, along })
+        Ok(Segment { from, to, f_from, f_to, scores })
     };
     let values = bounds.iter().map(|&alpha| f(alpha)).collect::<Result<Vec<f64>>>()?;
     let mut segments = Vec::with_capacity(bounds.len() - 1);

@@ -190,14 +190,13 @@ pub fn activation_patching<B: Backend>(
     if let Some(&id) = [answer, wrong].iter().find(|&&id| id as usize >= vocab_size) {
         return Err(InterpError::BadRequest(format!("token {id} is outside the {vocab_size}-token vocabulary")));
     }
+    let objective = Objective::LogitDifference { answer, wrong };
     let metric = |ids: &[u32], hooks: &HookRequest, interventions: &[Intervention]| {
         let forward = model.forward(ids, &mut model.new_cache(), hooks, interventions, &Positions::Last)?;
-        let logits = &forward.logits.data;
-        Ok::<_, InterpError>((logits[answer as usize] - logits[wrong as usize], forward.recording))
+        Ok::<_, InterpError>((objective.value(&forward.logits.data), forward.recording))
     };
     let every_layer = (0..c.layers).fold(HookRequest::new(), |hooks, l| hooks.with(site.hook(l), Positions::All));
     let (clean_metric, clean_run) = metric(clean, &every_layer, &[])?;
-    let objective = Objective::LogitDifference { answer, wrong };
     let corrupt_gradients =
         if method.attribution() { Some(model.gradient(corrupt, &[], objective, &every_layer)?) } else { None };
     let corrupt_metric = match &corrupt_gradients {

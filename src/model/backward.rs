@@ -38,29 +38,33 @@ impl Objective {
         }
     }
 
-    /// The objective's value on a row of logits and its gradient with respect to them.
-    pub fn value_and_gradient(self, logits: &[f32]) -> (f32, Vec<f32>) {
+    /// The objective's value on a row of logits.
+    pub fn value(self, logits: &[f32]) -> f32 {
+        match self {
+            Objective::Logit(token) => logits[token as usize],
+            Objective::LogitDifference { answer, wrong } => logits[answer as usize] - logits[wrong as usize],
+            Objective::LogProb(token) => logits[token as usize] - crate::numeric::log_sum_exp(logits),
+        }
+    }
+
+    /// The objective's gradient with respect to the logits.
+    fn gradient(self, logits: &[f32]) -> Vec<f32> {
         let mut gradient = vec![0f32; logits.len()];
-        let value = match self {
-            Objective::Logit(token) => {
-                gradient[token as usize] = 1.0;
-                logits[token as usize]
-            }
+        match self {
+            Objective::Logit(token) => gradient[token as usize] = 1.0,
             Objective::LogitDifference { answer, wrong } => {
                 gradient[answer as usize] += 1.0;
                 gradient[wrong as usize] -= 1.0;
-                logits[answer as usize] - logits[wrong as usize]
             }
             Objective::LogProb(token) => {
-                let log_probs = crate::numeric::log_softmax(logits);
-                for (g, lp) in gradient.iter_mut().zip(&log_probs) {
-                    *g = -lp.exp();
+                let log_total = crate::numeric::log_sum_exp(logits);
+                for (g, l) in gradient.iter_mut().zip(logits) {
+                    *g = -(l - log_total).exp();
                 }
                 gradient[token as usize] += 1.0;
-                log_probs[token as usize]
             }
-        };
-        (value, gradient)
+        }
+        gradient
     }
 }
 
@@ -68,8 +72,6 @@ impl Objective {
 pub struct Gradients {
     /// The objective's value in the forward pass.
     pub value: f32,
-    /// The forward pass's logits at the last position.
-    pub logits: Vec<f32>,
     /// ∂value/∂activation at every position: `hook_embed` and, per layer, `hook_resid_pre`,
     /// `hook_resid_mid`, `hook_resid_post` (`[t, d]`) and `attn.hook_z` (`[t, heads, head_dim]`).
     /// [`Gradients::of`] also answers for `hook_attn_out` and `hook_mlp_out`.
@@ -126,7 +128,8 @@ impl<B: Backend> Model<B> {
         let recorded = |point: HookPoint| -> &[f32] {
             &forward.recording.get(point).expect("the backward pass asked the forward pass for it").data
         };
-        let (value, seed) = objective.value_and_gradient(&forward.logits.data);
+        let logits = &forward.logits.data;
+        let (value, seed) = (objective.value(logits), objective.gradient(logits));
         let plans = self.plan(interventions, 0, t)?;
         let (d, eps) = (c.width, c.norm_eps);
 
@@ -168,8 +171,7 @@ impl<B: Backend> Model<B> {
             }
         }
         keep(HookPoint::Embed, vec![t, d], g);
-        let logits = forward.logits.data;
-        Ok(Gradients { value, logits, gradients, activations: forward.recording })
+        Ok(Gradients { value, gradients, activations: forward.recording })
     }
 
     /// `g · W` for `g: [rows, out]` on the host: a gradient pulled back through `linear(·, W)`.
@@ -192,6 +194,29 @@ impl<B: Backend> Model<B> {
         Ok(total.unwrap_or_default())
     }
 
+    /// The gradient at the input of a sublayer's output matrix `w` (the MLP's `m`, the
+    /// attention's `z`), from `g` at the residual the sublayer adds to: rows the sublayer's
+    /// `patches` replace get none, and a post-norm (whose input `pre_norm_output` is) passes it
+    /// back first.
+    fn output_backward(
+        &self,
+        g: &[f32],
+        patches: &[(usize, &[f32])],
+        post_norm: &Option<super::Norm<B>>,
+        pre_norm_output: Option<&[f32]>,
+        w: &B::Matrix,
+    ) -> Result<Vec<f32>> {
+        let (d, eps) = (self.config.width, self.config.norm_eps);
+        let mut dy = g.to_vec();
+        for &(row, _) in patches {
+            dy[row * d..(row + 1) * d].fill(0.0);
+        }
+        if let (Some(norm), Some(y)) = (post_norm, pre_norm_output) {
+            dy = rms_norm_backward(y, &norm.values, d, eps, &dy);
+        }
+        self.pull_back(&dy, g.len() / d, w)
+    }
+
     /// The gradient at the residual `r` entering the MLP, from `g` at the residual leaving it.
     fn mlp_backward(
         &self,
@@ -203,26 +228,21 @@ impl<B: Backend> Model<B> {
     ) -> Result<Vec<f32>> {
         let (c, be) = (&self.config, &self.backend);
         let (d, t) = (c.width, r.len() / c.width);
-        let mut dy = g.to_vec();
-        for &(row, _) in &plan.mlp_out_patches {
-            dy[row * d..(row + 1) * d].fill(0.0);
-        }
-        if let (Some(norm), Some(y)) = (&layer.post_ffn_norm, pre_norm_output) {
-            dy = rms_norm_backward(y, &norm.values, d, c.norm_eps, &dy);
-        }
-        let mut dm = self.pull_back(&dy, t, &layer.down)?;
+        let mut dm =
+            self.output_backward(g, &plan.mlp_out_patches, &layer.post_ffn_norm, pre_norm_output, &layer.down)?;
         if let Some(factors) = &plan.neuron_factors {
             for row in dm.chunks_mut(c.ffn_width) {
                 row.iter_mut().zip(factors).for_each(|(v, f)| *v *= f);
             }
         }
         let normed = be.rms_norm(&be.upload(t, d, r)?, &layer.ffn_norm.weight, c.norm_eps)?;
-        let gate = be.download(&be.linear(&normed, &layer.gate)?)?.1;
-        let up = be.download(&be.linear(&normed, &layer.up)?)?.1;
+        let gate = be.linear(&normed, &layer.gate)?;
+        let activated = be.download(&self.activate(&gate)?)?.1;
+        let (gate, up) = (be.download(&gate)?.1, be.download(&be.linear(&normed, &layer.up)?)?.1);
         let activation = c.gate_activation;
         let d_gate: Vec<f32> =
             dm.iter().zip(&gate).zip(&up).map(|((dm, &x), u)| dm * u * activation.derivative(x)).collect();
-        let d_up: Vec<f32> = dm.iter().zip(&gate).map(|(dm, &x)| dm * activation.apply(x)).collect();
+        let d_up: Vec<f32> = dm.iter().zip(&activated).map(|(dm, a)| dm * a).collect();
         let d_normed = self.pull_back_sum(&[(&d_gate, &layer.gate), (&d_up, &layer.up)], t)?;
         let mut g_mid = rms_norm_backward(r, &layer.ffn_norm.values, d, c.norm_eps, &d_normed);
         g_mid.iter_mut().zip(g).for_each(|(a, b)| *a += b);
@@ -242,14 +262,7 @@ impl<B: Backend> Model<B> {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let (c, be) = (&self.config, &self.backend);
         let (d, t, hd) = (c.width, x.len() / c.width, c.head_dim);
-        let mut dy = g.to_vec();
-        for &(row, _) in &plan.attn_out_patches {
-            dy[row * d..(row + 1) * d].fill(0.0);
-        }
-        if let (Some(norm), Some(y)) = (&layer.post_attn_norm, pre_norm_output) {
-            dy = rms_norm_backward(y, &norm.values, d, c.norm_eps, &dy);
-        }
-        let dz = self.pull_back(&dy, t, &layer.wo)?;
+        let dz = self.output_backward(g, &plan.attn_out_patches, &layer.post_attn_norm, pre_norm_output, &layer.wo)?;
         let mut dz_attention = dz.clone();
         if let Some(factors) = &plan.head_factors {
             for row in dz_attention.chunks_mut(c.heads * hd) {
@@ -310,13 +323,6 @@ impl<B: Backend> Model<B> {
 }
 
 impl GateActivation {
-    fn apply(self, x: f32) -> f32 {
-        match self {
-            GateActivation::Silu => x / (1.0 + (-x).exp()),
-            GateActivation::GeluTanh => 0.5 * x * (1.0 + gelu_inner(x).tanh()),
-        }
-    }
-
     fn derivative(self, x: f32) -> f32 {
         match self {
             GateActivation::Silu => {

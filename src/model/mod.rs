@@ -918,11 +918,7 @@ impl<B: Backend> Model<B> {
         let normed = be.rms_norm(x, &layer.ffn_norm.weight, c.norm_eps)?;
         let gate = be.linear(&normed, &layer.gate)?;
         recorder.record(HookPoint::MlpPre(l), &gate)?;
-        let activated = match c.gate_activation {
-            GateActivation::Silu => be.silu(&gate)?,
-            GateActivation::GeluTanh => be.gelu_tanh(&gate)?,
-        };
-        let mut m = be.mul(&activated, &be.linear(&normed, &layer.up)?)?;
+        let mut m = be.mul(&self.activate(&gate)?, &be.linear(&normed, &layer.up)?)?;
         if let Some(factors) = &plan.neuron_factors {
             // One product per layer, however many neurons a mask touches.
             m = be.mul(&m, &be.vector(factors)?)?;
@@ -938,6 +934,14 @@ impl<B: Backend> Model<B> {
         }
         recorder.record(HookPoint::MlpOut(l), &mlp_out)?;
         Ok(mlp_out)
+    }
+
+    /// The MLP's gate nonlinearity on the gate projection.
+    fn activate(&self, gate: &B::Tensor) -> Result<B::Tensor> {
+        Ok(match self.config.gate_activation {
+            GateActivation::Silu => self.backend.silu(gate)?,
+            GateActivation::GeluTanh => self.backend.gelu_tanh(gate)?,
+        })
     }
 
     /// `ln_final.hook_scale`: the final RMSNorm's divisor at each recorded position, `[t, 1]`.
