@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
 use super::kernels::attention::{attention, AttentionShape};
 use super::kernels::rope::rotate;
 use super::kernels::{Format, QuantizedMatrix, ThreadPool};
-use super::{Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
+use super::{check_shifts, Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 /// What a causal mask depends on: queries, positions, and the sliding window.
@@ -262,6 +262,24 @@ impl Backend for CandleBackend {
 
     fn download(&self, x: &Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)> {
         Ok((x.dims().to_vec(), with_host_values(x, <[f32]>::to_vec)?))
+    }
+
+    /// On the host in f64, the rows split across the pool: exact attribution over every
+    /// neuron sums tens of thousands of vocabulary-long rows.
+    fn shifted_log_probs(
+        &self,
+        bases: &[&[f32]],
+        shifts: &Tensor,
+        pairs: &[usize],
+        target: usize,
+    ) -> BackendResult<Vec<f64>> {
+        let vocab = shifts.dims().last().copied().unwrap_or(0);
+        with_host_values(shifts, |values| {
+            check_shifts(bases, vocab, values.len(), pairs, target)?;
+            Ok(self.pool().map(pairs.len(), &|i| {
+                crate::numeric::log_prob_of_sum(bases[pairs[i]], Some(&values[i * vocab..(i + 1) * vocab]), target)
+            }))
+        })?
     }
 
     fn embed(&self, table: &CandleMatrix, ids: &[u32]) -> BackendResult<Tensor> {

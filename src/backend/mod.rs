@@ -263,23 +263,14 @@ pub trait Backend {
     /// `log softmax(bases[pairs[i]] + shifts[i])[target]` for each row `i` of `shifts: [n, V]`,
     /// each base a host row of V logits: the target's log-probability once row `i` is added to
     /// its base (exact LPI). Backends on a device compute it there, so that `n` numbers cross
-    /// to the host rather than `n · V`; this default sums on the host in f64.
+    /// to the host rather than `n · V`.
     fn shifted_log_probs(
         &self,
         bases: &[&[f32]],
         shifts: &Self::Tensor,
         pairs: &[usize],
         target: usize,
-    ) -> BackendResult<Vec<f64>> {
-        let (dims, values) = self.download(shifts)?;
-        let vocab = dims.last().copied().unwrap_or(0);
-        check_shifts(bases, vocab, values.len(), pairs, target)?;
-        Ok(pairs
-            .iter()
-            .zip(values.chunks(vocab))
-            .map(|(&p, row)| crate::numeric::log_prob_of_sum(bases[p], Some(row), target))
-            .collect())
-    }
+    ) -> BackendResult<Vec<f64>>;
     /// The device work done so far, for backends that queue work on a device (none for the
     /// host, where every operation runs when called).
     fn device_counts(&self) -> Option<DeviceCounts> {

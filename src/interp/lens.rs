@@ -17,8 +17,9 @@ use crate::hooks::{HookPoint, HookRequest, Positions};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
-/// Rows projected at once: bounds the logits held in memory to rows × vocab floats.
-const PROJECT_CHUNK: usize = 64;
+/// Logits held at once by one projection (64 MB): enough rows that the product's packing of
+/// `W_U` is spread over many of them, few enough for a browser's memory.
+const PROJECT_FLOATS: usize = 1 << 24;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,8 +51,14 @@ impl<'m, B: Backend> Unembedding<'m, B> {
         self.vocab
     }
 
+    /// How many rows one projection takes, so that its logits stay within [`PROJECT_FLOATS`].
+    pub fn rows_per_projection(&self) -> usize {
+        (PROJECT_FLOATS / self.vocab.max(1)).max(1)
+    }
+
     /// `U(v) = W_U · (g ⊙ v / s)` for each row `v` of `rows` (`[n, d]`) with its scale:
-    /// `[n, vocab]`. Callers chunk; see [`PROJECT_CHUNK`].
+    /// `[n, vocab]`. Callers project [`rows_per_projection`](Self::rows_per_projection) rows at a
+    /// time.
     pub fn project(&self, rows: &[f32], scales: &[f32]) -> Result<Vec<f32>> {
         Ok(self.model.backend().download(&self.project_on_device(rows, scales)?)?.1)
     }
@@ -108,7 +115,7 @@ impl<B: Backend> Lpi<'_, '_, B> {
     pub fn bases(&self, rows: &[f32]) -> Result<Vec<LpiBase>> {
         let width = self.unembedding.width;
         let mut out = Vec::with_capacity(rows.len() / width);
-        for chunk in rows.chunks(PROJECT_CHUNK * width) {
+        for chunk in rows.chunks(self.unembedding.rows_per_projection() * width) {
             let n = chunk.len() / width;
             let logits = self.unembedding.project(chunk, &vec![self.scale; n])?;
             for row in logits.chunks(self.unembedding.vocab) {
@@ -124,7 +131,7 @@ impl<B: Backend> Lpi<'_, '_, B> {
     pub fn exact(&self, bases: &[LpiBase], deltas: &[(usize, Vec<f32>)]) -> Result<Vec<f32>> {
         let be = self.unembedding.model.backend();
         let mut out = Vec::with_capacity(deltas.len());
-        for chunk in deltas.chunks(PROJECT_CHUNK) {
+        for chunk in deltas.chunks(self.unembedding.rows_per_projection()) {
             let rows: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
             let projected = self.unembedding.project_on_device(&rows, &vec![self.scale; chunk.len()])?;
             let mut used: Vec<usize> = chunk.iter().map(|(base, _)| *base).collect();
@@ -248,7 +255,7 @@ pub fn logit_lens_with<B: Backend>(
     let cells_at: Vec<(usize, usize, usize)> =
         layers.iter().flat_map(|&l| positions.iter().enumerate().map(move |(i, &p)| (l, i, p))).collect();
     let mut cells = Vec::with_capacity(cells_at.len());
-    for chunk in cells_at.chunks(PROJECT_CHUNK) {
+    for chunk in cells_at.chunks(unembedding.rows_per_projection()) {
         let mut rows = Vec::with_capacity(chunk.len() * c.width);
         let mut scales = Vec::with_capacity(chunk.len());
         for &(l, i, _) in chunk {

@@ -8,7 +8,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 /// How many times an idle worker checks for a new job before it sleeps: about a hundred
@@ -170,6 +170,16 @@ impl ThreadPool {
         if self.shared.panicked.swap(false, Ordering::Relaxed) {
             panic!("a kernel task panicked on a pool thread");
         }
+    }
+
+    /// `[f(0), …, f(n − 1)]`, computed across the pool.
+    pub fn map<T: Send>(&self, n: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+        let cells: Vec<Mutex<Option<T>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        self.run(n, &|i| *cells[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(f(i)));
+        cells
+            .into_iter()
+            .map(|cell| cell.into_inner().unwrap_or_else(PoisonError::into_inner).expect("every task ran"))
+            .collect()
     }
 }
 
