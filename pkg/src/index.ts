@@ -99,6 +99,12 @@ export interface AttributeOptions {
   top?: number;
   /** How many neurons to score exactly (1000). */
   exactNeurons?: number;
+  /**
+   * Attribute with the weights dequantised to f32, on the CPU, as `glassbox compare-weights`
+   * does: a second copy of the model (four bytes a weight), read from the same file the first
+   * time it is asked for and kept while the model is open.
+   */
+  floatWeights?: boolean;
 }
 
 export interface LensOptions {

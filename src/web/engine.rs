@@ -54,7 +54,19 @@ pub(super) struct State {
     steering: RefCell<Vec<Intervention>>,
     /// What `inspectGguf` says of the file, for `Engine.card`.
     card: ModelCard,
+    /// The same model with its weights dequantised to f32 on the CPU, loaded from `source` the
+    /// first time a call asks for it (`attribute`'s `floatWeights`).
+    float_model: RefCell<Option<Rc<Loaded<CandleBackend>>>>,
 }
+
+/// Why reading the model's file again can fail where the first load succeeded: the header is
+/// read first, so a file that is gone fails there.
+const REREAD_HINT: &str =
+    " (the model's file was read again: one deleted from this device's kept models since it was loaded must be loaded anew)";
+
+/// The f32 copy of the weights lives on the wasm heap beside the model itself (four bytes a
+/// weight): refused past this, so that both fit in wasm32's 4 GiB.
+const FLOAT_WEIGHTS_BUDGET: u64 = 2 << 30;
 
 /// `{ backend: "auto" | "webgpu" | "cpu", onProgress(loaded, total) }`, both optional.
 pub(super) fn load_options(options: &JsValue) -> Result<(Option<js_sys::Function>, String), JsValue> {
@@ -103,7 +115,45 @@ impl State {
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let card = ModelSummary::from_gguf(&source.header).map_err(|e| js_error(ErrorName::GgufError, e))?.card;
         let placement = RefCell::new(load(choice, config, &source)?);
-        Ok(State { placement, source: source.blob, mask: RefCell::default(), steering: RefCell::default(), card })
+        Ok(State {
+            placement,
+            source: source.blob,
+            mask: RefCell::default(),
+            steering: RefCell::default(),
+            card,
+            float_model: RefCell::default(),
+        })
+    }
+
+    /// The model's file, opened again to reload the weights.
+    fn reopened(&self) -> Result<BlobGguf, JsValue> {
+        BlobGguf::open(self.source.clone(), None)
+            .map_err(|e| js_error(ErrorName::GgufError, format!("{e}{REREAD_HINT}")))
+    }
+
+    /// The model with f32 weights, loaded from the file on first use; refused with a
+    /// `ModelError` when the copy would take more than [`FLOAT_WEIGHTS_BUDGET`].
+    fn float_model(&self) -> Result<Rc<Loaded<CandleBackend>>, JsValue> {
+        if let Some(loaded) = self.float_model.borrow().as_ref() {
+            return Ok(Rc::clone(loaded));
+        }
+        let source = self.reopened()?;
+        let bytes =
+            source.header.tensors.iter().map(|t| t.element_count().saturating_mul(4)).fold(0, u64::saturating_add);
+        if bytes > FLOAT_WEIGHTS_BUDGET {
+            return Err(model_error(format!(
+                "the model's weights as f32 need {} MB, past the {} MB this page gives them",
+                bytes >> 20,
+                FLOAT_WEIGHTS_BUDGET >> 20
+            )));
+        }
+        let config = Config::from_gguf(&source.header).map_err(model_error)?;
+        let model = Model::load(CandleBackend::with_float_weights(candle_core::Device::Cpu), config, &source)
+            .map_err(model_error)?;
+        let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
+        let loaded = Rc::new(Loaded::new(model, tokenizer).map_err(model_error)?);
+        self.float_model.replace(Some(Rc::clone(&loaded)));
+        Ok(loaded)
     }
 
     /// The persistent changes every prompt-driven call runs with: the mask, then the steering.
@@ -123,7 +173,7 @@ impl State {
             _ => None,
         };
         let Some(reason) = lost else { return outcome };
-        let source = BlobGguf::open(self.source.clone(), None).map_err(|e| js_error(ErrorName::GgufError, e))?;
+        let source = self.reopened()?;
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
         let mut on_cpu = load("cpu", config, &source)?;
         on_cpu.fallback_reason =
@@ -164,8 +214,9 @@ enum TokenChoice {
     Text(String),
 }
 
-/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll }`, `target` a
-/// token id or a token's text.
+/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll, floatWeights }`,
+/// `target` a token id or a token's text; `floatWeights` attributes with the weights dequantised
+/// to f32 on the CPU, as `glassbox compare-weights` does.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct AttributeOptions {
@@ -173,6 +224,7 @@ struct AttributeOptions {
     top: Option<usize>,
     exact_neurons: Option<usize>,
     exact_all: bool,
+    float_weights: bool,
 }
 
 /// `lens`'s options, all optional: `{ layers, positions, topK, scale: "fixed" | "own_rms" }`.
@@ -297,6 +349,11 @@ fn open_gpu() -> Result<GpuDevice, String> {
 #[cfg(not(feature = "webgpu"))]
 fn open_gpu() -> Result<std::convert::Infallible, String> {
     Err("this glassbox build has no WebGPU backend".to_string())
+}
+
+fn attribution<B: Backend>(loaded: &Loaded<B>, ids: &[u32], options: &AttributionOptions) -> Result<JsValue, JsValue> {
+    let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
+    to_js(&attribute(&unembedding, &loaded.tokenizer, ids, options).map_err(|e| js_error(ErrorName::InterpError, e))?)
 }
 
 fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
@@ -486,14 +543,13 @@ impl Engine {
             exact_all: given.exact_all,
             ..defaults
         };
+        let float_weights = given.float_weights;
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
-            state.compute(|loaded| {
-                with_model!(loaded, loaded => {
-                    let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
-                    to_js(&attribute(&unembedding, &loaded.tokenizer, &ids, &options).map_err(|e| js_error(ErrorName::InterpError, e))?)
-                })
-            })
+            if float_weights {
+                return attribution(state.float_model()?.as_ref(), &ids, &options);
+            }
+            state.compute(|loaded| with_model!(loaded, loaded => attribution(loaded, &ids, &options)))
         }))
     }
 

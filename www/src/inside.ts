@@ -14,8 +14,16 @@ const ablatedTokens = element<HTMLTableElement>("ablated-tokens");
 const ablationBox = element<HTMLDivElement>("ablation-box");
 const lensGrid = element<HTMLTableElement>("lens-grid");
 const headGrid = element<HTMLTableElement>("head-grid");
+const headGridCaption = element<HTMLHeadingElement>("head-grid-caption");
+const floatToggle = element<HTMLInputElement>("inside-float");
+const floatHeads = element<HTMLDivElement>("float-heads");
+const floatHeadGrid = element<HTMLTableElement>("head-grid-float");
+const headComparison = element<HTMLParagraphElement>("head-comparison");
 const headDetail = element<HTMLDivElement>("head-detail");
 const neuronBody = element<HTMLTableElement>("neuron-table").tBodies[0] as HTMLTableSectionElement;
+
+/** Heads compared between the quantised and f32 grids, as `glassbox compare-weights` does. */
+const COMPARED_HEADS = 10;
 
 /** The prompt the views show, kept so that an ablation re-runs the same one. */
 let shown = "";
@@ -50,10 +58,22 @@ function renderLens(lens: LogitLens): void {
   lensGrid.replaceChildren(head, ...[...rows.values()].reverse());
 }
 
-function renderHeads(result: Attribution): void {
+function largestHeadScore(result: Attribution): number {
+  return Math.max(...result.heads.map((h) => Math.abs(h.score)));
+}
+
+/** `LAYER.HEAD` of the `n` heads of highest LPI, highest first (`heads` comes ranked). */
+function topHeads(result: Attribution, n: number): string[] {
+  return result.heads.slice(0, n).map((h) => `${h.layer}.${h.head}`);
+}
+
+/**
+ * The grid of head LPIs into `table`, coloured on a scale up to `max`; `interactive` grids open
+ * a head's per-position view. Heads in `marked` are drawn in bold.
+ */
+function renderHeads(table: HTMLTableElement, result: Attribution, max: number, interactive: boolean, marked: string[] = []): void {
   const layers = Math.max(...result.heads.map((h) => h.layer)) + 1;
   const heads = Math.max(...result.heads.map((h) => h.head)) + 1;
-  const max = Math.max(...result.heads.map((h) => Math.abs(h.score)));
   const withPositions = new Set(result.positions.map((p) => `${p.layer}.${p.head}`));
   const score = new Map(result.heads.map((h) => [`${h.layer}.${h.head}`, h.score]));
   const header = make("tr");
@@ -70,15 +90,66 @@ function renderHeads(result: Attribution): void {
       td.dataset["score"] = String(value);
       td.style.background = diverging(value, max);
       td.title = `head ${id}: LPI ${value.toFixed(4)}`;
-      if (withPositions.has(id)) td.classList.add("ranked");
-      td.tabIndex = 0;
-      td.onclick = () => showHead(id);
-      td.onkeydown = (event) => event.key === "Enter" && showHead(id);
+      if (marked.includes(id)) td.classList.add("top");
+      if (interactive) {
+        if (withPositions.has(id)) td.classList.add("ranked");
+        td.tabIndex = 0;
+        td.onclick = () => showHead(id);
+        td.onkeydown = (event) => event.key === "Enter" && showHead(id);
+      }
       row.append(td);
     }
     rows.push(row);
   }
-  headGrid.replaceChildren(header, ...rows);
+  table.replaceChildren(header, ...rows);
+}
+
+function showTarget(result: Attribution, note = ""): void {
+  element("target-line").textContent = `Explaining ${showToken(result.target.token)} (log p = ${result.target.logprob.toFixed(3)})${note}`;
+}
+
+/**
+ * With the toggle on, the head grid again with the weights dequantised to f32, beside the
+ * quantised one on one colour scale, both for the f32 run's top token (re-attributing the
+ * quantised model when its own top token differs), and the top heads the two share.
+ */
+async function compareHeads(): Promise<void> {
+  const compared = floatToggle.checked && attribution !== null;
+  floatHeads.hidden = !compared;
+  headComparison.hidden = !compared;
+  headGridCaption.hidden = !compared;
+  if (!compared || attribution === null) {
+    if (attribution !== null) renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
+    return;
+  }
+  floatHeadGrid.dataset["state"] = "working";
+  const done = await track(status, "Attributing with f32 weights (the first time loads a second copy of the model)", async () => {
+    const gb = model();
+    const float = await gb.attribute(shown, { floatWeights: true });
+    let quantised = attribution as Attribution;
+    if (quantised.target.id !== float.target.id) {
+      say(status, "Attributing the f32 weights' top token with the quantised weights…", "working");
+      quantised = await gb.attribute(shown, { target: float.target.id });
+      attribution = quantised;
+      renderNeurons(quantised);
+    }
+    showTarget(quantised, ` — the top token with f32 weights, log p = ${float.target.logprob.toFixed(3)} there`);
+    const [topQuantised, topFloat] = [topHeads(quantised, COMPARED_HEADS), topHeads(float, COMPARED_HEADS)];
+    const shared = topFloat.filter((h) => topQuantised.includes(h));
+    const max = Math.max(largestHeadScore(quantised), largestHeadScore(float));
+    renderHeads(headGrid, quantised, max, true, topQuantised);
+    renderHeads(floatHeadGrid, float, max, false, topFloat);
+    headGrid.dataset["top"] = topQuantised.join(",");
+    floatHeadGrid.dataset["top"] = topFloat.join(",");
+    headComparison.dataset["shared"] = String(shared.length);
+    const only = (heads: string[], other: string[]) => heads.filter((h) => !other.includes(h)).join(", ") || "none";
+    headComparison.textContent =
+      `Both grids share one colour scale (±${max.toFixed(2)}); each one's top ${COMPARED_HEADS} heads by LPI are in bold. ` +
+      `Shared: ${shared.length} of ${COMPARED_HEADS}. Only quantised: ${only(topQuantised, topFloat)}. Only f32: ${only(topFloat, topQuantised)}.`;
+    floatHeadGrid.dataset["state"] = "ready";
+    return true;
+  }, "Done");
+  if (done === undefined) floatHeadGrid.dataset["state"] = "error";
 }
 
 function showHead(id: string): void {
@@ -153,17 +224,22 @@ async function look(): Promise<void> {
     lensGrid.dataset["state"] = "ready";
     say(status, "Attributing the next token…", "working");
     attribution = await gb.attribute(prompt);
-    element("target-line").textContent = `Explaining ${showToken(attribution.target.token)} (log p = ${attribution.target.logprob.toFixed(3)})`;
-    renderHeads(attribution);
+    showTarget(attribution);
+    renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
     renderNeurons(attribution);
     headGrid.dataset["state"] = "ready";
     headDetail.hidden = true;
     return true;
   }, "Done");
-  if (done === undefined) for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = "error";
+  if (done === undefined) {
+    for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = "error";
+    return;
+  }
+  if (floatToggle.checked) await compareHeads();
 }
 
 export function setUpInsidePanel(): void {
+  floatToggle.addEventListener("change", () => void compareHeads());
   element<HTMLFormElement>("inside-form").addEventListener("submit", (event) => {
     event.preventDefault();
     void look();

@@ -70,7 +70,7 @@ async function openShell(query, { webgpu = true } = {}) {
 }
 
 async function waitFor(page, selector, timeout = 600_000) {
-  await page.waitForSelector(`${selector}[data-state=ready], ${selector}[data-state=error]`, { timeout });
+  await page.waitForSelector(`${selector}[data-state=ready], ${selector}[data-state=error]`, { state: "attached", timeout });
   const state = await page.getAttribute(selector, "data-state");
   if (state === "error") {
     const status = await page.$$eval("[role=status][data-state=error]", (nodes) => nodes.map((n) => n.textContent).join(" | "));
@@ -180,6 +180,11 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
   assert.equal(fetched(), before, "a kept model loads without a download");
   await page.click("#cache-list tbody button");
   await page.waitForFunction(() => document.querySelectorAll("#cache-list tbody tr").length === 0);
+  // Deleted means gone: the next load downloads the file again (and leaves the page a model whose
+  // file it can read again, as the f32 comparison in Look inside does).
+  await page.click("#url-form button");
+  await waitFor(page, "#model-card");
+  assert.equal(fetched(), before + 1, "a deleted model is downloaded again");
 });
 
 test("Look inside: next tokens, lens, head importance, positions and ablation match the CLI", { timeout: 900_000 }, async () => {
@@ -221,6 +226,24 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   assert.match(await page.textContent("#ablation-list"), new RegExp(`head ${top.replace(".", "\\.")}`));
   await page.click("#clear-ablations");
   await page.waitForSelector("#ablation-box", { state: "hidden" });
+
+  // The toggle: the head grid with the weights dequantised to f32 beside the quantised one, and
+  // the top heads each ranks first, as compare-weights finds them natively. The f32 order is
+  // compared as is (both sides sum f32 products); the quantised one as a set, since the wasm and
+  // x86 kernels round differently and 24.6 and 29.2 lie 0.006 apart.
+  const nativeWeights = cli(["compare-weights", model, "--prompt", prompt, "--top-neurons", "1", "--json"]);
+  await page.check("#inside-float");
+  await waitFor(page, "#head-grid-float");
+  const comparison = (await nativeWeights).prompts[0];
+  const topOf = async (grid) => (await page.getAttribute(grid, "data-top")).split(",");
+  assert.deepEqual(await topOf("#head-grid-float"), comparison.top_heads_float);
+  assert.deepEqual((await topOf("#head-grid")).sort(), [...comparison.top_heads_quantised].sort());
+  assert.equal(Number(await page.getAttribute("#head-comparison", "data-shared")), comparison.heads_shared);
+  const floatCells = await page.$$eval("#head-grid-float td[data-head]", (tds) => tds.length);
+  assert.equal(floatCells, native.heads.length);
+  await shot(page, "inside-panel", "look-inside-f32");
+  await page.uncheck("#inside-float");
+  await page.waitForSelector("#float-heads", { state: "hidden" });
 });
 
 test("Patch & steer: the patching grid, the steered next tokens and the recorded file match the CLI", { timeout: 900_000 }, async () => {
