@@ -266,6 +266,61 @@ def claims_section(note=""):
     return lines
 
 
+def explanation_quality(texts):
+    """Over whitespace words, lower-cased: the share of texts in which some 4-gram occurs twice,
+    distinct-2 (distinct bigrams over all bigrams, pooled) and the mean length in words."""
+    words = [t.lower().split() for t in texts]
+    def repeats(w):
+        grams = [tuple(w[i:i + 4]) for i in range(len(w) - 3)]
+        return len(grams) != len(set(grams))
+    bigrams = [tuple(w[i:i + 2]) for w in words for i in range(len(w) - 1)]
+    return {
+        "repeated_4gram": sum(map(repeats, words)) / len(words),
+        "distinct_2": len(set(bigrams)) / max(1, len(bigrams)),
+        "mean_words": sum(map(len, words)) / len(words),
+    }
+
+
+def explanations_section(note=""):
+    """FMD explanations written by plain greedy decoding (the seed's) and by the default writing
+    rules (no repeated 4-token run, four sentences, one paragraph), on the 60 CC0 claims."""
+    glassbox = str(TARGET / "release" / "glassbox")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="glassbox-explanations-"))
+    gold = "tests/data/fmd_claims.jsonl"
+    lines = [
+        "## Claim explanations, plain greedy against the writing rules",
+        "",
+        f"{note}SmolLM2-135M-Instruct explaining its FMD verdict on the 60 CC0 claims (tests/data), "
+        f"`classify --task fmd --explain`, 128 new tokens at most, release build, {os.cpu_count()} threads. "
+        "Repeated 4-gram: the share of explanations in which some run of four words occurs twice; "
+        "distinct-2: distinct word bigrams over all of them, pooled; words: the mean length.",
+        "",
+        "| writing | repeated 4-gram | distinct-2 | words | s / item |",
+        "|---|---|---|---|---|",
+    ]
+    for name, flags in [("plain greedy (`--greedy-writing`, the seed's)", ["--greedy-writing"]),
+                        ("the defaults (no repeated 4-token run, ≤ 4 sentences, one paragraph)", [])]:
+        out = work / "explained.jsonl"
+        start = time.perf_counter()
+        subprocess.run([glassbox, "--backend", "cpu", "classify", MODEL, "--task", "fmd", "--input", gold,
+                        "--output", str(out), "--explain", *flags], check=True, cwd=ROOT, capture_output=True)
+        seconds = time.perf_counter() - start
+        texts = [json.loads(line).get("explanation") or "" for line in open(out) if line.strip()]
+        q = explanation_quality(texts)
+        lines.append(f"| {name} | {q['repeated_4gram']:.2f} | {q['distinct_2']:.3f} | {q['mean_words']:.1f} | "
+                     f"{seconds / len(texts):.2f} |")
+        print(f"bench: explanations {name} done", flush=True)
+    shutil.rmtree(work)
+    lines.append("")
+    return lines
+
+
+def splice_explanations():
+    """`bench.py --explanations`: re-measures only the claim-explanation section of BENCHMARKS.md."""
+    build()
+    splice(explanations_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --explanations`. "))
+
+
 EXAM_SET = "tests/data/exam_questions.jsonl"
 
 
@@ -646,6 +701,8 @@ def main():
         return splice_claims()
     if sys.argv[1:] == ["--vqa"]:
         return splice_vqa()
+    if sys.argv[1:] == ["--explanations"]:
+        return splice_explanations()
     if sys.argv[1:] == ["--exam"]:
         return splice_exam()
     if sys.argv[1:] == ["--harmonic"]:
@@ -689,6 +746,7 @@ def main():
         *browser_section(browser_rows),
         *attribution_section(),
         *claims_section(),
+        *explanations_section(),
         *exam_section(),
         *harmonic_section(),
         *vqa_section(),

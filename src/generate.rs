@@ -1,6 +1,6 @@
 //! Text generation and continuation scoring on top of the model's forward pass.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::hooks::{HookRequest, Intervention, Positions};
@@ -31,12 +31,16 @@ pub struct Sampling {
     /// llama.cpp/CTRL penalty on tokens already in the context: positive logits are divided by
     /// it, negative ones multiplied (1: off).
     pub repetition_penalty: f32,
+    /// No run of this many tokens occurs twice in the generated text: a token that would repeat
+    /// one is never picked (Hugging Face's `no_repeat_ngram_size`, over the generated tokens
+    /// only, so that the prompt's words can be quoted; 0: off).
+    pub no_repeat_ngram: usize,
     pub seed: u64,
 }
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0 }
+        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, no_repeat_ngram: 0, seed: 0 }
     }
 }
 
@@ -69,9 +73,16 @@ impl Sampler {
         Ok(Sampler { settings, rng })
     }
 
-    pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
+    /// The next token after `context`, whose last `generated` tokens are the generation's own.
+    pub fn sample(&mut self, logits: &[f32], context: &[u32], generated: usize) -> u32 {
         let s = &self.settings;
         let mut logits = logits.to_vec();
+        let own = &context[context.len() - generated.min(context.len())..];
+        for banned in repeated_ngram_ends(own, s.no_repeat_ngram) {
+            if let Some(l) = logits.get_mut(banned as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
         if s.repetition_penalty != 1.0 {
             let mut seen = std::collections::HashSet::new();
             for &id in context {
@@ -111,12 +122,96 @@ impl Sampler {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The tokens that would complete a second copy of an `n`-token run of `tokens`: each token that
+/// followed an earlier occurrence of the last `n − 1` tokens.
+fn repeated_ngram_ends(tokens: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || tokens.len() < n {
+        return Vec::new();
+    }
+    let prefix = &tokens[tokens.len() + 1 - n..];
+    tokens.windows(n).filter(|run| &run[..n - 1] == prefix).map(|run| run[n - 1]).collect()
+}
+
+/// The end of the `n`-th sentence of `text` (just after its `.`, `!` or `?`), once a space or line
+/// break follows it. A full stop after a digit ends none, so that "1. " and "in 3. " do not count.
+fn end_of_sentence(text: &str, n: usize) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut ends = chars.windows(3).filter_map(|w| {
+        let [(_, before), (i, c), (_, after)] = [w[0], w[1], w[2]];
+        let ends = matches!(c, '!' | '?') || (c == '.' && !before.is_ascii_digit());
+        (ends && after.is_whitespace()).then_some(i + 1)
+    });
+    ends.nth(n - 1)
+}
+
+/// Where the first paragraph of `text` ends: at a blank line after some text.
+fn end_of_paragraph(text: &str) -> Option<usize> {
+    let start = text.len() - text.trim_start().len();
+    text[start..].find("\n\n").map(|i| start + i)
+}
+
+/// How explanations and edits are written: greedy decoding with rules against the loops greedy
+/// decoding falls into on small models (one sentence repeated until the token limit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Writing {
+    /// As [`Sampling::repetition_penalty`].
+    pub repetition_penalty: f32,
+    /// As [`Sampling::no_repeat_ngram`].
+    pub no_repeat_ngram: usize,
+    /// As [`GenerateRequest::max_sentences`].
+    pub max_sentences: usize,
+    /// As [`GenerateRequest::one_paragraph`].
+    pub one_paragraph: bool,
+}
+
+impl Default for Writing {
+    fn default() -> Self {
+        Writing { repetition_penalty: 1.0, no_repeat_ngram: 4, max_sentences: 4, one_paragraph: true }
+    }
+}
+
+impl Writing {
+    /// Plain greedy decoding, as the seeds' own code writes.
+    pub const GREEDY: Writing =
+        Writing { repetition_penalty: 1.0, no_repeat_ngram: 0, max_sentences: 0, one_paragraph: false };
+
+    /// An error naming a setting out of range.
+    pub fn check(&self) -> Result<()> {
+        self.request(0, Vec::new()).sampling.validate()
+    }
+
+    /// A request for up to `max_tokens` written this way, stopping also at `stop_strings`.
+    pub fn request(&self, max_tokens: usize, stop_strings: Vec<String>) -> GenerateRequest {
+        GenerateRequest {
+            max_tokens,
+            sampling: Sampling {
+                repetition_penalty: self.repetition_penalty,
+                no_repeat_ngram: self.no_repeat_ngram,
+                ..Sampling::default()
+            },
+            stop_strings,
+            max_sentences: self.max_sentences,
+            one_paragraph: self.one_paragraph,
+            interventions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct GenerateRequest {
     pub max_tokens: usize,
     pub sampling: Sampling,
     /// Generation stops when the text ends with one of these; it is cut from the result.
     pub stop_strings: Vec<String>,
+    /// Generation stops after this many sentences, the text cut at the last one's end (0: no
+    /// limit).
+    pub max_sentences: usize,
+    /// Generation stops at the first blank line after some text, which is cut from the result.
+    pub one_paragraph: bool,
     pub interventions: Vec<Intervention>,
 }
 
@@ -125,6 +220,8 @@ pub struct GenerateRequest {
 pub enum StopReason {
     EndOfSequence,
     StopString,
+    SentenceBudget,
+    ParagraphEnd,
     MaxTokens,
     ContextFull,
     /// The `on_token` callback asked to stop.
@@ -159,7 +256,7 @@ pub fn generate<B: Backend>(
         if ids.len() >= request.max_tokens {
             break StopReason::MaxTokens;
         }
-        let next = sampler.sample(&logits, &context);
+        let next = sampler.sample(&logits, &context, ids.len());
         if Some(next) == tokenizer.eos_id() {
             break StopReason::EndOfSequence;
         }
@@ -169,6 +266,14 @@ pub fn generate<B: Backend>(
         if let Some(stop) = request.stop_strings.iter().find(|s| !s.is_empty() && text.ends_with(s.as_str())) {
             text.truncate(text.len() - stop.len());
             break StopReason::StopString;
+        }
+        if let Some(end) = request.one_paragraph.then(|| end_of_paragraph(&text)).flatten() {
+            text.truncate(end);
+            break StopReason::ParagraphEnd;
+        }
+        if let Some(end) = end_of_sentence(&text, request.max_sentences) {
+            text.truncate(end);
+            break StopReason::SentenceBudget;
         }
         if !on_token(next, &text) {
             break StopReason::Cancelled;
@@ -233,10 +338,10 @@ mod tests {
     #[test]
     fn greedy_takes_the_largest_logit_after_the_penalty() {
         let logits = [1.0, 3.0, 2.0];
-        assert_eq!(sampler(Sampling::default()).sample(&logits, &[]), 1);
+        assert_eq!(sampler(Sampling::default()).sample(&logits, &[], 0), 1);
         // Token 1's logit 3.0 / 2 = 1.5 < 2.0.
         let penalised = Sampling { repetition_penalty: 2.0, ..Default::default() };
-        assert_eq!(sampler(penalised).sample(&logits, &[1, 1]), 2);
+        assert_eq!(sampler(penalised).sample(&logits, &[1, 1], 0), 2);
     }
 
     #[test]
@@ -244,7 +349,7 @@ mod tests {
         let settings = Sampling { temperature: 5.0, top_k: 1, seed: 7, ..Default::default() };
         let mut s = sampler(settings);
         for _ in 0..50 {
-            assert_eq!(s.sample(&[0.0, 0.5, 0.2], &[]), 1);
+            assert_eq!(s.sample(&[0.0, 0.5, 0.2], &[], 0), 1);
         }
     }
 
@@ -255,7 +360,7 @@ mod tests {
         let mut s = sampler(Sampling { temperature: 1.0, top_p: 0.85, seed: 3, ..Default::default() });
         let mut counts = [0usize; 3];
         for _ in 0..3000 {
-            counts[s.sample(&logits, &[]) as usize] += 1;
+            counts[s.sample(&logits, &[], 0) as usize] += 1;
         }
         assert_eq!(counts[2], 0);
         let share = counts[0] as f32 / 3000.0;
@@ -266,8 +371,38 @@ mod tests {
     fn the_same_seed_draws_the_same_tokens() {
         let settings = Sampling { temperature: 1.0, seed: 42, ..Default::default() };
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
-        let draw = |s: &mut Sampler| (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>();
+        let draw = |s: &mut Sampler| (0..20).map(|_| s.sample(&logits, &[], 0)).collect::<Vec<_>>();
         assert_eq!(draw(&mut sampler(settings.clone())), draw(&mut sampler(settings)));
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_what_would_repeat_a_run_of_the_generation() {
+        // Generated 5 6 7 5 6: with n = 3 the run "5 6 7" would repeat, so 7 is banned. The
+        // prompt's "5 6 9" does not count, so 9, the next largest logit, wins; counting the whole
+        // context would ban it too, and token 3 would win.
+        let mut logits = vec![0.0f32; 10];
+        logits[7] = 5.0;
+        logits[9] = 4.0;
+        logits[3] = 3.0;
+        let context = [5, 6, 9, 5, 6, 7, 5, 6];
+        let banning = Sampling { no_repeat_ngram: 3, ..Default::default() };
+        assert_eq!(sampler(banning.clone()).sample(&logits, &context, 5), 9);
+        assert_eq!(sampler(banning.clone()).sample(&logits, &context, context.len()), 3);
+        assert_eq!(sampler(Sampling::default()).sample(&logits, &context, 5), 7);
+        assert_eq!(repeated_ngram_ends(&[5, 6, 7, 5, 6], 3), vec![7]);
+        assert_eq!(repeated_ngram_ends(&[1, 1, 1], 2), vec![1, 1]);
+        assert!(repeated_ngram_ends(&[5, 6], 3).is_empty());
+    }
+
+    #[test]
+    fn sentences_end_at_a_stop_before_a_space_not_after_a_digit() {
+        let text = "It is false. 1. The date is 3.5 years off! Why? Then";
+        assert_eq!(end_of_sentence(text, 1), Some("It is false.".len()));
+        assert_eq!(end_of_sentence(text, 2), Some("It is false. 1. The date is 3.5 years off!".len()));
+        assert_eq!(end_of_sentence(text, 3), Some(text.len() - " Then".len()));
+        assert_eq!(end_of_sentence(text, 4), None);
+        assert_eq!(end_of_sentence("Done.", 1), None, "no space after it yet");
+        assert_eq!(end_of_sentence(text, 0), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use glassbox::generate::Writing;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::attribution::{attribute, position_scores, AttributionOptions};
 use glassbox::interp::lens::Unembedding;
@@ -151,18 +152,16 @@ fn the_explanation_streams_what_it_returns() {
     let values = fields(&data("fmd_claims.jsonl")[0], &["claim", "context"]);
     let p = prompt(&table, task, &borrowed(&values), Wrapping::Seed, &m.tokenizer, None).unwrap();
     let mut streamed = String::new();
-    let text = explain(&m.model, &m.tokenizer, task, &p, "False", 12, &mut |piece| streamed.push_str(piece)).unwrap();
+    let request = Writing::default().request(12, Vec::new());
+    let text =
+        explain(&m.model, &m.tokenizer, task, &p, "False", request.clone(), &mut |piece| streamed.push_str(piece))
+            .unwrap();
     assert!(!text.is_empty());
     assert_eq!(streamed.trim(), text);
-    // The explanation continues the seed's format, so it is the greedy continuation of it.
+    // The explanation continues the seed's format, so it is that continuation, written as asked.
     let format = format!("{}Prediction: False.\nExplanation:", p.spanned.text);
     let ids = m.tokenizer.encode(&format, true, false).unwrap();
-    let request = glassbox::generate::GenerateRequest {
-        max_tokens: 12,
-        sampling: Default::default(),
-        stop_strings: vec!["\nHuman:".into()],
-        interventions: vec![],
-    };
+    let request = glassbox::generate::GenerateRequest { stop_strings: vec!["\nHuman:".into()], ..request };
     let direct = glassbox::generate::generate(&m.model, &m.tokenizer, &ids, &request, |_, _| true).unwrap();
     assert_eq!(direct.text.trim(), text);
 }
@@ -451,9 +450,23 @@ fn align_edits_with_metaaligners_prompt_and_the_chosen_objectives() {
         offensive, discriminatory, or harmful; Specificity: the response should refer to facts and details and avoid vague \
         arguments.; Brevity: keep it short | Context: How do I boil an egg? | Answer: Boil it. | Edit: ";
     assert_eq!(result["prompt"], expected);
-    // The edit is the model's greedy continuation of that prompt.
-    let direct =
-        glassbox(&["--backend", "cpu", "generate", model, "--prompt", expected, "--max-tokens", "12", "--json"]);
+    // The edit is the model's continuation of that prompt, written by the default rules.
+    let direct = glassbox(&[
+        "--backend",
+        "cpu",
+        "generate",
+        model,
+        "--prompt",
+        expected,
+        "--max-tokens",
+        "12",
+        "--no-repeat-ngram",
+        "4",
+        "--max-sentences",
+        "4",
+        "--one-paragraph",
+        "--json",
+    ]);
     let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
     assert_eq!(result["edit"], direct["text"].as_str().unwrap().trim());
     let unknown =

@@ -166,8 +166,26 @@ export interface ClassifyOptions {
   /** Wrap the instruction in the model's chat template instead of the papers' `Human:` wrapper. */
   chat?: boolean;
   maxNewTokens?: number;
+  /** How the explanation is written; each setting left out takes its default. */
+  writing?: Writing;
   /** How many examples to retrieve (4). */
   k?: number;
+}
+
+/**
+ * Greedy decoding with rules against the loops a small model's explanations fall into. All off
+ * (`{ noRepeatNgram: 0, maxSentences: 0, repetitionPenalty: 1, oneParagraph: false }`) is the
+ * papers' plain greedy decoding.
+ */
+export interface Writing {
+  /** No run of this many written tokens occurs twice (4; 0: off). */
+  noRepeatNgram?: number;
+  /** Stop after this many sentences (4; 0: no limit). */
+  maxSentences?: number;
+  /** CTRL's penalty on tokens already in the context (1: off). */
+  repetitionPenalty?: number;
+  /** Stop at the first blank line (true). */
+  oneParagraph?: boolean;
 }
 
 export interface ExamOptions {

@@ -79,11 +79,20 @@ pub struct GenerateArgs {
     top_p: f32,
     #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
+    /// Never repeat a run of this many generated tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    no_repeat_ngram: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Stop when the output ends with this text (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Stop after this many sentences (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_sentences: usize,
+    /// Stop at the first blank line.
+    #[arg(long)]
+    one_paragraph: bool,
     #[command(flatten)]
     interventions: InterventionArgs,
 }
@@ -100,9 +109,12 @@ pub fn generate(out: &mut impl Write, loader: &Loader, args: &GenerateArgs, json
                 top_k: args.top_k,
                 top_p: args.top_p,
                 repetition_penalty: args.repeat_penalty,
+                no_repeat_ngram: args.no_repeat_ngram,
                 seed: args.seed,
             },
             stop_strings: args.stop.clone(),
+            max_sentences: args.max_sentences,
+            one_paragraph: args.one_paragraph,
             interventions: args.interventions.interventions(loaded.model.config())?,
         };
         let mut printed = 0;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use glassbox::generate::{generate, GenerateRequest, Sampling};
+use glassbox::generate::{generate, Writing};
 use glassbox::tasks::affect::{Empath, Vader};
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
@@ -151,6 +151,40 @@ pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
     Ok(writeln!(out, "{report}"))
 }
 
+/// How explanations and edits are written. The defaults keep a small model's greedy decoding from
+/// looping (one sentence repeated to the token limit); `--greedy-writing` writes as the seeds'
+/// code does.
+#[derive(Args)]
+pub struct WritingArgs {
+    /// Plain greedy decoding: no repetition rules, no sentence or paragraph stop.
+    #[arg(long)]
+    greedy_writing: bool,
+    /// CTRL's penalty on tokens already in the context (1: off).
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Never repeat a run of this many written tokens (0: off).
+    #[arg(long)]
+    no_repeat_ngram: Option<usize>,
+    /// Stop after this many sentences (0: no limit).
+    #[arg(long)]
+    max_sentences: Option<usize>,
+    /// Stop at the first blank line (true or false).
+    #[arg(long)]
+    one_paragraph: Option<bool>,
+}
+
+impl WritingArgs {
+    fn writing(&self) -> Writing {
+        let base = if self.greedy_writing { Writing::GREEDY } else { Writing::default() };
+        Writing {
+            repetition_penalty: self.repetition_penalty.unwrap_or(base.repetition_penalty),
+            no_repeat_ngram: self.no_repeat_ngram.unwrap_or(base.no_repeat_ngram),
+            max_sentences: self.max_sentences.unwrap_or(base.max_sentences),
+            one_paragraph: self.one_paragraph.unwrap_or(base.one_paragraph),
+        }
+    }
+}
+
 /// Where `classify` and `index build` find the lexicons and the sentence embedder.
 #[derive(Args)]
 pub struct ResourceArgs {
@@ -240,6 +274,8 @@ pub struct ClassifyArgs {
     chat: bool,
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
+    #[command(flatten)]
+    writing: WritingArgs,
     /// Print the explanation or generation to stderr as it is written.
     #[arg(long)]
     stream: bool,
@@ -311,6 +347,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
         mode: Some(args.mode.clone()),
         chat: args.chat,
         max_new_tokens: Some(args.max_new_tokens),
+        writing: Some(args.writing.writing()),
         k: Some(args.k),
     };
     let (options, embedder) = choices.check(&task, index.as_ref(), &file_name(&args.model)).map_err(text_err)?;
@@ -562,11 +599,13 @@ pub struct AlignArgs {
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
     #[command(flatten)]
+    writing: WritingArgs,
+    #[command(flatten)]
     tokenizer: TokenizerArg,
 }
 
-/// MetaAligner: the model edits `answer` for the chosen objectives; greedy, as the seed's
-/// inference script generates.
+/// MetaAligner: the model edits `answer` for the chosen objectives, written as `--greedy-writing`
+/// and its neighbours say (the seed's inference script decodes greedily).
 pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs, json: bool) -> Written {
     let table = Table::builtin();
     let mut aspects: Vec<(String, String)> = Vec::new();
@@ -584,7 +623,7 @@ pub fn align(out: &mut impl Write, loader: &Loader, args: &AlignArgs, json: bool
     let any = loader.load(&args.model, &args.tokenizer)?;
     with_model!(any, loaded => {
         let ids = loaded.tokenizer.encode(&prompt, true, false).map_err(text_err)?;
-        let request = GenerateRequest { max_tokens: args.max_new_tokens, sampling: Sampling::default(), stop_strings: Vec::new(), interventions: Vec::new() };
+        let request = args.writing.writing().request(args.max_new_tokens, Vec::new());
         let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, _| true).map_err(text_err)?;
         let edit = generation.text.trim();
         if json {

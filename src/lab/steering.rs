@@ -100,8 +100,8 @@ pub fn steering_experiment<B: Backend>(
         let request = GenerateRequest {
             max_tokens,
             sampling: Sampling { temperature: 0.0, ..Sampling::default() },
-            stop_strings: Vec::new(),
             interventions,
+            ..GenerateRequest::default()
         };
         neutral
             .iter()

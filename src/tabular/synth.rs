@@ -297,8 +297,7 @@ pub fn synthesise<B: Backend>(
                 seed: options.seed.wrapping_add(attempt as u64),
                 ..Sampling::default()
             },
-            stop_strings: Vec::new(),
-            interventions: Vec::new(),
+            ..GenerateRequest::default()
         };
         // The first `}` after a `{` closes the row: HARMONIC reads up to it.
         let generation = generate(model, tokenizer, &ids, &request, |_, so_far| {

@@ -10,7 +10,7 @@ use super::index::Index;
 use super::templates::{Label, Shot, Spanned, Table, Task};
 use super::{Result, TaskError};
 use crate::backend::Backend;
-use crate::generate::{generate, score_continuations, GenerateRequest, Sampling};
+use crate::generate::{generate, score_continuations, GenerateRequest, Writing};
 use crate::interp::attribution::position_scores;
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
@@ -182,24 +182,18 @@ fn encode_checked<B: Backend>(
 /// The seed wrapper's next turn: a model that starts it has finished its answer.
 const SEED_NEXT_TURN: &str = "\nHuman:";
 
-/// Greedy decoding of up to `max_tokens` after `text`, stopping at the end of the sequence or
-/// at one of `stop_strings`, each new piece passed to `on_text` as it comes.
-pub(crate) fn continue_greedily<B: Backend>(
+/// The continuation of `text` that `request` asks for (its tokens capped by the context left),
+/// each new piece passed to `on_text` as it comes.
+pub(crate) fn continue_text<B: Backend>(
     model: &Model<B>,
     tokenizer: &Tokenizer,
     text: &str,
     parse_special: bool,
-    max_tokens: usize,
-    stop_strings: &[&str],
+    mut request: GenerateRequest,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<String> {
     let ids = encode_checked(model, tokenizer, text, parse_special)?;
-    let request = GenerateRequest {
-        max_tokens: max_tokens.min(model.config().context_length - ids.len()),
-        sampling: Sampling::default(),
-        stop_strings: stop_strings.iter().map(|s| s.to_string()).collect(),
-        interventions: Vec::new(),
-    };
+    request.max_tokens = request.max_tokens.min(model.config().context_length - ids.len());
     let mut shown = 0;
     let generation = generate(model, tokenizer, &ids, &request, |_, so_far| {
         // A token can end inside a multi-byte character: show only whole characters.
@@ -216,23 +210,23 @@ pub(crate) fn continue_greedily<B: Backend>(
 }
 
 /// FMDLlama's explanation: the text the model writes after `Prediction: {label}.\nExplanation:`
-/// (the seed's expected output format), streamed through `on_text`.
+/// (the seed's expected output format), as `request` asks (it stops also where the seed's next
+/// turn would start), streamed through `on_text`.
 pub fn explain<B: Backend>(
     model: &Model<B>,
     tokenizer: &Tokenizer,
     task: &Task,
     prompt: &Prompt,
     label: &str,
-    max_tokens: usize,
+    mut request: GenerateRequest,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<String> {
     let (Some(answer), Some(explanation)) = (&task.answer_prefix, &task.explanation_prefix) else {
         return Err(TaskError::NoExplanationFormat(task.name.clone()));
     };
     let text = format!("{}{answer}{label}.\n{explanation}", prompt.spanned.text);
-    Ok(continue_greedily(model, tokenizer, &text, prompt.parse_special, max_tokens, &[SEED_NEXT_TURN], on_text)?
-        .trim()
-        .to_string())
+    request.stop_strings.push(SEED_NEXT_TURN.to_string());
+    Ok(continue_text(model, tokenizer, &text, prompt.parse_special, request, on_text)?.trim().to_string())
 }
 
 /// The seed's own evaluation: a free greedy generation, the label read by its regex
@@ -252,15 +246,8 @@ pub fn generate_freely<B: Backend>(
     max_tokens: usize,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<FreeGeneration> {
-    let text = continue_greedily(
-        model,
-        tokenizer,
-        &prompt.spanned.text,
-        prompt.parse_special,
-        max_tokens,
-        &[SEED_NEXT_TURN],
-        on_text,
-    )?;
+    let request = Writing::GREEDY.request(max_tokens, vec![SEED_NEXT_TURN.to_string()]);
+    let text = continue_text(model, tokenizer, &prompt.spanned.text, prompt.parse_special, request, on_text)?;
     let label = task.label_in_generation(&text).map(|l| l.name.clone());
     let explanation =
         task.explanation_prefix.as_deref().and_then(|p| text.find(p).map(|at| text[at + p.len()..].trim().to_string()));

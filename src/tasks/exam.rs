@@ -28,12 +28,13 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::classify::{chat_prompt, continue_greedily, score_labels};
+use super::classify::{chat_prompt, continue_text, score_labels};
 use super::pipeline::Mode;
 use super::rows::row_id;
 use super::templates::Label;
 use super::{Result, TaskError};
 use crate::backend::Backend;
+use crate::generate::Writing;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
@@ -354,7 +355,8 @@ pub fn answer<B: Backend>(
     };
     match mode {
         Mode::Generate => {
-            let text = continue_greedily(model, tokenizer, &prompt.spanned.text, true, max_new_tokens, &[], on_text)?;
+            let request = Writing::GREEDY.request(max_new_tokens, Vec::new());
+            let text = continue_text(model, tokenizer, &prompt.spanned.text, true, request, on_text)?;
             reply.answer = extract(&text, question.language, Reading::Faithful);
             reply.answer_normalised = Some(extract(&text, question.language, Reading::Normalised));
             reply.output = Some(text);

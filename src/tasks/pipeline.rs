@@ -15,6 +15,7 @@ use super::nrc::Nrc;
 use super::templates::{Table, Task};
 use super::{Result, TaskError};
 use crate::backend::Backend;
+use crate::generate::Writing;
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -80,6 +81,8 @@ pub struct Options {
     pub evidence: bool,
     pub affect: bool,
     pub max_new_tokens: usize,
+    /// How the explanation is written (the `generate` mode writes as the seeds do, greedily).
+    pub writing: Writing,
     /// Evidence goes through this many top heads and reports this many tokens.
     pub evidence_heads: usize,
     pub evidence_top: usize,
@@ -97,6 +100,7 @@ impl Default for Options {
             evidence: false,
             affect: false,
             max_new_tokens: 128,
+            writing: Writing::default(),
             evidence_heads: 10,
             evidence_top: 10,
             retrieve_k: 4,
@@ -106,7 +110,7 @@ impl Default for Options {
 }
 
 /// What a caller chooses for a classification, from the CLI's flags or the browser's options
-/// object (`{ explain, evidence, affect, mode, chat, maxNewTokens, k }`, all optional):
+/// object (`{ explain, evidence, affect, mode, chat, maxNewTokens, writing, k }`, all optional):
 /// [`Choices::check`] turns it into [`Options`] for both, the same way.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -119,6 +123,9 @@ pub struct Choices {
     /// The model's chat template instead of the seeds' `Human:` wrapper.
     pub chat: bool,
     pub max_new_tokens: Option<usize>,
+    /// How the explanation is written: `{ repetitionPenalty, noRepeatNgram, maxSentences,
+    /// oneParagraph }`, each left out taking [`Writing::default`]'s value.
+    pub writing: Option<Writing>,
     /// RAEmoLLM's k.
     pub k: Option<usize>,
 }
@@ -164,6 +171,8 @@ impl Choices {
             }
         };
         let defaults = Options::default();
+        let writing = self.writing.clone().unwrap_or_default();
+        writing.check().map_err(|e| TaskError::BadInput(format!("the explanation's writing: {e}")))?;
         let options = Options {
             wrapping: if self.chat { Wrapping::Chat } else { Wrapping::Seed },
             mode,
@@ -171,6 +180,7 @@ impl Choices {
             evidence: self.evidence,
             affect: self.affect,
             max_new_tokens: self.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+            writing,
             retrieve_k: self.k.unwrap_or(defaults.retrieve_k),
             ..defaults
         };
@@ -325,7 +335,7 @@ impl<'a, B: Backend> Classifier<'a, B> {
                 self.task,
                 &prompt,
                 &scores.labels[scores.best],
-                self.options.max_new_tokens,
+                self.options.writing.request(self.options.max_new_tokens, Vec::new()),
                 on_text,
             )?);
         }

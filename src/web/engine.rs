@@ -630,8 +630,8 @@ impl Engine {
             let request = GenerateRequest {
                 max_tokens,
                 sampling: Sampling { temperature, seed: seed.into(), ..Sampling::default() },
-                stop_strings: Vec::new(),
                 interventions: state.interventions(),
+                ..GenerateRequest::default()
             };
             state.compute(|loaded| {
                 let report = |id: u32, text: &str| match &on_token {

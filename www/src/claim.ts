@@ -106,6 +106,12 @@ async function check(): Promise<void> {
       explain: checked("claim-explain"),
       evidence: checked("claim-evidence"),
       affect,
+      writing: {
+        noRepeatNgram: element<HTMLInputElement>("claim-no-repeat").valueAsNumber,
+        maxSentences: element<HTMLInputElement>("claim-sentences").valueAsNumber,
+        repetitionPenalty: element<HTMLInputElement>("claim-penalty").valueAsNumber,
+        oneParagraph: checked("claim-paragraph"),
+      },
       ...(index === undefined ? {} : { index }),
       onText: (piece) => explanation.append(piece),
     });
