@@ -42,17 +42,66 @@ export function showToken(token: string): string {
   return token.replaceAll("\n", "⏎").replaceAll(" ", "·");
 }
 
-/** White to orange for a value in [0, 1]. */
-export function heat(value: number): string {
-  const v = Math.min(1, Math.max(0, value));
-  return `rgb(255 ${Math.round(255 - 120 * v)} ${Math.round(255 - 230 * v)})`;
+/** Cividis (Nuñez et al. 2018), sampled at 0, 0.25, 0.5, 0.75 and 1: readable with any colour vision. */
+const CIVIDIS: [number, number, number][] = [
+  [0, 32, 77],
+  [65, 77, 107],
+  [124, 123, 120],
+  [188, 175, 111],
+  [255, 234, 70],
+];
+
+/** The ends of the diverging scale: blue for negative, orange for positive, white between. */
+const NEGATIVE: [number, number, number] = [33, 102, 172];
+const POSITIVE: [number, number, number] = [230, 97, 1];
+
+function mix(a: [number, number, number], b: [number, number, number], t: number): [number, number, number] {
+  return [0, 1, 2].map((i) => Math.round(a[i]! + (b[i]! - a[i]!) * t)) as [number, number, number];
 }
 
-/** Blue for negative, white for zero, red for positive, scaled by `max`. */
+function rgb([r, g, b]: [number, number, number]): string {
+  return `rgb(${r} ${g} ${b})`;
+}
+
+/** Cividis at `value` in [0, 1] (sequential: probabilities). */
+export function heat(value: number): string {
+  const v = Math.min(1, Math.max(0, value)) * (CIVIDIS.length - 1);
+  const i = Math.min(CIVIDIS.length - 2, Math.floor(v));
+  return rgb(mix(CIVIDIS[i]!, CIVIDIS[i + 1]!, v - i));
+}
+
+/** White at zero, to blue at −max and orange at +max (signed values: LPI, patching, rewards). */
 export function diverging(value: number, max: number): string {
   const v = max > 0 ? Math.min(1, Math.abs(value) / max) : 0;
-  const fade = Math.round(255 - 200 * v);
-  return value >= 0 ? `rgb(255 ${fade} ${fade})` : `rgb(${fade} ${fade} 255)`;
+  return rgb(mix([255, 255, 255], value >= 0 ? POSITIVE : NEGATIVE, v));
+}
+
+/** Black or white, whichever reads better on `background` (an `rgb(r g b)` colour). */
+export function inkOn(background: string): string {
+  const [r, g, b] = (background.match(/\d+/g) ?? ["255", "255", "255"]).map(Number);
+  const luminance = 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
+  return luminance < 128 ? "#fff" : "#111";
+}
+
+/** Fills `element` with its background colour and a text colour that reads on it. */
+export function paint(element: HTMLElement, background: string): void {
+  element.style.background = background;
+  element.style.color = inkOn(background);
+}
+
+/**
+ * A colour bar into `target`: `colour` sampled across [0, 1], `caption` before it and `labels`
+ * spread under it (its ends, and the middle when three are given).
+ */
+export function legend(target: HTMLElement, caption: string, colour: (t: number) => string, labels: string[]): void {
+  const stops = Array.from({ length: 11 }, (_, i) => colour(i / 10)).join(", ");
+  const bar = make("span", "", "legend-bar");
+  bar.style.background = `linear-gradient(to right, ${stops})`;
+  bar.setAttribute("aria-hidden", "true");
+  const ticks = make("span", "", "legend-labels");
+  ticks.append(...labels.map((label) => make("span", label)));
+  target.replaceChildren(make("span", caption, "legend-caption"), bar, ticks);
+  target.dataset["labels"] = labels.join("|");
 }
 
 /** Rows of `label | bar | value` for a set of probabilities or scores. */

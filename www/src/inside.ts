@@ -4,7 +4,7 @@
  */
 
 import type { Attribution, LogitLens } from "../../pkg/src/index.js";
-import { diverging, element, heat, make, say, showToken, tokenRows, track } from "./dom.js";
+import { diverging, element, heat, legend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
 import { model } from "./model.js";
 
 const status = element<HTMLParagraphElement>("inside-status");
@@ -14,6 +14,8 @@ const ablatedTokens = element<HTMLTableElement>("ablated-tokens");
 const ablationBox = element<HTMLDivElement>("ablation-box");
 const lensGrid = element<HTMLTableElement>("lens-grid");
 const headGrid = element<HTMLTableElement>("head-grid");
+const lensLegend = element<HTMLDivElement>("lens-legend");
+const headLegend = element<HTMLDivElement>("head-legend");
 const headGridCaption = element<HTMLHeadingElement>("head-grid-caption");
 const floatToggle = element<HTMLInputElement>("inside-float");
 const floatHeads = element<HTMLDivElement>("float-heads");
@@ -48,7 +50,7 @@ function renderLens(lens: LogitLens): void {
     td.dataset["position"] = String(cell.position);
     if (top !== undefined) {
       td.dataset["token"] = top.token;
-      td.style.background = heat(top.prob);
+      paint(td, heat(top.prob));
       td.title = cell.tokens.map((t) => `${showToken(t.token)} ${t.prob.toFixed(3)}`).join("\n");
     }
     row.append(td);
@@ -56,6 +58,16 @@ function renderLens(lens: LogitLens): void {
   lensGrid.dataset["positions"] = String(positions);
   // The last layer on top, where the prediction is read.
   lensGrid.replaceChildren(head, ...[...rows.values()].reverse());
+  legend(lensLegend, "Probability of the cell's top token", heat, ["0", "0.5", "1"]);
+}
+
+/** The head grids' scale: LPI in nats, signed, up to `max` either way. */
+function headScale(max: number): void {
+  legend(headLegend, "LPI (nats): what the head adds to log p of the explained token", (t) => diverging(2 * t - 1, 1), [
+    `−${max.toFixed(2)}`,
+    "0",
+    `+${max.toFixed(2)}`,
+  ]);
 }
 
 function largestHeadScore(result: Attribution): number {
@@ -88,7 +100,7 @@ function renderHeads(table: HTMLTableElement, result: Attribution, max: number, 
       const td = make("td", value.toFixed(2));
       td.dataset["head"] = id;
       td.dataset["score"] = String(value);
-      td.style.background = diverging(value, max);
+      paint(td, diverging(value, max));
       td.title = `head ${id}: LPI ${value.toFixed(4)}`;
       if (marked.includes(id)) td.classList.add("top");
       if (interactive) {
@@ -102,6 +114,7 @@ function renderHeads(table: HTMLTableElement, result: Attribution, max: number, 
     rows.push(row);
   }
   table.replaceChildren(header, ...rows);
+  headScale(max);
 }
 
 function showTarget(result: Attribution, note = ""): void {
@@ -172,7 +185,7 @@ function showHead(id: string): void {
         const chip = make("span", showToken(p.token), "token");
         chip.dataset["position"] = String(p.position);
         chip.dataset["score"] = String(p.score);
-        chip.style.background = diverging(p.score, max);
+        paint(chip, diverging(p.score, max));
         chip.title = `position ${p.position}: c = ${p.score.toFixed(4)}`;
         return chip;
       }),

@@ -5,7 +5,7 @@
  */
 
 import type { PatchingGrid, PatchMethod, PatchSite } from "../../pkg/src/index.js";
-import { diverging, element, make, say, showToken, tokenRows, track } from "./dom.js";
+import { diverging, element, legend as drawLegend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
 import { model } from "./model.js";
 
 const patchStatus = element<HTMLParagraphElement>("patch-status");
@@ -30,6 +30,7 @@ const SITE_NAMES: Record<PatchingGrid["site"], string> = {
 
 const estimate = element<HTMLTableElement>("patch-estimate");
 const estimateLegend = element<HTMLParagraphElement>("patch-estimate-legend");
+const patchScale = element<HTMLDivElement>("patch-scale");
 
 /** One grid of `result` (the exact one or its first-order estimate) into `table`; none empties it. */
 function renderGrid(table: HTMLTableElement, cells: number[][] | undefined, result: PatchingGrid): void {
@@ -52,7 +53,7 @@ function renderGrid(table: HTMLTableElement, cells: number[][] | undefined, resu
       ...row.map((value, position) => {
         const cell = make("td", "", "cell");
         cell.dataset["value"] = String(value);
-        cell.style.background = diverging(value, 1);
+        paint(cell, diverging(value, 1));
         cell.title = `layer ${layer}, ${result.columns === "heads" ? "" : "position "}${columns[position] ?? ""}: ${value.toFixed(3)} of the clean run's metric restored`;
         return cell;
       }),
@@ -72,6 +73,7 @@ function renderResult(result: PatchingGrid): void {
     `clean ${result.clean_metric.toFixed(3)} is 1 (red), corrupted ${result.corrupt_metric.toFixed(3)} is 0 (white), below 0 is blue.`;
   const what = `the clean run's ${SITE_NAMES[result.site]} at that layer and ${result.columns === "heads" ? "head" : "position"}`;
   legend.textContent = result.grid === undefined ? "" : `Each cell: the corrupted run with ${what}, ${scale}`;
+  drawLegend(patchScale, "Share of the clean run's metric restored", (t) => diverging(2 * t - 1, 1), ["−1", "0", "1"]);
   estimateLegend.textContent =
     result.attribution_grid === undefined
       ? ""

@@ -1,7 +1,7 @@
 /** The Token rewards panel: SePO's per-token rewards from the loaded model and a reference. */
 
 import { Glassbox, type TokenRewards } from "../../pkg/src/index.js";
-import { diverging, element, make, showToken, track } from "./dom.js";
+import { diverging, element, legend, make, paint, showToken, track } from "./dom.js";
 import { backend, model } from "./model.js";
 
 const status = element<HTMLParagraphElement>("rewards-status");
@@ -29,11 +29,16 @@ function render(result: TokenRewards): void {
       chip.dataset["position"] = String(t.position);
       chip.dataset["reward"] = String(t.reward);
       chip.dataset["selected"] = String(t.selected);
-      chip.style.background = diverging(t.reward, max);
+      paint(chip, diverging(t.reward, max));
       chip.title = `r = ${t.reward.toFixed(4)} (oracle ${t.oracle_logprob.toFixed(3)}, reference ${t.reference_logprob.toFixed(3)})${t.selected ? ", selected" : ""}`;
       return chip;
     }),
   );
+  legend(element("rewards-legend"), "Reward r = log π_oracle − log π_ref (nats)", (t) => diverging(2 * t - 1, 1), [
+    `−${max.toFixed(2)}`,
+    "0",
+    `+${max.toFixed(2)}`,
+  ]);
   tokensView.dataset["state"] = "ready";
   tokensView.dataset["selectedCount"] = String(result.selected_count);
 }
