@@ -5,6 +5,7 @@
 
 import type { Attribution, LogitLens } from "../../pkg/src/index.js";
 import { diverging, element, heat, legend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
+import { addExports } from "./export.js";
 import { model } from "./model.js";
 
 const status = element<HTMLParagraphElement>("inside-status");
@@ -252,6 +253,9 @@ async function look(): Promise<void> {
 }
 
 export function setUpInsidePanel(): void {
+  addExports(lensGrid, "logit-lens");
+  addExports(headGrid, "head-lpi");
+  addExports(floatHeadGrid, "head-lpi-f32");
   floatToggle.addEventListener("change", () => void compareHeads());
   element<HTMLFormElement>("inside-form").addEventListener("submit", (event) => {
     event.preventDefault();

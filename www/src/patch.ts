@@ -6,6 +6,7 @@
 
 import type { PatchingGrid, PatchMethod, PatchSite } from "../../pkg/src/index.js";
 import { diverging, element, legend as drawLegend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
+import { addExports } from "./export.js";
 import { model } from "./model.js";
 
 const patchStatus = element<HTMLParagraphElement>("patch-status");
@@ -170,6 +171,8 @@ function setUpRecording(): void {
 }
 
 export function setUpPatchPanel(): void {
+  addExports(grid, "patching");
+  addExports(estimate, "patching-first-order");
   setUpPatching();
   setUpSteering();
   setUpRecording();

@@ -199,6 +199,15 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   const worst = Math.max(...heads.map((h) => Math.abs(h.score - nativeScore.get(h.id))));
   console.log(`# head LPI, shell vs CLI: max |Δ| = ${worst.toExponential(2)}`);
   assert.ok(worst <= TOLERANCE);
+  // The grid saves as CSV with the numbers it shows, and as a picture.
+  const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click('.exports[data-for="head-grid"] button[data-format="csv"]')]);
+  assert.equal(csvDownload.suggestedFilename(), "head-lpi.csv");
+  const [csvHeader, ...csvRows] = readFileSync(await csvDownload.path(), "utf8").trim().split("\r\n").map((line) => line.split(","));
+  assert.equal(csvHeader.length, 1 + Math.max(...native.heads.map((h) => h.head)) + 1);
+  const saved = csvRows.flatMap(([layer, ...cells]) => cells.map((v, h) => ({ id: `${layer}.${h}`, score: Number(v) })));
+  assert.deepEqual(saved.sort((a, b) => a.id.localeCompare(b.id)), [...heads].sort((a, b) => a.id.localeCompare(b.id)));
+  const [pngDownload] = await Promise.all([page.waitForEvent("download"), page.click('.exports[data-for="head-grid"] button[data-format="png"]')]);
+  assert.deepEqual([...readFileSync(await pngDownload.path()).subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
   // Each grid's colour scale is drawn with its ends: probabilities 0 to 1, LPI ± the largest.
   assert.equal(await page.getAttribute("#lens-legend", "data-labels"), "0|0.5|1");
   const largest = Math.max(...heads.map((h) => Math.abs(h.score))).toFixed(2);
@@ -246,6 +255,13 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   const floatCells = await page.$$eval("#head-grid-float td[data-head]", (tds) => tds.length);
   assert.equal(floatCells, native.heads.length);
   await shot(page, "inside-panel", "look-inside-f32");
+  // The same panel in the dark scheme and at a phone's width.
+  await page.emulateMedia({ colorScheme: "dark" });
+  await shot(page, "inside-panel", "look-inside-f32-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.setViewportSize({ width: 375, height: 900 });
+  await shot(page, "inside-panel", "look-inside-f32-375");
+  await page.setViewportSize({ width: 1200, height: 900 });
   await page.uncheck("#inside-float");
   await page.waitForSelector("#float-heads", { state: "hidden" });
 });
