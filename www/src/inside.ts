@@ -6,7 +6,8 @@
 import type { Attribution, LogitLens } from "../../pkg/src/index.js";
 import { diverging, element, heat, legend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
 import { addExports } from "./export.js";
-import { model } from "./model.js";
+import { model, modelLoaded } from "./model.js";
+import { readViewState, writeViewState } from "./view-state.js";
 
 const status = element<HTMLParagraphElement>("inside-status");
 const promptInput = element<HTMLInputElement>("inside-prompt");
@@ -227,6 +228,7 @@ async function ablateAndCompare(ablation: { heads?: string[]; neurons?: string[]
 async function look(): Promise<void> {
   const prompt = promptInput.value;
   shown = prompt;
+  writeViewState({ panel: "inside-panel", prompt });
   for (const view of [nextTokens, lensGrid, headGrid]) view.dataset["state"] = "working";
   const done = await track(status, "Reading the next token", async () => {
     const gb = model();
@@ -250,6 +252,14 @@ async function look(): Promise<void> {
     return;
   }
   if (floatToggle.checked) await compareHeads();
+}
+
+/** A fragment naming this panel and a prompt opens on that prompt, looked at once a model is in. */
+export function restoreInsideView(): void {
+  const { panel, prompt } = readViewState();
+  if (panel !== "inside-panel" || prompt === undefined) return;
+  promptInput.value = prompt;
+  if (modelLoaded()) void look();
 }
 
 export function setUpInsidePanel(): void {

@@ -1,11 +1,12 @@
 import { setUpClaimPanel } from "./claim.js";
 import { setUpExamPanel } from "./exam.js";
 import { setUpImagePanel } from "./image.js";
-import { setUpInsidePanel } from "./inside.js";
+import { restoreInsideView, setUpInsidePanel } from "./inside.js";
 import { setUpModelPanel } from "./model.js";
 import { setUpPatchPanel } from "./patch.js";
 import { setUpRewardsPanel } from "./rewards.js";
 import { setUpTablePanel } from "./table.js";
+import { followPanels } from "./view-state.js";
 
 setUpInsidePanel();
 setUpPatchPanel();
@@ -14,4 +15,5 @@ setUpClaimPanel();
 setUpExamPanel();
 setUpRewardsPanel();
 setUpTablePanel();
-void setUpModelPanel();
+followPanels();
+void setUpModelPanel().then(restoreInsideView);

@@ -5,8 +5,9 @@ import { shownUrl } from "../../pkg/src/source.js";
 import { progressText } from "../../pkg/src/view.js";
 import { renderCard } from "./card.js";
 import { describe, element, make, say, track } from "./dom.js";
+import { readViewState, writeViewState } from "./view-state.js";
 
-/** Served beside the page by `make demo`; `?model=` picks another. */
+/** Served beside the page by `make demo`; `?model=` or the fragment's `model=` picks another. */
 const DEFAULT_MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 const progressBar = element<HTMLProgressElement>("load-progress");
@@ -24,6 +25,10 @@ let current: Glassbox | null = null;
 export function model(): Glassbox {
   if (current === null) throw new Error("load a model in the Model panel first");
   return current;
+}
+
+export function modelLoaded(): boolean {
+  return current !== null;
 }
 
 /** The backend the user chose, for every model the page loads. */
@@ -74,6 +79,7 @@ async function load(label: string, source: string | File): Promise<void> {
   }
   current?.dispose();
   current = loaded;
+  writeViewState({ model: typeof source === "string" ? source : undefined });
   renderCard(card, tensorTypes, loaded.info());
   showBackend(loaded);
   say(status, `Loaded ${label}`, "ready");
@@ -118,7 +124,7 @@ export function setUpModelPanel(): Promise<void> {
   void listCache();
   const query = new URLSearchParams(location.search);
   // `?model=` with no value opens the page with nothing loaded.
-  const url = query.get("model") ?? DEFAULT_MODEL;
+  const url = query.get("model") ?? readViewState().model ?? DEFAULT_MODEL;
   urlInput.value = url || DEFAULT_MODEL;
   const choice = query.get("backend");
   if (choice === "cpu" || choice === "webgpu" || choice === "auto") backendChoice.value = choice;

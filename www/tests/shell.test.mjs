@@ -266,6 +266,26 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   await page.waitForSelector("#float-heads", { state: "hidden" });
 });
 
+test("a view in the URL's fragment opens on its model and prompt, and looking writes it back", { timeout: 600_000 }, async () => {
+  const prompt = "The capital of Italy is";
+  const nativeTop = cli(["logits", model, "--prompt", prompt, "--top-k", "1", "--json"]);
+  const { page: view, errors } = await openShell(`#inside-panel&model=${encodeURIComponent(MODEL)}&prompt=${encodeURIComponent(prompt)}`, { webgpu: false });
+  await waitFor(view, "#head-grid");
+  assert.equal(await view.inputValue("#inside-prompt"), prompt);
+  const top = (await nativeTop).top[0].token.replaceAll(" ", "·");
+  assert.match(await view.textContent("#target-line"), new RegExp(`^Explaining ${top} `));
+  await view.fill("#inside-prompt", "2+2=");
+  await view.click("#inside-form button");
+  await view.waitForFunction(() => new URLSearchParams(location.hash.split("&").slice(1).join("&")).get("prompt") === "2+2=");
+  await view.click('nav a[href="#patch-panel"]');
+  const fragment = new URL(view.url()).hash;
+  assert.ok(fragment.startsWith("#patch-panel&"), fragment);
+  const kept = new URLSearchParams(fragment.split("&").slice(1).join("&"));
+  assert.deepEqual([kept.get("model"), kept.get("prompt")], [`${site.origin}/${MODEL}`, "2+2="]);
+  assert.deepEqual(errors, []);
+  await view.close();
+});
+
 test("Patch & steer: the patching grid, the steered next tokens and the recorded file match the CLI", { timeout: 900_000 }, async () => {
   const [clean, corrupt, answer, wrong] = ["The capital of France is", "The capital of Italy is", " Paris", " Rome"];
   const nativeGrid = cli(["patch", model, "--clean", clean, "--corrupt", corrupt, "--answer", answer, "--wrong", wrong, "--json"]);
