@@ -78,10 +78,15 @@ impl Sampler {
         let s = &self.settings;
         let mut logits = logits.to_vec();
         let own = &context[context.len() - generated.min(context.len())..];
+        let unbanned = logits.clone();
         for banned in repeated_ngram_ends(own, s.no_repeat_ngram) {
             if let Some(l) = logits.get_mut(banned as usize) {
                 *l = f32::NEG_INFINITY;
             }
+        }
+        // A rule that bans every token (n = 1 over a tiny vocabulary) yields to the model.
+        if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+            logits = unbanned;
         }
         if s.repetition_penalty != 1.0 {
             let mut seen = std::collections::HashSet::new();
@@ -133,17 +138,30 @@ fn repeated_ngram_ends(tokens: &[u32], n: usize) -> Vec<u32> {
 }
 
 /// The end of the `n`-th sentence of `text` (just after its `.`, `!` or `?`), once a space or line
-/// break follows it. A full stop after a digit ends none, so that "1. " and "in 3. " do not count.
+/// break follows it. A full stop ends none after a list's number at the start of a line ("1. ")
+/// or after a one-letter word ("e.g. ", "U.S. ").
 fn end_of_sentence(text: &str, n: usize) -> Option<usize> {
     if n == 0 {
         return None;
     }
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut ends = chars.windows(3).filter_map(|w| {
-        let [(_, before), (i, c), (_, after)] = [w[0], w[1], w[2]];
-        let ends = matches!(c, '!' | '?') || (c == '.' && !before.is_ascii_digit());
-        (ends && after.is_whitespace()).then_some(i + 1)
-    });
+    let chars: Vec<char> = text.chars().collect();
+    let offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let ends_here = |k: usize| -> bool {
+        let word_start = chars[..k].iter().rposition(|c| c.is_whitespace() || *c == '.').map_or(0, |p| p + 1);
+        let word = &chars[word_start..k];
+        let list_number = !word.is_empty()
+            && word.iter().all(char::is_ascii_digit)
+            && chars[..word_start].iter().rev().take_while(|&&c| c != '\n').all(|c| c.is_whitespace());
+        let initial = word.len() == 1 && word[0].is_alphabetic();
+        match chars[k] {
+            '!' | '?' => true,
+            '.' => !list_number && !initial,
+            _ => false,
+        }
+    };
+    let mut ends = (0..chars.len().saturating_sub(1))
+        .filter(|&k| chars[k + 1].is_whitespace() && ends_here(k))
+        .map(|k| offsets[k] + 1);
     ends.nth(n - 1)
 }
 
@@ -231,6 +249,8 @@ pub enum StopReason {
 #[derive(Clone, Debug, Serialize)]
 pub struct Generation {
     pub text: String,
+    /// Every token generated: where a stop string, a sentence or a paragraph end cut the text,
+    /// the tokens past the cut too.
     pub ids: Vec<u32>,
     pub stop_reason: StopReason,
 }
@@ -395,12 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn sentences_end_at_a_stop_before_a_space_not_after_a_digit() {
-        let text = "It is false. 1. The date is 3.5 years off! Why? Then";
+    fn sentences_end_at_a_stop_before_a_space_not_after_a_list_number_or_an_initial() {
+        let text = "It is false.\n1. The rise in 2020. Is 3.5% e.g. off? Then";
         assert_eq!(end_of_sentence(text, 1), Some("It is false.".len()));
-        assert_eq!(end_of_sentence(text, 2), Some("It is false. 1. The date is 3.5 years off!".len()));
+        assert_eq!(end_of_sentence(text, 2), Some("It is false.\n1. The rise in 2020.".len()));
         assert_eq!(end_of_sentence(text, 3), Some(text.len() - " Then".len()));
         assert_eq!(end_of_sentence(text, 4), None);
+        assert_eq!(end_of_sentence("The U.S. rate fell. Then", 1), Some("The U.S. rate fell.".len()));
         assert_eq!(end_of_sentence("Done.", 1), None, "no space after it yet");
         assert_eq!(end_of_sentence(text, 0), None);
     }

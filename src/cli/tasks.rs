@@ -159,9 +159,9 @@ pub struct WritingArgs {
     /// Plain greedy decoding: no repetition rules, no sentence or paragraph stop.
     #[arg(long)]
     greedy_writing: bool,
-    /// CTRL's penalty on tokens already in the context (1: off).
+    /// CTRL's penalty on tokens already in the context (1: off), as `generate`'s.
     #[arg(long)]
-    repetition_penalty: Option<f32>,
+    repeat_penalty: Option<f32>,
     /// Never repeat a run of this many written tokens (0: off).
     #[arg(long)]
     no_repeat_ngram: Option<usize>,
@@ -177,7 +177,7 @@ impl WritingArgs {
     fn writing(&self) -> Writing {
         let base = if self.greedy_writing { Writing::GREEDY } else { Writing::default() };
         Writing {
-            repetition_penalty: self.repetition_penalty.unwrap_or(base.repetition_penalty),
+            repetition_penalty: self.repeat_penalty.unwrap_or(base.repetition_penalty),
             no_repeat_ngram: self.no_repeat_ngram.unwrap_or(base.no_repeat_ngram),
             max_sentences: self.max_sentences.unwrap_or(base.max_sentences),
             one_paragraph: self.one_paragraph.unwrap_or(base.one_paragraph),

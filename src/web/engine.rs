@@ -64,8 +64,9 @@ pub(super) struct State {
 const REREAD_HINT: &str =
     " (the model's file was read again: one deleted from this device's kept models since it was loaded must be loaded anew)";
 
-/// The f32 copy of the weights lives on the wasm heap beside the model itself (four bytes a
-/// weight): refused past this, so that both fit in wasm32's 4 GiB.
+/// The f32 copy of the weights (four bytes a weight) and the weights as stored, which may also be
+/// on the wasm heap, together: refused past this, which leaves the rest of wasm32's 4 GiB for
+/// the computations on either.
 const FLOAT_WEIGHTS_BUDGET: u64 = 2 << 30;
 
 /// `{ backend: "auto" | "webgpu" | "cpu", onProgress(loaded, total) }`, both optional.
@@ -138,12 +139,14 @@ impl State {
             return Ok(Rc::clone(loaded));
         }
         let source = self.reopened()?;
-        let bytes =
+        let as_f32 =
             source.header.tensors.iter().map(|t| t.element_count().saturating_mul(4)).fold(0, u64::saturating_add);
+        let bytes = as_f32.saturating_add(source.total);
         if bytes > FLOAT_WEIGHTS_BUDGET {
             return Err(model_error(format!(
-                "the model's weights as f32 need {} MB, past the {} MB this page gives them",
-                bytes >> 20,
+                "the model's weights as f32 ({} MB) beside them as stored ({} MB) need more than the {} MB this page gives them",
+                as_f32 >> 20,
+                source.total >> 20,
                 FLOAT_WEIGHTS_BUDGET >> 20
             )));
         }

@@ -24,6 +24,11 @@ const retrieved = element<HTMLOListElement>("claim-retrieved");
 const probeVerdict = element<HTMLParagraphElement>("claim-probe");
 const probeProbs = element<HTMLDivElement>("claim-probe-probs");
 const checked = (id: string) => element<HTMLInputElement>(id).checked;
+/** `{ [setting]: the number field's value }`, or nothing for an emptied field (the default applies). */
+const given = (setting: string, id: string) => {
+  const value = element<HTMLInputElement>(id).valueAsNumber;
+  return Number.isFinite(value) ? { [setting]: value } : {};
+};
 
 /** The lexicons are read once per model. */
 const withLexicons = new WeakSet<object>();
@@ -107,9 +112,9 @@ async function check(): Promise<void> {
       evidence: checked("claim-evidence"),
       affect,
       writing: {
-        noRepeatNgram: element<HTMLInputElement>("claim-no-repeat").valueAsNumber,
-        maxSentences: element<HTMLInputElement>("claim-sentences").valueAsNumber,
-        repetitionPenalty: element<HTMLInputElement>("claim-penalty").valueAsNumber,
+        ...given("noRepeatNgram", "claim-no-repeat"),
+        ...given("maxSentences", "claim-sentences"),
+        ...given("repetitionPenalty", "claim-penalty"),
         oneParagraph: checked("claim-paragraph"),
       },
       ...(index === undefined ? {} : { index }),

@@ -65,7 +65,7 @@ function rgb([r, g, b]: [number, number, number]): string {
 
 /** Cividis at `value` in [0, 1] (sequential: probabilities). */
 export function heat(value: number): string {
-  const v = Math.min(1, Math.max(0, value)) * (CIVIDIS.length - 1);
+  const v = (Number.isFinite(value) ? Math.min(1, Math.max(0, value)) : 0) * (CIVIDIS.length - 1);
   const i = Math.min(CIVIDIS.length - 2, Math.floor(v));
   return rgb(mix(CIVIDIS[i]!, CIVIDIS[i + 1]!, v - i));
 }
@@ -76,11 +76,18 @@ export function diverging(value: number, max: number): string {
   return rgb(mix([255, 255, 255], value >= 0 ? POSITIVE : NEGATIVE, v));
 }
 
-/** Black or white, whichever reads better on `background` (an `rgb(r g b)` colour). */
+/**
+ * Black or white, whichever contrasts more with `background` (an `rgb(r g b)` colour) by WCAG's
+ * relative luminance: white below about 0.18, where its contrast ratio overtakes black's.
+ */
 export function inkOn(background: string): string {
-  const [r, g, b] = (background.match(/\d+/g) ?? ["255", "255", "255"]).map(Number);
+  const linear = (channel: number) => {
+    const c = channel / 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const [r, g, b] = (background.match(/\d+/g) ?? ["255", "255", "255"]).map(Number).map(linear);
   const luminance = 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
-  return luminance < 128 ? "#fff" : "#111";
+  return 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05 ? "#fff" : "#111";
 }
 
 /** Fills `element` with its background colour and a text colour that reads on it. */

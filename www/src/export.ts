@@ -3,7 +3,7 @@
  * JSON, its picture (the cells' own colours and text) as SVG and PNG.
  */
 
-import { make } from "./dom.js";
+import { describe, make, say } from "./dom.js";
 
 /** A grid read back from its table: the column labels, and each row's label and cells. */
 interface GridContents {
@@ -36,9 +36,14 @@ function contents(table: HTMLTableElement): GridContents {
   };
 }
 
-/** RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. */
+/**
+ * RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. Text that
+ * is not a number and starts as a spreadsheet formula does (a token such as "=cmd") gets a
+ * leading apostrophe, so a spreadsheet shows it rather than running it.
+ */
 function csvField(text: string): string {
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  const inert = /^[=+\-@\t\r]/.test(text) && !Number.isFinite(Number(text)) ? `'${text}` : text;
+  return /[",\r\n]/.test(inert) ? `"${inert.replaceAll('"', '""')}"` : inert;
 }
 
 function toCsv(grid: GridContents): string {
@@ -57,8 +62,10 @@ function toJson(grid: GridContents, name: string): string {
 
 const CELL = { width: 56, height: 16, label: 64 };
 
+/** Text for an XML text node: markup escaped, and the control characters XML forbids dropped. */
 function escapeXml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
 }
 
 /** The grid drawn as SVG: a rectangle per cell in its colour, its text as the table shows it. */
@@ -93,7 +100,8 @@ function save(blob: Blob, file: string): void {
   link.href = url;
   link.download = file;
   link.click();
-  setTimeout(() => URL.revokeObjectURL(url), 0);
+  // Some browsers read the URL after the click returns.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function toPng(svg: string): Promise<Blob> {
@@ -117,6 +125,7 @@ async function toPng(svg: string): Promise<Blob> {
  */
 export function addExports(table: HTMLTableElement, name: string): void {
   const bar = make("p", "Save: ", "exports");
+  const problem = make("span", "", "hint");
   bar.dataset["for"] = table.id;
   const formats: [string, () => Promise<Blob> | Blob][] = [
     ["CSV", () => new Blob([toCsv(contents(table))], { type: "text/csv" })],
@@ -130,10 +139,16 @@ export function addExports(table: HTMLTableElement, name: string): void {
     button.dataset["format"] = format.toLowerCase();
     button.onclick = async () => {
       if (table.rows.length < 2) return;
-      save(await blobOf(), `${name}.${format.toLowerCase()}`);
+      try {
+        save(await blobOf(), `${name}.${format.toLowerCase()}`);
+        say(problem, "", "ready");
+      } catch (e) {
+        say(problem, `${format}: ${describe(e)}`, "error");
+      }
     };
     bar.append(button);
   }
+  bar.append(problem);
   const after = table.parentElement?.classList.contains("scroll") ? table.parentElement : table;
   after.after(bar);
 }

@@ -28,6 +28,8 @@ const neuronBody = element<HTMLTableElement>("neuron-table").tBodies[0] as HTMLT
 
 /** Heads compared between the quantised and f32 grids, as `glassbox compare-weights` does. */
 const COMPARED_HEADS = 10;
+/** Comparisons started, so that a stale one's results are dropped. */
+let comparisons = 0;
 
 /** The prompt the views show, kept so that an ablation re-runs the same one. */
 let shown = "";
@@ -130,21 +132,31 @@ function showTarget(result: Attribution, note = ""): void {
  */
 async function compareHeads(): Promise<void> {
   const compared = floatToggle.checked && attribution !== null;
+  const run = ++comparisons;
   floatHeads.hidden = !compared;
   headComparison.hidden = !compared;
   headGridCaption.hidden = !compared;
   if (!compared || attribution === null) {
-    if (attribution !== null) renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
+    if (attribution !== null) {
+      showTarget(attribution);
+      renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
+    }
     return;
   }
+  const prompt = shown;
+  // A later look or toggle starts another comparison; this one's results are then dropped.
+  const current = () => run === comparisons && prompt === shown;
   floatHeadGrid.dataset["state"] = "working";
   const done = await track(status, "Attributing with f32 weights (the first time loads a second copy of the model)", async () => {
     const gb = model();
-    const float = await gb.attribute(shown, { floatWeights: true });
+    const float = await gb.attribute(prompt, { floatWeights: true });
     let quantised = attribution as Attribution;
-    if (quantised.target.id !== float.target.id) {
+    if (current() && quantised.target.id !== float.target.id) {
       say(status, "Attributing the f32 weights' top token with the quantised weights…", "working");
-      quantised = await gb.attribute(shown, { target: float.target.id });
+      quantised = await gb.attribute(prompt, { target: float.target.id });
+    }
+    if (!current()) return false;
+    if (quantised !== attribution) {
       attribution = quantised;
       renderNeurons(quantised);
     }

@@ -71,7 +71,7 @@ function renderResult(result: PatchingGrid): void {
   renderGrid(estimate, result.attribution_grid, result);
   const scale =
     `as the fraction of logit(${result.answer}) − logit(${result.wrong}) restored: ` +
-    `clean ${result.clean_metric.toFixed(3)} is 1 (red), corrupted ${result.corrupt_metric.toFixed(3)} is 0 (white), below 0 is blue.`;
+    `clean ${result.clean_metric.toFixed(3)} is 1 (orange), corrupted ${result.corrupt_metric.toFixed(3)} is 0 (white), below 0 is blue.`;
   const what = `the clean run's ${SITE_NAMES[result.site]} at that layer and ${result.columns === "heads" ? "head" : "position"}`;
   legend.textContent = result.grid === undefined ? "" : `Each cell: the corrupted run with ${what}, ${scale}`;
   drawLegend(patchScale, "Share of the clean run's metric restored", (t) => diverging(2 * t - 1, 1), ["−1", "0", "1"]);

@@ -24,7 +24,8 @@ export function writeViewState(change: ViewState): void {
   const params = new URLSearchParams();
   if (state.model !== undefined) params.set("model", shownUrl(state.model));
   if (state.prompt !== undefined) params.set("prompt", state.prompt);
-  const fragment = [state.panel ?? "", params.toString()].filter((part) => part !== "").join("&");
+  // The panel's slot is written even when empty, so that a parameter is never read as a panel.
+  const fragment = params.size === 0 ? state.panel ?? "" : `${state.panel ?? ""}&${params.toString()}`;
   history.replaceState(null, "", fragment === "" ? location.pathname + location.search : `#${fragment}`);
 }
 
