@@ -151,10 +151,7 @@ impl State {
             )));
         }
         let config = Config::from_gguf(&source.header).map_err(model_error)?;
-        let model = Model::load(CandleBackend::with_float_weights(candle_core::Device::Cpu), config, &source)
-            .map_err(model_error)?;
-        let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
-        let loaded = Rc::new(Loaded::new(model, tokenizer).map_err(model_error)?);
+        let loaded = Rc::new(loaded_on(CandleBackend::with_float_weights(candle_core::Device::Cpu), config, &source)?);
         self.float_model.replace(Some(Rc::clone(&loaded)));
         Ok(loaded)
     }
@@ -309,15 +306,20 @@ pub(super) fn model_error(e: impl std::fmt::Display) -> JsValue {
     js_error(ErrorName::ModelError, e)
 }
 
+/// The model in `source` on `backend`, with its tokenizer.
+fn loaded_on<B: Backend>(backend: B, config: Config, source: &BlobGguf) -> Result<Loaded<B>, JsValue> {
+    let model = Model::load(backend, config, source).map_err(model_error)?;
+    let tokenizer = Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
+    Loaded::new(model, tokenizer).map_err(model_error)
+}
+
 /// Loads onto the backend `choice` names; `auto` takes WebGPU when a hardware adapter opens and
 /// this browser can wait for it, else the CPU with the reason. A software adapter (SwiftShader)
 /// runs the kernels on the CPU slower than the wasm CPU backend does (BENCHMARKS.md: about a
 /// ninth of its decode speed), so `auto` passes it over; `webgpu` still takes it.
 fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, JsValue> {
-    let tokenizer = || Tokenizer::from_gguf(&source.header).map_err(|e| js_error(ErrorName::TokenizerError, e));
     let cpu = |fallback_reason| -> Result<_, JsValue> {
-        let model = Model::load(CandleBackend::cpu(), config.clone(), source).map_err(model_error)?;
-        let loaded = Loaded::new(model, tokenizer()?).map_err(model_error)?;
+        let loaded = loaded_on(CandleBackend::cpu(), config.clone(), source)?;
         Ok(Placement { model: loaded.into(), device: "CPU (wasm)".to_string(), fallback_reason })
     };
     match choice {
@@ -331,8 +333,7 @@ fn load(choice: &str, config: Config, source: &BlobGguf) -> Result<Placement, Js
             #[cfg(feature = "webgpu")]
             Ok(gpu) => {
                 let device = format!("WebGPU: {}", gpu.description());
-                let model = Model::load(WebGpuBackend::new(gpu), config.clone(), source).map_err(model_error)?;
-                let loaded = Loaded::new(model, tokenizer()?).map_err(model_error)?;
+                let loaded = loaded_on(WebGpuBackend::new(gpu), config.clone(), source)?;
                 Ok(Placement { model: loaded.into(), device, fallback_reason: None })
             }
             Err(reason) if choice == "auto" => cpu(Some(reason)),
