@@ -21,11 +21,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use glassbox::gguf::{GgufFile, TensorInfo};
+use glassbox::gguf::GgufFile;
 use glassbox::hooks::Intervention;
 use glassbox::interp::ablation::Mask;
 use glassbox::interp::steering::SteeringVector;
-use glassbox::model::{Config, WeightSource};
+use glassbox::model::Config;
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
 
 use compute::{BackendChoice, Loader};
@@ -239,23 +239,6 @@ pub(crate) type Written = Result<std::io::Result<()>, String>;
 
 pub(crate) fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Written {
     Ok(writeln!(out, "{}", serde_json::to_string(value).map_err(text_err)?))
-}
-
-/// Reads weights from the file while advancing a progress bar on stderr.
-pub(crate) struct ProgressSource<'a> {
-    file: &'a GgufFile,
-    bar: indicatif::ProgressBar,
-}
-
-impl WeightSource for ProgressSource<'_> {
-    fn tensors(&self) -> &[TensorInfo] {
-        self.file.tensors()
-    }
-    fn read(&self, tensor: &TensorInfo) -> glassbox::model::Result<Vec<u8>> {
-        let bytes = self.file.read(tensor)?;
-        self.bar.inc(bytes.len() as u64);
-        Ok(bytes)
-    }
 }
 
 pub(crate) fn prompt_ids(tokenizer: &Tokenizer, args: &PromptArgs) -> Result<Vec<u32>, String> {

