@@ -399,7 +399,7 @@ class Model:
         answer: str,
         wrong: str,
         site: str = "resid_pre",
-        method: str = "exact",
+        method: str = "both",
         progress=None,
     ) -> Patching:
         """Activation patching of `site` (`resid_pre`, `attn_out`, `mlp_out`, `head`) from the
