@@ -436,51 +436,66 @@ class Model:
         listed in `.errors` with its line (`errors="report"`)."""
         if errors not in ("raise", "report"):
             raise InputError(f"errors={errors!r}: expected \"raise\" or \"report\"")
-        options = {
-            "explain": explain,
-            "evidence": evidence,
-            "affect": affect,
-            "mode": mode,
-            "chat": chat,
-            "maxNewTokens": max_new_tokens,
-            "k": k,
-        }
-        if writing is not None:
-            options["writing"] = writing
-        lines = _task_rows(rows)
+        options = _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k)
+        resources = {"retrieve": retrieve, "lexicons": lexicons, "minilm": minilm, "nrc": nrc}
+        out, failed = [], []
+        for result in self.classify_lines(task, _task_rows(rows), options, resources, progress=progress):
+            if "error" not in result:
+                out.append(result["row"])
+            elif errors == "raise":
+                raise InputError(f"line {result['line']}: {result['error']}")
+            else:
+                failed.append({k: result[k] for k in ("line", "id", "error")})
+        return Classification(rows=out, errors=failed)
+
+    def classify_lines(self, task: str, lines, options: Dict[str, Any], resources: Dict[str, Any], progress=None):
+        """The core of `classify` over `(line, JSON text or None, why unreadable or None)`:
+        one `{"line", "id", "row"}` or `{"line", "id", "error"}` per line, in order."""
         readable = [(line, text) for line, text, _ in lines if text is not None]
-        unreadable = [{"line": line, "id": None, "error": why} for line, text, why in lines if text is None]
-        if unreadable and errors == "raise":
-            raise InputError(f"line {unreadable[0]['line']}: {unreadable[0]['error']}")
+        results = {line: {"line": line, "id": None, "error": why} for line, text, why in lines if text is None}
+        path = lambda p: None if p is None else os.fspath(p)  # noqa: E731
         advance, close = _progress(progress, f"classify {task}")
         try:
-            results = self._native.classify(
+            answers = self._native.classify(
                 task,
                 [text for _, text in readable],
                 json.dumps(options),
-                None if retrieve is None else os.fspath(retrieve),
-                None if lexicons is None else os.fspath(lexicons),
-                None if minilm is None else os.fspath(minilm),
-                nrc,
+                path(resources.get("retrieve")),
+                path(resources.get("lexicons")),
+                path(resources.get("minilm")),
+                bool(resources.get("nrc", False)),
                 os.path.basename(self.path),
                 advance,
             )
         finally:
             close()
-        out, failed = [], list(unreadable)
-        for (line, text), (ok, answer) in zip(readable, results):
+        for (line, text), (ok, answer) in zip(readable, answers):
             if ok:
-                out.append(json.loads(answer))
+                row = json.loads(answer)
+                results[line] = {"line": line, "id": row.get("id"), "row": row}
                 continue
             try:
                 row_id = json.loads(text).get("id")
             except (ValueError, AttributeError):
                 row_id = None
-            if errors == "raise":
-                raise InputError(f"line {line}: {answer}")
-            failed.append({"line": line, "id": row_id, "error": answer})
-        failed.sort(key=lambda e: e["line"])
-        return Classification(rows=out, errors=failed)
+            results[line] = {"line": line, "id": row_id, "error": answer}
+        return [results[line] for line, _, _ in lines]
+
+
+def _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k):
+    """`classify`'s choices as the core reads them (the browser's option names)."""
+    options = {
+        "explain": explain,
+        "evidence": evidence,
+        "affect": affect,
+        "mode": mode,
+        "chat": chat,
+        "maxNewTokens": max_new_tokens,
+        "k": k,
+    }
+    if writing is not None:
+        options["writing"] = writing
+    return options
 
 
 def _prompt(prompt):

@@ -241,6 +241,14 @@ pub struct ClassifyArgs {
     /// Run only rows whose 0-based line number is i modulo n: `--shard 0/4` ... `--shard 3/4`.
     #[arg(long)]
     shard: Option<String>,
+    /// Run on Ray Data through the Python package (`python -m glassbox.ray`): on the cluster at
+    /// ADDRESS (`ray start --head` prints it), or on a local one started for the run. The
+    /// interpreter is $GLASSBOX_PYTHON, else python3.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "")]
+    ray: Option<String>,
+    /// Ray's workers, each opening the model once.
+    #[arg(long, default_value_t = 2)]
+    ray_workers: usize,
     /// `score` (constrained label scoring) or `generate` (the seeds' free generation and regex).
     #[arg(long, default_value = "score")]
     mode: String,
@@ -307,15 +315,8 @@ fn llm_embedder_name(model: &Path) -> String {
     pipeline::llm_embedder_name(&file_name(model))
 }
 
-/// Classifies every row of the input, writing each result as it finishes. A bad row is
-/// reported on stderr with its line number; the run goes on, and fails at the end if any did.
-pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
-    let table = Table::builtin();
-    let task = load_task(&table, &args.task, &args.task_file)?;
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
-    let input_file = read_file(&args.input)?;
-    let index = args.retrieve.as_deref().map(read_index).transpose()?;
-    let choices = Choices {
+fn choices(args: &ClassifyArgs) -> Choices {
+    Choices {
         explain: args.explain,
         evidence: args.evidence,
         affect: args.affect,
@@ -324,8 +325,56 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
         max_new_tokens: Some(args.max_new_tokens),
         writing: Some(args.writing.writing()),
         k: Some(args.k),
+    }
+}
+
+/// `classify` on Ray Data: the Python package's `glassbox.ray` with the same task, rows and
+/// choices, its exit status passed on.
+fn on_ray(args: &ClassifyArgs, task: &Task, choices: &Choices, address: &str) -> Written {
+    if args.shard.is_some() {
+        return Err("--shard and --ray do not go together: Ray splits the rows itself".into());
+    }
+    let task = match &args.task_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => task.name.clone(),
     };
+    let python = std::env::var_os("GLASSBOX_PYTHON").unwrap_or_else(|| "python3".into());
+    let mut command = std::process::Command::new(&python);
+    command.args(["-m", "glassbox.ray", "classify", "--task", &task, "--workers", &args.ray_workers.to_string()]);
+    command.arg("--model").arg(&args.model).arg("--input").arg(&args.input).arg("--output").arg(&args.output);
+    command.arg("--options").arg(serde_json::to_string(choices).map_err(text_err)?);
+    command.arg("--lexicons").arg(&args.resources.lexicons).arg("--minilm").arg(&args.resources.minilm);
+    if let Some(index) = &args.retrieve {
+        command.arg("--retrieve").arg(index);
+    }
+    if args.resources.nrc {
+        command.arg("--nrc");
+    }
+    if !address.is_empty() {
+        command.args(["--address", address]);
+    }
+    let status = command.status().map_err(|e| {
+        format!("{}: {e} (--ray runs the Python package: make setup installs it)", python.to_string_lossy())
+    })?;
+    match status.success() {
+        true => Ok(Ok(())),
+        false => Err(format!("the Ray run ended with {status}")),
+    }
+}
+
+/// Classifies every row of the input, writing each result as it finishes. A bad row is
+/// reported on stderr with its line number; the run goes on, and fails at the end if any did.
+pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
+    let table = Table::builtin();
+    let task = load_task(&table, &args.task, &args.task_file)?;
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let input_file = read_file(&args.input)?;
+    let index = args.retrieve.as_deref().map(read_index).transpose()?;
+    let choices = choices(args);
     let (options, embedder) = choices.check(&task, index.as_ref(), &file_name(&args.model)).map_err(text_err)?;
+    if let Some(address) = &args.ray {
+        return on_ray(args, &task, &choices, address);
+    }
     let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
     let minilm = match embedder {
         Some(QueryEmbedder::MiniLm) => Some(args.resources.minilm()?),

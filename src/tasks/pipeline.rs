@@ -112,7 +112,7 @@ impl Default for Options {
 /// What a caller chooses for a classification, from the CLI's flags or the browser's options
 /// object (`{ explain, evidence, affect, mode, chat, maxNewTokens, writing, k }`, all optional):
 /// [`Choices::check`] turns it into [`Options`] for both, the same way.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Choices {
     pub explain: bool,

@@ -1,0 +1,254 @@
+"""glassbox on Ray Data: a run goes from a laptop to a cluster without new code.
+
+Each worker is an actor that opens the model once and classifies (or attributes) batches of
+rows; Ray restarts an actor that dies and runs its batch again, so no row is lost or written
+twice. Every worker reads the model file from `model_path` itself: on a cluster that is a path
+every node can reach (a shared filesystem), or a local copy at the same path on each node.
+
+    import glassbox.ray
+    glassbox.ray.classify("claims.jsonl", "model.gguf", "fmd", output="out.jsonl", concurrency=4)
+
+From the command line: `glassbox classify ... --ray [ADDRESS]`, or
+`python -m glassbox.ray classify --model M --task fmd --input I --output O [--address A]`.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, Iterable, Optional
+
+from . import Model, _classify_options, _native, _task_rows
+
+
+def _init(address: Optional[str]):
+    import ray
+
+    if not ray.is_initialized():
+        # Without an address Ray starts a local cluster on this machine.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+class _Classifier:
+    """One worker: the model, opened once, classifying batches of `{line, text}` rows."""
+
+    def __init__(self, model_path, backend, threads, task, options, resources):
+        self.model = Model.open(model_path, backend=backend, threads=threads, progress=False)
+        self.task, self.options, self.resources = task, options, resources
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        lines = [(int(line), str(text), None) for line, text in zip(batch["line"], batch["text"])]
+        results = self.model.classify_lines(self.task, lines, self.options, self.resources, progress=False)
+        return _columns(results, lambda r: json.dumps(r["row"]))
+
+
+class _Attributor:
+    """One worker: the model, opened once, attributing batches of `{line, prompt}` rows."""
+
+    def __init__(self, model_path, backend, threads, options):
+        self.model = Model.open(model_path, backend=backend, threads=threads, progress=False)
+        self.options = options
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        results = []
+        for line, prompt in zip(batch["line"], batch["text"]):
+            try:
+                attribution = self.model.attribute(str(prompt), **self.options)
+                results.append({"line": int(line), "id": None, "row": attribution.__dict__})
+            except _native.GlassboxError as e:
+                results.append({"line": int(line), "id": None, "error": f"{type(e).__name__}: {e}"})
+        return _columns(results, lambda r: json.dumps(r["row"]))
+
+
+def _columns(results, encode):
+    """Per-row results as the columns a Ray batch returns: line, id, row (JSON) and error."""
+    return {
+        "line": [r["line"] for r in results],
+        "id": ["" if r["id"] is None else str(r["id"]) for r in results],
+        "row": [encode(r) if "row" in r else "" for r in results],
+        "error": [r.get("error", "") for r in results],
+    }
+
+
+def _run(ray, items, worker, constructor_kwargs, concurrency, num_cpus, num_gpus, batch_size):
+    """`worker` over the readable `items` (`{line, text, unreadable}`), with the unreadable ones
+    as error rows. The split is made here, not in Ray tasks: the actors may hold every CPU."""
+    readable = [{"line": i["line"], "text": i["text"]} for i in items if not i["unreadable"]]
+    unreadable = [{"line": i["line"], "id": "", "row": "", "error": i["unreadable"]} for i in items if i["unreadable"]]
+    result = ray.data.from_items(readable).map_batches(
+        worker,
+        fn_constructor_kwargs=constructor_kwargs,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
+    return result.union(ray.data.from_items(unreadable)) if unreadable else result
+
+
+def classify(
+    dataset,
+    model_path,
+    task: str,
+    output: Optional[str] = None,
+    address: Optional[str] = None,
+    concurrency: int = 2,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    batch_size: int = 16,
+    backend: str = "cpu",
+    threads: Optional[int] = None,
+    explain: bool = False,
+    evidence: bool = False,
+    affect: bool = False,
+    mode: str = "score",
+    chat: bool = False,
+    max_new_tokens: int = 128,
+    writing: Optional[Dict[str, Any]] = None,
+    retrieve=None,
+    k: int = 4,
+    lexicons=None,
+    minilm=None,
+    nrc: bool = False,
+):
+    """Classifies `dataset` (a JSONL path or a list of dicts) with `task` on Ray: `concurrency`
+    actors, each with `num_cpus` / `num_gpus` and the model opened once. Returns a Ray dataset of
+    `{line, id, row, error}` (`row` the output row as JSON, `error` empty), or with `output` writes
+    the rows (`.jsonl`, or a Parquet folder otherwise) and returns the count written and the
+    errors, each with its input line."""
+    ray = _init(address)
+    options = _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k)
+    absolute = lambda p: None if p is None else os.path.abspath(os.fspath(p))  # noqa: E731
+    resources = {
+        "retrieve": absolute(retrieve),
+        "lexicons": absolute(lexicons or "models/lexicons"),
+        "minilm": absolute(minilm or "models/all-MiniLM-L6-v2"),
+        "nrc": nrc,
+    }
+    kwargs = {
+        "model_path": os.path.abspath(os.fspath(model_path)),
+        "backend": backend,
+        "threads": threads,
+        "task": task,
+        "options": options,
+        "resources": resources,
+    }
+    items = [{"line": line, "text": text or "", "unreadable": why or ""} for line, text, why in _task_rows(dataset)]
+    result = _run(ray, items, _Classifier, kwargs, concurrency, num_cpus, num_gpus, batch_size)
+    return result if output is None else write(result, output)
+
+
+def attribute(
+    dataset,
+    model_path,
+    output: Optional[str] = None,
+    address: Optional[str] = None,
+    concurrency: int = 2,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    batch_size: int = 4,
+    backend: str = "cpu",
+    threads: Optional[int] = None,
+    **options,
+):
+    """`Model.attribute` over a dataset of prompts (a text file of one prompt per line, or a list
+    of strings) on Ray; `options` are `attribute`'s (`target`, `top`, `exact_neurons`, ...)."""
+    ray = _init(address)
+    if isinstance(dataset, (str, os.PathLike)):
+        with open(dataset, encoding="utf-8") as f:
+            prompts = [line.rstrip("\n") for line in f]
+    else:
+        prompts = list(dataset)
+    items = [{"line": i + 1, "text": p, "unreadable": ""} for i, p in enumerate(prompts) if p.strip()]
+    kwargs = {
+        "model_path": os.path.abspath(os.fspath(model_path)),
+        "backend": backend,
+        "threads": threads,
+        "options": options,
+    }
+    result = _run(ray, items, _Attributor, kwargs, concurrency, num_cpus, num_gpus, batch_size)
+    return result if output is None else write(result, output)
+
+
+def write(result, output: str):
+    """Writes a run's rows: JSONL when `output` ends in `.jsonl` (one output row per line, as the
+    CLI writes them), else a Parquet folder of `line, id, row, error`. Returns `(written,
+    errors)`, the errors `{line, id, error}` in line order."""
+    written, errors = 0, []
+    if str(output).endswith(".jsonl"):
+        with open(output, "w", encoding="utf-8") as f:
+            for r in result.iter_rows():
+                if r["error"]:
+                    errors.append({"line": int(r["line"]), "id": r["id"] or None, "error": r["error"]})
+                else:
+                    f.write(r["row"] + "\n")
+                    written += 1
+    else:
+        rows = result.materialize()
+        rows.write_parquet(output)
+        for r in rows.iter_rows():
+            if r["error"]:
+                errors.append({"line": int(r["line"]), "id": r["id"] or None, "error": r["error"]})
+            else:
+                written += 1
+    errors.sort(key=lambda e: e["line"])
+    return written, errors
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glassbox.ray", description="glassbox runs on Ray Data")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("classify", help="classify JSONL rows with a claim task")
+    run.add_argument("--model", required=True)
+    run.add_argument("--task", required=True)
+    run.add_argument("--input", required=True)
+    run.add_argument("--output", required=True, help="a .jsonl file, or a Parquet folder")
+    run.add_argument("--address", help="a Ray cluster (ray start --head prints it); a local one when left out")
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--num-cpus", type=float, default=1)
+    run.add_argument("--num-gpus", type=float, default=0)
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--backend", default="cpu")
+    run.add_argument("--threads", type=int)
+    run.add_argument("--options", default="{}", help="classify's options as JSON (the browser's names)")
+    run.add_argument("--retrieve")
+    run.add_argument("--lexicons")
+    run.add_argument("--minilm")
+    run.add_argument("--nrc", action="store_true")
+    args = parser.parse_args(argv)
+    options = json.loads(args.options)
+    written, errors = classify(
+        args.input,
+        args.model,
+        args.task,
+        output=args.output,
+        address=args.address,
+        concurrency=args.workers,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        threads=args.threads,
+        explain=options.get("explain", False),
+        evidence=options.get("evidence", False),
+        affect=options.get("affect", False),
+        mode=options.get("mode", "score"),
+        chat=options.get("chat", False),
+        max_new_tokens=options.get("maxNewTokens", 128),
+        writing=options.get("writing"),
+        k=options.get("k", 4),
+        retrieve=args.retrieve,
+        lexicons=args.lexicons,
+        minilm=args.minilm,
+        nrc=args.nrc,
+    )
+    for e in errors:
+        print(f"{args.input}:{e['line']}: {e['error']}", file=sys.stderr)
+    print(f"classify: {written} rows written to {args.output}, {len(errors)} errors", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
