@@ -9,7 +9,7 @@ WASM_PROFILE ?= release
 NATIVE := --features webgpu,lab
 SETUP_STAMP := .tools/setup.stamp
 
-.PHONY: fuzz help setup gemma3 demo test test-native lint fmt-check lint-wasm check-cuda check-aarch64 cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
+.PHONY: fuzz help setup gemma3 demo test test-native python test-python lint fmt-check lint-wasm check-cuda check-aarch64 cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
 
 help:
 	@echo "make demo    serve the web shell on http://127.0.0.1:$(PORT)/ with the default model"
@@ -29,7 +29,7 @@ gemma3:
 	python3 scripts/fetch_models.py --gemma3
 
 # Setup only when it has never completed here, or its inputs changed since.
-$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py Cargo.lock www/package-lock.json
+$(SETUP_STAMP): scripts/setup.sh scripts/fetch_models.py Cargo.lock www/package-lock.json python/requirements.txt
 	$(MAKE) setup
 
 pkg: $(SETUP_STAMP)
@@ -52,6 +52,7 @@ test: $(SETUP_STAMP)
 	@rm -f .tools/phase-times
 	scripts/phase.sh "format" $(MAKE) fmt-check
 	scripts/phase.sh "native tests" $(MAKE) native-build test-native
+	scripts/phase.sh "python tests" $(MAKE) test-python
 	WASM_LINT=1 scripts/phase.sh "wasm build+lint" $(MAKE) WASM_PROFILE=dev web
 	scripts/phase.sh "browser tests" $(MAKE) WASM_PROFILE=dev browser-tests
 	@echo "make test: phase times"
@@ -72,11 +73,24 @@ test-native:
 	mkdir -p -m 700 .tools/xdg-runtime
 	$(CLIPPY_BUILD) XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE)
 
+# The Python extension module (python/), built by maturin in the dev profile beside the native
+# test build (the same features, so the core is not built again) and installed, editable, into
+# .venv-python; clippy lints it as it compiles.
+PYTHON_VENV := .venv-python
+python:
+	$(CLIPPY_BUILD) VIRTUAL_ENV=$(CURDIR)/$(PYTHON_VENV) PATH=$(CURDIR)/$(PYTHON_VENV)/bin:$$PATH \
+	  maturin develop --quiet --manifest-path python/Cargo.toml
+
+# Parity with the CLI the native build made, and Ray on a local two-worker cluster.
+test-python: python
+	mkdir -p -m 700 .tools/xdg-runtime
+	XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} $(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+
 lint: fmt-check lint-wasm
 	cargo clippy --all-targets $(NATIVE) -- -D warnings
 
 fmt-check:
-	cargo fmt --check
+	cargo fmt --all --check
 
 lint-wasm:
 	scripts/wasm-cargo.sh clippy --lib --features webgpu -- -D warnings

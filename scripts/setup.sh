@@ -55,5 +55,17 @@ if [ "${GLASSBOX_SKIP_GEMMA3:-}" != 1 ]; then
   python3 scripts/fetch_models.py --gemma3
 fi
 
+step "Python package environment (.venv-python: maturin, NumPy, pandas, Ray, pytest)"
+if [ .venv-python/.installed -nt python/requirements.txt ]; then
+  echo ".venv-python up to date"
+else
+  python3 -m venv .venv-python
+  .venv-python/bin/pip install --quiet --disable-pip-version-check -r python/requirements.txt
+  touch .venv-python/.installed
+fi
+
+step "the glassbox Python package, built and installed into .venv-python"
+make --no-print-directory python
+
 echo
 echo "setup: done"
