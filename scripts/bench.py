@@ -500,6 +500,70 @@ def splice_vqa():
     splice(vqa_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --vqa`. "))
 
 
+PYTHON_VENV = ROOT / ".venv-python"
+RAY_RUN = r"""
+import json, sys, time
+import ray
+import glassbox.ray
+model, task, gold, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+start = time.perf_counter()
+ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+started = time.perf_counter()
+written, errors = glassbox.ray.classify(gold, model, task, output=sys.argv[5], concurrency=workers, threads=1, batch_size=8)
+done = time.perf_counter()
+ray.shutdown()
+print(json.dumps({"start_s": started - start, "run_s": done - started, "written": written, "errors": len(errors)}))
+"""
+
+
+def ray_section(note=""):
+    """Rows per second of `glassbox.ray.classify` with one and two workers (one kernel thread
+    each) on the CC0 claim sets, against the plain CLI in one process, label scoring with
+    SmolLM2. The extension module is built in release, as `pip install ./python` builds it."""
+    env = dict(os.environ, VIRTUAL_ENV=str(PYTHON_VENV), PATH=f"{PYTHON_VENV / 'bin'}:{os.environ['PATH']}",
+               CARGO_TARGET_DIR=str(TARGET))
+    run([str(PYTHON_VENV / "bin" / "maturin"), "develop", "--release", "--quiet", "--manifest-path", "python/Cargo.toml"], env=env)
+    glassbox = str(TARGET / "release" / "glassbox")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="glassbox-ray-"))
+    lines = [
+        "## Claim tasks at scale, on Ray",
+        "",
+        f"{note}`glassbox.ray.classify` (Ray Data, one actor per worker opening the model once, batches of 8) "
+        f"on a local Ray cluster of this machine ({os.cpu_count()} cores), against `glassbox classify` in one "
+        "process; SmolLM2-135M-Instruct, label scoring, release builds, one kernel thread per worker. "
+        "Rows per second count the run from the call to the last row written, the model loads included; "
+        "starting the cluster is timed apart.",
+        "",
+        "| task | engine | threads / workers | rows | rows / s | × CLI, 1 thread | cluster start s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, gold, title in CLAIM_SETS:
+        rows = sum(1 for line in open(ROOT / gold) if line.strip())
+        start = time.perf_counter()
+        subprocess.run([glassbox, "--backend", "cpu", "--threads", "1", "classify", MODEL, "--task", task, "--input", gold,
+                        "--output", str(work / "cli.jsonl")], check=True, cwd=ROOT, capture_output=True)
+        cli_rate = rows / (time.perf_counter() - start)
+        lines.append(f"| {title} | `glassbox classify` | 1 | {rows} | {cli_rate:.2f} | 1.00 | — |")
+        for workers in (1, 2):
+            out = subprocess.run([str(PYTHON_VENV / "bin" / "python"), "-c", RAY_RUN, str(MODEL), task, gold, str(workers),
+                                  str(work / "ray.jsonl")], check=True, cwd=ROOT, capture_output=True, text=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            assert result["written"] == rows and result["errors"] == 0, result
+            rate = rows / result["run_s"]
+            lines.append(f"| {title} | `glassbox.ray.classify` | {workers} | {rows} | {rate:.2f} | "
+                         f"{rate / cli_rate:.2f} | {result['start_s']:.1f} |")
+        print(f"bench: ray {task} done", flush=True)
+    shutil.rmtree(work)
+    lines.append("")
+    return lines
+
+
+def splice_ray():
+    """`bench.py --ray`: re-measures only the Ray section of BENCHMARKS.md."""
+    build()
+    splice(ray_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --ray`. "))
+
+
 def splice_claims():
     """`bench.py --claims`: re-measures only the claim-task section of BENCHMARKS.md."""
     build()
@@ -703,6 +767,8 @@ def main():
         return splice_vqa()
     if sys.argv[1:] == ["--explanations"]:
         return splice_explanations()
+    if sys.argv[1:] == ["--ray"]:
+        return splice_ray()
     if sys.argv[1:] == ["--exam"]:
         return splice_exam()
     if sys.argv[1:] == ["--harmonic"]:
@@ -747,6 +813,7 @@ def main():
         *attribution_section(),
         *claims_section(),
         *explanations_section(),
+        *ray_section(),
         *exam_section(),
         *harmonic_section(),
         *vqa_section(),

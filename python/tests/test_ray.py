@@ -87,3 +87,15 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_row(cluster):
     ids = [r["id"] for r in seen]
     assert all(r["error"] == "" for r in seen)
     assert sorted(ids) == sorted(r["id"] for r in rows)  # none lost, none twice
+
+
+def test_attribution_over_prompts_equals_a_single_process(cluster):
+    prompts = ["The capital of France is", "One, two, three,", "Hello"]
+    result = glassbox.ray.attribute(prompts, TINY, concurrency=2, threads=1, top=5, exact_neurons=10)
+    rows = sorted(result.iter_rows(), key=lambda r: r["line"])
+    assert [r["line"] for r in rows] == [1, 2, 3] and all(r["error"] == "" for r in rows)
+    single = glassbox.Model.open(TINY, backend="cpu", threads=1)
+    for row, prompt in zip(rows, prompts):
+        alone = single.attribute(prompt, top=5, exact_neurons=10)
+        by_ray = json.loads(row["row"])
+        assert by_ray["target"] == alone.target and by_ray["heads"] == alone.heads and by_ray["neurons"] == alone.neurons
