@@ -41,6 +41,8 @@ __all__ = [
     "Lens",
     "Patching",
     "Classification",
+    "Evaluation",
+    "evaluate",
     "GlassboxError",
     "GgufError",
     "ModelError",
@@ -259,6 +261,43 @@ class Classification:
             entry.update({f"p_{label}": p for label, p in row.get("probs", {}).items()})
             flat.append(entry)
         return _frame(flat)
+
+
+@dataclass
+class Evaluation:
+    """`glassbox evaluate`'s report (accuracy, F1s, confusion, ROUGE, the FMD score; for `exam`,
+    the accuracy per profession and subject) and the rows it skipped, each `{"side", "line",
+    "error"}`."""
+
+    report: Dict[str, Any]
+    problems: List[Dict[str, Any]]
+
+    def to_pandas(self):
+        """Precision, recall, F1 and support per class (claim tasks)."""
+        per_class = self.report.get("per_class")
+        if per_class is None:
+            raise InputError("this report has no per-class table")
+        return _frame([dict(label=label, **scores) for label, scores in per_class.items()])
+
+
+def _jsonl_bytes(rows) -> bytes:
+    if isinstance(rows, (str, os.PathLike)):
+        with open(rows, "rb") as f:
+            return f.read()
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        rows = rows.to_dict(orient="records")
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def evaluate(task: str, gold, pred) -> Evaluation:
+    """Scores `pred` against `gold` (JSONL paths, lists of dicts or DataFrames), matched by id, as
+    `glassbox evaluate` does: `{"id", "label", "explanation"?}` rows for the claim tasks, exam
+    questions and replies for `exam`. Classification rows (`Classification.rows`) are valid
+    predictions."""
+    report, problems = _native.evaluate(task, _jsonl_bytes(gold), _jsonl_bytes(pred))
+    return Evaluation(
+        report=json.loads(report), problems=[{"side": s, "line": l, "error": e} for s, l, e in problems]
+    )
 
 
 def _task_rows(rows) -> List[Tuple[int, Optional[str], Optional[str]]]:

@@ -553,12 +553,35 @@ fn jsonl_rows(bytes: Vec<u8>) -> Vec<(usize, Option<String>, Option<String>)> {
         .collect()
 }
 
+/// A row `evaluate` skipped: its side, line and why.
+type RowProblem = (&'static str, usize, String);
+
+/// `glassbox evaluate`: `pred` against `gold` (JSONL bytes) for `task`, as the report's JSON and
+/// each skipped or repeated row as `(side, line, why)`, side `"gold"` or `"pred"`.
+#[pyfunction]
+fn evaluate(task: &str, gold: Vec<u8>, pred: Vec<u8>) -> PyResult<(String, Vec<RowProblem>)> {
+    let evaluation = glassbox::tasks::evaluate::evaluate(task, &gold, &pred).map_err(|e| Failure::from(e).into_py())?;
+    let problems = evaluation
+        .problems
+        .into_iter()
+        .map(|p| {
+            let side = match p.side {
+                glassbox::tasks::evaluate::Side::Gold => "gold",
+                glassbox::tasks::evaluate::Side::Pred => "pred",
+            };
+            (side, p.line, p.message)
+        })
+        .collect();
+    Ok((evaluation.report.to_string(), problems))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(steering_vector, m)?)?;
     m.add_function(wrap_pyfunction!(jsonl_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     for (name, class) in [
         ("GlassboxError", py.get_type::<errors::GlassboxError>()),
         ("GgufError", py.get_type::<errors::GgufError>()),

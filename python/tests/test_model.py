@@ -216,3 +216,19 @@ def test_a_small_model_opens_on_its_own():
     tiny = glassbox.Model.open(TINY, backend="cpu", threads=1)
     assert tiny.cfg["vocab_size"] == 49152 and tiny.backend == "cpu"
     assert tiny.to_str_tokens("Hello world") == ["Hello", " world"]
+
+
+def test_evaluate_equals_the_cli(smollm2, tmp_path):
+    rows = [json.loads(line) for line in FMD.read_text().splitlines()[:6]]
+    predicted = smollm2.classify("fmd", rows).rows
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(r) + "\n" for r in predicted) + "not json\n")
+    ours = glassbox.evaluate("fmd", FMD, predicted + [{"id": "x"}])
+    theirs = cli_json("evaluate", "--task", "fmd", "--gold", FMD, "--pred", pred)
+    assert ours.report["accuracy"] == theirs["accuracy"] and ours.report["confusion"] == theirs["confusion"]
+    assert ours.report["macro_f1"] == pytest.approx(theirs["macro_f1"], abs=1e-12)
+    assert ours.problems == [{"side": "pred", "line": 7, "error": "not a JSON object with an \"id\" and a string \"label\""}]
+    assert len(ours.report["missing"]) == 54
+    assert set(ours.to_pandas()["label"]) <= {"True", "False", "NEI"}
+    with pytest.raises(glassbox.InputError, match="no prediction matches"):
+        glassbox.evaluate("fmd", FMD, [{"id": "nobody", "label": "True"}])

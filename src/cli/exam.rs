@@ -1,7 +1,6 @@
 //! EMPEC's exam: `exam` (questions in, replies out, the accuracy table at the end),
 //! `exam extract` (the answer letters of replies, without a model) and `evaluate --task exam`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -173,78 +172,4 @@ fn extract_replies(args: &ExtractArgs) -> Written {
         return Err(format!("{failed} of {} rows failed (see the messages above)", written + failed));
     }
     Ok(Ok(()))
-}
-
-/// A reply row's letter field: a letter, `null` (no answer), or absent.
-fn letter_field(row: &Value, key: &str) -> Result<Option<Option<char>>, String> {
-    match row.get(key) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) if s.len() == 1 && exam::LETTERS.contains(&s.chars().next().unwrap_or(' ')) => {
-            Ok(Some(s.chars().next()))
-        }
-        Some(other) => Err(format!("\"{key}\": {other} is not A, B, C, D or null")),
-    }
-}
-
-/// `evaluate --task exam`: the questions' answers against the replies' letters, matched by id.
-pub fn evaluate(out: &mut impl Write, gold_path: &Path, pred_path: &Path) -> Written {
-    let mut problems = 0usize;
-    let mut report_problem = |path: &Path, number: usize, why: &str| {
-        eprintln!("{}:{number}: {}", path.display(), escape_controls(why));
-        problems += 1;
-    };
-    let mut questions = Vec::new();
-    for (number, line) in jsonl_lines(&read_file(gold_path)?) {
-        match line.and_then(|line| Question::from_row(line).map_err(text_err)) {
-            Ok(question) if question.answer.is_some() => questions.push(question),
-            Ok(question) => report_problem(gold_path, number, &format!("id {:?} has no \"answer\"", question.id)),
-            Err(e) => report_problem(gold_path, number, &e),
-        }
-    }
-    let mut replies: HashMap<String, (Option<char>, Option<Option<char>>)> = HashMap::new();
-    for (number, line) in jsonl_lines(&read_file(pred_path)?) {
-        let row = line.and_then(|line| {
-            let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-            let id = row_id(&value["id"]).ok_or("no \"id\" (a string or a number)")?;
-            let answer = letter_field(&value, "answer")?.ok_or("no \"answer\" (a letter or null)")?;
-            Ok((id, answer, letter_field(&value, "answer_normalised")?))
-        });
-        match row {
-            Ok((id, answer, normalised)) => {
-                if replies.insert(id.clone(), (answer, normalised)).is_some() {
-                    report_problem(
-                        pred_path,
-                        number,
-                        &format!("id {id:?} repeats an earlier row; the later one counts"),
-                    );
-                }
-            }
-            Err(e) => report_problem(pred_path, number, &e),
-        }
-    }
-    let mut missing = Vec::new();
-    let mut scored = Vec::new();
-    for question in &questions {
-        match (replies.get(&question.id), question.answer) {
-            (Some(&(answer, normalised)), Some(gold)) => scored.push(Scored {
-                gold,
-                answer,
-                normalised,
-                profession: question.profession.as_deref(),
-                subject: question.subject.as_deref(),
-            }),
-            _ => missing.push(question.id.as_str()),
-        }
-    }
-    if scored.is_empty() {
-        return Err(format!("no reply in {} matches a question of {}", pred_path.display(), gold_path.display()));
-    }
-    if !missing.is_empty() || problems > 0 {
-        eprintln!("evaluate: {} questions without a reply, {problems} rows skipped or repeated", missing.len());
-    }
-    print_json(
-        out,
-        &json!({ "task": "exam", "report": exam::report(&scored), "missing": missing, "problems": problems }),
-    )
 }

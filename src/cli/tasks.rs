@@ -1,17 +1,16 @@
 //! The claim tasks' commands: `classify` (JSONL in, JSONL out), `index build`, `align`, and
 //! `evaluate` (metrics of predictions against gold labels).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use glassbox::generate::{generate, Writing};
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
+use glassbox::tasks::evaluate::Side;
 use glassbox::tasks::index::{vote, Index, Record};
-use glassbox::tasks::metrics::{classification, fmd_score, rouge, rouge_tokens, MAX_ROUGE_TOKENS};
 use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
-use glassbox::tasks::rows::{jsonl_lines, parse_row, row_id};
+use glassbox::tasks::rows::{jsonl_lines, parse_row};
 use glassbox::tasks::templates::{Table, Task};
 use glassbox::with_model;
 use serde_json::{json, Value};
@@ -35,118 +34,24 @@ pub struct EvaluateArgs {
     pred: PathBuf,
 }
 
-/// One JSONL row's id, label and explanation.
-struct Row {
-    label: String,
-    explanation: Option<String>,
-}
-
-/// What a prediction of `null` (a free generation that names no label) is scored as: a label
-/// of its own, wrong for every gold row, as the seeds' evaluation counts it.
-const NO_LABEL: &str = "(none)";
-
-/// The rows of a JSONL file by id. A row that is not an object with a string or number `id`
-/// and a string `label` (or, where `null_allowed`, `null`) is reported on stderr with its line
-/// number, and skipped.
-fn read_rows(path: &Path, null_allowed: bool, problems: &mut usize) -> Result<HashMap<String, Row>, String> {
-    let mut rows = HashMap::new();
-    for (number, line) in jsonl_lines(&read_file(path)?) {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("{}:{number}: {e}", path.display());
-                *problems += 1;
-                continue;
-            }
-        };
-        let parsed: Result<Value, _> = serde_json::from_str(line);
-        let row = parsed.ok().and_then(|v| {
-            let id = row_id(&v["id"])?;
-            let label = match &v["label"] {
-                Value::String(label) => label.clone(),
-                Value::Null if null_allowed && v.get("label").is_some() => NO_LABEL.to_string(),
-                _ => return None,
-            };
-            Some((id, Row { label, explanation: v["explanation"].as_str().map(str::to_string) }))
-        });
-        match row {
-            Some((id, mut row)) => {
-                let explanation_tokens = row.explanation.as_deref().map_or(0, |e| rouge_tokens(e).len());
-                if explanation_tokens > MAX_ROUGE_TOKENS {
-                    eprintln!(
-                        "{}:{number}: the explanation is {explanation_tokens} words; ROUGE compares at most \
-                         {MAX_ROUGE_TOKENS}, so this row is scored without it",
-                        path.display()
-                    );
-                    row.explanation = None;
-                    *problems += 1;
-                }
-                if rows.insert(id.clone(), row).is_some() {
-                    eprintln!("{}:{number}: id {id:?} repeats an earlier row; the later one counts", path.display());
-                    *problems += 1;
-                }
-            }
-            None => {
-                eprintln!("{}:{number}: not a JSON object with an \"id\" and a string \"label\"", path.display());
-                *problems += 1;
-            }
-        }
-    }
-    Ok(rows)
-}
-
-/// Accuracy, macro/micro/weighted F1 and the confusion matrix of `pred` against `gold`,
-/// matched by id, plus ROUGE when both sides have explanations, and the FMD challenge score.
+/// Scores `pred` against `gold` (`glassbox::tasks::evaluate`): each skipped or repeated row on
+/// stderr with its file and line, then the report.
 pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
-    if args.task == "exam" {
-        return super::exam::evaluate(out, &args.gold, &args.pred);
+    let (gold, pred) = (read_file(&args.gold)?, read_file(&args.pred)?);
+    let evaluation = glassbox::tasks::evaluate::evaluate(&args.task, &gold, &pred)
+        .map_err(|e| format!("{} against {}: {e}", args.pred.display(), args.gold.display()))?;
+    for problem in &evaluation.problems {
+        let path = match problem.side {
+            Side::Gold => &args.gold,
+            Side::Pred => &args.pred,
+        };
+        eprintln!("{}:{}: {}", path.display(), problem.line, super::terminal::escape_controls(&problem.message));
     }
-    let mut problems = 0;
-    let gold = read_rows(&args.gold, false, &mut problems)?;
-    let pred = read_rows(&args.pred, true, &mut problems)?;
-    let mut ids: Vec<&String> = gold.keys().collect();
-    ids.sort();
-    let missing: Vec<&String> = ids.iter().copied().filter(|id| !pred.contains_key(*id)).collect();
-    let scored: Vec<&String> = ids.iter().copied().filter(|id| pred.contains_key(*id)).collect();
-    if scored.is_empty() {
-        return Err(format!("no prediction in {} matches an id of {}", args.pred.display(), args.gold.display()));
+    if evaluation.missing > 0 || !evaluation.problems.is_empty() {
+        let what = if args.task == "exam" { "questions without a reply" } else { "gold rows without a prediction" };
+        eprintln!("evaluate: {} {what}, {} rows skipped or repeated", evaluation.missing, evaluation.problems.len());
     }
-    let gold_labels: Vec<&str> = scored.iter().map(|id| gold[*id].label.as_str()).collect();
-    let pred_labels: Vec<&str> = scored.iter().map(|id| pred[*id].label.as_str()).collect();
-    let metrics = classification(&gold_labels, &pred_labels);
-    let explained: Vec<(&str, &str)> = scored
-        .iter()
-        .filter_map(|id| Some((pred[*id].explanation.as_deref()?, gold[*id].explanation.as_deref()?)))
-        .collect();
-    let mut report = json!({
-        "task": args.task,
-        "count": scored.len(),
-        "accuracy": metrics.accuracy,
-        "macro_f1": metrics.macro_f1,
-        "micro_f1": metrics.micro_f1,
-        "weighted_f1": metrics.weighted_f1,
-        "weighted_precision": metrics.weighted.precision,
-        "weighted_recall": metrics.weighted.recall,
-        "labels": metrics.labels,
-        "confusion": metrics.confusion,
-        "per_class": metrics.per_class.iter().map(|(label, s, support)| {
-            (label.clone(), json!({ "precision": s.precision, "recall": s.recall, "f1": s.f1, "support": support }))
-        }).collect::<serde_json::Map<_, _>>(),
-        "missing": missing,
-        "problems": problems,
-    });
-    if !explained.is_empty() {
-        let scores = rouge(&explained);
-        report["rouge"] = json!(scores);
-        report["explained"] = json!(explained.len());
-        if args.task == "fmd" {
-            report["fmd_score"] = json!(fmd_score(&metrics, &scores));
-        }
-    }
-    if !missing.is_empty() || problems > 0 {
-        eprintln!("evaluate: {} gold rows without a prediction, {problems} rows skipped or repeated", missing.len());
-    }
-    Ok(writeln!(out, "{report}"))
+    Ok(writeln!(out, "{}", evaluation.report))
 }
 
 /// How explanations and edits are written. The defaults keep a small model's greedy decoding from

@@ -8,6 +8,7 @@
 pub mod affect;
 pub mod classify;
 pub mod embed;
+pub mod evaluate;
 /// EMPEC's exam evaluation.
 pub mod exam;
 pub mod index;
