@@ -38,7 +38,15 @@ class _Classifier:
         self.task, self.options, self.resources = task, options, resources
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        lines = [(int(line), str(text), None) for line, text in zip(batch["line"], batch["text"])]
+        if "_glassbox_line" in batch:
+            lines = [(int(line), str(text), None) for line, text in zip(batch["_glassbox_line"], batch["_glassbox_row"])]
+        else:
+            # A dataset of the user's own: its columns are the rows' fields, and a row's place in
+            # the batch stands for its line (rows are reported by id).
+            columns = {name: values.tolist() for name, values in batch.items()}
+            count = len(next(iter(columns.values()), []))
+            rows = [{name: values[i] for name, values in columns.items()} for i in range(count)]
+            lines = [(i + 1, json.dumps(row, default=str), None) for i, row in enumerate(rows)]
         results = self.model.classify_lines(self.task, lines, self.options, self.resources, progress=False)
         return _columns(results, lambda r: json.dumps(r["row"]))
 
@@ -52,7 +60,7 @@ class _Attributor:
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         results = []
-        for line, prompt in zip(batch["line"], batch["text"]):
+        for line, prompt in zip(batch["_glassbox_line"], batch["_glassbox_row"]):
             try:
                 attribution = self.model.attribute(str(prompt), **self.options)
                 results.append({"line": int(line), "id": None, "row": attribution.__dict__})
@@ -73,8 +81,19 @@ def _columns(results, encode):
 
 def _run(ray, items, worker, constructor_kwargs, concurrency, num_cpus, num_gpus, batch_size):
     """`worker` over the readable `items` (`{line, text, unreadable}`), with the unreadable ones
-    as error rows. The split is made here, not in Ray tasks: the actors may hold every CPU."""
-    readable = [{"line": i["line"], "text": i["text"]} for i in items if not i["unreadable"]]
+    as error rows, or over a Ray dataset of the user's as it is. The split is made here, not in
+    Ray tasks: the actors may hold every CPU."""
+    if not isinstance(items, list):
+        return items.map_batches(
+            worker,
+            fn_constructor_kwargs=constructor_kwargs,
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            batch_size=batch_size,
+            batch_format="numpy",
+        )
+    readable = [{"_glassbox_line": i["line"], "_glassbox_row": i["text"]} for i in items if not i["unreadable"]]
     unreadable = [{"line": i["line"], "id": "", "row": "", "error": i["unreadable"]} for i in items if i["unreadable"]]
     result = ray.data.from_items(readable).map_batches(
         worker,
@@ -86,6 +105,12 @@ def _run(ray, items, worker, constructor_kwargs, concurrency, num_cpus, num_gpus
         batch_format="numpy",
     )
     return result.union(ray.data.from_items(unreadable)) if unreadable else result
+
+
+def _is_ray_dataset(dataset):
+    import ray.data
+
+    return isinstance(dataset, ray.data.Dataset)
 
 
 def classify(
@@ -113,7 +138,8 @@ def classify(
     minilm=None,
     nrc: bool = False,
 ):
-    """Classifies `dataset` (a JSONL path or a list of dicts) with `task` on Ray: `concurrency`
+    """Classifies `dataset` (a JSONL path, a list of dicts, or a Ray dataset whose columns are the
+    rows' fields, e.g. from `ray.data.read_json` on an object store) with `task` on Ray: `concurrency`
     actors, each with `num_cpus` / `num_gpus` and the model opened once. Returns a Ray dataset of
     `{line, id, row, error}` (`row` the output row as JSON, `error` empty), or with `output` writes
     the rows (`.jsonl`, or a Parquet folder otherwise) and returns the count written and the
@@ -135,7 +161,10 @@ def classify(
         "options": options,
         "resources": resources,
     }
-    items = [{"line": line, "text": text or "", "unreadable": why or ""} for line, text, why in _task_rows(dataset)]
+    if _is_ray_dataset(dataset):
+        items = dataset
+    else:
+        items = [{"line": line, "text": text or "", "unreadable": why or ""} for line, text, why in _task_rows(dataset)]
     result = _run(ray, items, _Classifier, kwargs, concurrency, num_cpus, num_gpus, batch_size)
     return result if output is None else write(result, output)
 

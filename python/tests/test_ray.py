@@ -99,3 +99,11 @@ def test_attribution_over_prompts_equals_a_single_process(cluster):
         alone = single.attribute(prompt, top=5, exact_neurons=10)
         by_ray = json.loads(row["row"])
         assert by_ray["target"] == alone.target and by_ray["heads"] == alone.heads and by_ray["neurons"] == alone.neurons
+
+
+def test_a_ray_dataset_of_the_users_own(cluster):
+    rows = fmd_rows()[:12]
+    dataset = ray.data.from_items(rows)
+    by_ray = {r["id"]: json.loads(r["row"]) for r in glassbox.ray.classify(dataset, TINY, "fmd", concurrency=2, threads=1).iter_rows()}
+    single = glassbox.Model.open(TINY, backend="cpu", threads=1).classify("fmd", rows)
+    assert by_ray == {row["id"]: row for row in single.rows}

@@ -112,11 +112,13 @@ test("a WGSL kernel runs through wgpu on the browser's WebGPU adapter", { timeou
   await page.close();
 });
 
-test("the wasm engine's next tokens agree with the native build and with llama.cpp", { timeout: 900_000 }, async () => {
+test("the wasm engine's next tokens agree with the native build (the CLI, and the Python package on one prompt) and with llama.cpp", { timeout: 900_000 }, async () => {
   const logitsReference = JSON.parse(readFileSync(here("../../tests/reference/smollm2-logits-llamacpp.json"), "utf8"));
   const cases = logitsReference.next_token;
   // The CLI answers beside the browser, one prompt after another.
   const nativeTops = inTurn(cases, (c) => nativeTop(c.prompt, "cpu"));
+  // One case through the Python package as well: the browser, the CLI and Python on one prompt.
+  const pythonTops = inTurn([cases[0]], (c) => pythonTop(c.ids));
 
   const { page } = await open("/?model=");
   const wasm = await page.evaluate(async ({ modelPath, idLists }) => {
@@ -130,6 +132,9 @@ test("the wasm engine's next tokens agree with the native build and with llama.c
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
   const native = await nativeTops;
+  const [python] = await pythonTops;
+  assert.deepEqual(python.map((t) => t.id), native[0].map((t) => t.id), "Python's top-10 is the CLI's");
+  python.forEach((t, i) => assert.ok(Math.abs(t.logprob - native[0][i].logprob) <= 1e-6, `Python and the CLI differ at ${t.id}`));
   // As in the native parity test: a top-1 may differ only where the other engine was nearly tied.
   const NEAR_TIE = 0.5;
   let worst = 0;
@@ -212,6 +217,16 @@ async function nativeTop(prompt, backend) {
     "logits", here("../../" + MODEL_PATH), "--prompt", prompt, "--top-k", "10", "--json", "--backend", backend,
   ], { encoding: "utf8", env: { ...process.env, XDG_RUNTIME_DIR: here("../../.tools/xdg-runtime") } });
   return JSON.parse(stdout).top;
+}
+
+/** The Python package's top-10 next tokens after `ids`, on the CPU. */
+async function pythonTop(ids) {
+  const script = "import glassbox, json, sys; m = glassbox.Model.open(sys.argv[1], backend='cpu'); "
+    + "print(json.dumps(m.top_tokens(json.loads(sys.argv[2]), k=10)))";
+  const { stdout } = await run(here("../../.venv-python/bin/python"), [
+    "-c", script, here("../../" + MODEL_PATH), JSON.stringify(ids),
+  ], { encoding: "utf8" });
+  return JSON.parse(stdout);
 }
 
 /**
