@@ -6,7 +6,7 @@ PORT ?= 8080
 WASM_PROFILE ?= release
 # Native builds for tests, lint and the browser tests' CLI share one feature set, so they share
 # one build; `lab` adds the research commands (experiments, the fixture trainer, benchmarks).
-NATIVE := --features webgpu,lab
+NATIVE := --features glassbox/webgpu,glassbox/lab
 SETUP_STAMP := .tools/setup.stamp
 
 .PHONY: fuzz help setup gemma3 demo test test-native python test-python lint fmt-check lint-wasm check-cuda check-aarch64 cuda-toolkit test-web browser-tests native-build bench interp-report pkg web fixtures reference clean
@@ -66,20 +66,21 @@ CLIPPY_BUILD := RUSTC_WORKSPACE_WRAPPER=$$(rustup which clippy-driver) CLIPPY_AR
 # The test binaries and the CLI the browser tests compare against: one build, one profile.
 native-build:
 	mkdir -p -m 700 .tools/xdg-runtime
-	$(CLIPPY_BUILD) cargo test $(NATIVE) --no-run
+	$(CLIPPY_BUILD) cargo test $(NATIVE) --workspace --no-run
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
 	mkdir -p -m 700 .tools/xdg-runtime
-	$(CLIPPY_BUILD) XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE)
+	$(CLIPPY_BUILD) XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-$(CURDIR)/.tools/xdg-runtime} cargo test $(NATIVE) --workspace
 
-# The Python extension module (python/), built by maturin in the dev profile beside the native
-# test build (the same features, so the core is not built again) and installed, editable, into
-# .venv-python; clippy lints it as it compiles.
+# The Python extension module (python/): the native test build compiles it with the core's tests
+# (one feature resolution, so the dependencies build once for both), and this installs it into
+# .venv-python as maturin's editable install does: the module beside the package's Python files,
+# and a .pth naming python/. `pip install ./python` (maturin) builds it for users.
 PYTHON_VENV := .venv-python
-python:
-	$(CLIPPY_BUILD) VIRTUAL_ENV=$(CURDIR)/$(PYTHON_VENV) PATH=$(CURDIR)/$(PYTHON_VENV)/bin:$$PATH \
-	  maturin develop --quiet --manifest-path python/Cargo.toml
+python: native-build
+	cp target/debug/lib_native.so python/glassbox/_native.abi3.so
+	$(PYTHON_VENV)/bin/python -c 'import site, sys; open(site.getsitepackages()[0] + "/glassbox.pth", "w").write(sys.argv[1] + "\n")' $(CURDIR)/python
 
 # Parity with the CLI the native build made, and Ray on a local two-worker cluster.
 test-python: python
