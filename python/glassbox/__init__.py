@@ -475,8 +475,9 @@ class Model:
         listed in `.errors` with its line (`errors="report"`)."""
         if errors not in ("raise", "report"):
             raise InputError(f"errors={errors!r}: expected \"raise\" or \"report\"")
-        options = _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k)
-        resources = {"retrieve": retrieve, "lexicons": lexicons, "minilm": minilm, "nrc": nrc}
+        options, resources = _classify_request(
+            explain, evidence, affect, mode, chat, max_new_tokens, writing, retrieve, k, lexicons, minilm, nrc
+        )
         out, failed = [], []
         for result in self.classify_lines(task, _task_rows(rows), options, resources, progress=progress):
             if "error" not in result:
@@ -521,8 +522,22 @@ class Model:
         return [results[line] for line, _, _ in lines]
 
 
-def _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k):
-    """`classify`'s choices as the core reads them (the browser's option names)."""
+def _classify_request(
+    explain=False,
+    evidence=False,
+    affect=False,
+    mode="score",
+    chat=False,
+    max_new_tokens=128,
+    writing=None,
+    retrieve=None,
+    k=4,
+    lexicons=None,
+    minilm=None,
+    nrc=False,
+):
+    """`classify`'s options split into the core's choices (the browser's names) and the files
+    it reads (the index, the lexicons, MiniLM)."""
     options = {
         "explain": explain,
         "evidence": evidence,
@@ -534,7 +549,7 @@ def _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, wri
     }
     if writing is not None:
         options["writing"] = writing
-    return options
+    return options, {"retrieve": retrieve, "lexicons": lexicons, "minilm": minilm, "nrc": nrc}
 
 
 def _prompt(prompt):

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any, Dict, Iterable, Optional
 
-from . import Model, _classify_options, _native, _task_rows
+from . import Model, _classify_request, _native, _task_rows
 
 
 def _init(address: Optional[str]):
@@ -83,19 +83,13 @@ def _run(ray, items, worker, constructor_kwargs, concurrency, num_cpus, num_gpus
     """`worker` over the readable `items` (`{line, text, unreadable}`), with the unreadable ones
     as error rows, or over a Ray dataset of the user's as it is. The split is made here, not in
     Ray tasks: the actors may hold every CPU."""
-    if not isinstance(items, list):
-        return items.map_batches(
-            worker,
-            fn_constructor_kwargs=constructor_kwargs,
-            compute=ray.data.ActorPoolStrategy(size=concurrency),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            batch_size=batch_size,
-            batch_format="numpy",
+    unreadable = []
+    if isinstance(items, list):
+        unreadable = [{"line": i["line"], "id": "", "row": "", "error": i["unreadable"]} for i in items if i["unreadable"]]
+        items = ray.data.from_items(
+            [{"_glassbox_line": i["line"], "_glassbox_row": i["text"]} for i in items if not i["unreadable"]]
         )
-    readable = [{"_glassbox_line": i["line"], "_glassbox_row": i["text"]} for i in items if not i["unreadable"]]
-    unreadable = [{"line": i["line"], "id": "", "row": "", "error": i["unreadable"]} for i in items if i["unreadable"]]
-    result = ray.data.from_items(readable).map_batches(
+    result = items.map_batches(
         worker,
         fn_constructor_kwargs=constructor_kwargs,
         compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -125,40 +119,30 @@ def classify(
     batch_size: int = 16,
     backend: str = "cpu",
     threads: Optional[int] = None,
-    explain: bool = False,
-    evidence: bool = False,
-    affect: bool = False,
-    mode: str = "score",
-    chat: bool = False,
-    max_new_tokens: int = 128,
-    writing: Optional[Dict[str, Any]] = None,
-    retrieve=None,
-    k: int = 4,
-    lexicons=None,
-    minilm=None,
-    nrc: bool = False,
+    **options,
 ):
     """Classifies `dataset` (a JSONL path, a list of dicts, or a Ray dataset whose columns are the
-    rows' fields, e.g. from `ray.data.read_json` on an object store) with `task` on Ray: `concurrency`
-    actors, each with `num_cpus` / `num_gpus` and the model opened once. Returns a Ray dataset of
-    `{line, id, row, error}` (`row` the output row as JSON, `error` empty), or with `output` writes
-    the rows (`.jsonl`, or a Parquet folder otherwise) and returns the count written and the
-    errors, each with its input line."""
+    rows' fields, e.g. from `ray.data.read_json` on an object store) with `task` on Ray:
+    `concurrency` actors, each with `num_cpus` / `num_gpus` and the model opened once; `options`
+    are `Model.classify`'s (`explain`, `evidence`, `affect`, `mode`, `retrieve`, ...). Returns a
+    Ray dataset of `{line, id, row, error}` (`row` the output row as JSON, `error` empty), or
+    with `output` writes the rows (`.jsonl`, or a Parquet folder otherwise) and returns the count
+    written and the errors, each with its input line."""
     ray = _init(address)
-    options = _classify_options(explain, evidence, affect, mode, chat, max_new_tokens, writing, k)
+    choices, resources = _classify_request(**options)
     absolute = lambda p: None if p is None else os.path.abspath(os.fspath(p))  # noqa: E731
     resources = {
-        "retrieve": absolute(retrieve),
-        "lexicons": absolute(lexicons or "models/lexicons"),
-        "minilm": absolute(minilm or "models/all-MiniLM-L6-v2"),
-        "nrc": nrc,
+        "retrieve": absolute(resources["retrieve"]),
+        "lexicons": absolute(resources["lexicons"] or "models/lexicons"),
+        "minilm": absolute(resources["minilm"] or "models/all-MiniLM-L6-v2"),
+        "nrc": resources["nrc"],
     }
     kwargs = {
         "model_path": os.path.abspath(os.fspath(model_path)),
         "backend": backend,
         "threads": threads,
         "task": task,
-        "options": options,
+        "options": choices,
         "resources": resources,
     }
     if _is_ray_dataset(dataset):
@@ -226,6 +210,10 @@ def write(result, output: str):
     return written, errors
 
 
+# `--options` comes in the core's (the browser's) names.
+_SNAKE = {"maxNewTokens": "max_new_tokens"}
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glassbox.ray", description="glassbox runs on Ray Data")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -247,7 +235,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     run.add_argument("--minilm")
     run.add_argument("--nrc", action="store_true")
     args = parser.parse_args(argv)
-    options = json.loads(args.options)
+    options = {_SNAKE.get(name, name): value for name, value in json.loads(args.options).items()}
     written, errors = classify(
         args.input,
         args.model,
@@ -260,18 +248,11 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         batch_size=args.batch_size,
         backend=args.backend,
         threads=args.threads,
-        explain=options.get("explain", False),
-        evidence=options.get("evidence", False),
-        affect=options.get("affect", False),
-        mode=options.get("mode", "score"),
-        chat=options.get("chat", False),
-        max_new_tokens=options.get("maxNewTokens", 128),
-        writing=options.get("writing"),
-        k=options.get("k", 4),
         retrieve=args.retrieve,
         lexicons=args.lexicons,
         minilm=args.minilm,
         nrc=args.nrc,
+        **options,
     )
     for e in errors:
         print(f"{args.input}:{e['line']}: {e['error']}", file=sys.stderr)
