@@ -66,7 +66,7 @@ CLIPPY_BUILD := RUSTC_WORKSPACE_WRAPPER=$$(rustup which clippy-driver) CLIPPY_AR
 # The test binaries and the CLI the browser tests compare against: one build, one profile.
 native-build:
 	mkdir -p -m 700 .tools/xdg-runtime
-	$(CLIPPY_BUILD) cargo test $(NATIVE) --workspace --no-run
+	$(CLIPPY_BUILD) cargo build $(NATIVE) --workspace --all-targets
 
 # Mesa's Vulkan WSI complains without a runtime dir, though compute needs none.
 test-native:
