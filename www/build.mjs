@@ -2,8 +2,10 @@
 // output) and the shell into dist/; `--package-only` or `--shell-only` builds one of them.
 import * as esbuild from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFile, cp, mkdir, readdir, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = new URL(".", import.meta.url);
@@ -56,10 +58,32 @@ await esbuild.build({
   outdir: path(dist),
 });
 await Promise.all([
-  ...["index.html", "elements.html", "bench.html", "style.css"].map((file) => copyFile(new URL(file, here), new URL(file, dist))),
+  ...["index.html", "elements.html", "bench.html", "style.css", "manifest.webmanifest", "icon.svg"].map((file) => copyFile(new URL(file, here), new URL(file, dist))),
   // The package itself, so pages and tests can import it (and its elements) beside the shell.
   ...(await readdir(pkg)).filter((f) => f.endsWith(".js") || f.endsWith(".wasm")).map((file) => copyFile(new URL(file, pkg), new URL(file, dist))),
   // The JS that src/web/jspi.rs inlines, imported by glassbox.js (which the bench page uses).
   cp(new URL("snippets/", pkg), new URL("snippets/", dist), { recursive: true }),
 ]);
+await writeServiceWorker();
 console.log(`build: www/dist ready`);
+
+/**
+ * dist/sw.js: www/sw.js with the shell's files (the page, its script, style, manifest and icon,
+ * and the engine the worker loads) and a version from their contents, so each build's cache
+ * replaces the last.
+ */
+async function writeServiceWorker() {
+  const files = (await readdir(dist)).filter(
+    (f) => (f.endsWith(".js") || f.endsWith(".wasm") || f.endsWith(".css") || f.endsWith(".webmanifest") || f.endsWith(".svg"))
+      && !f.startsWith("bench") && f !== "sw.js",
+  );
+  files.push("index.html");
+  const snippets = await readdir(new URL("snippets/", dist), { recursive: true, withFileTypes: true });
+  for (const entry of snippets.filter((e) => e.isFile())) files.push(relative(path(dist), join(entry.parentPath, entry.name)));
+  files.sort();
+  const hash = createHash("sha256");
+  for (const file of files) hash.update(file).update(await readFile(new URL(file, dist)));
+  const assets = ["./", ...files.map((f) => `./${f}`)];
+  const header = `const VERSION = ${JSON.stringify(hash.digest("hex").slice(0, 16))};\nconst ASSETS = ${JSON.stringify(assets)};\n\n`;
+  await writeFile(new URL("sw.js", dist), header + (await readFile(new URL("sw.js", here), "utf8")));
+}

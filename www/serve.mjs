@@ -18,6 +18,8 @@ const TYPES = {
   ".txt": "text/plain; charset=utf-8",
   ".tsv": "text/tab-separated-values; charset=utf-8",
   ".gbx": "application/octet-stream",
+  ".svg": "image/svg+xml",
+  ".webmanifest": "application/manifest+json",
 };
 
 /**

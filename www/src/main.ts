@@ -17,3 +17,7 @@ setUpRewardsPanel();
 setUpTablePanel();
 followPanels();
 void setUpModelPanel().then(restoreInsideView);
+// After the first visit, the page and the engine open from this origin's cache with the network off.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("sw.js").catch((e: unknown) => console.warn("glassbox: offline use is off:", e));
+}

@@ -78,7 +78,20 @@ async function waitFor(page, selector, timeout = 600_000) {
   }
 }
 
-const shot = (page, panel, name) => page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+const AXE = readFileSync(here("../node_modules/axe-core/axe.min.js"), "utf8");
+
+/**
+ * A screenshot of `panel` into artifacts/e2e/, after axe-core has checked the panel as it is
+ * drawn (results, legends, the colour scheme in force): no serious or critical violation.
+ */
+async function shot(page, panel, name) {
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE);
+  const violations = await page.evaluate((selector) => axe.run(selector, { resultTypes: ["violations"] }).then((r) => r.violations), `#${panel}`);
+  const serious = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`), [], `axe-core on ${name}`);
+  await page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
 
 /** `classify`'s output row for one input, with the CLI's flags `extra`; started as `cli` is. */
 function classifyNatively(task, row, extra) {
