@@ -46,7 +46,9 @@ function markEvidence(text: string, field: string, evidence: Evidence[]): Node[]
     const mark = make("mark", chars.slice(span.start, span.end).join(""));
     mark.dataset["score"] = String(span.score);
     mark.title = `s = ${span.score.toFixed(4)}`;
-    mark.style.opacity = String(0.4 + 0.6 * (max > 0 ? Math.max(0, span.score) / max : 0));
+    // The mark's colour, not its text, fades with the score, so every mark's text reads alike.
+    const strength = Math.round(100 * (0.4 + 0.6 * (max > 0 ? Math.max(0, span.score) / max : 0)));
+    mark.style.background = `color-mix(in srgb, var(--mark) ${strength}%, transparent)`;
     nodes.push(mark);
     at = span.end;
   }

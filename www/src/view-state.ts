@@ -29,15 +29,30 @@ export function writeViewState(change: ViewState): void {
   history.replaceState(null, "", fragment === "" ? location.pathname + location.search : `#${fragment}`);
 }
 
-/** Scrolls to the fragment's panel, and keeps the navigation's links from dropping the rest of it. */
+/**
+ * Scrolls to the fragment's panel, and keeps the navigation's links from dropping the rest of it;
+ * a link moves the focus to its panel, and marks itself as the current one.
+ */
 export function followPanels(): void {
-  document.getElementById(readViewState().panel ?? "")?.scrollIntoView();
-  for (const link of document.querySelectorAll<HTMLAnchorElement>('nav a[href^="#"]')) {
+  const links = [...document.querySelectorAll<HTMLAnchorElement>('nav a[href^="#"]')];
+  const mark = (panel: string) => {
+    for (const link of links) {
+      if (link.hash.slice(1) === panel) link.setAttribute("aria-current", "true");
+      else link.removeAttribute("aria-current");
+    }
+  };
+  const start = readViewState().panel ?? "";
+  document.getElementById(start)?.scrollIntoView();
+  mark(start);
+  for (const link of links) {
     link.addEventListener("click", (event) => {
       event.preventDefault();
       const panel = link.hash.slice(1);
       writeViewState({ panel });
-      document.getElementById(panel)?.scrollIntoView();
+      mark(panel);
+      const section = document.getElementById(panel);
+      section?.scrollIntoView();
+      section?.focus({ preventScroll: true });
     });
   }
 }

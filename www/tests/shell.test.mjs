@@ -80,17 +80,44 @@ async function waitFor(page, selector, timeout = 600_000) {
 
 const AXE = readFileSync(here("../node_modules/axe-core/axe.min.js"), "utf8");
 
-/**
- * A screenshot of `panel` into artifacts/e2e/, after axe-core has checked the panel as it is
- * drawn (results, legends, the colour scheme in force): no serious or critical violation.
- */
-async function shot(page, panel, name) {
+/** No serious or critical axe-core violation in `panel` as it is drawn now. */
+async function assertAccessible(page, panel, name) {
   // Evaluated through the DevTools protocol, which the page's CSP does not govern.
   if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE);
   const violations = await page.evaluate((selector) => axe.run(selector, { resultTypes: ["violations"] }).then((r) => r.violations), `#${panel}`);
   const serious = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   assert.deepEqual(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`), [], `axe-core on ${name}`);
+}
+
+/** The widths and schemes of the gallery: a phone's and a desktop's, light and dark. */
+const GALLERY = [[1440, "light"], [1440, "dark"], [375, "light"], [375, "dark"]];
+
+/**
+ * A screenshot of `panel` into artifacts/e2e/, after axe-core has checked the panel as it is
+ * drawn (results, legends, the colour scheme in force). With `gallery`, also at 1440 and 375 px
+ * wide, light and dark (`NAME-1440.png`, `NAME-375-dark.png`, ...), each checked again.
+ */
+async function shot(page, panel, name, { gallery = false } = {}) {
+  await assertAccessible(page, panel, name);
+  // The pinned bar of panel links would cross a tall panel's picture wherever the page scrolled.
+  await page.evaluate(() => document.querySelector("nav").style.setProperty("position", "static"));
   await page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  if (!gallery) {
+    await page.evaluate(() => document.querySelector("nav").style.removeProperty("position"));
+    return;
+  }
+  const viewport = page.viewportSize();
+  const dark = await page.evaluate(() => matchMedia("(prefers-color-scheme: dark)").matches);
+  for (const [width, scheme] of GALLERY) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.emulateMedia({ colorScheme: scheme });
+    const variant = `${name}-${width}${scheme === "dark" ? "-dark" : ""}`;
+    await assertAccessible(page, panel, variant);
+    await page.locator(`#${panel}`).screenshot({ path: join(ARTIFACTS, `${variant}.png`) });
+  }
+  await page.setViewportSize(viewport);
+  await page.emulateMedia({ colorScheme: dark ? "dark" : "light" });
+  await page.evaluate(() => document.querySelector("nav").style.removeProperty("position"));
 }
 
 /** `classify`'s output row for one input, with the CLI's flags `extra`; started as `cli` is. */
@@ -174,7 +201,7 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
   assert.deepEqual(types, reference.tensor_types);
   assert.equal(await page.getAttribute("#backend-badge", "data-state"), "cpu");
   assert.match(await page.textContent("#backend-reason"), /adapter/i);
-  await shot(page, "model-panel", "model");
+  await shot(page, "model-panel", "model", { gallery: true });
 
   // The cache: nothing is kept until the user says yes; then it is listed, used, and deleted.
   await page.click("#cache-panel summary");
@@ -238,7 +265,7 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
 
   const neurons = await page.$$eval("#neuron-table tbody tr", (rows) => rows.map((r) => r.dataset.neuron));
   assert.deepEqual(neurons.slice(0, 5), native.neurons.slice(0, 5).map((n) => `${n.layer}.${n.neuron}`));
-  await shot(page, "inside-panel", "look-inside");
+  await shot(page, "inside-panel", "look-inside", { gallery: true });
 
   // One click ablates the head; the next tokens change as the CLI's ablation changes them.
   const nativeAblatedTop = cli(["logits", model, "--prompt", prompt, "--top-k", "10", "--ablate-heads", top, "--json"]);
@@ -330,7 +357,7 @@ test("Patch & steer: the patching grid, the steered next tokens and the recorded
   console.log(`# first-order grid, shell vs CLI: max |Δ| = ${worstEstimate.toExponential(2)}`);
   assert.ok(worstEstimate <= 1e-3);
   assert.match(await page.textContent("#patch-estimate-legend"), new RegExp(`Correlation with the exact grid: ${native.correlation.toFixed(3)}`));
-  await shot(page, "patch-panel", "patch-and-steer");
+  await shot(page, "patch-panel", "patch-and-steer", { gallery: true });
 
   // The panel's vector at layer 4 from its default prompts, at coefficient 8, moves the next
   // tokens as the CLI's --steer does. (The continuation is shown too; greedy text may part from
@@ -408,7 +435,7 @@ test("Image: the fixture's answer, patch heatmaps and visual lens match the CLI"
     assert.ok(worst <= 1e-4);
     assert.equal(await page.getAttribute("#image-answer", "data-token"), native.target.token);
     assert.equal(native.target.token.trim(), scene.answer);
-    if (method === "lpi") await shot(page, "image-panel", "image");
+    if (method === "lpi") await shot(page, "image-panel", "image", { gallery: true });
   }
 
   // Hover the target shape's centre: the lens rows of that patch, as `lens-image` reads them.
@@ -483,7 +510,7 @@ test("Check a claim: verdict, streamed explanation, evidence, affect and a probe
   // candle's element-wise operations flipping 8-bit roundings): measured 2026-12-05, 0.48 of
   // values up to 100 at layer 16, the probe's probabilities 8.1e-3 apart.
   assert.ok(probeWorst <= 0.05);
-  await shot(page, "claim-panel", "check-a-claim");
+  await shot(page, "claim-panel", "check-a-claim", { gallery: true });
 });
 
 test("Check a claim with a retrieval index: the retrieved examples and verdict match the CLI", { timeout: 600_000 }, async () => {
@@ -534,7 +561,7 @@ test("Token rewards: the rewards and SePO's selection match the CLI", { timeout:
   console.log(`# token rewards, shell vs CLI: max |Δ r| = ${worst.toExponential(2)}`);
   assert.ok(worst <= TOLERANCE);
   assert.deepEqual(shown.map((s) => s.selected), native.tokens.map((t) => t.selected));
-  await shot(page, "rewards-panel", "token-rewards");
+  await shot(page, "rewards-panel", "token-rewards", { gallery: true });
 });
 
 /** The panel's question rows once a run has finished. */
@@ -594,7 +621,7 @@ test("Take an exam: each reply, its letter and the accuracy table match the CLI;
   assert.equal(errorsShown.length, 1);
   assert.match(errorsShown[0], /^line 3: .*JSON/);
   assert.match(await page.textContent("#exam-status"), /^Done: 3 of 4 questions answered/);
-  await shot(page, "exam-panel", "take-an-exam");
+  await shot(page, "exam-panel", "take-an-exam", { gallery: true });
 
   await page.selectOption("#exam-mode", "score");
   await page.click("#exam-start");
@@ -651,7 +678,7 @@ test("Synthesise a table: SMOTE's rows and report match the CLI, the model's pro
   const logistic = await page.textContent("#table-report tr[data-key=mle_logistic] td");
   assert.equal(logistic, `${native.mle.synthetic.logistic_regression.accuracy.toFixed(3)} / ${native.mle.real.logistic_regression.accuracy.toFixed(3)}`);
   assert.equal(await page.$$eval("#table-histograms .histogram", (blocks) => blocks.length), 5);
-  await shot(page, "table-panel", "synthesise-a-table");
+  await shot(page, "table-panel", "synthesise-a-table", { gallery: true });
 
   // The loaded model: every prompt is a row or a counted rejection, and its last reply is shown as text.
   await page.selectOption("#table-method", "model");
@@ -717,7 +744,8 @@ test("the custom elements, with one import, give the CLI's heatmap answer and cl
 
 test("the whole session requested only this origin's assets and the models it chose", () => {
   const chosen = new Set([MODEL, REFERENCE_MODEL, "fixtures/shapes-llava-mmproj.gguf", "fixtures/shapes-llava-lm.gguf", "fixtures/shapes-scene-2-3.png", "models/lexicons/vader_lexicon.txt", "models/lexicons/emoji_utf8_lexicon.txt", "models/lexicons/empath_categories.tsv"]);
-  const assets = /^(|index\.html|elements\.html|main\.js|elements\.js|chunk-\w+\.js|style\.css|worker(-threads)?\.js|kernel-worker\.js|glassbox(-threads)?_bg\.wasm|\?.*)$/;
+  // The service worker keeps the shell's files: the page, its scripts, the engine, the manifest and icon.
+  const assets = /^(|index\.html|elements\.html|main\.js|index\.js|elements\.js|chunk-\w+\.js|style\.css|worker(-threads)?\.js|kernel-worker\.js|glassbox(-threads)?(_bg\.wasm|\.js)|sw\.js|manifest\.webmanifest|icon\.svg|snippets\/[\w-]+\/inline\d+\.js|\?.*)$/;
   const seen = new Set();
   for (const url of requests) {
     if (url.startsWith("blob:") || url.startsWith("data:")) continue;
