@@ -51,6 +51,9 @@ async function buildPackage() {
 }
 
 await mkdir(dist, { recursive: true });
+// The package's chunks are copied below under names that change with their content: drop the
+// previous build's, which the service worker would otherwise keep.
+for (const old of (await readdir(dist)).filter((f) => f.startsWith("chunk-"))) await rm(new URL(old, dist));
 await esbuild.build({
   ...common,
   entryPoints: ["main", "bench"].map((name) => path(new URL(`src/${name}.ts`, here))),

@@ -2,14 +2,14 @@
 // It keeps the shell and the engine (the files `ASSETS` names, written here by build.mjs with
 // the build's `VERSION`) in one cache per build, answers those requests from it, and leaves every
 // other request (models, fixtures) to the network; the models a user keeps are in the page's own
-// cache (OPFS or IndexedDB), not here.
+// cache (OPFS or IndexedDB), not here. A new build's worker takes over only once no page of the
+// old one is open, so a page never mixes one build's script with another's wasm.
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
     caches
       .open(`glassbox-shell-${VERSION}`)
-      .then((cache) => cache.addAll(ASSETS))
-      .then(() => self.skipWaiting()),
+      .then((cache) => cache.addAll(ASSETS)),
   );
 });
 
@@ -17,8 +17,7 @@ self.addEventListener("activate", (event) => {
   event.waitUntil(
     caches
       .keys()
-      .then((names) => Promise.all(names.filter((n) => n.startsWith("glassbox-shell-") && n !== `glassbox-shell-${VERSION}`).map((n) => caches.delete(n))))
-      .then(() => self.clients.claim()),
+      .then((names) => Promise.all(names.filter((n) => n.startsWith("glassbox-shell-") && n !== `glassbox-shell-${VERSION}`).map((n) => caches.delete(n)))),
   );
 });
 

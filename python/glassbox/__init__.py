@@ -8,9 +8,11 @@ The same Rust core as the `glassbox` CLI and the browser package, called from Py
     cache["blocks.3.hook_resid_post"].shape      # (positions, width)
     m.attribute("The capital of France is")      # shows the head grid in a notebook
 
-Long calls release the interpreter, show a progress bar where tqdm is installed, and stop on
-Ctrl-C. Errors are the CLI's typed errors: GgufError, ModelError, TokenizerError, InterpError,
-InputError, GpuError, TaskError (all GlassboxError).
+Calls release the interpreter while they run; opening, patching and classifying show a tqdm bar
+where tqdm is installed (on a terminal, or with progress=True). Ctrl-C stops generation, patching
+and classification at their next step; other calls finish first. Errors carry the browser
+package's names: GgufError, ModelError, TokenizerError, InterpError, InputError, GpuError,
+TaskError (all GlassboxError).
 """
 
 import json
@@ -395,11 +397,21 @@ class Model:
         )
         return out, ActivationCache(entries)
 
-    def run_with_hooks(self, prompt: Prompt, ablate=None, steer=None, logits: Union[str, Sequence[int]] = "all") -> np.ndarray:
-        """The logits with heads or neurons zeroed (`ablate`) and steering vectors added
-        (`steer`)."""
+    def run_with_hooks(
+        self,
+        prompt: Prompt,
+        ablate=None,
+        steer=None,
+        logits: Union[str, Sequence[int]] = "all",
+        max_bytes: Optional[int] = None,
+    ) -> np.ndarray:
+        """The logits at `logits` with heads or neurons zeroed (`ablate`) and steering vectors
+        added (`steer`); refused with an InputError before it runs when they would pass
+        `max_bytes` (512 MB by default)."""
         heads, neurons, vectors = _changes(ablate, steer)
-        out, _ = self._native.run_with_cache(_prompt(prompt), None, "all", _positions(logits), None, heads, neurons, vectors)
+        out, _ = self._native.run_with_cache(
+            _prompt(prompt), None, "all", _positions(logits), max_bytes, heads, neurons, vectors
+        )
         return out
 
     def top_tokens(self, prompt: Prompt, k: int = 10, ablate=None, steer=None) -> List[Dict[str, Any]]:

@@ -55,7 +55,7 @@ def grid_svg(title, rows, columns, values, colour, legend, labels=None, cell=(44
         x = left + c * width + width / 2
         parts.append(
             f'<text x="{x}" y="{top - 4}" text-anchor="end" transform="rotate(-45 {x} {top - 4})">'
-            f"{escape(str(name))[:12]}</text>"
+            f"{escape(str(name)[:12])}</text>"
         )
     for r, name in enumerate(rows):
         y = top + r * height
@@ -71,7 +71,7 @@ def grid_svg(title, rows, columns, values, colour, legend, labels=None, cell=(44
             if labels is not None:
                 parts.append(
                     f'<text x="{x + 2}" y="{y + height * 0.7}" fill="{_ink(fill)}">'
-                    f"{escape(str(labels[r][c]))[:7]}</text>"
+                    f"{escape(str(labels[r][c])[:7])}</text>"
                 )
     caption, scale, ends = legend
     bar_y = top + height * len(rows) + 16

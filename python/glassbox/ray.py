@@ -41,13 +41,15 @@ class _Classifier:
         if "_glassbox_line" in batch:
             lines = [(int(line), str(text), None) for line, text in zip(batch["_glassbox_line"], batch["_glassbox_row"])]
         else:
-            # A dataset of the user's own: its columns are the rows' fields, and a row's place in
-            # the batch stands for its line (rows are reported by id).
+            # A dataset of the user's own: its columns are the rows' fields. Its rows have no
+            # lines; they are known by their ids, and their line is 0.
             columns = {name: values.tolist() for name, values in batch.items()}
             count = len(next(iter(columns.values()), []))
             rows = [{name: values[i] for name, values in columns.items()} for i in range(count)]
             lines = [(i + 1, json.dumps(row, default=str), None) for i, row in enumerate(rows)]
         results = self.model.classify_lines(self.task, lines, self.options, self.resources, progress=False)
+        if "_glassbox_line" not in batch:
+            results = [dict(r, line=0) for r in results]
         return _columns(results, lambda r: json.dumps(r["row"]))
 
 
@@ -127,7 +129,7 @@ def classify(
     are `Model.classify`'s (`explain`, `evidence`, `affect`, `mode`, `retrieve`, ...). Returns a
     Ray dataset of `{line, id, row, error}` (`row` the output row as JSON, `error` empty), or
     with `output` writes the rows (`.jsonl`, or a Parquet folder otherwise) and returns the count
-    written and the errors, each with its input line."""
+    written and the errors, each with its input line (0 for a Ray dataset's rows, known by id)."""
     ray = _init(address)
     choices, resources = _classify_request(**options)
     absolute = lambda p: None if p is None else os.path.abspath(os.fspath(p))  # noqa: E731
@@ -186,9 +188,10 @@ def attribute(
 
 
 def write(result, output: str):
-    """Writes a run's rows: JSONL when `output` ends in `.jsonl` (one output row per line, as the
-    CLI writes them), else a Parquet folder of `line, id, row, error`. Returns `(written,
-    errors)`, the errors `{line, id, error}` in line order."""
+    """Writes a run's rows: JSONL when `output` ends in `.jsonl` (one output row per line, in the
+    order the workers finish them; `id` matches them to the input), else a Parquet folder of
+    `line, id, row, error`. Returns `(written, errors)`, the errors `{line, id, error}` in line
+    order."""
     written, errors = 0, []
     if str(output).endswith(".jsonl"):
         with open(output, "w", encoding="utf-8") as f:

@@ -1,4 +1,4 @@
-//! Errors as Python exceptions named as the CLI's and the browser's typed errors: `GgufError`,
+//! Errors as Python exceptions with the names the browser package gives its errors: `GgufError`,
 //! `ModelError`, `TokenizerError`, `InterpError`, `InputError`, `GpuError`, `TaskError`, all
 //! subclasses of `GlassboxError`.
 

@@ -23,7 +23,7 @@ use glassbox::model::{Config, Loaded, ModelError};
 use glassbox::tasks::embed::MiniLm;
 use glassbox::tasks::index::Index;
 use glassbox::tasks::pipeline::{Choices, Classifier, Lexicons, QueryEmbedder, Retrieval};
-use glassbox::tasks::rows::{jsonl_lines, parse_row};
+use glassbox::tasks::rows::{jsonl_lines, parse_task_row};
 use glassbox::tasks::templates::Table;
 use glassbox::tokenizer::{ChatMessage, Tokenizer};
 use glassbox::with_model;
@@ -260,13 +260,21 @@ impl Model {
                     one_paragraph,
                     interventions: changes.interventions(loaded)?,
                 };
-                let mut printed = 0;
+                let (mut streamed, mut stopped) = (0, false);
                 let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &request, |_, text| {
-                    // Only whole characters cross: the text so far always ends on one.
-                    let piece = text.get(printed..).unwrap_or_default();
-                    printed = text.len();
-                    reporter.text(piece)
+                    // Only whole characters go out: a token may end inside a multi-byte one.
+                    let complete = text.trim_end_matches('\u{fffd}');
+                    if complete.len() > streamed && complete.is_char_boundary(streamed) {
+                        let piece = &complete[streamed..];
+                        streamed = complete.len();
+                        stopped = !reporter.text(piece);
+                    }
+                    !stopped
                 })?;
+                // What the last tokens completed, and what a stop rule ended on, after the stream.
+                if let Some(rest) = generation.text.get(streamed..).filter(|rest| !rest.is_empty() && !stopped) {
+                    reporter.text(rest);
+                }
                 to_json(&generation)
             })
         })
@@ -511,10 +519,7 @@ impl Model {
                     if !reporter.go_on(done, rows.len()) {
                         return Err(Failure::new(Kind::Task, "stopped before the end, as asked"));
                     }
-                    let result = parse_row(row).and_then(|input| {
-                        if let Some(missing) = task.fields.iter().find(|f| !input.fields.contains_key(f.as_str())) {
-                            return Err(format!("id {:?}: task {:?} needs the field {missing:?}", input.id, task.name));
-                        }
+                    let result = parse_task_row(row, &task).and_then(|input| {
                         let output = classifier.run(&input, &mut |_| ()).map_err(|e| format!("id {:?}: {e}", input.id))?;
                         serde_json::to_string(&output).map_err(|e| e.to_string())
                     });
@@ -560,7 +565,16 @@ type RowProblem = (&'static str, usize, String);
 /// each skipped or repeated row as `(side, line, why)`, side `"gold"` or `"pred"`.
 #[pyfunction]
 fn evaluate(task: &str, gold: Vec<u8>, pred: Vec<u8>) -> PyResult<(String, Vec<RowProblem>)> {
-    let evaluation = glassbox::tasks::evaluate::evaluate(task, &gold, &pred).map_err(|e| Failure::from(e).into_py())?;
+    let evaluation = glassbox::tasks::evaluate::evaluate(task, &gold, &pred);
+    let Some(report) = evaluation.report else {
+        let what =
+            if task == "exam" { "no reply matches a question" } else { "no prediction matches an id of the gold rows" };
+        let skipped = evaluation
+            .problems
+            .first()
+            .map(|p| format!("; {} rows skipped, the first: {}", evaluation.problems.len(), p.message));
+        return Err(Failure::input(format!("{what}{}", skipped.unwrap_or_default())).into_py());
+    };
     let problems = evaluation
         .problems
         .into_iter()
@@ -572,7 +586,7 @@ fn evaluate(task: &str, gold: Vec<u8>, pred: Vec<u8>) -> PyResult<(String, Vec<R
             (side, p.line, p.message)
         })
         .collect();
-    Ok((evaluation.report.to_string(), problems))
+    Ok((report.to_string(), problems))
 }
 
 #[pymodule]

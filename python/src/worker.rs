@@ -1,14 +1,15 @@
 //! The thread that owns a model. A model on WebGPU holds its device through `Rc`s, so it lives
 //! on one thread for its whole life; Python's threads hand it work and wait with the
 //! interpreter released, receiving progress, streamed text and the result as events. A wait
-//! notices Ctrl-C (and a callback that raises) within 50 ms and asks the work to stop.
+//! looks for Ctrl-C every 50 ms, and on it (or a callback that raises) asks the work to stop:
+//! work that reports progress or text stops at its next step, other work finishes first.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glassbox::model::AnyLoaded;
 use pyo3::prelude::*;
@@ -29,6 +30,9 @@ enum Event {
 pub struct Reporter {
     events: Sender<Event>,
     stop: Arc<AtomicBool>,
+    /// Where the caller has an `on_text`, its answer to each piece: the work waits for it, so a
+    /// `False` stops the generation at that very token.
+    answers: Option<Receiver<bool>>,
 }
 
 impl Reporter {
@@ -38,10 +42,11 @@ impl Reporter {
         !self.stop.load(Ordering::Relaxed)
     }
 
-    /// Streams generated text; false once the caller stopped.
+    /// Streams generated text; false once the caller stopped, or its `on_text` said `False`.
     pub fn text(&self, piece: &str) -> bool {
         let _ = self.events.send(Event::Text(piece.to_string()));
-        !self.stop.load(Ordering::Relaxed)
+        let answered = self.answers.as_ref().is_none_or(|answers| answers.recv().unwrap_or(false));
+        answered && !self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -73,7 +78,7 @@ impl Worker {
         let (work_in, work_out) = mpsc::channel::<Work>();
         let (events, received) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let reporter = Reporter { events: events.clone(), stop: Arc::clone(&stop) };
+        let reporter = Reporter { events: events.clone(), stop: Arc::clone(&stop), answers: None };
         std::thread::Builder::new()
             .name("glassbox-model".into())
             .stack_size(STACK_BYTES)
@@ -93,7 +98,7 @@ impl Worker {
                 }
             })
             .map_err(|e| Failure::internal(format!("the model's thread did not start: {e}")).into_py())?;
-        let said = wait::<T>(py, received, &stop, callbacks)?;
+        let said = wait::<T>(py, received, &stop, callbacks, None)?;
         Ok((Worker { work: Mutex::new(work_in) }, said))
     }
 
@@ -106,14 +111,21 @@ impl Worker {
     ) -> PyResult<T> {
         let (events, received) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let reporter = Reporter { events: events.clone(), stop: Arc::clone(&stop) };
+        let (answer, answers) = match callbacks.on_text {
+            Some(_) => {
+                let (answer, answers) = mpsc::channel();
+                (Some(answer), Some(answers))
+            }
+            None => (None, None),
+        };
+        let reporter = Reporter { events: events.clone(), stop: Arc::clone(&stop), answers };
         let work: Work = Box::new(move |loaded| {
             let result = catch_unwind(AssertUnwindSafe(|| job(loaded, &reporter))).unwrap_or_else(|p| Err(panicked(p)));
             let _ = events.send(Event::Done(Box::new(result)));
         });
         let sent = self.work.lock().map_err(|_| Failure::internal("the model's thread is gone").into_py())?.send(work);
         sent.map_err(|_| Failure::internal("the model's thread is gone").into_py())?;
-        wait::<T>(py, received, &stop, callbacks)
+        wait::<T>(py, received, &stop, callbacks, answer)
     }
 }
 
@@ -126,13 +138,19 @@ fn panicked(payload: Box<dyn Any + Send>) -> Failure {
     Failure::internal(format!("glassbox failed inside: {what}"))
 }
 
-/// Serves the events of one piece of work until it is done. Ctrl-C, or a callback raising,
-/// asks the work to stop; the exception is raised once the work has stopped.
+/// How often a wait looks for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Serves the events of one piece of work until it is done: progress and text go to the
+/// callbacks (each text's answer back to the work through `answer`) until the caller stops it.
+/// Ctrl-C, or a callback raising, asks the work to stop; no callback is called after that, and
+/// the exception is raised once the work has stopped.
 fn wait<T: 'static>(
     py: Python<'_>,
     received: Receiver<Event>,
     stop: &AtomicBool,
     callbacks: &Callbacks,
+    answer: Option<Sender<bool>>,
 ) -> PyResult<T> {
     let mut received = received;
     let mut raised: Option<PyErr> = None;
@@ -142,9 +160,18 @@ fn wait<T: 'static>(
             *raised = error;
         }
     };
+    let mut checked = Instant::now();
     loop {
-        let (event, back) = py.detach(move || (received.recv_timeout(Duration::from_millis(50)), received));
+        let (event, back) = py.detach(move || (received.recv_timeout(SIGNAL_CHECK), received));
         received = back;
+        // Events may come faster than the timeout: look for Ctrl-C by the clock.
+        if checked.elapsed() >= SIGNAL_CHECK {
+            checked = Instant::now();
+            if let Err(error) = py.check_signals() {
+                halt(Some(error), &mut raised);
+            }
+        }
+        let halted = stop.load(Ordering::Relaxed);
         match event {
             Ok(Event::Done(result)) => {
                 if let Some(error) = raised {
@@ -156,28 +183,28 @@ fn wait<T: 'static>(
                 return (*result).map_err(Failure::into_py);
             }
             Ok(Event::Progress(done, total)) => {
-                if let Some(progress) = &callbacks.progress {
+                if let Some(progress) = callbacks.progress.as_ref().filter(|_| !halted) {
                     if let Err(error) = progress.call1(py, (done, total)) {
                         halt(Some(error), &mut raised);
                     }
                 }
             }
             Ok(Event::Text(piece)) => {
-                if let Some(on_text) = &callbacks.on_text {
-                    match on_text.call1(py, (piece,)) {
-                        Ok(answer) if answer.bind(py).is(&*pyo3::types::PyBool::new(py, false)) => {
-                            halt(None, &mut raised)
+                let go_on = match callbacks.on_text.as_ref().filter(|_| !halted) {
+                    Some(on_text) => match on_text.call1(py, (piece,)) {
+                        Ok(reply) => !reply.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+                        Err(error) => {
+                            halt(Some(error), &mut raised);
+                            false
                         }
-                        Ok(_) => {}
-                        Err(error) => halt(Some(error), &mut raised),
-                    }
+                    },
+                    None => !halted,
+                };
+                if let Some(answer) = &answer {
+                    let _ = answer.send(go_on);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(error) = py.check_signals() {
-                    halt(Some(error), &mut raised);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(raised.unwrap_or_else(|| Failure::internal("the model's thread stopped").into_py()))
             }

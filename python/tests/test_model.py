@@ -151,8 +151,14 @@ def test_generation_matches_the_cli_and_streams(smollm2):
     text = smollm2.generate(PROMPT, max_tokens=12, on_text=pieces.append)
     theirs = cli_json("generate", SMOLLM2, "--prompt", PROMPT, "--max-tokens", 12)
     assert text == theirs["text"] == "".join(pieces)
-    first = smollm2.generate(PROMPT, max_tokens=12, on_text=lambda piece: False)
-    assert len(smollm2.tokenize(first)) <= 2
+    # A stop rule ends the text inside the last token: the stream ends where the text does.
+    pieces = []
+    text = smollm2.generate(PROMPT, max_tokens=32, max_sentences=1, on_text=pieces.append)
+    assert text == "".join(pieces) == cli_json("generate", SMOLLM2, "--prompt", PROMPT, "--max-tokens", 32, "--max-sentences", 1)["text"]
+    # False from on_text stops at that very token, and on_text is not called again.
+    calls = []
+    first = smollm2.generate(PROMPT, max_tokens=12, on_text=lambda piece: calls.append(piece) or False)
+    assert calls == [" Paris"] and first == " Paris"
 
 
 def test_bad_inputs_are_typed_exceptions(smollm2, tmp_path):
@@ -188,13 +194,14 @@ def test_an_interrupt_stops_a_long_call_and_the_model_goes_on(smollm2):
     calls = []
 
     def interrupt(done, total):
-        calls.append(done)
+        calls.append((done, total))
         raise KeyboardInterrupt
 
     clean, corrupt = "When Mary and John went to the store, John gave a drink to", "When Mary and John went to the store, Mary gave a drink to"
     with pytest.raises(KeyboardInterrupt):
         smollm2.patch(clean, corrupt, " Mary", " John", progress=interrupt)
-    assert len(calls) >= 1
+    # Raised once, the interrupt stopped the run: no progress was reported after it.
+    assert len(calls) == 1 and calls[0][0] < calls[0][1]
     assert smollm2.top_tokens(PROMPT, k=1)[0]["token"] == " Paris"
 
 

@@ -62,6 +62,12 @@ impl Loader {
         Loader { inner: self.inner.with_float_weights(float_weights), ..self }
     }
 
+    /// The backend and kernel threads the command line chose, for a run handed to another
+    /// program (`classify --ray`).
+    pub fn choices(&self) -> (&'static str, Option<usize>) {
+        (self.inner.choice().name(), self.inner.threads())
+    }
+
     pub fn dequantises(&self) -> Result<bool, String> {
         self.inner.dequantises().map_err(text_err)
     }

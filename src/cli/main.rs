@@ -149,6 +149,11 @@ pub(crate) struct TokenizerArg {
 }
 
 impl TokenizerArg {
+    /// Whether a tokenizer.json was given.
+    pub(crate) fn is_given(&self) -> bool {
+        self.tokenizer.is_some()
+    }
+
     pub(crate) fn load(&self, file: &GgufFile) -> Result<Tokenizer, String> {
         match &self.tokenizer {
             None => Tokenizer::from_gguf(&file.header).map_err(text_err),

@@ -9,8 +9,8 @@ use glassbox::generate::{generate, Writing};
 use glassbox::tasks::embed::{llm_embedding, MiniLm};
 use glassbox::tasks::evaluate::Side;
 use glassbox::tasks::index::{vote, Index, Record};
-use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Input, Lexicons, QueryEmbedder, Retrieval};
-use glassbox::tasks::rows::{jsonl_lines, parse_row};
+use glassbox::tasks::pipeline::{self, llm_intensity, Choices, Classifier, Lexicons, QueryEmbedder, Retrieval};
+use glassbox::tasks::rows::{jsonl_lines, parse_row, parse_task_row};
 use glassbox::tasks::templates::{Table, Task};
 use glassbox::with_model;
 use serde_json::{json, Value};
@@ -38,8 +38,7 @@ pub struct EvaluateArgs {
 /// stderr with its file and line, then the report.
 pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
     let (gold, pred) = (read_file(&args.gold)?, read_file(&args.pred)?);
-    let evaluation = glassbox::tasks::evaluate::evaluate(&args.task, &gold, &pred)
-        .map_err(|e| format!("{} against {}: {e}", args.pred.display(), args.gold.display()))?;
+    let evaluation = glassbox::tasks::evaluate::evaluate(&args.task, &gold, &pred);
     for problem in &evaluation.problems {
         let path = match problem.side {
             Side::Gold => &args.gold,
@@ -47,11 +46,16 @@ pub fn evaluate(out: &mut impl Write, args: &EvaluateArgs) -> Written {
         };
         eprintln!("{}:{}: {}", path.display(), problem.line, super::terminal::escape_controls(&problem.message));
     }
+    let exam = args.task == "exam";
+    let Some(report) = evaluation.report else {
+        let (rows, of) = if exam { ("reply", "a question") } else { ("prediction", "an id") };
+        return Err(format!("no {rows} in {} matches {of} of {}", args.pred.display(), args.gold.display()));
+    };
     if evaluation.missing > 0 || !evaluation.problems.is_empty() {
-        let what = if args.task == "exam" { "questions without a reply" } else { "gold rows without a prediction" };
+        let what = if exam { "questions without a reply" } else { "gold rows without a prediction" };
         eprintln!("evaluate: {} {what}, {} rows skipped or repeated", evaluation.missing, evaluation.problems.len());
     }
-    Ok(writeln!(out, "{}", evaluation.report))
+    Ok(writeln!(out, "{report}"))
 }
 
 /// How explanations and edits are written. The defaults keep a small model's greedy decoding from
@@ -184,16 +188,6 @@ pub(crate) fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     Ok((i, n))
 }
 
-/// A JSONL row as a task input: every string field but `id`, `label`, `domain` and
-/// `explanation` is an input field; the task's own fields must all be there.
-fn parse_input(line: &str, task: &Task) -> Result<Input, String> {
-    let input = parse_row(line)?;
-    if let Some(missing) = task.fields.iter().find(|f| !input.fields.contains_key(f.as_str())) {
-        return Err(format!("id {:?}: task {:?} needs the field {missing:?}", input.id, task.name));
-    }
-    Ok(input)
-}
-
 fn load_task(table: &Table, name: &str, file: &Option<PathBuf>) -> Result<Task, String> {
     match (name, file) {
         ("custom", Some(path)) => {
@@ -235,17 +229,28 @@ fn choices(args: &ClassifyArgs) -> Choices {
 
 /// `classify` on Ray Data: the Python package's `glassbox.ray` with the same task, rows and
 /// choices, its exit status passed on.
-fn on_ray(args: &ClassifyArgs, task: &Task, choices: &Choices, address: &str) -> Written {
-    if args.shard.is_some() {
-        return Err("--shard and --ray do not go together: Ray splits the rows itself".into());
+fn on_ray(loader: &Loader, args: &ClassifyArgs, task: &Task, choices: &Choices, address: &str) -> Written {
+    let refused = [
+        (args.shard.is_some(), "--shard (Ray splits the rows itself)"),
+        (args.tokenizer.is_given(), "--tokenizer (the workers read the GGUF's own vocabulary)"),
+        (args.stream, "--stream (the workers write no text as it comes)"),
+    ];
+    if let Some((_, flag)) = refused.iter().find(|(given, _)| *given) {
+        return Err(format!("--ray does not take {flag}"));
     }
-    let task = match &args.task_file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        None => task.name.clone(),
+    // The task as checked above: a custom one travels as its JSON.
+    let task = match (args.task.as_str(), &args.task_file) {
+        ("custom", Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        _ => task.name.clone(),
     };
+    let (backend, threads) = loader.choices();
     let python = std::env::var_os("GLASSBOX_PYTHON").unwrap_or_else(|| "python3".into());
     let mut command = std::process::Command::new(&python);
     command.args(["-m", "glassbox.ray", "classify", "--task", &task, "--workers", &args.ray_workers.to_string()]);
+    command.args(["--backend", backend]);
+    if let Some(threads) = threads {
+        command.args(["--threads", &threads.to_string()]);
+    }
     command.arg("--model").arg(&args.model).arg("--input").arg(&args.input).arg("--output").arg(&args.output);
     command.arg("--options").arg(serde_json::to_string(choices).map_err(text_err)?);
     command.arg("--lexicons").arg(&args.resources.lexicons).arg("--minilm").arg(&args.resources.minilm);
@@ -278,7 +283,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
     let choices = choices(args);
     let (options, embedder) = choices.check(&task, index.as_ref(), &file_name(&args.model)).map_err(text_err)?;
     if let Some(address) = &args.ray {
-        return on_ray(args, &task, &choices, address);
+        return on_ray(loader, args, &task, &choices, address);
     }
     let lexicons = if args.affect { Some(args.resources.lexicons()?) } else { None };
     let minilm = match embedder {
@@ -298,7 +303,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
             if shard.is_some_and(|(i, n)| (number - 1) % n != i) {
                 continue;
             }
-            let result = line.and_then(|line| parse_input(line, &task)).and_then(|input| {
+            let result = line.and_then(|line| parse_task_row(line, &task)).and_then(|input| {
                 let mut stream = |piece: &str| {
                     if args.stream {
                         eprint!("{}", super::terminal::escape_controls(piece));

@@ -2,7 +2,6 @@
 //! that opens it once and reads GGUF files onto it: the CLI and the Python package share it.
 
 use std::cell::OnceCell;
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -29,6 +28,15 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::Webgpu => "webgpu",
+        }
+    }
+
     /// `auto`, `cpu`, `cuda` or `webgpu`.
     pub fn from_name(name: &str) -> Option<BackendChoice> {
         match name {
@@ -71,6 +79,15 @@ pub struct Loader {
 impl Loader {
     pub fn new(choice: BackendChoice) -> Self {
         Loader { choice, target: OnceCell::new(), fallback_reason: OnceCell::new(), float_weights: false, pool: None }
+    }
+
+    pub fn choice(&self) -> BackendChoice {
+        self.choice
+    }
+
+    /// The threads given to `with_threads`, if any.
+    pub fn threads(&self) -> Option<usize> {
+        self.pool.as_ref().map(|pool| pool.threads())
     }
 
     /// The CPU kernels' threads.
@@ -168,13 +185,6 @@ impl Loader {
                 loaded(WebGpuBackend::new(gpu), config, &source, tokenizer)?.into()
             }
         })
-    }
-
-    /// The GGUF file at `path` with the tokenizer its vocabulary defines.
-    pub fn open(&self, path: &Path, on_read: &dyn Fn(u64)) -> Result<AnyLoaded, LoadError> {
-        let file = GgufFile::open(path).map_err(ModelError::from)?;
-        let tokenizer = Tokenizer::from_gguf(&file.header).map_err(ModelError::from)?;
-        self.load(&file, tokenizer, on_read)
     }
 }
 

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use super::exam::{self, Question, Scored};
 use super::metrics::{classification, fmd_score, rouge, rouge_tokens, MAX_ROUGE_TOKENS};
 use super::rows::{jsonl_lines, row_id};
-use super::{Result, TaskError};
 
 /// Which input a problem is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +27,9 @@ pub struct Problem {
 }
 
 pub struct Evaluation {
-    /// The report `glassbox evaluate` prints (with the count of problems and the missing ids).
-    pub report: Value,
+    /// The report `glassbox evaluate` prints (with the count of problems and the missing ids);
+    /// `None` when no prediction matches a gold row.
+    pub report: Option<Value>,
     pub problems: Vec<Problem>,
     /// Gold rows without a prediction.
     pub missing: usize,
@@ -46,9 +46,8 @@ struct Row {
 const NO_LABEL: &str = "(none)";
 
 /// `pred` against `gold` for `task`: `exam` reads exam questions and replies; any other task
-/// reads `{"id", "label", "explanation"?}` rows (`fmd` adds the challenge score). An error only
-/// when no prediction matches a gold row.
-pub fn evaluate(task: &str, gold: &[u8], pred: &[u8]) -> Result<Evaluation> {
+/// reads `{"id", "label", "explanation"?}` rows (`fmd` adds the challenge score).
+pub fn evaluate(task: &str, gold: &[u8], pred: &[u8]) -> Evaluation {
     if task == "exam" {
         return evaluate_exam(gold, pred);
     }
@@ -60,7 +59,7 @@ pub fn evaluate(task: &str, gold: &[u8], pred: &[u8]) -> Result<Evaluation> {
     let missing: Vec<&String> = ids.iter().copied().filter(|id| !pred.contains_key(*id)).collect();
     let scored: Vec<&String> = ids.iter().copied().filter(|id| pred.contains_key(*id)).collect();
     if scored.is_empty() {
-        return Err(TaskError::BadInput("no prediction matches an id of the gold rows".into()));
+        return Evaluation { report: None, problems, missing: missing.len() };
     }
     let gold_labels: Vec<&str> = scored.iter().map(|id| gold[*id].label.as_str()).collect();
     let pred_labels: Vec<&str> = scored.iter().map(|id| pred[*id].label.as_str()).collect();
@@ -94,7 +93,7 @@ pub fn evaluate(task: &str, gold: &[u8], pred: &[u8]) -> Result<Evaluation> {
             report["fmd_score"] = json!(fmd_score(&metrics, &scores));
         }
     }
-    Ok(Evaluation { report, problems, missing: missing.len() })
+    Evaluation { report: Some(report), problems, missing: missing.len() }
 }
 
 /// The rows by id. A row that is not an object with a string or number `id` and a string
@@ -110,7 +109,7 @@ fn read_rows(bytes: &[u8], side: Side, null_allowed: bool, problems: &mut Vec<Pr
                 continue;
             }
         };
-        let parsed: std::result::Result<Value, _> = serde_json::from_str(line);
+        let parsed: Result<Value, _> = serde_json::from_str(line);
         let row = parsed.ok().and_then(|v| {
             let id = row_id(&v["id"])?;
             let label = match &v["label"] {
@@ -144,7 +143,7 @@ fn read_rows(bytes: &[u8], side: Side, null_allowed: bool, problems: &mut Vec<Pr
 }
 
 /// A reply row's letter field: a letter, `null` (no answer), or absent.
-fn letter_field(row: &Value, key: &str) -> std::result::Result<Option<Option<char>>, String> {
+fn letter_field(row: &Value, key: &str) -> Result<Option<Option<char>>, String> {
     match row.get(key) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -156,7 +155,7 @@ fn letter_field(row: &Value, key: &str) -> std::result::Result<Option<Option<cha
 }
 
 /// The questions' answers against the replies' letters, matched by id.
-fn evaluate_exam(gold: &[u8], pred: &[u8]) -> Result<Evaluation> {
+fn evaluate_exam(gold: &[u8], pred: &[u8]) -> Evaluation {
     let mut problems = Vec::new();
     let mut problem = |side, line, message: String| problems.push(Problem { side, line, message });
     let mut questions = Vec::new();
@@ -199,9 +198,9 @@ fn evaluate_exam(gold: &[u8], pred: &[u8]) -> Result<Evaluation> {
         }
     }
     if scored.is_empty() {
-        return Err(TaskError::BadInput("no reply matches a question".into()));
+        return Evaluation { report: None, missing: missing.len(), problems };
     }
     let report =
         json!({ "task": "exam", "report": exam::report(&scored), "missing": missing, "problems": problems.len() });
-    Ok(Evaluation { report, missing: missing.len(), problems })
+    Evaluation { report: Some(report), missing: missing.len(), problems }
 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::pipeline::Input;
+use super::templates::Task;
 
 /// The non-blank lines of a JSONL file, numbered from 1, each decoded on its own: an invalid
 /// UTF-8 byte spoils its row, not the file.
@@ -40,6 +41,15 @@ pub fn parse_row(line: &str) -> Result<Input, String> {
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
         .collect();
     Ok(Input { id, fields, domain: object.get("domain").and_then(Value::as_str).map(str::to_string) })
+}
+
+/// A JSONL row as an input of `task`, which needs every field the task names.
+pub fn parse_task_row(line: &str, task: &Task) -> Result<Input, String> {
+    let input = parse_row(line)?;
+    if let Some(missing) = task.fields.iter().find(|f| !input.fields.contains_key(f.as_str())) {
+        return Err(format!("id {:?}: task {:?} needs the field {missing:?}", input.id, task.name));
+    }
+    Ok(input)
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ test("a claim check by keyboard alone", { timeout: 600_000 }, async () => {
     // The navigation link moves the focus to the panel.
     await tabTo(page, 'nav a[href="#claim-panel"]');
     await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "claim-panel");
+    assert.equal(await page.getAttribute('nav a[href="#claim-panel"]', "aria-current"), "true");
     await tabTo(page, "#claim-task");
     await page.keyboard.press("ArrowDown");
     assert.equal(await page.inputValue("#claim-task"), "conspiracy");

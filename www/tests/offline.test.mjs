@@ -28,9 +28,8 @@ test("after one visit the shell opens and runs a kept model with the network off
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.goto(`${site.origin}/?model=${MODEL}&backend=cpu`);
-    // The worker has cached the shell once it is active and controls the page.
+    // The worker has cached the shell once it is active; the next navigation goes through it.
     await page.evaluate(() => navigator.serviceWorker.ready);
-    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 120_000 });
     await page.waitForSelector("#cache-question:not([hidden])", { timeout: 120_000 });
     await page.click("#cache-yes");
     await page.waitForSelector("#model-card[data-state=ready]", { timeout: 120_000 });
@@ -47,16 +46,21 @@ test("after one visit the shell opens and runs a kept model with the network off
 
     await context.setOffline(true);
     const before = requests.length;
+    const fromNetwork = [];
+    page.on("response", (r) => r.fromServiceWorker() || r.url().startsWith("blob:") || fromNetwork.push(r.url()));
     await page.reload();
     await page.waitForSelector("#model-card[data-state=ready]", { timeout: 120_000 });
+    // Served from the cache with its headers, the page is still cross-origin isolated (threads).
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true);
     assert.equal(await page.getAttribute("#backend-badge", "data-state"), "cpu");
     await page.fill("#inside-prompt", PROMPT);
     await page.click("#inside-form button");
     await page.waitForSelector("#next-tokens tr", { timeout: 120_000 });
     const shown = await page.$eval("#next-tokens tr", (row) => Number(row.dataset.id));
     assert.equal(shown, JSON.parse((await native).stdout).top[0].id);
-    // Offline, every request the page made was answered inside the browser.
+    // Offline, every request the page made was answered inside the browser: by the service worker.
     for (const url of requests.slice(before)) assert.ok(url.startsWith(site.origin + "/"), `a request to ${url}`);
+    assert.deepEqual(fromNetwork, []);
     assert.deepEqual(errors, []);
   } finally {
     await close();
