@@ -103,6 +103,11 @@ def _run(ray, items, worker, constructor_kwargs, concurrency, num_cpus, num_gpus
     return result.union(ray.data.from_items(unreadable)) if unreadable else result
 
 
+def _worker_kwargs(model_path, backend, threads, **work):
+    """A worker's constructor arguments: the model as every node opens it, and its work."""
+    return {"model_path": os.path.abspath(os.fspath(model_path)), "backend": backend, "threads": threads, **work}
+
+
 def _is_ray_dataset(dataset):
     import ray.data
 
@@ -139,14 +144,7 @@ def classify(
         "minilm": absolute(resources["minilm"] or "models/all-MiniLM-L6-v2"),
         "nrc": resources["nrc"],
     }
-    kwargs = {
-        "model_path": os.path.abspath(os.fspath(model_path)),
-        "backend": backend,
-        "threads": threads,
-        "task": task,
-        "options": choices,
-        "resources": resources,
-    }
+    kwargs = _worker_kwargs(model_path, backend, threads, task=task, options=choices, resources=resources)
     if _is_ray_dataset(dataset):
         items = dataset
     else:
@@ -177,12 +175,7 @@ def attribute(
     else:
         prompts = list(dataset)
     items = [{"line": i + 1, "text": p, "unreadable": ""} for i, p in enumerate(prompts) if p.strip()]
-    kwargs = {
-        "model_path": os.path.abspath(os.fspath(model_path)),
-        "backend": backend,
-        "threads": threads,
-        "options": options,
-    }
+    kwargs = _worker_kwargs(model_path, backend, threads, options=options)
     result = _run(ray, items, _Attributor, kwargs, concurrency, num_cpus, num_gpus, batch_size)
     return result if output is None else write(result, output)
 

@@ -338,19 +338,7 @@ impl Model {
         self.worker.call(py, &Callbacks::default(), move |any, _| {
             with_model!(any, loaded => {
                 let ids = prompt.ids(&loaded.tokenizer)?;
-                let interventions = changes.interventions(loaded)?;
-                let model = &loaded.model;
-                let top = model.next_token_top_k(&ids, &mut model.new_cache(), &interventions, k)?;
-                let tokens = top
-                    .ids
-                    .iter()
-                    .zip(&top.values)
-                    .map(|(&id, value)| {
-                        let token = loaded.tokenizer.decode(&[id])?;
-                        Ok(json!({ "id": id, "token": token, "logprob": value - top.log_sum_exp }))
-                    })
-                    .collect::<Result<Vec<_>, Failure>>()?;
-                to_json(&tokens)
+                to_json(&loaded.top_tokens(&ids, &changes.interventions(loaded)?, k)?)
             })
         })
     }

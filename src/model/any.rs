@@ -14,7 +14,34 @@ pub struct Loaded<B: Backend> {
     pub tokenizer: Tokenizer,
 }
 
+/// One of the most likely next tokens: its id, its text and its log-probability.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopToken {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
+}
+
 impl<B: Backend> Loaded<B> {
+    /// The `k` most likely next tokens after `ids` with `interventions`, each token's text
+    /// decoded on its own.
+    pub fn top_tokens(
+        &self,
+        ids: &[u32],
+        interventions: &[crate::hooks::Intervention],
+        k: usize,
+    ) -> Result<Vec<TopToken>, ModelError> {
+        let model = &self.model;
+        let top = model.next_token_top_k(ids, &mut model.new_cache(), interventions, k)?;
+        top.ids
+            .iter()
+            .zip(&top.values)
+            .map(|(&id, value)| {
+                Ok(TopToken { id, token: self.tokenizer.decode(&[id])?, logprob: value - top.log_sum_exp })
+            })
+            .collect()
+    }
+
     /// The pair, if every token the tokenizer can produce has a row of logits: a larger
     /// vocabulary would index past the output layer wherever a token's logit is read.
     pub fn new(model: Model<B>, tokenizer: Tokenizer) -> Result<Self, ModelError> {

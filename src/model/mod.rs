@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use any::{AnyLoaded, Loaded};
+pub use any::{AnyLoaded, Loaded, TopToken};
 pub use backward::{Gradients, Objective};
 pub use config::{Config, GateActivation, RopeStyle, SlidingWindow, SUPPORTED_ARCHITECTURES};
 

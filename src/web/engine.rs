@@ -7,7 +7,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::task::Task;
@@ -257,13 +256,6 @@ enum PositionsChoice {
     List(Vec<usize>),
 }
 
-#[derive(Serialize)]
-struct TopToken {
-    id: u32,
-    token: String,
-    logprob: f32,
-}
-
 /// A GGUF file behind a `Blob` (a `File`, or a download saved as one), read a slice at a time.
 pub(super) struct BlobGguf {
     blob: web_sys::Blob,
@@ -361,18 +353,10 @@ fn attribution<B: Backend>(loaded: &Loaded<B>, ids: &[u32], options: &Attributio
 }
 
 fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
-    let interventions = state.interventions();
-    let model = &loaded.model;
-    let top = model.next_token_top_k(ids, &mut model.new_cache(), &interventions, k).map_err(model_error)?;
-    let tokens = top
-        .ids
-        .iter()
-        .zip(&top.values)
-        .map(|(&id, value)| {
-            let token = loaded.tokenizer.decode(&[id]).map_err(|e| js_error(ErrorName::TokenizerError, e))?;
-            Ok(TopToken { id, token, logprob: value - top.log_sum_exp })
-        })
-        .collect::<Result<Vec<_>, JsValue>>()?;
+    let tokens = loaded.top_tokens(ids, &state.interventions(), k).map_err(|e| match e {
+        ModelError::Tokenizer(e) => js_error(ErrorName::TokenizerError, e),
+        other => model_error(other),
+    })?;
     to_js(&tokens)
 }
 
