@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::ablation::{evaluate_mask, prompt_set, Mask};
-use glassbox::interp::attribution::{attribute, decompose_logit, AttributionOptions};
+use glassbox::interp::attribution::{attribute, decompose_logit, AttributionOptions, DEFAULT_GRAPH_EDGES};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::rewards::token_rewards;
 use glassbox::interp::{InterpError, NeuronId};
@@ -23,11 +23,13 @@ const HEAD_LPI_TOLERANCE: f32 = 0.15;
 /// Largest |glassbox − NumPy| exact LPI over the neurons both put in their top 100. Measured
 /// 2026-11-26: 0.080.
 const NEURON_LPI_TOLERANCE: f32 = 0.12;
+/// Largest |glassbox − NumPy| LPI over the attribution graph's exact edges.
+const EDGE_LPI_TOLERANCE: f32 = 0.15;
 
 use common::load_smollm2 as load;
 
-fn reference_neurons() -> Vec<f32> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2-attribution-numpy.bin");
+fn reference_floats(file: &str) -> Vec<f32> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(file);
     std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
@@ -41,11 +43,15 @@ fn heads_and_neurons_agree_with_the_numpy_reference() {
     let c = loaded.model.config().clone();
     let unembedding = Unembedding::new(&loaded.model).unwrap();
     let meta = common::reference("smollm2-attribution-numpy.json");
-    let all_neurons = reference_neurons();
+    let all_neurons = reference_floats("smollm2-attribution-numpy.bin");
+    let all_edges = reference_floats("smollm2-attribution-numpy-edges.bin");
+    let mut edges_before = 0;
     let per_prompt = c.layers * c.ffn_width;
-    let (mut worst_head, mut worst_neuron) = (0.0f32, 0.0f32);
+    let (mut worst_head, mut worst_neuron, mut worst_edge) = (0.0f32, 0.0f32, 0.0f32);
+    let options = AttributionOptions { graph_edges: Some(DEFAULT_GRAPH_EDGES), ..Default::default() };
     for (p, case) in meta["prompts"].as_array().unwrap().iter().enumerate() {
-        let ours = attribute(&unembedding, &loaded.tokenizer, &ids_of(case), &AttributionOptions::default()).unwrap();
+        let ids = ids_of(case);
+        let ours = attribute(&unembedding, &loaded.tokenizer, &ids, &options).unwrap();
         assert_eq!(ours.target.id as u64, case["target"]["id"].as_u64().unwrap(), "prompt {p}: target");
 
         let reference_heads: Vec<f32> = case["head_lpi"]
@@ -76,10 +82,45 @@ fn heads_and_neurons_agree_with_the_numpy_reference() {
         for n in shared {
             worst_neuron = worst_neuron.max((n.score - reference_neurons[n.layer * c.ffn_width + n.neuron]).abs());
         }
+
+        // The graph: NumPy scores every edge exactly; glassbox picks its exact ones to first order.
+        let count = c.layers * c.heads * ids.len();
+        let reference_edges = &all_edges[edges_before..edges_before + count];
+        edges_before += count;
+        let graph = ours.graph.as_ref().unwrap();
+        assert_eq!(graph.edges_scored, count);
+        assert_eq!(graph.edges.len(), DEFAULT_GRAPH_EDGES.min(count));
+        let edge_index = |layer: usize, head: usize, position: usize| (layer * c.heads + head) * ids.len() + position;
+        let chosen: HashSet<usize> = graph.edges.iter().map(|e| edge_index(e.layer, e.head, e.position)).collect();
+        let mut reference_rank: Vec<usize> = (0..count).collect();
+        reference_rank.sort_by(|&a, &b| reference_edges[b].abs().total_cmp(&reference_edges[a].abs()));
+        let missed = reference_rank.iter().take(100).filter(|i| !chosen.contains(i)).count();
+        assert_eq!(missed, 0, "prompt {p}: {missed} of NumPy's 100 strongest edges are not among the exact ones");
+        let reference_top: HashSet<usize> = reference_rank.iter().take(20).copied().collect();
+        let overlap = graph
+            .edges
+            .iter()
+            .take(20)
+            .filter(|e| reference_top.contains(&edge_index(e.layer, e.head, e.position)))
+            .count();
+        assert!(overlap >= 16, "prompt {p}: the 20 strongest edges overlap in {overlap}");
+        for e in &graph.edges {
+            worst_edge = worst_edge.max((e.score - reference_edges[edge_index(e.layer, e.head, e.position)]).abs());
+        }
+        // Each position's score through a top head is the same edge.
+        for position in &ours.positions {
+            let edge = graph
+                .edges
+                .iter()
+                .find(|e| (e.layer, e.head, e.position) == (position.layer, position.head, position.position));
+            assert!(edge.is_none_or(|e| e.score == position.score));
+        }
     }
-    eprintln!("largest differences: head LPI {worst_head:.4}, neuron LPI {worst_neuron:.4}");
+    assert_eq!(edges_before, all_edges.len());
+    eprintln!("largest differences: head LPI {worst_head:.4}, neuron LPI {worst_neuron:.4}, edge LPI {worst_edge:.4}");
     assert!(worst_head <= HEAD_LPI_TOLERANCE, "head LPI differs by {worst_head}");
     assert!(worst_neuron <= NEURON_LPI_TOLERANCE, "neuron LPI differs by {worst_neuron}");
+    assert!(worst_edge <= EDGE_LPI_TOLERANCE, "edge LPI differs by {worst_edge}");
 }
 
 /// With fixed `s` the lens is linear, so the target's logit splits into embedding + heads +

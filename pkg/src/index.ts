@@ -105,6 +105,12 @@ export interface AttributeOptions {
    * time it is asked for and kept while the model is open.
    */
   floatWeights?: boolean;
+  /**
+   * Also draw the attribution graph (`Attribution.graph`): every head's contribution from every
+   * position into the last one, scored to first order, the strongest `graphEdges` (1000) exactly.
+   */
+  graph?: boolean;
+  graphEdges?: number;
 }
 
 export interface LensOptions {

@@ -124,6 +124,28 @@ export interface Attribution {
   positions: PositionScore[];
   value_neurons: ValueNeuronScore[];
   query_neurons: QueryNeuronScore[];
+  /** Only when asked for with `graph: true`. */
+  graph?: AttributionGraph;
+}
+
+/** Head (layer, head) carrying position `position`'s residual into the last one: `c`, exact. */
+export interface GraphEdge {
+  layer: number;
+  head: number;
+  position: number;
+  score: number;
+}
+
+/**
+ * The flow into the explained token: nodes are (layer, position) residual states, edges each
+ * head's contribution from a position into the last one. The MLPs act on the last position's
+ * nodes directly, with the scores in `layers[l].ffn`.
+ */
+export interface AttributionGraph {
+  /** Every edge (layers × heads × positions), scored to first order to choose the exact ones. */
+  edges_scored: number;
+  /** The strongest edges, exact, by |score| largest first. */
+  edges: GraphEdge[];
 }
 
 export interface LensToken {

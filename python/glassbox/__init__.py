@@ -136,6 +136,7 @@ class Attribution:
     positions: List[Dict[str, Any]]
     value_neurons: List[Dict[str, Any]]
     query_neurons: List[Dict[str, Any]]
+    graph: Optional[Dict[str, Any]] = None
 
     def head_grid(self) -> np.ndarray:
         """LPI by layer (rows) and head (columns)."""
@@ -147,10 +148,12 @@ class Attribution:
         return grid
 
     def to_pandas(self, what: str = "heads"):
-        """`heads`, `neurons`, `layers`, `positions`, `value_neurons` or `query_neurons` as a
-        DataFrame."""
+        """`heads`, `neurons`, `layers`, `positions`, `value_neurons`, `query_neurons` or, when
+        asked for with `graph=True`, the graph's `edges`, as a DataFrame."""
+        if what == "edges" and self.graph is not None:
+            return _frame(self.graph["edges"])
         if what not in ("heads", "neurons", "layers", "positions", "value_neurons", "query_neurons"):
-            raise InputError(f"no table {what!r} in an attribution")
+            raise InputError(f"no table {what!r} in this attribution")
         return _frame(getattr(self, what))
 
     def _repr_html_(self):
@@ -426,9 +429,14 @@ class Model:
         top: int = 100,
         exact_neurons: int = 1000,
         exact_all: bool = False,
+        graph: bool = False,
+        graph_edges: int = 1000,
     ) -> Attribution:
-        """LPI of layers, heads, neurons and positions for `target` (the top token when None)."""
-        return Attribution(**json.loads(self._native.attribute(_prompt(prompt), target, top, exact_neurons, exact_all)))
+        """LPI of layers, heads, neurons and positions for `target` (the top token when None);
+        with `graph`, also the attribution graph: every head's contribution from every position
+        into the last one, the `graph_edges` strongest scored exactly (`to_pandas("edges")`)."""
+        native = self._native.attribute(_prompt(prompt), target, top, exact_neurons, exact_all, graph_edges if graph else None)
+        return Attribution(**json.loads(native))
 
     def lens(
         self,

@@ -345,7 +345,8 @@ impl Model {
 
     /// The log-probability-increase attribution at the last position, as `glassbox attribute
     /// --json` prints it.
-    #[pyo3(signature = (prompt, target, top, exact_neurons, exact_all))]
+    #[pyo3(signature = (prompt, target, top, exact_neurons, exact_all, graph_edges))]
+    #[allow(clippy::too_many_arguments)]
     fn attribute(
         &self,
         py: Python<'_>,
@@ -354,6 +355,7 @@ impl Model {
         top: usize,
         exact_neurons: usize,
         exact_all: bool,
+        graph_edges: Option<usize>,
     ) -> PyResult<String> {
         self.worker.call(py, &Callbacks::default(), move |any, _| {
             with_model!(any, loaded => {
@@ -363,6 +365,7 @@ impl Model {
                     top,
                     exact_neurons,
                     exact_all,
+                    graph_edges,
                     ..AttributionOptions::default()
                 };
                 let unembedding = Unembedding::new(&loaded.model)?;

@@ -84,8 +84,8 @@ def test_run_with_hooks_ablates_as_the_cli_does(smollm2):
 
 
 def test_attribution_equals_the_cli(smollm2):
-    ours = smollm2.attribute(PROMPT, top=20, exact_neurons=100)
-    theirs = cli_json("attribute", SMOLLM2, "--prompt", PROMPT, "--top", 20, "--exact-neurons", 100)
+    ours = smollm2.attribute(PROMPT, top=20, exact_neurons=100, graph=True, graph_edges=200)
+    theirs = cli_json("attribute", SMOLLM2, "--prompt", PROMPT, "--top", 20, "--exact-neurons", 100, "--graph", "--graph-edges", 200)
     assert ours.target["id"] == theirs["target"]["id"]
     assert [(h["layer"], h["head"]) for h in ours.heads[:10]] == [(h["layer"], h["head"]) for h in theirs["heads"][:10]]
     np.testing.assert_allclose([h["score"] for h in ours.heads], [h["score"] for h in theirs["heads"]], atol=1e-5)
@@ -97,6 +97,11 @@ def test_attribution_equals_the_cli(smollm2):
     assert list(table.columns) == ["layer", "head", "score"] and len(table) == grid.size
     html = ours._repr_html_()
     assert html.startswith("<svg") and "LPI (nats)" in html
+    edges = ours.to_pandas("edges")
+    assert list(edges.columns) == ["layer", "head", "position", "score"] and len(edges) == 200
+    assert ours.graph["edges_scored"] == theirs["graph"]["edges_scored"]
+    assert [tuple(e.values())[:3] for e in ours.graph["edges"]] == [tuple(e.values())[:3] for e in theirs["graph"]["edges"]]
+    np.testing.assert_allclose(edges["score"], [e["score"] for e in theirs["graph"]["edges"]], atol=1e-5)
 
 
 def test_lens_equals_the_cli(smollm2):

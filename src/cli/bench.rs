@@ -119,7 +119,7 @@ fn attribution<B: Backend>(
     ids: &[u32],
 ) -> Result<serde_json::Value, String> {
     use glassbox::interp::ablation::head_ablation_scan;
-    use glassbox::interp::attribution::{attribute, rank_heads, AttributionOptions};
+    use glassbox::interp::attribution::{attribute, rank_heads, AttributionOptions, DEFAULT_GRAPH_EDGES};
     let model = unembedding.model();
     let text = |e: glassbox::interp::InterpError| e.to_string();
     let best = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
@@ -147,6 +147,8 @@ fn attribution<B: Backend>(
         best(&mut || attribute(unembedding, tokenizer, ids, &AttributionOptions::default()).map(drop).map_err(text))?;
     let per_attribution =
         model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before).per(REPETITIONS as u64));
+    let with_graph = AttributionOptions { graph_edges: Some(DEFAULT_GRAPH_EDGES), ..Default::default() };
+    let graph_s = best(&mut || attribute(unembedding, tokenizer, ids, &with_graph).map(drop).map_err(text))?;
     let scan_s = once(&mut || head_ablation_scan(model, ids, target).map(drop).map_err(text))?;
     let exact_all = AttributionOptions { exact_all: true, ..Default::default() };
     let exact_all_s = once(&mut || attribute(unembedding, tokenizer, ids, &exact_all).map(drop).map_err(text))?;
@@ -154,6 +156,8 @@ fn attribution<B: Backend>(
         "n_tokens": ids.len(),
         "forward_s": forward_s,
         "attribution_s": attribution_s,
+        "graph_s": graph_s,
+        "graph_edges": DEFAULT_GRAPH_EDGES,
         "heads_s": heads_s,
         "scan_s": scan_s,
         "exact_all_s": exact_all_s,

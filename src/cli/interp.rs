@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use glassbox::interp::ablation::{evaluate_mask, head_ablation_scan, prompt_set, Mask};
-use glassbox::interp::attribution::{attribute as run_attribution, ffn_neuron_lpi, AttributionOptions};
+use glassbox::interp::attribution::{
+    attribute as run_attribution, ffn_neuron_lpi, AttributionOptions, DEFAULT_GRAPH_EDGES,
+};
 use glassbox::interp::cna::{comparative_neuron_analysis, CnaOptions};
 use glassbox::interp::input_attribution::{input_attribution, InputAttribution, InputMethod};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
@@ -53,6 +55,13 @@ pub struct AttributeArgs {
     /// Neurons always scored exactly and listed, as LAYER.NEURON.
     #[arg(long, value_delimiter = ',')]
     neurons: Vec<String>,
+    /// Also draw the attribution graph: every head's contribution from every position into the
+    /// last one, scored to first order, the strongest `--graph-edges` of them exactly.
+    #[arg(long)]
+    graph: bool,
+    /// How many of the graph's edges to score exactly (each costs one vocabulary projection).
+    #[arg(long, default_value_t = DEFAULT_GRAPH_EDGES, requires = "graph")]
+    graph_edges: usize,
     /// Also score each prompt token's embedding by its gradient: gradient × input, or integrated
     /// gradients (one forward and backward pass per quadrature point).
     #[arg(long, value_enum)]
@@ -98,6 +107,7 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, js
             exact_all: args.exact_all,
             always_exact: Mask::parse(&[], &args.neurons, loaded.model.config()).map_err(text_err)?.neurons.into_iter().collect(),
             top: args.scoring.top,
+            graph_edges: args.graph.then_some(args.graph_edges),
             ..Default::default()
         };
         let unembedding = Unembedding::new(&loaded.model).map_err(text_err)?;
@@ -133,6 +143,13 @@ pub fn attribute(out: &mut impl Write, loader: &Loader, args: &AttributeArgs, js
             writeln!(out, "top FFN neurons (LPI; ~ = first-order):")?;
             for n in result.neurons.iter().take(10) {
                 writeln!(out, "  {:>2}.{:<5} {:+.4}{}", n.layer, n.neuron, n.score, if n.exact { "" } else { " ~" })?;
+            }
+            if let Some(graph) = &result.graph {
+                writeln!(out, "strongest graph edges (c = LPI through the head into the last position; {} of {} exact):", graph.edges.len(), graph.edges_scored)?;
+                for e in graph.edges.iter().take(10) {
+                    let token = &result.input_tokens[e.position];
+                    writeln!(out, "  {:>2}.{:<2} from {:>3} {:<16} {:+.4}", e.layer, e.head, e.position, format!("{token:?}"), e.score)?;
+                }
             }
             if let Some(input) = &input_attribution {
                 match (input.steps, input.completeness_gap) {

@@ -10,6 +10,12 @@
 //!   input_layernorm.weight`; a shallower FFN neuron (l', i) at position t scores
 //!   `Σ_{value neurons} ⟨m_{l',i,t}·W_down[:, i], k⟩ / ⟨x_l^t, k⟩ × score(value neuron)`.
 //!
+//! The attribution graph draws the flow into the last position as edges `c_{l,h,t}` from every
+//! position's residual through every head: all `layers × heads × positions` are first scored to
+//! first order from the gradients the value neurons already need, and the strongest
+//! `graph_edges` of them, by magnitude, are then scored exactly. It takes no forward pass beyond
+//! the one every method here shares.
+//!
 //! Every head and layer is scored exactly. Neurons are first scored by the first-order
 //! approximation ([`Lpi::gradients`], one dot product each); the top `exact_neurons` by that
 //! score, plus any the caller names, are then scored exactly, and each score says which it is.
@@ -34,6 +40,10 @@ use crate::model::{Config, LayerWeight, Model, Sublayer};
 use crate::numeric::log_softmax;
 use crate::tokenizer::Tokenizer;
 
+/// How many graph edges the CLI, the browser and Python score exactly unless told otherwise: about
+/// 0.4× a default attribution's work on SmolLM2-135M.
+pub const DEFAULT_GRAPH_EDGES: usize = 1000;
+
 #[derive(Clone, Debug)]
 pub struct AttributionOptions {
     /// The token explained; the model's top-1 when `None`.
@@ -50,6 +60,8 @@ pub struct AttributionOptions {
     pub position_heads: usize,
     /// The number of top attention value neurons whose keys define query neurons.
     pub value_neurons: usize,
+    /// With `Some(n)`, the attribution graph of the `n` strongest head-position edges.
+    pub graph_edges: Option<usize>,
 }
 
 impl Default for AttributionOptions {
@@ -62,6 +74,7 @@ impl Default for AttributionOptions {
             top: 100,
             position_heads: 10,
             value_neurons: 30,
+            graph_edges: None,
         }
     }
 }
@@ -132,12 +145,37 @@ pub struct QueryNeuronScore {
     pub score: f32,
 }
 
+/// One edge of the attribution graph: head (layer, head) carrying position `position`'s
+/// residual into the last position's, `c_{l,h,t}`, exact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GraphEdge {
+    pub layer: usize,
+    pub head: usize,
+    pub position: usize,
+    pub score: f32,
+}
+
+/// The information flow into the explained token, in the spirit of Ferrando & Voita's
+/// information-flow routes: nodes are (layer, position) residual states, edges the heads'
+/// contributions from a position into the last one. The MLPs add directly only to the last
+/// position's residual, so their scores are the [`LayerScore::ffn`] of the last position's nodes;
+/// at earlier positions an MLP's part reaches the target only through the edges leaving them.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttributionGraph {
+    /// Every edge, `layers × heads × positions`, scored to first order to choose the exact ones.
+    pub edges_scored: usize,
+    /// The strongest edges by their first-order magnitude, scored exactly; by `|score|`, largest
+    /// first.
+    pub edges: Vec<GraphEdge>,
+}
+
 /// JSON: `{"target": {"id", "token", "logprob"}, "scale", "input_tokens", "layers": [{"layer",
 /// "attention", "ffn"}], "heads": [{"layer", "head", "score"}], "neurons": [{"layer", "neuron",
 /// "score", "exact"}], "exact_neurons", "positions": [{"layer", "head", "position", "token",
 /// "score"}], "value_neurons": [{"layer", "head", "dim", "position", "score", "exact"}],
-/// "query_neurons": [{"layer", "neuron", "position", "score"}]}`; every list by score, highest
-/// first (positions grouped by head, heads in rank order).
+/// "query_neurons": [{"layer", "neuron", "position", "score"}], "graph": {"edges_scored", "edges":
+/// [{"layer", "head", "position", "score"}]}}`; every list by score, highest first (positions
+/// grouped by head, heads in rank order; graph edges by magnitude), `graph` only when asked for.
 #[derive(Clone, Debug, Serialize)]
 pub struct Attribution {
     pub target: Target,
@@ -154,6 +192,8 @@ pub struct Attribution {
     pub positions: Vec<PositionScore>,
     pub value_neurons: Vec<ValueNeuronScore>,
     pub query_neurons: Vec<QueryNeuronScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph: Option<AttributionGraph>,
 }
 
 /// One forward pass at the last position, with what every method here reads.
@@ -555,34 +595,70 @@ pub fn attribute<B: Backend>(
     let exact_neurons = is_exact.iter().filter(|&&e| e).count();
     let reported = report_neurons(&scores, &is_exact, c.ffn_width, options.top, &always);
 
-    // Positions through the top heads.
-    let tokens = tokenizer.token_texts(ids)?;
-    let hd = c.head_dim;
-    let alpha = |l: usize, h: usize, t: usize| pass.alpha(l, h, t);
-    let value = |l: usize, h: usize, t: usize| pass.value(&c, l, h, t);
-    let top_heads: Vec<HeadId> = heads.iter().take(options.position_heads).map(HeadScore::id).collect();
-    let all: Vec<usize> = (0..pass.len).collect();
-    let positions = through_heads(&lpi, &pass, &x_bases, &top_heads, &all)?
+    // Each layer's gradient pulled back through o_proj: the first-order score of anything a
+    // head adds at the last position is a dot product with it.
+    let last = pass.len - 1;
+    let per_column: Vec<Vec<f32>> = lpi
+        .gradients(&x_bases)?
         .into_iter()
-        .map(|(layer, head, position, score)| PositionScore {
-            layer,
-            head,
+        .enumerate()
+        .map(|(l, gradient)| {
+            let gradient = pass.through_post_norm(model, l, LayerWeight::Output, last, gradient);
+            pull_through(model, l, LayerWeight::Output, &gradient)
+        })
+        .collect::<Result<_>>()?;
+
+    // Positions through the top heads, and the graph's strongest edges, scored exactly together.
+    let tokens = tokenizer.token_texts(ids)?;
+    let top_heads: Vec<HeadId> = heads.iter().take(options.position_heads).map(HeadScore::id).collect();
+    let mut cells: Vec<(HeadId, usize)> =
+        top_heads.iter().flat_map(|&head| (0..pass.len).map(move |t| (head, t))).collect();
+    let through_top_heads = cells.len();
+    let graph_cells = options.graph_edges.map(|n| strongest_edges(&pass, &c, &per_column, n));
+    if let Some(graph_cells) = &graph_cells {
+        cells.extend(graph_cells.iter().filter(|(head, _)| !top_heads.contains(head)));
+    }
+    let exact = contributions(&lpi, &pass, &x_bases, &cells)?;
+    let positions = cells[..through_top_heads]
+        .iter()
+        .zip(&exact)
+        .map(|(&(head, position), &score)| PositionScore {
+            layer: head.layer,
+            head: head.head,
             position,
             token: tokens[position].clone(),
             score,
         })
         .collect();
+    let graph = graph_cells.map(|graph_cells| {
+        let scored: std::collections::HashMap<(HeadId, usize), f32> = cells.iter().copied().zip(exact).collect();
+        let mut edges: Vec<GraphEdge> = graph_cells
+            .iter()
+            .map(|&(head, position)| GraphEdge {
+                layer: head.layer,
+                head: head.head,
+                position,
+                score: scored[&(head, position)],
+            })
+            .collect();
+        edges.sort_by(|a, b| {
+            b.score
+                .abs()
+                .total_cmp(&a.score.abs())
+                .then((a.layer, a.head, a.position).cmp(&(b.layer, b.head, b.position)))
+        });
+        AttributionGraph { edges_scored: c.layers * c.heads * pass.len, edges }
+    });
 
     // Attention value neurons: first-order for all, exact for the best few. Scored a layer at a
     // time, keeping each layer's best, so memory stays one layer's heads × d_head × positions.
-    let x_gradients = lpi.gradients(&x_bases)?;
+    let hd = c.head_dim;
+    let alpha = |l: usize, h: usize, t: usize| pass.alpha(l, h, t);
+    let value = |l: usize, h: usize, t: usize| pass.value(&c, l, h, t);
     let keep = 3 * options.value_neurons;
     let per_layer = c.heads * hd * pass.len;
     let mut best: Vec<(f32, usize)> = Vec::new();
-    let last = pass.len - 1;
-    for (l, gradient) in x_gradients.iter().enumerate() {
-        let gradient = pass.through_post_norm(model, l, LayerWeight::Output, last, gradient.clone());
-        let per_column = pull_through(model, l, LayerWeight::Output, &gradient)?;
+    for (l, per_column) in per_column.iter().enumerate() {
         let mut layer_scores = Vec::with_capacity(per_layer);
         for h in 0..c.heads {
             for j in 0..hd {
@@ -643,37 +719,63 @@ pub fn attribute<B: Backend>(
         positions,
         value_neurons,
         query_neurons,
+        graph,
     })
 }
 
-/// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each of `positions` through each of
-/// `heads`: `(layer, head, position, score)`, grouped by head in the order given.
-fn through_heads<B: Backend>(
+/// The `n` head-position edges `(head, t)` of largest first-order magnitude
+/// `|α_{h,last,t} ⟨v_{t,h}, per_column_l[h]⟩|`, `per_column_l = W_Oᵀ ∇_l`: largest first.
+fn strongest_edges(pass: &Pass, c: &Config, per_column: &[Vec<f32>], n: usize) -> Vec<(HeadId, usize)> {
+    let hd = c.head_dim;
+    let mut cells = Vec::with_capacity(c.layers * c.heads * pass.len);
+    let mut magnitudes = Vec::with_capacity(cells.capacity());
+    for (layer, per_column) in per_column.iter().enumerate() {
+        for head in 0..c.heads {
+            for t in 0..pass.len {
+                let first_order = pass.alpha(layer, head, t)
+                    * dot(pass.value(c, layer, head, t), &per_column[head * hd..(head + 1) * hd]);
+                magnitudes.push(first_order.abs());
+                cells.push((HeadId { layer, head }, t));
+            }
+        }
+    }
+    rank_descending(&magnitudes).into_iter().take(n).map(|i| cells[i]).collect()
+}
+
+/// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each `(head, t)` of `cells`, in their
+/// order. The o_proj columns are fetched a layer at a time, so memory stays one layer's.
+fn contributions<B: Backend>(
     lpi: &Lpi<B>,
     pass: &Pass,
     x_bases: &[LpiBase],
-    heads: &[HeadId],
-    positions: &[usize],
-) -> Result<Vec<(usize, usize, usize, f32)>> {
+    cells: &[(HeadId, usize)],
+) -> Result<Vec<f32>> {
     let model = lpi.unembedding.model();
     let c = model.config();
     let hd = c.head_dim;
-    let mut deltas = Vec::new();
-    let mut keys = Vec::new();
-    for &HeadId { layer: l, head: h } in heads {
-        let wanted: Vec<(usize, usize)> = (0..hd).map(|j| (l, h * hd + j)).collect();
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    order.sort_by_key(|&k| cells[k].0.layer);
+    let mut deltas = vec![(0, Vec::new()); cells.len()];
+    for group in order.chunk_by(|&a, &b| cells[a].0.layer == cells[b].0.layer) {
+        let wanted: Vec<(usize, usize)> = group
+            .iter()
+            .flat_map(|&k| {
+                let HeadId { layer, head } = cells[k].0;
+                (0..hd).map(move |j| (layer, head * hd + j))
+            })
+            .collect();
         let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
-        for &t in positions {
+        for &k in group {
+            let (HeadId { layer: l, head: h }, t) = cells[k];
             let mut delta = vec![0.0f32; c.width];
             for (j, &v) in pass.value(c, l, h, t).iter().enumerate() {
                 let coefficient = pass.alpha(l, h, t) * v;
                 delta.iter_mut().zip(&columns[&(l, h * hd + j)]).for_each(|(d, w)| *d += coefficient * w);
             }
-            deltas.push((l, pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, delta)));
-            keys.push((l, h, t));
+            deltas[k] = (l, pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, delta));
         }
     }
-    Ok(keys.into_iter().zip(lpi.exact(x_bases, &deltas)?).map(|((l, h, t), score)| (l, h, t, score)).collect())
+    lpi.exact(x_bases, &deltas)
 }
 
 /// A position's score `s_t` (see [`position_scores`]), exact or first-order.
@@ -730,8 +832,9 @@ pub fn position_scores<B: Backend>(
     for t in &chosen {
         totals[*t] = PositionTotal { score: 0.0, exact: true };
     }
-    let head_ids: Vec<HeadId> = ranked.iter().map(HeadScore::id).collect();
-    for (_, _, t, score) in through_heads(&lpi, &pass, &x_bases, &head_ids, &chosen)? {
+    let cells: Vec<(HeadId, usize)> =
+        ranked.iter().flat_map(|head| chosen.iter().map(move |&t| (head.id(), t))).collect();
+    for (&(_, t), score) in cells.iter().zip(contributions(&lpi, &pass, &x_bases, &cells)?) {
         totals[t].score += score;
     }
     Ok((totals, ranked))

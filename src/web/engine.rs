@@ -21,7 +21,7 @@ use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::hooks::{Intervention, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
-use crate::interp::attribution::{attribute, AttributionOptions};
+use crate::interp::attribution::{attribute, AttributionOptions, DEFAULT_GRAPH_EDGES};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use crate::interp::steering::SteeringVector;
 use crate::jspi;
@@ -213,9 +213,10 @@ enum TokenChoice {
     Text(String),
 }
 
-/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll, floatWeights }`,
-/// `target` a token id or a token's text; `floatWeights` attributes with the weights dequantised
-/// to f32 on the CPU, as `glassbox compare-weights` does.
+/// `attribute`'s options, all optional: `{ target, top, exactNeurons, exactAll, floatWeights,
+/// graph, graphEdges }`, `target` a token id or a token's text; `floatWeights` attributes with the
+/// weights dequantised to f32 on the CPU, as `glassbox compare-weights` does; `graph` adds the
+/// attribution graph, its `graphEdges` strongest edges scored exactly.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct AttributeOptions {
@@ -224,6 +225,8 @@ struct AttributeOptions {
     exact_neurons: Option<usize>,
     exact_all: bool,
     float_weights: bool,
+    graph: bool,
+    graph_edges: Option<usize>,
 }
 
 /// `lens`'s options, all optional: `{ layers, positions, topK, scale: "fixed" | "own_rms" }`.
@@ -529,6 +532,7 @@ impl Engine {
             top: given.top.unwrap_or(defaults.top),
             exact_neurons: given.exact_neurons.unwrap_or(defaults.exact_neurons),
             exact_all: given.exact_all,
+            graph_edges: given.graph.then(|| given.graph_edges.unwrap_or(DEFAULT_GRAPH_EDGES)),
             ..defaults
         };
         let float_weights = given.float_weights;

@@ -15,9 +15,11 @@ LPI(b, d) = log_softmax(U(b + d))[w] - log_softmax(U(b))[w], w = the model's top
 Attention layer l: LPI(x_l, a_l); FFN layer l: LPI(r_l, f_l); head (l, h): LPI(x_l, H_lh);
 FFN neuron (l, i), exactly for every neuron: LPI(r_l, m_li W_down[:, i]), via the float64 matrix
 A_l = W_U diag(g) W_down_l (U(r_l + m W_down[:, i]) = U(r_l) + m A_l[:, i] / s).
+Attribution-graph edge (l, h, t), for every one: LPI(x_l, alpha_{h,last,t} W_O[:, h] v_{t,h}).
 
-Writes OUT_PREFIX.json (targets, layer and head LPIs, top 100 neurons) and OUT_PREFIX.bin
-(little-endian float32: per prompt, every FFN neuron's LPI [layers, ffn]).
+Writes OUT_PREFIX.json (targets, layer and head LPIs, top 100 neurons), OUT_PREFIX.bin
+(little-endian float32: per prompt, every FFN neuron's LPI [layers, ffn]) and
+OUT_PREFIX-edges.bin (little-endian float32: per prompt, every edge's LPI [layers, heads, tokens]).
 """
 import hashlib
 import json
@@ -69,11 +71,12 @@ def main(model_path, ids_path, out_prefix):
     vocab_tokens = gguf.GGUFReader(model_path).fields["tokenizer.ggml.tokens"].contents()
 
     def forward(ids):
-        """Per-layer pieces at the last position: x (resid_pre), a, f, m [ffn], H [heads, d]; and x_L."""
+        """Per-layer pieces at the last position: x (resid_pre), a, f, m [ffn], H [heads, d], and
+        E [heads, t, d], what each head carries from each position; and x_L."""
         t = len(ids)
         x = W_U[ids]
         causal = np.triu(np.full((t, t), -np.inf), 1)
-        rec = {k: [] for k in ("x", "a", "f", "m", "H")}
+        rec = {k: [] for k in ("x", "a", "f", "m", "H", "E")}
         for l in range(L):
             p = f"blk.{l}."
             rec["x"].append(x[-1].copy())
@@ -82,22 +85,28 @@ def main(model_path, ids_path, out_prefix):
             k = rope((n @ w[p + "attn_k.weight"].T).reshape(t, kv_heads, hd), config["theta"])
             v = (n @ w[p + "attn_v.weight"].T).reshape(t, kv_heads, hd)
             z = np.empty((t, heads, hd))
+            alpha = np.empty((heads, t))
             for h in range(heads):
                 scores = q[:, h] @ k[:, h // group].T / np.sqrt(hd) + causal
                 probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
-                z[:, h] = (probs / probs.sum(axis=-1, keepdims=True)) @ v[:, h // group]
+                probs /= probs.sum(axis=-1, keepdims=True)
+                z[:, h] = probs @ v[:, h // group]
+                alpha[h] = probs[-1]
             wo = w[p + "attn_output.weight"]
             attn = z.reshape(t, width) @ wo.T
             H = np.stack([wo[:, h * hd:(h + 1) * hd] @ z[-1, h] for h in range(heads)])
-            # Self-check 1: the heads' results sum to the attention output.
+            E = np.stack([(alpha[h][:, None] * v[:, h // group]) @ wo[:, h * hd:(h + 1) * hd].T for h in range(heads)])
+            # Self-check 1: the heads' results sum to the attention output, and each head's
+            # per-position parts to its result.
             assert np.allclose(H.sum(0), attn[-1], rtol=1e-6, atol=1e-6 * np.abs(attn[-1]).max())
+            assert np.allclose(E.sum(1), H, rtol=1e-6, atol=1e-6 * np.abs(H).max())
             x = x + attn
             n = rms_norm(x, w[p + "ffn_norm.weight"], eps)
             gate = n @ w[p + "ffn_gate.weight"].T
             m = gate / (1 + np.exp(-gate)) * (n @ w[p + "ffn_up.weight"].T)
             ffn = m @ w[p + "ffn_down.weight"].T
             x = x + ffn
-            for key, val in (("a", attn[-1]), ("f", ffn[-1]), ("m", m[-1]), ("H", H)):
+            for key, val in (("a", attn[-1]), ("f", ffn[-1]), ("m", m[-1]), ("H", H), ("E", E)):
                 rec[key].append(val)
         return {k: np.stack(v) for k, v in rec.items()}, x[-1]
 
@@ -125,6 +134,8 @@ def main(model_path, ids_path, out_prefix):
             "head": lpi(rec["x"][:, None, :], rec["H"]),  # [L, heads]
             "neuron": np.empty((L, rec["m"].shape[1])),
             "neuron_logit": 0.0,  # Σ_{l,i} U(m_li W_down[:, i])[w], from A_l
+            # [L, heads, t], a layer at a time: [heads, t, vocab] float64 is 80 MB.
+            "edge": np.stack([lpi(rec["x"][l][None, None, :], rec["E"][l]) for l in range(L)]),
         })
     print(f"forward passes done at {time.time() - start:.0f}s", file=sys.stderr)
 
@@ -140,7 +151,7 @@ def main(model_path, ids_path, out_prefix):
                 run["neuron"][l, j:j + CHUNK] = u[tgt] + A[tgt, j:j + CHUNK] * cj - lse(u[:, None] + A[:, j:j + CHUNK] * cj) - base
     print(f"neuron LPIs done at {time.time() - start:.0f}s", file=sys.stderr)
 
-    index, blobs = [], []
+    index, blobs, edge_blobs = [], [], []
     for run in runs:
         rec, s, tgt, g_s = run["rec"], run["s"], run["tgt"], g / run["s"]
         # Self-check 2: the target logit decomposes exactly over embedding, heads and neurons.
@@ -161,13 +172,16 @@ def main(model_path, ids_path, out_prefix):
             "top_neurons": [[int(a), int(b), float(neuron[a, b])] for a, b in zip(*np.unravel_index(order, neuron.shape))],
         })
         blobs.append(neuron.astype("<f4").tobytes())
+        edge_blobs.append(run["edge"].astype("<f4").tobytes())
     with open(model_path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     pathlib.Path(out_prefix + ".bin").write_bytes(b"".join(blobs))
+    pathlib.Path(out_prefix + "-edges.bin").write_bytes(b"".join(edge_blobs))
     meta = {
         "generated_by": f"tests/reference/numpy_attribution.py with gguf {version('gguf')}, numpy {np.__version__}",
         "file_sha256": digest,
         "layout": f"per prompt: ffn neuron LPI [layers={L}, ffn={runs[0]['neuron'].shape[1]}], float32 LE",
+        "edges_layout": f"-edges.bin, per prompt: edge LPI [layers={L}, heads={heads}, tokens], float32 LE",
         "prompts": index,
     }
     pathlib.Path(out_prefix + ".json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
