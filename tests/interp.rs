@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use glassbox::backend::candle::CandleBackend;
 use glassbox::gguf::GgufFile;
 use glassbox::interp::ablation::{evaluate_mask, prompt_set, Mask};
-use glassbox::interp::attribution::{attribute, decompose_logit, AttributionOptions, DEFAULT_GRAPH_EDGES};
+use glassbox::interp::attribution::{
+    attribute, attribute_with_progress, decompose_logit, AttributionOptions, ATTRIBUTION_STEPS, DEFAULT_GRAPH_EDGES,
+};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::rewards::token_rewards;
 use glassbox::interp::{InterpError, NeuronId};
@@ -184,6 +186,32 @@ fn gemma3_target_logit_is_the_sum_of_its_parts() {
         );
         assert!((parts.lens_logit - parts.model_logit).abs() < 0.1, "{} vs {}", parts.lens_logit, parts.model_logit);
     }
+}
+
+/// The steps reported are each step once, in order; `false` stops the attribution there.
+#[test]
+fn attribution_reports_its_steps_and_stops_when_asked() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-vocab-tiny-q8_0.gguf");
+    let file = GgufFile::open(path).unwrap();
+    let model = Model::load(CandleBackend::cpu(), Config::from_gguf(&file.header).unwrap(), &file).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&file.header).unwrap();
+    let unembedding = Unembedding::new(&model).unwrap();
+    let ids = tokenizer.encode("The capital of France is", true, false).unwrap();
+    let options = AttributionOptions { graph_edges: Some(DEFAULT_GRAPH_EDGES), ..Default::default() };
+    let mut steps = Vec::new();
+    attribute_with_progress(&unembedding, &tokenizer, &ids, &options, &mut |done, total| {
+        steps.push((done, total));
+        true
+    })
+    .unwrap();
+    assert_eq!(steps, (1..=ATTRIBUTION_STEPS).map(|done| (done, ATTRIBUTION_STEPS)).collect::<Vec<_>>());
+    let mut calls = 0;
+    let stopped = attribute_with_progress(&unembedding, &tokenizer, &ids, &options, &mut |done, _| {
+        calls += 1;
+        done < 2
+    });
+    assert!(matches!(stopped, Err(InterpError::Stopped)), "{stopped:?}");
+    assert_eq!(calls, 2);
 }
 
 #[test]

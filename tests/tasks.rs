@@ -21,6 +21,7 @@ use glassbox::tasks::exam::{answer, extract, Language, Question, Reading, DEFAUL
 use glassbox::tasks::index::Index;
 use glassbox::tasks::pipeline::{llm_intensity, Mode};
 use glassbox::tasks::templates::Table;
+use glassbox::tasks::TaskError;
 use glassbox::tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -153,9 +154,11 @@ fn the_explanation_streams_what_it_returns() {
     let p = prompt(&table, task, &borrowed(&values), Wrapping::Seed, &m.tokenizer, None).unwrap();
     let mut streamed = String::new();
     let request = Writing::default().request(12, Vec::new());
-    let text =
-        explain(&m.model, &m.tokenizer, task, &p, "False", request.clone(), &mut |piece| streamed.push_str(piece))
-            .unwrap();
+    let text = explain(&m.model, &m.tokenizer, task, &p, "False", request.clone(), &mut |piece| {
+        streamed.push_str(piece);
+        true
+    })
+    .unwrap();
     assert!(!text.is_empty());
     assert_eq!(streamed.trim(), text);
     // The explanation continues the seed's format, so it is that continuation, written as asked.
@@ -164,6 +167,14 @@ fn the_explanation_streams_what_it_returns() {
     let request = glassbox::generate::GenerateRequest { stop_strings: vec!["\nHuman:".into()], ..request };
     let direct = glassbox::generate::generate(&m.model, &m.tokenizer, &ids, &request, |_, _| true).unwrap();
     assert_eq!(direct.text.trim(), text);
+    // Answering false stops it at that piece.
+    let mut pieces = 0;
+    let stopped = explain(&m.model, &m.tokenizer, task, &p, "False", request, &mut |_| {
+        pieces += 1;
+        false
+    });
+    assert!(matches!(stopped, Err(TaskError::Stopped)), "{stopped:?}");
+    assert_eq!(pieces, 1);
 }
 
 fn glassbox(args: &[&str]) -> std::process::Output {
@@ -517,7 +528,7 @@ fn exam_prompts_replies_and_letter_probabilities_match_llamacpp() {
         let prompt = chat_prompt(&m.tokenizer, &question.user_turn()).unwrap();
         assert_eq!(prompt.spanned.text, case["prompt"].as_str().unwrap(), "{id}: the chat prompt");
 
-        let scored = answer(&m.model, &m.tokenizer, &question, Mode::Score, 0, &mut |_| {}).unwrap();
+        let scored = answer(&m.model, &m.tokenizer, &question, Mode::Score, 0, &mut |_| true).unwrap();
         let probs = scored.probs.unwrap();
         for (letter, prob) in &probs {
             let expected = case["probs"][letter.to_string()].as_f64().unwrap();
@@ -531,7 +542,8 @@ fn exam_prompts_replies_and_letter_probabilities_match_llamacpp() {
         let mut streamed = String::new();
         let generated =
             answer(&m.model, &m.tokenizer, &question, Mode::Generate, DEFAULT_MAX_NEW_TOKENS, &mut |piece| {
-                streamed.push_str(piece)
+                streamed.push_str(piece);
+                true
             })
             .unwrap();
         let reply = generated.output.unwrap();

@@ -111,6 +111,10 @@ export interface AttributeOptions {
    */
   graph?: boolean;
   graphEdges?: number;
+  /** Called after each step (the forward pass, heads, neurons, positions and graph, value and query neurons) with the steps done and the steps in all. */
+  onProgress?: (done: number, total: number) => void;
+  /** Stops the attribution after its current step (on a cross-origin-isolated page, as for `generate`); it then rejects with an `InterpError`. */
+  signal?: AbortSignal;
 }
 
 export interface LensOptions {
@@ -168,6 +172,8 @@ export interface ClassifyOptions {
   index?: string | URL | Blob | ArrayBuffer | Uint8Array;
   /** Receives the explanation as it is generated. */
   onText?: (piece: string) => void;
+  /** Stops the check at the explanation's next token (on a cross-origin-isolated page, as for `generate`); it then rejects with a `TaskError`. */
+  signal?: AbortSignal;
   mode?: "score" | "generate";
   /** Wrap the instruction in the model's chat template instead of the papers' `Human:` wrapper. */
   chat?: boolean;
@@ -245,6 +251,17 @@ export interface HeatmapOptions {
 export type ImageSource = Blob | ImageData | string | URL;
 
 type Listener<K extends Operation> = (event: OperationEvent<K>) => void;
+
+/**
+ * A flag the worker reads between steps, set when `signal` aborts: the work holds the worker's
+ * thread, so no message could reach it. Only a cross-origin-isolated page can share one.
+ */
+function stopFlag(signal: AbortSignal | undefined): SharedArrayBuffer | undefined {
+  if (signal === undefined || !globalThis.crossOriginIsolated) return undefined;
+  const stop = new SharedArrayBuffer(4);
+  signal.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+  return stop;
+}
 
 interface Pending {
   resolve: (value: ResultOf<Operation>) => void;
@@ -440,8 +457,7 @@ export class Glassbox {
       previous = text;
       options.onToken(piece, text);
     };
-    const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
-    if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+    const stop = stopFlag(options.signal);
     const generation = await this.#call(
       "generate",
       { prompt, maxTokens: options.maxTokens ?? 64, temperature: options.temperature ?? 0, seed: options.seed ?? 0, stop },
@@ -458,7 +474,9 @@ export class Glassbox {
 
   /** Log-probability-increase attribution of the next token to layers, heads, neurons and positions. */
   async attribute(prompt: string, options: AttributeOptions = {}): Promise<Attribution> {
-    return this.#after(this.#call("attribute", { prompt, options }));
+    const { onProgress, signal, ...rest } = options;
+    const onEvent: Listener<"attribute"> = ({ data: { done, total } }) => onProgress?.(done, total);
+    return this.#after(this.#call("attribute", { prompt, options: rest, stop: stopFlag(signal) }, onEvent));
   }
 
   /** The logit lens: each layer's residual stream read through the unembedding. */
@@ -496,8 +514,7 @@ export class Glassbox {
    * `answer` and `wrong` must each be one token.
    */
   async patch(clean: string, corrupt: string, answer: string, wrong: string, options: PatchOptions = {}): Promise<PatchingGrid> {
-    const stop = options.signal !== undefined && globalThis.crossOriginIsolated ? new SharedArrayBuffer(4) : undefined;
-    if (stop !== undefined) options.signal?.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+    const stop = stopFlag(options.signal);
     const onEvent: Listener<"patch"> = ({ data: { done, total } }) => options.onProgress?.(done, total);
     return this.#after(this.#call("patch", { clean, corrupt, answer, wrong, site: options.site ?? "resid_pre", method: options.method ?? "both", stop }, onEvent));
   }
@@ -562,10 +579,11 @@ export class Glassbox {
 
   /** Classifies a claim with a task (`fmd`, `conspiracy`, `pheme`, ... or a task's JSON). */
   async classify(task: string, input: TaskInput, options: ClassifyOptions = {}): Promise<Classification> {
-    const { index, onText, ...rest } = options;
+    const { index, onText, signal, ...rest } = options;
     const indexBytes = index === undefined ? undefined : await bytesOf(index);
     const onEvent: Listener<"classify"> = ({ data }) => onText?.(data);
-    return this.#after(this.#call("classify", { task, input, options: { ...rest, modelName: this.#name }, index: indexBytes }, onEvent));
+    const args = { task, input, options: { ...rest, modelName: this.#name }, index: indexBytes, stop: stopFlag(signal) };
+    return this.#after(this.#call("classify", args, onEvent));
   }
 
   /** Asks one exam question (a JSONL row's text or its object) as `glassbox exam` does. */

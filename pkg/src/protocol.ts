@@ -70,7 +70,13 @@ export interface Operations {
     /** The text generated so far, after each token. */
     events: { token: { text: string; id: number } };
   };
-  attribute: { args: OnModel & { prompt: string; options: AttributeOptions }; result: Attribution };
+  attribute: {
+    /** `stop`: as for `generate`. */
+    args: OnModel & { prompt: string; options: Omit<AttributeOptions, "onProgress" | "signal">; stop: SharedArrayBuffer | undefined };
+    result: Attribution;
+    /** The steps done, after each. */
+    events: { progress: { done: number; total: number } };
+  };
   lens: { args: OnModel & { prompt: string; options: LensOptions }; result: LogitLens };
   record: { args: OnModel & { prompt: string; options: RecordOptions }; result: Recording };
   probe: { args: OnModel & { probe: Uint8Array; fields: TaskInput }; result: ProbeReading };
@@ -93,8 +99,10 @@ export interface Operations {
     args: OnModel & {
       task: string;
       input: TaskInput;
-      options: Omit<ClassifyOptions, "index" | "onText"> & { modelName: string | undefined };
+      options: Omit<ClassifyOptions, "index" | "onText" | "signal"> & { modelName: string | undefined };
       index: Uint8Array | undefined;
+      /** `stop`: as for `generate`. */
+      stop: SharedArrayBuffer | undefined;
     };
     result: Classification;
     /** A piece of the explanation, as it is generated. */

@@ -53,6 +53,15 @@ function backendOf(model: Engine): BackendInfo {
 const progress = (emit: Emit<"load" | "loadVision">) => (loaded: number, total: number) =>
   emit({ name: "progress", data: { phase: "load", loaded, total } });
 
+/** Reports each step as a progress event, and answers whether to go on: not once the page has set `stop`. */
+const stepping = (stop: SharedArrayBuffer | undefined, emit: Emit<"attribute" | "patch">) => {
+  const flag = stop === undefined ? null : new Int32Array(stop);
+  return (done: number, total: number) => {
+    emit({ name: "progress", data: { done, total } });
+    return flag === null || Atomics.load(flag, 0) === 0;
+  };
+};
+
 const handlers: { [K in Operation]: Handler<K> } = {
   async load({ blob, backend }, emit) {
     const model = await runTask<Engine>(Engine.open(blob, { backend, onProgress: progress(emit) }));
@@ -99,9 +108,9 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return runTask(model.generate(prompt, maxTokens, temperature, seed, onToken));
   },
 
-  async attribute({ handle, prompt, options }) {
+  async attribute({ handle, prompt, options, stop }, emit) {
     const model = engine(handle);
-    return runTask(model.attribute(model.tokenize(prompt), options));
+    return runTask(model.attribute(model.tokenize(prompt), options, stepping(stop, emit)));
   },
 
   async lens({ handle, prompt, options }) {
@@ -124,12 +133,7 @@ const handlers: { [K in Operation]: Handler<K> } = {
   },
 
   async patch({ handle, clean, corrupt, answer, wrong, site, method, stop }, emit) {
-    const flag = stop === undefined ? null : new Int32Array(stop);
-    const onProgress = (done: number, total: number) => {
-      emit({ name: "progress", data: { done, total } });
-      return flag === null || Atomics.load(flag, 0) === 0;
-    };
-    return runTask(engine(handle).patch(clean, corrupt, answer, wrong, { site, method }, onProgress));
+    return runTask(engine(handle).patch(clean, corrupt, answer, wrong, { site, method }, stepping(stop, emit)));
   },
 
   setMask({ handle, heads, neurons }) {
@@ -161,8 +165,12 @@ const handlers: { [K in Operation]: Handler<K> } = {
     return null;
   },
 
-  async classify({ handle, task, input, options, index }, emit) {
-    const onText = (piece: string) => emit({ name: "text", data: piece });
+  async classify({ handle, task, input, options, index, stop }, emit) {
+    const flag = stop === undefined ? null : new Int32Array(stop);
+    const onText = (piece: string) => {
+      emit({ name: "text", data: piece });
+      return flag === null || Atomics.load(flag, 0) === 0;
+    };
     return runTask(engine(handle).classify(task, input, options, index, onText));
   },
 

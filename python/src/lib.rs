@@ -511,7 +511,7 @@ impl Model {
                         return Err(Failure::new(Kind::Task, "stopped before the end, as asked"));
                     }
                     let result = parse_task_row(row, &task).and_then(|input| {
-                        let output = classifier.run(&input, &mut |_| ()).map_err(|e| format!("id {:?}: {e}", input.id))?;
+                        let output = classifier.run(&input, &mut |_| true).map_err(|e| format!("id {:?}: {e}", input.id))?;
                         serde_json::to_string(&output).map_err(|e| e.to_string())
                     });
                     results.push(match result {

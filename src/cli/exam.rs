@@ -102,6 +102,7 @@ pub fn exam(out: &mut impl Write, loader: &Loader, args: &ExamArgs) -> Written {
                     if args.stream {
                         eprint!("{}", escape_controls(piece));
                     }
+                    true
                 };
                 let reply = exam::answer(&loaded.model, &loaded.tokenizer, &question, mode, args.max_new_tokens, &mut stream)
                     .map_err(|e| format!("id {:?}: {e}", question.id))?;

@@ -308,6 +308,7 @@ pub fn classify(loader: &Loader, args: &ClassifyArgs) -> Written {
                     if args.stream {
                         eprint!("{}", super::terminal::escape_controls(piece));
                     }
+                    true
                 };
                 let row = classifier.run(&input, &mut stream).map_err(|e| format!("id {:?}: {e}", input.id))?;
                 if args.stream {

@@ -554,6 +554,10 @@ pub fn ffn_neuron_lpi<B: Backend>(
     Ok(refine(&lpi, &neurons, &approximate, exact_neurons, &[])?.0)
 }
 
+/// The steps [`attribute_with_progress`] reports: the forward pass, layers and heads, neurons,
+/// positions and graph edges, value neurons, query neurons.
+pub const ATTRIBUTION_STEPS: usize = 6;
+
 /// Everything above, for the last position of `ids`.
 pub fn attribute<B: Backend>(
     unembedding: &Unembedding<B>,
@@ -561,10 +565,32 @@ pub fn attribute<B: Backend>(
     ids: &[u32],
     options: &AttributionOptions,
 ) -> Result<Attribution> {
+    attribute_with_progress(unembedding, tokenizer, ids, options, &mut |_, _| true)
+}
+
+/// [`attribute`], calling `go_on(done, ATTRIBUTION_STEPS)` after each step; `false` stops it
+/// there with [`InterpError::Stopped`].
+pub fn attribute_with_progress<B: Backend>(
+    unembedding: &Unembedding<B>,
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    options: &AttributionOptions,
+    go_on: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Attribution> {
+    let mut done = 0;
+    let mut step = || {
+        done += 1;
+        if go_on(done, ATTRIBUTION_STEPS) {
+            Ok(())
+        } else {
+            Err(InterpError::Stopped)
+        }
+    };
     let model = unembedding.model();
     let c = model.config().clone();
     let always = flat_neurons(model, &options.always_exact)?;
     let pass = Pass::run(model, ids, &[])?;
+    step()?;
     let target = pass.target(options.target, tokenizer)?;
     let lpi = Lpi { unembedding, scale: pass.scale(), target: target.id };
 
@@ -587,6 +613,7 @@ pub fn attribute<B: Backend>(
         .flat_map(|l| attention_and_heads[l * (c.heads + 1) + 1..(l + 1) * (c.heads + 1)].to_vec())
         .collect();
     let heads = ranked_heads(&head_scores, c.heads);
+    step()?;
 
     // FFN value neurons: first-order for all, exact for the best and the requested.
     let approximate = neurons.approximate(&lpi)?;
@@ -594,6 +621,7 @@ pub fn attribute<B: Backend>(
     let (scores, is_exact) = refine(&lpi, &neurons, &approximate, n_exact, &always)?;
     let exact_neurons = is_exact.iter().filter(|&&e| e).count();
     let reported = report_neurons(&scores, &is_exact, c.ffn_width, options.top, &always);
+    step()?;
 
     // Each layer's gradient pulled back through o_proj: the first-order score of anything a
     // head adds at the last position is a dot product with it.
@@ -649,6 +677,7 @@ pub fn attribute<B: Backend>(
         });
         AttributionGraph { edges_scored: c.layers * c.heads * pass.len, edges }
     });
+    step()?;
 
     // Attention value neurons: first-order for all, exact for the best few. Scored a layer at a
     // time, keeping each layer's best, so memory stays one layer's heads × d_head × positions.
@@ -705,8 +734,10 @@ pub fn attribute<B: Backend>(
         .collect();
     value_neurons.sort_by(|a, b| b.score.total_cmp(&a.score));
     value_neurons.truncate(options.value_neurons);
+    step()?;
 
     let query_neurons = query_neurons(model, &pass, &value_neurons, options.top)?;
+    step()?;
 
     Ok(Attribution {
         target,

@@ -10,7 +10,7 @@ use super::index::Index;
 use super::templates::{Label, Shot, Spanned, Table, Task};
 use super::{Result, TaskError};
 use crate::backend::Backend;
-use crate::generate::{generate, score_continuations, GenerateRequest, Writing};
+use crate::generate::{generate, score_continuations, GenerateRequest, StopReason, Writing};
 use crate::interp::attribution::position_scores;
 use crate::interp::lens::Unembedding;
 use crate::model::Model;
@@ -183,14 +183,15 @@ fn encode_checked<B: Backend>(
 const SEED_NEXT_TURN: &str = "\nHuman:";
 
 /// The continuation of `text` that `request` asks for (its tokens capped by the context left),
-/// each new piece passed to `on_text` as it comes.
+/// each new piece passed to `on_text` as it comes; its answer `false` stops the generation with
+/// [`TaskError::Stopped`].
 pub(crate) fn continue_text<B: Backend>(
     model: &Model<B>,
     tokenizer: &Tokenizer,
     text: &str,
     parse_special: bool,
     mut request: GenerateRequest,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<String> {
     let ids = encode_checked(model, tokenizer, text, parse_special)?;
     request.max_tokens = request.max_tokens.min(model.config().context_length - ids.len());
@@ -198,11 +199,15 @@ pub(crate) fn continue_text<B: Backend>(
     let generation = generate(model, tokenizer, &ids, &request, |_, so_far| {
         // A token can end inside a multi-byte character: show only whole characters.
         if so_far.len() > shown && !so_far.ends_with('\u{FFFD}') {
-            on_text(&so_far[shown..]);
+            let go_on = on_text(&so_far[shown..]);
             shown = so_far.len();
+            return go_on;
         }
         true
     })?;
+    if generation.stop_reason == StopReason::Cancelled {
+        return Err(TaskError::Stopped);
+    }
     if generation.text.len() > shown {
         on_text(&generation.text[shown..]);
     }
@@ -219,7 +224,7 @@ pub fn explain<B: Backend>(
     prompt: &Prompt,
     label: &str,
     mut request: GenerateRequest,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<String> {
     let (Some(answer), Some(explanation)) = (&task.answer_prefix, &task.explanation_prefix) else {
         return Err(TaskError::NoExplanationFormat(task.name.clone()));
@@ -244,7 +249,7 @@ pub fn generate_freely<B: Backend>(
     task: &Task,
     prompt: &Prompt,
     max_tokens: usize,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<FreeGeneration> {
     let request = Writing::GREEDY.request(max_tokens, vec![SEED_NEXT_TURN.to_string()]);
     let text = continue_text(model, tokenizer, &prompt.spanned.text, prompt.parse_special, request, on_text)?;

@@ -337,7 +337,7 @@ pub fn answer<B: Backend>(
     question: &Question,
     mode: Mode,
     max_new_tokens: usize,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<ExamReply> {
     let prompt = chat_prompt(tokenizer, &question.user_turn())?;
     let mut reply = ExamReply {

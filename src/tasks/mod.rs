@@ -50,6 +50,8 @@ pub enum TaskError {
     NoExplanationFormat(String),
     #[error("{0}")]
     BadInput(String),
+    #[error("stopped before the end, as asked")]
+    Stopped,
 }
 
 pub type Result<T, E = TaskError> = std::result::Result<T, E>;

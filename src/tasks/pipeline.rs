@@ -320,7 +320,7 @@ impl<'a, B: Backend> Classifier<'a, B> {
     }
 
     /// The row's output; the explanation (or the free generation) streams through `on_text`.
-    pub fn run(&self, input: &Input, on_text: &mut dyn FnMut(&str)) -> Result<Output> {
+    pub fn run(&self, input: &Input, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Output> {
         let fields: BTreeMap<&str, &str> = input.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let affect = if self.options.affect { Some(self.affect(input.main_text()?)?) } else { None };
         let hits = match &self.retrieval {

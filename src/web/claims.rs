@@ -110,11 +110,12 @@ impl Engine {
                     let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options.clone());
                     classifier.lexicons = lexicons.as_deref();
                     classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_deref()));
-                    let mut stream = |piece: &str| {
-                        if let Some(callback) = &on_text {
-                            // The stream is a view: a throwing callback must not fail the task.
-                            let _ = callback.call1(&JsValue::NULL, &piece.into());
+                    // The stream is a view: `false` stops the work, but a throwing callback does not.
+                    let mut stream = |piece: &str| match &on_text {
+                        Some(callback) => {
+                            callback.call1(&JsValue::NULL, &piece.into()).map_or(true, |go_on| go_on != JsValue::FALSE)
                         }
+                        None => true,
                     };
                     to_js(&classifier.run(&input, &mut stream).map_err(task_error)?)
                 })

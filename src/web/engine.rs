@@ -21,7 +21,7 @@ use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::hooks::{Intervention, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use crate::inspect::ModelSummary;
 use crate::interp::ablation::Mask;
-use crate::interp::attribution::{attribute, AttributionOptions, DEFAULT_GRAPH_EDGES};
+use crate::interp::attribution::{attribute_with_progress, AttributionOptions, DEFAULT_GRAPH_EDGES};
 use crate::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use crate::interp::steering::SteeringVector;
 use crate::jspi;
@@ -350,9 +350,26 @@ fn open_gpu() -> Result<std::convert::Infallible, String> {
     Err("this glassbox build has no WebGPU backend".to_string())
 }
 
-fn attribution<B: Backend>(loaded: &Loaded<B>, ids: &[u32], options: &AttributionOptions) -> Result<JsValue, JsValue> {
+fn attribution<B: Backend>(
+    loaded: &Loaded<B>,
+    ids: &[u32],
+    options: &AttributionOptions,
+    on_progress: &Option<js_sys::Function>,
+) -> Result<JsValue, JsValue> {
     let unembedding = Unembedding::new(&loaded.model).map_err(model_error)?;
-    to_js(&attribute(&unembedding, &loaded.tokenizer, ids, options).map_err(|e| js_error(ErrorName::InterpError, e))?)
+    let mut go_on = |done: usize, total: usize| go_on_after(on_progress, done, total);
+    let attributed = attribute_with_progress(&unembedding, &loaded.tokenizer, ids, options, &mut go_on);
+    to_js(&attributed.map_err(|e| js_error(ErrorName::InterpError, e))?)
+}
+
+/// What a progress callback answers: `false` (or a throw) stops the work; none goes on.
+pub(super) fn go_on_after(on_progress: &Option<js_sys::Function>, done: usize, total: usize) -> bool {
+    match on_progress {
+        Some(callback) => {
+            callback.call2(&JsValue::NULL, &done.into(), &total.into()).is_ok_and(|go_on| go_on != JsValue::FALSE)
+        }
+        None => true,
+    }
 }
 
 fn top_tokens<B: Backend>(loaded: &Loaded<B>, state: &State, ids: &[u32], k: usize) -> Result<JsValue, JsValue> {
@@ -516,8 +533,14 @@ impl Engine {
 
     /// A task resolving to the log-probability-increase attribution at the last position of
     /// `ids`: the JSON of `interp::attribution::Attribution` (target, layers, heads, neurons,
-    /// positions, value and query neurons).
-    pub fn attribute(&self, ids: Vec<u32>, options: JsValue) -> Result<Task, JsValue> {
+    /// positions, value and query neurons, the graph when asked for). `on_progress(done, total)`
+    /// is called after each step; `false` stops the work there (an `InterpError`).
+    pub fn attribute(
+        &self,
+        ids: Vec<u32>,
+        options: JsValue,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Task, JsValue> {
         let given: AttributeOptions = self::options(options)?;
         let defaults = AttributionOptions::default();
         let target = match given.target {
@@ -539,9 +562,9 @@ impl Engine {
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             if float_weights {
-                return attribution(state.float_model()?.as_ref(), &ids, &options);
+                return attribution(state.float_model()?.as_ref(), &ids, &options, &on_progress);
             }
-            state.compute(|loaded| with_model!(loaded, loaded => attribution(loaded, &ids, &options)))
+            state.compute(|loaded| with_model!(loaded, loaded => attribution(loaded, &ids, &options, &on_progress)))
         }))
     }
 

@@ -37,11 +37,12 @@ impl Engine {
         Ok(Task::new(move || {
             state.compute(|loaded| {
                 with_model!(loaded, loaded => {
-                    let mut stream = |piece: &str| {
-                        if let Some(callback) = &on_text {
-                            // The stream is a view: a throwing callback must not fail the task.
-                            let _ = callback.call1(&JsValue::NULL, &piece.into());
+                    // The stream is a view: `false` stops the work, but a throwing callback does not.
+                    let mut stream = |piece: &str| match &on_text {
+                        Some(callback) => {
+                            callback.call1(&JsValue::NULL, &piece.into()).map_or(true, |go_on| go_on != JsValue::FALSE)
                         }
+                        None => true,
                     };
                     let reply = answer(&loaded.model, &loaded.tokenizer, &question, mode, max_new_tokens, &mut stream)
                         .map_err(|e| js_error(ErrorName::TaskError, e))?;

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::engine::Engine;
+use super::engine::{go_on_after, Engine};
 use super::task::Task;
 use super::{js_error, options, to_js, ErrorName};
 use crate::interp::patching::{activation_patching, PatchSite, PatchingMethod};
@@ -73,12 +73,7 @@ impl Engine {
         let state = Rc::clone(&self.state);
         Ok(Task::new(move || {
             state.compute(|loaded| {
-                let mut go_on = |done: usize, total: usize| match &on_progress {
-                    Some(callback) => callback
-                        .call2(&JsValue::NULL, &done.into(), &total.into())
-                        .is_ok_and(|go_on| go_on != JsValue::FALSE),
-                    None => true,
-                };
+                let mut go_on = |done: usize, total: usize| go_on_after(&on_progress, done, total);
                 let patched = with_model!(loaded, loaded => {
                     activation_patching(&loaded.model, site, method, &clean_ids, &corrupt_ids, answer_id, wrong_id, &mut go_on)
                 })

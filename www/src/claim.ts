@@ -4,7 +4,7 @@
  */
 
 import type { Classification, Evidence } from "../../pkg/src/index.js";
-import { bars, element, make, say, track } from "./dom.js";
+import { bars, element, make, Progress, say, track } from "./dom.js";
 import { model } from "./model.js";
 
 /** Where `make setup` puts the lexicons; `make demo` serves them beside the page. */
@@ -91,9 +91,15 @@ function render(result: Classification, fields: Record<string, string>): void {
   );
 }
 
+const progress = new Progress("claim-progress");
+/** The engine's cap on an explanation's tokens (`maxNewTokens`'s default). */
+const EXPLANATION_TOKENS = 128;
+
 async function check(): Promise<void> {
   for (const view of [verdict, probs, explanation, evidenceView, affectView, probeVerdict, probeProbs]) view.replaceChildren();
   verdict.dataset["state"] = "working";
+  const signal = progress.start("Scoring the labels");
+  let pieces = 0;
   await track(status, "Checking the claim", async () => {
     const gb = model();
     const task = element<HTMLSelectElement>("claim-task").value;
@@ -120,8 +126,13 @@ async function check(): Promise<void> {
         oneParagraph: checked("claim-paragraph"),
       },
       ...(index === undefined ? {} : { index }),
-      onText: (piece) => explanation.append(piece),
+      signal,
+      onText: (piece) => {
+        explanation.append(piece);
+        progress.show("Explanation tokens written (it may end before the cap)", ++pieces, EXPLANATION_TOKENS);
+      },
     });
+    signal.throwIfAborted();
     render(result, fields);
     const probeFile = element<HTMLInputElement>("claim-probe-file").files?.[0];
     if (probeFile !== undefined) {
@@ -131,8 +142,8 @@ async function check(): Promise<void> {
       probeVerdict.dataset["label"] = reading.label;
       probeProbs.replaceChildren(...bars(Object.entries(reading.probabilities)));
     }
-  }, "Done");
-  if (status.dataset["state"] === "error") verdict.dataset["state"] = "error";
+  }, "Done", signal).finally(() => progress.finish(signal));
+  if (status.dataset["state"] !== "ready") verdict.dataset["state"] = status.dataset["state"] === "error" ? "error" : "";
 }
 
 export function setUpClaimPanel(): void {

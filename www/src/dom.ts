@@ -19,21 +19,80 @@ export function make<K extends keyof HTMLElementTagNameMap>(tag: K, text = "", c
 
 /**
  * Runs `work`, saying `label…` with the seconds spent while it runs, and its error readably if
- * it fails. Resolves to undefined on failure.
+ * it fails; once `signal` has aborted, a failure is the cancellation it caused, said as such (the
+ * engine's own word for it kept in `data-reason`). Resolves to undefined on failure.
  */
-export async function track<T>(status: HTMLElement, label: string, work: () => Promise<T>, done = ""): Promise<T | undefined> {
+export async function track<T>(status: HTMLElement, label: string, work: () => Promise<T>, done = "", signal?: AbortSignal): Promise<T | undefined> {
   const start = performance.now();
   say(status, `${label}…`, "working");
+  delete status.dataset["reason"];
   const timer = setInterval(() => say(status, `${label}… ${((performance.now() - start) / 1000).toFixed(0)} s`, "working"), 1000);
   try {
     const value = await work();
     say(status, done, "ready");
     return value;
   } catch (e) {
-    say(status, describe(e), "error");
+    if (signal?.aborted === true) {
+      say(status, "Cancelled.", "cancelled");
+      status.dataset["reason"] = describe(e);
+    } else {
+      say(status, describe(e), "error");
+    }
     return undefined;
   } finally {
     clearInterval(timer);
+  }
+}
+
+/**
+ * A long computation's progress line (`<progress>`, a `.progress-text` and a Cancel button in
+ * the element `id`): what is being done, how far it is, the time left estimated from the pace so
+ * far, and a Cancel that aborts the signal the work was given; the worker stops at its next step
+ * or token.
+ */
+export class Progress {
+  readonly #line: HTMLElement;
+  readonly #bar: HTMLProgressElement;
+  readonly #text: HTMLElement;
+  #controller: AbortController | null = null;
+  #start = 0;
+
+  constructor(id: string) {
+    this.#line = element(id);
+    this.#bar = this.#line.querySelector("progress") as HTMLProgressElement;
+    this.#text = this.#line.querySelector(".progress-text") as HTMLElement;
+    (this.#line.querySelector("button.cancel") as HTMLButtonElement).addEventListener("click", () => this.#controller?.abort());
+  }
+
+  /** Shows the line for new work, cancelling any still running, and gives the work its signal. */
+  start(what: string): AbortSignal {
+    this.#controller?.abort();
+    this.#controller = new AbortController();
+    this.#start = performance.now();
+    this.#line.hidden = false;
+    this.show(what);
+    return this.#controller.signal;
+  }
+
+  /** `what` is being done: `done` of `total` steps when known, else an indeterminate bar. */
+  show(what: string, done?: number, total?: number): void {
+    if (done === undefined || total === undefined || total <= 0) {
+      this.#bar.removeAttribute("value");
+      this.#text.textContent = `${what}…`;
+      return;
+    }
+    this.#bar.max = total;
+    this.#bar.value = done;
+    const seconds = (performance.now() - this.#start) / 1000;
+    const left = done > 0 && done < total ? `, about ${Math.max(1, Math.round((seconds / done) * (total - done)))} s left` : "";
+    this.#text.textContent = `${what}: ${done} of ${total}${left}`;
+  }
+
+  /** Hides the line once the work given `signal` has ended (a later start has its own). */
+  finish(signal: AbortSignal): void {
+    if (this.#controller?.signal !== signal) return;
+    this.#controller = null;
+    this.#line.hidden = true;
   }
 }
 

@@ -41,7 +41,7 @@ function contents(table: HTMLTableElement): GridContents {
  * is not a number and starts as a spreadsheet formula does (a token such as "=cmd") gets a
  * leading apostrophe, so a spreadsheet shows it rather than running it.
  */
-function csvField(text: string): string {
+export function csvField(text: string): string {
   const inert = /^[=+\-@\t\r]/.test(text) && !Number.isFinite(Number(text)) ? `'${text}` : text;
   return /[",\r\n]/.test(inert) ? `"${inert.replaceAll('"', '""')}"` : inert;
 }
@@ -63,7 +63,7 @@ function toJson(grid: GridContents, name: string): string {
 const CELL = { width: 56, height: 16, label: 64 };
 
 /** Text for an XML text node: markup escaped, and the control characters XML forbids dropped. */
-function escapeXml(text: string): string {
+export function escapeXml(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
 }
@@ -119,26 +119,33 @@ async function toPng(svg: string): Promise<Blob> {
   }
 }
 
+/** What a save bar offers: each format's file contents, made when its button is clicked. */
+export interface Savers {
+  csv: () => string;
+  json: () => string;
+  svg: () => string;
+}
+
 /**
- * Buttons after `table` that save it as `name`.csv, .json, .svg and .png, reading the grid as it
- * is drawn when clicked.
+ * Buttons after `anchor` that save what `savers` make as `name`.csv, .json, .svg and .png (the
+ * SVG drawn), unless `empty()` says there is nothing to save yet.
  */
-export function addExports(table: HTMLTableElement, name: string): void {
+export function addSaveBar(anchor: HTMLElement, forId: string, name: string, savers: Savers, empty: () => boolean): void {
   const bar = make("p", "Save: ", "exports");
   const problem = make("span", "", "hint");
-  bar.dataset["for"] = table.id;
+  bar.dataset["for"] = forId;
   const formats: [string, () => Promise<Blob> | Blob][] = [
-    ["CSV", () => new Blob([toCsv(contents(table))], { type: "text/csv" })],
-    ["JSON", () => new Blob([toJson(contents(table), name)], { type: "application/json" })],
-    ["SVG", () => new Blob([toSvg(table, contents(table))], { type: "image/svg+xml" })],
-    ["PNG", () => toPng(toSvg(table, contents(table)))],
+    ["CSV", () => new Blob([savers.csv()], { type: "text/csv" })],
+    ["JSON", () => new Blob([savers.json()], { type: "application/json" })],
+    ["SVG", () => new Blob([savers.svg()], { type: "image/svg+xml" })],
+    ["PNG", () => toPng(savers.svg())],
   ];
   for (const [format, blobOf] of formats) {
     const button = make("button", format);
     button.type = "button";
     button.dataset["format"] = format.toLowerCase();
     button.onclick = async () => {
-      if (table.rows.length < 2) return;
+      if (empty()) return;
       try {
         save(await blobOf(), `${name}.${format.toLowerCase()}`);
         say(problem, "", "ready");
@@ -149,6 +156,16 @@ export function addExports(table: HTMLTableElement, name: string): void {
     bar.append(button);
   }
   bar.append(problem);
-  const after = table.parentElement?.classList.contains("scroll") ? table.parentElement : table;
-  after.after(bar);
+  anchor.after(bar);
+}
+
+/** A save bar after `table` (after its scroll area), reading the grid as it is drawn. */
+export function addExports(table: HTMLTableElement, name: string): void {
+  const anchor = table.parentElement?.classList.contains("scroll") ? table.parentElement : table;
+  const savers = {
+    csv: () => toCsv(contents(table)),
+    json: () => toJson(contents(table), name),
+    svg: () => toSvg(table, contents(table)),
+  };
+  addSaveBar(anchor, table.id, name, savers, () => table.rows.length < 2);
 }

@@ -4,8 +4,9 @@
  */
 
 import type { Attribution, LogitLens } from "../../pkg/src/index.js";
-import { diverging, element, heat, legend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
+import { diverging, element, heat, legend, make, paint, Progress, say, showToken, tokenRows, track } from "./dom.js";
 import { addExports } from "./export.js";
+import { markGraph, renderGraph, setUpGraph } from "./graph.js";
 import { model, modelLoaded } from "./model.js";
 import { readViewState, writeViewState } from "./view-state.js";
 
@@ -25,6 +26,12 @@ const floatHeadGrid = element<HTMLTableElement>("head-grid-float");
 const headComparison = element<HTMLParagraphElement>("head-comparison");
 const headDetail = element<HTMLDivElement>("head-detail");
 const neuronBody = element<HTMLTableElement>("neuron-table").tBodies[0] as HTMLTableSectionElement;
+
+const progress = new Progress("inside-progress");
+/** What each of the attribution's steps does, by the steps done before it. */
+const ATTRIBUTION_STEPS = ["the forward pass", "layers and heads", "neurons", "positions and the graph", "value neurons", "query neurons"];
+/** Look inside's steps: the next token, the lens, then the attribution's. */
+const LOOK_STEPS = 2 + ATTRIBUTION_STEPS.length;
 
 /** Heads compared between the quantised and f32 grids, as `glassbox compare-weights` does. */
 const COMPARED_HEADS = 10;
@@ -153,12 +160,13 @@ async function compareHeads(): Promise<void> {
     let quantised = attribution as Attribution;
     if (current() && quantised.target.id !== float.target.id) {
       say(status, "Attributing the f32 weights' top token with the quantised weights…", "working");
-      quantised = await gb.attribute(prompt, { target: float.target.id });
+      quantised = await gb.attribute(prompt, { target: float.target.id, graph: true });
     }
     if (!current()) return false;
     if (quantised !== attribution) {
       attribution = quantised;
       renderNeurons(quantised);
+      renderGraph(quantised);
     }
     showTarget(quantised, ` — the top token with f32 weights, log p = ${float.target.logprob.toFixed(3)} there`);
     const [topQuantised, topFloat] = [topHeads(quantised, COMPARED_HEADS), topHeads(float, COMPARED_HEADS)];
@@ -183,9 +191,14 @@ function showHead(id: string): void {
   if (attribution === null) return;
   selectedHead = id;
   headDetail.hidden = false;
-  element("head-name").textContent = `Head ${id}`;
   const [layer, head] = id.split(".").map(Number);
-  const scores = attribution.positions.filter((p) => p.layer === layer && p.head === head);
+  const ofHead = (p: { layer: number; head: number }) => p.layer === layer && p.head === head;
+  let scores = attribution.positions.filter(ofHead);
+  const tokens = attribution.input_tokens;
+  // Beyond the top heads, the positions the graph scored exactly.
+  const fromGraph = scores.length === 0 && attribution.graph !== undefined;
+  if (fromGraph) scores = (attribution.graph?.edges ?? []).filter(ofHead).map((e) => ({ ...e, token: tokens[e.position] ?? "" }));
+  element("head-name").textContent = fromGraph ? `Head ${id} (the positions among the graph's exact edges)` : `Head ${id}`;
   const line = element("head-positions");
   if (scores.length === 0) {
     say(line, `Per-position contributions are computed for the ${new Set(attribution.positions.map((p) => `${p.layer}.${p.head}`)).size} top heads (outlined).`, "empty");
@@ -242,25 +255,33 @@ async function look(): Promise<void> {
   shown = prompt;
   writeViewState({ panel: "inside-panel", prompt });
   for (const view of [nextTokens, lensGrid, headGrid]) view.dataset["state"] = "working";
-  const done = await track(status, "Reading the next token", async () => {
+  markGraph("working");
+  const signal = progress.start("Reading the next token");
+  const done = await track(status, "Looking inside", async () => {
     const gb = model();
     const body = nextTokens.tBodies[0] ?? nextTokens.createTBody();
     tokenRows(body, await gb.logits(prompt, { topK: 10 }));
     nextTokens.dataset["state"] = "ready";
-    say(status, "Running the logit lens…", "working");
+    signal.throwIfAborted();
+    progress.show("Running the logit lens, step", 1, LOOK_STEPS);
     renderLens(await gb.lens(prompt, { topK: 3 }));
     lensGrid.dataset["state"] = "ready";
-    say(status, "Attributing the next token…", "working");
-    attribution = await gb.attribute(prompt);
+    signal.throwIfAborted();
+    progress.show(`Attributing ${ATTRIBUTION_STEPS[0]}, step`, 2, LOOK_STEPS);
+    const onProgress = (done: number) => progress.show(`Attributing ${ATTRIBUTION_STEPS[done] ?? "done"}, step`, 2 + done, LOOK_STEPS);
+    attribution = await gb.attribute(prompt, { graph: true, signal, onProgress });
     showTarget(attribution);
     renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
     renderNeurons(attribution);
+    renderGraph(attribution);
     headGrid.dataset["state"] = "ready";
     headDetail.hidden = true;
     return true;
-  }, "Done");
+  }, "Done", signal).finally(() => progress.finish(signal));
   if (done === undefined) {
-    for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = "error";
+    const ended = signal.aborted ? "" : "error";
+    for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = ended;
+    markGraph("");
     return;
   }
   if (floatToggle.checked) await compareHeads();
@@ -278,6 +299,10 @@ export function setUpInsidePanel(): void {
   addExports(lensGrid, "logit-lens");
   addExports(headGrid, "head-lpi");
   addExports(floatHeadGrid, "head-lpi-f32");
+  setUpGraph((id) => {
+    showHead(id);
+    headDetail.scrollIntoView({ block: "nearest" });
+  });
   floatToggle.addEventListener("change", () => void compareHeads());
   element<HTMLFormElement>("inside-form").addEventListener("submit", (event) => {
     event.preventDefault();

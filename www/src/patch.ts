@@ -5,13 +5,11 @@
  */
 
 import type { PatchingGrid, PatchMethod, PatchSite } from "../../pkg/src/index.js";
-import { diverging, element, legend as drawLegend, make, paint, say, showToken, tokenRows, track } from "./dom.js";
+import { diverging, element, legend as drawLegend, make, paint, Progress, say, showToken, tokenRows, track } from "./dom.js";
 import { addExports } from "./export.js";
 import { model } from "./model.js";
 
 const patchStatus = element<HTMLParagraphElement>("patch-status");
-const patchProgress = element<HTMLProgressElement>("patch-progress");
-const patchStop = element<HTMLButtonElement>("patch-stop");
 const grid = element<HTMLTableElement>("patch-grid");
 const legend = element<HTMLParagraphElement>("patch-legend");
 const steerStatus = element<HTMLParagraphElement>("steer-status");
@@ -20,7 +18,6 @@ const coefficient = element<HTMLInputElement>("steer-coefficient");
 const steerNext = element<HTMLTableElement>("steer-next").tBodies[0] as HTMLTableSectionElement;
 const recordStatus = element<HTMLParagraphElement>("record-status");
 
-let running: AbortController | null = null;
 
 const SITE_NAMES: Record<PatchingGrid["site"], string> = {
   resid_pre: "residual stream entering the layer",
@@ -82,36 +79,28 @@ function renderResult(result: PatchingGrid): void {
         (result.correlation === undefined ? "" : ` Correlation with the exact grid: ${result.correlation.toFixed(3)}.`);
 }
 
+const progress = new Progress("patch-progress");
+
 function setUpPatching(): void {
   element<HTMLFormElement>("patch-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    running?.abort();
-    const controller = new AbortController();
-    running = controller;
     grid.dataset["state"] = "working";
     estimate.dataset["state"] = "working";
-    patchProgress.hidden = false;
-    patchProgress.value = 0;
-    patchStop.disabled = false;
+    const signal = progress.start("Patching");
     const value = (id: string) => element<HTMLInputElement>(id).value;
     void track(patchStatus, "Patching every layer and position", async () => {
       const result = await model().patch(value("patch-clean"), value("patch-corrupt"), value("patch-answer"), value("patch-wrong"), {
         site: element<HTMLSelectElement>("patch-site").value as PatchSite,
         method: element<HTMLSelectElement>("patch-method").value as PatchMethod,
-        signal: controller.signal,
-        onProgress: (done, total) => {
-          patchProgress.max = total;
-          patchProgress.value = done;
-        },
+        signal,
+        onProgress: (done, total) => progress.show("Patching, forward passes", done, total),
       });
       renderResult(result);
-    }, "Hover a cell for its value.").finally(() => {
-      patchProgress.hidden = true;
-      patchStop.disabled = true;
+    }, "Hover a cell for its value.", signal).finally(() => {
+      progress.finish(signal);
       for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
     });
   });
-  patchStop.addEventListener("click", () => running?.abort());
 }
 
 let vector: { bytes: Uint8Array; layer: number } | null = null;

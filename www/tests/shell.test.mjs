@@ -229,7 +229,7 @@ test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt
 
 test("Look inside: next tokens, lens, head importance, positions and ablation match the CLI", { timeout: 900_000 }, async () => {
   const prompt = "The capital of France is";
-  const nativeAttribution = cli(["attribute", model, "--prompt", prompt, "--json"]);
+  const nativeAttribution = cli(["attribute", model, "--prompt", prompt, "--graph", "--json"]);
   await checkNextTokensAndLens(page, prompt);
   await waitFor(page, "#head-grid");
   const native = await nativeAttribution;
@@ -262,6 +262,48 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   const nativePositions = native.positions.filter((p) => `${p.layer}.${p.head}` === top);
   assert.equal(positions.length, nativePositions.length);
   for (const p of nativePositions) assert.ok(Math.abs(positions.find((q) => q.position === p.position).score - p.score) <= TOLERANCE);
+
+  // The attribution graph: its edges and the MLPs' scores are the CLI's `attribute --graph`.
+  await page.waitForSelector('#attribution-graph[data-state="ready"]');
+  const edges = await page.$$eval("#attribution-graph path.graph-edge", (paths) =>
+    paths.map((p) => ({ id: `${p.dataset.layer}.${p.dataset.head}@${p.dataset.position}`, score: Number(p.dataset.score) })),
+  );
+  const nativeEdges = new Map(native.graph.edges.map((e) => [`${e.layer}.${e.head}@${e.position}`, e.score]));
+  assert.equal(edges.length, native.graph.edges.length);
+  const sharedEdges = edges.filter((e) => nativeEdges.has(e.id));
+  const worstEdge = Math.max(...sharedEdges.map((e) => Math.abs(e.score - nativeEdges.get(e.id))));
+  console.log(`# graph edges, shell vs CLI: ${sharedEdges.length} of ${edges.length} the same, max |Δ LPI| = ${worstEdge.toExponential(2)}`);
+  assert.ok(worstEdge <= TOLERANCE);
+  // The two choose their exact edges to first order with kernels that round differently, so the
+  // weakest chosen may differ; the strongest hundred may not.
+  const shownIds = new Set(edges.map((e) => e.id));
+  for (const e of native.graph.edges.slice(0, 100)) assert.ok(shownIds.has(`${e.layer}.${e.head}@${e.position}`), `edge ${e.layer}.${e.head}@${e.position}`);
+  const mlps = await page.$$eval("#attribution-graph rect.graph-mlp", (rects) => rects.map((r) => Number(r.dataset.score)));
+  assert.equal(mlps.length, native.layers.length);
+  for (const layer of native.layers) assert.ok(Math.abs(mlps[layer.layer] - layer.ffn) <= TOLERANCE);
+  // The slider hides the edges under its share of the largest |LPI| on the graph.
+  const extent = Math.max(...edges.map((e) => Math.abs(e.score)), ...mlps.map(Math.abs));
+  await page.$eval("#graph-threshold", (input) => {
+    input.value = "0.25";
+    input.dispatchEvent(new Event("input"));
+  });
+  const visible = await page.$$eval('#attribution-graph path.graph-edge[display="inline"]', (paths) => paths.map((p) => Number(p.dataset.score)));
+  assert.equal(visible.length, edges.filter((e) => Math.abs(e.score) >= 0.25 * extent).length);
+  assert.equal(await page.getAttribute("#attribution-graph", "data-shown"), String(visible.length));
+  // The drawing and its numbers save; the SVG holds the edges shown.
+  const [graphSvg] = await Promise.all([page.waitForEvent("download"), page.click('.exports[data-for="attribution-graph"] button[data-format="svg"]')]);
+  const svgText = readFileSync(await graphSvg.path(), "utf8");
+  assert.ok(svgText.startsWith("<svg"));
+  assert.equal(svgText.match(/class="graph-edge"/g).length, visible.length);
+  const [graphJson] = await Promise.all([page.waitForEvent("download"), page.click('.exports[data-for="attribution-graph"] button[data-format="json"]')]);
+  assert.equal(JSON.parse(readFileSync(await graphJson.path(), "utf8")).graph.edges.length, edges.length);
+  // An edge opened from the keyboard shows its head's per-position view.
+  const strongest = native.graph.edges[0];
+  await page.focus(`#attribution-graph path.graph-edge[data-layer="${strongest.layer}"][data-head="${strongest.head}"][data-position="${strongest.position}"]`);
+  assert.match(await page.textContent("#graph-hover"), new RegExp(`head ${strongest.layer}\\.${strongest.head} carries`));
+  await page.keyboard.press("Enter");
+  assert.match(await page.textContent("#head-name"), new RegExp(`^Head ${strongest.layer}\\.${strongest.head}\\b`));
+  await page.click(`#head-grid td[data-head="${top}"]`);
 
   const neurons = await page.$$eval("#neuron-table tbody tr", (rows) => rows.map((r) => r.dataset.neuron));
   assert.deepEqual(neurons.slice(0, 5), native.neurons.slice(0, 5).map((n) => `${n.layer}.${n.neuron}`));
@@ -304,6 +346,19 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   await page.setViewportSize({ width: 1200, height: 900 });
   await page.uncheck("#inside-float");
   await page.waitForSelector("#float-heads", { state: "hidden" });
+
+  // Cancel during the attribution stops it in the worker after its current step: the look ends
+  // as cancelled, in the engine's words, and the head grid is left undrawn.
+  await page.fill("#inside-prompt", "The capital of Spain is");
+  await page.click("#inside-form button[type=submit]");
+  await page.waitForFunction(() => /^Attributing/.test(document.querySelector("#inside-progress .progress-text")?.textContent ?? ""));
+  assert.match(await page.textContent("#inside-progress .progress-text"), /^Attributing .*, step: [2-7] of 8/);
+  await page.click("#inside-progress button.cancel");
+  await page.waitForSelector('#inside-status[data-state="cancelled"]');
+  assert.match(await page.getAttribute("#inside-status", "data-reason"), /^InterpError: stopped before the end, as asked/);
+  assert.ok(await page.isHidden("#inside-progress"));
+  assert.equal(await page.getAttribute("#head-grid", "data-state"), "");
+  await page.fill("#inside-prompt", prompt);
 });
 
 test("a view in the URL's fragment opens on its model and prompt, and looking writes it back", { timeout: 600_000 }, async () => {
@@ -511,6 +566,19 @@ test("Check a claim: verdict, streamed explanation, evidence, affect and a probe
   // values up to 100 at layer 16, the probe's probabilities 8.1e-3 apart.
   assert.ok(probeWorst <= 0.05);
   await shot(page, "claim-panel", "check-a-claim", { gallery: true });
+
+  // Cancel during the explanation stops the engine at its next token: the check ends as cancelled,
+  // in the engine's words, with no verdict drawn.
+  await page.fill("#claim-sentences", "0");
+  await page.uncheck("#claim-paragraph");
+  await page.click("#claim-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#claim-explanation").textContent.length > 0, null, { timeout: 600_000 });
+  assert.match(await page.textContent("#claim-progress .progress-text"), /^Explanation tokens written .*: \d+ of 128/);
+  await page.click("#claim-progress button.cancel");
+  await page.waitForSelector('#claim-status[data-state="cancelled"]');
+  assert.match(await page.getAttribute("#claim-status", "data-reason"), /^TaskError: stopped before the end, as asked/);
+  assert.ok(await page.isHidden("#claim-progress"));
+  assert.equal(await page.getAttribute("#claim-verdict", "data-state"), "");
 });
 
 test("Check a claim with a retrieval index: the retrieved examples and verdict match the CLI", { timeout: 600_000 }, async () => {
