@@ -431,11 +431,17 @@ class Model:
         exact_all: bool = False,
         graph: bool = False,
         graph_edges: int = 1000,
+        progress=False,
     ) -> Attribution:
         """LPI of layers, heads, neurons and positions for `target` (the top token when None);
         with `graph`, also the attribution graph: every head's contribution from every position
-        into the last one, the `graph_edges` strongest scored exactly (`to_pandas("edges")`)."""
-        native = self._native.attribute(_prompt(prompt), target, top, exact_neurons, exact_all, graph_edges if graph else None)
+        into the last one, the `graph_edges` strongest scored exactly (`to_pandas("edges")`).
+        Ctrl-C stops it after its current step; `progress` as for `patch` (off unless asked)."""
+        advance, close = _progress(progress, "attribution")
+        try:
+            native = self._native.attribute(_prompt(prompt), target, top, exact_neurons, exact_all, graph_edges if graph else None, advance)
+        finally:
+            close()
         return Attribution(**json.loads(native))
 
     def lens(

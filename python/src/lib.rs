@@ -14,7 +14,7 @@ use glassbox::gguf::GgufFile;
 use glassbox::hooks::{select_hooks, Activation, Intervention, Positions, DEFAULT_MAX_RECORDING_BYTES};
 use glassbox::inspect::ModelSummary;
 use glassbox::interp::ablation::Mask;
-use glassbox::interp::attribution::{attribute, AttributionOptions};
+use glassbox::interp::attribution::{attribute_with_progress, AttributionOptions};
 use glassbox::interp::lens::{logit_lens, LensRequest, LensScale, Unembedding};
 use glassbox::interp::patching::{activation_patching, PatchSite, PatchingMethod};
 use glassbox::interp::steering::SteeringVector;
@@ -344,8 +344,8 @@ impl Model {
     }
 
     /// The log-probability-increase attribution at the last position, as `glassbox attribute
-    /// --json` prints it.
-    #[pyo3(signature = (prompt, target, top, exact_neurons, exact_all, graph_edges))]
+    /// --json` prints it; `progress(done, total)` after each step, where Ctrl-C stops it.
+    #[pyo3(signature = (prompt, target, top, exact_neurons, exact_all, graph_edges, progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn attribute(
         &self,
@@ -356,8 +356,10 @@ impl Model {
         exact_neurons: usize,
         exact_all: bool,
         graph_edges: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        self.worker.call(py, &Callbacks::default(), move |any, _| {
+        let callbacks = Callbacks { progress, on_text: None };
+        self.worker.call(py, &callbacks, move |any, reporter| {
             with_model!(any, loaded => {
                 let ids = prompt.ids(&loaded.tokenizer)?;
                 let options = AttributionOptions {
@@ -369,7 +371,8 @@ impl Model {
                     ..AttributionOptions::default()
                 };
                 let unembedding = Unembedding::new(&loaded.model)?;
-                to_json(&attribute(&unembedding, &loaded.tokenizer, &ids, &options)?)
+                let mut go_on = |done, total| reporter.go_on(done, total);
+                to_json(&attribute_with_progress(&unembedding, &loaded.tokenizer, &ids, &options, &mut go_on)?)
             })
         })
     }

@@ -208,6 +208,12 @@ def test_an_interrupt_stops_a_long_call_and_the_model_goes_on(smollm2):
     # Raised once, the interrupt stopped the run: no progress was reported after it.
     assert len(calls) == 1 and calls[0][0] < calls[0][1]
     assert smollm2.top_tokens(PROMPT, k=1)[0]["token"] == " Paris"
+    # An attribution stops after its step, as the browser's Cancel stops it.
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        smollm2.attribute(PROMPT, graph=True, progress=interrupt)
+    assert calls == [(1, 6)]
+    assert smollm2.attribute(PROMPT, exact_neurons=10).target["token"] == " Paris"
 
 
 def test_calls_from_threads_share_one_model(smollm2):

@@ -304,6 +304,10 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   await page.keyboard.press("Enter");
   assert.match(await page.textContent("#head-name"), new RegExp(`^Head ${strongest.layer}\\.${strongest.head}\\b`));
   await page.click(`#head-grid td[data-head="${top}"]`);
+  await page.$eval("#graph-threshold", (input) => {
+    input.value = "0.1";
+    input.dispatchEvent(new Event("input"));
+  });
 
   const neurons = await page.$$eval("#neuron-table tbody tr", (rows) => rows.map((r) => r.dataset.neuron));
   assert.deepEqual(neurons.slice(0, 5), native.neurons.slice(0, 5).map((n) => `${n.layer}.${n.neuron}`));
