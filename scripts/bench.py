@@ -77,21 +77,104 @@ def free_port():
         return s.getsockname()[1]
 
 
-def browser_result(server_cmd, cwd, url_path, timeout_ms=1200000):
-    """Serves a page on a free loopback port and returns the #result JSON it writes, or
-    `{"error": ...}` when the page writes none within `timeout_ms`."""
+def served(server_cmd, cwd, client):
+    """Serves `cwd` on a free loopback port and runs the node script `client(origin)` against
+    it: the JSON of its last line, or `{"error": ...}` when it fails."""
     port = free_port()
     server = subprocess.Popen([*server_cmd, str(port)], cwd=cwd, stdout=subprocess.DEVNULL)
     try:
         time.sleep(1)
-        out = subprocess.run(["node", str(ROOT / "www" / "bench-run.mjs"), f"http://127.0.0.1:{port}/{url_path}", str(timeout_ms)],
-                             capture_output=True, text=True, cwd=ROOT / "www")
+        out = subprocess.run(["node", *client(f"http://127.0.0.1:{port}")], capture_output=True, text=True, cwd=ROOT / "www")
+        lines = out.stdout.strip().splitlines()
+        reported = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
         if out.returncode != 0:
-            return {"error": f"no result within {timeout_ms / 1000:.0f} s: {out.stderr.strip()[-300:]}"}
-        return json.loads(out.stdout.strip().splitlines()[-1])
+            # The client's own account of what failed, where it gave one before it died.
+            return {"error": reported.get("error") or out.stderr.strip()[-300:]}
+        return reported
     finally:
         server.terminate()
         server.wait()
+
+
+def browser_result(server_cmd, cwd, url_path, timeout_ms=1200000):
+    """The #result JSON a page writes, or `{"error": ...}` when it writes none within `timeout_ms`."""
+    result = served(server_cmd, cwd, lambda origin: [str(ROOT / "www" / "bench-run.mjs"), f"{origin}/{url_path}", str(timeout_ms)])
+    if "error" in result:
+        result["error"] = f"no result within {timeout_ms / 1000:.0f} s: {result['error']}"
+    return result
+
+
+SHELL_TITLE = "## In the browser, as a user meets it (the shell, headless Chromium)"
+SHELL_STEPS = [
+    ("load_network_s", "page load to model ready, from the network (loopback: add the download at your line's speed)"),
+    ("load_cache_s", "page load to model ready, from the cache (the shell from the service worker)"),
+    ("first_token_s", "first token: Look inside's next-token table"),
+    ("look_inside_s", "Look inside: next tokens, logit lens, head attribution with the graph"),
+    ("claim_check_s", "a claim check (FMD) with its explanation and evidence"),
+    ("vision_load_s", "loading the LLaVA fixture (mmproj and language model)"),
+    ("heatmap_s", "an LPI patch heatmap on it"),
+]
+
+
+def shell_native(glassbox):
+    """The same work from the release CLI, each command's wall time with its own model load."""
+    prompt = "The capital of France is"
+    row = (ROOT / "tests" / "data" / "fmd_claims.jsonl").read_text().splitlines()[0]
+    mmproj, lm = (ROOT / "tests" / "fixtures" / f"shapes-llava-{part}.gguf" for part in ("mmproj", "lm"))
+
+    def timed(*args):
+        start = time.perf_counter()
+        subprocess.run([glassbox, "--backend", "cpu", *map(str, args)], check=True, capture_output=True, cwd=ROOT)
+        return time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as work:
+        rows, png = pathlib.Path(work) / "row.jsonl", pathlib.Path(work) / "scene.png"
+        rows.write_text(row + "\n")
+        scene = json.loads(subprocess.run([glassbox, "scene", "--seed", "2", "--index", "5", "--size", "96", "--png", png],
+                                          check=True, capture_output=True, text=True).stdout)
+        first = timed("logits", MODEL, "--prompt", prompt, "--top-k", "10")
+        return {
+            "first_token_s": first,
+            "look_inside_s": first + timed("lens", MODEL, "--prompt", prompt, "--top-k", "3")
+            + timed("attribute", MODEL, "--prompt", prompt, "--graph"),
+            "claim_check_s": timed("classify", MODEL, "--task", "fmd", "--input", rows, "--output", pathlib.Path(work) / "out.jsonl",
+                                   "--explain", "--evidence"),
+            "heatmap_s": timed("heatmap", mmproj, lm, "--image", png, "--prompt", scene["prompt"], "--method", "lpi"),
+        }
+
+
+def shell_section(note=""):
+    """The shell's steps timed by www/bench-shell.mjs on the release build, on the wasm CPU and on
+    Chromium's WebGPU, beside the release CLI doing the same work."""
+    run(["scripts/build-wasm.sh", "release"])
+    run(["node", "www/build.mjs"])
+    build()
+    model = MODEL.relative_to(ROOT)
+    runs = {backend: served(["node", "serve.mjs"], ROOT / "www", lambda origin, b=backend: ["bench-shell.mjs", origin, b, str(model)])
+            for backend in ("cpu", "webgpu")}
+    cpu, gpu = runs["cpu"], runs["webgpu"]
+    if "error" in cpu:
+        raise SystemExit(f"bench: the shell on the CPU failed: {cpu['error']}")
+    native = shell_native(TARGET / "release" / "glassbox")
+    cell = lambda value: "—" if value is None else f"{value:.2f}"
+    # Chromium offers a software adapter where the machine has no GPU: the column says so. Its
+    # long runs have crashed the browser here: the column then says what failed.
+    emulated = ", CPU-emulated" if "Cpu" in (gpu.get("device_detail") or "") else ""
+    gpu_failed = f" The WebGPU run failed: {gpu['error']}" if "error" in gpu else ""
+    return [
+        SHELL_TITLE,
+        "",
+        f"{note}The release build `make demo` serves, driven by www/bench-shell.mjs (Playwright) in a fresh profile at "
+        f"1440×900: {MODEL.name} ({MODEL.stat().st_size / 1e6:.0f} MB), the prompt \"The capital of France is\", the first "
+        f"FMD claim (its explanation {cpu['explanation_words']} words on the CPU, {gpu['explanation_words']} on WebGPU), "
+        "scene 5 of the LLaVA fixture. Seconds, one run each, from the click to the result drawn. The CLI column is "
+        f"the release CLI doing the same work on {os.cpu_count()} threads, each command's time with its own model load.{gpu_failed}",
+        "",
+        f"| step | wasm CPU ({cpu['device'].strip()}) | Chromium WebGPU ({gpu.get('device_detail') or gpu.get('device', '').strip()}{emulated}) | native CLI |",
+        "|---|---|---|---|",
+        *(f"| {label} | {cell(cpu[key])} | {cell(gpu.get(key))} | {cell(native.get(key))} |" for key, label in SHELL_STEPS),
+        "",
+    ]
 
 
 def wasm_rows():
@@ -777,6 +860,8 @@ def main():
         return splice_harmonic()
     if sys.argv[1:] == ["--gemma3"]:
         return splice_gemma3()
+    if sys.argv[1:] == ["--shell"]:
+        return splice(shell_section(f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --shell`. "))
     if sys.argv[1:] == ["--browser"]:
         return splice(browser_section(wasm_rows(), f"Measured {datetime.date.today().isoformat()} by `python3 scripts/bench.py --browser`. "))
     if sys.argv[1:] == ["--webgpu"]:
@@ -812,6 +897,7 @@ def main():
         *native_section(rows, ours),
         *gemma3_lines,
         *browser_section(browser_rows),
+        *shell_section(),
         *attribution_section(),
         *claims_section(),
         *explanations_section(),

@@ -182,6 +182,10 @@ let page;
 
 test("without WebGPU the shell loads onto the CPU, says why, and shows a corrupt model's error readably", { timeout: 600_000 }, async () => {
   ({ page } = await openShell("?model=", { webgpu: false }));
+  // What the page keeps hidden until it is needed stays hidden, whatever the layout's rules.
+  for (const hidden of ["#cache-question", "#inside-progress", "#claim-progress", "#head-comparison", "#table-download"]) {
+    assert.ok(await page.isHidden(hidden), `${hidden} is shown`);
+  }
   // A truncated file: a readable error, and the page keeps working.
   const truncated = readFileSync(model).subarray(0, 2_000_000);
   await page.setInputFiles("#model-file", { name: "truncated.gguf", mimeType: "application/octet-stream", buffer: truncated });
