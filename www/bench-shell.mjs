@@ -25,12 +25,13 @@ const since = (start) => (performance.now() - start) / 1000;
 const { context, close } = await launchChromium([], { webgpu: backend === "webgpu" });
 /** The step under way, named in the error when one fails. */
 let step = "opening the page";
+/** The timings taken so far: a failure reports them with its error. */
+const result = { backend };
 try {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[pageerror] ${e.message}`));
   await page.setViewportSize({ width: 1440, height: 900 });
   const url = `${origin}/?backend=${backend}&model=${encodeURIComponent(modelPath)}`;
-  const result = { backend };
 
   step = "loading from the network";
   // From the network: a fresh profile; the copy the page offers to keep is kept.
@@ -39,7 +40,7 @@ try {
   await page.click("#cache-yes", { timeout: LONG });
   await drawn(page, "#model-card");
   result.load_network_s = since(start);
-  result.device = await page.textContent("#backend-badge");
+  result.device = (await page.textContent("#backend-badge")) ?? "";
   result.device_detail = await page.getAttribute("#backend-badge", "title");
   await page.waitForSelector("#cache-list tbody tr", { state: "attached", timeout: LONG });
 
@@ -92,7 +93,7 @@ try {
   result.heatmap_s = since(start);
   console.log(JSON.stringify(result));
 } catch (e) {
-  console.log(JSON.stringify({ backend, error: `${step}: ${String(e)}` }));
+  console.log(JSON.stringify({ ...result, error: `${step}: ${String(e)}` }));
 } finally {
   await close();
 }

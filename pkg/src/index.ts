@@ -259,7 +259,9 @@ type Listener<K extends Operation> = (event: OperationEvent<K>) => void;
 function stopFlag(signal: AbortSignal | undefined): SharedArrayBuffer | undefined {
   if (signal === undefined || !globalThis.crossOriginIsolated) return undefined;
   const stop = new SharedArrayBuffer(4);
-  signal.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
+  // A signal aborted while the call was getting ready stops the work before it starts.
+  if (signal.aborted) Atomics.store(new Int32Array(stop), 0, 1);
+  else signal.addEventListener("abort", () => Atomics.store(new Int32Array(stop), 0, 1), { once: true });
   return stop;
 }
 

@@ -774,7 +774,7 @@ fn strongest_edges(pass: &Pass, c: &Config, per_column: &[Vec<f32>], n: usize) -
 }
 
 /// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each `(head, t)` of `cells`, in their
-/// order. The o_proj columns are fetched a layer at a time, so memory stays one layer's.
+/// order. The o_proj columns are fetched a layer at a time, so only one layer's are held at once.
 fn contributions<B: Backend>(
     lpi: &Lpi<B>,
     pass: &Pass,

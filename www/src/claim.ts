@@ -128,6 +128,7 @@ async function check(): Promise<void> {
       ...(index === undefined ? {} : { index }),
       signal,
       onText: (piece) => {
+        if (!progress.current(signal)) return;
         explanation.append(piece);
         progress.show("Explanation tokens written (it may end before the cap)", ++pieces, EXPLANATION_TOKENS);
       },
@@ -142,8 +143,11 @@ async function check(): Promise<void> {
       probeVerdict.dataset["label"] = reading.label;
       probeProbs.replaceChildren(...bars(Object.entries(reading.probabilities)));
     }
-  }, "Done", signal).finally(() => progress.finish(signal));
-  if (status.dataset["state"] !== "ready") verdict.dataset["state"] = status.dataset["state"] === "error" ? "error" : "";
+  }, "Done", signal);
+  // Newer work that took over the views marks them itself.
+  const replaced = progress.replaced(signal);
+  progress.finish(signal);
+  if (!replaced && status.dataset["state"] !== "ready") verdict.dataset["state"] = status.dataset["state"] === "error" ? "error" : "";
 }
 
 export function setUpClaimPanel(): void {

@@ -88,6 +88,16 @@ export class Progress {
     this.#text.textContent = `${what}: ${done} of ${total}${left}`;
   }
 
+  /** Whether the work given `signal` is still the line's own: not cancelled, not replaced by newer work. */
+  current(signal: AbortSignal): boolean {
+    return this.#controller?.signal === signal && !signal.aborted;
+  }
+
+  /** Whether newer work has taken the line from the work given `signal`. */
+  replaced(signal: AbortSignal): boolean {
+    return this.#controller !== null && this.#controller.signal !== signal;
+  }
+
   /** Hides the line once the work given `signal` has ended (a later start has its own). */
   finish(signal: AbortSignal): void {
     if (this.#controller?.signal !== signal) return;

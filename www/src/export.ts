@@ -63,7 +63,7 @@ function toJson(grid: GridContents, name: string): string {
 const CELL = { width: 56, height: 16, label: 64 };
 
 /** Text for an XML text node: markup escaped, and the control characters XML forbids dropped. */
-export function escapeXml(text: string): string {
+function escapeXml(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
 }

@@ -57,6 +57,30 @@ function setZoom(step: number): void {
   applyZoom();
 }
 
+/** The edges shown, strongest first: the order the arrow keys step through. */
+function shownEdges(): SVGPathElement[] {
+  const magnitude = (path: SVGPathElement) => Math.abs(Number(path.dataset["score"]));
+  return [...svg.querySelectorAll<SVGPathElement>('path.graph-edge[display="inline"]')].sort((a, b) => magnitude(b) - magnitude(a));
+}
+
+/** One edge in the tab order (a roving tabindex), so the graph is one stop for the keyboard. */
+function makeTabStop(edge: SVGPathElement | undefined): void {
+  for (const path of svg.querySelectorAll<SVGPathElement>('path.graph-edge[tabindex="0"]')) path.setAttribute("tabindex", "-1");
+  edge?.setAttribute("tabindex", "0");
+}
+
+/** Arrow keys move between the shown edges, Home and End to the strongest and the weakest. */
+function stepFrom(edge: SVGPathElement, key: string): boolean {
+  const edges = shownEdges();
+  const at = edges.indexOf(edge);
+  const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: edges.length - 1 }[key];
+  if (to === undefined) return false;
+  const next = edges[Math.min(edges.length - 1, Math.max(0, to))];
+  makeTabStop(next);
+  next?.focus();
+  return true;
+}
+
 /** Hides edges under the threshold (a share of the largest |LPI|) and says how many remain. */
 function applyThreshold(): void {
   if (drawn?.graph === undefined) return;
@@ -67,6 +91,7 @@ function applyThreshold(): void {
     path.setAttribute("display", visible ? "inline" : "none");
     if (visible) shown++;
   }
+  makeTabStop(shownEdges()[0]);
   thresholdValue.value = `${floor.toFixed(3)} nats`;
   svg.dataset["shown"] = String(shown);
   const { edges, edges_scored } = drawn.graph;
@@ -118,7 +143,7 @@ export function renderGraph(result: Attribution): void {
       class: "graph-edge",
       stroke: colour(edge.score),
       "stroke-width": (0.75 + 4.25 * Math.abs(edge.score) / extent).toFixed(2),
-      tabindex: 0,
+      tabindex: -1,
       role: "button",
       "aria-label": name,
     });
@@ -128,7 +153,11 @@ export function renderGraph(result: Attribution): void {
     path.append(title);
     const open = () => openHead(`${edge.layer}.${edge.head}`);
     path.addEventListener("click", open);
-    path.addEventListener("keydown", (event) => (event.key === "Enter" || event.key === " ") && (event.preventDefault(), open()));
+    path.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") open();
+      else if (!stepFrom(path, event.key)) return;
+      event.preventDefault();
+    });
     for (const shown of ["pointerenter", "focus"]) path.addEventListener(shown, () => (hover.textContent = name));
     parts.push(path);
   }
@@ -216,8 +245,8 @@ export function setUpGraph(open: (id: string) => void): void {
   addSaveBar(box, "attribution-graph", "attribution-graph", { csv: edgesCsv, json: graphJson, svg: standalone }, () => drawn === null);
 }
 
-/** Marks the graph as being recomputed, or (`""`) as left as it was. */
-export function markGraph(state: "working" | ""): void {
+/** Marks the graph as being recomputed, failed, or (`""`) left as it was. */
+export function markGraph(state: "working" | "error" | ""): void {
   svg.dataset["state"] = state;
   hover.textContent = "";
 }

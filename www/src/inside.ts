@@ -196,8 +196,8 @@ function showHead(id: string): void {
   let scores = attribution.positions.filter(ofHead);
   const tokens = attribution.input_tokens;
   // Beyond the top heads, the positions the graph scored exactly.
-  const fromGraph = scores.length === 0 && attribution.graph !== undefined;
-  if (fromGraph) scores = (attribution.graph?.edges ?? []).filter(ofHead).map((e) => ({ ...e, token: tokens[e.position] ?? "" }));
+  if (scores.length === 0) scores = (attribution.graph?.edges ?? []).filter(ofHead).map((e) => ({ ...e, token: tokens[e.position] ?? "" }));
+  const fromGraph = scores.length > 0 && !attribution.positions.some(ofHead);
   element("head-name").textContent = fromGraph ? `Head ${id} (the positions among the graph's exact edges)` : `Head ${id}`;
   const line = element("head-positions");
   if (scores.length === 0) {
@@ -268,8 +268,13 @@ async function look(): Promise<void> {
     lensGrid.dataset["state"] = "ready";
     signal.throwIfAborted();
     progress.show(`Attributing ${ATTRIBUTION_STEPS[0]}, step`, 2, LOOK_STEPS);
-    const onProgress = (done: number) => progress.show(`Attributing ${ATTRIBUTION_STEPS[done] ?? "done"}, step`, 2 + done, LOOK_STEPS);
-    attribution = await gb.attribute(prompt, { graph: true, signal, onProgress });
+    const onProgress = (done: number) => {
+      if (progress.current(signal)) progress.show(`Attributing ${ATTRIBUTION_STEPS[done] ?? "done"}, step`, 2 + done, LOOK_STEPS);
+    };
+    const attributed = await gb.attribute(prompt, { graph: true, signal, onProgress });
+    // Where the worker cannot be stopped (a page without cross-origin isolation), the result is dropped.
+    signal.throwIfAborted();
+    attribution = attributed;
     showTarget(attribution);
     renderHeads(headGrid, attribution, largestHeadScore(attribution), true);
     renderNeurons(attribution);
@@ -277,11 +282,15 @@ async function look(): Promise<void> {
     headGrid.dataset["state"] = "ready";
     headDetail.hidden = true;
     return true;
-  }, "Done", signal).finally(() => progress.finish(signal));
+  }, "Done", signal);
+  // Newer work that took over the views marks them itself.
+  const replaced = progress.replaced(signal);
+  progress.finish(signal);
   if (done === undefined) {
+    if (replaced) return;
     const ended = signal.aborted ? "" : "error";
     for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = ended;
-    markGraph("");
+    markGraph(ended);
     return;
   }
   if (floatToggle.checked) await compareHeads();

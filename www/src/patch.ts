@@ -18,7 +18,6 @@ const coefficient = element<HTMLInputElement>("steer-coefficient");
 const steerNext = element<HTMLTableElement>("steer-next").tBodies[0] as HTMLTableSectionElement;
 const recordStatus = element<HTMLParagraphElement>("record-status");
 
-
 const SITE_NAMES: Record<PatchingGrid["site"], string> = {
   resid_pre: "residual stream entering the layer",
   attn_out: "attention output",
@@ -93,12 +92,15 @@ function setUpPatching(): void {
         site: element<HTMLSelectElement>("patch-site").value as PatchSite,
         method: element<HTMLSelectElement>("patch-method").value as PatchMethod,
         signal,
-        onProgress: (done, total) => progress.show("Patching, forward passes", done, total),
+        onProgress: (done, total) => progress.current(signal) && progress.show("Patching, forward passes", done, total),
       });
+      signal.throwIfAborted();
       renderResult(result);
     }, "Hover a cell for its value.", signal).finally(() => {
+      // Newer work that took over the grids marks them itself.
+      const replaced = progress.replaced(signal);
       progress.finish(signal);
-      for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
+      if (!replaced) for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
     });
   });
 }

@@ -307,6 +307,11 @@ test("Look inside: next tokens, lens, head importance, positions and ablation ma
   assert.match(await page.textContent("#graph-hover"), new RegExp(`head ${strongest.layer}\\.${strongest.head} carries`));
   await page.keyboard.press("Enter");
   assert.match(await page.textContent("#head-name"), new RegExp(`^Head ${strongest.layer}\\.${strongest.head}\\b`));
+  // The graph is one tab stop, its strongest edge; the arrow keys step to the next by strength.
+  assert.equal(await page.$$eval('#attribution-graph path.graph-edge[tabindex="0"]', (paths) => paths.length), 1);
+  await page.keyboard.press("ArrowDown");
+  const second = native.graph.edges[1];
+  assert.deepEqual(await page.evaluate(() => [document.activeElement.dataset.layer, document.activeElement.dataset.head, document.activeElement.dataset.position].map(Number)), [second.layer, second.head, second.position]);
   await page.click(`#head-grid td[data-head="${top}"]`);
   await page.$eval("#graph-threshold", (input) => {
     input.value = "0.1";
