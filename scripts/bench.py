@@ -77,6 +77,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cli_seconds(glassbox, *args):
+    """Wall seconds of one `glassbox --backend cpu ARGS` run, its model load included."""
+    start = time.perf_counter()
+    subprocess.run([str(glassbox), "--backend", "cpu", *map(str, args)], check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
 def served(server_cmd, cwd, client):
     """Serves `cwd` on a free loopback port and runs the node script `client(origin)` against
     it: the JSON of its last line, or `{"error": ...}` when it fails."""
@@ -126,9 +133,7 @@ def shell_native(glassbox):
     mmproj, lm = (ROOT / "tests" / "fixtures" / f"shapes-llava-{part}.gguf" for part in ("mmproj", "lm"))
 
     def timed(*args):
-        start = time.perf_counter()
-        subprocess.run([glassbox, "--backend", "cpu", *map(str, args)], check=True, capture_output=True, cwd=ROOT)
-        return time.perf_counter() - start
+        return cli_seconds(glassbox, *args)
 
     with tempfile.TemporaryDirectory() as work:
         rows, png = pathlib.Path(work) / "row.jsonl", pathlib.Path(work) / "scene.png"
@@ -301,9 +306,7 @@ def claims_section(note=""):
         return json.loads(out)
 
     def timed(cmd):
-        start = time.perf_counter()
-        subprocess.run([glassbox, "--backend", "cpu", *map(str, cmd)], check=True, cwd=ROOT, capture_output=True)
-        return time.perf_counter() - start
+        return cli_seconds(glassbox, *cmd)
 
     lines = [
         "## Claim tasks, against baselines",

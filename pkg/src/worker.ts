@@ -53,14 +53,18 @@ function backendOf(model: Engine): BackendInfo {
 const progress = (emit: Emit<"load" | "loadVision">) => (loaded: number, total: number) =>
   emit({ name: "progress", data: { phase: "load", loaded, total } });
 
-/** Reports each step as a progress event, and answers whether to go on: not once the page has set `stop`. */
-const stepping = (stop: SharedArrayBuffer | undefined, emit: Emit<"attribute" | "patch">) => {
+/** `report`, answering the engine whether to go on: not once the page has set `stop`. */
+function reporting<A extends unknown[]>(stop: SharedArrayBuffer | undefined, report: (...args: A) => void): (...args: A) => boolean {
   const flag = stop === undefined ? null : new Int32Array(stop);
-  return (done: number, total: number) => {
-    emit({ name: "progress", data: { done, total } });
+  return (...args) => {
+    report(...args);
     return flag === null || Atomics.load(flag, 0) === 0;
   };
-};
+}
+
+/** Each step as a progress event. */
+const stepping = (stop: SharedArrayBuffer | undefined, emit: Emit<"attribute" | "patch">) =>
+  reporting(stop, (done: number, total: number) => emit({ name: "progress", data: { done, total } }));
 
 const handlers: { [K in Operation]: Handler<K> } = {
   async load({ blob, backend }, emit) {
@@ -100,11 +104,7 @@ const handlers: { [K in Operation]: Handler<K> } = {
 
   async generate({ handle, prompt, maxTokens, temperature, seed, stop }, emit) {
     const model = engine(handle);
-    const flag = stop === undefined ? null : new Int32Array(stop);
-    const onToken = (text: string, id: number) => {
-      emit({ name: "token", data: { text, id } });
-      return flag === null || Atomics.load(flag, 0) === 0;
-    };
+    const onToken = reporting(stop, (text: string, id: number) => emit({ name: "token", data: { text, id } }));
     return runTask(model.generate(prompt, maxTokens, temperature, seed, onToken));
   },
 
@@ -166,11 +166,7 @@ const handlers: { [K in Operation]: Handler<K> } = {
   },
 
   async classify({ handle, task, input, options, index, stop }, emit) {
-    const flag = stop === undefined ? null : new Int32Array(stop);
-    const onText = (piece: string) => {
-      emit({ name: "text", data: piece });
-      return flag === null || Atomics.load(flag, 0) === 0;
-    };
+    const onText = reporting(stop, (piece: string) => emit({ name: "text", data: piece }));
     return runTask(engine(handle).classify(task, input, options, index, onText));
   },
 

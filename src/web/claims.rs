@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::engine::Engine;
+use super::engine::{stream_to, Engine};
 use super::task::Task;
 use super::{js_error, options, to_js, ErrorName};
 use crate::interp::rewards::{check_shared_tokenizer, token_rewards};
@@ -110,13 +110,7 @@ impl Engine {
                     let mut classifier = Classifier::new(&loaded.model, &loaded.tokenizer, &table, &task, options.clone());
                     classifier.lexicons = lexicons.as_deref();
                     classifier.retrieval = index.as_ref().map(|index| Retrieval::new(index, minilm.as_deref()));
-                    // The stream is a view: `false` stops the work, but a throwing callback does not.
-                    let mut stream = |piece: &str| match &on_text {
-                        Some(callback) => {
-                            callback.call1(&JsValue::NULL, &piece.into()).map_or(true, |go_on| go_on != JsValue::FALSE)
-                        }
-                        None => true,
-                    };
+                    let mut stream = |piece: &str| stream_to(&on_text, piece);
                     to_js(&classifier.run(&input, &mut stream).map_err(task_error)?)
                 })
             })

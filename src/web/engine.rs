@@ -362,6 +362,15 @@ fn attribution<B: Backend>(
     to_js(&attributed.map_err(|e| js_error(ErrorName::InterpError, e))?)
 }
 
+/// Hands a piece of streamed text to `on_text` and answers whether to go on. The stream is a view:
+/// its answer `false` stops the work, but a throwing callback does not.
+pub(super) fn stream_to(on_text: &Option<js_sys::Function>, piece: &str) -> bool {
+    match on_text {
+        Some(callback) => callback.call1(&JsValue::NULL, &piece.into()).map_or(true, |go_on| go_on != JsValue::FALSE),
+        None => true,
+    }
+}
+
 /// What a progress callback answers: `false` (or a throw) stops the work; none goes on.
 pub(super) fn go_on_after(on_progress: &Option<js_sys::Function>, done: usize, total: usize) -> bool {
     match on_progress {

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::engine::Engine;
+use super::engine::{stream_to, Engine};
 use super::task::Task;
 use super::{js_error, options, to_js, ErrorName};
 use crate::tasks::exam::{answer, report, ExamReply, Question, DEFAULT_MAX_NEW_TOKENS};
@@ -37,13 +37,7 @@ impl Engine {
         Ok(Task::new(move || {
             state.compute(|loaded| {
                 with_model!(loaded, loaded => {
-                    // The stream is a view: `false` stops the work, but a throwing callback does not.
-                    let mut stream = |piece: &str| match &on_text {
-                        Some(callback) => {
-                            callback.call1(&JsValue::NULL, &piece.into()).map_or(true, |go_on| go_on != JsValue::FALSE)
-                        }
-                        None => true,
-                    };
+                    let mut stream = |piece: &str| stream_to(&on_text, piece);
                     let reply = answer(&loaded.model, &loaded.tokenizer, &question, mode, max_new_tokens, &mut stream)
                         .map_err(|e| js_error(ErrorName::TaskError, e))?;
                     to_js(&reply)

@@ -144,10 +144,7 @@ async function check(): Promise<void> {
       probeProbs.replaceChildren(...bars(Object.entries(reading.probabilities)));
     }
   }, "Done", signal);
-  // Newer work that took over the views marks them itself.
-  const replaced = progress.replaced(signal);
-  progress.finish(signal);
-  if (!replaced && status.dataset["state"] !== "ready") verdict.dataset["state"] = status.dataset["state"] === "error" ? "error" : "";
+  if (progress.finish(signal) && status.dataset["state"] !== "ready") verdict.dataset["state"] = status.dataset["state"] === "error" ? "error" : "";
 }
 
 export function setUpClaimPanel(): void {

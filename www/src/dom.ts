@@ -93,16 +93,16 @@ export class Progress {
     return this.#controller?.signal === signal && !signal.aborted;
   }
 
-  /** Whether newer work has taken the line from the work given `signal`. */
-  replaced(signal: AbortSignal): boolean {
-    return this.#controller !== null && this.#controller.signal !== signal;
-  }
-
-  /** Hides the line once the work given `signal` has ended (a later start has its own). */
-  finish(signal: AbortSignal): void {
-    if (this.#controller?.signal !== signal) return;
+  /**
+   * Hides the line once the work given `signal` has ended. False, leaving the line as it is, when
+   * newer work has taken it over: that work marks its views itself.
+   */
+  finish(signal: AbortSignal): boolean {
+    if (this.#controller === null) return true;
+    if (this.#controller.signal !== signal) return false;
     this.#controller = null;
     this.#line.hidden = true;
+    return true;
   }
 }
 

@@ -283,11 +283,9 @@ async function look(): Promise<void> {
     headDetail.hidden = true;
     return true;
   }, "Done", signal);
-  // Newer work that took over the views marks them itself.
-  const replaced = progress.replaced(signal);
-  progress.finish(signal);
+  const own = progress.finish(signal);
   if (done === undefined) {
-    if (replaced) return;
+    if (!own) return;
     const ended = signal.aborted ? "" : "error";
     for (const view of [nextTokens, lensGrid, headGrid]) if (view.dataset["state"] === "working") view.dataset["state"] = ended;
     markGraph(ended);

@@ -97,10 +97,7 @@ function setUpPatching(): void {
       signal.throwIfAborted();
       renderResult(result);
     }, "Hover a cell for its value.", signal).finally(() => {
-      // Newer work that took over the grids marks them itself.
-      const replaced = progress.replaced(signal);
-      progress.finish(signal);
-      if (!replaced) for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
+      if (progress.finish(signal)) for (const table of [grid, estimate]) if (table.dataset["state"] === "working") table.dataset["state"] = "";
     });
   });
 }
