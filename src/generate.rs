@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use std::collections::HashSet;
+
+use crate::backend::{Backend, BackendError};
 use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{KvCache, Model, ModelError};
 use crate::numeric::{argmax, log_softmax, top_k, Rng};
@@ -60,10 +62,31 @@ impl Sampling {
     }
 }
 
+/// The most entries a sampler asks a backend to rank and read back (its top k and the tokens its
+/// rules change); a sampler needing more reads the whole row.
+const MOST_CANDIDATES: usize = 64;
+
 /// Picks the next token from `logits` given the tokens so far.
 pub struct Sampler {
     settings: Sampling,
     rng: Rng,
+}
+
+/// The tokens whose logits a sampler's rules change for one step, each once and inside the
+/// vocabulary.
+struct Changes {
+    /// Would repeat a run of the generation ([`Sampling::no_repeat_ngram`]).
+    banned: HashSet<u32>,
+    /// Already in the context, when [`Sampling::repetition_penalty`] is on.
+    penalised: HashSet<u32>,
+}
+
+impl Changes {
+    fn tokens(&self) -> Vec<u32> {
+        let mut all: Vec<u32> = self.banned.union(&self.penalised).copied().collect();
+        all.sort_unstable();
+        all
+    }
 }
 
 impl Sampler {
@@ -75,33 +98,79 @@ impl Sampler {
 
     /// The next token after `context`, whose last `generated` tokens are the generation's own.
     pub fn sample(&mut self, logits: &[f32], context: &[u32], generated: usize) -> u32 {
+        let changes = self.changes(context, generated, logits.len());
+        self.choose(logits.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes)
+    }
+
+    /// As [`sample`](Sampler::sample) for the `[1, vocab]` logits on `backend`, reading back
+    /// only what the choice depends on: the top k (1 when greedy) ranked on the device, and
+    /// the tokens the rules change. The k best after the changes are among the `k + changed`
+    /// best before them or are changed ones, so the choice is the one the whole row gives.
+    /// Sampling from the whole vocabulary (top-k 0) reads the row.
+    pub fn pick<B: Backend>(
+        &mut self,
+        backend: &B,
+        logits: &B::Tensor,
+        vocab: usize,
+        context: &[u32],
+        generated: usize,
+    ) -> Result<u32, BackendError> {
+        let changes = self.changes(context, generated, vocab);
+        let changed = changes.tokens();
+        let k = if self.settings.temperature == 0.0 { 1 } else { self.settings.top_k };
+        let asked = k + changed.len();
+        if k == 0 || asked > MOST_CANDIDATES.min(vocab) {
+            let (_, row) = backend.download(logits)?;
+            return Ok(self.choose(row.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes));
+        }
+        let top = backend.top_k(logits, asked, &changed)?;
+        let mut candidates: Vec<(u32, f32)> =
+            top.ids.into_iter().zip(top.values).chain(changed.into_iter().zip(top.picked)).collect();
+        candidates.sort_unstable_by_key(|&(id, _)| id);
+        candidates.dedup_by_key(|&mut (id, _)| id);
+        Ok(self.choose(candidates, &changes))
+    }
+
+    fn changes(&self, context: &[u32], generated: usize, vocab: usize) -> Changes {
         let s = &self.settings;
-        let mut logits = logits.to_vec();
         let own = &context[context.len() - generated.min(context.len())..];
-        let unbanned = logits.clone();
-        for banned in repeated_ngram_ends(own, s.no_repeat_ngram) {
-            if let Some(l) = logits.get_mut(banned as usize) {
+        let in_vocabulary = |id: &u32| (*id as usize) < vocab;
+        let banned = repeated_ngram_ends(own, s.no_repeat_ngram).into_iter().filter(in_vocabulary).collect();
+        let penalised = if s.repetition_penalty == 1.0 {
+            HashSet::new()
+        } else {
+            context.iter().copied().filter(in_vocabulary).collect()
+        };
+        Changes { banned, penalised }
+    }
+
+    /// The choice among `candidates` (token, logit), in token order: the whole vocabulary, or
+    /// every token that can rank among the top k once `changes` are made.
+    fn choose(&mut self, candidates: Vec<(u32, f32)>, changes: &Changes) -> u32 {
+        let s = &self.settings;
+        let unbanned = candidates.clone();
+        let mut logits = candidates;
+        for (id, l) in &mut logits {
+            if changes.banned.contains(id) {
                 *l = f32::NEG_INFINITY;
             }
         }
         // A rule that bans every token (n = 1 over a tiny vocabulary) yields to the model.
-        if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        if logits.iter().all(|&(_, l)| l == f32::NEG_INFINITY) {
             logits = unbanned;
         }
-        if s.repetition_penalty != 1.0 {
-            let mut seen = std::collections::HashSet::new();
-            for &id in context {
-                if let (true, Some(l)) = (seen.insert(id), logits.get_mut(id as usize)) {
-                    *l = if *l > 0.0 { *l / s.repetition_penalty } else { *l * s.repetition_penalty };
-                }
+        for (id, l) in &mut logits {
+            if changes.penalised.contains(id) {
+                *l = if *l > 0.0 { *l / s.repetition_penalty } else { *l * s.repetition_penalty };
             }
         }
+        let values: Vec<f32> = logits.iter().map(|&(_, l)| l).collect();
         if s.temperature == 0.0 {
-            return argmax(&logits);
+            return logits[argmax(&values) as usize].0;
         }
-        let mut order = top_k(&logits, if s.top_k > 0 { s.top_k } else { logits.len() });
-        let max = logits[order[0]];
-        let mut probs: Vec<f32> = order.iter().map(|&i| ((logits[i] - max) / s.temperature).exp()).collect();
+        let mut order = top_k(&values, if s.top_k > 0 { s.top_k } else { values.len() });
+        let max = values[order[0]];
+        let mut probs: Vec<f32> = order.iter().map(|&i| ((values[i] - max) / s.temperature).exp()).collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if s.top_p < 1.0 {
@@ -117,13 +186,13 @@ impl Sampler {
             probs.iter_mut().for_each(|p| *p /= total);
         }
         let mut draw = self.rng.next_f32();
-        for (p, &id) in probs.iter().zip(&order) {
+        for (p, &i) in probs.iter().zip(&order) {
             if draw < *p {
-                return id as u32;
+                return logits[i].0;
             }
             draw -= p;
         }
-        *order.last().expect("top_k ≥ 1 and the vocabulary is not empty") as u32
+        logits[*order.last().expect("top_k ≥ 1 and the vocabulary is not empty")].0
     }
 }
 
@@ -265,18 +334,17 @@ pub fn generate<B: Backend>(
     mut on_token: impl FnMut(u32, &str) -> bool,
 ) -> Result<Generation> {
     let mut sampler = Sampler::new(request.sampling.clone())?;
-    let none = HookRequest::new();
     let mut cache = model.new_cache();
     let mut context = prompt.to_vec();
     let mut ids = Vec::new();
     let mut text = String::new();
-    let mut logits = model.forward(prompt, &mut cache, &none, &request.interventions, &Positions::Last)?.logits.data;
-    let context_length = model.config().context_length;
+    let mut logits = model.next_token_logits(prompt, &mut cache, &request.interventions)?;
+    let (context_length, vocab) = (model.config().context_length, model.config().vocab_size);
+    if request.max_tokens == 0 {
+        return Ok(Generation { text, ids, stop_reason: StopReason::MaxTokens });
+    }
     let stop_reason = loop {
-        if ids.len() >= request.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        let next = sampler.sample(&logits, &context, ids.len());
+        let next = sampler.pick(model.backend(), &logits, vocab, &context, ids.len()).map_err(ModelError::from)?;
         if Some(next) == tokenizer.eos_id() {
             break StopReason::EndOfSequence;
         }
@@ -301,7 +369,12 @@ pub fn generate<B: Backend>(
         if cache.len() + 1 > context_length {
             break StopReason::ContextFull;
         }
-        logits = model.forward(&[next], &mut cache, &none, &request.interventions, &Positions::Last)?.logits.data;
+        // Checked here rather than before the next pick, so that no forward pass runs for a
+        // token that will not be picked.
+        if ids.len() >= request.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        logits = model.next_token_logits(&[next], &mut cache, &request.interventions)?;
     };
     Ok(Generation { text, ids, stop_reason })
 }
@@ -424,6 +497,43 @@ mod tests {
         assert_eq!(end_of_sentence("The U.S. rate fell. Then", 1), Some("The U.S. rate fell.".len()));
         assert_eq!(end_of_sentence("Done.", 1), None, "no space after it yet");
         assert_eq!(end_of_sentence(text, 0), None);
+    }
+
+    /// Where only the top candidates and the changed tokens are read back, every rule still
+    /// chooses what it chooses from the whole row: ties at the top, bans and penalties (both
+    /// ways) on the most likely tokens, greedy and sampled, small and large k.
+    #[test]
+    fn picking_from_the_top_candidates_chooses_what_the_whole_row_chooses() {
+        let backend = crate::backend::candle::CandleBackend::cpu();
+        let vocab = 300;
+        let mut cases = 0;
+        for seed in 0..6u64 {
+            let mut row: Vec<f32> = crate::numeric::pseudo_random(vocab, seed).iter().map(|v| v * 8.0).collect();
+            let best = top_k(&row, 8);
+            row[best[1]] = row[best[0]];
+            let logits = backend.upload(1, vocab, &row).unwrap();
+            // The generation so far repeats the likeliest tokens, so that the rules change them.
+            let own: Vec<u32> = [0, 1, 2, 0, 3, 1, 0].iter().map(|&i| best[i] as u32).collect();
+            let context: Vec<u32> = [7u32, 250].iter().copied().chain(own.iter().copied()).collect();
+            for temperature in [0.0, 0.7, 1.5] {
+                for top_k in [1, 5, 30] {
+                    for (top_p, repetition_penalty, no_repeat_ngram) in
+                        [(1.0, 1.0, 0), (0.8, 1.4, 2), (1.0, 0.7, 2), (0.9, 1.0, 1)]
+                    {
+                        let settings =
+                            Sampling { temperature, top_k, top_p, repetition_penalty, no_repeat_ngram, seed };
+                        let (mut whole, mut top) = (sampler(settings.clone()), sampler(settings));
+                        for _ in 0..5 {
+                            let expected = whole.sample(&row, &context, own.len());
+                            let got = top.pick(&backend, &logits, vocab, &context, own.len()).unwrap();
+                            assert_eq!(got, expected, "seed {seed}, t {temperature}, k {top_k}, p {top_p}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 6 * 3 * 3 * 4 * 5);
     }
 
     #[test]

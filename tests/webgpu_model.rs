@@ -12,6 +12,7 @@ use crate::common;
 use glassbox::backend::candle::CandleBackend;
 use glassbox::backend::webgpu::{GpuDevice, WebGpuBackend};
 use glassbox::backend::Backend;
+use glassbox::generate::{Sampler, Sampling};
 use glassbox::gguf::GgufFile;
 use glassbox::hooks::{HookPoint, HookRequest, Positions};
 use glassbox::interp::attribution::rank_heads;
@@ -86,38 +87,93 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
     }
 }
 
-/// What a decoded token costs the device, counted: one submit and one read-back (the logits),
-/// and, once a generation has run, no new buffers (the pool reuses them).
+/// What a decoded token costs the device, counted: one submit and one read-back, and, once a
+/// generation has run, no new buffers (the pool reuses them). Greedy decoding reads back the
+/// best token, its logit and the row's log Σ exp (12 bytes); with a penalty and a no-repeat
+/// rule, also the logits of the tokens they change, still in that one read-back.
 #[test]
 fn a_decoded_token_is_one_submit_and_one_read_back() {
-    const STEPS: u64 = 6;
+    const STEPS: usize = 6;
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
     let model = load(common::SMOLLM2, WebGpuBackend::new(gpu));
+    let vocab = model.config().vocab_size;
     let counts = || model.backend().device_counts().unwrap();
-    let decode = || {
+    let decode = |sampling: &Sampling| {
+        let mut sampler = Sampler::new(sampling.clone()).unwrap();
         let mut cache = model.new_cache();
-        let none = HookRequest::new();
-        let mut logits =
-            model.forward(&[1, 504, 3575, 282], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
-        let before = counts();
-        for _ in 0..STEPS {
-            let next = glassbox::numeric::argmax(&logits);
-            logits = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).unwrap().logits.data;
+        let mut context = vec![1, 504, 3575, 282];
+        let mut logits = model.next_token_logits(&context, &mut cache, &[]).unwrap();
+        let mut before = counts();
+        for step in 0..=STEPS {
+            if step == 1 {
+                before = counts();
+            }
+            let next = sampler.pick(model.backend(), &logits, vocab, &context, step).unwrap();
+            if step == STEPS {
+                break;
+            }
+            context.push(next);
+            logits = model.next_token_logits(&[next], &mut cache, &[]).unwrap();
         }
         counts().since(&before)
     };
-    let first = decode();
-    let created = counts().buffers_created;
-    let again = decode();
-    assert_eq!(counts().buffers_created, created, "the second run created buffers");
-    assert!(created > 0);
-    for steps in [first, again] {
-        assert_eq!(steps.submits, STEPS, "{steps:?}");
-        assert_eq!(steps.readbacks, STEPS, "{steps:?}");
-        let vocab = model.config().vocab_size as u64;
-        assert_eq!(steps.readback_bytes, STEPS * 4 * vocab, "{steps:?}");
+    let greedy = Sampling::default();
+    let penalised = Sampling { repetition_penalty: 1.3, no_repeat_ngram: 2, ..Sampling::default() };
+    for sampling in [&greedy, &penalised] {
+        let first = decode(sampling);
+        let created = counts().buffers_created;
+        let again = decode(sampling);
+        assert_eq!(counts().buffers_created, created, "the second run created buffers");
+        assert!(created > 0);
+        for steps in [first, again] {
+            assert_eq!(steps.submits, STEPS as u64, "{steps:?}");
+            assert_eq!(steps.readbacks, STEPS as u64, "{steps:?}");
+            if sampling == &greedy {
+                assert_eq!(steps.readback_bytes, STEPS as u64 * 12, "{steps:?}");
+            } else {
+                // The context's distinct tokens, read as logits, and as many more of the top.
+                assert!(steps.readback_bytes < STEPS as u64 * 4 * 64, "{steps:?}");
+            }
+        }
+        assert_eq!(again.buffers_created, 0);
     }
-    assert_eq!(again.buffers_created, 0);
+}
+
+/// Sampling on the device picks what sampling the whole row on the host picks, token for
+/// token, under every rule that changes logits and with ties and a small top-k.
+#[test]
+fn device_sampling_picks_what_the_whole_row_picks() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+    let model = load(common::SMOLLM2, WebGpuBackend::new(gpu));
+    let vocab = model.config().vocab_size;
+    for sampling in [
+        Sampling { temperature: 0.0, repetition_penalty: 1.5, no_repeat_ngram: 2, ..Sampling::default() },
+        Sampling { temperature: 0.9, top_k: 20, top_p: 0.9, repetition_penalty: 1.3, seed: 5, ..Sampling::default() },
+        Sampling {
+            temperature: 1.2,
+            top_k: 8,
+            no_repeat_ngram: 3,
+            repetition_penalty: 0.8,
+            seed: 9,
+            ..Sampling::default()
+        },
+    ] {
+        let (mut on_device, mut on_host) = (Sampler::new(sampling.clone()).unwrap(), Sampler::new(sampling).unwrap());
+        let mut cache = model.new_cache();
+        let mut context = vec![1, 504, 3575, 282, 4467, 314];
+        let mut logits = model.next_token_logits(&context, &mut cache, &[]).unwrap();
+        for step in 0..12 {
+            let (_, row) = model.backend().download(&logits).unwrap();
+            let expected = on_host.sample(&row, &context, step);
+            assert_eq!(
+                on_device.pick(model.backend(), &logits, vocab, &context, step).unwrap(),
+                expected,
+                "step {step}"
+            );
+            context.push(expected);
+            logits = model.next_token_logits(&[expected], &mut cache, &[]).unwrap();
+        }
+    }
 }
 
 /// Gemma 3's 170 MiB Q8_0 embedding table (262k rows, also its output layer) on an adapter whose

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor, D};
 use super::kernels::attention::{attention, AttentionShape};
 use super::kernels::rope::rotate;
 use super::kernels::{Format, QuantizedMatrix, ThreadPool};
-use super::{check_shifts, Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
+use super::{check_shifts, check_top_k, Backend, BackendError, BackendResult, Heads, Rope, RopeTableKey, TopK};
 use crate::gguf::{GgmlType, TensorInfo};
 
 /// What a causal mask depends on: queries, positions, and the sliding window.
@@ -494,9 +494,10 @@ impl Backend for CandleBackend {
         x.matmul(&self.dequantize(w)?).map_err(err)
     }
 
-    fn top_k(&self, x: &Tensor, k: usize) -> BackendResult<TopK> {
+    fn top_k(&self, x: &Tensor, k: usize, pick: &[u32]) -> BackendResult<TopK> {
         let (_, row) = self.download(x)?;
-        Ok(TopK::of(&row, k))
+        check_top_k(row.len(), k, pick)?;
+        Ok(TopK::of(&row, k, pick))
     }
 
     fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {

@@ -74,24 +74,38 @@ impl Rope<'_> {
 }
 
 /// The largest entries of a row, largest first (the lower index on ties), with the row's
-/// `log Σ exp`: `values[i] − log_sum_exp` is entry `ids[i]`'s log-probability.
+/// `log Σ exp`: `values[i] − log_sum_exp` is entry `ids[i]`'s log-probability. `picked` holds
+/// the values of the entries a caller named besides (a sampler's penalised tokens).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopK {
     pub ids: Vec<u32>,
     pub values: Vec<f32>,
     pub log_sum_exp: f32,
+    pub picked: Vec<f32>,
 }
 
 impl TopK {
-    /// Computed on the host from the whole row.
-    pub fn of(row: &[f32], k: usize) -> TopK {
+    /// Computed on the host from the whole row; `pick` must index into it.
+    pub fn of(row: &[f32], k: usize, pick: &[u32]) -> TopK {
         let order = crate::numeric::top_k(row, k);
         TopK {
             ids: order.iter().map(|&i| i as u32).collect(),
             values: order.iter().map(|&i| row[i]).collect(),
             log_sum_exp: crate::numeric::log_sum_exp(row),
+            picked: pick.iter().map(|&i| row[i as usize]).collect(),
         }
     }
+}
+
+/// Checks a [`Backend::top_k`] request on a row of `n` entries.
+pub fn check_top_k(n: usize, k: usize, pick: &[u32]) -> Result<(), BackendError> {
+    if k == 0 || k > n {
+        return Err(BackendError(format!("top {k} of a row of {n}: 1 ≤ k ≤ its length")));
+    }
+    if let Some(id) = pick.iter().find(|&&id| id as usize >= n) {
+        return Err(BackendError(format!("entry {id} of a row of {n}")));
+    }
+    Ok(())
 }
 
 /// The shapes [`Backend::shifted_log_probs`] needs: a base of `vocab` logits per pair, a row of
@@ -253,9 +267,9 @@ pub trait Backend {
     /// `x · W` for `x: [t, out]`, `W: [out, in]`: pulls a vector in output space back to input
     /// space (gradients, dot products with every column).
     fn linear_transposed(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
-    /// The `k` largest entries of the one-row `x` and its `log Σ exp`, without copying the row
-    /// to the host where the backend can avoid it.
-    fn top_k(&self, x: &Self::Tensor, k: usize) -> BackendResult<TopK>;
+    /// The `k` largest entries of the one-row `x`, its `log Σ exp` and the entries `pick`,
+    /// without copying the row to the host where the backend can avoid it.
+    fn top_k(&self, x: &Self::Tensor, k: usize, pick: &[u32]) -> BackendResult<TopK>;
     /// `x` rounded the way `linear(x, w)` reads it. Quantised kernels quantise their input, so
     /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
     /// what makes per-neuron contributions add up to the layer's output exactly.

@@ -9,10 +9,10 @@ use std::time::Instant;
 use clap::Args;
 use glassbox::backend::kernels::Isa;
 use glassbox::backend::{Backend, DeviceCounts, Heads};
+use glassbox::generate::{Sampler, Sampling};
 use glassbox::hooks::{HookRequest, Positions};
 use glassbox::lab::bench::{BenchReport, DECODE_STEPS, REPETITIONS};
 use glassbox::model::Model;
-use glassbox::numeric::argmax;
 use glassbox::with_model;
 use serde_json::json;
 
@@ -70,18 +70,20 @@ pub fn bench_attribution(out: &mut impl Write, loader: &Loader, args: &BenchAttr
     })
 }
 
-/// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps; returns tokens/s of
-/// the steps alone, and the device work they did where the backend counts it.
+/// Prefills `short`, then takes [`DECODE_STEPS`] greedy single-token steps, each token picked
+/// as generation picks it; returns tokens/s of the steps alone, and the device work they did
+/// where the backend counts it.
 fn decode_once<B: Backend>(model: &Model<B>, short: &[u32]) -> Result<(f64, Option<DeviceCounts>), String> {
-    let none = HookRequest::new();
+    let mut greedy = Sampler::new(Sampling::default()).map_err(|e| e.to_string())?;
+    let vocab = model.config().vocab_size;
     let mut cache = model.new_cache();
-    let logits = model.forward(short, &mut cache, &none, &[], &Positions::Last).map_err(|e| e.to_string())?;
-    let mut next = argmax(&logits.logits.data);
+    let logits = model.next_token_logits(short, &mut cache, &[]).map_err(|e| e.to_string())?;
+    let mut next = greedy.pick(model.backend(), &logits, vocab, short, 0).map_err(|e| e.to_string())?;
     let before = model.backend().device_counts();
     let start = Instant::now();
     for _ in 0..DECODE_STEPS {
-        let out = model.forward(&[next], &mut cache, &none, &[], &Positions::Last).map_err(|e| e.to_string())?;
-        next = argmax(&out.logits.data);
+        let logits = model.next_token_logits(&[next], &mut cache, &[]).map_err(|e| e.to_string())?;
+        next = greedy.pick(model.backend(), &logits, vocab, &[], 0).map_err(|e| e.to_string())?;
     }
     let speed = DECODE_STEPS as f64 / start.elapsed().as_secs_f64();
     let counts = model.backend().device_counts().zip(before).map(|(after, before)| after.since(&before));

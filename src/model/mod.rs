@@ -497,9 +497,20 @@ impl<B: Backend> Model<B> {
         interventions: &[Intervention],
         k: usize,
     ) -> Result<TopK> {
+        let logits = self.next_token_logits(ids, cache, interventions)?;
+        Ok(self.backend.top_k(&logits, k.min(self.config.vocab_size), &[])?)
+    }
+
+    /// The logits `[1, vocab]` of the token after `ids` (run after `cache`, appended to it),
+    /// left where the backend computed them, for a sampler to read what it needs.
+    pub fn next_token_logits(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache<B>,
+        interventions: &[Intervention],
+    ) -> Result<B::Tensor> {
         let (x, _) = self.residual_stream(ids, cache, &HookRequest::new(), interventions)?;
-        let logits = self.logits(&x, &[ids.len() - 1])?;
-        Ok(self.backend.top_k(&logits, k.min(self.config.vocab_size))?)
+        self.logits(&x, &[ids.len() - 1])
     }
 
     /// `W_U · n_final(x)` at rows `rows` of the final residual stream, on the device.

@@ -212,8 +212,8 @@ impl Backend for WebGpuBackend {
         value(self.gpu.linear_transposed(&x.tensor, w))
     }
 
-    fn top_k(&self, x: &WebGpuValue, k: usize) -> BackendResult<TopK> {
-        wait(self.gpu.top_k(&x.tensor, k))
+    fn top_k(&self, x: &WebGpuValue, k: usize, pick: &[u32]) -> BackendResult<TopK> {
+        wait(self.gpu.top_k(&x.tensor, k, pick))
     }
 
     fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {

@@ -293,18 +293,21 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
         let (p, expected_p) = (from_gpu(&gpu.query_rows(&gp, &rows)?)?, from_cpu(&cpu.query_rows(&cp, &rows)?)?);
         record("attention query rows", case, relative_error(&p, &expected_p, largest(&expected_p)), ATTENTION_BOUND);
     }
-    // A vocabulary-sized row with ties among its largest values, and a short one.
+    // A vocabulary-sized row with ties among its largest values, and a short one; a few
+    // entries picked besides, as a sampler asks for its penalised tokens.
     for (n, k) in [(49_157, 10), (7, 7)] {
         let mut row: Vec<f32> = pseudo_random(n, 51).iter().map(|v| v * 20.0).collect();
         let peak = row.iter().copied().fold(f32::MIN, f32::max);
         for i in [n / 3, n / 2, n - 1] {
             row[i] = peak;
         }
-        let expected = TopK::of(&row, k);
-        let got = gpu.top_k(&on_gpu(1, n, &row)?, k)?;
+        let pick = [0, (n - 1) as u32, (n / 2) as u32, 3];
+        let expected = TopK::of(&row, k, &pick);
+        let got = gpu.top_k(&on_gpu(1, n, &row)?, k, &pick)?;
         // The ranking is exact; log Σ exp against an f64 sum, as the host's own f32 sum drifts
         // by as much as the GPU's tree.
-        let ranking_error = if got.ids == expected.ids && got.values == expected.values { 0.0 } else { f64::INFINITY };
+        let exact = got.ids == expected.ids && got.values == expected.values && got.picked == expected.picked;
+        let ranking_error = if exact { 0.0 } else { f64::INFINITY };
         let max = f64::from(peak);
         let log_sum_exp = row.iter().map(|&v| (f64::from(v) - max).exp()).sum::<f64>().ln() + max;
         let sum_error = (f64::from(got.log_sum_exp) - log_sum_exp).abs() / log_sum_exp.abs();

@@ -160,19 +160,22 @@ impl GpuDevice {
 
     /// The `k` largest values of the one-row `x`, largest first (the lower index on ties), and
     /// `log Σ exp(x)`: `2k + 1` numbers cross to the host, not the row.
-    pub async fn top_k(&self, x: &GpuTensor, k: usize) -> Result<TopK, GpuError> {
-        if x.rows != 1 || k == 0 || k > x.cols {
-            return Err(bad_shape(format!(
-                "top {k} of a {}×{} tensor: one row and 1 ≤ k ≤ its length",
-                x.rows, x.cols
-            )));
+    pub async fn top_k(&self, x: &GpuTensor, k: usize, pick: &[u32]) -> Result<TopK, GpuError> {
+        if x.rows != 1 {
+            return Err(bad_shape(format!("top {k} of a {}×{} tensor: one row", x.rows, x.cols)));
         }
-        let out = self.output(1, 2 * k + 1)?;
-        let params = self.uniform(&[x.cols as u32, k as u32]);
-        self.dispatch("topk", "main", &[&params, x.buffer(), out.buffer()], (1, 1, 1));
+        crate::backend::check_top_k(x.cols, k, pick).map_err(|e| bad_shape(e.0))?;
+        let out = self.output(1, 2 * k + 1 + pick.len())?;
+        // k and the picks travel in storage, so that a sampler's changing requests make no
+        // new uniform buffers.
+        let request: Vec<u32> = [k as u32, pick.len() as u32].into_iter().chain(pick.iter().copied()).collect();
+        let request = self.filled(bytemuck::cast_slice(&request), wgpu::BufferUsages::STORAGE);
+        let params = self.uniform(&[x.cols as u32]);
+        self.dispatch("topk", "main", &[&params, x.buffer(), request.buffer(), out.buffer()], (1, 1, 1));
         let read = self.read(&out).await?;
-        let (ids, values) = read[1..].chunks(2).map(|pair| (pair[0].to_bits(), pair[1])).unzip();
-        Ok(TopK { ids, values, log_sum_exp: read[0] })
+        let (top, picked) = read[1..].split_at(2 * k);
+        let (ids, values) = top.chunks(2).map(|pair| (pair[0].to_bits(), pair[1])).unzip();
+        Ok(TopK { ids, values, log_sum_exp: read[0], picked: picked.to_vec() })
     }
 
     /// `log softmax(bases[pairs[i]] + shifts[i])[target]` for each row of `shifts: [n, V]`

@@ -1,17 +1,19 @@
 // The k largest values of one row x[0..n), largest first and the lower index first on ties (the
-// host's order), and log Σ exp(x), so that a caller wanting the top tokens and their
-// log-probabilities reads back 2k + 1 numbers instead of the vocabulary:
-// out = [log Σ exp(x), index_0 (as bits), value_0, index_1, value_1, ...].
+// host's order), log Σ exp(x), and the values of the entries the caller picked, so that a caller
+// wanting the top tokens and their log-probabilities, or a sampler, reads back 2k + 1 + picks
+// numbers instead of the vocabulary:
+// out = [log Σ exp(x), index_0 (as bits), value_0, index_1, value_1, ..., x[pick_0], x[pick_1], ...].
 // One workgroup: k rounds, each picking the best entry ranked after the previous round's pick.
 
 struct Params {
     n: u32,
-    k: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// [k, number of picks, pick_0, pick_1, ...], each pick below n.
+@group(0) @binding(2) var<storage, read> request: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -39,9 +41,14 @@ fn main(@builtin(local_invocation_index) lane: u32) {
         out[0] = row_max + log(total);
     }
 
+    let k = request[0];
+    let picks = request[1];
+    for (var i = lane; i < picks; i += LANES) {
+        out[1u + 2u * k + i] = x[request[2u + i]];
+    }
     var last_value = 0.0;
     var last_index = NONE;
-    for (var round = 0u; round < params.k; round++) {
+    for (var round = 0u; round < k; round++) {
         var best_value = 0.0;
         var best_index = NONE;
         for (var i = lane; i < params.n; i += LANES) {
