@@ -153,25 +153,32 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
             let x_on_gpu = gpu.device().upload(tokens, cols, &x)?;
+            let by_blocks =
+                matches!(ggml, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0);
             let kernels = [
                 (MatmulKernel::Tiled, "matmul tiled"),
                 (MatmulKernel::MatVec, "matmul matvec"),
                 (MatmulKernel::Rows, "matmul rows"),
+                (MatmulKernel::BlockRows, "matmul block rows"),
+                (MatmulKernel::BlockTiles, "matmul block tiles"),
             ];
-            for (kernel, name) in kernels {
+            let block_kernel = |kernel| matches!(kernel, MatmulKernel::BlockRows | MatmulKernel::BlockTiles);
+            for (kernel, name) in kernels.into_iter().filter(|&(kernel, _)| by_blocks || !block_kernel(kernel)) {
                 let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix)?;
                 let y = from_gpu(&y.into())?;
                 record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);
             }
 
             let back = pseudo_random(tokens * rows, 9 + tokens as u64);
-            let z = from_gpu(&gpu.linear_transposed(&on_gpu(tokens, rows, &back)?, &matrix)?)?;
-            record(
-                "matmul transposed",
-                case.clone(),
-                product_error(&z, &back, &w.dequantised, rows, cols, true),
-                PRODUCT_BOUND,
-            );
+            let back_on_gpu = gpu.device().upload(tokens, rows, &back)?;
+            for (blocks, name) in [(false, "matmul transposed"), (true, "matmul block transposed")] {
+                if blocks && !by_blocks {
+                    continue;
+                }
+                let z = gpu.device().linear_transposed_with(blocks, &back_on_gpu, &matrix)?;
+                let z = from_gpu(&z.into())?;
+                record(name, case.clone(), product_error(&z, &back, &w.dequantised, rows, cols, true), PRODUCT_BOUND);
+            }
 
             let scale = largest(&w.dequantised);
             let whole = from_gpu(&gpu.dequantize(&matrix)?)?;

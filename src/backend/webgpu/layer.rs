@@ -90,7 +90,8 @@ fn product(factors: &[usize]) -> Result<usize, GpuError> {
 const TENSOR_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
-/// matmul.wgsl's two kernels for `x · Wᵀ`.
+/// The kernels for `x · Wᵀ`: matmul.wgsl's, and matmul_blocks.wgsl's for weights in 32-value
+/// blocks on software adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
     /// `main`: an invocation per output row and tile of tokens, each weight decoded once a tile.
@@ -99,12 +100,26 @@ pub enum MatmulKernel {
     MatVec,
     /// `rows`: an invocation per output row and token, reading four weights a word.
     Rows,
+    /// matmul_blocks.wgsl's `rows`: an invocation per output row and token, each block read as
+    /// the words it spans and x four values a load.
+    BlockRows,
+    /// matmul_blocks.wgsl's `tiles`: as `BlockRows` for a tile of tokens.
+    BlockTiles,
+}
+
+/// Whether matmul_blocks.wgsl reads weights of this kind (32-value blocks of 4, 5 or 8 bits).
+fn in_32_value_blocks(kind: u32) -> bool {
+    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0].iter().any(|t| t.id() == kind)
 }
 
 /// Up to this many tokens a product on a GPU runs as matrix-vector products.
 const MATVEC_MAX_TOKENS: usize = 4;
-/// Tokens per tile of matmul.wgsl's `main` (its TILE).
+/// Tokens per tile of matmul.wgsl's `main` and matmul_blocks.wgsl's `tiles` (their TILE).
 const MATMUL_TILE: usize = 4;
+/// Output rows per invocation of matmul_blocks.wgsl's `rows` (its ROWS).
+const BLOCK_ROWS_PER_INVOCATION: usize = 4;
+/// Output rows per invocation of matmul_blocks.wgsl's `tiles` (its TILE_ROWS).
+const BLOCK_TILE_ROWS: usize = 2;
 
 /// The largest head the attention kernel holds in registers (attention.wgsl's MAX_HEAD_DIM).
 const MAX_HEAD_DIM: usize = 256;
@@ -274,10 +289,13 @@ impl GpuDevice {
     /// invocation per row on a software adapter, whose CPU threads run a row each fastest (on
     /// lavapipe the workgroup per row took 5× as long); token tiles for more.
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
-        let kernel = match (x.rows <= MATVEC_MAX_TOKENS, self.is_software()) {
-            (true, false) => MatmulKernel::MatVec,
-            (true, true) => MatmulKernel::Rows,
-            (false, _) => MatmulKernel::Tiled,
+        let few = x.rows <= MATVEC_MAX_TOKENS;
+        let kernel = match (self.is_software(), in_32_value_blocks(w.kind)) {
+            (true, true) if few => MatmulKernel::BlockRows,
+            (true, true) => MatmulKernel::BlockTiles,
+            (true, false) if few => MatmulKernel::Rows,
+            (false, _) if few => MatmulKernel::MatVec,
+            _ => MatmulKernel::Tiled,
         };
         self.linear_with(kernel, x, w)
     }
@@ -286,6 +304,10 @@ impl GpuDevice {
     pub fn linear_with(&self, kernel: MatmulKernel, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         if x.cols != w.cols {
             return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
+        }
+        let by_blocks = matches!(kernel, MatmulKernel::BlockRows | MatmulKernel::BlockTiles);
+        if by_blocks && !in_32_value_blocks(w.kind) {
+            return Err(bad_shape(format!("{kernel:?} reads weights in 32-value blocks, not type {}", w.kind)));
         }
         let y = self.output(x.rows, w.rows)?;
         let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
@@ -311,27 +333,50 @@ impl GpuDevice {
                     let tiles = self.check_groups(x.rows.div_ceil(MATMUL_TILE))?;
                     self.dispatch("matmul", "main", &buffers, (groups, tiles, 1));
                 }
+                MatmulKernel::BlockRows => {
+                    let invocations = part.rows.div_ceil(BLOCK_ROWS_PER_INVOCATION);
+                    let groups = self.check_groups(invocations.div_ceil(WORKGROUP_SIZE as usize))?;
+                    let tokens = self.check_groups(x.rows)?;
+                    self.dispatch_kind("matmul_blocks", "rows", w.kind, &buffers, (groups, tokens, 1));
+                }
+                MatmulKernel::BlockTiles => {
+                    let invocations = part.rows.div_ceil(BLOCK_TILE_ROWS);
+                    let groups = self.check_groups(invocations.div_ceil(WORKGROUP_SIZE as usize))?;
+                    let tiles = self.check_groups(x.rows.div_ceil(MATMUL_TILE))?;
+                    self.dispatch_kind("matmul_blocks", "tiles", w.kind, &buffers, (groups, tiles, 1));
+                }
             }
         }
         Ok(y)
     }
 
-    /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`, the parts' sums added up.
+    /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`, the parts' sums added up. On
+    /// a software adapter, weights in 32-value blocks are read a block at a time.
     pub fn linear_transposed(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
+        self.linear_transposed_with(self.is_software() && in_32_value_blocks(w.kind), x, w)
+    }
+
+    /// `x · W`, by matmul_blocks.wgsl's `transposed` (an invocation per 32 output columns) when
+    /// `by_blocks`, else by matmul.wgsl's (an invocation per output column).
+    pub fn linear_transposed_with(&self, by_blocks: bool, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         if x.cols != w.rows {
             return Err(bad_shape(format!("x has {} columns, W {} rows", x.cols, w.rows)));
         }
-        let groups = self.check_groups(w.cols.div_ceil(WORKGROUP_SIZE as usize))?;
+        if by_blocks && !in_32_value_blocks(w.kind) {
+            return Err(bad_shape(format!("the block kernels read weights in 32-value blocks, not type {}", w.kind)));
+        }
+        let columns = if by_blocks { w.cols / 32 } else { w.cols };
+        let groups = self.check_groups(columns.div_ceil(WORKGROUP_SIZE as usize))?;
         let tokens = self.check_groups(x.rows)?;
         let y = self.output(x.rows, w.cols)?;
         for (i, part) in w.parts.iter().enumerate() {
             let params = self.part_params(w, part, x.rows, i > 0);
-            self.dispatch(
-                "matmul",
-                "transposed",
-                &[&params, part.storage.buffer(), x.buffer(), y.buffer()],
-                (groups, tokens, 1),
-            );
+            let buffers = [&params, part.storage.buffer(), x.buffer(), y.buffer()];
+            if by_blocks {
+                self.dispatch_kind("matmul_blocks", "transposed", w.kind, &buffers, (groups, tokens, 1));
+            } else {
+                self.dispatch("matmul", "transposed", &buffers, (groups, tokens, 1));
+            }
         }
         Ok(y)
     }

@@ -54,7 +54,7 @@ pub struct GpuDevice {
     pass: RefCell<Option<wgpu::ComputePass<'static>>>,
     counts: Cell<DeviceCounts>,
     info: wgpu::AdapterInfo,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), Kernel>>,
+    pipelines: RefCell<HashMap<KernelKey, Kernel>>,
     /// Bind groups made so far, by kernel and bindings: a decode step binds the same pooled
     /// buffers to the same kernels every token.
     bind_groups: RefCell<HashMap<BindingKey, wgpu::BindGroup>>,
@@ -77,7 +77,9 @@ pub struct GpuDevice {
 type Kernel = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 
 /// A kernel and the buffers bound to it in order, each whole or to a size.
-type BindingKey = (&'static str, &'static str, Vec<(wgpu::Buffer, Option<u64>)>);
+/// A kernel: shader, entry point and the value of its `KIND` constant where it has one.
+type KernelKey = (&'static str, &'static str, Option<u32>);
+type BindingKey = (KernelKey, Vec<(wgpu::Buffer, Option<u64>)>);
 
 /// The caches of bind groups and uniforms start again past these sizes (workloads whose shapes
 /// keep changing, such as attribution over many prompts).
@@ -104,12 +106,16 @@ enum Prelude {
     Blocks,
     /// It reduces rows over a workgroup: reduce.wgsl.
     Reduction,
+    /// It reads GGUF blocks as whole words, its f16 values out of them: quant.wgsl after
+    /// half_u32.wgsl.
+    Words,
 }
 
 /// Each shader's WGSL and its prelude.
 const SHADERS: &[(&str, Prelude, &str)] = &[
     ("saxpy", Prelude::None, include_str!("saxpy.wgsl")),
     ("matmul", Prelude::Blocks, include_str!("matmul.wgsl")),
+    ("matmul_blocks", Prelude::Words, include_str!("matmul_blocks.wgsl")),
     ("embed", Prelude::Blocks, include_str!("embed.wgsl")),
     ("columns", Prelude::Blocks, include_str!("columns.wgsl")),
     ("elementwise", Prelude::None, include_str!("elementwise.wgsl")),
@@ -370,11 +376,12 @@ impl GpuDevice {
     }
 
     /// The pipeline of `shader`'s entry point `entry` and its bind group layout, built on first
-    /// use.
-    fn pipeline(&self, shader: &'static str, entry: &'static str) -> Kernel {
-        if let Some(built) = self.pipelines.borrow().get(&(shader, entry)) {
+    /// use; `kind` sets the shader's `KIND` constant, where it has one.
+    fn pipeline(&self, shader: &'static str, entry: &'static str, kind: Option<u32>) -> Kernel {
+        if let Some(built) = self.pipelines.borrow().get(&(shader, entry, kind)) {
             return built.clone();
         }
+        let constants: Vec<(&str, f64)> = kind.map(|kind| ("KIND", f64::from(kind))).into_iter().collect();
         let source = self.source(shader);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader),
@@ -385,11 +392,11 @@ impl GpuDevice {
             layout: None,
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
             cache: None,
         });
         let built = (pipeline.clone(), pipeline.get_bind_group_layout(0));
-        self.pipelines.borrow_mut().insert((shader, entry), built.clone());
+        self.pipelines.borrow_mut().insert((shader, entry, kind), built.clone());
         built
     }
 
@@ -405,6 +412,7 @@ impl GpuDevice {
                 // `enable` must come first in a module.
                 [half, include_str!("quant.wgsl"), body].concat()
             }
+            Prelude::Words => [include_str!("half_u32.wgsl"), include_str!("quant.wgsl"), body].concat(),
         }
     }
 
@@ -426,10 +434,35 @@ impl GpuDevice {
         shader: &'static str,
         entry: &'static str,
         buffers: &[(&wgpu::Buffer, Option<u64>)],
+        groups: (u32, u32, u32),
+    ) {
+        self.dispatch_kernel(shader, entry, None, buffers, groups);
+    }
+
+    /// [`dispatch`](Self::dispatch) of a shader whose `KIND` constant is set to `kind` (the
+    /// weights' ggml type).
+    fn dispatch_kind(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        kind: u32,
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32, u32),
+    ) {
+        let whole: Vec<(&wgpu::Buffer, Option<u64>)> = buffers.iter().map(|&b| (b, None)).collect();
+        self.dispatch_kernel(shader, entry, Some(kind), &whole, groups);
+    }
+
+    fn dispatch_kernel(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        kind: Option<u32>,
+        buffers: &[(&wgpu::Buffer, Option<u64>)],
         (x, y, z): (u32, u32, u32),
     ) {
-        let (pipeline, layout) = self.pipeline(shader, entry);
-        let key: BindingKey = (shader, entry, buffers.iter().map(|&(b, size)| (b.clone(), size)).collect());
+        let (pipeline, layout) = self.pipeline(shader, entry, kind);
+        let key: BindingKey = ((shader, entry, kind), buffers.iter().map(|&(b, size)| (b.clone(), size)).collect());
         let cached = self.bind_groups.borrow().get(&key).cloned();
         let bind_group = cached.unwrap_or_else(|| {
             fn binding(buffer: &wgpu::Buffer, size: Option<u64>) -> wgpu::BindingResource<'_> {
