@@ -15,6 +15,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::layer::in_32_value_blocks;
 use super::{MatmulKernel, WebGpuBackend};
 use crate::backend::candle::CandleBackend;
 use crate::backend::{Backend, BackendError, BackendResult, Heads, Rope, TopK};
@@ -134,10 +135,12 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
     // The last shape is also loaded split by rows into about 7 parts, as an adapter with small
     // bindings holds a large matrix.
     // Every matmul kernel runs every shape; 6 tokens are a whole tile of 4 and half of one.
+    // F32 and F16 also take a shape of whole runs of 32 values, which the block kernels read.
     let shapes = [(1, 1, 1, None), (67, 3, 3, None), (130, 5, 6, None), (130, 5, 6, Some(7))];
     for (ggml, dtype) in KERNEL_TYPES {
         let block = ggml.block_size() as usize;
-        for (rows, blocks, tokens, max_part_bytes) in shapes {
+        let runs_of_32 = (block == 1).then_some((67, 96, 6, None));
+        for (rows, blocks, tokens, max_part_bytes) in shapes.into_iter().chain(runs_of_32) {
             let cols = blocks * block;
             let w = quantised(ggml, dtype, rows, cols, rows as u64 * 31 + cols as u64)?;
             let (matrix, split) = match max_part_bytes {
@@ -153,8 +156,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
 
             let x = pseudo_random(tokens * cols, 7 + tokens as u64);
             let x_on_gpu = gpu.device().upload(tokens, cols, &x)?;
-            let by_blocks =
-                matches!(ggml, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0);
+            let by_blocks = in_32_value_blocks(&matrix);
             let kernels = [
                 (MatmulKernel::Tiled, "matmul tiled"),
                 (MatmulKernel::MatVec, "matmul matvec"),

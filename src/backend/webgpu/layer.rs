@@ -107,9 +107,12 @@ pub enum MatmulKernel {
     BlockTiles,
 }
 
-/// Whether matmul_blocks.wgsl reads weights of this kind (32-value blocks of 4, 5 or 8 bits).
-fn in_32_value_blocks(kind: u32) -> bool {
-    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0].iter().any(|t| t.id() == kind)
+/// Whether matmul_blocks.wgsl reads `w`: 32-value blocks of 4, 5 or 8 bits, or F32 and F16
+/// rows of whole runs of 32.
+pub(super) fn in_32_value_blocks(w: &GpuMatrix) -> bool {
+    let quantised = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0];
+    let float = [GgmlType::F32, GgmlType::F16];
+    quantised.iter().any(|t| t.id() == w.kind) || (float.iter().any(|t| t.id() == w.kind) && w.cols % 32 == 0)
 }
 
 /// Up to this many tokens a product on a GPU runs as matrix-vector products.
@@ -290,7 +293,7 @@ impl GpuDevice {
     /// lavapipe the workgroup per row took 5× as long); token tiles for more.
     pub fn linear(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
         let few = x.rows <= MATVEC_MAX_TOKENS;
-        let kernel = match (self.is_software(), in_32_value_blocks(w.kind)) {
+        let kernel = match (self.is_software(), in_32_value_blocks(w)) {
             (true, true) if few => MatmulKernel::BlockRows,
             (true, true) => MatmulKernel::BlockTiles,
             (true, false) if few => MatmulKernel::Rows,
@@ -306,8 +309,11 @@ impl GpuDevice {
             return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
         }
         let by_blocks = matches!(kernel, MatmulKernel::BlockRows | MatmulKernel::BlockTiles);
-        if by_blocks && !in_32_value_blocks(w.kind) {
-            return Err(bad_shape(format!("{kernel:?} reads weights in 32-value blocks, not type {}", w.kind)));
+        if by_blocks && !in_32_value_blocks(w) {
+            return Err(bad_shape(format!(
+                "{kernel:?} reads weights in 32-value blocks, not type {} × {}",
+                w.kind, w.cols
+            )));
         }
         let y = self.output(x.rows, w.rows)?;
         let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
@@ -353,7 +359,7 @@ impl GpuDevice {
     /// `x · W` for `x: [t, rows]`, `W: [rows, cols]`: `[t, cols]`, the parts' sums added up. On
     /// a software adapter, weights in 32-value blocks are read a block at a time.
     pub fn linear_transposed(&self, x: &GpuTensor, w: &GpuMatrix) -> Result<GpuTensor, GpuError> {
-        self.linear_transposed_with(self.is_software() && in_32_value_blocks(w.kind), x, w)
+        self.linear_transposed_with(self.is_software() && in_32_value_blocks(w), x, w)
     }
 
     /// `x · W`, by matmul_blocks.wgsl's `transposed` (an invocation per 32 output columns) when
@@ -362,8 +368,11 @@ impl GpuDevice {
         if x.cols != w.rows {
             return Err(bad_shape(format!("x has {} columns, W {} rows", x.cols, w.rows)));
         }
-        if by_blocks && !in_32_value_blocks(w.kind) {
-            return Err(bad_shape(format!("the block kernels read weights in 32-value blocks, not type {}", w.kind)));
+        if by_blocks && !in_32_value_blocks(w) {
+            return Err(bad_shape(format!(
+                "the block kernels read weights in 32-value blocks, not type {} × {}",
+                w.kind, w.cols
+            )));
         }
         let columns = if by_blocks { w.cols / 32 } else { w.cols };
         let groups = self.check_groups(columns.div_ceil(WORKGROUP_SIZE as usize))?;

@@ -1,10 +1,10 @@
-// Products with weights in 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), for software
-// adapters: their CPU threads run a workgroup's invocations as SIMD lanes and load storage one
-// lane at a time, so these kernels load as few values as they can. A block is read as the
-// whole words it spans (its f16 scale unpacked from them), never a byte at a time, and x four
-// values at a time. KIND, the weights' ggml type, is fixed when the pipeline is made, so a
-// kernel carries the decoding of one type only (llvmpipe runs every case of a switch).
-// Block layouts as in matmul.wgsl.
+// Products with weights in 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, and F32 or F16 rows
+// of whole runs of 32), for software adapters: their CPU threads run a workgroup's invocations
+// as SIMD lanes and load storage one lane at a time, so these kernels load as few values as
+// they can. A block is read as the whole words it spans (its f16 scale unpacked from them),
+// never a byte at a time, x four values at a time, and each load serves several rows or
+// tokens. KIND, the weights' ggml type, is fixed when the pipeline is made, so that a kernel
+// holds the decoding of its own type only. Block layouts as in matmul.wgsl.
 //
 // - `rows`: y[t, r] = Σ_c x[t, c] · W[r, c], an invocation per (output row, token);
 // - `tiles`: the same, an invocation per (output row, TILE tokens), each block decoded once a
@@ -74,6 +74,22 @@ fn word_of(words: ptr<function, array<u32, 9>>, at: u32, shift: u32) -> u32 {
 // Block `block` (counted over the whole matrix) dequantised: quads[i] holds its values
 // 4i .. 4i + 3.
 fn decode(block: u32) -> array<vec4<f32>, 8> {
+    var quads: array<vec4<f32>, 8>;
+    if (KIND == F32) {
+        let first = block * 32u;
+        for (var i = 0u; i < 8u; i++) {
+            let at = first + 4u * i;
+            quads[i] = bitcast<vec4<f32>>(vec4<u32>(weights[at], weights[at + 1u], weights[at + 2u], weights[at + 3u]));
+        }
+        return quads;
+    }
+    if (KIND == F16) {
+        let first = block * 16u;
+        for (var i = 0u; i < 8u; i++) {
+            quads[i] = vec4<f32>(unpack2x16float(weights[first + 2u * i]), unpack2x16float(weights[first + 2u * i + 1u]));
+        }
+        return quads;
+    }
     let base = block * block_bytes();
     let first = base / 4u;
     let shift = (base % 4u) * 8u;
@@ -82,7 +98,6 @@ fn decode(block: u32) -> array<vec4<f32>, 8> {
         words[i] = weights[first + i];
     }
     let scales = unpack2x16float(word_of(&words, 0u, shift));
-    var quads: array<vec4<f32>, 8>;
     switch KIND {
         case Q8_0: {
             for (var i = 0u; i < 8u; i++) {
