@@ -158,7 +158,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn empty_rows(&self, rows: usize, cols: usize) -> BackendResult<WebGpuValue> {
-        value(self.gpu.empty_rows(rows, cols))
+        Ok(wait(self.gpu.empty_rows(rows, cols))?.into())
     }
 
     fn write_rows(&self, store: &WebGpuValue, at: usize, rows: &WebGpuValue) -> BackendResult<()> {

@@ -439,8 +439,15 @@ impl GpuDevice {
     }
 
     /// A `[rows, cols]` tensor for [`write_rows`](Self::write_rows) to fill (a cache's storage).
-    pub fn empty_rows(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
-        self.output(rows, cols)
+    pub async fn empty_rows(&self, rows: usize, cols: usize) -> Result<GpuTensor, GpuError> {
+        // A cache is the one allocation sized by the caller's context, so it is made inside an
+        // error scope: a device without room for it is a typed error, not a lost device.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let store = self.output(rows, cols);
+        if let Some(error) = scope.pop().await {
+            return Err(GpuError::OutOfMemory { bytes: 4 * rows * cols, detail: error.to_string() });
+        }
+        store
     }
 
     /// Copies `rows` into `store` from row `at` on, in place (recorded in order with the work

@@ -37,6 +37,8 @@ pub enum GpuError {
     UnsupportedType(&'static str),
     #[error("bad shape: {0}")]
     BadShape(String),
+    #[error("the GPU ran out of memory for {bytes} bytes ({detail}); the CPU backend may still hold it")]
+    OutOfMemory { bytes: usize, detail: String },
 }
 
 /// An adapter, its device and queue, and the pipelines built so far.
