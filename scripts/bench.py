@@ -709,7 +709,8 @@ def webgpu_section(cpu_reference):
         lines += [
             "Device work per decoded token, counted by the backend (`per_token` in `glassbox bench`): "
             f"submits {counts['submits']:g}, dispatches {counts['dispatches']:g}, read-backs {counts['readbacks']:g} "
-            f"({counts['readback_bytes'] / 1024:.0f} KiB, the logits), buffers created {counts['buffers_created']:g}.",
+            f"({counts['readback_bytes']:g} bytes: greedy decoding picks the token on the device and reads back its id, its "
+            f"logit and log Σ exp), buffers created {counts['buffers_created']:g}.",
             "",
         ]
     return lines

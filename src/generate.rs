@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashSet;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, TopK};
 use crate::hooks::{HookRequest, Intervention, Positions};
 use crate::model::{KvCache, Model, ModelError};
 use crate::numeric::{argmax, log_softmax, top_k, Rng};
@@ -106,7 +106,7 @@ impl Sampler {
     /// only what the choice depends on: the top k (1 when greedy) ranked on the device, and
     /// the tokens the rules change. The k best after the changes are among the `k + changed`
     /// best before them or are changed ones, so the choice is the one the whole row gives.
-    /// Sampling from the whole vocabulary (top-k 0) reads the row.
+    /// Sampling from the whole vocabulary (top-k 0), and a backend on the host, read the row.
     pub fn pick<B: Backend>(
         &mut self,
         backend: &B,
@@ -117,18 +117,36 @@ impl Sampler {
     ) -> Result<u32, BackendError> {
         let changes = self.changes(context, generated, vocab);
         let changed = changes.tokens();
-        let k = if self.settings.temperature == 0.0 { 1 } else { self.settings.top_k };
-        let asked = k + changed.len();
-        if k == 0 || asked > MOST_CANDIDATES.min(vocab) {
-            let (_, row) = backend.download(logits)?;
-            return Ok(self.choose(row.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes));
+        // A backend without a device reads the row for free, and ranks it no faster.
+        let on_device = backend.device_counts().is_some();
+        match self.candidates_needed(changed.len(), vocab).filter(|_| on_device) {
+            Some(asked) => {
+                let top = backend.top_k(logits, asked, &changed)?;
+                Ok(self.choose_among(top, changed, &changes))
+            }
+            None => {
+                let (_, row) = backend.download(logits)?;
+                Ok(self.choose(row.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes))
+            }
         }
-        let top = backend.top_k(logits, asked, &changed)?;
+    }
+
+    /// How many of the best tokens the choice needs ranked, when `changed` tokens change: k (1
+    /// when greedy) and one more for each change; none (read the row) when that passes
+    /// [`MOST_CANDIDATES`] or sampling draws from the whole vocabulary.
+    fn candidates_needed(&self, changed: usize, vocab: usize) -> Option<usize> {
+        let k = if self.settings.temperature == 0.0 { 1 } else { self.settings.top_k };
+        Some(k + changed).filter(|&asked| k > 0 && asked <= MOST_CANDIDATES.min(vocab))
+    }
+
+    /// The choice among the ranked best tokens `top` and the `changed` tokens, whose logits
+    /// `top.picked` holds.
+    fn choose_among(&mut self, top: TopK, changed: Vec<u32>, changes: &Changes) -> u32 {
         let mut candidates: Vec<(u32, f32)> =
             top.ids.into_iter().zip(top.values).chain(changed.into_iter().zip(top.picked)).collect();
         candidates.sort_unstable_by_key(|&(id, _)| id);
         candidates.dedup_by_key(|&mut (id, _)| id);
-        Ok(self.choose(candidates, &changes))
+        self.choose(candidates, changes)
     }
 
     fn changes(&self, context: &[u32], generated: usize, vocab: usize) -> Changes {
@@ -504,14 +522,12 @@ mod tests {
     /// ways) on the most likely tokens, greedy and sampled, small and large k.
     #[test]
     fn picking_from_the_top_candidates_chooses_what_the_whole_row_chooses() {
-        let backend = crate::backend::candle::CandleBackend::cpu();
         let vocab = 300;
         let mut cases = 0;
         for seed in 0..6u64 {
             let mut row: Vec<f32> = crate::numeric::pseudo_random(vocab, seed).iter().map(|v| v * 8.0).collect();
             let best = top_k(&row, 8);
             row[best[1]] = row[best[0]];
-            let logits = backend.upload(1, vocab, &row).unwrap();
             // The generation so far repeats the likeliest tokens, so that the rules change them.
             let own: Vec<u32> = [0, 1, 2, 0, 3, 1, 0].iter().map(|&i| best[i] as u32).collect();
             let context: Vec<u32> = [7u32, 250].iter().copied().chain(own.iter().copied()).collect();
@@ -525,7 +541,11 @@ mod tests {
                         let (mut whole, mut top) = (sampler(settings.clone()), sampler(settings));
                         for _ in 0..5 {
                             let expected = whole.sample(&row, &context, own.len());
-                            let got = top.pick(&backend, &logits, vocab, &context, own.len()).unwrap();
+                            let changes = top.changes(&context, own.len(), vocab);
+                            let changed = changes.tokens();
+                            let asked = top.candidates_needed(changed.len(), vocab).unwrap();
+                            let ranked = TopK::of(&row, asked, &changed);
+                            let got = top.choose_among(ranked, changed, &changes);
                             assert_eq!(got, expected, "seed {seed}, t {temperature}, k {top_k}, p {top_p}");
                             cases += 1;
                         }
