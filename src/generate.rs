@@ -166,20 +166,25 @@ impl Sampler {
     /// every token that can rank among the top k once `changes` are made.
     fn choose(&mut self, candidates: Vec<(u32, f32)>, changes: &Changes) -> u32 {
         let s = &self.settings;
-        let unbanned = candidates.clone();
         let mut logits = candidates;
-        for (id, l) in &mut logits {
-            if changes.banned.contains(id) {
-                *l = f32::NEG_INFINITY;
+        // Each rule looks up every candidate, which costs a vocabulary's hashes: only when on.
+        if !changes.banned.is_empty() {
+            let unbanned = logits.clone();
+            for (id, l) in &mut logits {
+                if changes.banned.contains(id) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            // A rule that bans every token (n = 1 over a tiny vocabulary) yields to the model.
+            if logits.iter().all(|&(_, l)| l == f32::NEG_INFINITY) {
+                logits = unbanned;
             }
         }
-        // A rule that bans every token (n = 1 over a tiny vocabulary) yields to the model.
-        if logits.iter().all(|&(_, l)| l == f32::NEG_INFINITY) {
-            logits = unbanned;
-        }
-        for (id, l) in &mut logits {
-            if changes.penalised.contains(id) {
-                *l = if *l > 0.0 { *l / s.repetition_penalty } else { *l * s.repetition_penalty };
+        if !changes.penalised.is_empty() {
+            for (id, l) in &mut logits {
+                if changes.penalised.contains(id) {
+                    *l = if *l > 0.0 { *l / s.repetition_penalty } else { *l * s.repetition_penalty };
+                }
             }
         }
         let values: Vec<f32> = logits.iter().map(|&(_, l)| l).collect();
