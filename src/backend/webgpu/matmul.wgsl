@@ -18,23 +18,8 @@
 // are read out of the u32 words that WGSL storage offers (quant.wgsl, prepended at load). F32
 // and F16 rows are taken 32 values at a time, the last run possibly shorter.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    tokens: u32,
-    kind: u32,
-    all_rows: u32,
-    first_row: u32,
-    // transposed: add to y (parts after the first) instead of writing it.
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> weights: array<u32>;
+// Params, weights, y and TILE: product.wgsl, prepended at load.
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-const TILE: u32 = 4u;
 
 // How many blocks a row holds.
 fn block_count() -> u32 {

@@ -14,25 +14,10 @@
 
 override KIND: u32;
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    tokens: u32,
-    kind: u32,
-    all_rows: u32,
-    first_row: u32,
-    // transposed: add to y (parts after the first) instead of writing it.
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> weights: array<u32>;
-// x's rows are whole blocks of 32 values (rows, tiles) or any length (transposed, which reads
-// one value a row): every tensor's buffer is a power of two of at least 16 bytes.
+// Params, weights, y and TILE: product.wgsl, prepended at load. x's rows are whole blocks of 32
+// values (rows, tiles) or any length (transposed, which reads one value a row): every tensor's
+// buffer is a power of two of at least 16 bytes.
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-const TILE: u32 = 4u;
 
 // Bytes a block takes.
 fn block_bytes() -> u32 {

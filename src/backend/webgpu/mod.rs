@@ -106,18 +106,20 @@ enum Prelude {
     /// It reads GGUF blocks: quant.wgsl's decoders and one of the two ways to read an f16
     /// (half_f16.wgsl where the adapter has shader-f16, else half_u32.wgsl).
     Blocks,
+    /// A product with a weight matrix: as `Blocks`, then product.wgsl's parameters and bindings.
+    Product,
+    /// A product reading GGUF blocks as whole words, its f16 values out of them: half_u32.wgsl,
+    /// quant.wgsl and product.wgsl.
+    ProductInWords,
     /// It reduces rows over a workgroup: reduce.wgsl.
     Reduction,
-    /// It reads GGUF blocks as whole words, its f16 values out of them: quant.wgsl after
-    /// half_u32.wgsl.
-    Words,
 }
 
 /// Each shader's WGSL and its prelude.
 const SHADERS: &[(&str, Prelude, &str)] = &[
     ("saxpy", Prelude::None, include_str!("saxpy.wgsl")),
-    ("matmul", Prelude::Blocks, include_str!("matmul.wgsl")),
-    ("matmul_blocks", Prelude::Words, include_str!("matmul_blocks.wgsl")),
+    ("matmul", Prelude::Product, include_str!("matmul.wgsl")),
+    ("matmul_blocks", Prelude::ProductInWords, include_str!("matmul_blocks.wgsl")),
     ("embed", Prelude::Blocks, include_str!("embed.wgsl")),
     ("columns", Prelude::Blocks, include_str!("columns.wgsl")),
     ("elementwise", Prelude::None, include_str!("elementwise.wgsl")),
@@ -406,20 +408,24 @@ impl GpuDevice {
     fn source(&self, shader: &str) -> String {
         let (_, prelude, body) =
             SHADERS.iter().find(|(name, _, _)| *name == shader).expect("every shader is in SHADERS");
+        let half = if self.shader_f16 { include_str!("half_f16.wgsl") } else { include_str!("half_u32.wgsl") };
+        let (quant, product) = (include_str!("quant.wgsl"), include_str!("product.wgsl"));
+        // `enable` (in half_f16.wgsl) must come first in a module.
         match prelude {
             Prelude::None => body.to_string(),
             Prelude::Reduction => [include_str!("reduce.wgsl"), body].concat(),
-            Prelude::Blocks => {
-                let half = if self.shader_f16 { include_str!("half_f16.wgsl") } else { include_str!("half_u32.wgsl") };
-                // `enable` must come first in a module.
-                [half, include_str!("quant.wgsl"), body].concat()
-            }
-            Prelude::Words => [include_str!("half_u32.wgsl"), include_str!("quant.wgsl"), body].concat(),
+            Prelude::Blocks => [half, quant, body].concat(),
+            Prelude::Product => [half, quant, product, body].concat(),
+            Prelude::ProductInWords => [include_str!("half_u32.wgsl"), quant, product, body].concat(),
         }
     }
 
+    /// Whether `shader` reads f16 values through half_f16.wgsl's binding, where the adapter has
+    /// shader-f16.
     fn reads_blocks(shader: &str) -> bool {
-        SHADERS.iter().any(|(name, prelude, _)| *name == shader && *prelude == Prelude::Blocks)
+        SHADERS
+            .iter()
+            .any(|(name, prelude, _)| *name == shader && matches!(prelude, Prelude::Blocks | Prelude::Product))
     }
 
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
