@@ -666,7 +666,7 @@ def build():
     run(["cargo", "build", "--release", "--features", "webgpu,lab,candle-peer", "--bin", "glassbox", "--example", "candle_peer_bench"], env=env)
 
 
-def webgpu_section(cpu_reference):
+def webgpu_section(cpu_reference, command="make bench"):
     """Each WGSL kernel's GB/s and GFLOP/s, and the WebGPU backend's tok/s against the CPU
     backend's (2 threads, measured above in this run), on whatever adapter this machine has."""
     env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", str(ROOT / ".tools" / "xdg-runtime")))
@@ -681,7 +681,7 @@ def webgpu_section(cpu_reference):
         "## WebGPU kernels, natively",
         "",
         f"Adapter: {kernels['adapter']}{label}, f16 values read {'through shader-f16' if kernels['shader_f16'] else 'from u32 words'}; "
-        f"measured {datetime.date.today().isoformat()} by `make bench`.",
+        f"measured {datetime.date.today().isoformat()} by `{command}`.",
         "",
     ]
     if emulated:
@@ -878,7 +878,8 @@ def main():
         short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
         ours, _ = measured([TARGET / "release" / "glassbox", "--backend", "cpu", "--threads", "2", "bench", MODEL, "--short", short,
                             "--long", long_], env)
-        return splice(webgpu_section({"prefill": max(ours["prefill_tok_s"]), "decode": max(ours["decode_tok_s"])}))
+        reference = {"prefill": max(ours["prefill_tok_s"]), "decode": max(ours["decode_tok_s"])}
+        return splice(webgpu_section(reference, "python3 scripts/bench.py --webgpu"))
     if sys.argv[1:2] == ["--gpu-section"]:
         # Written by `scripts/gpu-check.sh run` on the GPU machine.
         return splice(pathlib.Path(sys.argv[2]).read_text().rstrip("\n").split("\n") + [""])
