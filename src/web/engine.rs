@@ -496,6 +496,17 @@ impl Engine {
         self.state.placement.borrow().device.clone()
     }
 
+    /// The device work this model's backend has done so far, counted (`{ submits, dispatches,
+    /// readbacks, readback_bytes, buffers_created }`); undefined on the CPU.
+    #[wasm_bindgen(getter, js_name = deviceCounts)]
+    pub fn device_counts(&self) -> Result<JsValue, JsValue> {
+        let placement = self.state.placement.borrow();
+        match with_model!(&placement.model, loaded => loaded.model.backend().device_counts()) {
+            Some(counts) => to_js(&counts),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+
     /// Why the model runs on the CPU though WebGPU was wanted (no adapter, no JS Promise
     /// Integration, a lost GPU, ...); undefined otherwise.
     #[wasm_bindgen(getter, js_name = fallbackReason)]

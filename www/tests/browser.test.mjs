@@ -243,7 +243,7 @@ function inTurn(items, work) {
   return results;
 }
 
-test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and agrees with native WebGPU and llama.cpp", { timeout: 900_000 }, async () => {
+test("the model streams onto WebGPU, keeps wasm memory to about one tensor, agrees with native WebGPU and llama.cpp, and decodes a token in one submit and one read-back", { timeout: 900_000 }, async () => {
   // Five of the twenty prompts: SwiftShader takes seconds a prompt, and the native tests check all
   // twenty on lavapipe through the same kernels.
   const cases = JSON.parse(readFileSync(here("../../tests/reference/smollm2-logits-llamacpp.json"), "utf8")).next_token.slice(0, 5);
@@ -259,12 +259,29 @@ test("the model streams onto WebGPU, keeps wasm memory to about one tensor, and 
     const memoryAfterLoad = wasm.memory.buffer.byteLength;
     const tops = [];
     for (const ids of idLists) tops.push(await glassbox.runTask(engine.topTokens(Uint32Array.from(ids), 10)));
-    return { backend: engine.backend, device: engine.device, memoryAfterLoad, memoryAfterRuns: wasm.memory.buffer.byteLength, fileSize: model.size, tops };
+    const memoryAfterRuns = wasm.memory.buffer.byteLength;
+    // A generation run twice: the second makes no buffers, and each token is one submit and one
+    // read-back of the picked token (greedy: its id, its logit and log Σ exp).
+    const generate = () => glassbox.runTask(engine.generate("The capital of France is", 6, 0, 0));
+    await generate();
+    const before = engine.deviceCounts;
+    const generation = await generate();
+    const after = engine.deviceCounts;
+    const work = Object.fromEntries(Object.keys(after).map((key) => [key, after[key] - before[key]]));
+    return { backend: engine.backend, device: engine.device, memoryAfterLoad, memoryAfterRuns, fileSize: model.size, tops, generation, work };
   }, { modelPath: "/" + MODEL_PATH, idLists: cases.map((c) => c.ids) });
 
   const native = await nativeTops;
   assert.equal(browser.backend, "webgpu");
   console.log(`# ${browser.device}`);
+  // Every token is picked after one submit; one more pick finds the end of the text, if it came.
+  const picks = browser.generation.ids.length + (browser.generation.stop_reason === "end_of_sequence" ? 1 : 0);
+  console.log(`# device work of a ${picks}-token generation: ${JSON.stringify(browser.work)}`);
+  assert.ok(picks > 0);
+  assert.equal(browser.work.submits, picks);
+  assert.equal(browser.work.readbacks, picks);
+  assert.equal(browser.work.readback_bytes, 12 * picks);
+  assert.equal(browser.work.buffers_created, 0);
   // The file is 94 MiB; the weights pass through wasm memory one tensor at a time, so the peak
   // is the largest tensor (token_embd, 28.7 MiB) plus the tokenizer, the header and the module's
   // own memory. Measured 2026-11-26: 42 MiB.
