@@ -99,7 +99,7 @@ impl Sampler {
     /// The next token after `context`, whose last `generated` tokens are the generation's own.
     pub fn sample(&mut self, logits: &[f32], context: &[u32], generated: usize) -> u32 {
         let changes = self.changes(context, generated, logits.len());
-        self.choose(logits.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes)
+        self.choose_in_row(logits, &changes)
     }
 
     /// As [`sample`](Sampler::sample) for the `[1, vocab]` logits on `backend`, reading back
@@ -124,11 +124,13 @@ impl Sampler {
                 let top = backend.top_k(logits, asked, &changed)?;
                 Ok(self.choose_among(top, changed, &changes))
             }
-            None => {
-                let (_, row) = backend.download(logits)?;
-                Ok(self.choose(row.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), &changes))
-            }
+            None => Ok(self.choose_in_row(&backend.download(logits)?.1, &changes)),
         }
+    }
+
+    /// The choice among a whole row of logits.
+    fn choose_in_row(&mut self, row: &[f32], changes: &Changes) -> u32 {
+        self.choose(row.iter().enumerate().map(|(id, &l)| (id as u32, l)).collect(), changes)
     }
 
     /// How many of the best tokens the choice needs ranked, when `changed` tokens change: k (1

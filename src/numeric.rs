@@ -3,16 +3,18 @@
 
 /// Indices of the `k` largest values, largest first (lower index first on ties).
 pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    if k == 0 {
+        return Vec::new();
+    }
     let mut order: Vec<usize> = (0..values.len()).collect();
     let rank = |&a: &usize, &b: &usize| values[b].total_cmp(&values[a]).then(a.cmp(&b));
     // Ties are broken by index, so the order is total and selecting the first k before sorting
     // them gives the full sort's first k.
-    if k > 0 && k < order.len() {
+    if k < order.len() {
         order.select_nth_unstable_by(k - 1, rank);
         order.truncate(k);
     }
     order.sort_unstable_by(rank);
-    order.truncate(k);
     order
 }
 

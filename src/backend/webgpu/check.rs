@@ -164,8 +164,7 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
                 (MatmulKernel::BlockRows, "matmul block rows"),
                 (MatmulKernel::BlockTiles, "matmul block tiles"),
             ];
-            let block_kernel = |kernel| matches!(kernel, MatmulKernel::BlockRows | MatmulKernel::BlockTiles);
-            for (kernel, name) in kernels.into_iter().filter(|&(kernel, _)| by_blocks || !block_kernel(kernel)) {
+            for (kernel, name) in kernels.into_iter().filter(|&(kernel, _)| by_blocks || !kernel.reads_blocks()) {
                 let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix)?;
                 let y = from_gpu(&y.into())?;
                 record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);

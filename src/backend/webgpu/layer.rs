@@ -107,12 +107,28 @@ pub enum MatmulKernel {
     BlockTiles,
 }
 
+impl MatmulKernel {
+    /// Whether it is one of matmul_blocks.wgsl's, which read only what
+    /// [`in_32_value_blocks`] accepts.
+    pub fn reads_blocks(self) -> bool {
+        matches!(self, MatmulKernel::BlockRows | MatmulKernel::BlockTiles)
+    }
+}
+
 /// Whether matmul_blocks.wgsl reads `w`: 32-value blocks of 4, 5 or 8 bits, or F32 and F16
 /// rows of whole runs of 32.
 pub(super) fn in_32_value_blocks(w: &GpuMatrix) -> bool {
     let quantised = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0];
     let float = [GgmlType::F32, GgmlType::F16];
     quantised.iter().any(|t| t.id() == w.kind) || (float.iter().any(|t| t.id() == w.kind) && w.cols % 32 == 0)
+}
+
+/// An error unless matmul_blocks.wgsl reads `w`.
+fn check_in_32_value_blocks(w: &GpuMatrix) -> Result<(), GpuError> {
+    if in_32_value_blocks(w) {
+        return Ok(());
+    }
+    Err(bad_shape(format!("the block kernels read weights in 32-value blocks, not type {} × {}", w.kind, w.cols)))
 }
 
 /// Up to this many tokens a product on a GPU runs as matrix-vector products.
@@ -308,12 +324,8 @@ impl GpuDevice {
         if x.cols != w.cols {
             return Err(bad_shape(format!("x has {} columns, W {}", x.cols, w.cols)));
         }
-        let by_blocks = matches!(kernel, MatmulKernel::BlockRows | MatmulKernel::BlockTiles);
-        if by_blocks && !in_32_value_blocks(w) {
-            return Err(bad_shape(format!(
-                "{kernel:?} reads weights in 32-value blocks, not type {} × {}",
-                w.kind, w.cols
-            )));
+        if kernel.reads_blocks() {
+            check_in_32_value_blocks(w)?;
         }
         let y = self.output(x.rows, w.rows)?;
         let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
@@ -368,11 +380,8 @@ impl GpuDevice {
         if x.cols != w.rows {
             return Err(bad_shape(format!("x has {} columns, W {} rows", x.cols, w.rows)));
         }
-        if by_blocks && !in_32_value_blocks(w) {
-            return Err(bad_shape(format!(
-                "the block kernels read weights in 32-value blocks, not type {} × {}",
-                w.kind, w.cols
-            )));
+        if by_blocks {
+            check_in_32_value_blocks(w)?;
         }
         let columns = if by_blocks { w.cols / 32 } else { w.cols };
         let groups = self.check_groups(columns.div_ceil(WORKGROUP_SIZE as usize))?;

@@ -6,9 +6,9 @@
 // tokens. KIND, the weights' ggml type, is fixed when the pipeline is made, so that a kernel
 // holds the decoding of its own type only. Block layouts as in matmul.wgsl.
 //
-// - `rows`: y[t, r] = Σ_c x[t, c] · W[r, c], an invocation per (output row, token);
-// - `tiles`: the same, an invocation per (output row, TILE tokens), each block decoded once a
-//   tile;
+// - `rows`: y[t, r] = Σ_c x[t, c] · W[r, c], an invocation per (ROWS output rows, token);
+// - `tiles`: the same, an invocation per (TILE_ROWS output rows, TILE tokens), each block
+//   decoded once a tile;
 // - `transposed`: y[t, c] = Σ_r x[t, r] · W[r, c], an invocation per (32 output columns, token),
 //   each block decoded once.
 

@@ -78,10 +78,15 @@ pub struct GpuDevice {
 /// A kernel's pipeline and the layout of its bindings.
 type Kernel = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 
-/// A kernel and the buffers bound to it in order, each whole or to a size.
 /// A kernel: shader, entry point and the value of its `KIND` constant where it has one.
 type KernelKey = (&'static str, &'static str, Option<u32>);
+/// A kernel and the buffers bound to it in order, each whole or to a size.
 type BindingKey = (KernelKey, Vec<(wgpu::Buffer, Option<u64>)>);
+
+/// `buffers` bound whole.
+fn whole<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<(&'a wgpu::Buffer, Option<u64>)> {
+    buffers.iter().map(|&b| (b, None)).collect()
+}
 
 /// The caches of bind groups and uniforms start again past these sizes (workloads whose shapes
 /// keep changing, such as attribution over many prompts).
@@ -431,8 +436,7 @@ impl GpuDevice {
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
     /// workgroups.
     fn dispatch(&self, shader: &'static str, entry: &'static str, buffers: &[&wgpu::Buffer], groups: (u32, u32, u32)) {
-        let whole: Vec<(&wgpu::Buffer, Option<u64>)> = buffers.iter().map(|&b| (b, None)).collect();
-        self.dispatch_sized(shader, entry, &whole, groups);
+        self.dispatch_kernel(shader, entry, None, &whole(buffers), groups);
     }
 
     /// [`dispatch`](Self::dispatch) with bindings that may cover only the first bytes of their
@@ -457,8 +461,7 @@ impl GpuDevice {
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) {
-        let whole: Vec<(&wgpu::Buffer, Option<u64>)> = buffers.iter().map(|&b| (b, None)).collect();
-        self.dispatch_kernel(shader, entry, Some(kind), &whole, groups);
+        self.dispatch_kernel(shader, entry, Some(kind), &whole(buffers), groups);
     }
 
     fn dispatch_kernel(
