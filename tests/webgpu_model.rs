@@ -2,7 +2,8 @@
 //! backend doing the same arithmetic: f32 weights, whose products round nothing, as the WGSL
 //! matmul reads its input unrounded. On the first 8 of the 20 prompts of
 //! scripts/parity-prompts.txt (tests/parity_llamacpp.rs takes all 20 on WebGPU to llama.cpp):
-//! top-1, logits and the residual stream at every layer; the top-10 heads by LPI on two of them.
+//! top-1, logits and the residual stream at every layer; the top-10 heads by LPI on two of them
+//! (with the unembedding's products on the device, and on a software adapter also on the CPU).
 //! Gemma 3 270M (K-quants, Q5_0, GeGLU, post-norms, windows) on the first four of those prompts,
 //! without head rankings: its 262k-token unembedding makes each prompt cost seconds on lavapipe.
 #![cfg(feature = "webgpu")]
@@ -76,14 +77,22 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
             continue;
         }
         let target = Some(top(&cpu_logits));
-        let gpu_heads = rank_heads(&Unembedding::new(&on_gpu).unwrap(), &ids, target).unwrap();
         let cpu_heads = rank_heads(&Unembedding::new(&on_cpu).unwrap(), &ids, target).unwrap();
         let key = |h: &glassbox::interp::attribution::HeadScore| (h.layer, h.head);
-        assert_eq!(
-            gpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
-            cpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
-            "{prompt:?}: top-10 heads"
-        );
+        // The unembedding's products on the device, and, on a software adapter, where users'
+        // attributions run them: on the CPU kernels, fed by the device's forward pass.
+        let mut placements = vec![("device", Unembedding::on_device(&on_gpu).unwrap())];
+        if on_gpu.backend().emulated_on_cpu() {
+            placements.push(("host", Unembedding::new(&on_gpu).unwrap()));
+        }
+        for (placement, unembedding) in &placements {
+            let gpu_heads = rank_heads(unembedding, &ids, target).unwrap();
+            assert_eq!(
+                gpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
+                cpu_heads.iter().take(10).map(key).collect::<Vec<_>>(),
+                "{prompt:?}: top-10 heads, W_U's products on the {placement}"
+            );
+        }
     }
 }
 
@@ -217,7 +226,7 @@ fn a_model_split_over_small_bindings_computes_the_same() {
     // again the same rows' products; gradients pull a vector back through every part and add
     // the parts' sums, so they differ by float summation order only.
     let last = whole_resid.last().unwrap();
-    let (u_whole, u_split) = (Unembedding::new(&whole).unwrap(), Unembedding::new(&split).unwrap());
+    let (u_whole, u_split) = (Unembedding::on_device(&whole).unwrap(), Unembedding::on_device(&split).unwrap());
     assert_eq!(u_whole.project(last, &[1.0]).unwrap(), u_split.project(last, &[1.0]).unwrap());
     let target = glassbox::numeric::argmax(&whole_logits) as u32;
     let gradient = |u: &Unembedding<WebGpuBackend>| {

@@ -285,6 +285,12 @@ pub trait Backend {
         pairs: &[usize],
         target: usize,
     ) -> BackendResult<Vec<f64>>;
+    /// Whether the device is the CPU running a GPU's programs in software (a software WebGPU
+    /// adapter such as lavapipe or SwiftShader), so that large f32 products run faster on the
+    /// CPU kernels directly.
+    fn emulated_on_cpu(&self) -> bool {
+        false
+    }
     /// The device work done so far, for backends that queue work on a device (none for the
     /// host, where every operation runs when called).
     fn device_counts(&self) -> Option<DeviceCounts> {

@@ -144,7 +144,7 @@ pub fn compare_backends(out: &mut impl Write, tested: &Loader, args: &CompareArg
     let candidate = tested.load(&args.model, &none)?;
     let (results, layers) = with_model!(reference, reference => with_model!(candidate, candidate => {
             let reference_lens = Unembedding::new(&reference.model).map_err(text_err)?;
-            let candidate_lens = Unembedding::new(&candidate.model).map_err(text_err)?;
+            let candidate_lens = Unembedding::on_device(&candidate.model).map_err(text_err)?;
 
             let mut results = Vec::with_capacity(prompts.len());
             for prompt in &prompts {

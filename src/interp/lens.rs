@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use super::{InterpError, Result};
+use crate::backend::candle::{CandleBackend, CandleMatrix};
 use crate::backend::Backend;
 use crate::hooks::{HookPoint, HookRequest, Positions};
 use crate::model::Model;
@@ -31,16 +32,44 @@ pub enum LensScale {
 /// `W_U` as f32, with the final norm's weight.
 pub struct Unembedding<'m, B: Backend> {
     model: &'m Model<B>,
-    float: B::Matrix,
+    float: FloatUnembedding<B>,
     vocab: usize,
     width: usize,
 }
 
+/// Where the f32 products with `W_U` run. On a device that is the CPU running a GPU's programs
+/// in software (a software WebGPU adapter), they run on the CPU kernels instead: the same
+/// processor multiplies f32 matrices an order of magnitude faster without the emulation, and
+/// these products are most of an attribution's work. Their inputs are host rows already (hook
+/// recordings), and only logits or log-probabilities come out.
+enum FloatUnembedding<B: Backend> {
+    Device(B::Matrix),
+    Host(CandleBackend, CandleMatrix),
+}
+
 impl<'m, B: Backend> Unembedding<'m, B> {
+    /// The products on the backend's device, or on the CPU kernels where the device emulates a
+    /// GPU on the CPU.
     pub fn new(model: &'m Model<B>) -> Result<Self> {
-        let float = model.backend().dequantized(model.unembedding())?;
+        let be = model.backend();
+        if !be.emulated_on_cpu() {
+            return Self::on_device(model);
+        }
+        let host = CandleBackend::cpu();
+        let (dims, values) = be.download(&be.dequantize(model.unembedding())?)?;
+        let weights = host.upload(dims[0], dims[1], &values)?;
+        Ok(Self::with(model, FloatUnembedding::Host(host, CandleMatrix::Float(weights))))
+    }
+
+    /// The products on the backend's device, whatever it is: what checks a device's own path
+    /// against the CPU use.
+    pub fn on_device(model: &'m Model<B>) -> Result<Self> {
+        Ok(Self::with(model, FloatUnembedding::Device(model.backend().dequantized(model.unembedding())?)))
+    }
+
+    fn with(model: &'m Model<B>, float: FloatUnembedding<B>) -> Self {
         let c = model.config();
-        Ok(Unembedding { model, float, vocab: c.vocab_size, width: c.width })
+        Unembedding { model, float, vocab: c.vocab_size, width: c.width }
     }
 
     pub fn model(&self) -> &'m Model<B> {
@@ -60,28 +89,69 @@ impl<'m, B: Backend> Unembedding<'m, B> {
     /// `[n, vocab]`. Callers project [`rows_per_projection`](Self::rows_per_projection) rows at a
     /// time.
     pub fn project(&self, rows: &[f32], scales: &[f32]) -> Result<Vec<f32>> {
-        Ok(self.model.backend().download(&self.project_on_device(rows, scales)?)?.1)
+        let scaled = self.scaled(rows, scales);
+        match &self.float {
+            FloatUnembedding::Device(w) => project(self.model.backend(), w, &scaled, scales.len(), self.width),
+            FloatUnembedding::Host(be, w) => project(be, w, &scaled, scales.len(), self.width),
+        }
     }
 
-    /// [`project`](Self::project), left on the backend's device.
-    fn project_on_device(&self, rows: &[f32], scales: &[f32]) -> Result<B::Tensor> {
-        let be = self.model.backend();
+    /// `log softmax(bases[pairs[i]] + U(rows[i]))[target]` for each row `i` of `rows`, at one
+    /// scale, where the products ran: only these numbers come back from a device.
+    fn shifted_log_probs(
+        &self,
+        bases: &[&[f32]],
+        rows: &[f32],
+        scale: f32,
+        pairs: &[usize],
+        target: usize,
+    ) -> Result<Vec<f64>> {
+        let scaled = self.scaled(rows, &vec![scale; pairs.len()]);
+        match &self.float {
+            FloatUnembedding::Device(w) => shifted(self.model.backend(), w, &scaled, self.width, bases, pairs, target),
+            FloatUnembedding::Host(be, w) => shifted(be, w, &scaled, self.width, bases, pairs, target),
+        }
+    }
+
+    /// `g ⊙ v / s` for each row `v` with its scale `s`.
+    fn scaled(&self, rows: &[f32], scales: &[f32]) -> Vec<f32> {
         let g = self.model.final_norm_weight();
-        let scaled: Vec<f32> = rows
-            .chunks(self.width)
+        rows.chunks(self.width)
             .zip(scales)
             .flat_map(|(row, &s)| row.iter().zip(g).map(move |(v, g)| g * v / s))
-            .collect();
-        let x = be.upload(scales.len(), self.width, &scaled)?;
-        Ok(be.linear(&x, &self.float)?)
+            .collect()
     }
 
     /// `W_Uᵀ y` for each row `y` of `rows` (`[n, vocab]`): `[n, d]`.
     fn pull_back(&self, rows: &[f32]) -> Result<Vec<f32>> {
-        let be = self.model.backend();
-        let y = be.upload(rows.len() / self.vocab, self.vocab, rows)?;
-        Ok(be.download(&be.linear_transposed(&y, &self.float)?)?.1)
+        match &self.float {
+            FloatUnembedding::Device(w) => pull_back(self.model.backend(), w, rows, self.vocab),
+            FloatUnembedding::Host(be, w) => pull_back(be, w, rows, self.vocab),
+        }
     }
+}
+
+fn project<C: Backend>(be: &C, w: &C::Matrix, scaled: &[f32], n: usize, width: usize) -> Result<Vec<f32>> {
+    let x = be.upload(n, width, scaled)?;
+    Ok(be.download(&be.linear(&x, w)?)?.1)
+}
+
+fn shifted<C: Backend>(
+    be: &C,
+    w: &C::Matrix,
+    scaled: &[f32],
+    width: usize,
+    bases: &[&[f32]],
+    pairs: &[usize],
+    target: usize,
+) -> Result<Vec<f64>> {
+    let x = be.upload(pairs.len(), width, scaled)?;
+    Ok(be.shifted_log_probs(bases, &be.linear(&x, w)?, pairs, target)?)
+}
+
+fn pull_back<C: Backend>(be: &C, w: &C::Matrix, rows: &[f32], vocab: usize) -> Result<Vec<f32>> {
+    let y = be.upload(rows.len() / vocab, vocab, rows)?;
+    Ok(be.download(&be.linear_transposed(&y, w)?)?.1)
 }
 
 use crate::numeric::log_prob_of_sum;
@@ -126,14 +196,12 @@ impl<B: Backend> Lpi<'_, '_, B> {
         Ok(out)
     }
 
-    /// Exact `LPI(bases[i], Δ)` for each `(i, Δ)`. The projections of the Δs stay on the
-    /// backend's device, which reads back one log-probability per Δ.
+    /// Exact `LPI(bases[i], Δ)` for each `(i, Δ)`. The projections of the Δs stay where they
+    /// ran: a device reads back one log-probability per Δ.
     pub fn exact(&self, bases: &[LpiBase], deltas: &[(usize, Vec<f32>)]) -> Result<Vec<f32>> {
-        let be = self.unembedding.model.backend();
         let mut out = Vec::with_capacity(deltas.len());
         for chunk in deltas.chunks(self.unembedding.rows_per_projection()) {
             let rows: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
-            let projected = self.unembedding.project_on_device(&rows, &vec![self.scale; chunk.len()])?;
             let mut used: Vec<usize> = chunk.iter().map(|(base, _)| *base).collect();
             used.sort_unstable();
             used.dedup();
@@ -143,7 +211,8 @@ impl<B: Backend> Lpi<'_, '_, B> {
                 .collect::<Result<Vec<_>>>()?;
             let logits: Vec<&[f32]> = used_bases.iter().map(|b| b.logits.as_slice()).collect();
             let pairs: Vec<usize> = chunk.iter().map(|(base, _)| used.partition_point(|&u| u < *base)).collect();
-            let shifted = be.shifted_log_probs(&logits, &projected, &pairs, self.target as usize)?;
+            let shifted =
+                self.unembedding.shifted_log_probs(&logits, &rows, self.scale, &pairs, self.target as usize)?;
             out.extend(pairs.iter().zip(shifted).map(|(&p, logprob)| (logprob - used_bases[p].logprob) as f32));
         }
         Ok(out)

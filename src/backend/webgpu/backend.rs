@@ -196,6 +196,10 @@ impl Backend for WebGpuBackend {
         value(self.gpu.set_row(&x.tensor, row, values))
     }
 
+    fn emulated_on_cpu(&self) -> bool {
+        self.gpu.is_software()
+    }
+
     fn dequantize(&self, w: &GpuMatrix) -> BackendResult<WebGpuValue> {
         value(self.gpu.dequantize(w))
     }
