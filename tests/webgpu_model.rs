@@ -96,6 +96,40 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
     }
 }
 
+/// A forward pass's hooks come back with its logits in one read-back, however many it records:
+/// here 30 layers' residuals, head results (one product per head), patterns and MLP
+/// activations, 121 activations. Each matches the CPU's with f32 weights in shape and value, so
+/// the batch is split back into the right hooks.
+#[test]
+fn a_recorded_pass_is_one_read_back() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+    let on_gpu = load(common::SMOLLM2, WebGpuBackend::new(gpu));
+    let on_cpu = load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu));
+    let ids = [1, 504, 3575, 282, 4649, 314];
+    let hooks = (0..on_gpu.config().layers).fold(HookRequest::new().with(HookPoint::Embed, Positions::All), |h, l| {
+        h.with(HookPoint::ResidPre(l), Positions::All)
+            .with(HookPoint::AttnResult(l), Positions::Last)
+            .with(HookPoint::AttnPattern(l), Positions::Only(vec![1, 4]))
+            .with(HookPoint::MlpPost(l), Positions::Last)
+    });
+    let before = on_gpu.backend().device_counts().unwrap();
+    let got = on_gpu.forward(&ids, &mut on_gpu.new_cache(), &hooks, &[], &Positions::Last).unwrap();
+    let spent = on_gpu.backend().device_counts().unwrap().since(&before);
+    assert_eq!((spent.submits, spent.readbacks), (1, 1), "{spent:?}");
+    let expected = on_cpu.forward(&ids, &mut on_cpu.new_cache(), &hooks, &[], &Positions::Last).unwrap();
+    assert_eq!(got.recording.activations.len(), 121);
+    assert_eq!(got.recording.activations.len(), expected.recording.activations.len());
+    for (point, want) in &expected.recording.activations {
+        let have = got.recording.get(*point).unwrap();
+        assert_eq!((&have.positions, &have.shape), (&want.positions, &want.shape), "{point:?}");
+        let diff = have.data.iter().zip(&want.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+        let norm = want.data.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(diff <= 1e-4 * norm, "{point:?}: relative difference {}", diff / norm);
+    }
+    let top = glassbox::numeric::argmax;
+    assert_eq!(top(&got.logits.data), top(&expected.logits.data));
+}
+
 /// What a decoded token costs the device, counted: one submit and one read-back, and, once a
 /// generation has run, no new buffers (the pool reuses them). Greedy decoding reads back the
 /// best token, its logit and the row's log Σ exp (12 bytes); with a penalty and a no-repeat

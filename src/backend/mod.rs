@@ -203,6 +203,11 @@ pub trait Backend {
     fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> BackendResult<Self::Tensor>;
     /// `(shape, values)` copied to the host.
     fn download(&self, x: &Self::Tensor) -> BackendResult<(Vec<usize>, Vec<f32>)>;
+    /// [`download`](Self::download) of each of `xs`, in one read-back where the backend reads
+    /// from a device.
+    fn download_all(&self, xs: &[&Self::Tensor]) -> BackendResult<Vec<(Vec<usize>, Vec<f32>)>> {
+        xs.iter().map(|x| self.download(x)).collect()
+    }
 
     /// Rows `ids` of an embedding table, dequantising only those rows.
     fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> BackendResult<Self::Tensor>;

@@ -482,10 +482,11 @@ impl<B: Backend> Model<B> {
         interventions: &[Intervention],
         logits_at: &Positions,
     ) -> Result<Forward> {
-        let (x, recording) = self.residual_stream(ids, cache, hooks, interventions)?;
+        let (x, mut recorder) = self.residual_stream(ids, cache, hooks, interventions)?;
         let logit_rows = logits_at.resolve(ids.len());
-        let (shape, data) = self.backend.download(&self.logits(&x, &logit_rows)?)?;
-        Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording })
+        let logits = self.logits(&x, &logit_rows)?;
+        let (shape, data) = recorder.read_back(Some(&logits))?.expect("the logits were read back");
+        Ok(Forward { logits: Activation { positions: logit_rows, shape, data }, recording: recorder.recording })
     }
 
     /// The `k` most likely next tokens after `ids` (run after `cache`, appended to it) and the
@@ -521,14 +522,14 @@ impl<B: Backend> Model<B> {
     }
 
     /// The residual stream after the last layer (`[ids.len(), d]`, on the device) and the hooks'
-    /// recording.
-    fn residual_stream(
-        &self,
+    /// recorder, whose last activations may wait on the device to be read back with the logits.
+    fn residual_stream<'a>(
+        &'a self,
         ids: &[u32],
         cache: &mut KvCache<B>,
-        hooks: &HookRequest,
+        hooks: &'a HookRequest,
         interventions: &[Intervention],
-    ) -> Result<(B::Tensor, Recording)> {
+    ) -> Result<(B::Tensor, Recorder<'a, B>)> {
         let c = &self.config;
         if ids.is_empty() {
             return Err(ModelError::EmptyPrompt);
@@ -548,7 +549,16 @@ impl<B: Backend> Model<B> {
         }
         self.check_working_memory(ids.len(), total, hooks)?;
         let plans = self.plan(interventions, cache.len, ids.len())?;
-        let mut recorder = Recorder { backend: &self.backend, hooks, t: ids.len(), recording: Recording::default() };
+        let mut recorder = Recorder {
+            backend: &self.backend,
+            config: c,
+            hooks,
+            t: ids.len(),
+            total,
+            recording: Recording::default(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+        };
 
         let mut x = self.backend.embed(&self.embedding, ids)?;
         if let Some(scale) = c.embedding_scale {
@@ -572,7 +582,7 @@ impl<B: Backend> Model<B> {
         }
         cache.len = total;
         self.record_final_scale(&x, &mut recorder)?;
-        Ok((x, recorder.recording))
+        Ok((x, recorder))
     }
 
     /// The hooks that `spec` names ([`crate::hooks::select_hooks`]) over `ids` at `positions`,
@@ -630,27 +640,10 @@ impl<B: Backend> Model<B> {
     /// The bytes `hooks` would record over a prompt of `len` tokens (with an empty cache), before
     /// anything runs: [`HookPoint`]'s shapes times the positions each hook records.
     fn recording_bytes(&self, hooks: &HookRequest, len: usize) -> u64 {
-        let c = &self.config;
         hooks
             .points()
             .map(|(point, positions)| {
-                let per_position = match point {
-                    HookPoint::Embed
-                    | HookPoint::ResidPre(_)
-                    | HookPoint::AttnOut(_)
-                    | HookPoint::ResidMid(_)
-                    | HookPoint::MlpOut(_)
-                    | HookPoint::ResidPost(_)
-                    | HookPoint::AttnOutPreNorm(_)
-                    | HookPoint::MlpOutPreNorm(_) => c.width,
-                    HookPoint::AttnV(_) => c.kv_heads * c.head_dim,
-                    HookPoint::AttnPattern(_) => c.heads * len,
-                    HookPoint::AttnZ(_) => c.heads * c.head_dim,
-                    HookPoint::AttnResult(_) => c.heads * c.width,
-                    HookPoint::MlpPre(_) | HookPoint::MlpPost(_) => c.ffn_width,
-                    HookPoint::LnFinalScale | HookPoint::AttnPostNormScale(_) | HookPoint::MlpPostNormScale(_) => 1,
-                };
-                (positions.resolve(len).len() * per_position) as u64 * 4
+                (positions.resolve(len).len() * floats_per_position(&self.config, *point, len)) as u64 * 4
             })
             .fold(0u64, u64::saturating_add)
     }
@@ -925,28 +918,16 @@ impl<B: Backend> Model<B> {
         let Some(rows) = recorder.rows(point) else { return Ok(()) };
         let z_rows = be.select_rows(z, &rows)?;
         let post_norm = match &layer.post_attn_norm {
-            Some(norm) => Some((norm.values.as_slice(), self.row_scales(attn_out, &rows)?)),
+            Some(norm) => Some((norm.values.clone(), self.row_scales(attn_out, &rows)?)),
             None => None,
         };
         let mut per_head = Vec::with_capacity(c.heads);
         for h in 0..c.heads {
             let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
             let only_h = be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
-            per_head.push(be.download(&be.linear(&only_h, &layer.wo)?)?.1);
+            per_head.push(be.linear(&only_h, &layer.wo)?);
         }
-        let mut data = Vec::with_capacity(rows.len() * c.heads * c.width);
-        for r in 0..rows.len() {
-            for head in &per_head {
-                let row = &head[r * c.width..(r + 1) * c.width];
-                match &post_norm {
-                    Some((g, scales)) => data.extend(row.iter().zip(*g).map(|(v, g)| g * v / scales[r])),
-                    None => data.extend_from_slice(row),
-                }
-            }
-        }
-        let activation = Activation { shape: vec![rows.len(), c.heads, c.width], positions: rows, data };
-        recorder.recording.activations.insert(point, activation);
-        Ok(())
+        recorder.hold(point, rows, per_head, Form::HeadResults { width: c.width, post_norm })
     }
 
     /// Layer `l`'s MLP on the residual `x`: `W_down · (silu(W_gate·n(x)) ⊙ W_up·n(x))`, neurons
@@ -1019,6 +1000,26 @@ struct Projections<B: Backend> {
     v: B::Tensor,
 }
 
+/// The floats `point` records at one position of a pass that sees `total` positions.
+fn floats_per_position(c: &Config, point: HookPoint, total: usize) -> usize {
+    match point {
+        HookPoint::Embed
+        | HookPoint::ResidPre(_)
+        | HookPoint::AttnOut(_)
+        | HookPoint::ResidMid(_)
+        | HookPoint::MlpOut(_)
+        | HookPoint::ResidPost(_)
+        | HookPoint::AttnOutPreNorm(_)
+        | HookPoint::MlpOutPreNorm(_) => c.width,
+        HookPoint::AttnV(_) => c.kv_heads * c.head_dim,
+        HookPoint::AttnPattern(_) => c.heads * total,
+        HookPoint::AttnZ(_) => c.heads * c.head_dim,
+        HookPoint::AttnResult(_) => c.heads * c.width,
+        HookPoint::MlpPre(_) | HookPoint::MlpPost(_) => c.ffn_width,
+        HookPoint::LnFinalScale | HookPoint::AttnPostNormScale(_) | HookPoint::MlpPostNormScale(_) => 1,
+    }
+}
+
 /// The interventions that touch one layer.
 #[derive(Default)]
 struct LayerPlan<'a> {
@@ -1037,13 +1038,43 @@ struct LayerPlan<'a> {
     steering: Option<Vec<f32>>,
 }
 
+/// Device-held activations read back together: past this many bytes the recorder reads back what
+/// it holds, so a large recording does not also hold its whole size on the device.
+const PENDING_BYTES: usize = 64 << 20;
+
 /// Copies the activations a [`HookRequest`] asks for off the device, at the positions it asks.
+/// Their rows are selected on the device as the pass goes and read back together at its end (or
+/// past [`PENDING_BYTES`]): on a GPU, one read-back for all of a pass's hooks rather than one
+/// each.
 struct Recorder<'a, B: Backend> {
     backend: &'a B,
+    config: &'a Config,
     hooks: &'a HookRequest,
-    /// Positions in this call.
+    /// Positions in this call, and in the cache after it.
     t: usize,
+    total: usize,
     recording: Recording,
+    pending: Vec<Pending<B>>,
+    pending_bytes: usize,
+}
+
+/// An activation on the device, waiting to be read back.
+struct Pending<B: Backend> {
+    point: HookPoint,
+    positions: Vec<usize>,
+    tensors: Vec<B::Tensor>,
+    form: Form,
+}
+
+/// How a pending activation's tensors become its recording.
+enum Form {
+    /// One tensor, as read: `[rows, cols]`, or a pattern's `[H, rows, T]`.
+    AsRead,
+    /// One `[rows, heads·size]` tensor, shaped `[rows, heads, size]`.
+    ByHead(usize),
+    /// Each head's `[rows, width]` output, interleaved to `[rows, heads, width]`; with a post-norm,
+    /// its weight `g` and each row's divisor `s`, which scale every head's row by `g / s`.
+    HeadResults { width: usize, post_norm: Option<(Vec<f32>, Vec<f32>)> },
 }
 
 impl<B: Backend> Recorder<'_, B> {
@@ -1057,28 +1088,69 @@ impl<B: Backend> Recorder<'_, B> {
     }
 
     fn record(&mut self, point: HookPoint, x: &B::Tensor) -> Result<()> {
-        let Some(rows) = self.rows(point) else { return Ok(()) };
-        let (shape, data) = if matches!(point, HookPoint::AttnPattern(_)) {
-            pattern_rows(self.backend, x, &rows)?
-        } else {
-            self.backend.download(&self.backend.select_rows(x, &rows)?)?
-        };
-        self.recording.activations.insert(point, Activation { positions: rows, shape, data });
-        Ok(())
+        self.record_as(point, x, Form::AsRead)
     }
 
     /// [`record`](Self::record) of a `[t, heads·size]` activation, shaped `[t, heads, size]`.
     fn record_by_head(&mut self, point: HookPoint, x: &B::Tensor, heads: usize) -> Result<()> {
-        self.record(point, x)?;
-        if let Some(activation) = self.recording.activations.get_mut(&point) {
-            let width = activation.shape[1];
-            activation.shape = vec![activation.shape[0], heads, width / heads];
+        self.record_as(point, x, Form::ByHead(heads))
+    }
+
+    fn record_as(&mut self, point: HookPoint, x: &B::Tensor, form: Form) -> Result<()> {
+        let Some(rows) = self.rows(point) else { return Ok(()) };
+        let selected = if matches!(point, HookPoint::AttnPattern(_)) {
+            self.backend.query_rows(x, &rows)?
+        } else {
+            self.backend.select_rows(x, &rows)?
+        };
+        self.hold(point, rows, vec![selected], form)
+    }
+
+    /// Keeps `tensors` until the read-back, which comes now if the recorder holds too much.
+    fn hold(&mut self, point: HookPoint, positions: Vec<usize>, tensors: Vec<B::Tensor>, form: Form) -> Result<()> {
+        self.pending_bytes += 4 * positions.len() * floats_per_position(self.config, point, self.total);
+        self.pending.push(Pending { point, positions, tensors, form });
+        if self.pending_bytes > PENDING_BYTES {
+            self.read_back(None)?;
         }
         Ok(())
     }
-}
 
-/// Copies the query rows `rows` of an attention pattern `[H, t, T]` to the host.
-fn pattern_rows<B: Backend>(be: &B, pattern: &B::Tensor, rows: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
-    Ok(be.download(&be.query_rows(pattern, rows)?)?)
+    /// Reads back every pending activation, with `also` in the same read-back, and returns
+    /// `also`'s values.
+    fn read_back(&mut self, also: Option<&B::Tensor>) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let tensors: Vec<&B::Tensor> = pending.iter().flat_map(|p| &p.tensors).chain(also).collect();
+        let mut values = self.backend.download_all(&tensors)?.into_iter();
+        for Pending { point, positions, tensors, form } in pending {
+            let mut read: Vec<(Vec<usize>, Vec<f32>)> = values.by_ref().take(tensors.len()).collect();
+            let activation = match form {
+                Form::AsRead => {
+                    let (shape, data) = read.remove(0);
+                    Activation { positions, shape, data }
+                }
+                Form::ByHead(heads) => {
+                    let (shape, data) = read.remove(0);
+                    Activation { positions, shape: vec![shape[0], heads, shape[1] / heads], data }
+                }
+                Form::HeadResults { width, post_norm } => {
+                    let heads = read.len();
+                    let mut data = Vec::with_capacity(positions.len() * heads * width);
+                    for r in 0..positions.len() {
+                        for (_, head) in &read {
+                            let row = &head[r * width..(r + 1) * width];
+                            match &post_norm {
+                                Some((g, scales)) => data.extend(row.iter().zip(g).map(|(v, g)| g * v / scales[r])),
+                                None => data.extend_from_slice(row),
+                            }
+                        }
+                    }
+                    Activation { shape: vec![positions.len(), heads, width], positions, data }
+                }
+            };
+            self.recording.activations.insert(point, activation);
+        }
+        Ok(values.next())
+    }
 }

@@ -100,6 +100,12 @@ impl Backend for WebGpuBackend {
         Ok((x.dims.clone(), wait(self.gpu.read(&x.tensor))?))
     }
 
+    fn download_all(&self, xs: &[&WebGpuValue]) -> BackendResult<Vec<(Vec<usize>, Vec<f32>)>> {
+        let tensors: Vec<&GpuTensor> = xs.iter().map(|x| &x.tensor).collect();
+        let values = wait(self.gpu.read_all(&tensors))?;
+        Ok(xs.iter().map(|x| x.dims.clone()).zip(values).collect())
+    }
+
     fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> BackendResult<WebGpuValue> {
         value(self.gpu.embed(table, ids))
     }

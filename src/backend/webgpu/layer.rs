@@ -243,7 +243,20 @@ impl GpuDevice {
 
     /// The tensor's values, copied to the host.
     pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>, GpuError> {
-        self.read_back(x.buffer(), (4 * x.rows * x.cols) as u64).await
+        Ok(self.read_all(&[x]).await?.remove(0))
+    }
+
+    /// Each of `xs` copied to the host, in one read-back.
+    pub async fn read_all(&self, xs: &[&GpuTensor]) -> Result<Vec<Vec<f32>>, GpuError> {
+        let sources: Vec<(&wgpu::Buffer, u64)> =
+            xs.iter().map(|x| (x.buffer(), (4 * x.rows * x.cols) as u64)).collect();
+        let mut values = self.read_back(&sources).await?;
+        let mut out = Vec::with_capacity(xs.len());
+        for x in xs.iter().rev() {
+            out.push(values.split_off(values.len() - x.rows * x.cols));
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,

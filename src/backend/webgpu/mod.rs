@@ -314,7 +314,7 @@ impl GpuDevice {
         let y_buf =
             self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
         self.dispatch("saxpy", "main", &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1, 1));
-        self.read_back(&y_buf, 4 * x.len() as u64).await
+        self.read_back(&[(&y_buf, 4 * x.len() as u64)]).await
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
@@ -520,10 +520,18 @@ impl GpuDevice {
 
     /// The first `bytes` of `source` (a multiple of 4), copied to the host through a pooled
     /// staging buffer.
-    async fn read_back(&self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, GpuError> {
+    async fn read_back(&self, sources: &[(&wgpu::Buffer, u64)]) -> Result<Vec<f32>, GpuError> {
+        let bytes: u64 = sources.iter().map(|&(_, bytes)| bytes).sum();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
         let staging = self.take(bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let staging = staging.buffer();
-        self.copy(source, 0, staging, 0, bytes);
+        let mut at = 0;
+        for &(source, size) in sources {
+            self.copy(source, 0, staging, at, size);
+            at += size;
+        }
         self.flush();
         self.count(|c| {
             c.readbacks += 1;
