@@ -253,6 +253,6 @@ pub fn kernels() -> Result<serde_json::Value, String> {
         )?;
     }
     Ok(
-        serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "shader_f16": gpu.uses_shader_f16(), "kernels": rows }),
+        serde_json::json!({ "adapter": gpu.description(), "software": gpu.is_software(), "shader_f16": gpu.uses_shader_f16(), "subgroups": gpu.uses_subgroups(), "kernels": rows }),
     )
 }

@@ -160,11 +160,16 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             let kernels = [
                 (MatmulKernel::Tiled, "matmul tiled"),
                 (MatmulKernel::MatVec, "matmul matvec"),
+                (MatmulKernel::MatVecSubgroups, "matmul matvec subgroups"),
                 (MatmulKernel::Rows, "matmul rows"),
                 (MatmulKernel::BlockRows, "matmul block rows"),
                 (MatmulKernel::BlockTiles, "matmul block tiles"),
             ];
-            for (kernel, name) in kernels.into_iter().filter(|&(kernel, _)| by_blocks || !kernel.reads_blocks()) {
+            let runs = |kernel: MatmulKernel| {
+                (by_blocks || !kernel.reads_blocks())
+                    && (kernel != MatmulKernel::MatVecSubgroups || gpu.device().uses_subgroups())
+            };
+            for (kernel, name) in kernels.into_iter().filter(|&(kernel, _)| runs(kernel)) {
                 let y = gpu.device().linear_with(kernel, &x_on_gpu, &matrix)?;
                 let y = from_gpu(&y.into())?;
                 record(name, case.clone(), product_error(&y, &x, &w.dequantised, rows, cols, false), PRODUCT_BOUND);

@@ -98,6 +98,9 @@ pub enum MatmulKernel {
     Tiled,
     /// `matvec`: a workgroup per output row and token, sharing the row's blocks.
     MatVec,
+    /// `matvec` adding up its lanes with subgroup operations (matvec_subgroups.wgsl), where the
+    /// device has them.
+    MatVecSubgroups,
     /// `rows`: an invocation per output row and token, reading four weights a word.
     Rows,
     /// matmul_blocks.wgsl's `rows`: an invocation per output row and token, each block read as
@@ -326,6 +329,7 @@ impl GpuDevice {
             (true, true) if few => MatmulKernel::BlockRows,
             (true, true) => MatmulKernel::BlockTiles,
             (true, false) if few => MatmulKernel::Rows,
+            (false, _) if few && self.uses_subgroups() => MatmulKernel::MatVecSubgroups,
             (false, _) if few => MatmulKernel::MatVec,
             _ => MatmulKernel::Tiled,
         };
@@ -346,11 +350,15 @@ impl GpuDevice {
             let params = self.part_params(w, part, x.rows, false);
             let buffers = [&params, part.storage.buffer(), x.buffer(), y.buffer()];
             match kernel {
-                MatmulKernel::MatVec => {
+                MatmulKernel::MatVec | MatmulKernel::MatVecSubgroups => {
                     let (across, down) = (part.rows.min(max), part.rows.div_ceil(max));
+                    let (shader, entry) = match kernel {
+                        MatmulKernel::MatVec => ("matmul", "matvec"),
+                        _ => ("matvec_subgroups", "matvec_subgroups"),
+                    };
                     self.dispatch(
-                        "matmul",
-                        "matvec",
+                        shader,
+                        entry,
                         &buffers,
                         (across as u32, self.check_groups(down)?, self.check_groups(x.rows)?),
                     );

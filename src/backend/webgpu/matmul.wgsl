@@ -238,6 +238,19 @@ fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
 
 var<workgroup> partial: array<f32, 64>;
 
+// Lane `lane`'s share of W[row] · x[t] in `matvec`: every 64th unit of the row from its own.
+fn lane_share(row: u32, t: u32, lane: u32) -> f32 {
+    var acc = 0.0;
+    if (row < params.rows) {
+        let units = units_per_block();
+        let all = block_count() * units;
+        for (var k = lane; k < all; k += 64u) {
+            acc += unit_dot(row, k / units, k % units, 1u, t, t + 1u).x;
+        }
+    }
+    return acc;
+}
+
 // Rows beyond the 65535 workgroups of one dispatch dimension continue in the second.
 @compute @workgroup_size(64)
 fn matvec(
@@ -247,15 +260,7 @@ fn matvec(
 ) {
     let row = group.x + group.y * groups.x;
     let t = group.z;
-    var acc = 0.0;
-    if (row < params.rows) {
-        let units = units_per_block();
-        let all = block_count() * units;
-        for (var k = lane; k < all; k += 64u) {
-            acc += unit_dot(row, k / units, k % units, 1u, t, t + 1u).x;
-        }
-    }
-    partial[lane] = acc;
+    partial[lane] = lane_share(row, t, lane);
     workgroupBarrier();
     for (var stride = 32u; stride > 0u; stride >>= 1u) {
         if (lane < stride) {

@@ -71,6 +71,8 @@ pub struct GpuDevice {
     max_binding: usize,
     /// Whether the kernels read f16 values natively (the adapter's shader-f16 feature).
     shader_f16: bool,
+    /// Whether decoding's products add up their lanes with subgroup operations.
+    subgroups: bool,
     /// Why the device was lost, once it has been (set by wgpu's device-lost callback).
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -116,6 +118,8 @@ enum Prelude {
     /// A product reading GGUF blocks as whole words, its f16 values out of them: half_u32.wgsl,
     /// quant.wgsl and product.wgsl.
     ProductInWords,
+    /// As `Product`, then matmul.wgsl, whose functions it reuses.
+    Matmul,
     /// It reduces rows over a workgroup: reduce.wgsl.
     Reduction,
 }
@@ -125,6 +129,7 @@ const SHADERS: &[(&str, Prelude, &str)] = &[
     ("saxpy", Prelude::None, include_str!("saxpy.wgsl")),
     ("matmul", Prelude::Product, include_str!("matmul.wgsl")),
     ("matmul_blocks", Prelude::ProductInWords, include_str!("matmul_blocks.wgsl")),
+    ("matvec_subgroups", Prelude::Matmul, include_str!("matvec_subgroups.wgsl")),
     ("embed", Prelude::Blocks, include_str!("embed.wgsl")),
     ("columns", Prelude::Blocks, include_str!("columns.wgsl")),
     ("elementwise", Prelude::None, include_str!("elementwise.wgsl")),
@@ -134,6 +139,13 @@ const SHADERS: &[(&str, Prelude, &str)] = &[
     ("topk", Prelude::Reduction, include_str!("topk.wgsl")),
     ("logprob", Prelude::Reduction, include_str!("logprob.wgsl")),
 ];
+
+/// Subgroup operations, where the adapter has them: natively only, as wgpu 30 offers them (in a
+/// browser WGSL would also need `enable subgroups;`, which naga does not parse yet).
+#[cfg(not(target_arch = "wasm32"))]
+const SUBGROUPS: wgpu::Features = wgpu::Features::SUBGROUP;
+#[cfg(target_arch = "wasm32")]
+const SUBGROUPS: wgpu::Features = wgpu::Features::empty();
 
 /// The binding of half_f16.wgsl's second view of the weights (binding 1).
 const WEIGHTS_F16_BINDING: u32 = 7;
@@ -156,7 +168,7 @@ impl GpuDevice {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glassbox"),
-                required_features: adapter.features() & wgpu::Features::SHADER_F16,
+                required_features: adapter.features() & (wgpu::Features::SHADER_F16 | SUBGROUPS),
                 // Everything the adapter offers: large models need its largest bindings, and
                 // attention binds five storage buffers (the downlevel defaults allow four).
                 required_limits: adapter.limits(),
@@ -180,6 +192,7 @@ impl GpuDevice {
         let max_binding =
             usize::try_from(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)).unwrap_or(usize::MAX);
         let shader_f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
         let lost = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
@@ -199,6 +212,7 @@ impl GpuDevice {
             rope_table: RefCell::new(None),
             max_binding,
             shader_f16,
+            subgroups,
             lost,
         })
     }
@@ -269,6 +283,11 @@ impl GpuDevice {
     /// Whether the kernels read f16 values through shader-f16.
     pub fn uses_shader_f16(&self) -> bool {
         self.shader_f16
+    }
+
+    /// Whether decoding's products add up their lanes with subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Why the device was lost (driver reset, `destroy`, a browser reclaiming the GPU), once it
@@ -422,15 +441,16 @@ impl GpuDevice {
             Prelude::Blocks => [half, quant, body].concat(),
             Prelude::Product => [half, quant, product, body].concat(),
             Prelude::ProductInWords => [include_str!("half_u32.wgsl"), quant, product, body].concat(),
+            Prelude::Matmul => [half, quant, product, include_str!("matmul.wgsl"), body].concat(),
         }
     }
 
     /// Whether `shader` reads f16 values through half_f16.wgsl's binding, where the adapter has
     /// shader-f16.
     fn reads_blocks(shader: &str) -> bool {
-        SHADERS
-            .iter()
-            .any(|(name, prelude, _)| *name == shader && matches!(prelude, Prelude::Blocks | Prelude::Product))
+        SHADERS.iter().any(|(name, prelude, _)| {
+            *name == shader && matches!(prelude, Prelude::Blocks | Prelude::Product | Prelude::Matmul)
+        })
     }
 
     /// Runs `shader`'s `entry` with `buffers` bound in order to group 0, over `groups`
