@@ -53,6 +53,12 @@ fn x_tile(t0: u32, limit: u32, c: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, t < vec4<u32>(limit));
 }
 
+// Σ_i w[i] · x[t, c + i] for the tile of tokens from t0 below `limit`.
+fn x_dot(w: vec4<f32>, t0: u32, limit: u32, c: u32) -> vec4<f32> {
+    return w.x * x_tile(t0, limit, c) + w.y * x_tile(t0, limit, c + 1u) + w.z * x_tile(t0, limit, c + 2u)
+        + w.w * x_tile(t0, limit, c + 3u);
+}
+
 // W[row, units u..u + n of block b] · x[t, same columns] for the tile of tokens from t0 below
 // `limit`. The block's scales are decoded once for all its units.
 fn unit_dot(row: u32, b: u32, u: u32, n: u32, t0: u32, limit: u32) -> vec4<f32> {
@@ -111,12 +117,49 @@ fn unit_dot(row: u32, b: u32, u: u32, n: u32, t0: u32, limit: u32) -> vec4<f32> 
                 sum += signed_byte_at(base + 2u + j) * d * x_tile(t0, limit, b * 32u + j);
             }
         }
-        // K-quants: one value at a time (quant.wgsl).
+        // K-quants: unit u is sub-block u (32 values with one scale and offset), decoded four
+        // values a word read. Q4_K and Q5_K blocks (144, 176 bytes) start on a word; Q6_K's
+        // (210 bytes) on an even byte, read through word_at.
+        case Q4_K, Q5_K: {
+            let fifths = params.kind == Q5_K;
+            let base = (row * (cols / 256u) + b) * select(144u, 176u, fifths);
+            let nibbles = base + select(16u, 48u, fifths);
+            for (var s = u; s < u + n; s++) {
+                let scale_min = scale_min_k4(base + 4u, s);
+                let scale = half_at(base) * scale_min.x;
+                let offset = half_at(base + 2u) * scale_min.y;
+                // Sub-blocks 2i and 2i + 1 share 32 bytes: low nibbles, then high.
+                let shift = (s % 2u) * 4u;
+                for (var k = 0u; k < 8u; k++) {
+                    let q = weights[(nibbles + (s / 2u) * 32u + 4u * k) / 4u] >> shift;
+                    var v = vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu);
+                    if (fifths) {
+                        // Value l's fifth bit is bit s of qh[l].
+                        let h = weights[(base + 16u + 4u * k) / 4u] >> s;
+                        v |= (vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) & vec4<u32>(1u)) << vec4<u32>(4u);
+                    }
+                    sum += x_dot(vec4<f32>(v) * scale - offset, t0, limit, b * 256u + s * 32u + 4u * k);
+                }
+            }
+        }
         default: {
-            let block_bytes = select(select(144u, 176u, params.kind == Q5_K), 210u, params.kind == Q6_K);
-            let base = (row * (cols / 256u) + b) * block_bytes;
-            for (var c = u * 32u; c < (u + n) * 32u; c++) {
-                sum += k_quant_at(params.kind, base, c) * x_tile(t0, limit, b * 256u + c);
+            // Q6_K: sub-block s is quarter s % 4 of half s / 4; two signed scales, one per 16.
+            let base = (row * (cols / 256u) + b) * 210u;
+            let d = half_at(base + 208u);
+            for (var s = u; s < u + n; s++) {
+                let half = s / 4u;
+                let quarter = s % 4u;
+                let lows = base + half * 64u + (quarter & 1u) * 32u;
+                let highs = base + 128u + half * 32u;
+                let low_shift = select(0u, 4u, quarter >= 2u);
+                for (var k = 0u; k < 8u; k++) {
+                    let low = word_at(lows + 4u * k) >> low_shift;
+                    let high = word_at(highs + 4u * k) >> (2u * quarter);
+                    let q = (vec4<u32>(low, low >> 8u, low >> 16u, low >> 24u) & vec4<u32>(0xfu))
+                        | ((vec4<u32>(high, high >> 8u, high >> 16u, high >> 24u) & vec4<u32>(3u)) << vec4<u32>(4u));
+                    let scale = d * signed_byte_at(base + 192u + half * 8u + k / 4u + 2u * quarter);
+                    sum += x_dot(scale * (vec4<f32>(q) - 32.0), t0, limit, b * 256u + s * 32u + 4u * k);
+                }
             }
         }
     }

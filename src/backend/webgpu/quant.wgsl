@@ -75,7 +75,7 @@ fn fifth_bit(at: u32, j: u32) -> u32 {
 }
 
 // Element c of row `row` of a `cols`-wide matrix of type `kind`: one value at a time, for row
-// lookups and the K-quant products (the matmul decodes whole 32-value blocks in its loops).
+// lookups and the transposed product (the others decode whole sub-blocks in their loops).
 fn weight_at(kind: u32, row: u32, cols: u32, c: u32) -> f32 {
     let b = c / 32u;
     let j = c % 32u;
