@@ -164,12 +164,21 @@ unsafe fn weight_factors(blocks: &[u8], bytes: usize) -> __m256 {
     ))
 }
 
+/// `d` then `s`: the first eight bytes of a `repr(C)` activation block. A function, not a
+/// closure: a closure does not take its caller's target features, so intrinsics inside it
+/// become calls.
+#[inline(always)]
+unsafe fn scales(a: &Q8Block) -> __m128i {
+    _mm_loadl_epi64(a as *const Q8Block as *const __m128i)
+}
+
 /// `[d · a.d, m · a.s]` of four blocks and their activations, interleaved as eight floats.
 #[inline(always)]
 unsafe fn factors(weights: __m256, a: &[Q8Block]) -> __m256 {
-    // `d` then `s`: the first eight bytes of each `repr(C)` activation block.
-    let pair = |k: usize| _mm_loadl_epi64(&a[k] as *const Q8Block as *const __m128i);
-    let activation = _mm256_set_m128i(_mm_unpacklo_epi64(pair(2), pair(3)), _mm_unpacklo_epi64(pair(0), pair(1)));
+    let activation = _mm256_set_m128i(
+        _mm_unpacklo_epi64(scales(&a[2]), scales(&a[3])),
+        _mm_unpacklo_epi64(scales(&a[0]), scales(&a[1])),
+    );
     _mm256_mul_ps(weights, _mm256_castsi256_ps(activation))
 }
 
@@ -191,7 +200,13 @@ unsafe fn dot<B: Blocks, const N: usize>(row: &[u8], act: [&[Q8Block]; N]) -> [f
     for g in 0..whole {
         let blocks = &row[g * group_bytes..(g + 1) * group_bytes];
         let weights = weight_factors(blocks, B::BYTES);
-        let values: [__m256i; 4] = std::array::from_fn(|k| B::values(&blocks[k * B::BYTES..]));
+        // Written out rather than `array::from_fn`, whose closure would not inline the intrinsics.
+        let values = [
+            B::values(blocks),
+            B::values(&blocks[B::BYTES..]),
+            B::values(&blocks[2 * B::BYTES..]),
+            B::values(&blocks[3 * B::BYTES..]),
+        ];
         for j in 0..N {
             let a = &act[j][4 * g..4 * g + 4];
             let factors = factors(weights, a);
@@ -218,14 +233,14 @@ unsafe fn dot<B: Blocks, const N: usize>(row: &[u8], act: [&[Q8Block]; N]) -> [f
             }
         }
     }
-    std::array::from_fn(|j| {
-        let sum = reduce_lanes(lanes[j]);
+    let mut sums = [0.0; N];
+    for (j, sum) in sums.iter_mut().enumerate() {
+        *sum = reduce_lanes(lanes[j]);
         if B::OFFSET {
-            sum + blocks::reduce_offsets(tail_offsets[j])
-        } else {
-            sum
+            *sum += blocks::reduce_offsets(tail_offsets[j]);
         }
-    })
+    }
+    sums
 }
 
 /// The product of one weight row with one row of activations, and with four.
