@@ -675,6 +675,12 @@ def webgpu_section(cpu_reference, command="make bench"):
     kernels = json.loads(subprocess.run([glassbox, "bench-kernels"], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
     short, long_ = SHARED / "prompts" / "short.txt", SHARED / "prompts" / "long.txt"
     model, _ = measured([glassbox, "--backend", "webgpu", "bench", MODEL, "--short", short, "--long", long_], env)
+    # Gemma 3's K-quants (Q4_K, Q6_K) take matmul.wgsl's sub-block decoding, against the CPU
+    # backend on the same file in the same run.
+    k_quants = None
+    if GEMMA3.exists():
+        k_quants = [measured([glassbox, "--backend", backend, "--threads", "2", "bench", GEMMA3, "--short", short, "--long", long_],
+                             dict(env, RAYON_NUM_THREADS="2"))[0] for backend in ("webgpu", "cpu")]
     emulated = kernels["software"]
     label = " (CPU-emulated)" if emulated else ""
     lines = [
@@ -704,6 +710,18 @@ def webgpu_section(cpu_reference, command="make bench"):
         f"| glassbox CPU backend, 2 threads | {cpu_reference['prefill']:.1f} | 1.00 | {cpu_reference['decode']:.1f} | 1.00 |",
         "",
     ]
+    if k_quants:
+        gpu, cpu = ({key: max(run[f"{key}_tok_s"]) for key in ("prefill", "decode")} for run in k_quants)
+        lines += [
+            f"Gemma 3 270M ({GEMMA3.name}: Q4_K, Q6_K, Q5_0 and Q8_0 tensors), the same prompts:",
+            "",
+            "| backend | prefill tok/s | × CPU backend | decode tok/s | × CPU backend |",
+            "|---|---|---|---|---|",
+            f"| {k_quants[0]['backend']}{label} | {gpu['prefill']:.1f} | {gpu['prefill'] / cpu['prefill']:.2f} "
+            f"| {gpu['decode']:.1f} | {gpu['decode'] / cpu['decode']:.2f} |",
+            f"| glassbox CPU backend, 2 threads | {cpu['prefill']:.1f} | 1.00 | {cpu['decode']:.1f} | 1.00 |",
+            "",
+        ]
     counts = model.get("per_token")
     if counts:
         lines += [
