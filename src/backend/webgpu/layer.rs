@@ -253,13 +253,7 @@ impl GpuDevice {
     pub async fn read_all(&self, xs: &[&GpuTensor]) -> Result<Vec<Vec<f32>>, GpuError> {
         let sources: Vec<(&wgpu::Buffer, u64)> =
             xs.iter().map(|x| (x.buffer(), (4 * x.rows * x.cols) as u64)).collect();
-        let mut values = self.read_back(&sources).await?;
-        let mut out = Vec::with_capacity(xs.len());
-        for x in xs.iter().rev() {
-            out.push(values.split_off(values.len() - x.rows * x.cols));
-        }
-        out.reverse();
-        Ok(out)
+        self.read_back(&sources).await
     }
 
     /// A `[rows, cols]` weight matrix from its GGUF bytes (F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,

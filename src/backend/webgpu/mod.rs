@@ -333,7 +333,7 @@ impl GpuDevice {
         let y_buf =
             self.buffer("saxpy y", bytemuck::cast_slice(y), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
         self.dispatch("saxpy", "main", &[&params, &x_buf, &y_buf], (len.div_ceil(WORKGROUP_SIZE), 1, 1));
-        self.read_back(&[(&y_buf, 4 * x.len() as u64)]).await
+        Ok(self.read_back(&[(&y_buf, 4 * x.len() as u64)]).await?.remove(0))
     }
 
     /// `x · Wᵀ` for `x: [t, cols]` and `W: [rows, cols]` given in its GGUF encoding (F32, F16,
@@ -447,7 +447,7 @@ impl GpuDevice {
 
     /// Whether `shader` reads f16 values through half_f16.wgsl's binding, where the adapter has
     /// shader-f16.
-    fn reads_blocks(shader: &str) -> bool {
+    fn binds_f16_weights(shader: &str) -> bool {
         SHADERS.iter().any(|(name, prelude, _)| {
             *name == shader && matches!(prelude, Prelude::Blocks | Prelude::Product | Prelude::Matmul)
         })
@@ -508,7 +508,7 @@ impl GpuDevice {
                 .enumerate()
                 .map(|(i, &(b, size))| wgpu::BindGroupEntry { binding: i as u32, resource: binding(b, size) })
                 .collect();
-            if self.shader_f16 && Self::reads_blocks(shader) {
+            if self.shader_f16 && Self::binds_f16_weights(shader) {
                 let (weights, size) = buffers[1];
                 entries.push(wgpu::BindGroupEntry { binding: WEIGHTS_F16_BINDING, resource: binding(weights, size) });
             }
@@ -538,12 +538,12 @@ impl GpuDevice {
         self.encoder().copy_buffer_to_buffer(source, from, target, to, bytes);
     }
 
-    /// The first `bytes` of `source` (a multiple of 4), copied to the host through a pooled
-    /// staging buffer.
-    async fn read_back(&self, sources: &[(&wgpu::Buffer, u64)]) -> Result<Vec<f32>, GpuError> {
+    /// The first `bytes` of each `source` (a multiple of 4), copied to the host through one
+    /// pooled staging buffer: one read-back however many sources.
+    async fn read_back(&self, sources: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<f32>>, GpuError> {
         let bytes: u64 = sources.iter().map(|&(_, bytes)| bytes).sum();
         if bytes == 0 {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); sources.len()]);
         }
         let staging = self.take(bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let staging = staging.buffer();
@@ -571,7 +571,15 @@ impl GpuDevice {
             .map_err(|_| GpuError::Readback("the device was lost before mapping finished".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let view = staging.slice(..bytes).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
-        let values = bytemuck::cast_slice(&view).to_vec();
+        let mut at = 0;
+        let values = sources
+            .iter()
+            .map(|&(_, size)| {
+                let range = at as usize..(at + size) as usize;
+                at += size;
+                bytemuck::cast_slice(&view[range]).to_vec()
+            })
+            .collect();
         drop(view);
         staging.unmap();
         Ok(values)
