@@ -26,9 +26,9 @@ fn check_all(gpu: GpuDevice) {
     assert!(failed.is_empty(), "over their bounds: {failed:#?}");
     // 10 weight types × 4 shapes × 7 or 8 weight kernels, F32 and F16 on a fifth shape, and the 5
     // types in 32-value blocks × 4 shapes and F32 and F16 × 1 × 3 block kernels; 3 × 5
-    // elementwise, 5 norms (2 per head), 4 ropes, 6 × 3 attention (2 with sliding windows), 2
-    // top-k, 1 shifted log-probabilities.
-    assert_eq!(checks.len(), 10 * 4 * per_shape + 2 * per_shape + (5 * 4 + 2) * 3 + 15 + 5 + 4 + 18 + 2 + 1);
+    // elementwise, 5 norms (2 per head) and 3 row scales, 4 ropes, 6 × 3 attention (2 with
+    // sliding windows), 2 top-k, 1 shifted log-probabilities.
+    assert_eq!(checks.len(), 10 * 4 * per_shape + 2 * per_shape + (5 * 4 + 2) * 3 + 15 + 5 + 3 + 4 + 18 + 2 + 1);
     let split = checks.iter().filter(|c| c.case.contains(" parts")).count();
     assert_eq!(split, 10 * per_shape + 5 * 3, "every type and weight kernel checked on a matrix in several parts");
 }

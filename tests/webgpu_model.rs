@@ -16,9 +16,9 @@ use glassbox::backend::Backend;
 use glassbox::generate::{Sampler, Sampling};
 use glassbox::gguf::GgufFile;
 use glassbox::hooks::{HookPoint, HookRequest, Positions};
-use glassbox::interp::attribution::rank_heads;
+use glassbox::interp::attribution::{attribute, rank_heads, AttributionOptions, DEFAULT_GRAPH_EDGES};
 use glassbox::interp::lens::{Lpi, Unembedding};
-use glassbox::model::{Config, Model};
+use glassbox::model::{Config, Model, Objective};
 
 fn load<B: Backend>(file: &str, backend: B) -> Model<B> {
     let file = GgufFile::open(common::model_path(file)).unwrap();
@@ -98,7 +98,7 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
 
 /// A forward pass's hooks come back with its logits in one read-back, however many it records:
 /// here 30 layers' residuals, head results (one product per head), patterns and MLP
-/// activations, 121 activations. Each matches the CPU's with f32 weights in shape and value, so
+/// activations, and the final norm's scale, 122 activations. Each matches the CPU's with f32 weights in shape and value, so
 /// the batch is split back into the right hooks.
 #[test]
 fn a_recorded_pass_is_one_read_back() {
@@ -106,18 +106,20 @@ fn a_recorded_pass_is_one_read_back() {
     let on_gpu = load(common::SMOLLM2, WebGpuBackend::new(gpu));
     let on_cpu = load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu));
     let ids = [1, 504, 3575, 282, 4649, 314];
-    let hooks = (0..on_gpu.config().layers).fold(HookRequest::new().with(HookPoint::Embed, Positions::All), |h, l| {
-        h.with(HookPoint::ResidPre(l), Positions::All)
-            .with(HookPoint::AttnResult(l), Positions::Last)
-            .with(HookPoint::AttnPattern(l), Positions::Only(vec![1, 4]))
-            .with(HookPoint::MlpPost(l), Positions::Last)
-    });
+    let hooks = (0..on_gpu.config().layers)
+        .fold(HookRequest::new().with(HookPoint::Embed, Positions::All), |h, l| {
+            h.with(HookPoint::ResidPre(l), Positions::All)
+                .with(HookPoint::AttnResult(l), Positions::Last)
+                .with(HookPoint::AttnPattern(l), Positions::Only(vec![1, 4]))
+                .with(HookPoint::MlpPost(l), Positions::Last)
+        })
+        .with(HookPoint::LnFinalScale, Positions::All);
     let before = on_gpu.backend().device_counts().unwrap();
     let got = on_gpu.forward(&ids, &mut on_gpu.new_cache(), &hooks, &[], &Positions::Last).unwrap();
     let spent = on_gpu.backend().device_counts().unwrap().since(&before);
     assert_eq!((spent.submits, spent.readbacks), (1, 1), "{spent:?}");
     let expected = on_cpu.forward(&ids, &mut on_cpu.new_cache(), &hooks, &[], &Positions::Last).unwrap();
-    assert_eq!(got.recording.activations.len(), 121);
+    assert_eq!(got.recording.activations.len(), 122);
     assert_eq!(got.recording.activations.len(), expected.recording.activations.len());
     for (point, want) in &expected.recording.activations {
         let have = got.recording.get(*point).unwrap();
@@ -128,6 +130,61 @@ fn a_recorded_pass_is_one_read_back() {
     }
     let top = glassbox::numeric::argmax;
     assert_eq!(top(&got.logits.data), top(&expected.logits.data));
+}
+
+/// What an attribution costs the device, counted: the attribution the Look inside panel runs
+/// (layers, heads, 1,000 exact neurons, positions, value and query neurons, the graph's 1,000
+/// edges) reads back a few times, not once per layer, neuron or head: its pass, a batch of
+/// products per step, and the weight vectors it scores, 16 MiB a read-back. The unembedding's
+/// products are placed as users get them (on a software adapter, the CPU kernels).
+#[test]
+fn an_attribution_reads_back_a_few_times() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+    let model = load(common::SMOLLM2, WebGpuBackend::new(gpu));
+    let tokenizer =
+        glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header)
+            .unwrap();
+    let ids = tokenizer.encode("The capital of France is", true, false).unwrap();
+    let unembedding = Unembedding::new(&model).unwrap();
+    let options = AttributionOptions { graph_edges: Some(DEFAULT_GRAPH_EDGES), ..AttributionOptions::default() };
+    let before = model.backend().device_counts().unwrap();
+    let attribution = attribute(&unembedding, &tokenizer, &ids, &options).unwrap();
+    let spent = model.backend().device_counts().unwrap().since(&before);
+    eprintln!("{spent:?}");
+    assert_eq!(attribution.graph.map(|g| g.edges.len()), Some(DEFAULT_GRAPH_EDGES));
+    assert_eq!(attribution.exact_neurons, options.exact_neurons);
+    assert!(spent.readbacks <= 12, "{spent:?}");
+}
+
+/// The backward pass on WebGPU: the gradient of a logit difference at every layer's residuals
+/// and heads matches the CPU's with f32 weights, and each layer reads back four times (its MLP's
+/// forward values with the gradient through `down_proj`, the gradient through gate and up; its
+/// attention's inputs and pattern with the gradient through `o_proj`, the gradient through q, k
+/// and v), after the forward pass and the unembedding's.
+#[test]
+fn a_backward_pass_reads_back_four_times_a_layer() {
+    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
+    let on_gpu = load(common::SMOLLM2, WebGpuBackend::new(gpu));
+    let on_cpu = load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu));
+    let ids = [1, 504, 3575, 282, 4649, 314];
+    let objective = Objective::LogitDifference { answer: 7042, wrong: 2113 };
+    let before = on_gpu.backend().device_counts().unwrap();
+    let got = on_gpu.gradient(&ids, &[], objective, &HookRequest::new()).unwrap();
+    let spent = on_gpu.backend().device_counts().unwrap().since(&before);
+    let layers = on_gpu.config().layers as u64;
+    assert_eq!(spent.readbacks, 2 + 4 * layers, "{spent:?}");
+    let expected = on_cpu.gradient(&ids, &[], objective, &HookRequest::new()).unwrap();
+    assert!((got.value - expected.value).abs() <= 1e-3, "{} against {}", got.value, expected.value);
+    let points = (0..on_gpu.config().layers)
+        .flat_map(|l| [HookPoint::ResidPre(l), HookPoint::ResidMid(l), HookPoint::ResidPost(l), HookPoint::AttnZ(l)])
+        .chain([HookPoint::Embed]);
+    for point in points {
+        let (have, want) = (&got.of(point).unwrap().data, &expected.of(point).unwrap().data);
+        assert_eq!(have.len(), want.len(), "{point:?}");
+        let diff = have.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+        let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(diff <= 1e-3 * norm, "{point:?}: relative difference {}", diff / norm);
+    }
 }
 
 /// What a decoded token costs the device, counted: one submit and one read-back, and, once a

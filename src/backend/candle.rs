@@ -500,23 +500,25 @@ impl Backend for CandleBackend {
         Ok(TopK::of(&row, k, pick))
     }
 
-    fn as_read_by(&self, x: &Tensor, w: &CandleMatrix) -> BackendResult<Tensor> {
+    fn as_read_by(&self, x: &[f32], w: &CandleMatrix) -> BackendResult<Vec<f32>> {
         let quantised = match w {
-            CandleMatrix::Kernel(m) => {
-                return Tensor::from_vec(with_host_values(x, |x| m.read_as(x, self.pool()))?, x.shape(), &self.device)
-                    .map_err(err)
-            }
-            CandleMatrix::Float(_) | CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.clone()),
+            CandleMatrix::Kernel(m) => return Ok(m.read_as(x, self.pool())),
+            CandleMatrix::Float(_) | CandleMatrix::Candle { matmul: QMatMul::Tensor(_), .. } => return Ok(x.to_vec()),
             CandleMatrix::Candle { matmul: QMatMul::TensorF16(_), .. } => {
-                return x.to_dtype(DType::F16).and_then(|h| h.to_dtype(DType::F32)).map_err(err)
+                return Ok(x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect())
             }
             CandleMatrix::Candle { matmul: QMatMul::QTensor(q), .. } => q,
         };
-        let Some(read_as) = activation_type(&self.device, quantised.dtype()) else { return Ok(x.clone()) };
+        let Some(read_as) = activation_type(&self.device, quantised.dtype()) else { return Ok(x.to_vec()) };
+        let cols = quantised.shape().dims().last().copied().unwrap_or(1).max(1);
+        if x.len() % cols != 0 {
+            return Err(BackendError(format!("{} values are not whole rows of {cols}", x.len())));
+        }
         // The rounding is the same wherever it runs; candle quantises on the CPU.
-        QTensor::quantize(&x.to_device(&Device::Cpu).map_err(err)?.contiguous().map_err(err)?, read_as)
+        let rows = Tensor::from_slice(x, (x.len() / cols, cols), &Device::Cpu).map_err(err)?;
+        QTensor::quantize(&rows, read_as)
             .and_then(|q| q.dequantize(&Device::Cpu))
-            .and_then(|r| r.to_device(&self.device))
+            .and_then(|r| r.flatten_all()?.to_vec1())
             .map_err(err)
     }
 }

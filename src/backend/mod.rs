@@ -275,10 +275,12 @@ pub trait Backend {
     /// The `k` largest entries of the one-row `x`, its `log Σ exp` and the entries `pick`,
     /// without copying the row to the host where the backend can avoid it.
     fn top_k(&self, x: &Self::Tensor, k: usize, pick: &[u32]) -> BackendResult<TopK>;
-    /// `x` rounded the way `linear(x, w)` reads it. Quantised kernels quantise their input, so
-    /// `linear(x, w) = as_read_by(x, w) · dequantize(w)ᵀ` up to float summation order: this is
-    /// what makes per-neuron contributions add up to the layer's output exactly.
-    fn as_read_by(&self, x: &Self::Tensor, w: &Self::Matrix) -> BackendResult<Self::Tensor>;
+    /// The host rows `x` (each `w`'s input width) rounded the way `linear(x, w)` reads them.
+    /// Quantised kernels quantise their input, so `linear(x, w) = as_read_by(x, w) ·
+    /// dequantize(w)ᵀ` up to float summation order: this is what makes per-neuron contributions
+    /// add up to the layer's output exactly. The rounding is a function of the values alone, so
+    /// it runs on the host: no device work, no read-back.
+    fn as_read_by(&self, x: &[f32], w: &Self::Matrix) -> BackendResult<Vec<f32>>;
     /// `log softmax(bases[pairs[i]] + shifts[i])[target]` for each row `i` of `shifts: [n, V]`,
     /// each base a host row of V logits: the target's log-probability once row `i` is added to
     /// its base (exact LPI). Backends on a device compute it there, so that `n` numbers cross

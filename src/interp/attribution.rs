@@ -317,9 +317,17 @@ fn times_factor(factor: Option<&[f32]>, mut x: Vec<f32>) -> Vec<f32> {
     x
 }
 
+/// The host memory a batch of fetched weight vectors may take.
+const WEIGHT_VECTOR_BYTES: usize = 16 << 20;
+
+/// How many weight vectors of `width` values a batch fetches together.
+fn vectors_at_once(width: usize) -> usize {
+    (WEIGHT_VECTOR_BYTES / (4 * width.max(1))).max(1)
+}
+
 /// Rows of `v_proj` (`Value`), or columns of `o_proj` and `down_proj` (`Output`, `Down`):
-/// `(layer, index)` → the vector, fetched a layer at a time. Only the vectors asked for reach
-/// the host, never a whole matrix.
+/// `(layer, index)` → the vector, gathered on the device a layer at a time and read back
+/// together. Only the vectors asked for reach the host, never a whole matrix.
 pub(crate) fn weight_vectors<B: Backend>(
     model: &Model<B>,
     which: LayerWeight,
@@ -329,42 +337,47 @@ pub(crate) fn weight_vectors<B: Backend>(
     let mut sorted = wanted.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
+    let groups: Vec<&[(usize, usize)]> = sorted.chunk_by(|a, b| a.0 == b.0).collect();
+    let gathered = groups
+        .iter()
+        .map(|group| {
+            let w = model.weight(group[0].0, which);
+            if which == LayerWeight::Value {
+                be.embed(w, &group.iter().map(|&(_, i)| i as u32).collect::<Vec<_>>())
+            } else {
+                be.columns(w, &group.iter().map(|&(_, i)| i).collect::<Vec<_>>())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut out = std::collections::HashMap::with_capacity(sorted.len());
-    for group in sorted.chunk_by(|a, b| a.0 == b.0) {
-        let layer = group[0].0;
-        let indices: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
-        let w = model.weight(layer, which);
-        let vectors = if which == LayerWeight::Value {
-            be.embed(w, &indices.iter().map(|&i| i as u32).collect::<Vec<_>>())?
-        } else {
-            be.columns(w, &indices)?
-        };
-        let (shape, values) = be.download(&vectors)?;
-        for (&i, vector) in indices.iter().zip(values.chunks(shape[1])) {
-            out.insert((layer, i), vector.to_vec());
+    for (group, (shape, values)) in groups.iter().zip(be.download_all(&gathered.iter().collect::<Vec<_>>())?) {
+        for (&key, vector) in group.iter().zip(values.chunks(shape[1])) {
+            out.insert(key, vector.to_vec());
         }
     }
     Ok(out)
 }
 
-/// `x · W` for one vector `x` in `W`'s output space: `Wᵀ x`, one value per column.
+/// `x · W` of layer `layer`'s weight `which` for each `(layer, x)`, with `x` rows in `W`'s output
+/// space: `Wᵀ x`, one value per column and row. The products run on the backend and are read
+/// back together.
 pub(crate) fn pull_through<B: Backend>(
     model: &Model<B>,
-    layer: usize,
     which: LayerWeight,
-    x: &[f32],
-) -> Result<Vec<f32>> {
+    inputs: &[(usize, Vec<f32>)],
+) -> Result<Vec<Vec<f32>>> {
     let be = model.backend();
-    let x = be.upload(x.len() / model.config().width, model.config().width, x)?;
-    Ok(be.download(&be.linear_transposed(&x, model.weight(layer, which))?)?.1)
+    let width = model.config().width;
+    let products = inputs
+        .iter()
+        .map(|(layer, x)| be.linear_transposed(&be.upload(x.len() / width, width, x)?, model.weight(*layer, which)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(be.download_all(&products.iter().collect::<Vec<_>>())?.into_iter().map(|(_, values)| values).collect())
 }
 
 /// Rows of `m` (`[t, f]`) as down_proj of `layer` reads them.
 pub(crate) fn coefficients_as_read<B: Backend>(model: &Model<B>, layer: usize, m: &[f32]) -> Result<Vec<f32>> {
-    let be = model.backend();
-    let f = model.config().ffn_width;
-    let x = be.upload(m.len() / f, f, m)?;
-    Ok(be.download(&be.as_read_by(&x, model.weight(layer, LayerWeight::Down))?)?.1)
+    Ok(model.backend().as_read_by(m, model.weight(layer, LayerWeight::Down))?)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -408,12 +421,9 @@ impl FfnNeurons {
     pub fn approximate<B: Backend>(&self, lpi: &Lpi<B>) -> Result<Vec<f32>> {
         let model = lpi.unembedding.model();
         let gradients = lpi.gradients(&self.bases)?;
-        let mut out = Vec::with_capacity(self.coefficients.len() * model.config().ffn_width);
-        for (l, gradient) in gradients.iter().enumerate() {
-            let per_column = pull_through(model, l, LayerWeight::Down, &self.through_post_norm(l, gradient))?;
-            out.extend(self.coefficients[l].iter().zip(per_column).map(|(m, g)| m * g));
-        }
-        Ok(out)
+        let toward: Vec<_> = gradients.iter().enumerate().map(|(l, g)| (l, self.through_post_norm(l, g))).collect();
+        let per_column = pull_through(model, LayerWeight::Down, &toward)?;
+        Ok(self.coefficients.iter().zip(per_column).flat_map(|(m, g)| m.iter().zip(g).map(|(m, g)| m * g)).collect())
     }
 
     /// The exact LPI of each neuron in `flat` (indices `l · f + i`), in that order.
@@ -423,8 +433,8 @@ impl FfnNeurons {
         let mut out = vec![0.0; flat.len()];
         let mut order: Vec<usize> = (0..flat.len()).collect();
         order.sort_by_key(|&k| flat[k]);
-        // A layer at a time, so at most one layer's deltas are held.
-        for group in order.chunk_by(|&a, &b| flat[a] / f == flat[b] / f) {
+        // In batches, so that the columns and deltas held stay within WEIGHT_VECTOR_BYTES.
+        for group in order.chunks(vectors_at_once(model.config().width)) {
             let wanted: Vec<(usize, usize)> = group.iter().map(|&k| (flat[k] / f, flat[k] % f)).collect();
             let columns = weight_vectors(model, LayerWeight::Down, &wanted)?;
             let deltas: Vec<_> = wanted
@@ -626,15 +636,13 @@ pub fn attribute_with_progress<B: Backend>(
     // Each layer's gradient pulled back through o_proj: the first-order score of anything a
     // head adds at the last position is a dot product with it.
     let last = pass.len - 1;
-    let per_column: Vec<Vec<f32>> = lpi
+    let toward: Vec<_> = lpi
         .gradients(&x_bases)?
         .into_iter()
         .enumerate()
-        .map(|(l, gradient)| {
-            let gradient = pass.through_post_norm(model, l, LayerWeight::Output, last, gradient);
-            pull_through(model, l, LayerWeight::Output, &gradient)
-        })
-        .collect::<Result<_>>()?;
+        .map(|(l, gradient)| (l, pass.through_post_norm(model, l, LayerWeight::Output, last, gradient)))
+        .collect();
+    let per_column = pull_through(model, LayerWeight::Output, &toward)?;
 
     // Positions through the top heads, and the graph's strongest edges, scored exactly together.
     let tokens = tokenizer.token_texts(ids)?;
@@ -774,7 +782,8 @@ fn strongest_edges(pass: &Pass, c: &Config, per_column: &[Vec<f32>], n: usize) -
 }
 
 /// `c_{l,h,t} = LPI(x_l, α_{h,last,t}·v_{t,h}·W_O[h])` for each `(head, t)` of `cells`, in their
-/// order. The o_proj columns are fetched a layer at a time, so only one layer's are held at once.
+/// order. The o_proj columns are fetched in batches of at most [`WEIGHT_VECTOR_BYTES`], each
+/// read back at once.
 fn contributions<B: Backend>(
     lpi: &Lpi<B>,
     pass: &Pass,
@@ -785,18 +794,20 @@ fn contributions<B: Backend>(
     let c = model.config();
     let hd = c.head_dim;
     let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.sort_by_key(|&k| cells[k].0.layer);
+    order.sort_by_key(|&k| (cells[k].0.layer, cells[k].0.head));
+    // Cells of the same head share its columns: batches of whole heads.
+    let by_head: Vec<&[usize]> = order.chunk_by(|&a, &b| cells[a].0 == cells[b].0).collect();
     let mut deltas = vec![(0, Vec::new()); cells.len()];
-    for group in order.chunk_by(|&a, &b| cells[a].0.layer == cells[b].0.layer) {
-        let wanted: Vec<(usize, usize)> = group
+    for heads in by_head.chunks((vectors_at_once(c.width) / hd).max(1)) {
+        let wanted: Vec<(usize, usize)> = heads
             .iter()
-            .flat_map(|&k| {
-                let HeadId { layer, head } = cells[k].0;
+            .flat_map(|cells_of_head| {
+                let HeadId { layer, head } = cells[cells_of_head[0]].0;
                 (0..hd).map(move |j| (layer, head * hd + j))
             })
             .collect();
         let columns = weight_vectors(model, LayerWeight::Output, &wanted)?;
-        for &k in group {
+        for &k in heads.iter().flat_map(|cells_of_head| cells_of_head.iter()) {
             let (HeadId { layer: l, head: h }, t) = cells[k];
             let mut delta = vec![0.0f32; c.width];
             for (j, &v) in pass.value(c, l, h, t).iter().enumerate() {
@@ -846,10 +857,18 @@ pub fn position_scores<B: Backend>(
     let gradients = lpi.gradients(&x_bases)?;
     let hd = c.head_dim;
     let mut totals = vec![PositionTotal { score: 0.0, exact: false }; pass.len];
+    let mut layers: Vec<usize> = ranked.iter().map(|head| head.layer).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    let toward: Vec<_> = layers
+        .iter()
+        .map(|&l| (l, pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, gradients[l].clone())))
+        .collect();
+    let per_layer: std::collections::HashMap<usize, Vec<f32>> =
+        layers.into_iter().zip(pull_through(model, LayerWeight::Output, &toward)?).collect();
     for head in &ranked {
         let (l, h) = (head.layer, head.head);
-        let gradient = pass.through_post_norm(model, l, LayerWeight::Output, pass.len - 1, gradients[l].clone());
-        let per_column = pull_through(model, l, LayerWeight::Output, &gradient)?;
+        let per_column = &per_layer[&l];
         for (t, total) in totals.iter_mut().enumerate() {
             total.score += pass.alpha(l, h, t) * dot(pass.value(c, l, h, t), &per_column[h * hd..(h + 1) * hd]);
         }
@@ -892,23 +911,35 @@ fn query_neurons<B: Backend>(
     }
     let mut scores = std::collections::HashMap::<(usize, usize, usize), f32>::new();
     let deepest = values.iter().map(|v| v.layer).max().unwrap_or(0);
+    let (mut using, mut stacked) = (Vec::new(), Vec::new());
     for shallow in 0..deepest {
-        let using: Vec<usize> = (0..values.len()).filter(|&k| values[k].layer > shallow && keys[k].1 != 0.0).collect();
-        if using.is_empty() {
+        let keys_here: Vec<usize> =
+            (0..values.len()).filter(|&k| values[k].layer > shallow && keys[k].1 != 0.0).collect();
+        if keys_here.is_empty() {
             continue;
         }
         // Each key meets the shallow layer's output where that output entered the residual.
-        let stacked: Vec<f32> = using
+        let rows: Vec<f32> = keys_here
             .iter()
             .flat_map(|&k| {
                 pass.through_post_norm(model, shallow, LayerWeight::Down, values[k].position, keys[k].0.clone())
             })
             .collect();
-        // ⟨W_down[:, i], k⟩ for every i and every key, in one product.
-        let per_column = pull_through(model, shallow, LayerWeight::Down, &stacked)?;
-        for (row, &k) in per_column.chunks(c.ffn_width).zip(&using) {
+        using.push(keys_here);
+        stacked.push((shallow, rows));
+    }
+    // ⟨W_down[:, i], k⟩ for every i and every key, a product per shallow layer.
+    let per_layer = pull_through(model, LayerWeight::Down, &stacked)?;
+    let mut coefficients = std::collections::HashMap::<(usize, usize), Vec<f32>>::new();
+    for ((&(shallow, _), using), per_column) in stacked.iter().zip(&using).zip(&per_layer) {
+        for (row, &k) in per_column.chunks(c.ffn_width).zip(using) {
             let v = &values[k];
-            let m = coefficients_as_read(model, shallow, pass.at(HookPoint::MlpPost(shallow), v.position))?;
+            let m = match coefficients.entry((shallow, v.position)) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(coefficients_as_read(model, shallow, pass.at(HookPoint::MlpPost(shallow), v.position))?)
+                }
+            };
             for (i, (&m_i, &w_k)) in m.iter().zip(row).enumerate() {
                 *scores.entry((shallow, i, v.position)).or_default() += m_i * w_k / keys[k].1 * v.score;
             }
@@ -971,10 +1002,11 @@ pub fn decompose_logit<B: Backend>(
             pass.last(HookPoint::AttnResult(l)).chunks(c.width).map(|h| dot(&direction, h)).collect::<Vec<_>>()
         })
         .collect();
+    let toward: Vec<_> = (0..c.layers)
+        .map(|l| (l, pass.through_post_norm(model, l, LayerWeight::Down, pass.len - 1, direction.clone())))
+        .collect();
     let mut neurons = Vec::with_capacity(c.layers * c.ffn_width);
-    for l in 0..c.layers {
-        let toward = pass.through_post_norm(model, l, LayerWeight::Down, pass.len - 1, direction.clone());
-        let per_column = pull_through(model, l, LayerWeight::Down, &toward)?;
+    for (l, per_column) in pull_through(model, LayerWeight::Down, &toward)?.into_iter().enumerate() {
         let m = coefficients_as_read(model, l, pass.last(HookPoint::MlpPost(l)))?;
         neurons.extend(m.iter().zip(per_column).map(|(m, w)| m * w));
     }

@@ -134,7 +134,7 @@ impl<B: Backend> Model<B> {
         let (d, eps) = (c.width, c.norm_eps);
 
         let last = t - 1;
-        let pulled = self.pull_back(&seed, 1, self.unembedding())?;
+        let [pulled] = self.read_together([&self.pulled_back(&seed, 1, self.unembedding())?])?;
         let final_x = &recorded(HookPoint::ResidPost(last_layer))[last * d..];
         let mut g = vec![0f32; t * d];
         g[last * d..].copy_from_slice(&rms_norm_backward(final_x, &self.final_norm.values, d, eps, &pulled));
@@ -174,38 +174,43 @@ impl<B: Backend> Model<B> {
         Ok(Gradients { value, gradients, activations: forward.recording })
     }
 
-    /// `g · W` for `g: [rows, out]` on the host: a gradient pulled back through `linear(·, W)`.
-    fn pull_back(&self, g: &[f32], rows: usize, w: &B::Matrix) -> Result<Vec<f32>> {
+    /// The values of `N` tensors, in one read-back.
+    fn read_together<const N: usize>(&self, tensors: [&B::Tensor; N]) -> Result<[Vec<f32>; N]> {
+        let values: Vec<Vec<f32>> =
+            self.backend.download_all(&tensors)?.into_iter().map(|(_, values)| values).collect();
+        values.try_into().map_err(|got: Vec<Vec<f32>>| {
+            ModelError::Backend(crate::backend::BackendError(format!("{} tensors read back of {N}", got.len())))
+        })
+    }
+
+    /// `g · W` on the backend, for `g: [rows, out]` on the host.
+    fn pulled_back(&self, g: &[f32], rows: usize, w: &B::Matrix) -> Result<B::Tensor> {
         let be = &self.backend;
-        let cols = g.len() / rows;
-        Ok(be.download(&be.linear_transposed(&be.upload(rows, cols, g)?, w)?)?.1)
+        Ok(be.linear_transposed(&be.upload(rows, g.len() / rows, g)?, w)?)
     }
 
-    /// `g · W₁ + g₂ · W₂`: the gradient of an input that two products read.
+    /// `g₁ · W₁ + g₂ · W₂ + …`: the gradient of an input that several products read, the
+    /// products read back together and added on the host in order.
     fn pull_back_sum(&self, parts: &[(&[f32], &B::Matrix)], rows: usize) -> Result<Vec<f32>> {
-        let mut total: Option<Vec<f32>> = None;
-        for &(g, w) in parts {
-            let pulled = self.pull_back(g, rows, w)?;
-            match &mut total {
-                Some(sum) => sum.iter_mut().zip(&pulled).for_each(|(s, p)| *s += p),
-                None => total = Some(pulled),
-            }
+        let products = parts.iter().map(|&(g, w)| self.pulled_back(g, rows, w)).collect::<Result<Vec<_>>>()?;
+        let mut pulled = self.backend.download_all(&products.iter().collect::<Vec<_>>())?.into_iter();
+        let mut total = pulled.next().map(|(_, values)| values).unwrap_or_default();
+        for (_, values) in pulled {
+            total.iter_mut().zip(&values).for_each(|(s, p)| *s += p);
         }
-        Ok(total.unwrap_or_default())
+        Ok(total)
     }
 
-    /// The gradient at the input of a sublayer's output matrix `w` (the MLP's `m`, the
-    /// attention's `z`), from `g` at the residual the sublayer adds to: rows the sublayer's
-    /// `patches` replace get none, and a post-norm (whose input `pre_norm_output` is) passes it
-    /// back first.
-    fn output_backward(
+    /// The gradient at a sublayer's output, before its output matrix, from `g` at the residual
+    /// the sublayer adds to: rows the sublayer's `patches` replace get none, and a post-norm
+    /// (whose input `pre_norm_output` is) passes it back first.
+    fn output_gradient(
         &self,
         g: &[f32],
         patches: &[(usize, &[f32])],
         post_norm: &Option<super::Norm<B>>,
         pre_norm_output: Option<&[f32]>,
-        w: &B::Matrix,
-    ) -> Result<Vec<f32>> {
+    ) -> Vec<f32> {
         let (d, eps) = (self.config.width, self.config.norm_eps);
         let mut dy = g.to_vec();
         for &(row, _) in patches {
@@ -214,7 +219,7 @@ impl<B: Backend> Model<B> {
         if let (Some(norm), Some(y)) = (post_norm, pre_norm_output) {
             dy = rms_norm_backward(y, &norm.values, d, eps, &dy);
         }
-        self.pull_back(&dy, g.len() / d, w)
+        dy
     }
 
     /// The gradient at the residual `r` entering the MLP, from `g` at the residual leaving it.
@@ -228,17 +233,17 @@ impl<B: Backend> Model<B> {
     ) -> Result<Vec<f32>> {
         let (c, be) = (&self.config, &self.backend);
         let (d, t) = (c.width, r.len() / c.width);
-        let mut dm =
-            self.output_backward(g, &plan.mlp_out_patches, &layer.post_ffn_norm, pre_norm_output, &layer.down)?;
+        let dy = self.output_gradient(g, &plan.mlp_out_patches, &layer.post_ffn_norm, pre_norm_output);
+        let normed = be.rms_norm(&be.upload(t, d, r)?, &layer.ffn_norm.weight, c.norm_eps)?;
+        let gate = be.linear(&normed, &layer.gate)?;
+        let (activated, up) = (self.activate(&gate)?, be.linear(&normed, &layer.up)?);
+        let dm = self.pulled_back(&dy, t, &layer.down)?;
+        let [mut dm, activated, gate, up] = self.read_together([&dm, &activated, &gate, &up])?;
         if let Some(factors) = &plan.neuron_factors {
             for row in dm.chunks_mut(c.ffn_width) {
                 row.iter_mut().zip(factors).for_each(|(v, f)| *v *= f);
             }
         }
-        let normed = be.rms_norm(&be.upload(t, d, r)?, &layer.ffn_norm.weight, c.norm_eps)?;
-        let gate = be.linear(&normed, &layer.gate)?;
-        let activated = be.download(&self.activate(&gate)?)?.1;
-        let (gate, up) = (be.download(&gate)?.1, be.download(&be.linear(&normed, &layer.up)?)?.1);
         let activation = c.gate_activation;
         let d_gate: Vec<f32> =
             dm.iter().zip(&gate).zip(&up).map(|((dm, &x), u)| dm * u * activation.derivative(x)).collect();
@@ -262,7 +267,17 @@ impl<B: Backend> Model<B> {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let (c, be) = (&self.config, &self.backend);
         let (d, t, hd) = (c.width, x.len() / c.width, c.head_dim);
-        let dz = self.output_backward(g, &plan.attn_out_patches, &layer.post_attn_norm, pre_norm_output, &layer.wo)?;
+        let dy = self.output_gradient(g, &plan.attn_out_patches, &layer.post_attn_norm, pre_norm_output);
+        let dz = self.pulled_back(&dy, t, &layer.wo)?;
+        let x_device = be.upload(t, d, x)?;
+        let Projections { q_linear, k_linear, q, k, v } = self.projections(l, layer, &x_device, 0)?;
+        let heads = Heads { heads: c.heads, kv_heads: c.kv_heads, window: c.attention_window(l) };
+        let (_, pattern) = be.attention(&q, &k, &v, heads, true)?;
+        let pattern = pattern.ok_or_else(|| {
+            ModelError::Backend(crate::backend::BackendError("the backend gave no attention pattern when asked".into()))
+        })?;
+        let [dz, q, k, v, pattern, q_linear, k_linear] =
+            self.read_together([&dz, &q, &k, &v, &pattern, &q_linear, &k_linear])?;
         let mut dz_attention = dz.clone();
         if let Some(factors) = &plan.head_factors {
             for row in dz_attention.chunks_mut(c.heads * hd) {
@@ -276,16 +291,7 @@ impl<B: Backend> Model<B> {
             dz_attention[at..at + hd].fill(0.0);
         }
 
-        let x_device = be.upload(t, d, x)?;
-        let Projections { q_linear, k_linear, q, k, v } = self.projections(l, layer, &x_device, 0)?;
-        let heads = Heads { heads: c.heads, kv_heads: c.kv_heads, window: c.attention_window(l) };
-        let (_, pattern) = be.attention(&q, &k, &v, heads, true)?;
-        let pattern = pattern.ok_or_else(|| {
-            ModelError::Backend(crate::backend::BackendError("the backend gave no attention pattern when asked".into()))
-        })?;
-        let host = |x: &B::Tensor| be.download(x).map(|(_, values)| values);
-        let (mut dq, mut dk, dv) =
-            softmax_attention_backward(&host(&q)?, &host(&k)?, &host(&v)?, &host(&pattern)?, &dz_attention, heads, hd);
+        let (mut dq, mut dk, dv) = softmax_attention_backward(&q, &k, &v, &pattern, &dz_attention, heads, hd);
         let query_factor = self.query_factor();
         dq.iter_mut().for_each(|v| *v *= query_factor);
         let rope = self.rope(l, 0);
@@ -295,10 +301,10 @@ impl<B: Backend> Model<B> {
         dq = crate::backend::kernels::rope::rotate(&dq, &cos, &minus_sin, c.heads, hd, rope.interleaved);
         dk = crate::backend::kernels::rope::rotate(&dk, &cos, &minus_sin, c.kv_heads, hd, rope.interleaved);
         if let Some(norm) = &layer.q_norm {
-            dq = rms_norm_backward(&host(&q_linear)?, &norm.values, hd, c.norm_eps, &dq);
+            dq = rms_norm_backward(&q_linear, &norm.values, hd, c.norm_eps, &dq);
         }
         if let Some(norm) = &layer.k_norm {
-            dk = rms_norm_backward(&host(&k_linear)?, &norm.values, hd, c.norm_eps, &dk);
+            dk = rms_norm_backward(&k_linear, &norm.values, hd, c.norm_eps, &dk);
         }
         let d_normed = self.pull_back_sum(&[(&dq, &layer.wq), (&dk, &layer.wk), (&dv, &layer.wv)], t)?;
         let mut g_pre = rms_norm_backward(x, &layer.attn_norm.values, d, c.norm_eps, &d_normed);

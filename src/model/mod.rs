@@ -917,15 +917,15 @@ impl<B: Backend> Model<B> {
         let point = HookPoint::AttnResult(l);
         let Some(rows) = recorder.rows(point) else { return Ok(()) };
         let z_rows = be.select_rows(z, &rows)?;
-        let post_norm = match &layer.post_attn_norm {
-            Some(norm) => Some((norm.values.clone(), self.row_scales(attn_out, &rows)?)),
-            None => None,
-        };
-        let mut per_head = Vec::with_capacity(c.heads);
+        let mut per_head = Vec::with_capacity(c.heads + 1);
         for h in 0..c.heads {
             let only_h = be.scale_columns(&z_rows, 0, h * c.head_dim, 0.0)?;
             let only_h = be.scale_columns(&only_h, (h + 1) * c.head_dim, (c.heads - h - 1) * c.head_dim, 0.0)?;
             per_head.push(be.linear(&only_h, &layer.wo)?);
+        }
+        let post_norm = layer.post_attn_norm.as_ref().map(|norm| norm.values.clone());
+        if post_norm.is_some() {
+            per_head.push(self.row_scales(attn_out, &rows)?);
         }
         recorder.hold(point, rows, per_head, Form::HeadResults { width: c.width, post_norm })
     }
@@ -978,15 +978,14 @@ impl<B: Backend> Model<B> {
     /// An RMSNorm's divisor `sqrt(mean(x²) + eps)` at the rows `point` records, `[rows, 1]`.
     fn record_scale(&self, point: HookPoint, x: &B::Tensor, recorder: &mut Recorder<B>) -> Result<()> {
         let Some(rows) = recorder.rows(point) else { return Ok(()) };
-        let data = self.row_scales(x, &rows)?;
-        recorder.recording.activations.insert(point, Activation { shape: vec![rows.len(), 1], positions: rows, data });
-        Ok(())
+        let scales = self.row_scales(x, &rows)?;
+        recorder.hold(point, rows, vec![scales], Form::AsRead)
     }
 
-    /// `sqrt(mean(x²) + eps)` of rows `rows` of `x`, on the host.
-    fn row_scales(&self, x: &B::Tensor, rows: &[usize]) -> Result<Vec<f32>> {
+    /// `sqrt(mean(x²) + eps)` of rows `rows` of `x`, `[rows, 1]`.
+    fn row_scales(&self, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
         let be = &self.backend;
-        Ok(be.download(&be.rms(&be.select_rows(x, rows)?, self.config.norm_eps)?)?.1)
+        Ok(be.rms(&be.select_rows(x, rows)?, self.config.norm_eps)?)
     }
 }
 
@@ -1073,8 +1072,9 @@ enum Form {
     /// One `[rows, heads·size]` tensor, shaped `[rows, heads, size]`.
     ByHead(usize),
     /// Each head's `[rows, width]` output, interleaved to `[rows, heads, width]`; with a post-norm,
-    /// its weight `g` and each row's divisor `s`, which scale every head's row by `g / s`.
-    HeadResults { width: usize, post_norm: Option<(Vec<f32>, Vec<f32>)> },
+    /// its weight `g`, and each row's divisor `s` as one more tensor (`[rows, 1]`, after the
+    /// heads'), which scale every head's row by `g / s`.
+    HeadResults { width: usize, post_norm: Option<Vec<f32>> },
 }
 
 impl<B: Backend> Recorder<'_, B> {
@@ -1135,6 +1135,7 @@ impl<B: Backend> Recorder<'_, B> {
                     Activation { positions, shape: vec![shape[0], heads, shape[1] / heads], data }
                 }
                 Form::HeadResults { width, post_norm } => {
+                    let post_norm = post_norm.and_then(|g| Some((g, read.pop()?.1)));
                     let heads = read.len();
                     let mut data = Vec::with_capacity(positions.len() * heads * width);
                     for r in 0..positions.len() {

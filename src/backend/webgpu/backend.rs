@@ -136,14 +136,7 @@ impl Backend for WebGpuBackend {
     }
 
     fn rms(&self, x: &WebGpuValue, eps: f64) -> BackendResult<WebGpuValue> {
-        // Read only for the final-scale hook, a few rows: computed on the host.
-        let (dims, values) = self.download(x)?;
-        let cols = dims[1];
-        let scales: Vec<f32> = values
-            .chunks(cols)
-            .map(|row| (row.iter().map(|v| v * v).sum::<f32>() / cols as f32 + eps as f32).sqrt())
-            .collect();
-        self.upload(dims[0], 1, &scales)
+        value(self.gpu.rms(&x.tensor, eps as f32))
     }
 
     fn rope(&self, x: &WebGpuValue, heads: usize, rope: &Rope) -> BackendResult<WebGpuValue> {
@@ -226,9 +219,9 @@ impl Backend for WebGpuBackend {
         wait(self.gpu.top_k(&x.tensor, k, pick))
     }
 
-    fn as_read_by(&self, x: &WebGpuValue, _w: &GpuMatrix) -> BackendResult<WebGpuValue> {
+    fn as_read_by(&self, x: &[f32], _w: &GpuMatrix) -> BackendResult<Vec<f32>> {
         // The WGSL matmul reads its f32 input as it is.
-        Ok(x.clone())
+        Ok(x.to_vec())
     }
 
     fn shifted_log_probs(

@@ -241,6 +241,12 @@ pub fn check_kernels(gpu: &WebGpuBackend) -> BackendResult<Vec<KernelCheck>> {
             relative_error(&got, &expected, largest(&expected)),
             ELEMENTWISE_BOUND,
         );
+        if n == cols {
+            let got = from_gpu(&gpu.rms(&on_gpu(rows, cols, &x)?, 1e-5)?)?;
+            let expected = from_cpu(&cpu.rms(&on_cpu(rows, cols, &x)?, 1e-5)?)?;
+            let error = relative_error(&got, &expected, largest(&expected));
+            record("rms", format!("{rows}×{cols}"), error, ELEMENTWISE_BOUND);
+        }
     }
 
     let factors: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 * 0.5).collect();

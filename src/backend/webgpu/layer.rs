@@ -632,6 +632,18 @@ impl GpuDevice {
         Ok(out)
     }
 
+    /// Each row's `sqrt(mean(x²) + eps)`, `[rows, 1]`: the divisor RMSNorm applies.
+    pub fn rms(&self, x: &GpuTensor, eps: f32) -> Result<GpuTensor, GpuError> {
+        if x.cols == 0 {
+            return Err(bad_shape("rms of rows of no values".into()));
+        }
+        let rows = self.check_groups(x.rows)?;
+        let out = self.output(x.rows, 1)?;
+        let params = self.uniform(&[x.cols as u32, eps.to_bits()]);
+        self.dispatch("rms", "main", &[&params, x.buffer(), out.buffer()], (rows, 1, 1));
+        Ok(out)
+    }
+
     /// Rotates `x: [t, heads·head_dim]` head by head with `rope`'s table (the same values every
     /// backend uses).
     pub fn rope(&self, x: &GpuTensor, heads: usize, rope: &Rope<'_>) -> Result<GpuTensor, GpuError> {

@@ -134,6 +134,7 @@ const SHADERS: &[(&str, Prelude, &str)] = &[
     ("columns", Prelude::Blocks, include_str!("columns.wgsl")),
     ("elementwise", Prelude::None, include_str!("elementwise.wgsl")),
     ("rms_norm", Prelude::None, include_str!("rms_norm.wgsl")),
+    ("rms", Prelude::Reduction, include_str!("rms.wgsl")),
     ("rope", Prelude::None, include_str!("rope.wgsl")),
     ("attention", Prelude::None, include_str!("attention.wgsl")),
     ("topk", Prelude::Reduction, include_str!("topk.wgsl")),

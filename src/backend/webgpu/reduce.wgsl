@@ -1,6 +1,6 @@
 // Reductions over a workgroup of LANES invocations through `shared_value`. Every invocation
 // calls them (they hold barriers) and gets the same result. Prepended to the shaders that reduce
-// a row: topk.wgsl, logprob.wgsl.
+// a row: topk.wgsl, logprob.wgsl, rms.wgsl.
 
 const LANES: u32 = 256u;
 
