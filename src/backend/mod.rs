@@ -220,6 +220,14 @@ pub trait Backend {
     fn silu(&self, x: &Self::Tensor) -> BackendResult<Self::Tensor>;
     /// GELU with the tanh approximation, `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
     fn gelu_tanh(&self, x: &Self::Tensor) -> BackendResult<Self::Tensor>;
+    /// `silu(gate) ⊙ up`, the gated MLP's product, which a device does in one kernel.
+    fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> BackendResult<Self::Tensor> {
+        self.mul(&self.silu(gate)?, up)
+    }
+    /// `gelu_tanh(gate) ⊙ up`.
+    fn gelu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> BackendResult<Self::Tensor> {
+        self.mul(&self.gelu_tanh(gate)?, up)
+    }
     /// RMSNorm: `weight ⊙ x / sqrt(mean(x²) + eps)` over each run of `n` values of a row, for
     /// `weight: [1, n]` with `n` dividing the row (`n` smaller than the row: each head
     /// normalised on its own).

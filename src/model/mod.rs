@@ -944,7 +944,12 @@ impl<B: Backend> Model<B> {
         let normed = be.rms_norm(x, &layer.ffn_norm.weight, c.norm_eps)?;
         let gate = be.linear(&normed, &layer.gate)?;
         recorder.record(HookPoint::MlpPre(l), &gate)?;
-        let mut m = be.mul(&self.activate(&gate)?, &be.linear(&normed, &layer.up)?)?;
+        // The nonlinearity and the product in one operation: one kernel on a device.
+        let up = be.linear(&normed, &layer.up)?;
+        let mut m = match c.gate_activation {
+            GateActivation::Silu => be.silu_mul(&gate, &up)?,
+            GateActivation::GeluTanh => be.gelu_mul(&gate, &up)?,
+        };
         if let Some(factors) = &plan.neuron_factors {
             // One product per layer, however many neurons a mask touches.
             m = be.mul(&m, &be.vector(factors)?)?;

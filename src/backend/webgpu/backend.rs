@@ -131,6 +131,14 @@ impl Backend for WebGpuBackend {
         value(self.gpu.gelu_mul(&x.tensor, &self.ones(x.tensor.shape().1)?))
     }
 
+    fn silu_mul(&self, gate: &WebGpuValue, up: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.silu_mul(&gate.tensor, &up.tensor))
+    }
+
+    fn gelu_mul(&self, gate: &WebGpuValue, up: &WebGpuValue) -> BackendResult<WebGpuValue> {
+        value(self.gpu.gelu_mul(&gate.tensor, &up.tensor))
+    }
+
     fn rms_norm(&self, x: &WebGpuValue, weight: &WebGpuValue, eps: f64) -> BackendResult<WebGpuValue> {
         value(self.gpu.rms_norm(&x.tensor, &weight.tensor, eps as f32))
     }
