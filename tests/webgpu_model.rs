@@ -96,15 +96,20 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
     }
 }
 
-/// A forward pass's hooks come back with its logits in one read-back, however many it records:
-/// here 30 layers' residuals, head results (one product per head), patterns and MLP
-/// activations, and the final norm's scale, 122 activations. Each matches the CPU's with f32 weights in shape and value, so
-/// the batch is split back into the right hooks.
-#[test]
-fn a_recorded_pass_is_one_read_back() {
+/// SmolLM2 on the WebGPU adapter, and on the CPU with f32 weights (the same arithmetic).
+fn smollm2_on_webgpu_and_cpu() -> (Model<WebGpuBackend>, Model<CandleBackend>) {
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
     let on_gpu = load(common::SMOLLM2, WebGpuBackend::new(gpu));
-    let on_cpu = load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu));
+    (on_gpu, load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu)))
+}
+
+/// A forward pass's hooks come back with its logits in one read-back, however many it records:
+/// here 30 layers' residuals, head results (one product per head), patterns and MLP
+/// activations, and the final norm's scale, 122 activations. Each matches the CPU's with f32
+/// weights in shape and value, so the batch is split back into the right hooks.
+#[test]
+fn a_recorded_pass_is_one_read_back() {
+    let (on_gpu, on_cpu) = smollm2_on_webgpu_and_cpu();
     let ids = [1, 504, 3575, 282, 4649, 314];
     let hooks = (0..on_gpu.config().layers)
         .fold(HookRequest::new().with(HookPoint::Embed, Positions::All), |h, l| {
@@ -163,9 +168,7 @@ fn an_attribution_reads_back_a_few_times() {
 /// and v), after the forward pass and the unembedding's.
 #[test]
 fn a_backward_pass_reads_back_four_times_a_layer() {
-    let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
-    let on_gpu = load(common::SMOLLM2, WebGpuBackend::new(gpu));
-    let on_cpu = load(common::SMOLLM2, CandleBackend::with_float_weights(candle_core::Device::Cpu));
+    let (on_gpu, on_cpu) = smollm2_on_webgpu_and_cpu();
     let ids = [1, 504, 3575, 282, 4649, 314];
     let objective = Objective::LogitDifference { answer: 7042, wrong: 2113 };
     let before = on_gpu.backend().device_counts().unwrap();
