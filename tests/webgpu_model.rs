@@ -25,6 +25,16 @@ fn load<B: Backend>(file: &str, backend: B) -> Model<B> {
     Model::load(backend, Config::from_gguf(&file.header).unwrap(), &file).unwrap()
 }
 
+fn tokenizer(file: &str) -> glassbox::tokenizer::Tokenizer {
+    glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(file)).unwrap().header).unwrap()
+}
+
+/// `(‖have − want‖, ‖want‖)`.
+fn difference_and_norm(have: &[f32], want: &[f32]) -> (f32, f32) {
+    let diff = have.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+    (diff, want.iter().map(|v| v * v).sum::<f32>().sqrt())
+}
+
 /// Last-position logits and `resid_post` of every layer.
 fn run<B: Backend>(model: &Model<B>, ids: &[u32]) -> (Vec<f32>, Vec<Vec<f32>>) {
     let layers = model.config().layers;
@@ -49,8 +59,7 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
     eprintln!("adapter: {}", gpu.description());
     let on_gpu = load(file, WebGpuBackend::new(gpu));
     let on_cpu = load(file, CandleBackend::with_float_weights(candle_core::Device::Cpu));
-    let tokenizer =
-        glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(file)).unwrap().header).unwrap();
+    let tokenizer = tokenizer(file);
     // The prompts of `compare-backends`; head rankings (an attribution each) on the first and fifth.
     let prompts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/parity-prompts.txt")).unwrap();
     let prompts: Vec<&str> = prompts.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -63,8 +72,7 @@ fn on_webgpu_matches_the_cpu(file: &str, prompts_taken: usize, rank_heads_too: b
         // (measured on lavapipe: 3e-6 and 7e-5).
         let mut worst = 0.0f32;
         for (l, (g, c)) in gpu_resid.iter().zip(&cpu_resid).enumerate() {
-            let diff = g.iter().zip(c).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
-            let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let (diff, norm) = difference_and_norm(g, c);
             assert!(diff <= 1e-4 * norm, "{prompt:?} layer {l}: relative difference {}", diff / norm);
             worst = worst.max(diff / norm);
         }
@@ -129,8 +137,7 @@ fn a_recorded_pass_is_one_read_back() {
     for (point, want) in &expected.recording.activations {
         let have = got.recording.get(*point).unwrap();
         assert_eq!((&have.positions, &have.shape), (&want.positions, &want.shape), "{point:?}");
-        let diff = have.data.iter().zip(&want.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
-        let norm = want.data.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let (diff, norm) = difference_and_norm(&have.data, &want.data);
         assert!(diff <= 1e-4 * norm, "{point:?}: relative difference {}", diff / norm);
     }
     let top = glassbox::numeric::argmax;
@@ -146,16 +153,13 @@ fn a_recorded_pass_is_one_read_back() {
 fn an_attribution_reads_back_a_few_times() {
     let gpu = pollster::block_on(GpuDevice::new()).expect("a wgpu adapter");
     let model = load(common::SMOLLM2, WebGpuBackend::new(gpu));
-    let tokenizer =
-        glassbox::tokenizer::Tokenizer::from_gguf(&GgufFile::open(common::model_path(common::SMOLLM2)).unwrap().header)
-            .unwrap();
+    let tokenizer = tokenizer(common::SMOLLM2);
     let ids = tokenizer.encode("The capital of France is", true, false).unwrap();
     let unembedding = Unembedding::new(&model).unwrap();
     let options = AttributionOptions { graph_edges: Some(DEFAULT_GRAPH_EDGES), ..AttributionOptions::default() };
     let before = model.backend().device_counts().unwrap();
     let attribution = attribute(&unembedding, &tokenizer, &ids, &options).unwrap();
     let spent = model.backend().device_counts().unwrap().since(&before);
-    eprintln!("{spent:?}");
     assert_eq!(attribution.graph.map(|g| g.edges.len()), Some(DEFAULT_GRAPH_EDGES));
     assert_eq!(attribution.exact_neurons, options.exact_neurons);
     assert!(spent.readbacks <= 12, "{spent:?}");
@@ -184,8 +188,7 @@ fn a_backward_pass_reads_back_four_times_a_layer() {
     for point in points {
         let (have, want) = (&got.of(point).unwrap().data, &expected.of(point).unwrap().data);
         assert_eq!(have.len(), want.len(), "{point:?}");
-        let diff = have.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
-        let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let (diff, norm) = difference_and_norm(have, want);
         assert!(diff <= 1e-3 * norm, "{point:?}: relative difference {}", diff / norm);
     }
 }

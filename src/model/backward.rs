@@ -276,8 +276,13 @@ impl<B: Backend> Model<B> {
         let pattern = pattern.ok_or_else(|| {
             ModelError::Backend(crate::backend::BackendError("the backend gave no attention pattern when asked".into()))
         })?;
-        let [dz, q, k, v, pattern, q_linear, k_linear] =
-            self.read_together([&dz, &q, &k, &v, &pattern, &q_linear, &k_linear])?;
+        // The queries and keys before their per-head norms only where those norms are.
+        let [dz, q, k, v, pattern, q_linear, k_linear] = if layer.q_norm.is_some() || layer.k_norm.is_some() {
+            self.read_together([&dz, &q, &k, &v, &pattern, &q_linear, &k_linear])?
+        } else {
+            let [dz, q, k, v, pattern] = self.read_together([&dz, &q, &k, &v, &pattern])?;
+            [dz, q, k, v, pattern, Vec::new(), Vec::new()]
+        };
         let mut dz_attention = dz.clone();
         if let Some(factors) = &plan.head_factors {
             for row in dz_attention.chunks_mut(c.heads * hd) {
